@@ -1,0 +1,218 @@
+"""Every ``iotcast_*`` Prometheus metric, declared once, in one place.
+
+Dashboards and alert rules refer to these names; code elsewhere only calls
+``.labels(...).set/inc/observe``.  Names carry base units (``_seconds``,
+``_celsius``), counters end in ``_total``, labels are ``device``, ``model``,
+``horizon`` (seconds, as a string; ``0`` is the nowcast), ``shard``,
+``reason``, ``code``.
+
+The number of distinct ``device`` label values is capped: :func:`device_label`
+returns the device itself for the first ``cap`` devices seen and
+:data:`OVERFLOW_DEVICE` after that, counting each overflowed reading.
+
+>>> labels = DeviceLabels(cap=2)
+>>> [labels("a"), labels("b"), labels("c"), labels("a")]
+['a', 'b', '_overflow', 'a']
+>>> labels.overflowed
+1
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["DeviceLabels", "OVERFLOW_DEVICE", "device_label", "set_device_label_cap"]
+
+OVERFLOW_DEVICE = "_overflow"
+DEFAULT_DEVICE_LABEL_CAP = 1000
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_RESIDUAL_BUCKETS = (-5, -2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2, 5)
+
+# ----------------------------------------------------------------------- bridge
+BRIDGE_RECEIVED = Counter(
+    "iotcast_bridge_messages_received_total", "MQTT messages received by the bridge."
+)
+BRIDGE_FORWARDED = Counter(
+    "iotcast_bridge_readings_forwarded_total", "Readings accepted by Kinesis (PutRecords)."
+)
+BRIDGE_DEAD_LETTERS = Counter(
+    "iotcast_bridge_dead_letters_total",
+    "Messages written to the dead letter, by validation reason.",
+    ["reason"],
+)
+BRIDGE_RETRIES = Counter(
+    "iotcast_bridge_retries_total",
+    "Records or calls retried, by error code (e.g. ProvisionedThroughputExceededException).",
+    ["code"],
+)
+BRIDGE_BUFFER = Gauge("iotcast_bridge_buffer_records", "Records waiting in the bridge's buffer.")
+BRIDGE_BUFFER_CAPACITY = Gauge(
+    "iotcast_bridge_buffer_capacity_records", "Capacity of the bridge's buffer (backpressure above it)."
+)
+BRIDGE_PUT_SECONDS = Histogram(
+    "iotcast_bridge_put_records_seconds", "PutRecords call latency.", buckets=_LATENCY_BUCKETS
+)
+BRIDGE_OLDEST_UNACKED = Gauge(
+    "iotcast_bridge_oldest_unacked_age_seconds",
+    "Age of the oldest MQTT message received but not yet acknowledged.",
+)
+BRIDGE_MQTT_CONNECTED = Gauge(
+    "iotcast_bridge_mqtt_connected", "1 while the bridge is connected to the MQTT broker."
+)
+BRIDGE_KINESIS_UP = Gauge(
+    "iotcast_bridge_kinesis_up", "1 while the last Kinesis call succeeded, 0 after a failed one."
+)
+
+# -------------------------------------------------------------------- processor
+READINGS_PROCESSED = Counter(
+    "iotcast_readings_processed_total", "Kinesis records decoded by the processor, by shard.", ["shard"]
+)
+READINGS_LEARNED = Counter(
+    "iotcast_readings_learned_total", "Readings learned (each exactly once), by device.", ["device"]
+)
+READINGS_DUPLICATE = Counter(
+    "iotcast_readings_duplicate_total",
+    "Readings not learned because (device, ts) was already learned.",
+    ["device"],
+)
+READINGS_LATE = Counter(
+    "iotcast_readings_late_total",
+    "Readings not learned because they are older than the newest one learned.",
+    ["device"],
+)
+READINGS_GLITCH = Counter(
+    "iotcast_readings_glitch_total", "Sensor glitch readings flagged and skipped.", ["device"]
+)
+RECORDS_POISON = Counter(
+    "iotcast_records_poison_total",
+    "Kinesis records that are not readings, dead-lettered by the processor.",
+    ["shard", "reason"],
+)
+PREDICTION = Gauge(
+    "iotcast_prediction_celsius",
+    "Last prediction of the target, by device, model and horizon (seconds).",
+    ["device", "model", "horizon"],
+)
+ACTUAL = Gauge("iotcast_actual_celsius", "Last actual value of the target, by device.", ["device"])
+ROLLING_MAE = Gauge(
+    "iotcast_rolling_mae_celsius",
+    "Rolling mean absolute error of scored predictions.",
+    ["device", "model", "horizon"],
+)
+ROLLING_RMSE = Gauge(
+    "iotcast_rolling_rmse_celsius",
+    "Rolling root mean squared error of scored predictions.",
+    ["device", "model", "horizon"],
+)
+MAE = Gauge(
+    "iotcast_mae_celsius",
+    "Mean absolute error of all scored predictions since the model started (prequential).",
+    ["device", "model", "horizon"],
+)
+RESIDUAL = Histogram(
+    "iotcast_residual_celsius",
+    "Residuals (actual - predicted) of scored predictions.",
+    ["device", "model", "horizon"],
+    buckets=_RESIDUAL_BUCKETS,
+)
+SCORED = Counter(
+    "iotcast_predictions_scored_total",
+    "Predictions scored against the actual value.",
+    ["device", "model", "horizon"],
+)
+CHAMPION = Gauge(
+    "iotcast_champion_info", "1 for the current champion model of a device.", ["device", "model"]
+)
+MODEL_VERSION = Gauge(
+    "iotcast_model_version", "Checkpoint version of a device's model set.", ["device"]
+)
+PROMOTIONS = Counter(
+    "iotcast_promotions_total",
+    "Champion changes, by device and new champion (automatic or by an operator).",
+    ["device", "model"],
+)
+DRIFTS = Counter(
+    "iotcast_drift_detected_total",
+    "ADWIN drift detections on the champion's absolute residuals.",
+    ["device", "model"],
+)
+LAST_READING_TS = Gauge(
+    "iotcast_last_reading_timestamp_seconds",
+    "Event time (epoch seconds) of the newest reading learned, by device.",
+    ["device"],
+)
+DEVICE_INTERVAL = Gauge(
+    "iotcast_device_interval_seconds",
+    "Smoothed interval between a device's readings (its usual cadence).",
+    ["device"],
+)
+DEVICES_HELD = Gauge("iotcast_devices_held", "Devices whose models this process holds.")
+DEVICE_LABEL_OVERFLOW = Counter(
+    "iotcast_device_label_overflow_total",
+    "Readings reported under the overflow device label (label cap reached).",
+)
+SHARD_OWNED = Gauge(
+    "iotcast_shard_owned", "1 for each shard this process holds the lease of.", ["shard"]
+)
+STREAM_SHARDS = Gauge("iotcast_stream_shards", "Open shards of the telemetry stream.")
+SHARD_LAG = Gauge(
+    "iotcast_shard_lag_seconds",
+    "How far the consumer is behind the tip of the shard (MillisBehindLatest / 1000).",
+    ["shard"],
+)
+CHECKPOINT_AGE = Gauge(
+    "iotcast_checkpoint_age_seconds", "Seconds since the shard's last completed checkpoint.", ["shard"]
+)
+CHECKPOINT_SECONDS = Histogram(
+    "iotcast_checkpoint_seconds", "Time to write one shard checkpoint (S3 then DynamoDB).",
+    buckets=_LATENCY_BUCKETS,
+)
+CHECKPOINTS = Counter(
+    "iotcast_checkpoints_total", "Shard checkpoints, by outcome (ok, retry, failed).", ["shard", "outcome"]
+)
+PROCESSING_SECONDS = Histogram(
+    "iotcast_processing_seconds",
+    "Time from a record's arrival in the processor to its metrics being updated.",
+    buckets=_LATENCY_BUCKETS,
+)
+PREDICTIONS_EMITTED = Counter(
+    "iotcast_predictions_emitted_total", "Prediction records written to the output stream."
+)
+
+
+class DeviceLabels:
+    """Caps distinct ``device`` label values; thread-safe."""
+
+    def __init__(self, cap: int = DEFAULT_DEVICE_LABEL_CAP) -> None:
+        self.cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.overflowed = 0
+
+    def __call__(self, device: str) -> str:
+        if device in self._seen:
+            return device
+        with self._lock:
+            if len(self._seen) < self.cap:
+                self._seen.add(device)
+                return device
+            self.overflowed += 1
+        DEVICE_LABEL_OVERFLOW.inc()
+        return OVERFLOW_DEVICE
+
+
+_labels = DeviceLabels()
+
+
+def device_label(device: str) -> str:
+    """The label value to report ``device`` under (itself, or the overflow label)."""
+    return _labels(device)
+
+
+def set_device_label_cap(cap: int) -> None:
+    """Set the process-wide cap on distinct device labels (call once at start-up)."""
+    global _labels
+    _labels = DeviceLabels(cap)

@@ -1,0 +1,110 @@
+"""The ``iotcast`` command line: one entry point, a subcommand per job.
+
+Each subcommand lives in the package it drives, in a module with three names:
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(settings, args) -> int``.
+Settings are resolved here, once, from flags > environment > TOML file.
+
+>>> parser = build_parser()
+>>> args = parser.parse_args(["data", "generate", "--out", "week.csv", "--days", "1"])
+>>> args.command, args.days
+('data', 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from telemetry.config import ConfigError, Settings
+
+__all__ = ["build_parser", "main", "COMMANDS"]
+
+# subcommand -> module holding HELP, add_arguments(parser), run(settings, args)
+COMMANDS: dict[str, str] = {
+    "demo": "telemetry.demo",
+    "data": "telemetry.data_command",
+    "replay": "telemetry.replay",
+    "bridge": "bridge.command",
+    "process": "stream.command",
+    "evaluate": "online_models.command",
+    "status": "stream.status",
+    "models": "stream.models_command",
+    "grafana": "monitoring.grafana",
+}
+
+_SETTING_FLAGS = (
+    "config", "mqtt_url", "mqtt_ca_file", "endpoint_url", "region", "stream", "bucket", "app",
+    "metrics_port", "models_file", "hmac_key", "log_level",
+)
+
+
+def common_flags() -> argparse.ArgumentParser:
+    """Flags shared by every command that talks to a component (see DESIGN.md, Names)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("connection and settings (flags > IOTCAST_*/AWS_* environment > --config file)")
+    g.add_argument("--config", metavar="FILE", help="TOML settings file (env IOTCAST_CONFIG)")
+    g.add_argument("--mqtt-url", help="broker, mqtt://host:port or mqtts://user:pass@host:8883 "
+                   "(env IOTCAST_MQTT_URL; default mqtt://127.0.0.1:1883)")
+    g.add_argument("--mqtt-ca-file", metavar="PEM", help="CA certificate for mqtts:// (env IOTCAST_MQTT_CA_FILE)")
+    g.add_argument("--endpoint-url", help="AWS endpoint (env AWS_ENDPOINT_URL); default: the local moto "
+                   "server http://127.0.0.1:5000 unless AWS credentials are configured, then real AWS")
+    g.add_argument("--region", help="AWS region (env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)")
+    g.add_argument("--stream", help="Kinesis telemetry stream (env IOTCAST_STREAM; default iot-telemetry)")
+    g.add_argument("--bucket", help="S3 bucket for checkpoints and dead letters (env IOTCAST_BUCKET; default iotcast)")
+    g.add_argument("--app", help="consumer group / application name (env IOTCAST_APP; default iotcast)")
+    g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (env IOTCAST_METRICS_PORT)")
+    g.add_argument("--models-file", metavar="TOML", help="model catalog (env IOTCAST_MODELS_FILE; default: the built-in catalog)")
+    g.add_argument("--hmac-key", help="key that signs model manifests (env IOTCAST_HMAC_KEY)")
+    g.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env IOTCAST_LOG_LEVEL; default INFO)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iotcast",
+        description="Real-time streaming temperature forecaster for IoT sensors: "
+        "MQTT -> bridge -> Kinesis -> online models (River) -> Prometheus, checkpoints in S3.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    parent = common_flags()
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not built yet
+        sub = subparsers.add_parser(
+            name, help=module.HELP, description=module.__doc__, parents=[parent],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.resolve(flags={k: getattr(args, k, None) for k in _SETTING_FLAGS})
+    except ConfigError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._module.run(settings, args) or 0)
+    except ConfigError as exc:
+        print(f"iotcast {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -144,6 +144,12 @@ LAST_READING_TS = Gauge(
     "Event time (epoch seconds) of the newest reading learned, by device.",
     ["device"],
 )
+LAST_READING_RECEIVED = Gauge(
+    "iotcast_last_reading_received_timestamp_seconds",
+    "Wall-clock time (epoch seconds) the processor received a device's newest reading "
+    "(processing time; the silent-device alert uses it, since event time may be a replay's past).",
+    ["device"],
+)
 DEVICE_INTERVAL = Gauge(
     "iotcast_device_interval_seconds",
     "Smoothed interval between a device's readings (its usual cadence).",

@@ -67,6 +67,7 @@ __all__ = [
     "device_from_topic",
     "encode",
     "is_glitch",
+    "make_reading",
     "topic_for",
 ]
 
@@ -96,7 +97,11 @@ REASONS = (
     "bad_device_id",
     "topic_mismatch",
 )
-_DEVICE_RE = re.compile(r"[A-Za-z0-9:._-]{1,%d}" % MAX_DEVICE_ID_LENGTH)
+_DEVICE_RE = re.compile(rf"[A-Za-z0-9:._-]{{1,{MAX_DEVICE_ID_LENGTH}}}")
+_device_ok = _DEVICE_RE.fullmatch
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_time = time.time
 
 
 class InvalidReading(ValueError):
@@ -128,12 +133,49 @@ class Reading:
     def to_payload(self) -> dict:
         return {
             "data": {
-                "co": self.co, "humidity": self.humidity, "light": self.light, "lpg": self.lpg,
-                "motion": self.motion, "smoke": self.smoke, "temp": self.temp,
+                "co": self.co,
+                "humidity": self.humidity,
+                "light": self.light,
+                "lpg": self.lpg,
+                "motion": self.motion,
+                "smoke": self.smoke,
+                "temp": self.temp,
             },
             "device_id": self.device,
             "ts": self.ts,
         }
+
+
+_new = object.__new__
+_SET = tuple(getattr(Reading, name).__set__ for name in Reading.__slots__)  # type: ignore[attr-defined]
+_set_ts, _set_dev, _set_co, _set_hum, _set_light, _set_lpg, _set_motion, _set_smoke, _set_temp = (
+    _SET
+)
+
+
+def _build(
+    ts: float,
+    device: str,
+    co: float,
+    humidity: float,
+    light: bool,
+    lpg: float,
+    motion: bool,
+    smoke: float,
+    temp: float,
+) -> Reading:
+    """``Reading(...)`` for values already validated, without the frozen dataclass' slow ``__init__``."""
+    r = _new(Reading)
+    _set_ts(r, ts)
+    _set_dev(r, device)
+    _set_co(r, co)
+    _set_hum(r, humidity)
+    _set_light(r, light)
+    _set_lpg(r, lpg)
+    _set_motion(r, motion)
+    _set_smoke(r, smoke)
+    _set_temp(r, temp)
+    return r
 
 
 def encode(reading: Reading) -> bytes:
@@ -154,98 +196,231 @@ def device_from_topic(topic: str) -> str | None:
     return None
 
 
-def _number(data: dict, key: str) -> float:
-    try:
-        value = data[key]
-    except KeyError:
-        raise InvalidReading("missing_field", f"field 'data.{key}' is missing") from None
+def _missing(prefix: str, key: str) -> InvalidReading:
+    return InvalidReading("missing_field", f"field '{prefix}{key}' is missing")
+
+
+def _check_number(key: str, value: object, prefix: str = "data.") -> float:
+    """Validate one numeric sensor field (type, finiteness, range); return it as a float."""
     if value.__class__ is float:
         pass
     elif value.__class__ is int:
-        value = float(value)
+        value = float(value)  # type: ignore[arg-type]
     else:
         raise InvalidReading(
-            "wrong_type", f"field 'data.{key}' must be a number, got {type(value).__name__}"
+            "wrong_type",
+            f"field '{prefix}{key}' must be a number, got {type(value).__name__} {value!r:.40}",
         )
+    if not math.isfinite(value):  # type: ignore[arg-type]
+        raise InvalidReading("not_finite", f"field '{prefix}{key}' is {value!r}; it must be finite")
     lo, hi = RANGES[key]
-    if not lo <= value <= hi:
-        if math.isfinite(value):
-            raise InvalidReading(
-                "out_of_range", f"field 'data.{key}' = {value!r} is outside [{lo:g}, {hi:g}]"
-            )
-        raise InvalidReading("not_finite", f"field 'data.{key}' is {value!r}; it must be finite")
-    return value
+    if not lo <= value <= hi:  # type: ignore[operator]
+        raise InvalidReading(
+            "out_of_range", f"field '{prefix}{key}' = {value!r} is outside [{lo:g}, {hi:g}]"
+        )
+    return value  # type: ignore[return-value]
 
 
-def _boolean(data: dict, key: str) -> bool:
-    try:
-        value = data[key]
-    except KeyError:
-        raise InvalidReading("missing_field", f"field 'data.{key}' is missing") from None
+def _check_boolean(key: str, value: object, prefix: str = "data.") -> bool:
     if value is True or value is False:
         return value
     raise InvalidReading(
-        "wrong_type", f"field 'data.{key}' must be true or false, got {value!r:.40}"
+        "wrong_type", f"field '{prefix}{key}' must be true or false (not 0/1), got {value!r:.40}"
     )
 
 
-def decode_payload(raw: bytes | str, topic: str | None = None, *, now: float | None = None) -> Reading:
+def _check_device(device: object, key: str = "device_id") -> str:
+    if device.__class__ is not str:
+        raise InvalidReading(
+            "wrong_type", f"field '{key}' must be a string, got {type(device).__name__}"
+        )
+    if not _device_ok(device):
+        raise InvalidReading(
+            "bad_device_id",
+            f"{key} {device[:80]!r} must be 1..{MAX_DEVICE_ID_LENGTH} characters of "  # type: ignore[index]
+            "A-Z a-z 0-9 : . _ -",
+        )
+    return device  # type: ignore[return-value]
+
+
+def _check_ts(ts: object, now: float | None) -> float:
+    if ts.__class__ is int:
+        ts = float(ts)  # type: ignore[arg-type]
+    elif ts.__class__ is not float:
+        raise InvalidReading(
+            "wrong_type",
+            f"field 'ts' must be a number (epoch seconds), got {type(ts).__name__} {ts!r:.40}",
+        )
+    if not math.isfinite(ts):  # type: ignore[arg-type]
+        raise InvalidReading("not_finite", f"field 'ts' is {ts!r}; it must be finite")
+    limit = (_time() if now is None else now) + FUTURE_SLACK_S
+    if not MIN_TS <= ts <= limit:  # type: ignore[operator]
+        hint = ""
+        if ts > limit and MIN_TS <= ts / 1000.0 <= limit:  # type: ignore[operator]
+            hint = "; it looks like milliseconds, send seconds"
+        raise InvalidReading(
+            "bad_timestamp",
+            f"ts = {ts!r} is not a plausible epoch in seconds (2000-01-01 .. now + 1 day){hint}",
+        )
+    return ts  # type: ignore[return-value]
+
+
+def make_reading(
+    ts: object,
+    device: object,
+    co: object,
+    humidity: object,
+    light: object,
+    lpg: object,
+    motion: object,
+    smoke: object,
+    temp: object,
+    *,
+    now: float | None = None,
+    prefix: str = "",
+) -> Reading:
+    """Validate already-parsed values (e.g. a CSV row) with the very checks of :func:`decode_payload`.
+
+    ``prefix`` is put before sensor field names in messages (``"data."`` for payloads).
+
+    >>> make_reading(1594512094.38, "b8:27:eb:bf:9d:51", 0.005, 51.0, False, 0.0076, False, 0.02, 22.7).temp
+    22.7
+    >>> make_reading(1594512094.38, "dev", 0.005, 51.0, 1, 0.0076, False, 0.02, 22.7)
+    Traceback (most recent call last):
+    ...
+    telemetry.reading.InvalidReading: field 'light' must be true or false (not 0/1), got 1
+    """
+    device = _check_device(device, "device" if not prefix else "device_id")
+    ts = _check_ts(ts, now)
+    return Reading(
+        ts,
+        device,
+        _check_number("co", co, prefix),
+        _check_number("humidity", humidity, prefix),
+        _check_boolean("light", light, prefix),
+        _check_number("lpg", lpg, prefix),
+        _check_boolean("motion", motion, prefix),
+        _check_number("smoke", smoke, prefix),
+        _check_number("temp", temp, prefix),
+    )
+
+
+_NON_FINITE_LITERAL = re.compile(
+    rb"(?<![A-Za-z0-9_\"])-?(?:NaN|Infinity|inf|nan)(?![A-Za-z0-9_\"])"
+)
+
+
+def _invalid_json(raw: bytes | str, exc: Exception) -> InvalidReading:
+    text = raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw)
+    if "infinity" in str(exc) or _NON_FINITE_LITERAL.search(text):
+        return InvalidReading(
+            "not_finite",
+            f"payload holds a non-finite number (NaN, Infinity or one too large for a double), "
+            f"which JSON cannot carry: {exc}",
+        )
+    return InvalidReading("invalid_json", f"payload is not valid JSON: {exc}")
+
+
+def _decode_checked(obj: object, topic: str | None, now: float | None) -> Reading:
+    """The careful path: find the first thing wrong with a parsed payload, or build the reading."""
+    if obj.__class__ is not dict:
+        raise InvalidReading(
+            "not_an_object", f"payload must be a JSON object, got {type(obj).__name__}"
+        )
+    if "data" not in obj:  # type: ignore[operator]
+        raise InvalidReading("missing_field", "field 'data' is missing")
+    data = obj["data"]  # type: ignore[index]
+    if data.__class__ is not dict:
+        raise InvalidReading(
+            "wrong_type", f"field 'data' must be an object, got {type(data).__name__}"
+        )
+    if "device_id" not in obj:  # type: ignore[operator]
+        raise InvalidReading("missing_field", "field 'device_id' is missing")
+    device = _check_device(obj["device_id"])  # type: ignore[index]
+    if "ts" not in obj:  # type: ignore[operator]
+        raise InvalidReading("missing_field", "field 'ts' is missing")
+    ts = _check_ts(obj["ts"], now)  # type: ignore[index]
+    if topic is not None and device_from_topic(topic) != device:
+        raise InvalidReading(
+            "topic_mismatch",
+            f"topic {topic[:100]!r} does not match device_id {device!r} "
+            "(expected iot/<device_id>/telemetry)",
+        )
+    values = []
+    for key in ("co", "humidity", "light", "lpg", "motion", "smoke", "temp"):
+        if key not in data:
+            raise _missing("data.", key)
+        value = data[key]
+        if key in RANGES:
+            values.append(_check_number(key, value))
+        else:
+            values.append(_check_boolean(key, value))
+    return Reading(ts, device, *values)
+
+
+_T_LO, _T_HI = RANGES["temp"]
+_H_LO, _H_HI = RANGES["humidity"]
+_C_LO, _C_HI = RANGES["co"]
+_L_LO, _L_HI = RANGES["lpg"]
+_S_LO, _S_HI = RANGES["smoke"]
+
+
+def decode_payload(
+    raw: bytes | str, topic: str | None = None, *, now: float | None = None
+) -> Reading:
     """Decode and validate one payload; raise :class:`InvalidReading` if it is not a reading.
 
     ``topic``, when given, must name the same device as the payload.
     ``now`` (seconds since the epoch) bounds future timestamps; default: the clock.
+
+    The common case (a well-formed payload of floats and booleans) is checked
+    in one expression; anything it does not accept goes through the careful
+    path, which applies the same checks one by one and names the first failure.
     """
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise InvalidReading(
             "too_large", f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}"
         )
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidReading("invalid_json", f"payload is not valid JSON: {exc}") from None
-    if obj.__class__ is not dict:
-        raise InvalidReading("not_an_object", f"payload must be a JSON object, got {type(obj).__name__}")
-    data = obj.get("data")
-    if data is None:
-        raise InvalidReading("missing_field", "field 'data' is missing")
-    if data.__class__ is not dict:
-        raise InvalidReading("wrong_type", f"field 'data' must be an object, got {type(data).__name__}")
-    device = obj.get("device_id")
-    if device is None:
-        raise InvalidReading("missing_field", "field 'device_id' is missing")
-    if device.__class__ is not str:
-        raise InvalidReading("wrong_type", f"field 'device_id' must be a string, got {type(device).__name__}")
-    if not _DEVICE_RE.fullmatch(device):
-        raise InvalidReading(
-            "bad_device_id",
-            f"device_id {device[:80]!r} must be 1..{MAX_DEVICE_ID_LENGTH} characters of "
-            "A-Z a-z 0-9 : . _ -",
-        )
-    ts = obj.get("ts")
-    if ts is None:
-        raise InvalidReading("missing_field", "field 'ts' is missing")
-    if ts.__class__ is int:
-        ts = float(ts)
-    elif ts.__class__ is not float:
-        raise InvalidReading("wrong_type", f"field 'ts' must be a number (epoch seconds), got {type(ts).__name__}")
-    limit = (time.time() if now is None else now) + FUTURE_SLACK_S
-    if not MIN_TS <= ts <= limit:
-        raise InvalidReading(
-            "bad_timestamp",
-            f"ts = {ts!r} is not a plausible epoch in seconds (2000-01-01 .. now + 1 day)",
-        )
-    if topic is not None:
-        topic_device = device_from_topic(topic)
-        if topic_device != device:
-            raise InvalidReading(
-                "topic_mismatch",
-                f"topic {topic[:100]!r} does not match device_id {device!r} "
-                "(expected iot/<device_id>/telemetry)",
-            )
-    return Reading(
-        ts, device, _number(data, "co"), _number(data, "humidity"), _boolean(data, "light"),
-        _number(data, "lpg"), _boolean(data, "motion"), _number(data, "smoke"), _number(data, "temp"),
-    )
+        obj = _loads(raw)
+    except _JSONDecodeError as exc:
+        raise _invalid_json(raw, exc) from None
+    try:
+        data = obj["data"]
+        device = obj["device_id"]
+        ts = obj["ts"]
+        co = data["co"]
+        humidity = data["humidity"]
+        light = data["light"]
+        lpg = data["lpg"]
+        motion = data["motion"]
+        smoke = data["smoke"]
+        temp = data["temp"]
+    except (KeyError, TypeError, IndexError):
+        return _decode_checked(obj, topic, now)
+    if (
+        ts.__class__ is float
+        and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
+        and temp.__class__ is float
+        and _T_LO <= temp <= _T_HI
+        and humidity.__class__ is float
+        and _H_LO <= humidity <= _H_HI
+        and co.__class__ is float
+        and _C_LO <= co <= _C_HI
+        and lpg.__class__ is float
+        and _L_LO <= lpg <= _L_HI
+        and smoke.__class__ is float
+        and _S_LO <= smoke <= _S_HI
+        and (light is True or light is False)
+        and (motion is True or motion is False)
+        and device.__class__ is str
+        and _device_ok(device) is not None
+        and (topic is None or topic == "iot/" + device + "/telemetry")
+        and obj.__class__ is dict
+        and data.__class__ is dict
+    ):
+        return _build(ts, device, co, humidity, light, lpg, motion, smoke, temp)
+    return _decode_checked(obj, topic, now)
 
 
 def is_glitch(reading: Reading) -> bool:

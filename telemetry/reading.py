@@ -365,6 +365,28 @@ _L_LO, _L_HI = RANGES["lpg"]
 _S_LO, _S_HI = RANGES["smoke"]
 
 
+def _plain_valid(
+    ts: float,
+    device: str,
+    co: float,
+    humidity: float,
+    lpg: float,
+    smoke: float,
+    temp: float,
+    now: float | None,
+) -> bool:
+    """True when already-typed values (floats, a str) pass every check; False: ask make_reading why."""
+    return (
+        MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
+        and _T_LO <= temp <= _T_HI
+        and _H_LO <= humidity <= _H_HI
+        and _C_LO <= co <= _C_HI
+        and _L_LO <= lpg <= _L_HI
+        and _S_LO <= smoke <= _S_HI
+        and _device_ok(device) is not None
+    )
+
+
 def decode_payload(
     raw: bytes | str, topic: str | None = None, *, now: float | None = None
 ) -> Reading:

@@ -77,6 +77,7 @@ _ENV: dict[str, tuple[tuple[str, ...], Any]] = {
     "mqtt_url": (("IOTCAST_MQTT_URL",), "mqtt://127.0.0.1:1883"),
     "mqtt_ca_file": (("IOTCAST_MQTT_CA_FILE",), None),
     "endpoint_url": (("AWS_ENDPOINT_URL",), None),
+    "kinesis_endpoint_url": (("IOTCAST_KINESIS_ENDPOINT_URL",), None),
     "region": (("AWS_REGION", "AWS_DEFAULT_REGION"), None),
     "stream": (("IOTCAST_STREAM",), "iot-telemetry"),
     "predictions_stream": (("IOTCAST_PREDICTIONS_STREAM",), "iot-predictions"),
@@ -96,6 +97,8 @@ class Settings:
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: str | None = None
     endpoint_url: str | None = LOCAL_AWS_ENDPOINT
+    # Kinesis only, when it lives elsewhere (kinesalite beside moto); None = endpoint_url.
+    kinesis_endpoint_url: str | None = None
     region: str = LOCAL_REGION
     stream: str = "iot-telemetry"
     predictions_stream: str = "iot-predictions"
@@ -125,6 +128,13 @@ class Settings:
         if self.aws_access_key_id:
             kw["aws_access_key_id"] = self.aws_access_key_id
             kw["aws_secret_access_key"] = self.aws_secret_access_key
+        return kw
+
+    def kinesis_kwargs(self) -> dict[str, Any]:
+        """Like :meth:`boto_kwargs`, for Kinesis clients (``kinesis_endpoint_url`` wins)."""
+        kw = self.boto_kwargs()
+        if self.kinesis_endpoint_url:
+            kw["endpoint_url"] = self.kinesis_endpoint_url
         return kw
 
     def replace(self, **changes: Any) -> Settings:

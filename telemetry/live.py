@@ -1,0 +1,424 @@
+"""The demo's live view: figures scraped from the bridge's and processors' /metrics.
+
+The view knows the running parts only through their Prometheus exposition
+(the metric names declared in ``monitoring/metrics.py``), never through their
+internals: :func:`parse_metrics` reads one /metrics text, :func:`aggregate`
+folds the bridge's and every processor's into one :class:`Snapshot`,
+:func:`render` draws it as ``rich`` tables and :func:`progress_line` as one
+line of text for logs and CI (when stdout is not a terminal).
+
+Counters are summed over processors.  A device's gauges (champion, rolling
+MAE, last actual and prediction) are taken from the processor whose
+``iotcast_last_reading_timestamp_seconds`` for that device is newest, since a
+processor that handed the device's shard over keeps exporting its old values.
+
+>>> bridge = parse_metrics('iotcast_bridge_readings_forwarded_total 10\\n'
+...                        'iotcast_bridge_messages_received_total 11\\n'
+...                        'iotcast_bridge_dead_letters_total{reason="bad_json"} 1\\n')
+>>> proc = parse_metrics('iotcast_readings_learned_total{device="a"} 9\\n'
+...                      'iotcast_readings_glitch_total{device="a"} 1\\n')
+>>> snap = aggregate(bridge, [proc])
+>>> snap.forwarded, snap.dead_lettered, snap.learned, snap.accounted
+(10, 1, 9, 10)
+>>> progress_line(snap, replayed=11, total=11)
+'replayed 11/11  received 11  forwarded 10  dead-lettered 1  learned 9  duplicates 0  late 0  glitches 1'
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "DeviceView",
+    "METRIC_NAMES",
+    "Parsed",
+    "Snapshot",
+    "aggregate",
+    "collect",
+    "parse_metrics",
+    "progress_line",
+    "render",
+    "scrape",
+]
+
+# Sample names read by the view (declared in monitoring/metrics.py).
+RECEIVED = "iotcast_bridge_messages_received_total"
+FORWARDED = "iotcast_bridge_readings_forwarded_total"
+DEAD_LETTERS = "iotcast_bridge_dead_letters_total"
+BUFFER = "iotcast_bridge_buffer_records"
+LEARNED = "iotcast_readings_learned_total"
+DUPLICATES = "iotcast_readings_duplicate_total"
+LATE = "iotcast_readings_late_total"
+GLITCHES = "iotcast_readings_glitch_total"
+POISON = "iotcast_records_poison_total"
+SHARD_LAG = "iotcast_shard_lag_seconds"
+SHARD_OWNED = "iotcast_shard_owned"
+CHAMPION = "iotcast_champion_info"
+ROLLING_MAE = "iotcast_rolling_mae_celsius"
+MAE = "iotcast_mae_celsius"
+ACTUAL = "iotcast_actual_celsius"
+PREDICTION = "iotcast_prediction_celsius"
+LAST_TS = "iotcast_last_reading_timestamp_seconds"
+
+METRIC_NAMES = (
+    RECEIVED,
+    FORWARDED,
+    DEAD_LETTERS,
+    BUFFER,
+    LEARNED,
+    DUPLICATES,
+    LATE,
+    GLITCHES,
+    POISON,
+    SHARD_LAG,
+    SHARD_OWNED,
+    CHAMPION,
+    ROLLING_MAE,
+    MAE,
+    ACTUAL,
+    PREDICTION,
+    LAST_TS,
+)
+
+#: sample name -> [(labels, value), ...] of one /metrics page
+Parsed = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def parse_metrics(text: str) -> Parsed:
+    """Index a Prometheus text exposition by sample name (``..._total`` for counters).
+
+    >>> parse_metrics('iotcast_shard_lag_seconds{shard="shardId-0"} 0.5\\n')
+    {'iotcast_shard_lag_seconds': [({'shard': 'shardId-0'}, 0.5)]}
+    """
+    parsed: Parsed = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            parsed[sample.name].append((dict(sample.labels), float(sample.value)))
+    return dict(parsed)
+
+
+def scrape(url: str, timeout: float = 2.0) -> Parsed | None:
+    """GET ``url`` (a /metrics page) and parse it; ``None`` when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return parse_metrics(response.read().decode("utf-8", errors="replace"))
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _total(page: Parsed | None, name: str) -> float:
+    return sum(v for _, v in (page or {}).get(name, ()))
+
+
+def _by(page: Parsed | None, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for labels, value in (page or {}).get(name, ()):
+        out[labels.get(label, "")] += value
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """What the view shows for one device.
+
+    >>> DeviceView("a", learned=5, champion="linear").champion
+    'linear'
+    """
+
+    device: str
+    learned: int = 0
+    champion: str | None = None
+    champion_rolling_mae: float | None = None
+    baseline_rolling_mae: float | None = None
+    champion_mae: float | None = None
+    baseline_mae: float | None = None
+    actual: float | None = None
+    predicted: float | None = None
+    last_ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole pipeline's figures at one moment.
+
+    >>> Snapshot(learned=3, duplicates=1).accounted
+    4
+    """
+
+    bridge_up: bool = False
+    processors_up: tuple[bool, ...] = ()
+    received: int = 0
+    forwarded: int = 0
+    dead_lettered: int = 0
+    dead_letters_by_reason: Mapping[str, int] = field(default_factory=dict)
+    buffered: int = 0
+    learned: int = 0
+    duplicates: int = 0
+    late: int = 0
+    glitches: int = 0
+    poison: int = 0
+    learned_by_device: Mapping[str, int] = field(default_factory=dict)
+    shard_lag: Mapping[str, float] = field(default_factory=dict)
+    devices: tuple[DeviceView, ...] = ()
+    horizon: str = "0"
+    baseline: str = "persistence"
+
+    @property
+    def accounted(self) -> int:
+        """Readings the processors took a decision on: learned, duplicate, late or glitch."""
+        return self.learned + self.duplicates + self.late + self.glitches
+
+    def figures(self) -> dict[str, object]:
+        """The counters as a plain dict (for the summary file)."""
+        return {
+            "received": self.received,
+            "forwarded": self.forwarded,
+            "dead_lettered": self.dead_lettered,
+            "dead_letters_by_reason": dict(self.dead_letters_by_reason),
+            "learned": self.learned,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "glitches": self.glitches,
+            "poison": self.poison,
+            "learned_by_device": dict(self.learned_by_device),
+            "shard_lag_seconds": dict(self.shard_lag),
+        }
+
+
+def _select(page: Parsed, name: str, **want: str) -> float | None:
+    for labels, value in page.get(name, ()):
+        if all(labels.get(k) == v for k, v in want.items()):
+            return value
+    return None
+
+
+def _device_view(
+    device: str, page: Parsed, learned: int, horizon: str, baseline: str
+) -> DeviceView:
+    champion = next(
+        (
+            labels.get("model")
+            for labels, v in page.get(CHAMPION, ())
+            if labels.get("device") == device
+            and v == 1
+            and labels.get("horizon", horizon) == horizon
+        ),
+        None,
+    )
+
+    def at(name: str, model: str | None) -> float | None:
+        if model is None:
+            return None
+        return _select(page, name, device=device, model=model, horizon=horizon)
+
+    return DeviceView(
+        device=device,
+        learned=learned,
+        champion=champion,
+        champion_rolling_mae=at(ROLLING_MAE, champion),
+        baseline_rolling_mae=at(ROLLING_MAE, baseline),
+        champion_mae=at(MAE, champion),
+        baseline_mae=at(MAE, baseline),
+        actual=_select(page, ACTUAL, device=device),
+        predicted=at(PREDICTION, champion),
+        last_ts=_select(page, LAST_TS, device=device),
+    )
+
+
+def aggregate(
+    bridge: Parsed | None,
+    processors: Sequence[Parsed | None],
+    *,
+    horizon: str = "0",
+    baseline: str = "persistence",
+) -> Snapshot:
+    """Fold the bridge's and the processors' parsed /metrics into one :class:`Snapshot`.
+
+    ``None`` stands for a page that did not answer.  ``horizon`` (seconds, as
+    the label holds it) and ``baseline`` (a model name) choose what the device
+    rows compare the champion with.
+    """
+    pages = [p for p in processors if p is not None]
+    learned_by_device: dict[str, float] = defaultdict(float)
+    for page in pages:
+        for device, value in _by(page, LEARNED, "device").items():
+            learned_by_device[device] += value
+
+    # A shard's lag comes from the processor that owns it (else the largest reported).
+    lag: dict[str, float] = {}
+    owned_lag: dict[str, float] = {}
+    for page in pages:
+        owned = {labels.get("shard") for labels, v in page.get(SHARD_OWNED, ()) if v == 1}
+        for labels, value in page.get(SHARD_LAG, ()):
+            shard = labels.get("shard", "")
+            lag[shard] = max(lag.get(shard, value), value)
+            if shard in owned:
+                owned_lag[shard] = value
+    lag.update(owned_lag)
+
+    # A device's gauges come from the processor that learned it most recently.
+    newest: dict[str, tuple[float, Parsed]] = {}
+    for page in pages:
+        seen = {labels.get("device") for labels, _ in page.get(CHAMPION, ())}
+        seen |= {labels.get("device") for labels, _ in page.get(LEARNED, ())}
+        for device in seen - {None}:
+            ts = _select(page, LAST_TS, device=device)
+            ts = float("-inf") if ts is None else ts
+            if device not in newest or ts > newest[device][0]:
+                newest[device] = (ts, page)
+    devices = tuple(
+        _device_view(d, newest[d][1], int(learned_by_device.get(d, 0)), horizon, baseline)
+        for d in sorted(newest)
+    )
+    dead = _by(bridge, DEAD_LETTERS, "reason")
+    return Snapshot(
+        bridge_up=bridge is not None,
+        processors_up=tuple(p is not None for p in processors),
+        received=int(_total(bridge, RECEIVED)),
+        forwarded=int(_total(bridge, FORWARDED)),
+        dead_lettered=int(sum(dead.values())),
+        dead_letters_by_reason={k: int(v) for k, v in dead.items()},
+        buffered=int(_total(bridge, BUFFER)),
+        learned=int(sum(_total(p, LEARNED) for p in pages)),
+        duplicates=int(sum(_total(p, DUPLICATES) for p in pages)),
+        late=int(sum(_total(p, LATE) for p in pages)),
+        glitches=int(sum(_total(p, GLITCHES) for p in pages)),
+        poison=int(sum(_total(p, POISON) for p in pages)),
+        learned_by_device={k: int(v) for k, v in sorted(learned_by_device.items())},
+        shard_lag=dict(sorted(lag.items())),
+        devices=devices,
+        horizon=horizon,
+        baseline=baseline,
+    )
+
+
+def collect(
+    bridge_url: str,
+    processor_urls: Iterable[str],
+    *,
+    horizon: str = "0",
+    baseline: str = "persistence",
+    timeout: float = 2.0,
+) -> Snapshot:
+    """Scrape the bridge and every processor now and aggregate (see :func:`aggregate`)."""
+    return aggregate(
+        scrape(bridge_url, timeout),
+        [scrape(u, timeout) for u in processor_urls],
+        horizon=horizon,
+        baseline=baseline,
+    )
+
+
+def progress_line(snap: Snapshot, replayed: int, total: int | None) -> str:
+    """One line of progress, for logs and CI."""
+    line = (
+        f"replayed {replayed}/{total if total is not None else '?'}  received {snap.received}  "
+        f"forwarded {snap.forwarded}  dead-lettered {snap.dead_lettered}  learned {snap.learned}  "
+        f"duplicates {snap.duplicates}  late {snap.late}  glitches {snap.glitches}"
+    )
+    if snap.shard_lag:
+        line += "  lag " + " ".join(
+            f"{_short_shard(s)}={v:.1f}s" for s, v in snap.shard_lag.items()
+        )
+    return line
+
+
+def _short_shard(shard: str) -> str:
+    return shard.removeprefix("shardId-").lstrip("0") or "0"
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def render(
+    snap: Snapshot,
+    replayed: int,
+    total: int | None,
+    *,
+    title: str = "iotcast demo",
+    footer: str | None = None,
+) -> Group:
+    """The live view: pipeline counters, lag per shard and one row per device.
+
+    >>> import io
+    >>> from rich.console import Console
+    >>> console = Console(width=120, file=io.StringIO(), record=True)
+    >>> console.print(render(Snapshot(learned=7, devices=(DeviceView("a", 7, "linear"),)), 8, 10))
+    >>> "linear" in console.export_text()
+    True
+    """
+    up = (
+        ("up" if snap.bridge_up else "DOWN")
+        + " / "
+        + " ".join("up" if u else "DOWN" for u in snap.processors_up)
+    )
+    pipeline = Table(title=title, title_justify="left", show_edge=False)
+    for column in (
+        "replayed",
+        "received",
+        "forwarded",
+        "dead letters",
+        "buffered",
+        "learned",
+        "duplicates",
+        "late",
+        "glitches",
+        "bridge / processors",
+    ):
+        pipeline.add_column(column, justify="right")
+    pipeline.add_row(
+        f"{replayed}/{total if total is not None else '?'}",
+        str(snap.received),
+        str(snap.forwarded),
+        str(snap.dead_lettered),
+        str(snap.buffered),
+        str(snap.learned),
+        str(snap.duplicates),
+        str(snap.late),
+        str(snap.glitches),
+        up,
+    )
+    lag = Table(title="lag per shard", title_justify="left", show_edge=False)
+    lag.add_column("shard")
+    lag.add_column("lag (s)", justify="right")
+    for shard, seconds in snap.shard_lag.items():
+        lag.add_row(shard, f"{seconds:.1f}")
+    devices = Table(
+        title=f"devices (horizon {snap.horizon} s; MAE = rolling mean absolute error, °C)",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column, justify in (
+        ("device", "left"),
+        ("learned", "right"),
+        ("champion", "left"),
+        ("champion MAE", "right"),
+        (f"{snap.baseline} MAE", "right"),
+        ("actual °C", "right"),
+        ("predicted °C", "right"),
+    ):
+        devices.add_column(column, justify=justify)
+    for d in snap.devices:
+        devices.add_row(
+            d.device,
+            str(d.learned),
+            d.champion or "-",
+            _num(d.champion_rolling_mae),
+            _num(d.baseline_rolling_mae),
+            _num(d.actual, "{:.1f}"),
+            _num(d.predicted, "{:.2f}"),
+        )
+    parts: list = [pipeline, lag, devices]
+    if footer:
+        parts.append(Text(footer, style="dim"))
+    return Group(*parts)

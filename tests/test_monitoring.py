@@ -1,0 +1,352 @@
+"""Prometheus config and rules (promtool), Grafana dashboards and alert rules.
+
+Every PromQL expression of the dashboards, the Grafana alert rules and the
+Prometheus rules is sent to a real Prometheus (Debian package, 127.0.0.1):
+a syntax or type error comes back as HTTP 400 ``bad_data``. Every metric name
+they use must be declared in ``monitoring/metrics.py`` (or be a recording rule
+built from those, or Prometheus' own ``up``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+import monitoring.metrics
+from monitoring.alerting import GRAFANA_ALERTS_FILE, load_prometheus_alerts, render_grafana_alerts
+from telemetry.stack import ManagedProcess, require, start_prometheus
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM_DIR = ROOT / "monitoring" / "prometheus"
+GRAFANA_DIR = ROOT / "monitoring" / "grafana"
+DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.yml"))
+
+# Series Prometheus makes itself, not our code.
+PROMETHEUS_BUILTINS = {"up"}
+
+# Values for Grafana template variables when checking a query.
+VARIABLES = {
+    "device": "b8:27:eb:bf:9d:51",
+    "horizon": "60",
+    "model": "linear",
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__range": "1h",
+}
+
+
+# ------------------------------------------------------------------ helpers
+def module_metric_names() -> set[str]:
+    """Every series name the metrics module can expose."""
+    names: set[str] = set()
+    for obj in vars(monitoring.metrics).values():
+        if not isinstance(obj, MetricWrapperBase):
+            continue
+        name, kind = obj._name, obj._type
+        if kind == "counter":
+            names |= {f"{name}_total", f"{name}_created"}
+        elif kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+        else:
+            names.add(name)
+    return names
+
+
+def recording_rules() -> dict[str, str]:
+    out = {}
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    out[rule["record"]] = rule["expr"]
+    return out
+
+
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "atan2",
+}
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_BRACES = re.compile(r"\{[^{}]*\}")
+_BRACKETS = re.compile(r"\[[^\[\]]*\]")
+_LABEL_LISTS = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
+)
+_IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:]|\s*\()")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression refers to (functions, labels, keywords left out).
+
+    >>> sorted(metric_names('sum by (le) (rate(a_bucket{x="y"}[5m])) / on (i) b offset 5m'))
+    ['a_bucket', 'b']
+    """
+    e = _STRINGS.sub('""', expr)
+    e = _BRACES.sub("{}", e)
+    e = _BRACKETS.sub("[]", e)
+    e = _LABEL_LISTS.sub(" ", e)
+    e = re.sub(r"\boffset\s+-?\d+[smhdwy]", " ", e)
+    names = set(_IDENT.findall(e))
+    return {n for n in names if n.lower() not in _KEYWORDS and not re.fullmatch(r"\d.*", n)}
+
+
+def substitute(expr: str) -> str:
+    """Replace Grafana template variables (``$device``, ``${horizon}``, ``$__rate_interval``)."""
+
+    def value(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in VARIABLES:
+            raise KeyError(f"unknown Grafana variable ${name} in {expr!r}")
+        return VARIABLES[name]
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
+
+
+def _label_values_selector(query: str) -> str:
+    m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", query)
+    return m.group(1) if m else query
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    """``(where, expr)`` for every query of every dashboard, annotations and variables included."""
+    out = []
+    for path in DASHBOARDS:
+        dash = json.loads(path.read_text())
+
+        def panels(items: list) -> Iterator[dict]:
+            for p in items:
+                yield p
+                yield from panels(p.get("panels", []))
+
+        for panel in panels(dash["panels"]):
+            for t in panel.get("targets", []):
+                out.append((f"{path.name}: panel {panel['title']!r} {t['refId']}", t["expr"]))
+        for ann in dash.get("annotations", {}).get("list", []):
+            if "expr" in ann:
+                out.append((f"{path.name}: annotation {ann['name']!r}", ann["expr"]))
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") == "query":
+                q = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+                out.append((f"{path.name}: variable {var['name']!r}", _label_values_selector(q)))
+    return out
+
+
+def grafana_alert_expressions() -> list[tuple[str, str]]:
+    rules = yaml.safe_load(GRAFANA_ALERTS_FILE.read_text())
+    return [
+        (f"grafana alert {r['title']}", d["model"]["expr"])
+        for g in rules["groups"]
+        for r in g["rules"]
+        for d in r["data"]
+        if "expr" in d["model"]
+    ]
+
+
+def prometheus_rule_expressions() -> list[tuple[str, str]]:
+    out = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                out.append(
+                    (f"{path.name}: {rule.get('alert') or rule.get('record')}", rule["expr"])
+                )
+    return out
+
+
+def promtool(*args: str, cwd: Path = PROM_DIR) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [require("promtool"), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """A real Prometheus with no targets, only to parse and type-check PromQL."""
+    work = tmp_path_factory.mktemp("prometheus-parse")
+    config = work / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    proc = start_prometheus(work, config)
+    yield proc
+    proc.stop()
+
+
+def query_error(prometheus: ManagedProcess, expr: str) -> str | None:
+    """None when Prometheus accepts ``expr``, else its error message."""
+    url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            answer = json.load(r)
+    except urllib.error.HTTPError as exc:
+        answer = json.load(exc)
+    return None if answer["status"] == "success" else f"{answer['errorType']}: {answer['error']}"
+
+
+# ------------------------------------------------------------------ promtool
+def test_promtool_accepts_the_prometheus_config() -> None:
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
+
+
+def test_promtool_accepts_the_rules() -> None:
+    result = promtool("check", "rules", *(str(p) for p in RULE_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    result = promtool("test", "rules", *(str(p.relative_to(PROM_DIR)) for p in RULE_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(RULE_TESTS)
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for t in case.get("alert_rule_test", []):
+                (firing if t.get("exp_alerts") else silent).add(t["alertname"])
+    alerts = {r["alert"] for g in load_prometheus_alerts()["groups"] for r in g["rules"]}
+    assert alerts - firing == set(), "alerts without a firing test"
+    assert alerts - silent == set(), "alerts without a not-firing test"
+
+
+def test_service_discovery_files_list_targets() -> None:
+    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"iotcast-bridge", "iotcast-processor"}
+    for job in jobs.values():
+        files = [
+            f
+            for sd in job["file_sd_configs"]
+            for pattern in sd["files"]
+            for f in PROM_DIR.glob(pattern)
+        ]
+        assert files, f"{job['job_name']}: no file matches its file_sd pattern"
+        for f in files:
+            groups = yaml.safe_load(f.read_text())
+            assert all(re.fullmatch(r"[\w.-]+:\d+", t) for g in groups for t in g["targets"])
+
+
+# ---------------------------------------------------------------- dashboards
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_loads_with_uid_and_live_refresh(path: Path) -> None:
+    dash = json.loads(path.read_text())
+    assert re.fullmatch(r"iotcast-[a-z]+", dash["uid"]) and dash["title"]
+    assert dash["refresh"] == "5s"
+    assert dash["panels"], "empty dashboard"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    for panel in dash["panels"]:
+        for t in panel.get("targets", []):
+            assert t["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
+
+
+def test_dashboards_are_the_overview_device_and_bridge() -> None:
+    uids = {json.loads(p.read_text())["uid"] for p in DASHBOARDS}
+    assert uids == {"iotcast-overview", "iotcast-device", "iotcast-bridge"}
+
+
+def test_device_dashboard_has_a_device_variable_and_event_annotations() -> None:
+    dash = json.loads((GRAFANA_DIR / "dashboards" / "device.json").read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert {"device", "horizon", "model"} <= set(variables)
+    assert not variables["device"]["multi"]
+    annotations = {a["name"] for a in dash["annotations"]["list"]}
+    assert {"Promotions", "Drift", "Model versions"} <= annotations
+    exprs = [e for where, e in dashboard_expressions() if where.startswith("device.json: panel")]
+    assert all('device="$device"' in e for e in exprs)
+    assert any("iotcast_prediction_celsius" in e and "offset ${horizon}s" in e for e in exprs)
+
+
+def test_every_query_parses_in_a_real_prometheus(prometheus: ManagedProcess) -> None:
+    expressions = (
+        dashboard_expressions() + grafana_alert_expressions() + prometheus_rule_expressions()
+    )
+    assert len(expressions) > 60
+    errors = [
+        f"{where}: {err}\n    {expr}"
+        for where, expr in expressions
+        if (err := query_error(prometheus, substitute(expr)))
+    ]
+    assert errors == [], "\n".join(errors)
+
+
+def test_a_broken_query_is_caught(prometheus: ManagedProcess) -> None:
+    """The parse check above can fail: Prometheus rejects bad PromQL with bad_data."""
+    assert query_error(prometheus, "rate(iotcast_readings_learned_total[5m]") is not None
+    assert query_error(prometheus, "rate(iotcast_actual_celsius)") is not None  # type error
+    assert query_error(prometheus, substitute('iotcast_actual_celsius{device="$device"}')) is None
+
+
+def test_every_metric_used_is_declared_in_the_metrics_module() -> None:
+    declared = module_metric_names()
+    recorded = recording_rules()
+    for name, expr in recorded.items():
+        assert metric_names(expr) <= declared | PROMETHEUS_BUILTINS, f"recording rule {name}"
+    allowed = declared | set(recorded) | PROMETHEUS_BUILTINS
+    expressions = (
+        dashboard_expressions() + grafana_alert_expressions() + prometheus_rule_expressions()
+    )
+    unknown = {
+        f"{where}: {sorted(metric_names(substitute(e)) - allowed)}"
+        for where, e in expressions
+        if metric_names(substitute(e)) - allowed
+    }
+    assert unknown == set()
+    used = set().union(*(metric_names(substitute(e)) for _, e in expressions))
+    assert "iotcast_rolling_mae_celsius" in used and "iotcast_champion_info" in used
+
+
+def test_an_undeclared_metric_is_caught() -> None:
+    """The name check above can fail."""
+    names = metric_names(substitute('rate(iotcast_no_such_thing_total{device="$device"}[5m])'))
+    assert names == {"iotcast_no_such_thing_total"}
+    assert not names <= module_metric_names()
+
+
+# ------------------------------------------------------------ grafana alerts
+def test_grafana_alert_rules_are_generated_from_the_prometheus_rules() -> None:
+    assert GRAFANA_ALERTS_FILE.read_text() == render_grafana_alerts(), (
+        "regenerate with: .venv/bin/python -m monitoring.alerting"
+    )
+    grafana = yaml.safe_load(GRAFANA_ALERTS_FILE.read_text())
+    titles = [r["title"] for g in grafana["groups"] for r in g["rules"]]
+    alerts = [r["alert"] for g in load_prometheus_alerts()["groups"] for r in g["rules"]]
+    assert titles == alerts
+    uids = [r["uid"] for g in grafana["groups"] for r in g["rules"]]
+    assert len(set(uids)) == len(uids) and all(len(u) <= 40 for u in uids)
+
+
+def test_grafana_provisioning_points_at_the_provisioned_datasource() -> None:
+    ds = yaml.safe_load((GRAFANA_DIR / "provisioning/datasources/prometheus.yml").read_text())
+    assert [d["uid"] for d in ds["datasources"]] == ["prometheus"]
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning/dashboards/iotcast.yml").read_text())
+    assert providers["providers"][0]["options"]["path"].startswith("/var/lib/grafana/dashboards")
+    grafana = yaml.safe_load(GRAFANA_ALERTS_FILE.read_text())
+    sources = {d["datasourceUid"] for g in grafana["groups"] for r in g["rules"] for d in r["data"]}
+    assert sources == {"prometheus", "__expr__"}

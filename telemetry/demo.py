@@ -150,12 +150,13 @@ def check_ports(ports: Ports, in_use: Callable[[int], bool] = port_in_use) -> No
         raise DemoRefused("cannot start the demo:\n  " + "\n  ".join(problems))
 
 
-def check_components(require: Callable[[str], str] = stack.require) -> dict[str, str]:
+def check_components(require: Callable[[str], str] | None = None) -> dict[str, str]:
     """Paths of the component binaries; :class:`ComponentMissing` lists every one missing.
 
     >>> check_components(require=lambda name: "/usr/bin/" + name)["mosquitto"]
     '/usr/bin/mosquitto'
     """
+    require = require or stack.require
     found: dict[str, str] = {}
     missing: list[str] = []
     for binary in COMPONENTS:
@@ -251,7 +252,7 @@ def diagnose_stall(snap: Snapshot, replayed: int, total: int | None, seconds: fl
     head = f"nothing moved for {seconds:.0f} s: "
     if total is not None and replayed < total:
         return (
-            head + f"the replay published {replayed} of {total} readings (see logs/mosquitto.log)"
+            head + f"the replay published {replayed} of {total} readings (see stack/mosquitto.log)"
         )
     if snap.forwarded + snap.dead_lettered < replayed:
         return head + (
@@ -274,20 +275,24 @@ class ProcessList:
 
     def __init__(self) -> None:
         self.processes: list[ManagedProcess] = []
+        self.stop_seconds: dict[str, float] = {}
         self.on_change: Callable[[], None] | None = None
 
     def start(self, proc: ManagedProcess, **start_kwargs: Any) -> ManagedProcess:
-        """Start ``proc`` and keep it; Ctrl-C is held back until it is in the list."""
-        with INTERRUPTS.deferred():
-            self.processes.append(proc)
-            try:
-                proc.start(**start_kwargs)
-            finally:
-                self._changed()
+        """Keep ``proc``, then start it (an interrupt while it starts still finds it listed)."""
+        self.processes.append(proc)
+        try:
+            proc.start(**start_kwargs)
+        finally:
+            self._changed()
         return proc
 
     def adopt(self, start: Callable[[], ManagedProcess]) -> ManagedProcess:
-        """Keep a process started by one of :mod:`telemetry.stack`'s launchers."""
+        """Keep a process started by one of :mod:`telemetry.stack`'s launchers.
+
+        An interrupt is held back until the launcher returns (it does not hand out
+        the process before it is ready), so the process is listed and stopped too.
+        """
         with INTERRUPTS.deferred():
             proc = start()
             self.processes.append(proc)
@@ -311,8 +316,10 @@ class ProcessList:
         for proc in reversed(self.processes):
             if proc.name not in names or proc.proc is None:
                 continue
+            began = time.monotonic()
             try:
                 codes[proc.name] = proc.stop(grace)
+                self.stop_seconds[proc.name] = round(time.monotonic() - began, 2)
             except (subprocess.TimeoutExpired, OSError) as exc:
                 errors.append(f"{proc.name} (pid {proc.proc.pid}): {exc}")
         if errors:
@@ -450,6 +457,7 @@ class Demo:
         self.console = console
         self.out = opts.out.resolve()
         self.logs = self.out / "logs"
+        self.stack_dir = self.out / "stack"
         self.csv = self.out / "readings.csv"
         self.report = self.out / "report"
         self.checkpoints = self.out / "checkpoints"
@@ -458,6 +466,7 @@ class Demo:
             endpoint_url=f"http://{HOST}:{self.ports.moto}",
             mqtt_url=f"mqtt://{HOST}:{self.ports.mqtt}",
             mqtt_ca_file=None,
+            kinesis_endpoint_url=None,
             metrics_port=None,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -507,11 +516,12 @@ class Demo:
     def prepare(self) -> None:
         """Clear what a previous run left in the output directory (only the demo's own names)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        for name in ("prometheus-data", "mosquitto-data", "checkpoints", "report", "logs"):
+        for name in ("stack", "checkpoints", "report", "logs"):
             shutil.rmtree(self.out / name, ignore_errors=True)
-        for name in ("summary.json", "pids.json", "prometheus.yml", "readings.csv"):
+        for name in ("summary.json", "pids.json", "readings.csv"):
             (self.out / name).unlink(missing_ok=True)
         self.logs.mkdir(parents=True)
+        self.stack_dir.mkdir(parents=True)
 
     def child_env(self) -> dict[str, str]:
         """The children's environment: the user's IOTCAST_*/AWS_* never leak past the flags."""
@@ -545,12 +555,13 @@ class Demo:
             self.say(f"[yellow]warning:[/] {path} fails `promtool check rules`, not loaded: {why}")
         self.summary["rule_files"] = [str(p) for p in rules]
         self.summary["rule_files_rejected"] = rejected
-        config = prometheus_config(self.out / "prometheus.yml", self.ports, rules)
+        config = prometheus_config(self.stack_dir / "prometheus.yml", self.ports, rules)
         self.say(f"starting moto server on :{self.ports.moto}, mosquitto on :{self.ports.mqtt}, "
                  f"Prometheus on :{self.ports.prometheus}")  # fmt: skip
-        self.procs.adopt(lambda: stack.start_moto(self.logs, self.ports.moto))
-        self.procs.adopt(lambda: stack.start_mosquitto(self.out, self.ports.mqtt))
-        self.procs.adopt(lambda: stack.start_prometheus(self.out, config, self.ports.prometheus))
+        work = self.stack_dir
+        self.procs.adopt(lambda: stack.start_moto(work, self.ports.moto))
+        self.procs.adopt(lambda: stack.start_mosquitto(work, self.ports.mqtt))
+        self.procs.adopt(lambda: stack.start_prometheus(work, config, self.ports.prometheus))
         env = self.child_env()
         self.say(f"starting the bridge (/metrics on :{self.ports.bridge}) and "
                  f"{len(self.ports.processors)} processors")  # fmt: skip
@@ -835,6 +846,7 @@ class Demo:
             if self.replay_thread is not None:
                 self.replay_thread.join(5)
             self.summary["exit_codes"] = codes
+            self.summary["stop_seconds"] = self.procs.stop_seconds
             self.summary["pids"] = self.procs.pids()
             self.summary["still_running"] = self.procs.running()
             if errors:
@@ -857,7 +869,7 @@ class Demo:
             report=str(self.report),
             checkpoints_dir=str(self.checkpoints),
             checkpoints_s3=f"s3://{self.settings.bucket}/models/{self.settings.app}/",
-            prometheus_data=str(self.out / "prometheus-data"),
+            prometheus_data=str(self.stack_dir / "prometheus-data"),
             logs=str(self.logs),
             urls=self.urls(),
             horizon=self.opts.horizon,
@@ -890,6 +902,12 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
         return body
 
     shards: dict[str, Any] = {}
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return {"shards": {}, "devices": {}, "note": f"bucket {bucket} was never created"}
+        raise
     for obj in _s3_keys(s3, bucket, f"checkpoints/{app}/"):
         if obj["Key"].endswith("manifest.json"):
             manifest = json.loads(fetch(obj["Key"]))

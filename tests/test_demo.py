@@ -1,0 +1,302 @@
+"""``iotcast demo``: refusals, clean shutdown, metric scraping and the live view, and the
+whole demo end to end on real components (mosquitto, moto server, Prometheus)."""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from rich.console import Console
+
+from telemetry import demo, live
+from telemetry.cli import common_flags
+from telemetry.config import Settings
+from telemetry.stack import ComponentMissing, ManagedProcess, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(parents=[common_flags()])
+    demo.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def port_flags(ports: demo.Ports) -> list[str]:
+    return [
+        "--mqtt-port", str(ports.mqtt), "--moto-port", str(ports.moto),
+        "--prometheus-port", str(ports.prometheus), "--bridge-metrics-port", str(ports.bridge),
+        "--processor-metrics-ports", ",".join(map(str, ports.processors)),
+    ]  # fmt: skip
+
+
+def free_ports() -> demo.Ports:
+    ports: set[int] = set()
+    while len(ports) < 6:
+        ports.add(free_port())
+    a, b, c, d, e, f = sorted(ports)
+    return demo.Ports(mqtt=a, moto=b, prometheus=c, bridge=d, processors=(e, f))
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` is no longer a live process (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_demo_refuses_a_taken_port_and_starts_nothing(tmp_path, capsys):
+    ports = free_ports()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports.prometheus))
+        taken.listen()
+        args = parse(["--out", str(tmp_path / "out"), *port_flags(ports)])
+        code = demo.run(Settings.resolve(env={}, toml={}, flags={}), args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"port {ports.prometheus} (prometheus)" in err and "--prometheus-port" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_refuses_the_same_port_twice():
+    with pytest.raises(demo.DemoRefused, match="given to both mosquitto and prometheus"):
+        demo.check_ports(demo.Ports(mqtt=41000, prometheus=41000), in_use=lambda p: False)
+
+
+def test_demo_refuses_a_missing_component_saying_how_to_get_it(tmp_path, capsys, monkeypatch):
+    real = demo.stack.require
+
+    def require(binary: str) -> str:
+        if binary == "mosquitto":
+            raise ComponentMissing(
+                "mosquitto is not installed; get it with: apt-get install -y mosquitto"
+            )
+        return real(binary)
+
+    monkeypatch.setattr(demo.stack, "require", require)
+    args = parse(["--out", str(tmp_path / "out"), *port_flags(free_ports())])
+    code = demo.run(Settings.resolve(env={}, toml={}, flags={}), args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "apt-get install -y mosquitto" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------- shutdown
+
+_STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+_POLITE = "import time; print('up', flush=True); time.sleep(600)"
+
+
+def test_stop_all_ends_children_even_one_that_ignores_sigterm(tmp_path):
+    procs = demo.ProcessList()
+    for name, code in (("polite", _POLITE), ("stubborn", _STUBBORN)):
+        proc = ManagedProcess(name, [sys.executable, "-c", code], 0, tmp_path / f"{name}.log")
+        procs.start(proc, ready=lambda p=proc: "up" in p.log_tail())
+    pids = procs.pids()
+    assert all(not gone(pid) for pid in pids.values())
+    codes = procs.stop_all(grace=1)
+    assert codes == {"stubborn": -signal.SIGKILL, "polite": -signal.SIGTERM}
+    assert all(gone(pid) for pid in pids.values())
+    assert procs.running() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_interrupted_while_starting_stops_everything_it_started(tmp_path, sig):
+    out = tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "telemetry.cli", "demo", "--out", str(out), "--no-live",
+         *port_flags(free_ports())],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        pids: dict[str, int] = {}
+        while time.monotonic() < deadline and child.poll() is None:
+            try:
+                pids = json.loads((out / "pids.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                pids = {}
+            if {"moto_server", "mosquitto", "prometheus"} <= set(pids):
+                break
+            time.sleep(0.1)
+        assert {"moto_server", "mosquitto", "prometheus"} <= set(pids), child.stdout.read()
+        child.send_signal(sig)
+        output, _ = child.communicate(timeout=90)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    assert set(pids.items()) <= set(summary["pids"].items())
+    assert summary["still_running"] == []
+    assert all(gone(pid) for pid in summary["pids"].values())
+
+
+# ------------------------------------------------------ scraping and the view
+
+
+def _names_declared_in_monitoring() -> set[str]:
+    import monitoring.metrics as m
+
+    names = set()
+    for value in vars(m).values():
+        if isinstance(value, MetricWrapperBase):
+            names.add(value._name + ("_total" if value._type == "counter" else ""))
+    return names
+
+
+def test_the_view_reads_only_metrics_declared_in_monitoring():
+    assert set(live.METRIC_NAMES) <= _names_declared_in_monitoring()
+
+
+def _bridge_page() -> str:
+    r = CollectorRegistry()
+    Counter("iotcast_bridge_messages_received", "", registry=r).inc(1003)
+    Counter("iotcast_bridge_readings_forwarded", "", registry=r).inc(1000)
+    dead = Counter("iotcast_bridge_dead_letters", "", ["reason"], registry=r)
+    dead.labels("bad_json").inc(2)
+    dead.labels("out_of_range").inc(1)
+    Gauge("iotcast_bridge_buffer_records", "", registry=r).set(0)
+    return generate_latest(r).decode()
+
+
+def _processor_page(
+    devices: dict[str, tuple[int, float]], shards: dict[str, tuple[int, float]], champion: str
+) -> str:
+    """devices: device -> (learned, last ts); shards: shard -> (owned, lag)."""
+    r = CollectorRegistry()
+    learned = Counter("iotcast_readings_learned", "", ["device"], registry=r)
+    glitch = Counter("iotcast_readings_glitch", "", ["device"], registry=r)
+    dup = Counter("iotcast_readings_duplicate", "", ["device"], registry=r)
+    last = Gauge("iotcast_last_reading_timestamp_seconds", "", ["device"], registry=r)
+    info = Gauge("iotcast_champion_info", "", ["device", "model"], registry=r)
+    rolling = Gauge("iotcast_rolling_mae_celsius", "", ["device", "model", "horizon"], registry=r)
+    mae = Gauge("iotcast_mae_celsius", "", ["device", "model", "horizon"], registry=r)
+    actual = Gauge("iotcast_actual_celsius", "", ["device"], registry=r)
+    pred = Gauge("iotcast_prediction_celsius", "", ["device", "model", "horizon"], registry=r)
+    owned = Gauge("iotcast_shard_owned", "", ["shard"], registry=r)
+    lag = Gauge("iotcast_shard_lag_seconds", "", ["shard"], registry=r)
+    for device, (n, ts) in devices.items():
+        learned.labels(device).inc(n)
+        glitch.labels(device).inc(1)
+        dup.labels(device).inc(0)
+        last.labels(device).set(ts)
+        info.labels(device, "persistence").set(0)
+        info.labels(device, champion).set(1)
+        for model, value in ((champion, 0.11), ("persistence", 0.25)):
+            rolling.labels(device, model, "0").set(value + ts % 10 / 100)
+            mae.labels(device, model, "0").set(value)
+            rolling.labels(device, model, "60").set(9.0)
+        actual.labels(device).set(22.5)
+        pred.labels(device, champion, "0").set(22.43)
+    for shard, (is_owned, seconds) in shards.items():
+        owned.labels(shard).set(is_owned)
+        lag.labels(shard).set(seconds)
+    return generate_latest(r).decode()
+
+
+def _serve(pages: dict[str, str]) -> tuple[http.server.HTTPServer, int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            if self.path not in pages:
+                self.send_error(404)
+                return
+            body = pages[self.path].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
+    # processor 1 held device "a" until ts 100, then processor 2 took its shard over.
+    p1 = _processor_page(
+        {"a": (400, 100.0), "b": (300, 200.0)},
+        {"shardId-000000000000": (0, 7.0), "shardId-000000000001": (1, 0.5)},
+        champion="persistence",
+    )
+    p2 = _processor_page({"a": (297, 150.0)}, {"shardId-000000000000": (1, 1.5)}, champion="linear")
+    server, port = _serve({"/bridge": _bridge_page(), "/p1": p1, "/p2": p2})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        snap = live.collect(f"{base}/bridge", [f"{base}/p1", f"{base}/p2", f"{base}/missing"])
+        down = live.collect("http://127.0.0.1:9/metrics", [], timeout=0.5)
+    finally:
+        server.shutdown()
+    assert snap.bridge_up and snap.processors_up == (True, True, False)
+    assert (snap.received, snap.forwarded, snap.dead_lettered) == (1003, 1000, 3)
+    assert snap.dead_letters_by_reason == {"bad_json": 2, "out_of_range": 1}
+    assert snap.learned_by_device == {"a": 697, "b": 300}
+    assert (snap.learned, snap.glitches, snap.duplicates) == (997, 3, 0)
+    assert snap.accounted == 1000
+    assert snap.shard_lag == {"shardId-000000000000": 1.5, "shardId-000000000001": 0.5}
+    a, b = snap.devices
+    assert (a.device, a.champion, a.learned) == ("a", "linear", 697)
+    assert a.champion_rolling_mae == pytest.approx(0.11) and a.baseline_rolling_mae == 0.25
+    assert (a.champion_mae, a.baseline_mae, a.actual, a.predicted) == (0.11, 0.25, 22.5, 22.43)
+    assert (b.device, b.champion) == ("b", "persistence")
+    assert demo.pipeline_done(snap, 1003, replay_finished=True)
+    assert not demo.pipeline_done(snap, 1003, replay_finished=False)
+    assert not down.bridge_up and down.forwarded == 0
+
+
+def test_live_view_renders_the_pipeline_lag_and_devices():
+    p = _processor_page(
+        {"b8:27:eb:bf:9d:51": (1234, 100.0)}, {"shardId-000000000001": (1, 2.25)}, "linear"
+    )
+    snap = live.aggregate(live.parse_metrics(_bridge_page()), [live.parse_metrics(p), None])
+    console = Console(width=140, file=io.StringIO(), record=True)
+    console.print(live.render(snap, replayed=1003, total=2000, footer="Prometheus http://x"))
+    text = console.export_text()
+    for expected in ("1003/2000", "1000", "shardId-000000000001", "2.2", "b8:27:eb:bf:9d:51",
+                     "1234", "linear", "0.110", "0.250", "22.5", "22.43", "up / up DOWN",
+                     "Prometheus http://x"):  # fmt: skip
+        assert expected in text, (expected, text)
+    line = live.progress_line(snap, 1003, 2000)
+    assert line.startswith("replayed 1003/2000  received 1003  forwarded 1000  dead-lettered 3")
+    assert line.endswith("lag 1=2.2s")
+
+
+def test_stall_message_names_the_stage_that_stopped():
+    snap = live.Snapshot(bridge_up=True, forwarded=500, learned=10)
+    assert "published 40 of 100" in demo.diagnose_stall(snap, 40, 100, 61)
+    assert "forwarded 500 and dead-lettered 0 of 900" in demo.diagnose_stall(snap, 900, 900, 61)
+    assert "accounted for 10 of 500" in demo.diagnose_stall(snap, 500, 500, 61)
+
+
+def test_prometheus_config_scrapes_the_parts_and_promtool_accepts_it(tmp_path):
+    from telemetry.stack import require
+
+    rules, rejected = demo.rule_files()
+    config = demo.prometheus_config(tmp_path / "prometheus.yml", free_ports(), rules)
+    check = subprocess.run(
+        [require("promtool"), "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert rejected == {}, rejected

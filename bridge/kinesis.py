@@ -1,0 +1,228 @@
+"""The Kinesis side: PutRecords with partial-failure retries, and the stream check.
+
+:meth:`KinesisSender.put` returns only when Kinesis accepted every record of
+the batch.  A call may accept some records and refuse others
+(``FailedRecordCount``, per record ``ErrorCode``
+``ProvisionedThroughputExceededException`` or ``InternalFailure``): only the
+refused ones are sent again, in their original order, after an exponential
+backoff with jitter.  Whole-call errors (network, 5xx, throttling, expired
+credentials) are retried under the same bound; errors that retrying cannot
+fix (stream deleted, access denied) raise :class:`BridgeFailure` at once.
+
+Order per device: a device's refused records are resent in order before any
+later record of that device (its lane waits).  Kinesis refuses a shard's
+records from the point its limit is hit, so refusals are a suffix per shard
+and the order holds; a refusal in the middle of a device's run
+(``InternalFailure``) puts the refused record after the accepted ones behind
+it: PutRecords cannot undo an accepted record.  :attr:`reordered` counts those.
+
+>>> class FakeKinesis:  # accepts every other record on the first call, then all
+...     calls = []
+...     def put_records(self, StreamName, Records):
+...         self.calls.append([r["PartitionKey"] for r in Records])
+...         if len(self.calls) == 1:
+...             res = [{"SequenceNumber": "1"} if i % 2 else {"ErrorCode": "InternalFailure",
+...                    "ErrorMessage": "x"} for i in range(len(Records))]
+...             return {"FailedRecordCount": sum("ErrorCode" in r for r in res), "Records": res}
+...         return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "2"}] * len(Records)}
+>>> sender = KinesisSender(FakeKinesis(), "s", RetryPolicy(base=0.0), threading.Event())
+>>> sender.put([("a", b"1"), ("b", b"2"), ("c", b"3")])
+2
+>>> sender.client.calls
+[['a', 'b', 'c'], ['a', 'c']]
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import botocore.exceptions
+from botocore.config import Config
+
+from bridge.retry import Attempts, BridgeFailure, RetryPolicy
+from monitoring.metrics import BRIDGE_KINESIS_UP, BRIDGE_PUT_SECONDS, BRIDGE_RETRIES
+
+__all__ = [
+    "KinesisSender",
+    "PERMANENT_ERRORS",
+    "client_config",
+    "ensure_stream",
+    "error_code",
+    "open_shard_ranges",
+    "shard_index",
+]
+
+log = logging.getLogger(__name__)
+
+# Retrying cannot fix these: a person must (stream gone, no permission, bad request).
+PERMANENT_ERRORS = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "ValidationException",
+        "InvalidArgumentException",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSNotFoundException",
+        "KMSInvalidStateException",
+        "UnrecognizedClientException",
+    }
+)
+
+
+def client_config(max_pool_connections: int = 10) -> Config:
+    """botocore settings for the bridge: our own bounded retries, no hidden ones."""
+    return Config(
+        max_pool_connections=max_pool_connections,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        tcp_keepalive=True,
+    )
+
+
+def error_code(exc: Exception) -> str:
+    """A short code for an AWS error: the service's code, or the exception's class name."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(
+            exc.response.get("Error", {}).get("Code")
+            or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            or "ClientError"
+        )
+    return type(exc).__name__
+
+
+class KinesisSender:
+    """Sends batches of ``(partition_key, data)`` records to one stream, until all are accepted."""
+
+    def __init__(self, client, stream: str, policy: RetryPolicy, abort: threading.Event) -> None:
+        self.client = client
+        self.stream = stream
+        self.policy = policy
+        self.abort = abort
+        self.reordered = 0
+        self.last_ok = 0.0
+
+    def put(self, records: Sequence[tuple[str, bytes]]) -> int:
+        """Send ``records`` until Kinesis accepted all; returns the number of calls made."""
+        pending = list(records)
+        attempts = Attempts(
+            self.policy,
+            f"PutRecords to Kinesis stream {self.stream!r}",
+            self.abort,
+            hint="Check the stream's capacity (shards) and the AWS credentials and endpoint; "
+            "unacknowledged messages stay queued in the MQTT broker.",
+        )
+        calls = 0
+        while pending:
+            calls += 1
+            started = time.perf_counter()
+            try:
+                resp = self.client.put_records(
+                    StreamName=self.stream,
+                    Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
+                )
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                BRIDGE_KINESIS_UP.set(0)
+                code = error_code(exc)
+                if code in PERMANENT_ERRORS:
+                    raise BridgeFailure(
+                        f"PutRecords to Kinesis stream {self.stream!r} failed with {code}: {exc}. "
+                        "Retrying cannot fix this: check that the stream exists and that the "
+                        "credentials may write to it.",
+                        code,
+                    ) from exc
+                BRIDGE_RETRIES.labels(code).inc()
+                log.debug("PutRecords failed (%s), retrying %d records", code, len(pending))
+                attempts.failed(code, str(exc))
+                continue
+            BRIDGE_PUT_SECONDS.observe(time.perf_counter() - started)
+            BRIDGE_KINESIS_UP.set(1)
+            self.last_ok = time.monotonic()
+            if not resp.get("FailedRecordCount"):
+                return calls
+            refused: list[tuple[str, bytes]] = []
+            refused_keys: set[str] = set()
+            codes: dict[str, int] = {}
+            for record, result in zip(pending, resp["Records"], strict=True):
+                code = result.get("ErrorCode")
+                if code:
+                    refused.append(record)
+                    refused_keys.add(record[0])
+                    codes[code] = codes.get(code, 0) + 1
+                elif record[0] in refused_keys:
+                    self.reordered += 1  # accepted behind a refused record of the same key
+            for code, n in codes.items():
+                BRIDGE_RETRIES.labels(code).inc(n)
+            pending = refused
+            first = next(iter(codes))
+            attempts.failed(first, f"{len(refused)} of {len(resp['Records'])} records refused")
+        return calls
+
+
+def ensure_stream(client, stream: str, *, create: bool, shards: int, timeout: float = 60.0) -> int:
+    """Check that ``stream`` exists (creating it with ``shards`` when ``create``); returns open shards.
+
+    A missing stream without ``create`` raises :class:`BridgeFailure` saying how to fix it.
+    """
+    try:
+        summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    except client.exceptions.ResourceNotFoundException:
+        if not create:
+            raise BridgeFailure(
+                f"Kinesis stream {stream!r} does not exist. Create it (e.g. `aws kinesis "
+                f"create-stream --stream-name {stream} --shard-count 2`), point --stream at an "
+                "existing one, or run `iotcast bridge --create-stream --shards N` (local stack).",
+                "ResourceNotFoundException",
+            ) from None
+        log.info("creating Kinesis stream %s with %d shard(s)", stream, shards)
+        try:
+            client.create_stream(StreamName=stream, ShardCount=shards)
+        except client.exceptions.ResourceInUseException:
+            pass  # created meanwhile by someone else
+        summary = {"StreamStatus": "CREATING"}
+    deadline = time.monotonic() + timeout
+    while summary.get("StreamStatus") not in ("ACTIVE", "UPDATING"):
+        if time.monotonic() > deadline:
+            raise BridgeFailure(
+                f"Kinesis stream {stream!r} is {summary.get('StreamStatus')} and did not become "
+                f"ACTIVE within {timeout:.0f}s; check it in the console or with describe-stream.",
+                "StreamNotActive",
+            )
+        time.sleep(0.2)
+        summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    BRIDGE_KINESIS_UP.set(1)
+    return int(summary.get("OpenShardCount", 0))
+
+
+def open_shard_ranges(client, stream: str) -> list[tuple[int, int]]:
+    """Hash-key ranges ``(start, end)`` of the stream's open shards, sorted."""
+    ranges = []
+    kwargs = {"StreamName": stream}
+    while True:
+        resp = client.list_shards(**kwargs)
+        for shard in resp["Shards"]:
+            if "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
+                continue  # closed (split or merged)
+            r = shard["HashKeyRange"]
+            ranges.append((int(r["StartingHashKey"]), int(r["EndingHashKey"])))
+        if not resp.get("NextToken"):
+            break
+        kwargs = {"NextToken": resp["NextToken"]}
+    return sorted(ranges) or [(0, 2**128 - 1)]
+
+
+def shard_index(ranges: list[tuple[int, int]], partition_key: str) -> int:
+    """Index in ``ranges`` of the shard Kinesis puts ``partition_key`` on (MD5 of the key).
+
+    >>> shard_index([(0, 2**127 - 1), (2**127, 2**128 - 1)], "b8:27:eb:bf:9d:51")
+    1
+    """
+    h = int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
+    i = bisect.bisect_right(ranges, (h, 2**128)) - 1
+    return max(0, min(i, len(ranges) - 1))

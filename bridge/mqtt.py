@@ -1,0 +1,177 @@
+"""The MQTT side of the bridge: a persistent QoS 1 session with manual acknowledgement.
+
+The session survives the bridge: a fixed client id, ``clean_start=False`` and
+a ``SessionExpiryInterval`` (both are needed with MQTT 5), so the broker keeps
+queuing messages while the bridge is down and redelivers every message that
+was received but not acknowledged.  ``ReceiveMaximum`` caps the messages the
+broker sends before they are acknowledged: that cap is the bridge's
+backpressure (stop acknowledging and the broker stops sending).
+
+A message is acknowledged only through :meth:`MqttSource.ack`, and only on the
+connection it arrived on: after a reconnect the broker redelivers what was not
+acknowledged, so an old packet id is never acknowledged on a new connection.
+
+>>> from telemetry.config import parse_mqtt_url
+>>> src = MqttSource(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iotcast-bridge-demo",
+...                  on_message=print, receive_maximum=1000)
+>>> src.connected, src.generation
+(False, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.retry import BridgeFailure
+from monitoring.metrics import BRIDGE_MQTT_CONNECTED
+from telemetry.config import MqttTarget
+
+__all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC"]
+
+TELEMETRY_TOPIC = "iot/+/telemetry"
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    """One received MQTT message and what is needed to acknowledge it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: float = field(default_factory=time.time)
+    received_mono: float = field(default_factory=time.monotonic)
+
+
+class MqttSource:
+    """Subscribes to ``topic`` at QoS 1 and hands each message to ``on_message``.
+
+    ``on_message`` runs on paho's network thread; it may block briefly (the
+    broker waits), and it must arrange for :meth:`ack` to be called later.
+    """
+
+    def __init__(
+        self,
+        target: MqttTarget,
+        client_id: str,
+        on_message: Callable[[Message], None],
+        *,
+        receive_maximum: int,
+        topic: str = TELEMETRY_TOPIC,
+        session_expiry: int = 86_400,
+        keepalive: int = 30,
+        ca_file: str | None = None,
+    ) -> None:
+        self.target = target
+        self.client_id = client_id
+        self.topic = topic
+        self.on_message = on_message
+        self.receive_maximum = max(1, min(receive_maximum, 65_535))
+        self.session_expiry = session_expiry
+        self.keepalive = keepalive
+        self.connected = False
+        self.generation = 0
+        self.session_present = False
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._connected_once = threading.Event()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if target.username:
+            client.username_pw_set(target.username, target.password)
+        if target.tls:
+            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect (retrying until ``timeout``) and start paho's network thread."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry
+        props.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(
+            self.target.host,
+            self.target.port,
+            keepalive=self.keepalive,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+        if not self._connected_once.wait(timeout):
+            self.client.loop_stop()
+            raise BridgeFailure(
+                f"cannot reach the MQTT broker at {self.target.host}:{self.target.port} within "
+                f"{timeout:.0f}s ({self.last_error or 'no answer'}); check --mqtt-url and that the "
+                "broker runs",
+                "mqtt_unreachable",
+            )
+
+    def stop(self) -> None:
+        """Disconnect after the acknowledgements already queued (the session stays on the broker)."""
+        with self._lock:
+            self.client.disconnect()
+        self.client.loop_stop()
+        self._set_connected(False)
+
+    # ---------------------------------------------------------------- acks
+    def ack(self, message: Message) -> bool:
+        """Acknowledge ``message`` if its connection is still the current one."""
+        with self._lock:
+            if not self.connected or message.generation != self.generation:
+                return False
+            self.client.ack(message.mid, message.qos)
+            return True
+
+    # ----------------------------------------------------------- callbacks
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        BRIDGE_MQTT_CONNECTED.set(1 if up else 0)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.warning("MQTT: %s", self.last_error)
+            return
+        with self._lock:
+            self.generation += 1
+            self.session_present = bool(flags.session_present)
+            self._set_connected(True)
+        client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+        log.info(
+            "MQTT: connected to %s:%d as %s (session present: %s), subscribed to %s",
+            self.target.host,
+            self.target.port,
+            self.client_id,
+            self.session_present,
+            self.topic,
+        )
+        self._connected_once.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            self._set_connected(False)
+        self.last_error = f"disconnected: {reason_code}"
+        log.info("MQTT: %s", self.last_error)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self.on_message(Message(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))

@@ -1,0 +1,190 @@
+"""A fault-injecting HTTP proxy between the bridge and the moto server (127.0.0.1 only).
+
+moto never throttles and never refuses part of a PutRecords call, so this
+proxy forwards every request to moto unchanged except Kinesis ``PutRecords``,
+where it refuses records the way Kinesis does:
+
+* ``throttle_share``: per partition key and call, the probability that the
+  key's records are refused with ``ProvisionedThroughputExceededException``
+  from a random point to the end of the call (a shard over its limit refuses
+  everything after the point where the limit was hit: a suffix per shard);
+* ``internal_share``: per record, the probability of ``InternalFailure``
+  (anywhere, also in the middle of a device's run);
+* ``call_error_share``: per call, the probability that the whole call fails
+  with HTTP 500 ``InternalFailure`` or 400 ``ProvisionedThroughputExceededException``;
+* ``down``: every Kinesis call fails (HTTP 503), as during an outage.
+
+The accepted records are forwarded to moto in one call and the answer is
+merged back in the original order with ``FailedRecordCount`` and per-record
+``ErrorCode``/``ErrorMessage``. Counters say what was injected.
+
+>>> proxy = FaultProxy("http://127.0.0.1:9", throttle_share=0.1)
+>>> proxy.url.startswith("http://127.0.0.1:")
+True
+>>> proxy.close()
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import orjson
+
+__all__ = ["FaultProxy"]
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class FaultProxy:
+    """Serves on a free port of 127.0.0.1 and forwards to ``upstream`` (the moto server)."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        throttle_share: float = 0.0,
+        internal_share: float = 0.0,
+        call_error_share: float = 0.0,
+        seed: int = 7,
+    ) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.throttle_share = throttle_share
+        self.internal_share = internal_share
+        self.call_error_share = call_error_share
+        self.down = False
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.put_calls = 0
+        self.records_in = 0
+        self.refused: dict[str, int] = {}
+        self.call_errors = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                proxy._handle(self)
+
+            do_POST = do_PUT = do_HEAD = do_DELETE = do_GET  # noqa: N815
+
+            def log_message(self, format, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+    # ----------------------------------------------------------------- proxy
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes):
+        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in headers.items() if k.lower() not in _HOP}
+            headers["Content-Length"] = str(len(body))
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return (
+                resp.status,
+                [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP],
+                resp.read(),
+            )
+        finally:
+            conn.close()
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        headers = dict(h.headers.items())
+        target = h.headers.get("X-Amz-Target", "")
+        if target.startswith("Kinesis_") and self.down:
+            return self._reply(h, 503, [], _error("ServiceUnavailable", "injected outage"))
+        if target.endswith(".PutRecords"):
+            return self._put_records(h, headers, body)
+        status, rheaders, rbody = self._forward(h.command, h.path, headers, body)
+        self._reply(h, status, rheaders, rbody)
+
+    def _reply(self, h, status: int, headers, body: bytes) -> None:
+        h.send_response(status)
+        for k, v in headers:
+            h.send_header(k, v)
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            h.send_header("Content-Type", "application/x-amz-json-1.1")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def _put_records(self, h, headers: dict[str, str], body: bytes) -> None:
+        request = orjson.loads(body)
+        records = request["Records"]
+        with self.lock:
+            self.put_calls += 1
+            self.records_in += len(records)
+            if self.rng.random() < self.call_error_share:
+                self.call_errors += 1
+                if self.rng.random() < 0.5:
+                    reply = (500, _error("InternalFailure", "injected whole-call failure"))
+                else:
+                    reply = (
+                        400,
+                        _error("ProvisionedThroughputExceededException", "injected throttle"),
+                    )
+            else:
+                reply = None
+                verdicts = self._verdicts(records)
+        if reply:
+            return self._reply(h, reply[0], [], reply[1])
+        passed = [r for r, v in zip(records, verdicts, strict=True) if v is None]
+        results = []
+        if passed:
+            status, rheaders, rbody = self._forward(
+                h.command, h.path, headers, orjson.dumps({**request, "Records": passed})
+            )
+            if status != 200:
+                return self._reply(h, status, rheaders, rbody)
+            results = orjson.loads(rbody)["Records"]
+        it = iter(results)
+        merged = []
+        for v in verdicts:
+            if v is None:
+                merged.append(next(it))
+            else:
+                merged.append({"ErrorCode": v, "ErrorMessage": f"injected {v}"})
+        failed = sum(v is not None for v in verdicts)
+        self._reply(h, 200, [], orjson.dumps({"FailedRecordCount": failed, "Records": merged}))
+
+    def _verdicts(self, records: list[dict]) -> list[str | None]:
+        verdicts: list[str | None] = [None] * len(records)
+        by_key: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_key.setdefault(r["PartitionKey"], []).append(i)
+        for positions in by_key.values():
+            if self.rng.random() < self.throttle_share:
+                cut = self.rng.randrange(len(positions))
+                for i in positions[cut:]:
+                    verdicts[i] = "ProvisionedThroughputExceededException"
+        for i in range(len(records)):
+            if verdicts[i] is None and self.rng.random() < self.internal_share:
+                verdicts[i] = "InternalFailure"
+        for v in verdicts:
+            if v:
+                self.refused[v] = self.refused.get(v, 0) + 1
+        return verdicts
+
+
+def _error(code: str, message: str) -> bytes:
+    return orjson.dumps({"__type": code, "message": message})

@@ -1,0 +1,114 @@
+"""The batch reference: a scikit-learn random forest trained once on the first day, then frozen.
+
+This is the classic offline approach to this data. :class:`FrozenForest`
+collects the (features, target) pairs it is taught during the first
+``train_seconds`` of the device's readings (elapsed time is the sum of the
+features' ``dt``), predicting ``None`` ("not yet") meanwhile; then it fits a
+``RandomForestRegressor`` once and never learns again. The fitted trees are
+copied into plain lists so that one prediction is a few hundred list lookups
+(tens of µs) instead of scikit-learn's per-call overhead, and so that the
+checkpoint holds only what predicts. At most ``max_samples`` pairs are kept
+(every second one is dropped when full, and the stride doubles): memory is
+bounded whatever the cadence.
+
+>>> import random
+>>> rng = random.Random(0)
+>>> f = FrozenForest(train_seconds=100, n_estimators=5, max_depth=4)
+>>> for i in range(200):
+...     a = rng.random()
+...     f.learn_one({"dt": 1.0, "a": a}, 2.0 * a)
+>>> f.fitted, round(f.predict_one({"dt": 1.0, "a": 0.5}), 1)
+(True, 1.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.ensemble import RandomForestRegressor
+
+__all__ = ["FrozenForest"]
+
+
+class FrozenForest:
+    """Random forest fitted on the first ``train_seconds`` of pairs, then frozen.
+
+    >>> FrozenForest().predict_one({"dt": 0.0}) is None
+    True
+    """
+
+    def __init__(
+        self,
+        train_seconds: float = 86_400.0,
+        n_estimators: int = 30,
+        max_depth: int | None = 12,
+        min_samples_leaf: int = 5,
+        max_samples: int = 20_000,
+        random_state: int = 0,
+    ) -> None:
+        self.train_seconds = train_seconds
+        self.params = {
+            "n_estimators": n_estimators,
+            "max_depth": max_depth,
+            "min_samples_leaf": min_samples_leaf,
+            "random_state": random_state,
+            "n_jobs": 1,
+        }
+        self.max_samples = max_samples
+        self.elapsed = 0.0
+        self.stride = 1
+        self.seen = 0
+        self.keys: tuple[str, ...] | None = None
+        self.rows: list[list[float]] | None = []
+        self.ys: list[float] | None = []
+        self.trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
+        self.fitted = False
+        self.n_train = 0
+
+    def learn_one(self, x: dict, y: float) -> None:
+        if self.fitted:
+            return
+        if self.keys is None:
+            self.keys = tuple(sorted(x))
+        self.elapsed += float(x.get("dt", 0.0))
+        if self.elapsed >= self.train_seconds and self.rows:
+            self._fit()
+            return
+        if self.seen % self.stride == 0:
+            self.rows.append([float(x.get(k, 0.0)) for k in self.keys])
+            self.ys.append(y)
+            if len(self.rows) >= self.max_samples:
+                self.rows = self.rows[::2]
+                self.ys = self.ys[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def _fit(self) -> None:
+        forest = RandomForestRegressor(**self.params)
+        forest.fit(np.asarray(self.rows), np.asarray(self.ys))
+        for est in forest.estimators_:
+            t = est.tree_
+            self.trees.append(
+                (
+                    t.children_left.tolist(),
+                    t.children_right.tolist(),
+                    t.feature.tolist(),
+                    t.threshold.tolist(),
+                    t.value[:, 0, 0].tolist(),
+                )
+            )
+        self.n_train = len(self.rows)
+        self.rows = None
+        self.ys = None
+        self.fitted = True
+
+    def predict_one(self, x: dict) -> float | None:
+        if not self.fitted:
+            return None
+        row = [float(x.get(k, 0.0)) for k in self.keys]
+        total = 0.0
+        for left, right, feature, threshold, value in self.trees:
+            node = 0
+            while left[node] != -1:
+                node = left[node] if row[feature[node]] <= threshold[node] else right[node]
+            total += value[node]
+        return total / len(self.trees)

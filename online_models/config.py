@@ -1,0 +1,92 @@
+"""What a device's model set predicts and how it chooses its champion.
+
+A :class:`TaskConfig` names the target sensor, the horizons (seconds ahead;
+``0`` is the nowcast, the virtual sensor), the rolling window over which
+errors are compared, and the knobs of model selection and drift detection.
+It is plain, frozen and picklable: it travels inside every checkpoint.
+
+>>> task = TaskConfig()
+>>> task.target, task.horizons
+('temp', (0, 60, 900, 3600))
+>>> TaskConfig(target="humidity", horizons=(900,)).forecast_horizons
+(900,)
+>>> TaskConfig(target="pressure")
+Traceback (most recent call last):
+...
+ValueError: target 'pressure' is not a numeric sensor; choose one of co, humidity, lpg, smoke, temp
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["TARGETS", "TaskConfig"]
+
+TARGETS = ("co", "humidity", "lpg", "smoke", "temp")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Target, horizons, and the selection and drift knobs of one device's model set.
+
+    Parameters:
+        target: the sensor predicted (``temp``, ``humidity``, ``co``, ``lpg``, ``smoke``).
+        horizons: seconds ahead; ``0`` is the nowcast (target now, from the other
+            sensors, without the target's own history).
+        window: number of most recent scored predictions in the rolling MAE/RMSE.
+        initial_champion: the model that starts as champion at every horizon
+            (falls back to the first model of the horizon when absent).
+        promote_margin: a challenger must beat the champion's rolling MAE by this
+            fraction (0.05 = 5 %) to be promoted.
+        promote_min_samples: both must have at least this many scored predictions
+            in their rolling windows.
+        promote_cooldown: scored predictions (at that horizon) between two promotions.
+        drift_delta: ADWIN's confidence parameter on the champion's |residual|.
+        drift_block: residuals averaged into one ADWIN input (they are autocorrelated).
+        drift_reset: on drift, replace the champion's model by a fresh one
+            (it then relearns from the new regime while the others keep going).
+        drift_grace: scored predictions after a promotion or reset before the
+            detector listens again.
+        max_pending: forecasts waiting for their actual value, per horizon; the
+            oldest are dropped (and counted) beyond it.
+    """
+
+    target: str = "temp"
+    horizons: tuple[int, ...] = (0, 60, 900, 3600)
+    window: int = 2000
+    initial_champion: str = "persistence"
+    promote_margin: float = 0.05
+    promote_min_samples: int = 1000
+    promote_cooldown: int = 5000
+    drift_delta: float = 0.002
+    drift_block: int = 50
+    drift_reset: bool = False
+    drift_grace: int = 500
+    max_pending: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(
+                f"target {self.target!r} is not a numeric sensor; choose one of {', '.join(TARGETS)}"
+            )
+        hs = tuple(int(h) for h in self.horizons)
+        if not hs or any(h < 0 for h in hs) or len(set(hs)) != len(hs):
+            raise ValueError(f"horizons must be distinct seconds >= 0, got {self.horizons!r}")
+        object.__setattr__(self, "horizons", tuple(sorted(hs)))
+        if not 0.0 <= self.promote_margin < 1.0:
+            raise ValueError(f"promote_margin must be in [0, 1), got {self.promote_margin!r}")
+        if self.window < 1 or self.promote_min_samples < 1 or self.max_pending < 1:
+            raise ValueError("window, promote_min_samples and max_pending must be >= 1")
+
+    @property
+    def forecast_horizons(self) -> tuple[int, ...]:
+        """The horizons > 0 (the forecasts)."""
+        return tuple(h for h in self.horizons if h > 0)
+
+    @property
+    def nowcast(self) -> bool:
+        """True when horizon 0 (the virtual sensor) is asked for."""
+        return 0 in self.horizons
+
+    def replace(self, **changes) -> TaskConfig:
+        return replace(self, **changes)

@@ -1,0 +1,129 @@
+"""Per-device features, computed online with bounded state (O(1) per reading).
+
+:class:`FeatureState` turns each reading into a flat dict of floats using
+only that reading and the ones before it:
+
+- co-sensor values: ``co``, ``humidity``, ``lpg``, ``smoke``, ``temp``, ``light``, ``motion``;
+- time of day and day of week as sine/cosine (``tod_sin``, ``tod_cos``, ``dow_sin``, ``dow_cos``, UTC);
+- time since the previous reading, ``dt`` (seconds, capped at a day) and ``gap`` (1.0 after more than 5 min);
+- for temperature, humidity and the target: the change since the previous
+  reading (``<v>_d1``) and, per window ``w`` in :data:`WINDOWS` (seconds), the
+  deviation from the time-weighted exponential mean (``<v>_dev<w>``) and the
+  exponential standard deviation (``<v>_sd<w>``): rolling means and spreads
+  with a constant-size state, correct under irregular intervals.
+
+:func:`nowcast_view` removes everything derived from the target (its value,
+changes, deviations and spreads): the nowcast is a virtual sensor that never
+sees the thermometer it replaces.
+
+>>> from telemetry.reading import Reading
+>>> fs = FeatureState(target="temp")
+>>> x1 = fs.update(Reading(1594512000.0, "d", 0.005, 51.0, False, 0.007, False, 0.02, 22.5))
+>>> x2 = fs.update(Reading(1594512004.0, "d", 0.005, 51.2, True, 0.007, False, 0.02, 22.6))
+>>> x2["dt"], round(x2["temp_d1"], 3), x2["light"]
+(4.0, 0.1, 1.0)
+>>> sorted(k for k in nowcast_view(x2, "temp") if k.startswith("temp"))
+[]
+"""
+
+from __future__ import annotations
+
+import math
+
+from telemetry.reading import Reading
+
+__all__ = ["WINDOWS", "FeatureState", "nowcast_view", "target_keys"]
+
+WINDOWS = (60, 600, 3600)
+DAY = 86_400.0
+WEEK = 7 * DAY
+MAX_DT = DAY
+GAP_S = 300.0
+_TAU = 2.0 * math.pi
+
+
+def _tracked(target: str) -> tuple[str, ...]:
+    out = ["temp", "humidity"]
+    if target not in out:
+        out.append(target)
+    return tuple(out)
+
+
+def target_keys(target: str) -> frozenset[str]:
+    """Every feature name derived from ``target`` (what the nowcast must not see)."""
+    keys = {target, f"{target}_d1"}
+    for w in WINDOWS:
+        keys.add(f"{target}_dev{w}")
+        keys.add(f"{target}_sd{w}")
+    return frozenset(keys)
+
+
+def nowcast_view(x: dict[str, float], target: str) -> dict[str, float]:
+    """``x`` without the target's value and history (the nowcast's inputs)."""
+    banned = target_keys(target)
+    return {k: v for k, v in x.items() if k not in banned}
+
+
+class FeatureState:
+    """Bounded per-device state that turns readings into feature dicts.
+
+    ``update(reading)`` must be called in time order, once per learned reading
+    (the device loop drops duplicates, late readings and glitches before).
+    The state is a few floats per tracked variable and window, whatever the
+    stream's length.
+
+    >>> from telemetry.reading import Reading
+    >>> fs = FeatureState()
+    >>> for i in range(3):
+    ...     x = fs.update(Reading(1594512000.0 + 5 * i, "d", 0.005, 50.0, False, 0.007, False, 0.02, 22.0 + i))
+    >>> round(x["temp_dev60"], 3) > 0, x["dt"]
+    (True, 5.0)
+    """
+
+    def __init__(self, target: str = "temp") -> None:
+        self.target = target
+        self.tracked = _tracked(target)
+        self.last_ts: float | None = None
+        self.prev: dict[str, float] = {}
+        # per variable, per window: [mean, variance]
+        self.ew: dict[str, list[list[float]]] = {}
+
+    def update(self, reading: Reading) -> dict[str, float]:
+        """Fold ``reading`` into the state and return its features (past and present only)."""
+        ts = reading.ts
+        dt = 0.0 if self.last_ts is None else min(max(ts - self.last_ts, 0.0), MAX_DT)
+        day_phase = (ts % DAY) / DAY * _TAU
+        week_phase = ((ts + 4 * DAY) % WEEK) / WEEK * _TAU  # epoch day 0 was a Thursday
+        x: dict[str, float] = {
+            "co": reading.co,
+            "humidity": reading.humidity,
+            "lpg": reading.lpg,
+            "smoke": reading.smoke,
+            "temp": reading.temp,
+            "light": 1.0 if reading.light else 0.0,
+            "motion": 1.0 if reading.motion else 0.0,
+            "tod_sin": math.sin(day_phase),
+            "tod_cos": math.cos(day_phase),
+            "dow_sin": math.sin(week_phase),
+            "dow_cos": math.cos(week_phase),
+            "dt": dt,
+            "gap": 1.0 if dt > GAP_S else 0.0,
+        }
+        first = self.last_ts is None
+        for name in self.tracked:
+            value = float(getattr(reading, name))
+            x[f"{name}_d1"] = 0.0 if first else value - self.prev[name]
+            self.prev[name] = value
+            states = self.ew.get(name)
+            if states is None:
+                states = self.ew[name] = [[value, 0.0] for _ in WINDOWS]
+            for w, st in zip(WINDOWS, states, strict=True):
+                alpha = 1.0 - math.exp(-dt / w)
+                diff = value - st[0]
+                incr = alpha * diff
+                st[0] += incr
+                st[1] = (1.0 - alpha) * (st[1] + diff * incr)
+                x[f"{name}_dev{w}"] = value - st[0]
+                x[f"{name}_sd{w}"] = math.sqrt(st[1]) if st[1] > 0.0 else 0.0
+        self.last_ts = ts
+        return x

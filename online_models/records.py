@@ -1,0 +1,62 @@
+"""What one step of a device's model set returns: predictions, scores, events.
+
+Plain frozen dataclasses, cheap to build and to serialise (``asdict``).
+
+>>> p = Prediction("linear", 900, 1594512000.0, 1594512900.0, 22.4)
+>>> p.target_ts - p.ts
+900.0
+>>> Event("promotion", "linear", 900, "rolling MAE 0.10 < 0.95 x 0.20", {"old": "persistence"}).kind
+'promotion'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Event", "Prediction", "Score", "StepResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A model's prediction made at ``ts`` of the target at ``target_ts`` (``ts + horizon``)."""
+
+    model: str
+    horizon: int
+    ts: float
+    target_ts: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A prediction made at ``made_ts`` scored by the reading at ``target_ts`` (its actual value)."""
+
+    model: str
+    horizon: int
+    made_ts: float
+    target_ts: float
+    predicted: float
+    actual: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A promotion or a drift detection, with the reason in words and the figures behind it."""
+
+    kind: str
+    model: str
+    horizon: int
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """Outcome of one reading: ``status`` is learned, duplicate, late or glitch."""
+
+    status: str
+    predictions: tuple[Prediction, ...] = ()
+    scores: tuple[Score, ...] = ()
+    events: tuple[Event, ...] = ()

@@ -1,0 +1,113 @@
+"""Error accumulators: the one place MAE, RMSE and R² are computed.
+
+The stream processor exports these figures and ``iotcast evaluate`` reports
+them: both run this code, so stream and offline figures agree to float
+precision. :class:`ErrorStats` keeps totals since the start (MAE, RMSE, R²
+with Welford's variance of the actuals) and a rolling window of the last
+``window`` absolute and squared errors (bounded; its running sums are
+recomputed exactly every ``window`` updates so rounding cannot accumulate).
+
+>>> s = ErrorStats(window=2)
+>>> for predicted, actual in [(20.0, 21.0), (21.0, 21.0), (22.0, 23.0)]:
+...     _ = s.update(predicted, actual)
+>>> s.n, round(s.mae, 4), round(s.rmse, 4), round(s.rolling_mae, 4)
+(3, 0.6667, 0.8165, 0.5)
+>>> round(s.r2, 4)
+0.25
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["ErrorStats"]
+
+
+class ErrorStats:
+    """Prequential error figures of one model at one horizon (see the module docstring).
+
+    >>> ErrorStats().mae is None
+    True
+    """
+
+    def __init__(self, window: int = 500) -> None:
+        self.window = window
+        self.n = 0
+        self.sum_abs = 0.0
+        self.sum_sq = 0.0
+        self.sum_err = 0.0
+        self.mean_y = 0.0
+        self.m2_y = 0.0
+        self.recent: deque[float] = deque(maxlen=window)
+        self.roll_abs = 0.0
+        self.roll_sq = 0.0
+        self._since_exact = 0
+
+    def update(self, predicted: float, actual: float) -> float:
+        """Add one scored prediction; returns the residual ``actual - predicted``."""
+        err = actual - predicted
+        a = abs(err)
+        sq = err * err
+        self.n += 1
+        self.sum_abs += a
+        self.sum_sq += sq
+        self.sum_err += err
+        delta = actual - self.mean_y
+        self.mean_y += delta / self.n
+        self.m2_y += delta * (actual - self.mean_y)
+        if len(self.recent) == self.window:
+            old = self.recent[0]
+            self.roll_abs -= abs(old)
+            self.roll_sq -= old * old
+        self.recent.append(err)
+        self.roll_abs += a
+        self.roll_sq += sq
+        self._since_exact += 1
+        if self._since_exact >= self.window:
+            self.roll_abs = math.fsum(abs(e) for e in self.recent)
+            self.roll_sq = math.fsum(e * e for e in self.recent)
+            self._since_exact = 0
+        return err
+
+    @property
+    def mae(self) -> float | None:
+        return self.sum_abs / self.n if self.n else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.sum_sq / self.n) if self.n else None
+
+    @property
+    def bias(self) -> float | None:
+        """Mean residual (actual - predicted)."""
+        return self.sum_err / self.n if self.n else None
+
+    @property
+    def r2(self) -> float | None:
+        if self.n < 2 or self.m2_y <= 0.0:
+            return None
+        return 1.0 - self.sum_sq / self.m2_y
+
+    @property
+    def rolling_n(self) -> int:
+        return len(self.recent)
+
+    @property
+    def rolling_mae(self) -> float | None:
+        return max(self.roll_abs, 0.0) / len(self.recent) if self.recent else None
+
+    @property
+    def rolling_rmse(self) -> float | None:
+        return math.sqrt(max(self.roll_sq, 0.0) / len(self.recent)) if self.recent else None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "n": self.n,
+            "mae": self.mae,
+            "rmse": self.rmse,
+            "r2": self.r2,
+            "bias": self.bias,
+            "rolling_mae": self.rolling_mae,
+            "rolling_rmse": self.rolling_rmse,
+        }

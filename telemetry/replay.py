@@ -1,0 +1,352 @@
+"""Replay readings over MQTT, as the devices would publish them.
+
+Each reading goes to ``iot/<device>/telemetry`` with the devices' JSON
+payload (:func:`telemetry.reading.encode`), in file order, paced by event
+time at ``--speed`` times real time (``0``: as fast as possible; a reading
+whose ``ts`` is earlier than one already sent goes at once).  With QoS 1
+(the default) the count at the end is of messages the broker acknowledged
+(PUBACK): "published" means accepted by the broker.  A bounded window of
+unacknowledged messages keeps the pipe full without unbounded memory; if
+the connection drops, paho re-sends the unacknowledged messages after a
+reconnect (bounded retries), or the replay fails with a message.
+
+Example::
+
+    iotcast replay --csv week.csv --speed 60 --limit 10000
+    iotcast replay --csv week.csv --speed 0 --mqtt-url mqtts://user:pass@broker:8883 --mqtt-ca-file ca.pem
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_arguments(p)
+>>> a = p.parse_args(["--csv", "week.csv", "--speed", "60", "--device", "b8:27:eb:bf:9d:51"])
+>>> a.speed, a.qos, a.device
+(60.0, 1, ['b8:27:eb:bf:9d:51'])
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from telemetry.config import Settings
+from telemetry.csvfile import BadRows, CsvFormatError, read_csv
+from telemetry.reading import Reading, encode
+
+__all__ = ["HELP", "ReplayError", "add_arguments", "connect", "replay", "run"]
+
+HELP = "publish readings from a CSV file over MQTT, paced by event time"
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 500
+_SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+class ReplayError(RuntimeError):
+    """The replay could not get its messages to the broker; the message says how far it got.
+
+    >>> str(ReplayError("broker at 127.0.0.1:1 refused the connection"))
+    'broker at 127.0.0.1:1 refused the connection'
+    """
+
+
+class _Acks:
+    """Counts acknowledgements (PUBACK for QoS 1, written for QoS 0) and the connection state."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.connected = False
+        self.connect_failure: str | None = None
+
+    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+        self.acked += 1
+
+    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        if reason_code.is_failure:
+            self.connect_failure = str(reason_code)
+        else:
+            self.connected = True
+
+    def on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+        self.connected = False
+
+
+def connect(
+    settings: Settings,
+    *,
+    client_id: str | None = None,
+    timeout: float = 10.0,
+    window: int = DEFAULT_WINDOW,
+) -> tuple[mqtt.Client, _Acks]:
+    """A connected paho client (no background thread) and its acknowledgement counter.
+
+    Reads host, port, TLS and credentials from ``settings.mqtt`` and the CA file
+    from ``settings.mqtt_ca_file``.  Raises :class:`ReplayError` with what to check.
+    """
+    target = settings.mqtt
+    acks = _Acks()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"iotcast-replay-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv311,
+    )
+    client.on_publish = acks.on_publish
+    client.on_connect = acks.on_connect
+    client.on_disconnect = acks.on_disconnect
+    client.max_inflight_messages_set(
+        0
+    )  # no limit in paho: our window bounds it (paho rescans per ack)
+    client.max_queued_messages_set(0)
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set(ca_certs=settings.mqtt_ca_file)
+    where = f"{target.host}:{target.port}"
+    try:
+        client.connect(target.host, target.port, keepalive=30)
+    except OSError as exc:
+        raise ReplayError(
+            f"cannot reach the MQTT broker at {where}: {exc} "
+            "(is it running? check --mqtt-url / IOTCAST_MQTT_URL)"
+        ) from exc
+    deadline = time.monotonic() + timeout
+    while not acks.connected:
+        if acks.connect_failure:
+            client.disconnect()
+            raise ReplayError(
+                f"the MQTT broker at {where} refused the connection: {acks.connect_failure} "
+                "(check the user and password in --mqtt-url)"
+            )
+        if time.monotonic() > deadline:
+            client.disconnect()
+            raise ReplayError(f"no CONNACK from the MQTT broker at {where} within {timeout:g} s")
+        rc = client.loop(0.1)
+        if rc != _SUCCESS and not acks.connect_failure:
+            raise ReplayError(f"connection to the MQTT broker at {where} failed: {rc.name}")
+    return client, acks
+
+
+def _service(
+    client: mqtt.Client, acks: _Acks, timeout: float, where: str, retry_for: float
+) -> None:
+    """Run paho's network loop once; on a lost connection, reconnect with bounded retries."""
+    rc = client.loop(timeout)
+    if rc == _SUCCESS:
+        return
+    deadline = time.monotonic() + retry_for
+    delay = 0.1
+    while True:
+        log.warning("MQTT connection to %s lost (%s); reconnecting", where, rc.name)
+        try:
+            rc = client.reconnect()
+        except OSError as exc:
+            rc = None
+            log.warning("reconnect to %s failed: %s", where, exc)
+        if rc == _SUCCESS:
+            start = time.monotonic()
+            while not acks.connected and time.monotonic() - start < 10.0:
+                if client.loop(0.1) != _SUCCESS:
+                    break
+            if acks.connected:
+                return
+        if time.monotonic() + delay > deadline:
+            raise ReplayError(
+                f"lost the MQTT broker at {where} and could not reconnect within {retry_for:g} s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def replay(
+    settings: Settings,
+    readings: Iterable[Reading],
+    *,
+    speed: float = 0.0,
+    qos: int = 1,
+    limit: int | None = None,
+    progress: bool | Progress = False,
+    devices: Collection[str] | None = None,
+    window: int = DEFAULT_WINDOW,
+    stall_timeout: float = 30.0,
+    total: int | None = None,
+) -> int:
+    """Publish ``readings`` to the broker of ``settings``; return how many the broker accepted.
+
+    ``speed``: times real time by event time (0 = as fast as possible).
+    ``limit``: stop after that many readings; ``devices``: only these devices.
+    ``window``: at most that many messages await their PUBACK at once.
+    ``progress``: show a rich progress bar (``total`` sizes it).
+    Raises :class:`ReplayError` if the broker cannot be reached or stops
+    acknowledging for ``stall_timeout`` seconds.
+    """
+    if qos not in (0, 1, 2):
+        raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
+    if speed < 0:
+        raise ValueError(f"speed must be >= 0, got {speed}")
+    window = max(1, window)
+    target = settings.mqtt
+    where = f"{target.host}:{target.port}"
+    client, acks = connect(settings, window=window)
+    wanted = set(devices) if devices else None
+    if limit is not None:
+        total = limit if total is None else min(total, limit)
+    bar: Progress | None = None
+    own_bar = False
+    if isinstance(progress, Progress):
+        bar = progress
+    elif progress:
+        bar = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        own_bar = True
+    task = bar.add_task("replay", total=total) if bar else None
+    sent = 0
+    t0 = w0 = None
+    publish = client.publish
+    try:
+        if own_bar:
+            bar.start()  # type: ignore[union-attr]
+        for reading in readings:
+            if limit is not None and sent >= limit:
+                break
+            if wanted is not None and reading.device not in wanted:
+                continue
+            if speed > 0:
+                if t0 is None:
+                    t0, w0 = reading.ts, time.monotonic()
+                due = w0 + (reading.ts - t0) / speed  # type: ignore[operator]
+                wait = due - time.monotonic()
+                while wait > 0:
+                    _service(client, acks, min(wait, 0.25), where, stall_timeout)
+                    wait = due - time.monotonic()
+            if sent - acks.acked >= window:
+                _wait_acks(client, acks, sent - window + 1, where, stall_timeout)
+            info = publish(f"iot/{reading.device}/telemetry", encode(reading), qos)
+            if info.rc != _SUCCESS:
+                if qos == 0 or info.rc != MQTTErrorCode.MQTT_ERR_NO_CONN:
+                    raise ReplayError(
+                        f"publish to {where} failed ({info.rc.name}) after {acks.acked} acknowledged"
+                    )
+                # QoS >= 1 while disconnected: paho keeps it and sends it after the reconnect
+                _service(client, acks, 0.0, where, stall_timeout)
+            sent += 1
+            if sent & 63 == 0:
+                _service(client, acks, 0.0, where, stall_timeout)
+                if bar is not None and sent & 1023 == 0:
+                    bar.update(task, completed=acks.acked)  # type: ignore[arg-type]
+        _wait_acks(client, acks, sent, where, stall_timeout)
+        if bar is not None:
+            bar.update(task, completed=acks.acked)  # type: ignore[arg-type]
+    finally:
+        if own_bar:
+            bar.stop()  # type: ignore[union-attr]
+        client.disconnect()
+        client.loop(0.1)
+    return acks.acked
+
+
+def _wait_acks(
+    client: mqtt.Client, acks: _Acks, until: int, where: str, stall_timeout: float
+) -> None:
+    """Run the network loop until ``until`` messages are acknowledged (no progress for long: fail)."""
+    last, last_change = acks.acked, time.monotonic()
+    while acks.acked < until:
+        _service(client, acks, 0.05, where, stall_timeout)
+        if acks.acked != last:
+            last, last_change = acks.acked, time.monotonic()
+        elif time.monotonic() - last_change > stall_timeout:
+            raise ReplayError(
+                f"the MQTT broker at {where} acknowledged nothing for {stall_timeout:g} s; "
+                f"{acks.acked} of {until} messages acknowledged"
+            )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--csv", required=True, metavar="FILE", help="file in the public CSV format"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="times real time by event time; 0 = as fast as possible (default 1)",
+    )
+    parser.add_argument("--limit", type=int, help="stop after N readings")
+    parser.add_argument(
+        "--qos", type=int, choices=(0, 1, 2), default=1, help="MQTT QoS (default 1: acknowledged)"
+    )
+    parser.add_argument(
+        "--device",
+        action="append",
+        metavar="ID",
+        help="only this device (repeatable; default: every device)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help=f"most messages awaiting acknowledgement at once (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _count_rows(path: str) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            n += block.count(b"\n")
+    return max(0, n - 1)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``iotcast replay``."""
+    console = Console(stderr=True)
+    if not Path(args.csv).is_file():
+        console.print(f"[red]no such file: {args.csv}[/red]")
+        return 2
+    bad = BadRows()
+    started = time.perf_counter()
+    try:
+        n = replay(
+            settings,
+            read_csv(args.csv, on_bad_row=bad),
+            speed=args.speed,
+            qos=args.qos,
+            limit=args.limit,
+            progress=not args.quiet,
+            devices=args.device,
+            window=args.window,
+            total=None if args.device else _count_rows(args.csv),
+        )
+    except (ReplayError, CsvFormatError) as exc:
+        console.print(f"[red]iotcast replay: {exc}[/red]")
+        return 1
+    elapsed = time.perf_counter() - started
+    what = "acknowledged by the broker" if args.qos else "written (QoS 0)"
+    console.print(
+        f"published {n:,} readings to {settings.mqtt.host}:{settings.mqtt.port} "
+        f"({what}) in {elapsed:.1f} s, {n / max(elapsed, 1e-9):,.0f} msg/s"
+    )
+    if bad.count:
+        console.print(f"skipped {bad.count:,} bad rows: {dict(bad.by_reason)}")
+    return 0

@@ -75,3 +75,29 @@ def boto(settings: Settings):
         return boto3.client(service, **settings.boto_kwargs())
 
     return make
+
+
+def _kinesalite_binary() -> str:
+    """kinesalite from PATH or the repository's (gitignored) node_modules: `npm install kinesalite`."""
+    from telemetry.stack import ComponentMissing, require
+
+    local = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "kinesalite"
+    if local.exists():
+        return str(local)
+    try:
+        return require("kinesalite")
+    except ComponentMissing as exc:
+        raise ComponentMissing(f"{exc} (in the repository root, so node_modules/.bin/kinesalite exists)") from None
+
+
+@pytest.fixture
+def kinesalite(tmp_path: Path) -> Iterator[ManagedProcess]:
+    """A fresh kinesalite (Kinesis only, in memory; reshards correctly, unlike moto) on a free port."""
+    from telemetry.stack import free_port
+
+    port = free_port()
+    argv = [_kinesalite_binary(), "--port", str(port), "--createStreamMs", "0", "--deleteStreamMs", "0",
+            "--updateStreamMs", "0", "--shardLimit", "100"]
+    proc = ManagedProcess("kinesalite", argv, port, tmp_path / "kinesalite.log").start(timeout=60)
+    yield proc
+    proc.stop()

@@ -1,0 +1,250 @@
+"""Checkpoints in S3: device model artifacts and the per-shard manifest.
+
+A shard's checkpoint is committed by one S3 object, its manifest
+``checkpoints/<app>/<shard-id>/manifest.json``: the last sequence number
+learned and, for every device of the shard, the artifact that holds its
+models (``models/<app>/<device>/all/<version>/model.pkl``, a pickled
+``DeviceModels``, with a ``manifest.json`` beside it), its sha256, sample
+count and metrics.  Artifacts are written first, the manifest last: a crash
+between the two leaves unreferenced artifacts, never a manifest that points
+at something missing.  With an HMAC key, manifests carry an HMAC-SHA256
+signature; loading verifies the signature and every artifact's sha256 and
+refuses what does not match (:class:`TamperedCheckpoint`).
+
+>>> m = ShardManifest("shardId-0", "42", {}, finished=False)
+>>> raw = m.to_json(hmac_key="k")
+>>> ShardManifest.from_json(raw, hmac_key="k").sequence
+'42'
+>>> try:
+...     ShardManifest.from_json(raw.replace(b'"42"', b'"43"'), hmac_key="k")
+... except TamperedCheckpoint as e:
+...     print("refused:", e.reason)
+refused: bad_signature
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+__all__ = [
+    "CheckpointStore",
+    "DeviceEntry",
+    "ShardManifest",
+    "TamperedCheckpoint",
+    "device_artifact_key",
+    "shard_manifest_key",
+    "sha256_hex",
+]
+
+
+class TamperedCheckpoint(RuntimeError):
+    """A manifest or artifact that fails verification; ``reason`` says which check failed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def sha256_hex(data: bytes) -> str:
+    """>>> sha256_hex(b"")[:12]
+    'e3b0c44298fc'
+    """
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sign(body: bytes, key: str) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def shard_manifest_key(app: str, shard_id: str) -> str:
+    return f"checkpoints/{app}/{shard_id}/manifest.json"
+
+
+def device_artifact_key(app: str, device: str, version_id: str) -> str:
+    """``models/<app>/<device>/all/<version_id>/model.pkl``."""
+    return f"models/{app}/{device}/all/{version_id}/model.pkl"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """Where a device's models of one checkpoint live and what they hold."""
+
+    version: int
+    key: str
+    sha256: str
+    samples: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    size: int = 0
+
+
+@dataclass
+class ShardManifest:
+    """The commit point of one shard's checkpoint.
+
+    ``sequence`` is the last Kinesis sequence number whose record is reflected
+    in the devices' models (a decimal string; compare as integers).
+    ``finished`` is set once a closed shard (after a split or merge) has been
+    consumed to its end: its children may start.
+    """
+
+    shard_id: str
+    sequence: str | None
+    devices: dict[str, DeviceEntry]
+    finished: bool = False
+    created: str = field(default_factory=_now_iso)
+    writer: str = ""
+
+    def to_json(self, hmac_key: str | None = None) -> bytes:
+        body = {
+            "shard_id": self.shard_id,
+            "sequence": self.sequence,
+            "finished": self.finished,
+            "created": self.created,
+            "writer": self.writer,
+            "devices": {d: asdict(e) for d, e in sorted(self.devices.items())},
+        }
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        if hmac_key:
+            body["signature"] = {"alg": "HMAC-SHA256", "value": _sign(canonical, hmac_key)}
+            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, raw: bytes, hmac_key: str | None = None) -> ShardManifest:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise TamperedCheckpoint("unreadable", f"manifest is not valid JSON: {exc}") from None
+        signature = body.pop("signature", None)
+        if hmac_key:
+            if not signature:
+                raise TamperedCheckpoint(
+                    "unsigned", "manifest carries no signature but an HMAC key is configured"
+                )
+            expected = _sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hmac_key)
+            if not hmac.compare_digest(expected, str(signature.get("value", ""))):
+                raise TamperedCheckpoint(
+                    "bad_signature",
+                    f"manifest of shard {body.get('shard_id')!r} fails its HMAC-SHA256 signature "
+                    "(tampered, or written with another key)",
+                )
+        try:
+            return cls(
+                shard_id=body["shard_id"],
+                sequence=body["sequence"],
+                devices={d: DeviceEntry(**e) for d, e in body["devices"].items()},
+                finished=bool(body.get("finished", False)),
+                created=body.get("created", ""),
+                writer=body.get("writer", ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise TamperedCheckpoint("malformed", f"manifest lacks a field: {exc}") from None
+
+    @property
+    def sequence_int(self) -> int | None:
+        return None if self.sequence is None else int(self.sequence)
+
+
+class CheckpointStore:
+    """Reads and writes checkpoints in one bucket for one application (consumer group).
+
+    ``s3`` is a boto3 S3 client; every method blocks (run them off the event loop).
+    """
+
+    def __init__(self, s3: Any, bucket: str, app: str, hmac_key: str | None = None) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.app = app
+        self.hmac_key = hmac_key
+        self.writer = uuid.uuid4().hex[:8]
+
+    # ------------------------------------------------------------------ write
+    def put_device(
+        self, device: str, version: int, payload: bytes, samples: int, metrics: dict[str, Any],
+        *, shard_id: str, sequence: str | None,
+    ) -> DeviceEntry:
+        """Write one device's artifact, then the ``manifest.json`` beside it."""
+        version_id = f"{version:08d}-{self.writer}"
+        key = device_artifact_key(self.app, device, version_id)
+        digest = sha256_hex(payload)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=payload, ContentType="application/octet-stream")
+        entry = DeviceEntry(version, key, digest, samples, metrics, len(payload))
+        beside = {
+            "device": device, "shard_id": shard_id, "sequence": sequence, "created": _now_iso(),
+            **asdict(entry),
+        }
+        body = orjson.dumps(beside, option=orjson.OPT_SORT_KEYS)
+        if self.hmac_key:
+            beside["signature"] = {"alg": "HMAC-SHA256", "value": _sign(body, self.hmac_key)}
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key.rsplit("/", 1)[0] + "/manifest.json",
+            Body=orjson.dumps(beside, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2),
+            ContentType="application/json",
+        )
+        return entry
+
+    def put_shard_manifest(self, manifest: ShardManifest) -> None:
+        manifest.writer = self.writer
+        manifest.created = _now_iso()
+        self.s3.put_object(
+            Bucket=self.bucket, Key=shard_manifest_key(self.app, manifest.shard_id),
+            Body=manifest.to_json(self.hmac_key), ContentType="application/json",
+        )
+
+    def put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    # ------------------------------------------------------------------- read
+    def load_shard_manifest(self, shard_id: str) -> ShardManifest | None:
+        """The shard's manifest (signature verified when a key is set), or None if it has none."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=shard_manifest_key(self.app, shard_id))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        return ShardManifest.from_json(obj["Body"].read(), self.hmac_key)
+
+    def load_device(self, device: str, entry: DeviceEntry) -> bytes:
+        """The artifact's bytes, after checking them against the manifest's sha256."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=entry.key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise TamperedCheckpoint(
+                    "missing_artifact", f"artifact {entry.key} of device {device!r} is missing"
+                ) from None
+            raise
+        payload = obj["Body"].read()
+        if sha256_hex(payload) != entry.sha256:
+            raise TamperedCheckpoint(
+                "bad_sha256",
+                f"artifact {entry.key} of device {device!r} does not match the sha256 in its "
+                "manifest (tampered or corrupted); refusing to load it",
+            )
+        return payload
+
+
+def retry(call: Any, *args: Any, attempts: int = 5, delay: float = 0.2, **kwargs: Any) -> Any:
+    """Call ``call`` up to ``attempts`` times on S3/DynamoDB client errors, then raise."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call(*args, **kwargs)
+        except (ClientError, OSError):
+            if attempt == attempts:
+                raise
+            time.sleep(delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")

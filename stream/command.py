@@ -1,0 +1,133 @@
+"""Consume the telemetry stream, learn per-device models, export predictions and metrics.
+
+The consumer group is ``--app``; several processes share the stream's shards
+through leases in DynamoDB (table ``kinesis-checkpoints-<app>``) and hand
+shards over fairly when one joins.  Models are checkpointed to S3 (manifest
+first, then the DynamoDB sequence number), so a reading is learned exactly
+once across crashes and restarts.  SIGTERM or Ctrl-C stops gracefully (final
+checkpoint, leases released).
+
+Example (local stack; creates the streams, bucket and lease table if missing)::
+
+    iotcast process --create-resources --metrics-port 9102 --checkpoint-seconds 10
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_arguments(p)
+>>> p.parse_args(["--checkpoint-every", "500"]).checkpoint_every
+500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+
+import boto3
+from botocore.exceptions import ClientError
+
+from telemetry.config import ConfigError, Settings
+
+__all__ = ["HELP", "add_arguments", "create_resources", "run"]
+
+HELP = "consume the telemetry stream: per-device online models, metrics, S3 checkpoints"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("processor")
+    g.add_argument("--create-resources", action="store_true",
+                   help="create the telemetry and predictions streams, the bucket and the lease table if missing")
+    g.add_argument("--shards", type=int, default=1, help="shards of the telemetry stream if it is created (default 1)")
+    g.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="checkpoint a shard every N records (default 1000)")
+    g.add_argument("--checkpoint-seconds", type=float, default=10.0, metavar="T",
+                   help="... or every T seconds, whichever comes first (default 10)")
+    g.add_argument("--max-devices", type=int, default=100_000, metavar="N",
+                   help="devices this process holds at most; readings of more are dead-lettered (default 100000)")
+    g.add_argument("--session-timeout", type=float, default=60.0, metavar="S",
+                   help="a lease whose holder has not heartbeaten for S seconds is taken over (default 60)")
+    g.add_argument("--heartbeat", type=float, default=None, metavar="S",
+                   help="lease and presence heartbeat (default: session timeout / 4)")
+    g.add_argument("--predictions", choices=("champion", "all", "none"), default="champion",
+                   help="prediction records to the predictions stream: the champion's per horizon, "
+                        "every model's, or none (default champion)")
+    g.add_argument("--models", default="default",
+                   help="models each device runs: default, all, or comma-separated names (default: default)")
+    g.add_argument("--horizons", default=None,
+                   help="comma-separated horizons in seconds, 0 = nowcast (default: the task's 0,60,900,3600)")
+    g.add_argument("--shard-refresh", type=float, default=10.0, metavar="S",
+                   help="how often the shard list is re-read to find split/merged shards (default 10)")
+    g.add_argument("--kinesis-endpoint-url", default=None,
+                   help="Kinesis endpoint when it differs from --endpoint-url (env IOTCAST_KINESIS_ENDPOINT_URL)")
+    g.add_argument("--device-label-cap", type=int, default=1000,
+                   help="distinct device label values in metrics; more go under _overflow (default 1000)")
+
+
+def create_resources(settings: Settings, shards: int = 1) -> None:
+    """Create (if missing) the telemetry and predictions streams and the bucket."""
+    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    for name, count in ((settings.stream, shards), (settings.predictions_stream, 1)):
+        try:
+            kinesis.create_stream(StreamName=name, ShardCount=count)
+            log.info("created stream %s (%d shards)", name, count)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+        kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+    s3 = boto3.client("s3", **settings.boto_kwargs())
+    try:
+        s3.create_bucket(Bucket=settings.bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from monitoring.metrics import set_device_label_cap
+    from online_models.catalog import load_catalog
+    from online_models.config import TaskConfig
+    from stream.runner import ProcessorOptions, StreamProcessor
+
+    kinesis_url = args.kinesis_endpoint_url or os.environ.get("IOTCAST_KINESIS_ENDPOINT_URL")
+    if kinesis_url:
+        settings = settings.replace(kinesis_endpoint_url=kinesis_url)
+    # async-kinesis and its DynamoDB checkpointer take credentials only from the environment.
+    if settings.aws_access_key_id and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        os.environ["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
+        os.environ["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key or ""
+    if args.checkpoint_every < 1 or args.checkpoint_seconds <= 0:
+        raise ConfigError("--checkpoint-every must be >= 1 and --checkpoint-seconds > 0")
+    set_device_label_cap(args.device_label_cap)
+    task = TaskConfig()
+    if args.horizons:
+        try:
+            task = TaskConfig(horizons=tuple(int(h) for h in args.horizons.split(",")))
+        except ValueError as exc:
+            raise ConfigError(f"--horizons {args.horizons!r}: {exc}") from exc
+    catalog = load_catalog(settings.models_file)
+    if args.create_resources:
+        create_resources(settings, args.shards)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="0.0.0.0")
+    options = ProcessorOptions(
+        checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds,
+        max_devices=args.max_devices, session_timeout=args.session_timeout, heartbeat=args.heartbeat,
+        predictions=args.predictions, models=args.models, shard_refresh=args.shard_refresh,
+    )
+    processor = StreamProcessor(settings, options, catalog, task)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("processing %s as %s (app %s)", settings.stream, processor.ref_id, settings.app)
+        return await processor.run(stop)
+
+    return asyncio.run(main())

@@ -1,0 +1,245 @@
+"""The per-record core: decode, dedupe, step the device's models, report.
+
+:class:`StreamCore` handles one Kinesis record of one shard at a time, with
+no network I/O of its own (the benchmark runs it bare):
+
+1. a record at or below the shard manifest's sequence number is already in
+   the models: skipped (compared as integers);
+2. decode (the data contract); what is not a reading is dead-lettered with
+   its reason, shard and sequence number (written with the next checkpoint);
+3. the device's :class:`~online_models.device.DeviceModels` (a fresh set
+   from the catalog for a new device, up to ``max_devices`` per process)
+   steps the reading: it drops a not-newer (device, ts) as duplicate or late
+   and glitches, else predicts, scores and learns;
+4. metrics (the processor section of :mod:`monitoring.metrics`) and
+   prediction records (to the output writer, when one is given).
+
+Error figures that summarise (MAE, rolling MAE/RMSE, champion) are read from
+the models' own accumulators, the ones the offline evaluation uses, and
+refreshed per device at most every ``figures_interval`` seconds and by
+:meth:`StreamCore.refresh_figures` (called when the stream is idle).
+
+>>> from online_models.catalog import load_catalog
+>>> from online_models.config import TaskConfig
+>>> from stream.state import ShardState
+>>> from telemetry.reading import Reading, encode
+>>> core = StreamCore(load_catalog(), TaskConfig(horizons=(0,)))
+>>> st = ShardState("shardId-0", epoch=1)
+>>> r = Reading(1594512000.0, "d1", 0.005, 51.0, False, 0.007, False, 0.02, 22.5)
+>>> core.handle(st, "1", encode(r)), core.handle(st, "2", encode(r)), core.handle(st, "3", b"{")
+('learned', 'duplicate', 'poison')
+>>> st.last_seq, sorted(st.dirty), len(st.dead_letters)
+('3', ['d1'], 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from monitoring import metrics as m
+from monitoring.metrics import device_label
+from stream.output import dead_letter_line
+from stream.state import DeviceSlot, ShardState
+from telemetry.reading import InvalidReading, decode_payload
+
+__all__ = ["StreamCore"]
+
+log = logging.getLogger(__name__)
+
+
+class _DeviceMetrics:
+    """Labelled metric children of one device, looked up once."""
+
+    __slots__ = ("label", "learned", "duplicate", "late", "glitch", "actual", "last_ts", "received",
+                 "interval", "pairs", "figures_at", "prev_ts", "ewma")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.learned = m.READINGS_LEARNED.labels(label)
+        self.duplicate = m.READINGS_DUPLICATE.labels(label)
+        self.late = m.READINGS_LATE.labels(label)
+        self.glitch = m.READINGS_GLITCH.labels(label)
+        self.actual = m.ACTUAL.labels(label)
+        self.last_ts = m.LAST_READING_TS.labels(label)
+        self.received = m.LAST_READING_RECEIVED.labels(label)
+        self.interval = m.DEVICE_INTERVAL.labels(label)
+        self.pairs: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self.figures_at = 0.0
+        self.prev_ts: float | None = None
+        self.ewma: float | None = None
+
+    def pair(self, model: str, horizon: int) -> tuple[Any, Any, Any]:
+        key = (model, horizon)
+        children = self.pairs.get(key)
+        if children is None:
+            h = str(horizon)
+            children = (
+                m.PREDICTION.labels(self.label, model, h),
+                m.RESIDUAL.labels(self.label, model, h),
+                m.SCORED.labels(self.label, model, h),
+            )
+            self.pairs[key] = children
+        return children
+
+
+class StreamCore:
+    """Handles records of leased shards (see the module docstring).
+
+    ``predictions``: ``"champion"`` (the champion's forecast per horizon),
+    ``"all"`` (every model's) or ``"none"``; records go to ``writer.add``.
+    """
+
+    def __init__(
+        self,
+        catalog: Any,
+        task: Any,
+        *,
+        writer: Any | None = None,
+        predictions: str = "champion",
+        max_devices: int = 100_000,
+        models: str = "default",
+        figures_interval: float = 1.0,
+        latencies: list[float] | None = None,
+    ) -> None:
+        from online_models.device import DeviceModels
+
+        self._new_models = lambda device: DeviceModels(device, catalog, task, models=models)
+        self.writer = writer
+        self.predictions = predictions if writer is not None else "none"
+        self.max_devices = max_devices
+        self.figures_interval = figures_interval
+        self.latencies = latencies
+        self.devices_held = 0
+        self._dm: dict[str, _DeviceMetrics] = {}
+        self._processed: dict[str, Any] = {}
+
+    def device_metrics(self, device: str) -> _DeviceMetrics:
+        dm = self._dm.get(device)
+        if dm is None:
+            dm = self._dm[device] = _DeviceMetrics(device_label(device))
+        return dm
+
+    def adopt(self, state: ShardState) -> None:
+        """Count the devices a newly leased shard brings."""
+        self.devices_held += len(state.devices)
+        m.DEVICES_HELD.set(self.devices_held)
+        for device, slot in state.devices.items():
+            self._refresh(self.device_metrics(device), slot, force=True)
+
+    def release(self, state: ShardState) -> None:
+        self.devices_held -= len(state.devices)
+        m.DEVICES_HELD.set(self.devices_held)
+
+    # ------------------------------------------------------------------- hot path
+    def handle(self, state: ShardState, seq: str, data: bytes, arrived: float | None = None) -> str:
+        """Handle one record; returns its outcome (learned, duplicate, late, glitch, poison, ...)."""
+        if state.skip_through is not None and int(seq) <= state.skip_through:
+            state.replayed += 1
+            return "replayed"
+        shard = state.shard_id
+        counter = self._processed.get(shard)
+        if counter is None:
+            counter = self._processed[shard] = m.READINGS_PROCESSED.labels(shard)
+        counter.inc()
+        state.last_seq = seq
+        state.since_checkpoint += 1
+        try:
+            reading = decode_payload(data)
+        except InvalidReading as exc:
+            state.dead_letters.append(dead_letter_line(data, exc.reason, str(exc), shard, seq))
+            m.RECORDS_POISON.labels(shard, exc.reason).inc()
+            return "poison"
+        device = reading.device
+        slot = state.devices.get(device)
+        if slot is None:
+            if self.devices_held >= self.max_devices:
+                message = (f"this process already holds {self.devices_held} devices (--max-devices); "
+                           "add processes or raise the limit")
+                state.dead_letters.append(dead_letter_line(data, "device_limit", message, shard, seq))
+                m.RECORDS_POISON.labels(shard, "device_limit").inc()
+                return "device_limit"
+            slot = state.devices[device] = DeviceSlot(self._new_models(device))
+            self.devices_held += 1
+            m.DEVICES_HELD.set(self.devices_held)
+        result = slot.models.step(reading)
+        dm = self.device_metrics(device)
+        status = result.status
+        if status != "learned":
+            getattr(dm, status).inc()
+            return status
+        state.dirty.add(device)
+        dm.learned.inc()
+        ts = reading.ts
+        dm.actual.set(reading.temp)
+        dm.last_ts.set(ts)
+        now = time.time()
+        dm.received.set(now)
+        if dm.prev_ts is not None:
+            gap = ts - dm.prev_ts
+            dm.ewma = gap if dm.ewma is None else dm.ewma + 0.05 * (gap - dm.ewma)
+        dm.prev_ts = ts
+        for p in result.predictions:
+            dm.pair(p.model, p.horizon)[0].set(p.value)
+        for s in result.scores:
+            _, residual, scored = dm.pair(s.model, s.horizon)
+            residual.observe(s.actual - s.predicted)
+            scored.inc()
+        for e in result.events:
+            if e.kind == "promotion":
+                m.PROMOTIONS.labels(dm.label, e.model).inc()
+            elif e.kind == "drift":
+                m.DRIFTS.labels(dm.label, e.model).inc()
+        if result.events or now - dm.figures_at >= self.figures_interval:
+            self._refresh(dm, slot)
+        if self.predictions != "none" and result.predictions:
+            self._emit(slot, reading, result.predictions)
+        if arrived is not None:
+            lat = time.monotonic() - arrived
+            m.PROCESSING_SECONDS.observe(lat)
+            if self.latencies is not None:
+                self.latencies.append(lat)
+        return status
+
+    def _emit(self, slot: DeviceSlot, reading: Any, predictions: Any) -> None:
+        models = slot.models
+        out = []
+        for p in predictions:
+            if self.predictions == "champion" and p.model != models.champion(p.horizon):
+                continue
+            out.append({
+                "device": reading.device, "ts": p.ts, "model": p.model, "horizon": p.horizon,
+                "prediction": p.value, "target_ts": p.target_ts,
+                "actual": reading.temp if p.horizon == 0 else None,
+            })
+        if out:
+            self.writer.add(out)
+
+    # -------------------------------------------------------------------- figures
+    def _refresh(self, dm: _DeviceMetrics, slot: DeviceSlot, force: bool = False) -> None:
+        """Set the summary gauges of one device from its models' accumulators."""
+        models = slot.models
+        dm.figures_at = time.time()
+        if dm.ewma is not None:
+            dm.interval.set(dm.ewma)
+        label = dm.label
+        for h, hz in models.horizons.items():
+            hs = str(h)
+            champion = hz.selector.champion
+            for name in hz.names:
+                stats = hz.stats[name]
+                if stats.n:
+                    m.MAE.labels(label, name, hs).set(stats.mae)
+                    m.ROLLING_MAE.labels(label, name, hs).set(stats.rolling_mae)
+                    m.ROLLING_RMSE.labels(label, name, hs).set(stats.rolling_rmse)
+                if h == models.task.horizons[0]:
+                    m.CHAMPION.labels(label, name).set(1.0 if name == champion else 0.0)
+        if force and models.last_ts is not None:
+            dm.last_ts.set(models.last_ts)
+
+    def refresh_figures(self, states: list[ShardState]) -> None:
+        """Bring every device's summary gauges up to date (when the stream is idle)."""
+        for state in states:
+            for device, slot in state.devices.items():
+                self._refresh(self.device_metrics(device), slot)

@@ -1,0 +1,153 @@
+"""What the processor writes besides checkpoints: prediction records and dead letters.
+
+:class:`PredictionWriter` sends prediction records to the output stream
+(``iot-predictions``) in batched PutRecords from a background thread, so the
+hot loop only appends to a buffer.  Records PutRecords reports as failed are
+retried with a bound; what still fails is logged and counted.
+
+:func:`dead_letter_line` formats a record that is not a reading in the
+bridge's dead-letter format (one JSON object a line), with
+``"source": "processor"`` and the shard and sequence number it came from;
+the lines are written to S3 with the shard's next checkpoint, before the
+checkpoint commits the sequence number past them.
+
+>>> import orjson
+>>> line = dead_letter_line(b"not json", "invalid_json", "payload is not valid JSON", "shardId-0", "12")
+>>> d = orjson.loads(line); (d["source"], d["reason"], d["shard"], d["sequence"], d["payload_b64"])
+('processor', 'invalid_json', 'shardId-0', '12', 'bm90IGpzb24=')
+>>> dead_letter_key("2026-11-26T20:00:00")[:24]
+'dead-letter/2026-11-26/2'
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from monitoring.metrics import PREDICTIONS_EMITTED
+
+__all__ = ["PredictionWriter", "dead_letter_key", "dead_letter_line"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+MAX_ATTEMPTS = 6
+
+
+def dead_letter_line(
+    raw: bytes, reason: str, message: str, shard_id: str, sequence: str, received_at: float | None = None
+) -> bytes:
+    return orjson.dumps({
+        "received_at": datetime.fromtimestamp(received_at or time.time(), UTC).isoformat(),
+        "topic": None,
+        "reason": reason,
+        "message": message,
+        "payload_b64": base64.b64encode(raw).decode(),
+        "source": "processor",
+        "shard": shard_id,
+        "sequence": sequence,
+    }) + b"\n"
+
+
+def dead_letter_key(now_iso: str | None = None) -> str:
+    now = now_iso or datetime.now(UTC).isoformat(timespec="seconds")
+    return f"dead-letter/{now[:10]}/{now[11:19].replace(':', '')}-{uuid.uuid4().hex}.jsonl"
+
+
+class PredictionWriter:
+    """Batches prediction records into PutRecords on a background thread.
+
+    ``kinesis`` is a boto3 Kinesis client; ``add`` never blocks; ``close``
+    sends what is buffered and stops the thread.
+    """
+
+    def __init__(self, kinesis: Any, stream: str, *, max_buffer: int = 200_000) -> None:
+        self.kinesis = kinesis
+        self.stream = stream
+        self.max_buffer = max_buffer
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._wake = queue.Queue[bool]()
+        self._stopping = False
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="predictions", daemon=True)
+        self._thread.start()
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if len(self._buffer) >= self.max_buffer:
+                self.dropped += len(records)
+                if self.dropped == len(records):
+                    log.warning(
+                        "prediction output is %d records behind; dropping new prediction records "
+                        "(the output stream %s is too slow or down)", len(self._buffer), self.stream,
+                    )
+                return
+            self._buffer.extend(records)
+            if len(self._buffer) >= MAX_BATCH:
+                self._wake.put(True)
+
+    def _take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._wake.get(timeout=0.5)
+            except queue.Empty:
+                pass
+            while batch := self._take():
+                self._send(batch)
+            if self._stopping:
+                return
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        entries = [
+            {"Data": orjson.dumps(r), "PartitionKey": r["device"]} for r in batch
+        ]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                resp = self.kinesis.put_records(StreamName=self.stream, Records=entries)
+            except Exception as exc:  # noqa: BLE001 - any transport error: retried with a bound below
+                if attempt == MAX_ATTEMPTS:
+                    self.failed += len(entries)
+                    log.error("PutRecords to %s failed %d times (%s); %d prediction records lost",
+                              self.stream, attempt, exc, len(entries))
+                    return
+                time.sleep(0.1 * 2**attempt)
+                continue
+            failed = [e for e, r in zip(entries, resp["Records"], strict=True) if "ErrorCode" in r]
+            ok = len(entries) - len(failed)
+            self.sent += ok
+            PREDICTIONS_EMITTED.inc(ok)
+            if not failed:
+                return
+            entries = failed
+            if attempt == MAX_ATTEMPTS:
+                self.failed += len(failed)
+                log.error("%d prediction records still refused by %s after %d attempts",
+                          len(failed), self.stream, attempt)
+                return
+            time.sleep(0.1 * 2**attempt)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stopping = True
+        self._wake.put(True)
+        self._thread.join(timeout)

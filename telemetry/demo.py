@@ -86,6 +86,7 @@ COMPONENTS = ("moto_server", "mosquitto", "prometheus")
 STACK_NAMES = ("moto_server", "mosquitto", "prometheus")  # ManagedProcess names of the stack
 RULES_DIR = Path(__file__).resolve().parent.parent / "monitoring" / "prometheus" / "rules"
 SCRAPE_INTERVAL = "1s"
+SHARDS = 2
 
 
 class DemoRefused(RuntimeError):
@@ -276,6 +277,7 @@ class ProcessList:
     def __init__(self) -> None:
         self.processes: list[ManagedProcess] = []
         self.stop_seconds: dict[str, float] = {}
+        self.killed: list[str] = []
         self.on_change: Callable[[], None] | None = None
 
     def start(self, proc: ManagedProcess, **start_kwargs: Any) -> ManagedProcess:
@@ -310,18 +312,29 @@ class ProcessList:
         return next((p for p in self.processes if p.name == name), None)
 
     def stop(self, names: list[str], grace: float) -> dict[str, int | None]:
-        """Stop the named processes (in reverse start order); their exit codes."""
+        """Stop the named processes together: SIGTERM to all, wait up to ``grace`` seconds,
+        SIGKILL those still running.  Returns the exit code of each process stopped here;
+        ``stop_seconds`` and ``killed`` record how long each took and which needed SIGKILL."""
+        procs = [p for p in reversed(self.processes) if p.name in names and p.alive() and p.proc]
+        began = time.monotonic()
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):  # it has just exited by itself
+                proc.proc.send_signal(signal.SIGTERM)
         codes: dict[str, int | None] = {}
         errors: list[str] = []
-        for proc in reversed(self.processes):
-            if proc.name not in names or proc.proc is None:
-                continue
-            began = time.monotonic()
+        for proc in procs:
             try:
-                codes[proc.name] = proc.stop(grace)
-                self.stop_seconds[proc.name] = round(time.monotonic() - began, 2)
-            except (subprocess.TimeoutExpired, OSError) as exc:
-                errors.append(f"{proc.name} (pid {proc.proc.pid}): {exc}")
+                proc.proc.wait(max(0.0, grace - (time.monotonic() - began)))
+            except subprocess.TimeoutExpired:
+                self.killed.append(proc.name)
+                proc.proc.kill()
+                try:
+                    proc.proc.wait(10)
+                except subprocess.TimeoutExpired as exc:
+                    errors.append(f"{proc.name} (pid {proc.proc.pid}) survives SIGKILL: {exc}")
+                    continue
+            codes[proc.name] = proc.proc.returncode
+            self.stop_seconds[proc.name] = round(time.monotonic() - began, 2)
         if errors:
             raise DemoFailed("could not stop: " + "; ".join(errors))
         return codes
@@ -444,6 +457,7 @@ class Options:
     horizon: str = "0"
     baseline: str = "persistence"
     hold: bool = False
+    evaluate: bool = True
     json: bool = False
     progress_every: float = 5.0
     live: bool | None = None  # None: when stdout is a terminal
@@ -567,7 +581,7 @@ class Demo:
                  f"{len(self.ports.processors)} processors")  # fmt: skip
         bridge = ManagedProcess(
             "bridge",
-            self.iotcast("bridge", "--create-stream", "--shards", "2",
+            self.iotcast("bridge", "--create-stream", "--shards", str(SHARDS),
                          "--metrics-port", str(self.ports.bridge)),
             self.ports.bridge, self.logs / "bridge.log", env=env,
         )  # fmt: skip
@@ -576,7 +590,8 @@ class Demo:
         for i, port in enumerate(self.ports.processors, 1):
             proc = ManagedProcess(
                 f"processor-{i}",
-                self.iotcast("process", "--create-resources", "--metrics-port", str(port)),
+                self.iotcast("process", "--create-resources", "--shards", str(SHARDS),
+                             "--metrics-port", str(port)),
                 port, self.logs / f"processor-{i}.log", env=env,
             )  # fmt: skip
             self.procs.start(proc, ready=_http_ok(f"http://{HOST}:{port}/metrics"), timeout=90)
@@ -777,7 +792,8 @@ class Demo:
         self.prepare()
         self.start_stack()
         self.generate()
-        self.start_evaluation()
+        if self.opts.evaluate:
+            self.start_evaluation()
         self.start_replay()
         use_live = self.opts.live if self.opts.live is not None else self.console.is_terminal
         live_ctx = (
@@ -847,6 +863,9 @@ class Demo:
                 self.replay_thread.join(5)
             self.summary["exit_codes"] = codes
             self.summary["stop_seconds"] = self.procs.stop_seconds
+            self.summary["killed_after_grace"] = self.procs.killed
+            for name in self.procs.killed:
+                self.say(f"[yellow]warning:[/] {name} did not stop on SIGTERM in time: killed")
             self.summary["pids"] = self.procs.pids()
             self.summary["still_running"] = self.procs.running()
             if errors:
@@ -1060,6 +1079,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail when the offline evaluation takes longer (default 900 s)",
     )
     g.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="skip the offline evaluation of the generated file",
+    )
+    g.add_argument(
         "--hold", action="store_true", help="keep the stack running after the replay, until Ctrl-C"
     )
     g.add_argument(
@@ -1119,6 +1143,7 @@ def options_from(args: argparse.Namespace) -> Options:
         horizon=str(args.horizon),
         baseline=args.baseline,
         hold=args.hold,
+        evaluate=not args.no_evaluate,
         json=args.json,
         progress_every=args.progress_every,
         live=False if args.no_live else None,

@@ -88,8 +88,9 @@ class DeadLetterWriter:
             self.policy,
             f"writing dead letters to s3://{self.bucket}/{key}",
             self.abort,
-            hint="Check that the bucket exists and the credentials may write to it; the "
-            "messages stay unacknowledged in the MQTT broker.",
+            hint="Check that the bucket exists (create it, or run with --create-stream on the "
+            "local stack) and that the credentials may write to it; the messages stay "
+            "unacknowledged in the MQTT broker.",
         )
         while True:
             try:
@@ -99,13 +100,6 @@ class DeadLetterWriter:
                 break
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
                 code = _code(exc)
-                if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId"):
-                    raise BridgeFailure(
-                        f"cannot write dead letters to s3://{self.bucket}/{key}: {code}. "
-                        "Create the bucket (or run with --create-stream on the local stack) "
-                        "or fix the credentials; the messages stay in the MQTT broker.",
-                        code,
-                    ) from exc
                 BRIDGE_RETRIES.labels(code).inc()
                 attempts.failed(code, str(exc))
         for e in entries:

@@ -14,7 +14,8 @@ later record of that device (its lane waits).  Kinesis refuses a shard's
 records from the point its limit is hit, so refusals are a suffix per shard
 and the order holds; a refusal in the middle of a device's run
 (``InternalFailure``) puts the refused record after the accepted ones behind
-it: PutRecords cannot undo an accepted record.  :attr:`reordered` counts those.
+it: PutRecords cannot undo an accepted record.  :attr:`reordered` counts the
+records that landed behind a newer record of their key that way.
 
 >>> class FakeKinesis:  # accepts every other record on the first call, then all
 ...     calls = []
@@ -119,6 +120,7 @@ class KinesisSender:
             "unacknowledged messages stay queued in the MQTT broker.",
         )
         calls = 0
+        out_of_order: set[int] = set()
         while pending:
             calls += 1
             started = time.perf_counter()
@@ -145,18 +147,21 @@ class KinesisSender:
             BRIDGE_KINESIS_UP.set(1)
             self.last_ok = time.monotonic()
             if not resp.get("FailedRecordCount"):
+                self.reordered += len(out_of_order)
                 return calls
             refused: list[tuple[str, bytes]] = []
-            refused_keys: set[str] = set()
             codes: dict[str, int] = {}
-            for record, result in zip(pending, resp["Records"], strict=True):
+            accepted_later: set[str] = set()  # keys with an accepted record behind this one
+            for record, result in zip(reversed(pending), reversed(resp["Records"]), strict=True):
                 code = result.get("ErrorCode")
                 if code:
                     refused.append(record)
-                    refused_keys.add(record[0])
                     codes[code] = codes.get(code, 0) + 1
-                elif record[0] in refused_keys:
-                    self.reordered += 1  # accepted behind a refused record of the same key
+                    if record[0] in accepted_later and id(record) not in out_of_order:
+                        out_of_order.add(id(record))  # it will land after a newer record
+                else:
+                    accepted_later.add(record[0])
+            refused.reverse()
             for code, n in codes.items():
                 BRIDGE_RETRIES.labels(code).inc(n)
             pending = refused

@@ -86,7 +86,7 @@ class MqttSource:
         self.session_present = False
         self.last_error = ""
         self._lock = threading.Lock()
-        self._connected_once = threading.Event()
+        self._subscribed = threading.Event()
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -101,11 +101,16 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.client = client
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> None:
-        """Connect (retrying until ``timeout``) and start paho's network thread."""
+        """Connect and subscribe (retrying until ``timeout``); paho's network thread runs on.
+
+        Returns once the broker confirmed the subscription, so from then on the
+        broker queues every message for this session, also while disconnected.
+        """
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry
         props.ReceiveMaximum = self.receive_maximum
@@ -117,7 +122,7 @@ class MqttSource:
             properties=props,
         )
         self.client.loop_start()
-        if not self._connected_once.wait(timeout):
+        if not self._subscribed.wait(timeout):
             self.client.loop_stop()
             raise BridgeFailure(
                 f"cannot reach the MQTT broker at {self.target.host}:{self.target.port} within "
@@ -157,15 +162,22 @@ class MqttSource:
             self.session_present = bool(flags.session_present)
             self._set_connected(True)
         client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            self.last_error = f"broker refused the subscription to {self.topic}: {failed[0]}"
+            log.error("MQTT: %s", self.last_error)
+            return
         log.info(
-            "MQTT: connected to %s:%d as %s (session present: %s), subscribed to %s",
+            "MQTT: subscribed to %s on %s:%d as %s (session present: %s)",
+            self.topic,
             self.target.host,
             self.target.port,
             self.client_id,
             self.session_present,
-            self.topic,
         )
-        self._connected_once.set()
+        self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:

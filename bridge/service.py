@@ -40,6 +40,7 @@ from bridge.kinesis import (
     KinesisSender,
     client_config,
     ensure_stream,
+    error_code,
     open_shard_ranges,
     shard_index,
 )
@@ -125,6 +126,23 @@ class Bridge:
     # ------------------------------------------------------------ lifecycle
     def start(self, mqtt_timeout: float = 30.0) -> None:
         """Check (or create) the stream and bucket, start the senders, then subscribe."""
+        try:
+            self._check_resources()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise BridgeFailure(
+                f"cannot use Kinesis stream {self.settings.stream!r} / S3 bucket "
+                f"{self.settings.bucket!r} at {self.settings.endpoint_url or 'AWS'} "
+                f"(region {self.settings.region}): {error_code(exc)}: {exc}. Check --endpoint-url, "
+                "--region and the credentials, and that the service answers.",
+                error_code(exc),
+            ) from exc
+        for i in range(len(self.lanes)):
+            self._spawn(f"bridge-lane-{i}", self._send_loop, i)
+        self._spawn("bridge-dead-letter", self._dead_letter_loop)
+        self._started = True
+        self.source.start(mqtt_timeout)
+
+    def _check_resources(self) -> None:
         shards = ensure_stream(
             self.kinesis,
             self.settings.stream,
@@ -143,11 +161,6 @@ class Bridge:
             self.options.linger * 1000,
             self.options.buffer,
         )
-        for i in range(len(self.lanes)):
-            self._spawn(f"bridge-lane-{i}", self._send_loop, i)
-        self._spawn("bridge-dead-letter", self._dead_letter_loop)
-        self._started = True
-        self.source.start(mqtt_timeout)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop taking messages, flush what is buffered, acknowledge it, disconnect.

@@ -30,7 +30,10 @@ from telemetry.reading import Reading, decode_payload, encode, topic_for
 from tests.faultproxy import FaultProxy
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")
-DEVICES = ("b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a", "1c:bf:ce:15:ec:4d", "dev-4", "dev-5")
+DEVICES = ("b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a", "1c:bf:ce:15:ec:4d") + tuple(
+    f"sensor-{i:02d}" for i in range(9)
+)
+SHARDS = 4  # moto's PutRecords slows as a shard fills: spread the records
 START_TS = 1_594_512_094.0
 
 
@@ -40,13 +43,19 @@ def make_readings(n: int, devices=DEVICES, seed: int = 1) -> list[Reading]:
     out = []
     for i in range(n):
         device = devices[i % len(devices)]
-        out.append(Reading(
-            ts=START_TS + i * 0.37 + rng.random() * 0.01, device=device,
-            co=round(rng.uniform(0, 0.01), 6), humidity=round(rng.uniform(40, 80), 1),
-            light=rng.random() < 0.3, lpg=round(rng.uniform(0, 0.01), 6),
-            motion=rng.random() < 0.01, smoke=round(rng.uniform(0, 0.03), 6),
-            temp=round(rng.uniform(18, 28), 1),
-        ))
+        out.append(
+            Reading(
+                ts=START_TS + i * 0.37 + rng.random() * 0.01,
+                device=device,
+                co=round(rng.uniform(0, 0.01), 6),
+                humidity=round(rng.uniform(40, 80), 1),
+                light=rng.random() < 0.3,
+                lpg=round(rng.uniform(0, 0.01), 6),
+                motion=rng.random() < 0.01,
+                smoke=round(rng.uniform(0, 0.03), 6),
+                temp=round(rng.uniform(18, 28), 1),
+            )
+        )
     return out
 
 
@@ -57,9 +66,18 @@ def malformed(n: int, seed: int = 2) -> list[tuple[str, bytes, str]]:
     kinds = [
         ("invalid_json", lambda i: b"{not json " + str(i).encode()),
         ("not_an_object", lambda i: orjson.dumps([i, 1, 2])),
-        ("missing_field", lambda i: orjson.dumps({k: v for k, v in good.items() if k != "ts"} | {"n": i})),
-        ("wrong_type", lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": "hot"}, "n": i})),
-        ("out_of_range", lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": 900.0 + i}})),
+        (
+            "missing_field",
+            lambda i: orjson.dumps({k: v for k, v in good.items() if k != "ts"} | {"n": i}),
+        ),
+        (
+            "wrong_type",
+            lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": "hot"}, "n": i}),
+        ),
+        (
+            "out_of_range",
+            lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": 900.0 + i}}),
+        ),
         ("bad_timestamp", lambda i: orjson.dumps({**good, "ts": 12.0 + i})),
         ("bad_device_id", lambda i: orjson.dumps({**good, "device_id": f"bad id {i}!"})),
         ("too_large", lambda i: orjson.dumps({**good, "pad": "x" * 5000, "n": i})),
@@ -86,10 +104,18 @@ def traffic(n_valid: int, n_bad: int, seed: int = 3):
     return readings, bad, messages
 
 
-def publish(port: int, messages, *, rate: float | None = None, stop: threading.Event | None = None,
-            client_id: str = "") -> int:
+def publish(
+    port: int,
+    messages,
+    *,
+    rate: float | None = None,
+    stop: threading.Event | None = None,
+    client_id: str = "",
+) -> int:
     """Publish at QoS 1 (all of them, or until ``stop``); returns how many were acknowledged."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.reconnect_delay_set(0.2, 1)
@@ -188,7 +214,8 @@ def check_complete(reader: StreamReader, readings: list[Reading], timeout: float
 def check_dead_letters(s3, bucket: str, bad, timeout: float = 30.0) -> None:
     want = Counter((base64.b64encode(p).decode(), reason) for _, p, reason in bad)
     entries = wait_until(
-        lambda: (e := dead_letters(s3, bucket)) and len(e) >= len(bad) and e, timeout,
+        lambda: (e := dead_letters(s3, bucket)) and len(e) >= len(bad) and e,
+        timeout,
         f"{len(bad)} dead letters",
     )
     got = Counter((e["payload_b64"], e["reason"]) for e in entries)
@@ -216,34 +243,71 @@ def in_order_per_device(readings: list[Reading]) -> int:
 # ------------------------------------------------------------------ bridges
 def bridge_argv(settings, *extra: str) -> list[str]:
     return [
-        IOTCAST, "bridge", "--mqtt-url", settings.mqtt_url, "--endpoint-url", settings.endpoint_url,
-        "--region", settings.region, "--stream", settings.stream, "--bucket", settings.bucket,
-        "--app", settings.app, *extra,
+        IOTCAST,
+        "bridge",
+        "--mqtt-url",
+        settings.mqtt_url,
+        "--endpoint-url",
+        settings.endpoint_url,
+        "--region",
+        settings.region,
+        "--stream",
+        settings.stream,
+        "--bucket",
+        settings.bucket,
+        "--app",
+        settings.app,
+        *extra,
     ]
 
 
-def spawn_bridge(settings, tmp_path: Path, *extra: str) -> subprocess.Popen:
-    log = open(tmp_path / "bridge.log", "ab")  # noqa: SIM115 - the child owns it
+def spawn_bridge(settings, tmp_path: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
+    """``iotcast bridge`` as a child; with ``wait``, returns once it has subscribed."""
+    path = tmp_path / "bridge.log"
+    before = path.read_text().count("MQTT: subscribed") if path.exists() else 0
+    log = open(path, "ab")  # noqa: SIM115 - the child owns it
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(bridge_argv(settings, *extra), stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        bridge_argv(settings, *extra), stdout=log, stderr=subprocess.STDOUT, env=env
+    )
     log.close()
+    if wait:
+        wait_until(
+            lambda: proc.poll() is not None or path.read_text().count("MQTT: subscribed") > before,
+            60,
+            "the bridge to subscribe",
+            0.1,
+        )
     return proc
 
 
-def create_resources(boto, settings, shards: int = 2) -> None:
+def create_resources(boto, settings, shards: int = SHARDS) -> None:
     boto("kinesis").create_stream(StreamName=settings.stream, ShardCount=shards)
     boto("s3").create_bucket(Bucket=settings.bucket)
     wait_until(
-        lambda: boto("kinesis").describe_stream_summary(StreamName=settings.stream)[
-            "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE", 10, "stream ACTIVE", 0.1)
+        lambda: (
+            boto("kinesis").describe_stream_summary(StreamName=settings.stream)[
+                "StreamDescriptionSummary"
+            ]["StreamStatus"]
+            == "ACTIVE"
+        ),
+        10,
+        "stream ACTIVE",
+        0.1,
+    )
 
 
 # -------------------------------------------------------------------- tests
 @pytest.mark.slow
-def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(settings_mqtt, boto, mosquitto):
+def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
+    settings_mqtt, boto, mosquitto
+):
     settings = settings_mqtt
     readings, bad, messages = traffic(19_700, 300)
-    bridge = Bridge(settings, BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=2))
+    bridge = Bridge(
+        settings,
+        BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=SHARDS),
+    )
     bridge.start()
     try:
         assert publish(mosquitto.port, messages) == len(messages)
@@ -266,12 +330,16 @@ def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_p
     readings, bad, messages = traffic(12_000, 150)
     bridge = spawn_bridge(settings, tmp_path)
     stop = threading.Event()
-    publisher = threading.Thread(target=publish, args=(mosquitto.port, messages), kwargs={"rate": 3000})
+    publisher = threading.Thread(
+        target=publish, args=(mosquitto.port, messages), kwargs={"rate": 3000}
+    )
     reader = StreamReader(boto("kinesis"), settings.stream)
     try:
         publisher.start()
         for kill in range(2):
-            wait_until(lambda n=kill: reader.poll() > 2500 * (n + 1), 30, "the bridge to forward", 0.2)
+            wait_until(
+                lambda n=kill: reader.poll() > 2500 * (n + 1), 30, "the bridge to forward", 0.2
+            )
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(10)
             time.sleep(0.3)
@@ -304,7 +372,8 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
         publisher.join(60)
         mosquitto.stop()
         assert not bridge.source.connected or wait_until(
-            lambda: not bridge.source.connected, 10, "the bridge to notice", 0.1)
+            lambda: not bridge.source.connected, 10, "the bridge to notice", 0.1
+        )
         mosquitto.start()
         wait_until(lambda: bridge.source.connected, 30, "the bridge to reconnect", 0.2)
         assert publish(mosquitto.port, messages[half:]) == len(messages) - half
@@ -317,14 +386,21 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
 
 
 @pytest.mark.slow
-def test_bridge_delivers_all_in_order_through_throttling(settings_mqtt, boto, mosquitto, moto_server):
+def test_bridge_delivers_all_in_order_through_throttling(
+    settings_mqtt, boto, mosquitto, moto_server
+):
     proxy = FaultProxy(moto_server.url, throttle_share=0.3, call_error_share=0.1)
     settings = settings_mqtt
     create_resources(boto, settings)
     readings, _, messages = traffic(8_000, 0)
     via_proxy = settings.replace(endpoint_url=proxy.url)
-    bridge = Bridge(via_proxy, BridgeOptions(
-        client_id=f"bridge-{settings.app}", retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60)))
+    bridge = Bridge(
+        via_proxy,
+        BridgeOptions(
+            client_id=f"bridge-{settings.app}",
+            retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
+        ),
+    )
     bridge.start()
     try:
         assert publish(mosquitto.port, messages) == len(messages)
@@ -342,13 +418,19 @@ def test_bridge_delivers_all_in_order_through_throttling(settings_mqtt, boto, mo
 
 @pytest.mark.slow
 def test_bridge_random_record_failures_deliver_all_and_count_reordering(
-        settings_mqtt, boto, mosquitto, moto_server):
+    settings_mqtt, boto, mosquitto, moto_server
+):
     proxy = FaultProxy(moto_server.url, internal_share=0.05)
     settings = settings_mqtt
     create_resources(boto, settings)
     readings, _, messages = traffic(4_000, 0)
-    bridge = Bridge(settings.replace(endpoint_url=proxy.url), BridgeOptions(
-        client_id=f"bridge-{settings.app}", retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60)))
+    bridge = Bridge(
+        settings.replace(endpoint_url=proxy.url),
+        BridgeOptions(
+            client_id=f"bridge-{settings.app}",
+            retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
+        ),
+    )
     bridge.start()
     try:
         assert publish(mosquitto.port, messages) == len(messages)
@@ -361,3 +443,129 @@ def test_bridge_random_record_failures_deliver_all_and_count_reordering(
     disorder = in_order_per_device(reader.readings())
     assert disorder == sum(s.reordered for s in bridge.senders)  # the bridge knows and reports it
     print(f"\nInternalFailure mid-run: refused {proxy.refused}, {figures}, reordered {disorder}")
+
+
+def scrape(port: int, path: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.slow
+def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquitto, tmp_path):
+    from telemetry.stack import free_port
+
+    settings = settings_mqtt
+    create_resources(boto, settings)
+    readings, bad, messages = traffic(6_000, 60)
+    port = free_port()
+    bridge = spawn_bridge(settings, tmp_path, "--metrics-port", str(port), "--stop-timeout", "10")
+    publisher = threading.Thread(
+        target=publish, args=(mosquitto.port, messages), kwargs={"rate": 2000}
+    )
+    reader = StreamReader(boto("kinesis"), settings.stream)
+    try:
+        publisher.start()
+        wait_until(lambda: reader.poll() > 1500, 30, "the bridge to forward", 0.2)
+        status, body = scrape(port, "/healthz")
+        assert status == 200 and orjson.loads(body)["mqtt"] is True, body
+        assert b"iotcast_bridge_readings_forwarded_total" in scrape(port, "/metrics")[1]
+        started = time.monotonic()
+        bridge.send_signal(signal.SIGTERM)
+        code = bridge.wait(30)
+        took = time.monotonic() - started
+        log = (tmp_path / "bridge.log").read_text()
+        assert code == 0, log[-3000:]
+        assert took < 15, f"SIGTERM took {took:.1f}s"
+        assert "stopped in" in log
+        # The rest waits in the broker for the same session; the next run forwards it.
+        bridge = spawn_bridge(settings, tmp_path)
+        publisher.join(60)
+        figures = check_complete(reader, readings)
+        check_dead_letters(boto("s3"), settings.bucket, bad)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(30) == 0
+    # A graceful stop acknowledges exactly what it forwarded: no duplicates.
+    assert figures["duplicates"] == 0, figures
+    print(f"\nSIGTERM: exit 0 in {took:.2f}s, {figures}")
+
+
+@pytest.mark.slow
+def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitto, moto_server):
+    proxy = FaultProxy(moto_server.url)
+    settings = settings_mqtt
+    create_resources(boto, settings)
+    readings, _, messages = traffic(3_000, 0)
+    bridge = Bridge(
+        settings.replace(endpoint_url=proxy.url),
+        BridgeOptions(
+            client_id=f"bridge-{settings.app}",
+            buffer=400,
+            retry=RetryPolicy(base=0.05, cap=0.3, give_up_after=120),
+        ),
+    )
+    bridge.start()
+    try:
+        proxy.down = True
+        assert publish(mosquitto.port, messages) == len(messages)  # the broker queues them
+        time.sleep(2)
+        held = len(bridge.buffer)
+        assert 0 < held <= 400 and bridge.received <= 400, (held, bridge.received)
+        assert bridge.buffer.acked == 0 and bridge.forwarded == 0
+        assert bridge.health()["ok"] is False and bridge.health()["kinesis"] is False
+        proxy.down = False
+        reader = StreamReader(boto("kinesis"), settings.stream)
+        figures = check_complete(reader, readings)
+    finally:
+        assert bridge.stop(10)
+        proxy.close()
+    assert figures["duplicates"] == 0 and in_order_per_device(reader.readings()) == 0
+    print(f"\nbackpressure: held at most {held} of 3000 while down, then {figures}")
+
+
+@pytest.mark.slow
+def test_bridge_past_retry_bound_exits_3_without_acking(
+    settings_mqtt, boto, mosquitto, moto_server, tmp_path
+):
+    proxy = FaultProxy(moto_server.url)
+    proxy.down = True
+    settings = settings_mqtt
+    create_resources(boto, settings)
+    readings, _, messages = traffic(1_000, 0)
+    assert publish(mosquitto.port, messages[:1]) == 1  # nobody subscribed yet: dropped by MQTT
+    bridge = spawn_bridge(
+        settings.replace(endpoint_url=proxy.url), tmp_path, "--retry-seconds", "2", wait=False
+    )
+    try:
+        # ensure_stream's DescribeStreamSummary also fails: the bridge must say so and exit 2.
+        assert bridge.wait(30) == 2
+        assert "ServiceUnavailable" in (tmp_path / "bridge.log").read_text()
+    finally:
+        bridge.kill()
+    # Up at start, then down: past the bound the bridge exits 3 and acknowledges nothing.
+    proxy.down = False
+    bridge = spawn_bridge(
+        settings.replace(endpoint_url=proxy.url), tmp_path, "--retry-seconds", "2"
+    )
+    try:
+        proxy.down = True
+        assert publish(mosquitto.port, messages) == len(messages)
+        assert bridge.wait(60) == 3
+        log = (tmp_path / "bridge.log").read_text()
+        assert "kept failing" in log and "stay queued in the MQTT broker" in log, log[-2000:]
+    finally:
+        bridge.kill()
+        proxy.close()
+    # Nothing was acknowledged without delivery: a healthy run forwards everything.
+    bridge = spawn_bridge(settings, tmp_path)
+    try:
+        check_complete(StreamReader(boto("kinesis"), settings.stream), readings)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(30) == 0

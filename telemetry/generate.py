@@ -73,6 +73,7 @@ __all__ = ["PROFILES", "START_TS", "Faults", "Profile", "expected_rows", "genera
 START_TS = 1_594_512_000.0  # 2020-07-12T00:00:00Z, the start of the public data
 DAY = 86_400.0
 _CHUNK = 4096
+_exp = math.exp
 _TEMP_TAU_S = 600.0
 _HUM_TAU_S = 900.0
 _GAS_TAU_S = 1800.0
@@ -135,11 +136,11 @@ class Profile:
 PROFILES: tuple[Profile, ...] = (
     # stable, warmer, drier: 22.28 / 0.48 °C, 50.81 / 1.89 %, corr -0.37
     Profile("b8:27:eb:bf:9d:51", 22.28, 0.50, 0.28, 0.18, 15.0,
-            50.81, 1.89, -0.37, 0.016, 1800.0, 0.15, 0.0010, 3.7,
+            50.81, 1.89, -0.37, 0.016, 600.0, 0.15, 0.0010, 3.7,
             0.0050, 0.0077, 0.0205, 0.12),
     # stable, cooler, more humid: 19.36 / 0.64 °C, 75.44 / 1.98 %, corr +0.29
     Profile("00:0f:00:70:91:0a", 19.36, 0.75, 0.35, 0.20, 16.0,
-            75.44, 1.98, 0.29, 0.032, 2400.0, 0.15, 0.0002, 6.2,
+            75.44, 1.98, 0.29, 0.032, 900.0, 0.15, 0.0002, 6.2,
             0.0029, 0.0052, 0.0135, 0.10),
     # highly variable: 26.03 / 2.03 °C, 61.91 / 8.94 %, corr -0.40, light almost always on
     Profile("1c:bf:ce:15:ec:4d", 26.03, 2.30, 1.30, 0.50, 14.0,
@@ -199,15 +200,20 @@ def expected_rows(days: float, devices: int = 3, seed: int = 0) -> int:
 def _device_stream(
     index: int, profile: Profile, seed: int, start: float, end: float, faults: Faults, chunk: int
 ) -> Iterator[tuple[float, int, int, Reading]]:
-    """One device's readings as ``(arrival, index, seq, reading)``, in arrival order."""
+    """One device's readings as ``(arrival, index, seq, reading)``, in arrival order.
+
+    Everything that does not depend on the previous reading is computed a chunk
+    at a time with numpy; the loop keeps only the recursions (AR noises, light
+    chain) and the faults.
+    """
     ss = np.random.SeedSequence([seed, index, 0x10CA57])
     rng = np.random.Generator(np.random.PCG64(ss))
     prng = random.Random(int(ss.generate_state(1)[0]))
     p = profile
     n_days = int(math.ceil((end - start) / DAY)) + 3
-    drift = [prng.gauss(0.0, p.temp_drift_sd) for _ in range(n_days)]
-    two_pi = 2.0 * math.pi
-    peak = p.peak_hour / 24.0
+    # day-to-day drift: one offset per day, linear between day midpoints (day -1 .. n_days-2)
+    drift_x = start + DAY * (np.arange(n_days) - 0.5)
+    drift_y = np.array([prng.gauss(0.0, p.temp_drift_sd) for _ in range(n_days)])
     temp_std = p.temp_std
     hum_corr = p.hum_corr
     hum_indep = math.sqrt(max(0.0, 1.0 - hum_corr * hum_corr))
@@ -219,6 +225,9 @@ def _device_stream(
     dup_p = faults.duplicate_rate
     ooo_p = faults.out_of_order_rate
     glitch_p = faults.glitch_rate
+    device, mean, amp, heat = p.device, p.temp_mean, p.temp_amplitude, p.light_heat
+    hum_mean, hum_std, motion_share = p.hum_mean, p.hum_std, p.motion_share
+    co0, lpg0, smoke0 = p.co, p.lpg, p.smoke
     # state
     t = start + prng.uniform(0.0, p.interval_s)
     e_temp = prng.gauss(0.0, p.temp_noise_sd)
@@ -229,52 +238,60 @@ def _device_stream(
     stuck_temp = stuck_hum = 0.0
     held: list[tuple[int, Reading]] = []  # (readings still to wait, reading)
     seq = 0
-    arrival = t
     shape = 4.0
-    scale = p.interval_s / shape
+    exp, sqrt = np.exp, np.sqrt
     while True:
-        dts = rng.gamma(shape, scale, chunk).tolist()
-        z = rng.standard_normal((6, chunk)).tolist()
-        u = rng.random((7, chunk)).tolist()
-        z_t, z_h, z_g, z_co, z_lpg, z_sm = z
-        u_gap, u_stuck, u_glitch, u_dup, u_ooo, u_light, u_motion = u
+        dts = rng.gamma(shape, p.interval_s / shape, chunk)
+        u = rng.random((8, chunk))
+        z = rng.standard_normal((6, chunk))
+        gaps = u[7] < gap_p
+        if gaps.any():
+            dts = dts + np.where(
+                gaps, faults.gap_min_s + (faults.gap_max_s - faults.gap_min_s) * u[6], 0.0
+            )
+        ts_arr = t + np.cumsum(dts)
+        daylight_arr = np.cos(2.0 * np.pi * (ts_arr / DAY - p.peak_hour / 24.0))
+        base_arr = mean + amp * daylight_arr + np.interp(ts_arr, drift_x, drift_y)
+        rho_t = exp(-dts / _TEMP_TAU_S)
+        rho_h = exp(-dts / _HUM_TAU_S)
+        rho_g = exp(-dts / _GAS_TAU_S)
+        inn_t = sqrt(1.0 - rho_t * rho_t) * p.temp_noise_sd * z[0]
+        inn_h = sqrt(1.0 - rho_h * rho_h) * z[1]
+        inn_g = sqrt(1.0 - rho_g * rho_g) * p.gas_sd * z[2]
+        p_off = dts * light_off_rate
+        p_on = dts * light_on_rate * (1.0 + 0.8 * daylight_arr)
+        motion_arr = u[1] < motion_share * (1.0 + 0.5 * daylight_arr)
+        noise_co = 0.01 * z[3]
+        noise_lpg = 0.008 * z[4]
+        noise_smoke = 0.008 * z[5]
+        cols = [
+            a.tolist()
+            for a in (ts_arr, base_arr, rho_t, inn_t, rho_h, inn_h, rho_g, inn_g, p_off, p_on,
+                      u[0], motion_arr, u[2], u[3], u[4], u[5], noise_co, noise_lpg, noise_smoke)
+        ]  # fmt: skip
+        (ts_l, base_l, rho_t_l, inn_t_l, rho_h_l, inn_h_l, rho_g_l, inn_g_l, p_off_l, p_on_l,
+         u_light, motion_l, u_stuck, u_glitch, u_dup, u_ooo, n_co, n_lpg, n_smoke) = cols  # fmt: skip
         for i in range(chunk):
-            dt = dts[i]
-            if u_gap[i] < gap_p:
-                dt += prng.uniform(faults.gap_min_s, faults.gap_max_s)
-            t += dt
+            t = ts_l[i]
             if t >= end:
                 for _, r in held:
                     seq += 1
-                    yield arrival, index, seq, r
+                    yield t, index, seq, r
                 return
-            day_pos = (t - start) / DAY
-            phase = two_pi * (t / DAY - peak)
-            daylight = math.cos(phase)  # 1 at the daily peak, -1 twelve hours off
-            x = day_pos - 0.5
-            k = int(x // 1.0)
-            f = x - k
-            d = drift[k + 1] * (1.0 - f) + drift[k + 2] * f
-            rho = math.exp(-dt / _TEMP_TAU_S)
-            e_temp = rho * e_temp + math.sqrt(1.0 - rho * rho) * p.temp_noise_sd * z_t[i]
-            rho_h = math.exp(-dt / _HUM_TAU_S)
-            e_hum = rho_h * e_hum + math.sqrt(1.0 - rho_h * rho_h) * z_h[i]
-            rho_g = math.exp(-dt / _GAS_TAU_S)
-            g = rho_g * g + math.sqrt(1.0 - rho_g * rho_g) * p.gas_sd * z_g[i]
+            e_temp = rho_t_l[i] * e_temp + inn_t_l[i]
+            e_hum = rho_h_l[i] * e_hum + inn_h_l[i]
+            g = rho_g_l[i] * g + inn_g_l[i]
             # light: two-state Markov chain, switch-on more likely in daytime
             if light:
-                if u_light[i] < dt * light_off_rate:
+                if u_light[i] < p_off_l[i]:
                     light = False
-            elif u_light[i] < dt * light_on_rate * (1.0 + 0.8 * daylight):
+            elif u_light[i] < p_on_l[i]:
                 light = True
-            motion = u_motion[i] < p.motion_share * (1.0 + 0.5 * daylight)
-            true_temp = p.temp_mean + p.temp_amplitude * daylight + d + e_temp
-            zt = (true_temp - p.temp_mean) / temp_std
-            if light:
-                true_temp += p.light_heat
-            hum = p.hum_mean + p.hum_std * (hum_corr * zt + hum_indep * e_hum)
-            temp = round(true_temp, 1)
-            hum = round(min(100.0, max(0.0, hum)), 1)
+            true_temp = base_l[i] + e_temp
+            zt = (true_temp - mean) / temp_std
+            hum = hum_mean + hum_std * (hum_corr * zt + hum_indep * e_hum)
+            temp = round(true_temp + heat if light else true_temp, 1)
+            hum = round(100.0 if hum > 100.0 else 0.0 if hum < 0.0 else hum, 1)
             if t < stuck_until:
                 temp, hum = stuck_temp, stuck_hum
             elif u_stuck[i] < stuck_p:
@@ -285,30 +302,29 @@ def _device_stream(
             gz = g + 0.03 * zt
             reading = _build(
                 t,
-                p.device,
-                p.co * math.exp(gz + 0.01 * z_co[i]),
+                device,
+                co0 * _exp(gz + n_co[i]),
                 hum,
                 light,
-                p.lpg * math.exp(0.73 * gz + 0.008 * z_lpg[i]),
-                motion,
-                p.smoke * math.exp(0.77 * gz + 0.008 * z_sm[i]),
+                lpg0 * _exp(0.73 * gz + n_lpg[i]),
+                motion_l[i],
+                smoke0 * _exp(0.77 * gz + n_smoke[i]),
                 temp,
             )
-            arrival = t
             if u_ooo[i] < ooo_p:
                 held.append((prng.randint(1, 5), reading))
                 continue
             seq += 1
-            yield arrival, index, seq, reading
+            yield t, index, seq, reading
             if u_dup[i] < dup_p:
                 seq += 1
-                yield arrival, index, seq, reading
+                yield t, index, seq, reading
             if held:
                 keep = []
                 for wait, r in held:
                     if wait <= 1:
                         seq += 1
-                        yield arrival, index, seq, r
+                        yield t, index, seq, r
                     else:
                         keep.append((wait - 1, r))
                 held = keep
@@ -331,9 +347,12 @@ def generate(
     faults = Faults() if faults is None else faults
     end = start + days * DAY
     profiles = profiles_for(devices, seed)
-    chunk = max(16, min(_CHUNK, (1 << 20) // len(profiles)))
+    budget = max(16, (1 << 20) // len(profiles))  # bounded memory for big fleets
     streams = [
-        _device_stream(i, p, seed, start, end, faults, chunk) for i, p in enumerate(profiles)
+        _device_stream(
+            i, p, seed, start, end, faults, min(_CHUNK, budget, int(days * DAY / p.interval_s) + 64)
+        )
+        for i, p in enumerate(profiles)
     ]
     for item in heapq.merge(*streams):
         yield item[3]

@@ -1,0 +1,150 @@
+"""Replay publishes readings to a real mosquitto; a subscriber receives every one, in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from telemetry.cli import main
+from telemetry.config import Settings
+from telemetry.csvfile import write_csv
+from telemetry.generate import Faults, generate
+from telemetry.reading import Reading, decode_payload
+from telemetry.replay import ReplayError, replay
+from telemetry.stack import ManagedProcess, free_port
+
+
+class Subscriber:
+    """A paho subscriber on ``iot/+/telemetry`` (QoS 1) that keeps what it receives."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.ready = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:6]}"
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("iot/+/telemetry", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.set()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.ready.wait(10), "subscriber did not get its SUBACK"
+
+    def wait_for(self, n: int, timeout: float = 60.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # anything beyond n would show up now
+        return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(mosquitto: ManagedProcess) -> Settings:
+    return Settings.resolve(
+        env={}, toml={}, flags={"mqtt_url": f"mqtt://127.0.0.1:{mosquitto.port}"}
+    )
+
+
+@pytest.fixture
+def subscriber(mosquitto: ManagedProcess):
+    sub = Subscriber(mosquitto.port)
+    yield sub
+    sub.close()
+
+
+@pytest.fixture(scope="module")
+def readings() -> list[Reading]:
+    # generated data holds duplicates and out-of-order rows: replay must keep them, in order
+    return list(generate(days=0.25, seed=9))[:10_000]
+
+
+def received_readings(messages: list[tuple[str, bytes]]) -> list[Reading]:
+    return [decode_payload(payload, topic) for topic, payload in messages]
+
+
+def test_replay_of_10000_readings_is_received_complete_and_in_order(
+    broker: Settings, subscriber: Subscriber, readings: list[Reading]
+) -> None:
+    assert len(readings) == 10_000
+    n = replay(broker, readings, speed=0, qos=1)
+    assert n == 10_000
+    got = subscriber.wait_for(10_000)
+    assert len(got) == 10_000
+    assert received_readings(got) == readings  # same content, same (file) order
+    assert {topic for topic, _ in got} == {f"iot/{r.device}/telemetry" for r in readings}
+
+
+def test_limit_and_device_filter(
+    broker: Settings, subscriber: Subscriber, readings: list[Reading]
+) -> None:
+    device = readings[0].device
+    n = replay(broker, readings, limit=500, devices=[device], window=7)
+    assert n == 500
+    expected = [r for r in readings if r.device == device][:500]
+    assert received_readings(subscriber.wait_for(500)) == expected
+
+
+def test_paced_replay_follows_event_time_and_sends_late_rows_at_once(
+    broker: Settings, subscriber: Subscriber
+) -> None:
+    base = 1_594_512_000.0
+    rows = [
+        Reading(base + dt, "dev-1", 0.005, 50.0, False, 0.007, False, 0.02, 21.0 + dt / 10)
+        for dt in (0.0, 1.0, 2.0, 0.5, 3.0)  # 0.5 is out of order: it goes right after 2.0
+    ]
+    started = time.monotonic()
+    assert replay(broker, rows, speed=4.0) == 5  # 3 s of event time at 4x: at least 0.75 s
+    assert time.monotonic() - started >= 0.75
+    assert received_readings(subscriber.wait_for(5)) == rows
+
+
+def test_qos0_replay_publishes_too(broker: Settings, subscriber: Subscriber, readings) -> None:
+    assert replay(broker, readings[:300], qos=0) == 300
+    assert len(subscriber.wait_for(300)) == 300
+
+
+def test_unreachable_broker_is_an_error_that_says_where(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings.resolve(env={}, toml={}, flags={"mqtt_url": f"mqtt://127.0.0.1:{port}"})
+    with pytest.raises(ReplayError, match=f"cannot reach the MQTT broker at 127.0.0.1:{port}"):
+        replay(settings, [])
+
+
+def test_replay_command_publishes_a_csv_file(
+    tmp_path: Path, mosquitto: ManagedProcess, subscriber: Subscriber, capsys
+) -> None:
+    path = tmp_path / "week.csv"
+    rows = list(generate(days=0.02, seed=1, faults=Faults.none()))
+    write_csv(path, rows)
+    with path.open("a") as f:  # one bad row: skipped and reported, the rest goes out
+        f.write(
+            '"1.5945121E9","b8:27:eb:bf:9d:51","x","51.0","false","0.007","false","0.02","22.7"\n'
+        )
+    code = main(
+        ["replay", "--csv", str(path), "--speed", "0", "--quiet",
+         "--mqtt-url", f"mqtt://127.0.0.1:{mosquitto.port}"]
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"published {len(rows):,} readings" in err and "acknowledged by the broker" in err
+    assert "skipped 1 bad rows" in err
+    assert received_readings(subscriber.wait_for(len(rows))) == rows
+
+
+def test_replay_command_fails_cleanly_without_a_broker(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "w.csv"
+    write_csv(path, generate(days=0.001, seed=1))
+    port = free_port()
+    code = main(["replay", "--csv", str(path), "--quiet", "--mqtt-url", f"mqtt://127.0.0.1:{port}"])
+    assert code == 1
+    assert "cannot reach the MQTT broker" in capsys.readouterr().err

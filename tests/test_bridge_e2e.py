@@ -534,38 +534,27 @@ def test_bridge_past_retry_bound_exits_3_without_acking(
     settings_mqtt, boto, mosquitto, moto_server, tmp_path
 ):
     proxy = FaultProxy(moto_server.url)
-    proxy.down = True
     settings = settings_mqtt
     create_resources(boto, settings)
     readings, _, messages = traffic(1_000, 0)
-    assert publish(mosquitto.port, messages[:1]) == 1  # nobody subscribed yet: dropped by MQTT
-    bridge = spawn_bridge(
-        settings.replace(endpoint_url=proxy.url), tmp_path, "--retry-seconds", "2", wait=False
-    )
-    try:
-        # ensure_stream's DescribeStreamSummary also fails: the bridge must say so and exit 2.
-        assert bridge.wait(30) == 2
-        assert "ServiceUnavailable" in (tmp_path / "bridge.log").read_text()
-    finally:
-        bridge.kill()
-    # Up at start, then down: past the bound the bridge exits 3 and acknowledges nothing.
-    proxy.down = False
     bridge = spawn_bridge(
         settings.replace(endpoint_url=proxy.url), tmp_path, "--retry-seconds", "2"
     )
     try:
-        proxy.down = True
+        proxy.down = True  # Kinesis answers 503 to every call from now on
         assert publish(mosquitto.port, messages) == len(messages)
         assert bridge.wait(60) == 3
         log = (tmp_path / "bridge.log").read_text()
         assert "kept failing" in log and "stay queued in the MQTT broker" in log, log[-2000:]
+        assert "ServiceUnavailable" in log
     finally:
         bridge.kill()
         proxy.close()
-    # Nothing was acknowledged without delivery: a healthy run forwards everything.
-    bridge = spawn_bridge(settings, tmp_path)
+    # Nothing was acknowledged without delivery: the next healthy run forwards everything.
+    bridge = Bridge(settings, BridgeOptions(client_id=f"iotcast-bridge-{settings.app}"))
+    bridge.start()
     try:
-        check_complete(StreamReader(boto("kinesis"), settings.stream), readings)
+        figures = check_complete(StreamReader(boto("kinesis"), settings.stream), readings)
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        assert bridge.wait(30) == 0
+        assert bridge.stop(10)
+    assert figures["unique"] == len(readings)

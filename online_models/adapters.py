@@ -5,6 +5,10 @@
   it (forecasts), else the running mean of the values learned so far (the
   nowcast). A fresh model therefore starts as persistence (or the mean), and a
   linear model does not have to learn a 22 °C intercept by gradient steps.
+  With ``scaled`` the regressor sees standardised, clipped features: the
+  ``.scaled`` twin the device loop computed once for all models
+  (:class:`~online_models.features.Features`), or, for a plain dict, its own
+  :class:`~online_models.features.Standardizer`.
 - :class:`Resampled` runs a River time-series model (SNARIMAX, Holt-Winters)
   on an irregular stream: readings are averaged into ``step``-second bins, a
   closed bin is fed to the model (gaps of up to ``max_fill`` bins are filled
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import math
 
+from online_models.features import Standardizer
+
 __all__ = ["Anchored", "Resampled"]
 
 
@@ -40,11 +46,25 @@ class Anchored:
     True
     """
 
-    def __init__(self, regressor, target: str) -> None:
+    def __init__(self, regressor, target: str, scaled: bool = False) -> None:
         self.regressor = regressor
         self.target = target
+        self.scaled = scaled
+        self.own_scaler: Standardizer | None = None
         self.n = 0
         self.mean = 0.0
+
+    def _inputs(self, x: dict, learning: bool) -> dict:
+        if not self.scaled:
+            return x
+        shared = getattr(x, "scaled", None)
+        if shared is not None:
+            return shared
+        if self.own_scaler is None:
+            self.own_scaler = Standardizer()
+        if learning:
+            self.own_scaler.learn_one(x)
+        return self.own_scaler.transform_one(x)
 
     def _anchor(self, x: dict) -> float | None:
         value = x.get(self.target)
@@ -54,7 +74,7 @@ class Anchored:
 
     def learn_one(self, x: dict, y: float) -> None:
         anchor = self._anchor(x)
-        self.regressor.learn_one(x, y - (y if anchor is None else anchor))
+        self.regressor.learn_one(self._inputs(x, True), y - (y if anchor is None else anchor))
         self.n += 1
         self.mean += (y - self.mean) / self.n
 
@@ -62,7 +82,7 @@ class Anchored:
         anchor = self._anchor(x)
         if anchor is None:
             return None
-        delta = self.regressor.predict_one(x)
+        delta = self.regressor.predict_one(self._inputs(x, False))
         if delta is None or not math.isfinite(delta):
             return None
         return anchor + delta

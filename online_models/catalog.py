@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from river import preprocessing
-
 from online_models.adapters import Anchored, Resampled
 
 __all__ = ["KINDS", "BUILTIN", "Catalog", "CatalogError", "ModelSpec", "load_catalog"]
@@ -118,9 +116,7 @@ class ModelSpec:
             model = cls(**params)
         except TypeError as exc:
             raise CatalogError(f"model {self.name!r}: bad params for {self.cls}: {exc}") from exc
-        if self.scale:
-            model = preprocessing.StandardScaler() | model
-        return Anchored(model, target)
+        return Anchored(model, target, scaled=self.scale)
 
     @property
     def series(self) -> bool:

@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
 from online_models.drift import DriftWatch
-from online_models.features import FeatureState, nowcast_view
+from online_models.features import Features, FeatureState, Standardizer, nowcast_view
 from online_models.records import Event, Prediction, Score, StepResult
 from online_models.scoring import ErrorStats
 from online_models.selection import Selector
@@ -112,6 +112,7 @@ class DeviceModels:
         if not len(self.catalog):
             raise ValueError(f"no models selected from the catalog by {models!r}")
         self.features = FeatureState(self.task.target)
+        self.scaler = Standardizer() if any(s.scale for s in self.catalog) else None
         self.feature_keys: tuple[str, ...] | None = None
         self.horizons: dict[int, _Horizon] = {}
         for h in self.task.horizons:
@@ -150,9 +151,13 @@ class DeviceModels:
         if is_glitch(reading):
             self.n_glitch += 1
             return StepResult("glitch")
-        x = self.features.update(reading)
+        x = Features(self.features.update(reading))
         if self.feature_keys is None:
             self.feature_keys = tuple(x)
+        scaler = self.scaler
+        if scaler is not None:
+            scaler.learn_one(x)
+            x.scaled = scaler.transform_one(x)
         y = float(getattr(reading, self.task.target))
         predictions: list[Prediction] = []
         scores: list[Score] = []
@@ -179,8 +184,10 @@ class DeviceModels:
             else:
                 pending = hz.pending
                 while pending and pending[0][1] <= ts:
-                    made_ts, _target_ts, values, preds = pending.popleft()
-                    xm = dict(zip(self.feature_keys, values, strict=True))
+                    made_ts, _target_ts, values, scaled, preds = pending.popleft()
+                    xm = Features(zip(self.feature_keys, values, strict=True))
+                    if scaled is not None:
+                        xm.scaled = dict(zip(self.feature_keys, scaled, strict=True))
                     for name, p in zip(hz.names, preds, strict=True):
                         if p is not None:
                             scored.append((name, p, made_ts, _target_ts))
@@ -205,7 +212,15 @@ class DeviceModels:
                     preds_now.append(p)
                     if p is not None:
                         predictions.append(Prediction(name, h, ts, target_ts, p))
-                pending.append((ts, target_ts, tuple(x.values()), tuple(preds_now)))
+                pending.append(
+                    (
+                        ts,
+                        target_ts,
+                        tuple(x.values()),
+                        None if scaler is None else tuple(x.scaled.values()),
+                        tuple(preds_now),
+                    )
+                )
                 if len(pending) > self.task.max_pending:
                     pending.popleft()
                     self.n_dropped += 1

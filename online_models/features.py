@@ -32,7 +32,7 @@ import math
 
 from telemetry.reading import Reading
 
-__all__ = ["WINDOWS", "FeatureState", "nowcast_view", "target_keys"]
+__all__ = ["WINDOWS", "FeatureState", "Features", "Standardizer", "nowcast_view", "target_keys"]
 
 WINDOWS = (60, 600, 3600)
 DAY = 86_400.0
@@ -59,9 +59,78 @@ def target_keys(target: str) -> frozenset[str]:
 
 
 def nowcast_view(x: dict[str, float], target: str) -> dict[str, float]:
-    """``x`` without the target's value and history (the nowcast's inputs)."""
+    """``x`` without the target's value and history (the nowcast's inputs).
+
+    A :class:`Features` keeps its scaled twin, filtered the same way.
+    """
     banned = target_keys(target)
-    return {k: v for k, v in x.items() if k not in banned}
+    out = Features({k: v for k, v in x.items() if k not in banned})
+    scaled = getattr(x, "scaled", None)
+    if scaled is not None:
+        out.scaled = {k: v for k, v in scaled.items() if k not in banned}
+    return out
+
+
+class Features(dict):
+    """A feature dict that may carry its standardised twin in ``.scaled``.
+
+    The device loop standardises each reading's features once (one shared
+    :class:`Standardizer`) instead of once per model and horizon; models
+    declared with ``scale = true`` read ``x.scaled``.
+
+    >>> x = Features({"a": 1.0}); x.scaled = {"a": 0.0}
+    >>> x["a"], x.scaled["a"]
+    (1.0, 0.0)
+    """
+
+    scaled: dict[str, float] | None = None
+
+
+class Standardizer:
+    """Running mean and variance per feature; ``transform`` gives z-scores clipped to ``±limit``.
+
+    Clipping matters: rare binary features (a gap, a motion event) would
+    otherwise get z-scores of 30 and more and throw SGD off its course.
+
+    >>> st = Standardizer(limit=3.0)
+    >>> for v in (1.0, 2.0, 3.0):
+    ...     st.learn_one({"a": v, "b": 5.0})
+    >>> {k: round(v, 3) for k, v in st.transform_one({"a": 3.0, "b": 5.0, "c": 1.0}).items()}
+    {'a': 1.225, 'b': 0.0, 'c': 0.0}
+    >>> st.transform_one({"a": 100.0})["a"]
+    3.0
+    """
+
+    def __init__(self, limit: float = 3.0) -> None:
+        self.limit = limit
+        self.stats: dict[str, list[float]] = {}  # key -> [n, mean, m2]
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        stats = self.stats
+        for k, v in x.items():
+            st = stats.get(k)
+            if st is None:
+                stats[k] = [1.0, v, 0.0]
+                continue
+            n = st[0] + 1.0
+            d = v - st[1]
+            mean = st[1] + d / n
+            st[0] = n
+            st[1] = mean
+            st[2] += d * (v - mean)
+
+    def transform_one(self, x: dict[str, float]) -> dict[str, float]:
+        stats = self.stats
+        limit = self.limit
+        out = {}
+        for k, v in x.items():
+            st = stats.get(k)
+            if st is None or st[2] <= 0.0:
+                out[k] = 0.0
+                continue
+            z = (v - st[1]) / math.sqrt(st[2] / st[0])
+            out[k] = limit if z > limit else -limit if z < -limit else z
+        return out
 
 
 class FeatureState:

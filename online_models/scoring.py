@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["ErrorStats"]
+__all__ = ["ErrorStats", "ErrorTotals"]
 
 
 class ErrorStats:
@@ -111,3 +111,43 @@ class ErrorStats:
             "rolling_mae": self.rolling_mae,
             "rolling_rmse": self.rolling_rmse,
         }
+
+
+class ErrorTotals:
+    """Totals only (no rolling window): MAE, RMSE, R² and bias of a group of scored predictions.
+
+    The same formulas as :class:`ErrorStats`; used for the evaluation's scenario groups.
+
+    >>> t = ErrorTotals()
+    >>> t.update(20.0, 21.0); t.update(22.0, 23.0)
+    >>> t.n, t.mae, t.rmse
+    (2, 1.0, 1.0)
+    """
+
+    __slots__ = ("n", "sum_abs", "sum_sq", "sum_err", "mean_y", "m2_y")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum_abs = 0.0
+        self.sum_sq = 0.0
+        self.sum_err = 0.0
+        self.mean_y = 0.0
+        self.m2_y = 0.0
+
+    def update(self, predicted: float, actual: float) -> None:
+        err = actual - predicted
+        self.n += 1
+        self.sum_abs += abs(err)
+        self.sum_sq += err * err
+        self.sum_err += err
+        delta = actual - self.mean_y
+        self.mean_y += delta / self.n
+        self.m2_y += delta * (actual - self.mean_y)
+
+    mae = ErrorStats.mae
+    rmse = ErrorStats.rmse
+    bias = ErrorStats.bias
+    r2 = ErrorStats.r2
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"n": self.n, "mae": self.mae, "rmse": self.rmse, "r2": self.r2, "bias": self.bias}

@@ -1,0 +1,379 @@
+"""Prequential evaluation over a recorded stream: the processor's code, offline.
+
+:func:`prequential` feeds readings, in file order, to one
+:class:`~online_models.device.DeviceModels` per device (the very object the
+stream processor keeps) and collects, with bounded memory:
+
+- the per device x model x horizon figures, read from the models' own
+  accumulators (so stream and offline agree);
+- the same figures per scenario of the reading the prediction was made at:
+  ``day``/``night`` (06-18 h UTC), ``light_on``/``light_off``, ``motion``
+  (a motion event in the previous 10 minutes) / ``no_motion``, ``after_gap``
+  (the first hour after a silence of more than 5 minutes), ``after_first_day``
+  (made at least 24 h after the device's first reading: where the frozen batch
+  forest competes), ``after_drift`` (the first hour after any drift detected
+  on that device and horizon) and ``drift#i`` (the hour after the i-th drift
+  event, for the first :data:`MAX_DRIFT_GROUPS`), ``hour_HH`` (hour of day);
+- downsampled series for plots (one point per :data:`PLOT_STEP_S` per device),
+  residual histograms, events, each model's cost (µs per reading, pickled size);
+- optionally every scored prediction of chosen (device, model) pairs, written
+  to CSV files as they come (for an independent recomputation).
+
+The device profile (stable cool / variable / stable warm) is derived at the
+end from the device's temperature statistics: ``variable`` when the standard
+deviation exceeds 1 °C, otherwise ``stable warm`` at a mean of 21 °C or more
+and ``stable cool`` below.
+
+>>> from telemetry.generate import generate
+>>> from online_models.catalog import load_catalog
+>>> from online_models.config import TaskConfig
+>>> res = prequential(generate(days=0.05, seed=1), load_catalog(), TaskConfig(horizons=(0, 60)))
+>>> res.rows > 0, sorted(res.devices) == sorted(res.profiles)
+(True, True)
+>>> row = res.figure("b8:27:eb:bf:9d:51", "persistence", 60)
+>>> row["n"] > 0 and row["mae"] >= 0
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import pickle
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from online_models.catalog import Catalog
+from online_models.config import TaskConfig
+from online_models.device import DeviceModels
+from online_models.features import GAP_S
+from online_models.records import Event
+from online_models.scoring import ErrorTotals
+from telemetry.reading import Reading, is_glitch
+
+__all__ = ["EvalResult", "PLOT_STEP_S", "MAX_DRIFT_GROUPS", "profile_of", "prequential"]
+
+PLOT_STEP_S = 300.0
+AFTER_S = 3600.0
+MOTION_S = 600.0
+FIRST_DAY_S = 86_400.0
+MAX_DRIFT_GROUPS = 30
+MAX_EVENTS = 2000
+HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 120
+
+
+def profile_of(mean: float, std: float) -> str:
+    """Device profile from its temperature mean and standard deviation (°C).
+
+    >>> profile_of(26.0, 2.0), profile_of(22.3, 0.5), profile_of(19.4, 0.6)
+    ('variable', 'stable warm', 'stable cool')
+    """
+    if std > 1.0:
+        return "variable"
+    return "stable warm" if mean >= 21.0 else "stable cool"
+
+
+class _Welford:
+    __slots__ = ("n", "mean", "m2")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def add(self, v: float) -> None:
+        self.n += 1
+        d = v - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (v - self.mean)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+
+@dataclass
+class _DeviceTrack:
+    """Evaluation-side state of one device (conditions at the time predictions were made)."""
+
+    first_ts: float
+    temp: _Welford = field(default_factory=_Welford)
+    target: _Welford = field(default_factory=_Welford)
+    last_motion_ts: float = -math.inf
+    gap_end_ts: float = -math.inf
+    last_ts: float | None = None
+    drift_until: dict[int, float] = field(
+        default_factory=dict
+    )  # horizon -> end of after-drift hour
+    drift_group: dict[int, tuple[str, float]] = field(
+        default_factory=dict
+    )  # horizon -> (group, until)
+    flags: dict[float, tuple[str, ...]] = field(default_factory=dict)
+    order: deque = field(default_factory=deque)
+    next_sample: float = 0.0
+
+
+@dataclass
+class EvalResult:
+    """Everything :func:`prequential` measured (bounded in size whatever the stream's length)."""
+
+    task: TaskConfig
+    models: tuple[str, ...]
+    devices: dict[str, DeviceModels]
+    rows: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    groups: dict[tuple[str, str, int, str], ErrorTotals] = field(default_factory=dict)
+    profiles: dict[str, str] = field(default_factory=dict)
+    device_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    event_counts: Counter = field(default_factory=Counter)
+    drift_groups: list[tuple[str, str, Event]] = field(default_factory=list)  # group, device, event
+    series: dict[tuple[str, int], list[tuple[float, float, dict[str, float]]]] = field(
+        default_factory=dict
+    )
+    rolling: dict[tuple[str, int], list[tuple[float, dict[str, float]]]] = field(
+        default_factory=dict
+    )
+    hist: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+    cost_us: dict[str, float] = field(default_factory=dict)
+    size_bytes: dict[str, float] = field(default_factory=dict)
+    checkpoint_bytes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def figure(self, device: str, model: str, horizon: int) -> dict[str, float | int | None]:
+        """Overall figures of one device, model and horizon (from the model set's accumulator)."""
+        return self.devices[device].stats(model, horizon).as_dict()
+
+    def scenario(self, device: str, model: str, horizon: int, scenario: str) -> dict | None:
+        g = self.groups.get((device, model, horizon, scenario))
+        return None if g is None else g.as_dict()
+
+    def pairs(self) -> list[tuple[str, str, int]]:
+        """(device, model, horizon) triples that ran, in report order."""
+        out = []
+        for device in sorted(self.devices):
+            dm = self.devices[device]
+            for h, hz in dm.horizons.items():
+                out.extend((device, name, h) for name in hz.names)
+        return out
+
+
+def prequential(
+    readings: Iterable[Reading],
+    catalog: Catalog,
+    task: TaskConfig | None = None,
+    *,
+    models: str | Iterable[str] = "default",
+    references: bool = True,
+    save_predictions: Iterable[tuple[str, str]] = (),
+    predictions_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Run the prequential evaluation (see the module docstring); returns an :class:`EvalResult`.
+
+    ``models`` selects from ``catalog`` as :meth:`Catalog.select` does; ``references``
+    adds the catalog's reference models (seasonal naive, the batch forest).
+    ``save_predictions`` lists (device, model) pairs whose scored predictions are
+    written to ``predictions_dir/<device>__<model>.csv``. ``progress(n)`` is
+    called every 1,000 readings with the count so far.
+    """
+    task = task or TaskConfig()
+    selected = catalog.select(models, references=references)
+    res = EvalResult(task=task, models=selected.names, devices={})
+    tracks: dict[str, _DeviceTrack] = {}
+    save = {(d, m) for d, m in save_predictions}
+    writers: dict[tuple[str, str], tuple[object, csv.writer]] = {}
+    if save:
+        if predictions_dir is None:
+            raise ValueError("save_predictions needs predictions_dir")
+        Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+    max_h = max(task.horizons)
+    target = task.target
+    groups = res.groups
+    start = time.perf_counter()
+    try:
+        for reading in readings:
+            res.rows += 1
+            if progress is not None and res.rows % 1000 == 0:
+                progress(res.rows)
+            device = reading.device
+            dm = res.devices.get(device)
+            if dm is None:
+                dm = res.devices[device] = DeviceModels(
+                    device, selected, task, models="all", timing=True
+                )
+                tracks[device] = _DeviceTrack(first_ts=reading.ts, next_sample=reading.ts)
+            tr = tracks[device]
+            result = dm.step(reading)
+            res.statuses[result.status] += 1
+            if result.status != "learned":
+                continue
+            ts = reading.ts
+            # conditions at this reading (used by every prediction made now)
+            if tr.last_ts is not None and ts - tr.last_ts > GAP_S:
+                tr.gap_end_ts = ts
+            tr.last_ts = ts
+            if reading.motion:
+                tr.last_motion_ts = ts
+            if not is_glitch(reading):
+                tr.temp.add(reading.temp)
+                tr.target.add(float(getattr(reading, target)))
+            hour = int((ts % 86_400.0) // 3600)
+            base = (
+                "all",
+                "day" if 6 <= hour < 18 else "night",
+                "light_on" if reading.light else "light_off",
+                "motion" if ts - tr.last_motion_ts <= MOTION_S else "no_motion",
+                f"hour_{hour:02d}",
+            )
+            if ts - tr.gap_end_ts < AFTER_S:
+                base += ("after_gap",)
+            if ts - tr.first_ts >= FIRST_DAY_S:
+                base += ("after_first_day",)
+            tr.flags[ts] = base
+            tr.order.append(ts)
+            # events (drifts open an "after drift" hour for that horizon)
+            for event in result.events:
+                res.event_counts[(device, event.kind, event.model, event.horizon)] += 1
+                if len(res.events) < MAX_EVENTS:
+                    res.events.append((device, event))
+                if event.kind == "drift":
+                    tr.drift_until[event.horizon] = ts + AFTER_S
+                    if len(res.drift_groups) < MAX_DRIFT_GROUPS:
+                        name = f"drift#{len(res.drift_groups) + 1}"
+                        res.drift_groups.append((name, device, event))
+                        tr.drift_group[event.horizon] = (name, ts + AFTER_S)
+            # scores, by the conditions of the reading each prediction was made at
+            last_by_h: dict[int, dict[str, tuple[float, float]]] = {}
+            for s in result.scores:
+                made = s.made_ts
+                flags = tr.flags.get(made, ("all",))
+                h = s.horizon
+                predicted, actual = s.predicted, s.actual
+                for sc in flags:
+                    key = (device, s.model, h, sc)
+                    g = groups.get(key)
+                    if g is None:
+                        g = groups[key] = ErrorTotals()
+                    g.update(predicted, actual)
+                until = tr.drift_until.get(h)
+                if until is not None and made < until and made >= until - AFTER_S:
+                    key = (device, s.model, h, "after_drift")
+                    g = groups.get(key) or groups.setdefault(key, ErrorTotals())
+                    g.update(predicted, actual)
+                grp = tr.drift_group.get(h)
+                if grp is not None and grp[1] - AFTER_S <= made < grp[1]:
+                    key = (device, s.model, h, grp[0])
+                    g = groups.get(key) or groups.setdefault(key, ErrorTotals())
+                    g.update(predicted, actual)
+                err = actual - predicted
+                hk = (h, s.model)
+                hist = res.hist.get(hk)
+                if hist is None:
+                    hist = res.hist[hk] = [0] * (HIST_BINS + 2)
+                idx = (
+                    0
+                    if err < HIST_LO
+                    else (
+                        HIST_BINS + 1
+                        if err >= HIST_HI
+                        else 1 + int((err - HIST_LO) / (HIST_HI - HIST_LO) * HIST_BINS)
+                    )
+                )
+                hist[idx] += 1
+                last_by_h.setdefault(h, {})[s.model] = (s.target_ts, predicted, actual)
+                if (device, s.model) in save:
+                    w = writers.get((device, s.model))
+                    if w is None:
+                        safe = device.replace(":", "-")
+                        f = open(Path(predictions_dir) / f"{safe}__{s.model}.csv", "w", newline="")  # noqa: SIM115
+                        wr = csv.writer(f)
+                        wr.writerow(
+                            [
+                                "device",
+                                "model",
+                                "horizon",
+                                "made_ts",
+                                "target_ts",
+                                "predicted",
+                                "actual",
+                            ]
+                        )
+                        w = writers[(device, s.model)] = (f, wr)
+                    w[1].writerow(
+                        [
+                            device,
+                            s.model,
+                            h,
+                            repr(made),
+                            repr(s.target_ts),
+                            repr(predicted),
+                            repr(actual),
+                        ]
+                    )
+            # downsampled series for plots
+            if ts >= tr.next_sample and last_by_h:
+                tr.next_sample = ts + PLOT_STEP_S
+                for h, per_model in last_by_h.items():
+                    any_model = next(iter(per_model.values()))
+                    res.series.setdefault((device, h), []).append(
+                        (any_model[0], any_model[2], {m: v[1] for m, v in per_model.items()})
+                    )
+                    hz = dm.horizons[h]
+                    res.rolling.setdefault((device, h), []).append(
+                        (ts, {m: hz.stats[m].rolling_mae for m in hz.names if hz.stats[m].n})
+                    )
+            # forget the conditions of readings no pending forecast refers to
+            if len(tr.order) > 64:
+                oldest = ts - max_h
+                for hz in dm.horizons.values():
+                    if hz.pending:
+                        oldest = min(oldest, hz.pending[0][0])
+                while tr.order and tr.order[0] < oldest:
+                    tr.flags.pop(tr.order.popleft(), None)
+    finally:
+        for f, _ in writers.values():
+            f.close()
+    res.wall_s = time.perf_counter() - start
+    _finish(res, tracks)
+    return res
+
+
+def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:
+    total_cost: Counter = Counter()
+    total_n = 0
+    size_sum: Counter = Counter()
+    for device, dm in res.devices.items():
+        tr = tracks[device]
+        res.profiles[device] = profile_of(tr.temp.mean, tr.temp.std)
+        res.device_figures[device] = {
+            "rows_learned": dm.n_learned,
+            "temp_mean": tr.temp.mean,
+            "temp_std": tr.temp.std,
+            "target_mean": tr.target.mean,
+            "target_std": tr.target.std,
+            "glitches": dm.n_glitch,
+            "duplicates": dm.n_duplicate,
+            "late": dm.n_late,
+        }
+        total_n += dm.n_learned
+        for name, ns in dm.cost_ns.items():
+            total_cost[name] += ns
+        for name in dm.model_names:
+            size_sum[name] += sum(
+                len(pickle.dumps(hz.models[name], protocol=pickle.HIGHEST_PROTOCOL))
+                for hz in dm.horizons.values()
+                if name in hz.models
+            )
+        res.checkpoint_bytes[device] = len(pickle.dumps(dm, protocol=pickle.HIGHEST_PROTOCOL))
+    n_dev = max(len(res.devices), 1)
+    for name in res.models:
+        res.cost_us[name] = total_cost[name] / total_n / 1000.0 if total_n else float("nan")
+        res.size_bytes[name] = size_sum[name] / n_dev

@@ -98,7 +98,22 @@ REASONS = (
     "topic_mismatch",
 )
 _DEVICE_RE = re.compile(rf"[A-Za-z0-9:._-]{{1,{MAX_DEVICE_ID_LENGTH}}}")
-_device_ok = _DEVICE_RE.fullmatch
+_device_re_ok = _DEVICE_RE.fullmatch
+_GOOD_DEVICES: set[str] = set()  # ids already found valid: a set lookup instead of the regex
+_GOOD_DEVICES_MAX = 50_000
+
+
+def _device_ok(device: str) -> bool:
+    """True when ``device`` is a valid id (remembering up to 50,000 valid ones)."""
+    if device in _GOOD_DEVICES:
+        return True
+    if _device_re_ok(device) is None:
+        return False
+    if len(_GOOD_DEVICES) < _GOOD_DEVICES_MAX:
+        _GOOD_DEVICES.add(device)
+    return True
+
+
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _time = time.time
@@ -146,11 +161,27 @@ class Reading:
         }
 
 
-_new = object.__new__
-_SET = tuple(getattr(Reading, name).__set__ for name in Reading.__slots__)  # type: ignore[attr-defined]
-_set_ts, _set_dev, _set_co, _set_hum, _set_light, _set_lpg, _set_motion, _set_smoke, _set_temp = (
-    _SET
-)
+class _Unfrozen:
+    """A settable object with :class:`Reading`'s exact slot layout.
+
+    :func:`_build` fills one and turns it into a ``Reading`` by assigning
+    ``__class__`` (allowed between identical slot layouts): the result is a real,
+    frozen ``Reading``, made twice as fast as through the frozen ``__init__``,
+    which calls ``object.__setattr__`` once per field.
+    """
+
+    __slots__ = Reading.__slots__  # type: ignore[attr-defined]
+
+    def __init__(self, ts, device, co, humidity, light, lpg, motion, smoke, temp) -> None:  # noqa: ANN001
+        self.ts = ts
+        self.device = device
+        self.co = co
+        self.humidity = humidity
+        self.light = light
+        self.lpg = lpg
+        self.motion = motion
+        self.smoke = smoke
+        self.temp = temp
 
 
 def _build(
@@ -165,17 +196,9 @@ def _build(
     temp: float,
 ) -> Reading:
     """``Reading(...)`` for values already validated, without the frozen dataclass' slow ``__init__``."""
-    r = _new(Reading)
-    _set_ts(r, ts)
-    _set_dev(r, device)
-    _set_co(r, co)
-    _set_hum(r, humidity)
-    _set_light(r, light)
-    _set_lpg(r, lpg)
-    _set_motion(r, motion)
-    _set_smoke(r, smoke)
-    _set_temp(r, temp)
-    return r
+    r = _Unfrozen(ts, device, co, humidity, light, lpg, motion, smoke, temp)
+    r.__class__ = Reading  # type: ignore[assignment]
+    return r  # type: ignore[return-value]
 
 
 def encode(reading: Reading) -> bytes:
@@ -383,7 +406,7 @@ def _plain_valid(
         and _C_LO <= co <= _C_HI
         and _L_LO <= lpg <= _L_HI
         and _S_LO <= smoke <= _S_HI
-        and _device_ok(device) is not None
+        and (device in _GOOD_DEVICES or _device_ok(device))
     )
 
 
@@ -436,7 +459,7 @@ def decode_payload(
         and (light is True or light is False)
         and (motion is True or motion is False)
         and device.__class__ is str
-        and _device_ok(device) is not None
+        and (device in _GOOD_DEVICES or _device_ok(device))
         and (topic is None or topic == "iot/" + device + "/telemetry")
         and obj.__class__ is dict
         and data.__class__ is dict

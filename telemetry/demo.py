@@ -87,6 +87,8 @@ STACK_NAMES = ("moto_server", "mosquitto", "prometheus")  # ManagedProcess names
 RULES_DIR = Path(__file__).resolve().parent.parent / "monitoring" / "prometheus" / "rules"
 SCRAPE_INTERVAL = "1s"
 SHARDS = 2
+BRIDGE_FLUSH_SECONDS = 10  # the bridge's flush on SIGTERM, well inside STOP_GRACE
+STOP_GRACE = 30.0  # seconds an iotcast child has to stop on SIGTERM before SIGKILL
 
 
 class DemoRefused(RuntimeError):
@@ -582,6 +584,7 @@ class Demo:
         bridge = ManagedProcess(
             "bridge",
             self.iotcast("bridge", "--create-stream", "--shards", str(SHARDS),
+                         "--stop-timeout", str(BRIDGE_FLUSH_SECONDS),
                          "--metrics-port", str(self.ports.bridge)),
             self.ports.bridge, self.logs / "bridge.log", env=env,
         )  # fmt: skip
@@ -591,6 +594,7 @@ class Demo:
             proc = ManagedProcess(
                 f"processor-{i}",
                 self.iotcast("process", "--create-resources", "--shards", str(SHARDS),
+                             "--checkpoint-seconds", "5",
                              "--metrics-port", str(port)),
                 port, self.logs / f"processor-{i}.log", env=env,
             )  # fmt: skip
@@ -846,7 +850,7 @@ class Demo:
             codes: dict[str, int | None] = {}
             errors: list[str] = []
             try:
-                codes.update(self.procs.stop(iotcast, grace=20))
+                codes.update(self.procs.stop(iotcast, grace=STOP_GRACE))
             except DemoFailed as exc:
                 errors.append(str(exc))
             moto = self.procs.get("moto_server")
@@ -894,7 +898,14 @@ class Demo:
             horizon=self.opts.horizon,
             baseline=self.opts.baseline,
         )
-        s["agreement"] = agreement(s)
+        if "stream" not in s:  # failed or interrupted: the last figures seen
+            s["stream"] = self.snapshot.figures()
+            s["stream_complete"] = False
+        else:
+            s["stream_complete"] = True
+        s["agreement"] = (
+            agreement(s) if s["stream_complete"] else {"prometheus": None, "manifests": None}
+        )
         (self.out / "summary.json").write_text(json.dumps(s, indent=2, default=str) + "\n")
         return s
 

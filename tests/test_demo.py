@@ -4,6 +4,7 @@ whole demo end to end on real components (mosquitto, moto server, Prometheus).""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.server
 import io
 import json
@@ -300,3 +301,86 @@ def test_prometheus_config_scrapes_the_parts_and_promtool_accepts_it(tmp_path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert rejected == {}, rejected
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def _expected_learned(csv: Path) -> dict[str, int]:
+    """Per device, the readings a processor must learn: in arrival order, not a glitch,
+    and newer than the last one learned (duplicates and late readings are skipped)."""
+    from telemetry.csvfile import read_csv
+    from telemetry.reading import is_glitch
+
+    last: dict[str, float] = {}
+    learned: dict[str, int] = {}
+    for r in read_csv(csv):
+        if is_glitch(r) or r.ts <= last.get(r.device, float("-inf")):
+            continue
+        last[r.device] = r.ts
+        learned[r.device] = learned.get(r.device, 0) + 1
+    return dict(sorted(learned.items()))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_demo_runs_a_day_to_completion_and_its_figures_agree(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "telemetry.cli", "demo", "--days", "1", "--devices", "3",
+         "--speed", "0", "--out", str(out), "--no-live", "--progress-every", "10",
+         *port_flags(free_ports())],
+        cwd=REPO, capture_output=True, text=True, timeout=380,
+    )  # fmt: skip
+    log = result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, log
+    s = json.loads((out / "summary.json").read_text())
+    assert s["outcome"] == "done", log
+
+    # Every process it started is gone, each stopped by SIGTERM within the grace period.
+    assert set(s["pids"]) == {
+        "moto_server", "mosquitto", "prometheus", "bridge", "processor-1", "processor-2",
+        "evaluate",
+    }  # fmt: skip
+    assert all(gone(pid) for pid in s["pids"].values())
+    assert s["still_running"] == [] and s["killed_after_grace"] == [], s["stop_seconds"]
+
+    # The figures: every generated reading replayed, forwarded (or dead-lettered), and the
+    # processors learned exactly the readings they must, each once.
+    stream = s["stream"]
+    csv = Path(s["csv"])
+    generated = sum(1 for _ in csv.open()) - 1
+    assert s["generated"] == s["replayed"] == generated
+    assert stream["forwarded"] + stream["dead_lettered"] >= generated
+    expected = _expected_learned(csv)
+    assert len(expected) == 3
+    assert stream["learned_by_device"] == expected
+    assert stream["learned"] == sum(expected.values())
+    assert f"learned {stream['learned']}" in result.stdout
+
+    # ... agree with Prometheus' (queried by the demo before it stopped Prometheus) ...
+    prom = s["prometheus"]
+    assert prom["scraped_after_done"]
+    for key in ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
+                "learned_by_device"):  # fmt: skip
+        assert prom[key] == stream[key], key
+
+    # ... and with the checkpoint manifests copied out of moto (read here, independently).
+    manifests = [
+        json.loads(p.read_text())
+        for p in (out / "checkpoints" / "checkpoints").glob("*/*/manifest.json")
+    ]
+    assert {m["shard_id"] for m in manifests} == {"shardId-000000000000", "shardId-000000000001"}
+    entries = {d: e for m in manifests for d, e in m["devices"].items()}
+    assert {d: e["samples"] for d, e in entries.items()} == expected
+    for entry in entries.values():
+        artifact = (out / "checkpoints" / entry["key"]).read_bytes()
+        assert hashlib.sha256(artifact).hexdigest() == entry["sha256"]
+        assert (out / "checkpoints" / entry["key"]).with_name("manifest.json").exists()
+    assert s["agreement"] == {"prometheus": True, "manifests": True}
+
+    # The evaluation report and a champion beside the baseline for every device.
+    assert any((out / "report").iterdir())
+    for device, d in s["devices"].items():
+        assert d["champion"] and d["champion_mae"] is not None, device
+        assert d["baseline_mae"] is not None, device

@@ -173,24 +173,37 @@ class CheckpointStore:
 
     # ------------------------------------------------------------------ write
     def put_device(
-        self, device: str, version: int, payload: bytes, samples: int, metrics: dict[str, Any],
-        *, shard_id: str, sequence: str | None,
+        self,
+        device: str,
+        version: int,
+        payload: bytes,
+        samples: int,
+        metrics: dict[str, Any],
+        *,
+        shard_id: str,
+        sequence: str | None,
     ) -> DeviceEntry:
         """Write one device's artifact, then the ``manifest.json`` beside it."""
         version_id = f"{version:08d}-{self.writer}"
         key = device_artifact_key(self.app, device, version_id)
         digest = sha256_hex(payload)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=payload, ContentType="application/octet-stream")
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=payload, ContentType="application/octet-stream"
+        )
         entry = DeviceEntry(version, key, digest, samples, metrics, len(payload))
         beside = {
-            "device": device, "shard_id": shard_id, "sequence": sequence, "created": _now_iso(),
+            "device": device,
+            "shard_id": shard_id,
+            "sequence": sequence,
+            "created": _now_iso(),
             **asdict(entry),
         }
         body = orjson.dumps(beside, option=orjson.OPT_SORT_KEYS)
         if self.hmac_key:
             beside["signature"] = {"alg": "HMAC-SHA256", "value": _sign(body, self.hmac_key)}
         self.s3.put_object(
-            Bucket=self.bucket, Key=key.rsplit("/", 1)[0] + "/manifest.json",
+            Bucket=self.bucket,
+            Key=key.rsplit("/", 1)[0] + "/manifest.json",
             Body=orjson.dumps(beside, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2),
             ContentType="application/json",
         )
@@ -200,11 +213,15 @@ class CheckpointStore:
         manifest.writer = self.writer
         manifest.created = _now_iso()
         self.s3.put_object(
-            Bucket=self.bucket, Key=shard_manifest_key(self.app, manifest.shard_id),
-            Body=manifest.to_json(self.hmac_key), ContentType="application/json",
+            Bucket=self.bucket,
+            Key=shard_manifest_key(self.app, manifest.shard_id),
+            Body=manifest.to_json(self.hmac_key),
+            ContentType="application/json",
         )
 
-    def put_object(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+    def put_object(
+        self, key: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     # ------------------------------------------------------------------- read

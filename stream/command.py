@@ -39,32 +39,87 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("processor")
-    g.add_argument("--create-resources", action="store_true",
-                   help="create the telemetry and predictions streams, the bucket and the lease table if missing")
-    g.add_argument("--shards", type=int, default=1, help="shards of the telemetry stream if it is created (default 1)")
-    g.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                   help="checkpoint a shard every N records (default 1000)")
-    g.add_argument("--checkpoint-seconds", type=float, default=10.0, metavar="T",
-                   help="... or every T seconds, whichever comes first (default 10)")
-    g.add_argument("--max-devices", type=int, default=100_000, metavar="N",
-                   help="devices this process holds at most; readings of more are dead-lettered (default 100000)")
-    g.add_argument("--session-timeout", type=float, default=60.0, metavar="S",
-                   help="a lease whose holder has not heartbeaten for S seconds is taken over (default 60)")
-    g.add_argument("--heartbeat", type=float, default=None, metavar="S",
-                   help="lease and presence heartbeat (default: session timeout / 4)")
-    g.add_argument("--predictions", choices=("champion", "all", "none"), default="champion",
-                   help="prediction records to the predictions stream: the champion's per horizon, "
-                        "every model's, or none (default champion)")
-    g.add_argument("--models", default="default",
-                   help="models each device runs: default, all, or comma-separated names (default: default)")
-    g.add_argument("--horizons", default=None,
-                   help="comma-separated horizons in seconds, 0 = nowcast (default: the task's 0,60,900,3600)")
-    g.add_argument("--shard-refresh", type=float, default=10.0, metavar="S",
-                   help="how often the shard list is re-read to find split/merged shards (default 10)")
-    g.add_argument("--kinesis-endpoint-url", default=None,
-                   help="Kinesis endpoint when it differs from --endpoint-url (env IOTCAST_KINESIS_ENDPOINT_URL)")
-    g.add_argument("--device-label-cap", type=int, default=1000,
-                   help="distinct device label values in metrics; more go under _overflow (default 1000)")
+    g.add_argument(
+        "--create-resources",
+        action="store_true",
+        help="create the telemetry and predictions streams, the bucket and the lease table if missing",
+    )
+    g.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="shards of the telemetry stream if it is created (default 1)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="checkpoint a shard every N records (default 1000)",
+    )
+    g.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=10.0,
+        metavar="T",
+        help="... or every T seconds, whichever comes first (default 10)",
+    )
+    g.add_argument(
+        "--max-devices",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="devices this process holds at most; readings of more are dead-lettered (default 100000)",
+    )
+    g.add_argument(
+        "--session-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="a lease whose holder has not heartbeaten for S seconds is taken over (default 60)",
+    )
+    g.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        metavar="S",
+        help="lease and presence heartbeat (default: session timeout / 4)",
+    )
+    g.add_argument(
+        "--predictions",
+        choices=("champion", "all", "none"),
+        default="champion",
+        help="prediction records to the predictions stream: the champion's per horizon, "
+        "every model's, or none (default champion)",
+    )
+    g.add_argument(
+        "--models",
+        default="default",
+        help="models each device runs: default, all, or comma-separated names (default: default)",
+    )
+    g.add_argument(
+        "--horizons",
+        default=None,
+        help="comma-separated horizons in seconds, 0 = nowcast (default: the task's 0,60,900,3600)",
+    )
+    g.add_argument(
+        "--shard-refresh",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how often the shard list is re-read to find split/merged shards (default 10)",
+    )
+    g.add_argument(
+        "--kinesis-endpoint-url",
+        default=None,
+        help="Kinesis endpoint when it differs from --endpoint-url (env IOTCAST_KINESIS_ENDPOINT_URL)",
+    )
+    g.add_argument(
+        "--device-label-cap",
+        type=int,
+        default=1000,
+        help="distinct device label values in metrics; more go under _overflow (default 1000)",
+    )
 
 
 def create_resources(settings: Settings, shards: int = 1) -> None:
@@ -77,7 +132,9 @@ def create_resources(settings: Settings, shards: int = 1) -> None:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceInUseException":
                 raise
-        kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        )
     s3 = boto3.client("s3", **settings.boto_kwargs())
     try:
         s3.create_bucket(Bucket=settings.bucket)
@@ -116,9 +173,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
         start_http_server(settings.metrics_port, addr="0.0.0.0")
     options = ProcessorOptions(
-        checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds,
-        max_devices=args.max_devices, session_timeout=args.session_timeout, heartbeat=args.heartbeat,
-        predictions=args.predictions, models=args.models, shard_refresh=args.shard_refresh,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
+        max_devices=args.max_devices,
+        session_timeout=args.session_timeout,
+        heartbeat=args.heartbeat,
+        predictions=args.predictions,
+        models=args.models,
+        shard_refresh=args.shard_refresh,
     )
     processor = StreamProcessor(settings, options, catalog, task)
 
@@ -130,4 +192,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.info("processing %s as %s (app %s)", settings.stream, processor.ref_id, settings.app)
         return await processor.run(stop)
 
-    return asyncio.run(main())
+    code = asyncio.run(main())
+    log.info("processor exited with code %d", code)
+    return code

@@ -25,20 +25,34 @@ fetching one shard for a graceful hand-over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
 from kinesis import Consumer
 from kinesis.dynamodb import DynamoDBCheckPointer
 from kinesis.processors import Processor
 
 from monitoring.metrics import SHARD_LAG
 
-__all__ = ["LeaseCheckpointer", "LeaseConsumer", "LeaseHooks", "PassThrough", "RawRecord", "ShardEnd"]
+__all__ = [
+    "LeaseCheckpointer",
+    "LeaseConsumer",
+    "LeaseHooks",
+    "PassThrough",
+    "RawRecord",
+    "RecordBatch",
+    "ShardEnd",
+]
 
 log = logging.getLogger(__name__)
+
+ITERATOR_ATTEMPTS = 6
 
 
 class RawRecord:
@@ -46,7 +60,9 @@ class RawRecord:
 
     __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch")
 
-    def __init__(self, shard_id: str, sequence: str, data: bytes, arrived: float, epoch: int) -> None:
+    def __init__(
+        self, shard_id: str, sequence: str, data: bytes, arrived: float, epoch: int
+    ) -> None:
         self.shard_id = shard_id
         self.sequence = sequence
         self.data = data
@@ -55,6 +71,25 @@ class RawRecord:
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+class RecordBatch:
+    """The records of one GetRecords call, queued as one item (``len`` = payload bytes).
+
+    async-kinesis queues every record with its own ``wait_for`` (a task per
+    record); one item per batch keeps that cost per call, not per record.
+    """
+
+    __slots__ = ("shard_id", "epoch", "records", "nbytes")
+
+    def __init__(self, shard_id: str, epoch: int, records: list[RawRecord]) -> None:
+        self.shard_id = shard_id
+        self.epoch = epoch
+        self.records = records
+        self.nbytes = sum(len(r.data) for r in records)
+
+    def __len__(self) -> int:
+        return self.nbytes
 
 
 class ShardEnd:
@@ -110,7 +145,8 @@ class LeaseCheckpointer:
         self.inner = DynamoDBCheckPointer(
             name=app,
             id=ref,
-            session_timeout=session_timeout,
+            # async-kinesis computes `age - session_timeout` with age a Decimal: an int is required.
+            session_timeout=max(1, math.ceil(session_timeout)),
             heartbeat_frequency=heartbeat,
             endpoint_url=endpoint_url,
             region_name=region,
@@ -219,12 +255,72 @@ class LeaseConsumer(Consumer):
         if self.leases.epochs.get(shard_id, 0) != epoch or not self.leases.is_allocated(shard_id):
             return None  # the lease changed while fetching: the next owner reads these records
         arrived = time.monotonic()
-        for row in result["Records"]:
-            row["Data"] = RawRecord(shard_id, row["SequenceNumber"], row["Data"], arrived, epoch)
+        rows = result["Records"]
+        if rows:
+            batch = RecordBatch(
+                shard_id,
+                epoch,
+                [
+                    RawRecord(shard_id, row["SequenceNumber"], row["Data"], arrived, epoch)
+                    for row in rows
+                ],
+            )
+            last = dict(rows[-1])
+            last["Data"] = batch
+            result["Records"] = [last]
         millis = result.get("MillisBehindLatest")
         if millis is not None:
             SHARD_LAG.labels(shard_id).set(millis / 1000.0)
         return result
+
+    async def get_shard_iterator(
+        self, shard_id: str, last_sequence_number: str | None = None
+    ) -> str:
+        """async-kinesis' call, retried with a bound: if it fails right after a lease was taken,
+        async-kinesis keeps the lease but never reads the shard."""
+        for attempt in range(1, ITERATOR_ATTEMPTS + 1):
+            try:
+                return await super().get_shard_iterator(shard_id, last_sequence_number)
+            except (BotoCoreError, ClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if attempt == ITERATOR_ATTEMPTS:
+                    log.error(
+                        "GetShardIterator for %s failed %d times (%s); giving the lease up",
+                        shard_id,
+                        attempt,
+                        exc,
+                    )
+                    self.leases.give_up(shard_id)
+                    await self.leases.release(shard_id)
+                    raise
+                log.warning("GetShardIterator for %s failed (%s); retrying", shard_id, exc)
+                await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    async def next_items(self, limit: int = 1000) -> list[Any]:
+        """Up to ``limit`` queued items (batches, shard ends); [] after ``idle_timeout`` without any.
+
+        What ``async for`` over the consumer does, minus its per-item task and its
+        checkpoint sentinels (our checkpointer ignores them: see :class:`LeaseCheckpointer`).
+        """
+        if not self.shards:
+            await self.get_conn()
+        if not self.fetch_task:
+            self._start_fetch_task()
+        if self.fetch_task.done() and not self.fetch_task.cancelled():
+            exc = self.fetch_task.exception()
+            if exc is not None:
+                raise exc
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout=self.idle_timeout)
+        except TimeoutError:
+            return []
+        items = [first]
+        while len(items) < limit:
+            try:
+                items.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return [i for i in items if i.__class__ is not dict]  # drop __CHECKPOINT__ sentinels
 
     async def shard_closed_marker(self, shard_id: str) -> None:
         """Queue a :class:`ShardEnd` behind the shard's last records."""
@@ -246,5 +342,8 @@ class LeaseConsumer(Consumer):
         self._exhausted_parents.add(shard_id)
 
     def open_shards(self) -> list[dict[str, Any]]:
-        return [s for s in self.shards or () if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})]
-
+        return [
+            s
+            for s in self.shards or ()
+            if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})
+        ]

@@ -52,8 +52,21 @@ log = logging.getLogger(__name__)
 class _DeviceMetrics:
     """Labelled metric children of one device, looked up once."""
 
-    __slots__ = ("label", "learned", "duplicate", "late", "glitch", "actual", "last_ts", "received",
-                 "interval", "pairs", "figures_at", "prev_ts", "ewma")
+    __slots__ = (
+        "label",
+        "learned",
+        "duplicate",
+        "late",
+        "glitch",
+        "actual",
+        "last_ts",
+        "received",
+        "interval",
+        "pairs",
+        "figures_at",
+        "prev_ts",
+        "ewma",
+    )
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -155,9 +168,13 @@ class StreamCore:
         slot = state.devices.get(device)
         if slot is None:
             if self.devices_held >= self.max_devices:
-                message = (f"this process already holds {self.devices_held} devices (--max-devices); "
-                           "add processes or raise the limit")
-                state.dead_letters.append(dead_letter_line(data, "device_limit", message, shard, seq))
+                message = (
+                    f"this process already holds {self.devices_held} devices (--max-devices); "
+                    "add processes or raise the limit"
+                )
+                state.dead_letters.append(
+                    dead_letter_line(data, "device_limit", message, shard, seq)
+                )
                 m.RECORDS_POISON.labels(shard, "device_limit").inc()
                 return "device_limit"
             slot = state.devices[device] = DeviceSlot(self._new_models(device))
@@ -208,11 +225,17 @@ class StreamCore:
         for p in predictions:
             if self.predictions == "champion" and p.model != models.champion(p.horizon):
                 continue
-            out.append({
-                "device": reading.device, "ts": p.ts, "model": p.model, "horizon": p.horizon,
-                "prediction": p.value, "target_ts": p.target_ts,
-                "actual": reading.temp if p.horizon == 0 else None,
-            })
+            out.append(
+                {
+                    "device": reading.device,
+                    "ts": p.ts,
+                    "model": p.model,
+                    "horizon": p.horizon,
+                    "prediction": p.value,
+                    "target_ts": p.target_ts,
+                    "actual": reading.temp if p.horizon == 0 else None,
+                }
+            )
         if out:
             self.writer.add(out)
 

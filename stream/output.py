@@ -43,18 +43,28 @@ MAX_ATTEMPTS = 6
 
 
 def dead_letter_line(
-    raw: bytes, reason: str, message: str, shard_id: str, sequence: str, received_at: float | None = None
+    raw: bytes,
+    reason: str,
+    message: str,
+    shard_id: str,
+    sequence: str,
+    received_at: float | None = None,
 ) -> bytes:
-    return orjson.dumps({
-        "received_at": datetime.fromtimestamp(received_at or time.time(), UTC).isoformat(),
-        "topic": None,
-        "reason": reason,
-        "message": message,
-        "payload_b64": base64.b64encode(raw).decode(),
-        "source": "processor",
-        "shard": shard_id,
-        "sequence": sequence,
-    }) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "received_at": datetime.fromtimestamp(received_at or time.time(), UTC).isoformat(),
+                "topic": None,
+                "reason": reason,
+                "message": message,
+                "payload_b64": base64.b64encode(raw).decode(),
+                "source": "processor",
+                "shard": shard_id,
+                "sequence": sequence,
+            }
+        )
+        + b"\n"
+    )
 
 
 def dead_letter_key(now_iso: str | None = None) -> str:
@@ -90,7 +100,9 @@ class PredictionWriter:
                 if self.dropped == len(records):
                     log.warning(
                         "prediction output is %d records behind; dropping new prediction records "
-                        "(the output stream %s is too slow or down)", len(self._buffer), self.stream,
+                        "(the output stream %s is too slow or down)",
+                        len(self._buffer),
+                        self.stream,
                     )
                 return
             self._buffer.extend(records)
@@ -114,17 +126,20 @@ class PredictionWriter:
                 return
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
-        entries = [
-            {"Data": orjson.dumps(r), "PartitionKey": r["device"]} for r in batch
-        ]
+        entries = [{"Data": orjson.dumps(r), "PartitionKey": r["device"]} for r in batch]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 resp = self.kinesis.put_records(StreamName=self.stream, Records=entries)
             except Exception as exc:  # noqa: BLE001 - any transport error: retried with a bound below
                 if attempt == MAX_ATTEMPTS:
                     self.failed += len(entries)
-                    log.error("PutRecords to %s failed %d times (%s); %d prediction records lost",
-                              self.stream, attempt, exc, len(entries))
+                    log.error(
+                        "PutRecords to %s failed %d times (%s); %d prediction records lost",
+                        self.stream,
+                        attempt,
+                        exc,
+                        len(entries),
+                    )
                     return
                 time.sleep(0.1 * 2**attempt)
                 continue
@@ -137,8 +152,12 @@ class PredictionWriter:
             entries = failed
             if attempt == MAX_ATTEMPTS:
                 self.failed += len(failed)
-                log.error("%d prediction records still refused by %s after %d attempts",
-                          len(failed), self.stream, attempt)
+                log.error(
+                    "%d prediction records still refused by %s after %d attempts",
+                    len(failed),
+                    self.stream,
+                    attempt,
+                )
                 return
             time.sleep(0.1 * 2**attempt)
 

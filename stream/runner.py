@@ -47,7 +47,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from monitoring import metrics as m
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
-from stream.consumer import LeaseCheckpointer, LeaseConsumer, LeaseHooks, RawRecord, ShardEnd
+from stream.consumer import LeaseCheckpointer, LeaseConsumer, LeaseHooks, RecordBatch, ShardEnd
+from stream.control import ControlChannel
 from stream.loop import StreamCore
 from stream.output import PredictionWriter, dead_letter_key
 from stream.state import DeviceSlot, ShardState, Snapshot, device_hash
@@ -58,6 +59,7 @@ __all__ = ["ProcessorOptions", "StreamProcessor"]
 log = logging.getLogger(__name__)
 
 PRESENCE_PREFIX = "process#"
+YIELD_SECONDS = 0.02
 
 
 class LostLease(RuntimeError):
@@ -89,21 +91,33 @@ class ProcessorOptions:
 class StreamProcessor(LeaseHooks):
     """One processor process (see the module docstring). ``run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, settings: Settings, options: ProcessorOptions, catalog: Any, task: Any) -> None:
+    def __init__(
+        self, settings: Settings, options: ProcessorOptions, catalog: Any, task: Any
+    ) -> None:
         self.settings = settings
         self.options = options
         self.ref_id = options.ref or f"{socket.gethostname()}-{os.getpid()}"
-        cfg = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=options.s3_threads + 4)
+        cfg = Config(
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=options.s3_threads + 4,
+        )
         self.s3 = boto3.client("s3", config=cfg, **settings.boto_kwargs())
         self.dynamodb = boto3.client("dynamodb", config=cfg, **settings.boto_kwargs())
         self.store = CheckpointStore(self.s3, settings.bucket, settings.app, settings.hmac_key)
+        self.control = ControlChannel(
+            self.store, self.ref_id
+        )  # operator commands: stream/control.py
         self.writer = None
         if options.predictions != "none":
             kinesis = boto3.client("kinesis", config=cfg, **settings.kinesis_kwargs())
             self.writer = PredictionWriter(kinesis, settings.predictions_stream)
         self.core = StreamCore(
-            catalog, task, writer=self.writer, predictions=options.predictions,
-            max_devices=options.max_devices, models=options.models,
+            catalog,
+            task,
+            writer=self.writer,
+            predictions=options.predictions,
+            max_devices=options.max_devices,
+            models=options.models,
         )
         self.pool = ThreadPoolExecutor(options.s3_threads, thread_name_prefix="checkpoint")
         self.states: dict[str, ShardState] = {}
@@ -120,26 +134,41 @@ class StreamProcessor(LeaseHooks):
     async def run(self, stop: asyncio.Event) -> int:
         opts = self.options
         self.leases = LeaseCheckpointer(
-            self.settings.app, self, endpoint_url=self.settings.endpoint_url, region=self.settings.region,
-            session_timeout=opts.session_timeout, heartbeat=opts.heartbeat_seconds, ref=self.ref_id,
+            self.settings.app,
+            self,
+            endpoint_url=self.settings.endpoint_url,
+            region=self.settings.region,
+            session_timeout=opts.session_timeout,
+            heartbeat=opts.heartbeat_seconds,
+            ref=self.ref_id,
         )
         self.table = self.leases.table_name
         self.consumer = LeaseConsumer(
-            self.settings.stream, self.leases,
+            self.settings.stream,
+            self.leases,
             endpoint_url=self.settings.kinesis_endpoint_url or self.settings.endpoint_url,
-            region_name=self.settings.region, idle_timeout=opts.idle_timeout,
-            sleep_time_no_records=0.5, shard_refresh=opts.shard_refresh,
-            record_limit=opts.record_limit, iterator_type="TRIM_HORIZON",
+            region_name=self.settings.region,
+            idle_timeout=opts.idle_timeout,
+            sleep_time_no_records=0.5,
+            shard_refresh=opts.shard_refresh,
+            record_limit=opts.record_limit,
+            iterator_type="TRIM_HORIZON",
         )
         await self._presence()
         tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._maintenance(stop))]
+        tasks.append(asyncio.create_task(self.control.run(self)))
         try:
             while not stop.is_set():
-                async for item in self.consumer:
-                    self._dispatch(item)
+                items = await self.consumer.next_items()
+                if not items:
+                    self.core.refresh_figures(list(self.states.values()))
+                for item in items:
+                    if item.__class__ is RecordBatch:
+                        await self._handle_batch(item, stop)
+                    else:
+                        self._dispatch(item)
                     if stop.is_set():
                         break
-                self.core.refresh_figures(list(self.states.values()))
         finally:
             for t in tasks:
                 t.cancel()
@@ -147,19 +176,32 @@ class StreamProcessor(LeaseHooks):
             await self._shutdown()
         return 0
 
-    def _dispatch(self, item: Any) -> None:
-        if item.__class__ is RawRecord:
-            state = self.states.get(item.shard_id)
-            if state is None or state.epoch != item.epoch or state.ending:
+    async def _handle_batch(self, batch: RecordBatch, stop: asyncio.Event) -> None:
+        """Handle a batch record by record, checkpointing at record boundaries as due and
+        yielding to the event loop every few milliseconds (lease heartbeats, S3 writes)."""
+        handle = self.core.handle
+        every = self.options.checkpoint_every
+        clock = time.monotonic
+        budget = clock() + YIELD_SECONDS
+        for rec in batch.records:
+            state = self.states.get(rec.shard_id)
+            if state is None or state.epoch != rec.epoch or state.ending:
                 self.stats["stale"] += 1
-                return
-            self.core.handle(state, item.sequence, item.data, item.arrived)
+                continue
+            handle(state, rec.sequence, rec.data, rec.arrived)
             self.stats["records"] += 1
-            if state.since_checkpoint >= self.options.checkpoint_every and (
+            if state.since_checkpoint >= every and (
                 state.inflight is None or state.inflight.done()
             ):
-                self._spawn(self._checkpoint(state))
-        elif item.__class__ is ShardEnd:
+                await self._checkpoint(state)  # snapshot now; the writing runs on its own
+            if clock() >= budget:
+                await asyncio.sleep(0)
+                budget = clock() + YIELD_SECONDS
+                if stop.is_set():
+                    return
+
+    def _dispatch(self, item: Any) -> None:
+        if item.__class__ is ShardEnd:
             state = self.states.get(item.shard_id)
             if state is not None and state.epoch == item.epoch and not state.ending:
                 state.ending = True
@@ -172,13 +214,17 @@ class StreamProcessor(LeaseHooks):
         return task
 
     # =========================================================== checkpoints
-    async def _checkpoint(self, state: ShardState, *, final: bool = False, finished: bool = False) -> bool:
+    async def _checkpoint(
+        self, state: ShardState, *, final: bool = False, finished: bool = False
+    ) -> bool:
         """Snapshot the shard at this record boundary and write it (S3, then DynamoDB)."""
         if state.inflight is not None and not state.inflight.done():
             if not final:
                 return False
             await asyncio.gather(state.inflight, return_exceptions=True)
-        nothing_new = not state.dirty and not state.dead_letters and state.last_seq == state.committed_seq
+        nothing_new = (
+            not state.dirty and not state.dead_letters and state.last_seq == state.committed_seq
+        )
         if nothing_new and not finished:
             return True
         snap = state.snapshot(finished=finished)
@@ -204,8 +250,13 @@ class StreamProcessor(LeaseHooks):
         except (ClientError, BotoCoreError, OSError) as exc:
             state.failed(snap)
             m.CHECKPOINTS.labels(state.shard_id, "failed").inc()
-            log.error("checkpoint of %s at %s not written to S3 (%s); DynamoDB left where it was, "
-                      "the next checkpoint retries", state.shard_id, snap.sequence, exc)
+            log.error(
+                "checkpoint of %s at %s not written to S3 (%s); DynamoDB left where it was, "
+                "the next checkpoint retries",
+                state.shard_id,
+                snap.sequence,
+                exc,
+            )
             return False
         state.committed_ok(snap, entries)
         if snap.sequence is not None and self.leases is not None:
@@ -213,32 +264,56 @@ class StreamProcessor(LeaseHooks):
                 await self.leases.commit(state.shard_id, snap.sequence)
             except Exception as exc:  # noqa: BLE001 - async-kinesis raises bare Exception on a lost lease
                 m.CHECKPOINTS.labels(state.shard_id, "dynamodb_failed").inc()
-                log.warning("S3 holds %s at %s but DynamoDB refused the checkpoint (%s); a restart "
-                            "resumes from the S3 manifest", state.shard_id, snap.sequence, exc)
+                log.warning(
+                    "S3 holds %s at %s but DynamoDB refused the checkpoint (%s); a restart "
+                    "resumes from the S3 manifest",
+                    state.shard_id,
+                    snap.sequence,
+                    exc,
+                )
                 return True
         elapsed = time.monotonic() - t0
         m.CHECKPOINT_SECONDS.observe(elapsed)
         m.CHECKPOINTS.labels(state.shard_id, "ok").inc()
         m.CHECKPOINT_AGE.labels(state.shard_id).set(0)
         self.stats["checkpoints"] += 1
-        log.debug("checkpoint %s @ %s: %d devices in %.3fs", state.shard_id, snap.sequence,
-                  len(entries), elapsed)
+        log.debug(
+            "checkpoint %s @ %s: %d devices in %.3fs",
+            state.shard_id,
+            snap.sequence,
+            len(entries),
+            elapsed,
+        )
         return True
 
     def _write_s3(self, snap: Snapshot) -> dict[str, DeviceEntry]:
         """On a worker thread: dead letters, artifacts, then (still the owner?) the manifest."""
         if snap.dead_letters:
-            self.store.put_object(dead_letter_key(), b"".join(snap.dead_letters), "application/x-ndjson")
+            self.store.put_object(
+                dead_letter_key(), b"".join(snap.dead_letters), "application/x-ndjson"
+            )
         futures = [
-            (device, self.pool.submit(
-                self.store.put_device, device, version, payload, samples, metrics,
-                shard_id=snap.shard_id, sequence=snap.sequence))
+            (
+                device,
+                self.pool.submit(
+                    self.store.put_device,
+                    device,
+                    version,
+                    payload,
+                    samples,
+                    metrics,
+                    shard_id=snap.shard_id,
+                    sequence=snap.sequence,
+                ),
+            )
             for device, version, payload, samples, metrics in snap.artifacts
         ]
         entries = {device: f.result() for device, f in futures}
         self._check_owner(snap.shard_id)
         self.store.put_shard_manifest(
-            ShardManifest(snap.shard_id, snap.sequence, {**snap.committed, **entries}, finished=snap.finished)
+            ShardManifest(
+                snap.shard_id, snap.sequence, {**snap.committed, **entries}, finished=snap.finished
+            )
         )
         return entries
 
@@ -254,8 +329,11 @@ class StreamProcessor(LeaseHooks):
         """A closed shard's last record is handled: final manifest (finished), then release."""
         ok = await self._checkpoint(state, final=True, finished=True)
         if not ok:
-            log.error("final checkpoint of closed shard %s failed; it stays leased and is retried "
-                      "on restart", state.shard_id)
+            log.error(
+                "final checkpoint of closed shard %s failed; it stays leased and is retried "
+                "on restart",
+                state.shard_id,
+            )
             state.ending = False
             return
         self.finished.add(state.shard_id)
@@ -279,8 +357,11 @@ class StreamProcessor(LeaseHooks):
         try:
             if state is not None:
                 if not await self._checkpoint(state, final=True):
-                    log.error("hand-over of %s: final checkpoint failed; releasing anyway, the next "
-                              "owner resumes from the last manifest", shard_id)
+                    log.error(
+                        "hand-over of %s: final checkpoint failed; releasing anyway, the next "
+                        "owner resumes from the last manifest",
+                        shard_id,
+                    )
                 self._drop_state(state)
         finally:
             await self.leases.release(shard_id)
@@ -320,7 +401,9 @@ class StreamProcessor(LeaseHooks):
     def _lease_free(self, shard_id: str) -> bool:
         """False while another live process holds the lease (saves async-kinesis' 1 s back-off)."""
         try:
-            item = self.dynamodb.get_item(TableName=self.table, Key={"shard_id": {"S": shard_id}}).get("Item")
+            item = self.dynamodb.get_item(
+                TableName=self.table, Key={"shard_id": {"S": shard_id}}
+            ).get("Item")
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return True
@@ -337,34 +420,61 @@ class StreamProcessor(LeaseHooks):
         except TamperedCheckpoint as exc:
             self.leases.refused.add(shard_id)
             m.CHECKPOINTS.labels(shard_id, "tampered").inc()
-            log.error("REFUSING shard %s: its checkpoint fails verification (%s: %s). Restore a good "
-                      "manifest or remove it (the shard's models then start afresh); this process "
-                      "leaves the shard alone until restarted", shard_id, exc.reason, exc)
+            log.error(
+                "REFUSING shard %s: its checkpoint fails verification (%s: %s). Restore a good "
+                "manifest or remove it (the shard's models then start afresh); this process "
+                "leaves the shard alone until restarted",
+                shard_id,
+                exc.reason,
+                exc,
+            )
             return None
         self.states[shard_id] = state
         self.core.adopt(state)
+        self.control.adopt(state)
         m.SHARD_OWNED.labels(shard_id).set(1)
         m.CHECKPOINT_AGE.labels(shard_id).set(0)
-        log.info("leased %s: %d devices, resuming after %s (DynamoDB had %s)", shard_id,
-                 len(state.devices), resume, sequence)
+        log.info(
+            "leased %s: %d devices, resuming after %s (DynamoDB had %s)",
+            shard_id,
+            len(state.devices),
+            resume,
+            sequence,
+        )
         return resume
 
-    def _load_state(self, shard_id: str, sequence: str | None, epoch: int) -> tuple[ShardState, str | None]:
+    def _load_state(
+        self, shard_id: str, sequence: str | None, epoch: int
+    ) -> tuple[ShardState, str | None]:
         manifest = self.store.load_shard_manifest(shard_id)
         devices: dict[str, DeviceSlot] = {}
         if manifest is not None:
             devices = self._load_devices(manifest.devices)
             resume = manifest.sequence
             if sequence is not None and resume is not None and int(sequence) > int(resume):
-                log.warning("DynamoDB's checkpoint of %s (%s) is ahead of its S3 manifest (%s); "
-                            "resuming from the manifest so nothing goes unlearned", shard_id, sequence, resume)
+                log.warning(
+                    "DynamoDB's checkpoint of %s (%s) is ahead of its S3 manifest (%s); "
+                    "resuming from the manifest so nothing goes unlearned",
+                    shard_id,
+                    sequence,
+                    resume,
+                )
             elif resume != sequence:
-                log.info("resuming %s from its S3 manifest at %s (DynamoDB: %s)", shard_id, resume, sequence)
+                log.info(
+                    "resuming %s from its S3 manifest at %s (DynamoDB: %s)",
+                    shard_id,
+                    resume,
+                    sequence,
+                )
         else:
             resume = sequence
             if sequence is not None:
-                log.warning("shard %s has a DynamoDB checkpoint (%s) but no S3 manifest: its models "
-                            "start afresh from there", shard_id, sequence)
+                log.warning(
+                    "shard %s has a DynamoDB checkpoint (%s) but no S3 manifest: its models "
+                    "start afresh from there",
+                    shard_id,
+                    sequence,
+                )
             shard = self._shard(shard_id) or {}
             inherited = self._inherit(shard)
             devices.update(inherited)
@@ -376,7 +486,9 @@ class StreamProcessor(LeaseHooks):
     def _load_devices(self, entries: dict[str, DeviceEntry]) -> dict[str, DeviceSlot]:
         def load(item: tuple[str, DeviceEntry]) -> tuple[str, DeviceSlot]:
             device, entry = item
-            return device, DeviceSlot(pickle.loads(self.store.load_device(device, entry)), entry.version)
+            return device, DeviceSlot(
+                pickle.loads(self.store.load_device(device, entry)), entry.version
+            )
 
         return dict(self.pool.map(load, entries.items()))
 
@@ -432,13 +544,18 @@ class StreamProcessor(LeaseHooks):
     def _write_presence(self) -> int:
         now = time.time()
         try:
-            self.dynamodb.put_item(TableName=self.table, Item={
-                "shard_id": {"S": PRESENCE_PREFIX + self.ref_id}, "ts": {"N": str(int(now))},
-                "ttl": {"N": str(int(now + 86_400))},
-            })
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={
+                    "shard_id": {"S": PRESENCE_PREFIX + self.ref_id},
+                    "ts": {"N": str(int(now))},
+                    "ttl": {"N": str(int(now + 86_400))},
+                },
+            )
             items = []
             kwargs: dict[str, Any] = {
-                "TableName": self.table, "ConsistentRead": True,
+                "TableName": self.table,
+                "ConsistentRead": True,
                 "FilterExpression": "begins_with(shard_id, :p)",
                 "ExpressionAttributeValues": {":p": {"S": PRESENCE_PREFIX}},
             }
@@ -461,8 +578,11 @@ class StreamProcessor(LeaseHooks):
                 TableName=self.table, Key={"shard_id": {"S": PRESENCE_PREFIX + self.ref_id}}
             )
         except ClientError as exc:
-            log.warning("could not remove this process's presence item (%s); it expires after "
-                        "the session timeout", exc)
+            log.warning(
+                "could not remove this process's presence item (%s); it expires after "
+                "the session timeout",
+                exc,
+            )
 
     async def _rebalance(self) -> None:
         assert self.consumer is not None and self.leases is not None
@@ -486,8 +606,13 @@ class StreamProcessor(LeaseHooks):
         owned = sorted(self.states)
         excess = len(owned) - share
         if excess > 0:
-            log.info("%d live processes, %d shards: my share is %d, handing over %d",
-                     self.live_processes, len(work), share, excess)
+            log.info(
+                "%d live processes, %d shards: my share is %d, handing over %d",
+                self.live_processes,
+                len(work),
+                share,
+                excess,
+            )
             for shard_id in owned[-excess:]:
                 await self.hand_over(shard_id)
 
@@ -497,16 +622,27 @@ class StreamProcessor(LeaseHooks):
         for task in list(self._background):
             await asyncio.gather(task, return_exceptions=True)
         results = await asyncio.gather(
-            *(self._checkpoint(s, final=True) for s in list(self.states.values())), return_exceptions=True
+            *(self._checkpoint(s, final=True) for s in list(self.states.values())),
+            return_exceptions=True,
         )
         for state, result in zip(list(self.states.values()), results, strict=True):
             if result is not True:
-                log.error("final checkpoint of %s failed (%s); a restart resumes from the last "
-                          "manifest", state.shard_id, result)
+                log.error(
+                    "final checkpoint of %s failed (%s); a restart resumes from the last manifest",
+                    state.shard_id,
+                    result,
+                )
         self.core.refresh_figures(list(self.states.values()))
+        log.info("final checkpoints written; releasing leases")
         if self.consumer is not None:
             await self.consumer.close()
         await asyncio.to_thread(self._remove_presence)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
         self.pool.shutdown(wait=True)
+        log.info(
+            "stopped: %d records handled, %d checkpoints, %d hand-overs",
+            self.stats["records"],
+            self.stats["checkpoints"],
+            self.stats["handovers"],
+        )

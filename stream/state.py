@@ -41,7 +41,9 @@ def entry_metrics(summary: dict[str, Any]) -> dict[str, Any]:
         "champion": summary.get("champion", {}),
         "last_ts": summary.get("last_ts"),
         "models": {
-            f"{m['model']}@{m['horizon']}": {k: m.get(k) for k in ("n", "mae", "rmse", "rolling_mae")}
+            f"{m['model']}@{m['horizon']}": {
+                k: m.get(k) for k in ("n", "mae", "rmse", "rolling_mae")
+            }
             for m in summary.get("models", [])
         },
     }
@@ -62,7 +64,9 @@ class Snapshot:
 
     shard_id: str
     sequence: str | None
-    artifacts: list[tuple[str, int, bytes, int, dict[str, Any]]]  # device, version, pickle, samples, metrics
+    artifacts: list[
+        tuple[str, int, bytes, int, dict[str, Any]]
+    ]  # device, version, pickle, samples, metrics
     committed: dict[str, DeviceEntry]
     dead_letters: list[bytes]
     finished: bool = False
@@ -108,14 +112,21 @@ class ShardState:
             slot.version += 1
             summary = slot.models.summary()
             artifacts.append(
-                (device, slot.version, pickle.dumps(slot.models, protocol=pickle.HIGHEST_PROTOCOL),
-                 int(summary.get("n_learned", 0)), entry_metrics(summary))
+                (
+                    device,
+                    slot.version,
+                    pickle.dumps(slot.models, protocol=pickle.HIGHEST_PROTOCOL),
+                    int(summary.get("n_learned", 0)),
+                    entry_metrics(summary),
+                )
             )
         self.dirty.clear()
         dead, self.dead_letters = self.dead_letters, []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        return Snapshot(self.shard_id, self.last_seq, artifacts, dict(self.committed), dead, finished)
+        return Snapshot(
+            self.shard_id, self.last_seq, artifacts, dict(self.committed), dead, finished
+        )
 
     def committed_ok(self, snap: Snapshot, entries: dict[str, DeviceEntry]) -> None:
         self.committed.update(entries)

@@ -58,7 +58,9 @@ def put_records(settings: Settings, items: list[tuple[bytes, str]], *, pause: fl
             time.sleep(pause)
 
 
-def feed_in_background(settings: Settings, items: list[tuple[bytes, str]], pause: float) -> threading.Thread:
+def feed_in_background(
+    settings: Settings, items: list[tuple[bytes, str]], pause: float
+) -> threading.Thread:
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -79,16 +81,32 @@ def start_processor(
     """``iotcast process`` as a child process, ready once its /metrics answers."""
     port = free_port()
     argv = [
-        IOTCAST, "process", "--endpoint-url", str(settings.endpoint_url), "--region", settings.region,
-        "--stream", settings.stream, "--bucket", settings.bucket, "--app", settings.app,
-        "--metrics-port", str(port), *extra,
+        IOTCAST,
+        "process",
+        "--endpoint-url",
+        str(settings.endpoint_url),
+        "--region",
+        settings.region,
+        "--stream",
+        settings.stream,
+        "--bucket",
+        settings.bucket,
+        "--app",
+        settings.app,
+        "--metrics-port",
+        str(port),
+        *extra,
     ]
     if settings.kinesis_endpoint_url:
         argv += ["--kinesis-endpoint-url", settings.kinesis_endpoint_url]
     if settings.predictions_stream:
         argv += []
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream)
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
+    )
     proc = ManagedProcess(name, argv, port, workdir / f"{name}-{time.time_ns()}.log", env=env)
     return proc.start(ready=lambda: port_in_use(port), timeout=timeout)
 

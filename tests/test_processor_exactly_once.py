@@ -36,7 +36,10 @@ POISON = [b"not json at all", b'{"data": {}, "device_id": "x", "ts": 1594512094}
 
 
 @pytest.mark.slow
-def test_processor_killed_three_times_learns_each_reading_exactly_once(settings, kinesalite, tmp_path):
+@pytest.mark.timeout(900)
+def test_processor_killed_three_times_learns_each_reading_exactly_once(
+    settings, kinesalite, tmp_path
+):
     settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
     create_stream(settings, shards=2)
     create_bucket(settings)
@@ -46,23 +49,45 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(settings,
     for i, raw in zip((10, 20_000, 40_000), POISON, strict=True):
         items.insert(i, (raw, "poison"))
     feeder = feed_in_background(settings, items, pause=0.15)
-    flags = ("--models", MODELS, "--horizons", ",".join(map(str, HORIZONS)), "--predictions", "none",
-             "--checkpoint-every", "3000", "--checkpoint-seconds", "2", "--session-timeout", "3",
-             "--heartbeat", "1", "--shard-refresh", "2")
+    flags = (
+        "--models",
+        MODELS,
+        "--horizons",
+        ",".join(map(str, HORIZONS)),
+        "--predictions",
+        "none",
+        "--checkpoint-every",
+        "3000",
+        "--checkpoint-seconds",
+        "2",
+        "--session-timeout",
+        "3",
+        "--heartbeat",
+        "1",
+        "--shard-refresh",
+        "2",
+    )
     proc = start_processor(settings, tmp_path, *flags)
     try:
         expected = reference(readings, load_catalog(), TaskConfig(horizons=HORIZONS), MODELS)
         for _kill in range(3):
-            wait_for(lambda p=proc: metric_sum(p, "iotcast_readings_learned_total") >= 7000, 180,
-                     "the processor to learn 7000 readings")
+            wait_for(
+                lambda p=proc: metric_sum(p, "iotcast_readings_learned_total") >= 7000,
+                180,
+                "the processor to learn 7000 readings",
+            )
             proc.kill()
             proc = start_processor(settings, tmp_path, *flags)
         feeder.join(120)
         assert not feeder.errors
         want = {d: dm.n_learned for d, dm in expected.items()}
-        wait_for(lambda: device_samples(settings) == want, 240,
-                 f"manifests to count {want} (last: {device_samples(settings)})", interval=2)
-        assert proc.stop() == 0, proc.log_tail()
+        wait_for(
+            lambda: device_samples(settings) == want,
+            240,
+            f"manifests to count {want} (last: {device_samples(settings)})",
+            interval=2,
+        )
+        assert proc.stop(30) == 0, proc.log_tail()
     finally:
         proc.stop()
 
@@ -73,12 +98,16 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(settings,
     for device, models in checkpointed.items():
         assert models.n_learned == expected[device].n_learned
         assert models.n_duplicate == expected[device].n_duplicate
-        assert same_predictions(models, expected[device], [r for r in probe if r.device == device]), device
+        assert same_predictions(
+            models, expected[device], [r for r in probe if r.device == device]
+        ), device
 
     # Poison records were dead-lettered (at least once each; a kill may repeat one), never learned.
     s3 = boto3.client("s3", **settings.boto_kwargs())
     lines = []
-    for obj in s3.list_objects_v2(Bucket=settings.bucket, Prefix="dead-letter/").get("Contents", []):
+    for obj in s3.list_objects_v2(Bucket=settings.bucket, Prefix="dead-letter/").get(
+        "Contents", []
+    ):
         body = s3.get_object(Bucket=settings.bucket, Key=obj["Key"])["Body"].read()
         lines += [orjson.loads(line) for line in body.splitlines()]
     assert {base64.b64decode(d["payload_b64"]) for d in lines} == set(POISON)

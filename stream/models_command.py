@@ -1,0 +1,510 @@
+"""See, promote, roll back and export the per-device models the processors checkpoint to S3.
+
+Every checkpoint of a device's models is a version in S3
+(``models/<app>/<device>/all/<version>/model.pkl`` with ``manifest.json`` beside it);
+the shard manifests name the current one.  Loading verifies the sha256 (and the HMAC
+signature with ``--hmac-key``) before anything is unpickled.
+
+  iotcast models list [--device D] [--limit N] [--json]
+  iotcast models show D MODEL [--version V] [--json]        MODEL=all: every model
+  iotcast models promote D MODEL [--horizon H] [--reason R] [--by NAME]   D=all: every device
+  iotcast models rollback D [--to VERSION] [--reason R] [--by NAME]
+  iotcast models export D MODEL --out FILE [--version V]    MODEL=all: the whole set
+
+promote and rollback write a command under ``control/<app>/commands/`` (who, when, why)
+that running processors apply within seconds, without a restart (stream/control.py); the
+command waits for them up to ``--wait`` seconds and prints who applied it.  A promotion sets
+the champion now; automatic selection may replace it later under its usual rules.  A
+rollback restores an earlier version of the device's models (default: the version before
+the current one): samples learned, last reading time and champion go back with it, and
+the readings learned after that version are NOT learned again (they are behind the
+shard's checkpoint); readings newer than the version's last one are learned as they come.
+
+Example (local stack)::
+
+    iotcast models promote b8:27:eb:bf:9d:51 snarimax --reason "better at 15 min"
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_arguments(p)
+>>> a = p.parse_args(["rollback", "d1", "--to", "3"])
+>>> a.action, a.device, a.to
+('rollback', 'd1', '3')
+>>> p.parse_args(["export", "d1", "linear", "--out", "m.pkl"]).out
+'m.pkl'
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import getpass
+import pickle
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+
+from stream.checkpoint import CheckpointStore, TamperedCheckpoint, sha256_hex
+from stream.control import Command, ControlLog
+from stream.registry import ModelRegistry, UnknownVersion, Version
+from telemetry.config import ConfigError, Settings
+
+__all__ = ["HELP", "add_arguments", "export_model", "run"]
+
+HELP = "list, show, promote, roll back and export the per-device models checkpointed in S3"
+
+PROMOTE_DOC = (
+    "Make MODEL the champion of device D (all: every device with a checkpoint) at every horizon it "
+    "runs at (or --horizon). Written as a command under control/<app>/commands/ with who, when and "
+    "why; the processor holding the device applies it within seconds, without a restart, and the "
+    "next checkpoint keeps it. Not a pin: automatic selection may replace the champion later under "
+    "its usual rules (margin, cool-down)."
+)
+ROLLBACK_DOC = (
+    "Restore an earlier checkpointed version of device D's models (default: the version before the "
+    "current one) in the processor that holds it, within seconds, without a restart. The version's "
+    "samples learned, last reading time and champion come back with it. Readings learned after that "
+    "version are NOT learned again: they lie behind the shard's checkpoint (the shard's other "
+    "devices must not see them twice), so they stay unlearned; readings newer than the version's "
+    "last one are learned as they arrive. The command is applied once, even across a crash or "
+    "hand-over (see stream/control.py)."
+)
+
+
+def _common() -> argparse.ArgumentParser:
+    """The shared connection flags again, so they may follow the action (defaults suppressed:
+    a value given before the action is kept)."""
+    from telemetry.cli import common_flags
+
+    parent = common_flags()
+    for action in parent._actions:
+        action.default = argparse.SUPPRESS
+    return parent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = _common()
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+    p = sub.add_parser("list", help="versions in S3 with their manifests")
+    p.add_argument("--device", help="only this device")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=10,
+        metavar="N",
+        help="newest N versions per device (default 10)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "show", help="one model (or all) of a device: figures per horizon and version"
+    )
+    p.add_argument("device")
+    p.add_argument("model", help="model name, or all")
+    p.add_argument("--version", help="version number or id (default: the current one)")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=5,
+        metavar="N",
+        help="also show the N versions before (default 5)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser(
+        "promote",
+        help="make MODEL the champion of device D (or all) in the running processors",
+        description=PROMOTE_DOC,
+    )
+    p.add_argument("device", help="device id, or all")
+    p.add_argument("model")
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="only at this horizon (seconds; default: every one)",
+    )
+    _who(p)
+    p = sub.add_parser(
+        "rollback",
+        help="restore an earlier version of device D's models in the running processors",
+        description=ROLLBACK_DOC,
+    )
+    p.add_argument("device")
+    p.add_argument(
+        "--to", metavar="VERSION", help="version number or id (default: the one before the current)"
+    )
+    _who(p)
+    p = sub.add_parser(
+        "export", help="write one model (or all) of a verified version to FILE, manifest beside it"
+    )
+    p.add_argument("device")
+    p.add_argument("model", help="model name, or all (the whole DeviceModels)")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--version", help="version number or id (default: the current one)")
+
+
+def _who(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reason", default="", help="why (recorded with the command)")
+    p.add_argument("--by", default=None, help="who (default: the login name)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="wait up to S seconds for the processors to apply it (default 15; 0: do not wait)",
+    )
+
+
+def _registry(settings: Settings) -> ModelRegistry:
+    s3 = boto3.client("s3", **settings.boto_kwargs())
+    return ModelRegistry(CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key))
+
+
+def _short(iso: str) -> str:
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    registry = _registry(settings)
+    try:
+        return {
+            "list": _list,
+            "show": _show,
+            "promote": _promote,
+            "rollback": _rollback,
+            "export": _export,
+        }[args.action](registry, args)
+    except (UnknownVersion, TamperedCheckpoint) as exc:
+        print(f"iotcast models {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------- list / show
+def _current_id(registry: ModelRegistry, device: str, current: dict[str, Any]) -> str | None:
+    held = current.get(device)
+    return held[1].key.rsplit("/", 2)[-2] if held else None
+
+
+def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    current = registry.current()
+    devices = [args.device] if args.device else registry.devices()
+    out: dict[str, Any] = {}
+    for device in devices:
+        ids = registry.version_ids(device)
+        if args.device and not ids:
+            raise UnknownVersion(
+                f"device {device!r} has no checkpointed versions; devices: "
+                f"{', '.join(registry.devices()) or 'none'}"
+            )
+        cur = _current_id(registry, device, current)
+        out[device] = {
+            "current": cur,
+            "versions_total": len(ids),
+            "versions": [
+                {**registry.version(device, v).as_dict(), "current": v == cur}
+                for v in reversed(ids[-args.limit :] if args.limit > 0 else ids)
+            ],
+        }
+    if args.json:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    console = Console(width=150)
+    for device, info in out.items():
+        table = Table(
+            title=f"{device}: {info['versions_total']} versions (newest {len(info['versions'])})",
+            title_justify="left",
+        )
+        for col in (
+            "version",
+            "",
+            "created (UTC)",
+            "samples",
+            "champion",
+            "shard",
+            "sha256",
+            "size",
+        ):
+            table.add_column(col, justify="right" if col in ("samples", "size") else "left")
+        for v in info["versions"]:
+            champions = ", ".join(f"{h}s:{m}" for h, m in v["metrics"].get("champion", {}).items())
+            table.add_row(
+                v["version_id"],
+                "current" if v["current"] else "",
+                _short(v["created"]),
+                str(v["samples"]),
+                champions,
+                v["shard_id"],
+                v["sha256"][:12],
+                str(v["size"]),
+            )
+        console.print(table)
+    if not out:
+        console.print(f"no checkpointed models under s3://{registry.bucket}/models/{registry.app}/")
+    return 0
+
+
+def _pick(registry: ModelRegistry, device: str, ref: str | None) -> Version:
+    if ref is None:
+        held = registry.current().get(device)
+        if held is None:
+            raise UnknownVersion(
+                f"device {device!r} is in no shard manifest (devices: "
+                f"{', '.join(registry.devices()) or 'none'}); name a --version"
+            )
+        return registry.version(device, held[1].key.rsplit("/", 2)[-2])
+    return registry.version(device, registry.resolve(device, ref))
+
+
+def _show(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    version = _pick(registry, args.device, args.version)
+    models = version.model_names() if args.model == "all" else [args.model]
+    if args.model != "all" and args.model not in version.model_names():
+        raise UnknownVersion(
+            f"model {args.model!r} is not in {version.version_id} of {args.device}; "
+            f"it holds: {', '.join(version.model_names())}"
+        )
+    ids = registry.version_ids(args.device)
+    before = ids[: ids.index(version.version_id)][-args.history :] if args.history > 0 else []
+    history = [registry.version(args.device, v) for v in reversed(before)]
+    champion = version.champion()
+    figures = [
+        {
+            "model": name,
+            "horizon": int(h),
+            "champion": champion.get(h) == name,
+            **version.figures(name, h),
+        }
+        for name in models
+        for h in sorted(champion, key=int)
+        if version.figures(name, h)
+    ]
+    out = {
+        "version": version.as_dict(),
+        "models": figures,
+        "history": [
+            {
+                "version_id": v.version_id,
+                "created": v.created,
+                "samples": v.samples,
+                "figures": {f"{n}@{h}": v.figures(n, h) for n in models for h in v.champion()},
+            }
+            for v in history
+        ],
+    }
+    if args.json:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    console = Console(width=150)
+    console.print(
+        f"[bold]{args.device}[/] version {version.version_id}  created {_short(version.created)} UTC  "
+        f"samples {version.samples}  shard {version.shard_id} @ {version.sequence}"
+    )
+    console.print(
+        f"  s3://{registry.bucket}/{version.key}  sha256 {version.sha256}  {version.size} bytes"
+    )
+    table = Table(title_justify="left")
+    for col in ("model", "horizon (s)", "champion", "n", "MAE", "RMSE", "rolling MAE"):
+        table.add_column(col, justify="left" if col in ("model", "champion") else "right")
+    for f in figures:
+        table.add_row(
+            f["model"],
+            str(f["horizon"]),
+            "yes" if f["champion"] else "",
+            _fmt(f.get("n")),
+            _fmt(f.get("mae")),
+            _fmt(f.get("rmse")),
+            _fmt(f.get("rolling_mae")),
+        )
+    console.print(table)
+    if history:
+        hist = Table(title="earlier versions: rolling MAE", title_justify="left")
+        keys = [
+            f"{n}@{h}" for n in models for h in sorted(champion, key=int) if version.figures(n, h)
+        ]
+        for col in ("version", "created (UTC)", "samples", *keys):
+            hist.add_column(col, justify="left" if col in ("version", "created (UTC)") else "right")
+        for v in history:
+            hist.add_row(
+                v.version_id,
+                _short(v.created),
+                str(v.samples),
+                *(_fmt(v.figures(*k.split("@")).get("rolling_mae")) for k in keys),
+            )
+        console.print(hist)
+    return 0
+
+
+# ------------------------------------------------------------------ promote / rollback
+def _issue(registry: ModelRegistry, command: Command, wait: float) -> int:
+    control = ControlLog(registry.store)
+    key = control.issue(command)
+    print(f"issued {command.id}: {command.describe()}")
+    print(f"  s3://{registry.bucket}/{key}")
+    if wait <= 0:
+        return 0
+    deadline = time.monotonic() + wait
+    acks: dict[tuple[str, str], dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        acks = {k: a for k, a in control.acks([command]).items() if a.get("outcome") != "applying"}
+        if len(acks) >= len(command.devices):
+            break
+        time.sleep(0.5)
+    refused = 0
+    for device in command.devices:
+        ack = acks.get((command.id, device))
+        if ack is None:
+            print(
+                f"  {device}: not applied within {wait:.0f}s (is a processor holding it?); it stays pending "
+                "for 24 h and is applied when a processor loads the device"
+            )
+        else:
+            refused += ack["outcome"] == "refused"
+            print(
+                f"  {device}: {ack['outcome']} by {ack['process']} ({ack['shard']}): {ack['message']}"
+            )
+    return 1 if refused else 0
+
+
+def _promote(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    current = registry.current()
+    devices = sorted(current) if args.device == "all" else [args.device]
+    if not devices:
+        raise UnknownVersion("no device has a checkpoint yet: nothing to promote")
+    for device in devices:
+        if device not in current:
+            raise UnknownVersion(
+                f"device {device!r} is in no shard manifest; devices: {', '.join(sorted(current))}"
+            )
+        keys = current[device][1].metrics.get("models", {})
+        runs = {
+            k.split("@")[0] for k in keys if args.horizon is None or k.endswith(f"@{args.horizon}")
+        }
+        if args.model not in runs:
+            raise UnknownVersion(
+                f"model {args.model!r} does not run for {device}"
+                + (f" at horizon {args.horizon}s" if args.horizon is not None else "")
+                + f"; it runs: {', '.join(sorted(runs)) or 'nothing there'}"
+            )
+    command = Command.new(
+        "promote",
+        devices,
+        model=args.model,
+        horizon=args.horizon,
+        reason=args.reason,
+        by=args.by or getpass.getuser(),
+    )
+    return _issue(registry, command, args.wait)
+
+
+def _rollback(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    if args.device == "all":
+        raise ConfigError("rollback takes one device (versions are per device)")
+    ids = registry.version_ids(args.device)
+    if args.to is not None:
+        target = registry.resolve(args.device, args.to)
+    else:
+        current = _current_id(registry, args.device, registry.current())
+        if current is None or current not in ids or ids.index(current) == 0:
+            raise UnknownVersion(
+                f"device {args.device!r} has no version before its current one "
+                f"({current}); name one with --to"
+            )
+        target = ids[ids.index(current) - 1]
+    version = registry.version(args.device, target)
+    registry.payload(version)  # the processors verify it again; refuse a bad one here already
+    command = Command.new(
+        "rollback",
+        [args.device],
+        to_version=target,
+        reason=args.reason,
+        by=args.by or getpass.getuser(),
+    )
+    print(
+        f"{args.device}: restoring {target} ({version.samples} samples, created {_short(version.created)} UTC); "
+        "readings learned after it are not learned again"
+    )
+    return _issue(registry, command, args.wait)
+
+
+# --------------------------------------------------------------------------- export
+def export_model(models: Any, model: str) -> Any:
+    """What ``export`` writes: the whole ``DeviceModels`` (``all``) or one model's objects.
+
+    One model is a plain dict: ``{"device", "model", "target", "horizons": {h: model}, "features",
+    "feature_keys"}``; ``features`` is the device's FeatureState at that version
+    (``x = features.update(reading)``; nowcast models take ``nowcast_view(x, target)``).
+
+    >>> from online_models.catalog import load_catalog
+    >>> from online_models.config import TaskConfig
+    >>> from online_models.device import DeviceModels
+    >>> dm = DeviceModels("d1", load_catalog(), TaskConfig(horizons=(0, 60)), models="persistence,linear")
+    >>> sorted(export_model(dm, "linear")["horizons"])
+    [0, 60]
+    """
+    if model == "all":
+        return models
+    horizons = {
+        h: copy.deepcopy(hz.models[model])
+        for h, hz in models.horizons.items()
+        if model in hz.models
+    }
+    if not horizons:
+        raise UnknownVersion(
+            f"model {model!r} does not run for {models.device}; it runs: "
+            f"{', '.join(models.model_names)}"
+        )
+    return {
+        "device": models.device,
+        "model": model,
+        "target": models.task.target,
+        "horizons": horizons,
+        "features": copy.deepcopy(models.features),
+        "feature_keys": models.feature_keys,
+    }
+
+
+def _export(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    version = _pick(registry, args.device, args.version)
+    models = registry.load(version)
+    payload = pickle.dumps(export_model(models, args.model), protocol=pickle.HIGHEST_PROTOCOL)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(payload)
+    manifest = {
+        "exported": {
+            "file": out.name,
+            "model": args.model,
+            "sha256": sha256_hex(payload),
+            "size": len(payload),
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "by": getpass.getuser(),
+            "source": f"s3://{registry.bucket}/{version.key}",
+        },
+        **version.as_dict(),
+    }
+    side = out.with_name(out.name + ".manifest.json")
+    side.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    print(
+        f"wrote {out} ({len(payload)} bytes, {args.model} of {args.device} {version.version_id}, "
+        f"{version.samples} samples) and {side}"
+    )
+    return 0

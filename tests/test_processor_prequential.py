@@ -1,0 +1,96 @@
+"""Stream and offline agree: the processor's MAE in /metrics equals the offline evaluation's.
+
+A generated day goes into Kinesis (kinesalite: a day of readings through
+moto's PutRecords alone would take minutes); the processor consumes it;
+its Prometheus exposition must give, per device, model and horizon, the MAE
+that :func:`online_models.evaluate.prequential` computes over the same readings.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from online_models.catalog import load_catalog
+from online_models.config import TaskConfig
+from online_models.evaluate import prequential
+from telemetry.generate import generate
+from telemetry.reading import encode
+from tests.processor_support import (
+    create_bucket,
+    create_stream,
+    metric_sum,
+    metric_values,
+    put_records,
+    scrape,
+    start_processor,
+    wait_for,
+)
+
+MODELS = "persistence,rolling_mean,snarimax"
+HORIZONS = (0, 60, 900)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, kinesalite, tmp_path):
+    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+    create_stream(settings, shards=2)
+    create_bucket(settings)
+    readings = list(generate(days=1, seed=5))
+    put_records(settings, [(encode(r), r.device) for r in readings])
+    proc = start_processor(
+        settings,
+        tmp_path,
+        "--models",
+        MODELS,
+        "--horizons",
+        ",".join(map(str, HORIZONS)),
+        "--predictions",
+        "none",
+        "--checkpoint-seconds",
+        "5",
+    )
+    try:
+        offline = prequential(
+            readings, load_catalog(), TaskConfig(horizons=HORIZONS), models=MODELS, references=False
+        )
+        learned = sum(dm.n_learned for dm in offline.devices.values())
+        pairs = offline.pairs()
+        assert pairs and learned > 20_000
+
+        def done() -> bool:
+            return metric_sum(proc, "iotcast_readings_learned_total") >= learned
+
+        wait_for(done, 240, "the processor to consume the day")
+        wait_for(
+            lambda: len(metric_values(scrape(proc), "iotcast_mae_celsius")) >= len(pairs),
+            30,
+            "every MAE gauge",
+        )
+        # Gauges refresh when the stream goes idle: two scrapes a second apart must agree.
+        wait_for(
+            lambda: scrape(proc) and _maes(proc) == _maes(proc), 30, "stable figures", interval=1.5
+        )
+        exposed = _maes(proc)
+    finally:
+        assert proc.stop(30) == 0, proc.log_tail()
+
+    compared = 0
+    for device, model, horizon in pairs:
+        want = offline.figure(device, model, horizon)["mae"]
+        if want is None:
+            continue
+        got = exposed[(device, model, str(horizon))]
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-15), (device, model, horizon)
+        compared += 1
+    assert compared >= 3 * len(MODELS.split(","))
+
+
+def _maes(proc) -> dict[tuple[str, str, str], float]:
+    out = {}
+    for labels, value in metric_values(scrape(proc), "iotcast_mae_celsius").items():
+        parts = dict(p.split("=", 1) for p in labels.split(","))
+        out[
+            (parts["device"].strip('"'), parts["model"].strip('"'), parts["horizon"].strip('"'))
+        ] = value
+    return out

@@ -306,7 +306,7 @@ def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
     readings, bad, messages = traffic(19_700, 300)
     bridge = Bridge(
         settings,
-        BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=SHARDS),
+        BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=2 * SHARDS),
     )
     bridge.start()
     try:
@@ -327,7 +327,7 @@ def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
 def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_path):
     settings = settings_mqtt
     create_resources(boto, settings)
-    readings, bad, messages = traffic(12_000, 150)
+    readings, bad, messages = traffic(8_000, 100)
     bridge = spawn_bridge(settings, tmp_path)
     stop = threading.Event()
     publisher = threading.Thread(
@@ -338,7 +338,7 @@ def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_p
         publisher.start()
         for kill in range(2):
             wait_until(
-                lambda n=kill: reader.poll() > 2500 * (n + 1), 30, "the bridge to forward", 0.2
+                lambda n=kill: reader.poll() > 2000 * (n + 1), 30, "the bridge to forward", 0.2
             )
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(10)
@@ -359,7 +359,7 @@ def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_p
 def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path):
     settings = settings_mqtt
     create_resources(boto, settings)
-    readings, bad, messages = traffic(10_000, 100)
+    readings, bad, messages = traffic(6_000, 100)
     half = len(messages) // 2
     bridge = Bridge(settings, BridgeOptions(client_id=f"bridge-{settings.app}"))
     bridge.start()
@@ -462,7 +462,7 @@ def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquit
 
     settings = settings_mqtt
     create_resources(boto, settings)
-    readings, bad, messages = traffic(6_000, 60)
+    readings, bad, messages = traffic(4_000, 60)
     port = free_port()
     bridge = spawn_bridge(settings, tmp_path, "--metrics-port", str(port), "--stop-timeout", "10")
     publisher = threading.Thread(
@@ -471,7 +471,7 @@ def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquit
     reader = StreamReader(boto("kinesis"), settings.stream)
     try:
         publisher.start()
-        wait_until(lambda: reader.poll() > 1500, 30, "the bridge to forward", 0.2)
+        wait_until(lambda: reader.poll() > 1000, 30, "the bridge to forward", 0.2)
         status, body = scrape(port, "/healthz")
         assert status == 200 and orjson.loads(body)["mqtt"] is True, body
         assert b"iotcast_bridge_readings_forwarded_total" in scrape(port, "/metrics")[1]

@@ -85,8 +85,9 @@ class DeviceModels:
 
     ``catalog`` is the full catalog; ``models`` picks what runs: ``"default"``
     (the cheap set, what the processor runs), ``"all"``, or names. With
-    ``timing`` the object adds up each model's predict+learn time
-    (:attr:`cost_ns`), for reports and benchmarks.
+    ``timing`` the object adds up each model's predict+learn CPU time of this
+    thread (:attr:`cost_ns`; CPU, not wall time, so other processes on a shared
+    machine do not inflate it), for reports and benchmarks.
 
     >>> from online_models.catalog import load_catalog
     >>> from online_models.config import TaskConfig
@@ -163,7 +164,7 @@ class DeviceModels:
         scores: list[Score] = []
         events: list[Event] = []
         timing = self.timing
-        clock = time.perf_counter_ns
+        clock = time.thread_time_ns
         for h, hz in self.horizons.items():
             models = hz.models
             scored: list[

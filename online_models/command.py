@@ -1,0 +1,219 @@
+"""Prequential evaluation of the online models over a recorded CSV file, with a report.
+
+Streams the file through the very per-device model sets the stream processor
+runs (predict, score, learn, reading by reading) and writes to --out:
+report.md, report.html (plots inline), metrics.csv (every figure), the PNG
+plots and, with --save-predictions, every scored prediction of the chosen
+device and model under predictions/.
+
+Example:
+
+    iotcast evaluate --csv week.csv --task forecast --horizon 900 --horizon 3600 --out eval/
+    iotcast evaluate --csv week.csv --models all --out eval-all/ --json
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_arguments(p)
+>>> a = p.parse_args(["--csv", "w.csv", "--out", "o", "--task", "forecast", "--horizon", "900"])
+>>> task_from_args(a).horizons
+(900,)
+>>> task_from_args(p.parse_args(["--csv", "w.csv", "--out", "o"])).horizons
+(0, 60, 900, 3600)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import sys
+from pathlib import Path
+
+from online_models.catalog import CatalogError, load_catalog
+from online_models.config import TARGETS, TaskConfig
+from telemetry.config import ConfigError, Settings
+
+__all__ = ["HELP", "add_arguments", "run", "task_from_args"]
+
+HELP = "evaluate the online models over a recorded CSV file (prequential), write a report"
+
+log = logging.getLogger(__name__)
+DEFAULT_FORECAST_HORIZONS = (60, 900, 3600)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--csv", required=True, metavar="FILE", help="readings in the public CSV format"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the report")
+    parser.add_argument(
+        "--task",
+        choices=("nowcast", "forecast", "all"),
+        default="all",
+        help="nowcast (horizon 0), forecast (the --horizon values) or both (default)",
+    )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        action="append",
+        metavar="SECONDS",
+        help="forecast horizon in seconds, repeatable (default 60, 900, 3600)",
+    )
+    parser.add_argument(
+        "--target", choices=TARGETS, default="temp", help="sensor to predict (default temp)"
+    )
+    parser.add_argument(
+        "--models",
+        default="default",
+        help="default (the cheap set the processor runs), all, or names a,b,c; the reference "
+        "models (seasonal naive, batch forest) are always added unless --no-references",
+    )
+    parser.add_argument(
+        "--no-references", action="store_true", help="do not add the reference models"
+    )
+    parser.add_argument(
+        "--save-predictions",
+        action="append",
+        default=[],
+        metavar="DEVICE:MODEL",
+        help="write every scored prediction of DEVICE's MODEL to predictions/ (repeatable; the "
+        "device id may contain ':', the model is after the last one)",
+    )
+    parser.add_argument("--limit", type=int, help="stop after this many readings")
+    parser.add_argument(
+        "--drift-reset", action="store_true", help="reset the champion's model on drift"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the headline figures as JSON")
+
+
+def task_from_args(args: argparse.Namespace) -> TaskConfig:
+    """The :class:`TaskConfig` the flags ask for."""
+    forecast = tuple(args.horizon) if args.horizon else DEFAULT_FORECAST_HORIZONS
+    if args.task == "nowcast":
+        horizons: tuple[int, ...] = (0,)
+    elif args.task == "forecast":
+        horizons = forecast
+    else:
+        horizons = (0, *forecast)
+    try:
+        return TaskConfig(target=args.target, horizons=horizons, drift_reset=args.drift_reset)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _count_rows(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+    return max(n - 1, 0)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from itertools import islice
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from online_models.evaluate import prequential
+    from online_models.report import best_models, write_report
+    from telemetry.csvfile import BadRows, CsvFormatError, read_csv
+
+    path = Path(args.csv)
+    if not path.is_file():
+        raise ConfigError(f"no such file: {path}")
+    task = task_from_args(args)
+    try:
+        catalog = load_catalog(settings.models_file)
+        catalog.select(args.models)  # names checked before the long run
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from exc
+    save = []
+    for item in args.save_predictions:
+        device, sep, model = item.rpartition(":")
+        if not sep or not device or not model:
+            raise ConfigError(f"--save-predictions wants DEVICE:MODEL, got {item!r}")
+        save.append((device, model))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = _count_rows(path)
+    if args.limit:
+        total = min(total, args.limit)
+    bad = BadRows()
+    readings = read_csv(path, on_bad_row=bad)
+    if args.limit:
+        readings = islice(readings, args.limit)
+    # Many small long-lived objects (pending forecasts, accumulators): collect less often.
+    gc.set_threshold(50_000, 20, 100)
+    show = not args.no_progress and sys.stderr.isatty()
+    with Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        disable=not show,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task("rows", total=total, rate="")
+
+        def tick(n: int) -> None:
+            progress.update(bar, completed=n)
+
+        try:
+            res = prequential(
+                readings,
+                catalog,
+                task,
+                models=args.models,
+                references=not args.no_references,
+                save_predictions=save,
+                predictions_dir=out / "predictions",
+                progress=tick,
+            )
+        except CsvFormatError as exc:
+            raise ConfigError(str(exc)) from exc
+        progress.update(bar, completed=res.rows)
+    if bad.count:
+        log.warning("skipped %d bad rows: %s", bad.count, dict(bad.by_reason))
+    write_report(res, out, source=str(path))
+    best = best_models(res)
+    headline = {
+        "rows": res.rows,
+        "bad_rows": bad.count,
+        "wall_seconds": res.wall_s,
+        "rows_per_second": res.rows_per_s,
+        "out": str(out),
+        "best": [
+            {
+                "device": d,
+                "horizon": h,
+                "model": m,
+                "mae": res.figure(d, m, h)["mae"],
+                "persistence_mae": res.figure(d, "persistence", h)["mae"]
+                if "persistence" in res.devices[d].horizons[h].stats
+                else None,
+            }
+            for (d, h), m in sorted(best.items())
+        ],
+    }
+    if args.json:
+        print(json.dumps(headline, indent=2))
+    else:
+        print(
+            f"evaluated {res.rows:,} readings of {len(res.devices)} devices in {res.wall_s:.1f} s "
+            f"({res.rows_per_s:,.0f} readings/s); report: {out / 'report.md'}"
+        )
+        for b in headline["best"]:
+            pm = b["persistence_mae"]
+            print(
+                f"  {b['device']}  {'nowcast' if b['horizon'] == 0 else str(b['horizon']) + ' s':>8}  "
+                f"best {b['model']:<15} MAE {b['mae']:.4f}   persistence {pm if pm is None else f'{pm:.4f}'}"
+            )
+    return 0

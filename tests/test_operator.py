@@ -1,0 +1,316 @@
+"""The operator's commands against a running stack: moto server (Kinesis, S3, DynamoDB) and a
+real ``iotcast process`` child, fed through PutRecords.
+
+One stack for the module (a processor start costs seconds): the tests run in file order,
+status / list / show / export first, then a promotion, then a rollback, then a restart that
+must not apply the commands again.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import pickle
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from online_models.catalog import load_catalog
+from online_models.config import TaskConfig
+from online_models.features import nowcast_view
+from stream.checkpoint import CheckpointStore, sha256_hex
+from stream.registry import ModelRegistry
+from telemetry.config import Settings
+from telemetry.generate import generate
+from telemetry.reading import encode
+from tests.processor_support import (
+    IOTCAST,
+    create_bucket,
+    create_stream,
+    device_samples,
+    metric_values,
+    put_records,
+    reference,
+    same_predictions,
+    scrape,
+    start_processor,
+    wait_for,
+)
+
+MODELS = "persistence,rolling_mean,linear"
+TASK = TaskConfig(horizons=(0, 60))
+FLAGS = (
+    "--models",
+    MODELS,
+    "--horizons",
+    "0,60",
+    "--predictions",
+    "none",
+    "--checkpoint-every",
+    "300",
+    "--checkpoint-seconds",
+    "1",
+    "--session-timeout",
+    "3",
+    "--heartbeat",
+    "1",
+)
+
+
+class Stack:
+    """The module's stack: settings, the readings fed so far, the processor."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        stream = list(itertools.islice(generate(days=1, seed=7), 2_400))
+        self.fed, self.later = stream[:1500], stream[1500:]
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = start_processor(self.settings, self.workdir, *FLAGS)
+
+    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        s = self.settings
+        common = [
+            "--endpoint-url",
+            str(s.endpoint_url),
+            "--region",
+            s.region,
+            "--stream",
+            s.stream,
+            "--bucket",
+            s.bucket,
+            "--app",
+            s.app,
+        ]
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "models":  # the common flags may follow the action
+            full = [IOTCAST, "models", rest[0], *common, *rest[1:]]
+        else:
+            full = [IOTCAST, cmd, *common, *rest]
+        done = subprocess.run(full, capture_output=True, text=True, timeout=60)
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def json(self, *argv: str, code: int = 0) -> dict:
+        done = self.cli(*argv, check=False)
+        assert done.returncode == code, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    def registry(self) -> ModelRegistry:
+        s3 = boto3.client("s3", **self.settings.boto_kwargs())
+        return ModelRegistry(
+            CheckpointStore(s3, self.settings.bucket, self.settings.app, self.settings.hmac_key)
+        )
+
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.proc.port}/metrics"
+
+
+@pytest.fixture(scope="module")
+def stack(moto_server, tmp_path_factory):
+    unique = uuid.uuid4().hex[:10]
+    settings = Settings.resolve(
+        env={},
+        toml={},
+        flags={
+            "endpoint_url": moto_server.url,
+            "region": "us-east-1",
+            "stream": f"telemetry-{unique}",
+            "predictions_stream": f"predictions-{unique}",
+            "bucket": f"iotcast-{unique}",
+            "app": f"app-{unique}",
+        },
+    )
+    create_stream(settings, shards=1)
+    create_bucket(settings)
+    st = Stack(settings, tmp_path_factory.mktemp("operator"))
+    put_records(settings, [(encode(r), r.device) for r in st.fed])
+    st.start()
+    want = {d: dm.n_learned for d, dm in reference(st.fed, load_catalog(), TASK, MODELS).items()}
+    try:
+        wait_for(
+            lambda: device_samples(settings) == want, 90, f"the readings checkpointed ({want})"
+        )
+        yield st
+    finally:
+        assert st.proc.stop() == 0, st.proc.log_tail()
+
+
+def test_status_reports_leases_checkpoints_lag_and_devices(stack):
+    want = {d: dm for d, dm in reference(stack.fed, load_catalog(), TASK, MODELS).items()}
+    report = stack.json(
+        "status", "--json", "--scrape", stack.metrics_url(), "http://127.0.0.1:9/metrics", code=1
+    )
+    (shard,) = report["shards"]
+    assert shard["open"] and shard["owner"] and shard["lease_age_seconds"] < 10
+    (process,) = report["processes"]
+    assert (
+        shard["owner"] == f"{stack.settings.app}/{process['process']}"
+    )  # async-kinesis' lease ref
+    manifest = stack.registry().shard_manifests()[shard["shard_id"]]
+    assert shard["checkpoint_sequence"] == manifest.sequence and shard["devices"] == len(want)
+    assert shard["records_behind"] == 0 and not shard["records_behind_capped"]
+    processor, down = report["components"]
+    assert processor["reachable"] and processor["role"] == "processor"
+    assert processor["shards_owned"] == [shard["shard_id"]] and processor["learned"] == sum(
+        dm.n_learned for dm in want.values()
+    )
+    assert not down["reachable"]
+    devices = {d["device"]: d for d in report["devices"]}
+    assert {d: v["samples"] for d, v in devices.items()} == {
+        d: dm.n_learned for d, dm in want.items()
+    }
+    for device, dm in want.items():
+        assert devices[device]["champion"] == dm.summary()["champion"]
+        assert devices[device]["live_champion"] == dm.champion(0)
+        champion_mae = dm.stats(dm.champion(0), 0).rolling_mae
+        assert devices[device]["champion_rolling_mae"]["0"] == pytest.approx(
+            champion_mae, rel=1e-12
+        )
+    # The status command says so when a component it was asked to check is down.
+    assert (
+        stack.cli("status", "--scrape", "http://127.0.0.1:9/metrics", check=False).returncode == 1
+    )
+
+
+def test_models_list_show_and_export_give_verified_versions(stack, tmp_path):
+    listing = stack.json("models", "list", "--json", "--limit", "0")
+    current = stack.registry().current()
+    assert set(listing) == set(current)
+    for device, info in listing.items():
+        versions = info["versions"]
+        assert len(versions) == info["versions_total"] >= 2  # several checkpoints were written
+        (cur,) = [v for v in versions if v["current"]]
+        assert cur["key"] == current[device][1].key and cur["sha256"] == current[device][1].sha256
+        assert [v["version"] for v in versions] == sorted(
+            (v["version"] for v in versions), reverse=True
+        )
+    device = sorted(listing)[0]
+    shown = stack.json("models", "show", device, "linear", "--json")
+    entry = current[device][1]
+    assert shown["version"]["samples"] == entry.samples
+    assert {(f["model"], f["horizon"]) for f in shown["models"]} == {("linear", 0), ("linear", 60)}
+    assert shown["models"][0]["n"] == entry.metrics["models"]["linear@0"]["n"]
+    assert stack.cli("models", "show", device, "forest", check=False).returncode == 1
+
+    out = tmp_path / "linear.pkl"
+    stack.cli("models", "export", device, "linear", "--out", str(out))
+    side = json.loads(out.with_name("linear.pkl.manifest.json").read_text())
+    assert side["exported"]["sha256"] == sha256_hex(out.read_bytes())
+    assert side["sha256"] == entry.sha256 and side["samples"] == entry.samples
+    exported = pickle.loads(out.read_bytes())
+    models = stack.registry().load(stack.registry().version(device, cur_id(entry.key)))
+    probe = [r for r in stack.later if r.device == device][:20]
+    features = copy.deepcopy(exported["features"])
+    for r in probe:  # the exported model predicts what the checkpoint's model predicts
+        x = nowcast_view(features.update(r), exported["target"])
+        assert exported["horizons"][0].predict_one(x) == models.horizons[0].models[
+            "linear"
+        ].predict_one(x)
+    whole = tmp_path / "all.pkl"
+    stack.cli("models", "export", device, "all", "--out", str(whole))
+    assert same_predictions(pickle.loads(whole.read_bytes()), models, probe)
+
+
+def cur_id(key: str) -> str:
+    return key.rsplit("/", 2)[-2]
+
+
+def test_promotion_reaches_the_running_processor_within_seconds(stack):
+    registry = stack.registry()
+    device, (_, entry) = sorted(registry.current().items())[0]
+    champion = entry.metrics["champion"]["0"]
+    model = next(m for m in MODELS.split(",") if m != champion)
+    label = f'device="{device}",model="{model}"'
+    before = metric_values(scrape(stack.proc), "iotcast_promotions_total").get(label, 0.0)
+    t0 = time.monotonic()
+    done = stack.cli("models", "promote", device, model, "--reason", "test", "--by", "tester")
+    assert "applied by" in done.stdout, done.stdout
+    wait_for(
+        lambda: metric_values(scrape(stack.proc), "iotcast_champion_info").get(label) == 1.0,
+        10,
+        "the new champion in /metrics",
+        interval=0.1,
+    )
+    took = time.monotonic() - t0
+    text = scrape(stack.proc)
+    assert (
+        metric_values(text, "iotcast_champion_info")[f'device="{device}",model="{champion}"'] == 0.0
+    )
+    assert metric_values(text, "iotcast_promotions_total")[label] == before + 1
+    print(f"promotion visible in /metrics {took:.1f}s after the command started")
+
+    def in_status() -> bool:
+        report = stack.json("status", "--json", "--count-limit", "0")
+        dev = next(d for d in report["devices"] if d["device"] == device)
+        cmd = [c for c in report["commands"] if c["device"] == device and c["kind"] == "promote"]
+        return (
+            dev["champion"] == {"0": model, "60": model}
+            and cmd[-1]["state"] == "applied, checkpointed"
+        )
+
+    wait_for(in_status, 20, "the promotion in a checkpoint and in status")
+    # A model the device does not run is refused before anything is written.
+    refused = stack.cli("models", "promote", device, "forest", check=False)
+    assert refused.returncode == 1 and "does not run" in refused.stderr
+
+
+def test_rollback_restores_the_earlier_versions_predictions(stack):
+    registry = stack.registry()
+    device = sorted(registry.current())[1]
+    current_id = cur_id(registry.current()[device][1].key)
+    ids = registry.version_ids(device)
+    target = registry.version(device, ids[ids.index(current_id) - 1])
+    earlier = registry.load(target)
+    latest = registry.load(registry.version(device, current_id))
+    probe = [r for r in stack.later if r.device == device]
+    first, second = probe[: len(probe) // 2], probe[len(probe) // 2 :]
+    assert earlier.n_learned < latest.n_learned
+    assert not same_predictions(earlier, latest, second)  # the test can tell the versions apart
+
+    done = stack.cli("models", "rollback", device, "--reason", "bad data", "--by", "tester")
+    assert "applied by" in done.stdout, done.stdout
+    wait_for(
+        lambda: device_samples(stack.settings)[device] == target.samples,
+        20,
+        "the rollback checkpointed",
+    )
+    # The processor now learns the probe's first half on top of the restored version: its next
+    # checkpoint must equal the earlier artifact stepped offline through the same readings.
+    put_records(stack.settings, [(encode(r), r.device) for r in first])
+    learned = [earlier.step(r).status for r in first].count("learned")
+    wait_for(
+        lambda: device_samples(stack.settings)[device] == target.samples + learned,
+        30,
+        "the probe learned after the rollback",
+    )
+    after = registry.load(registry.version(device, cur_id(registry.current()[device][1].key)))
+    assert after.n_learned == earlier.n_learned
+    assert same_predictions(after, earlier, second)
+
+
+def test_restart_does_not_apply_commands_again(stack):
+    before = device_samples(stack.settings)
+    champions = {d: e.metrics["champion"] for d, (_, e) in stack.registry().current().items()}
+    assert stack.proc.stop() == 0, stack.proc.log_tail()
+    stack.start()
+    wait_for(
+        lambda: metric_values(scrape(stack.proc), "iotcast_shard_owned"),
+        30,
+        "the shard leased again",
+    )
+    time.sleep(5)  # two rounds of the control channel
+    log = stack.proc.log_path.read_text()
+    assert "operator command" not in log, log[-2000:]
+    assert device_samples(stack.settings) == before
+    assert {
+        d: e.metrics["champion"] for d, (_, e) in stack.registry().current().items()
+    } == champions

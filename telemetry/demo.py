@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -622,7 +623,7 @@ class Demo:
     def start_evaluation(self) -> None:
         proc = ManagedProcess(
             "evaluate",
-            self.iotcast("evaluate", "--csv", str(self.csv), "--out", str(self.report)),
+            self.iotcast("evaluate", "--csv", str(self.csv), "--out", str(self.report), "--no-progress"),
             0, self.logs / "evaluate.log", env=self.child_env(),
         )  # fmt: skip
         self.procs.start(proc, ready=lambda: True)
@@ -815,6 +816,8 @@ class Demo:
             if live:
                 live.update(self.view("iotcast demo: done"))
         self.summary["stream"] = final.figures()
+        offline = offline_mae(self.report / "metrics.csv") if self.opts.evaluate else {}
+        h = self.opts.horizon
         self.summary["devices"] = {
             d.device: {
                 "learned": d.learned,
@@ -823,6 +826,8 @@ class Demo:
                 "baseline_mae": d.baseline_mae,
                 "champion_rolling_mae": d.champion_rolling_mae,
                 "baseline_rolling_mae": d.baseline_rolling_mae,
+                "offline_champion_mae": offline.get((d.device, d.champion or "", h)),
+                "offline_baseline_mae": offline.get((d.device, self.opts.baseline, h)),
             }
             for d in final.devices
         }
@@ -904,7 +909,9 @@ class Demo:
         else:
             s["stream_complete"] = True
         s["agreement"] = (
-            agreement(s) if s["stream_complete"] else {"prometheus": None, "manifests": None}
+            agreement(s)
+            if s["stream_complete"]
+            else {"prometheus": None, "manifests": None, "evaluation": None}
         )
         (self.out / "summary.json").write_text(json.dumps(s, indent=2, default=str) + "\n")
         return s
@@ -959,18 +966,43 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
     return {"shards": shards, "devices": devices}
 
 
+def offline_mae(metrics_csv: Path) -> dict[tuple[str, str, str], float]:
+    r"""(device, model, horizon) -> MAE over the whole file, from the evaluation's metrics.csv.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> _ = f.write_text("kind,device,model,horizon,scenario,metric,value\n"
+    ...                  "error,a,persistence,0,all,mae,0.25\nerror,a,persistence,0,night,mae,0.3\n")
+    >>> offline_mae(f)
+    {('a', 'persistence', '0'): 0.25}
+    """
+    import csv
+
+    out: dict[tuple[str, str, str], float] = {}
+    with metrics_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if (row["kind"], row["scenario"], row["metric"]) == ("error", "all", "mae"):
+                out[(row["device"], row["model"], row["horizon"])] = float(row["value"])
+    return out
+
+
 def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
     """Do the stream's figures agree with Prometheus' and with the checkpoint manifests?
 
+    ... and the stream's prequential MAE with the offline evaluation's (same code, same
+    readings per device: equal to float precision)?
+
     >>> agreement({"stream": {"learned": 3, "learned_by_device": {"a": 3}},
     ...            "prometheus": {"learned": 3, "learned_by_device": {"a": 3}},
-    ...            "checkpoints": {"devices": {"a": {"samples": 3}}}})
-    {'prometheus': True, 'manifests': True}
+    ...            "checkpoints": {"devices": {"a": {"samples": 3}}},
+    ...            "devices": {"a": {"champion_mae": 0.1, "offline_champion_mae": 0.1,
+    ...                              "baseline_mae": 0.2, "offline_baseline_mae": 0.2}}})
+    {'prometheus': True, 'manifests': True, 'evaluation': True}
     """
     stream = summary.get("stream") or {}
     prom = summary.get("prometheus")
     ckpt = summary.get("checkpoints")
-    out: dict[str, bool | None] = {"prometheus": None, "manifests": None}
+    out: dict[str, bool | None] = {"prometheus": None, "manifests": None, "evaluation": None}
     if stream and prom:
         out["prometheus"] = all(
             prom.get(k) == stream.get(k)
@@ -981,6 +1013,14 @@ def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
     if stream and ckpt:
         samples = {d: v.get("samples") for d, v in (ckpt.get("devices") or {}).items()}
         out["manifests"] = samples == stream.get("learned_by_device")
+    pairs = [
+        (d.get(f"{which}_mae"), d.get(f"offline_{which}_mae"))
+        for d in (summary.get("devices") or {}).values()
+        for which in ("champion", "baseline")
+    ]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if pairs:
+        out["evaluation"] = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in pairs)
     return out
 
 
@@ -1006,13 +1046,14 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             title_justify="left", show_edge=False,
         )  # fmt: skip
         for column in ("device", "learned", "checkpoint samples", "champion", "champion MAE",
-                       f"{s['baseline']} MAE"):  # fmt: skip
+                       f"{s['baseline']} MAE", "offline: champion", s["baseline"]):  # fmt: skip
             table.add_column(column)
         manifests = (s.get("checkpoints") or {}).get("devices") or {}
         for device, d in devices.items():
             table.add_row(
                 device, str(d["learned"]), str((manifests.get(device) or {}).get("samples", "-")),
                 d["champion"] or "-", _fmt(d["champion_mae"]), _fmt(d["baseline_mae"]),
+                _fmt(d.get("offline_champion_mae")), _fmt(d.get("offline_baseline_mae")),
             )  # fmt: skip
         console.print(table)
     agree = s.get("agreement") or {}

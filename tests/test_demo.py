@@ -377,10 +377,16 @@ def test_demo_runs_a_day_to_completion_and_its_figures_agree(tmp_path):
         artifact = (out / "checkpoints" / entry["key"]).read_bytes()
         assert hashlib.sha256(artifact).hexdigest() == entry["sha256"]
         assert (out / "checkpoints" / entry["key"]).with_name("manifest.json").exists()
-    assert s["agreement"] == {"prometheus": True, "manifests": True}
 
-    # The evaluation report and a champion beside the baseline for every device.
-    assert any((out / "report").iterdir())
+    # The evaluation report; per device, the stream's prequential MAE of the champion and
+    # of persistence equals the offline evaluation's (same code, same readings).
+    assert (out / "report" / "report.md").exists()
+    offline = demo.offline_mae(out / "report" / "metrics.csv")
+    assert set(s["devices"]) == set(expected)
     for device, d in s["devices"].items():
-        assert d["champion"] and d["champion_mae"] is not None, device
-        assert d["baseline_mae"] is not None, device
+        assert d["champion"], device
+        champion = offline[(device, d["champion"], "0")]
+        assert d["champion_mae"] == pytest.approx(champion, rel=1e-9, abs=1e-12), device
+        baseline = offline[(device, "persistence", "0")]
+        assert d["baseline_mae"] == pytest.approx(baseline, rel=1e-9, abs=1e-12), device
+    assert s["agreement"] == {"prometheus": True, "manifests": True, "evaluation": True}

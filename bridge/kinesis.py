@@ -46,7 +46,12 @@ import botocore.exceptions
 from botocore.config import Config
 
 from bridge.retry import Attempts, BridgeFailure, RetryPolicy
-from monitoring.metrics import BRIDGE_KINESIS_UP, BRIDGE_PUT_SECONDS, BRIDGE_RETRIES
+from monitoring.metrics import (
+    BRIDGE_KINESIS_UP,
+    BRIDGE_PUT_SECONDS,
+    BRIDGE_REORDERED,
+    BRIDGE_RETRIES,
+)
 
 __all__ = [
     "KinesisSender",
@@ -148,6 +153,7 @@ class KinesisSender:
             self.last_ok = time.monotonic()
             if not resp.get("FailedRecordCount"):
                 self.reordered += len(out_of_order)
+                BRIDGE_REORDERED.inc(len(out_of_order))
                 return calls
             refused: list[tuple[str, bytes]] = []
             codes: dict[str, int] = {}

@@ -65,6 +65,11 @@ BRIDGE_MQTT_CONNECTED = Gauge(
 BRIDGE_KINESIS_UP = Gauge(
     "iotcast_bridge_kinesis_up", "1 while the last Kinesis call succeeded, 0 after a failed one."
 )
+BRIDGE_REORDERED = Counter(
+    "iotcast_bridge_reordered_total",
+    "Records that landed behind a newer record of their device: PutRecords refused them "
+    "mid-run (InternalFailure) while later ones were accepted.",
+)
 
 # -------------------------------------------------------------------- processor
 READINGS_PROCESSED = Counter(

@@ -8,13 +8,17 @@ must not apply the commands again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import io
 import itertools
 import json
 import pickle
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -24,7 +28,11 @@ from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from online_models.features import nowcast_view
 from stream.checkpoint import CheckpointStore, sha256_hex
+from stream.control import Command, ControlChannel, ControlLog
+from stream.loop import StreamCore
 from stream.registry import ModelRegistry
+from stream.state import DeviceSlot, ShardState
+from telemetry.cli import main
 from telemetry.config import Settings
 from telemetry.generate import generate
 from telemetry.reading import encode
@@ -62,6 +70,13 @@ FLAGS = (
 )
 
 
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class Stack:
     """The module's stack: settings, the readings fed so far, the processor."""
 
@@ -75,7 +90,8 @@ class Stack:
     def start(self) -> None:
         self.proc = start_processor(self.settings, self.workdir, *FLAGS)
 
-    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *argv: str, check: bool = True, subprocess_: bool = False) -> Done:
+        """Run ``iotcast <argv>`` in this process (``telemetry.cli.main``) or as a child process."""
         s = self.settings
         common = [
             "--endpoint-url",
@@ -89,12 +105,16 @@ class Stack:
             "--app",
             s.app,
         ]
-        cmd, rest = argv[0], argv[1:]
-        if cmd == "models":  # the common flags may follow the action
-            full = [IOTCAST, "models", rest[0], *common, *rest[1:]]
+        head = 2 if argv[0] == "models" else 1  # the common flags may follow a models action
+        full = [*argv[:head], *common, *argv[head:]]
+        if subprocess_:
+            child = subprocess.run([IOTCAST, *full], capture_output=True, text=True, timeout=120)
+            done = Done(child.returncode, child.stdout, child.stderr)
         else:
-            full = [IOTCAST, cmd, *common, *rest]
-        done = subprocess.run(full, capture_output=True, text=True, timeout=60)
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(full)
+            done = Done(code, out.getvalue(), err.getvalue())
         if check:
             assert done.returncode == 0, done.stdout + done.stderr
         return done
@@ -177,7 +197,10 @@ def test_status_reports_leases_checkpoints_lag_and_devices(stack):
         )
     # The status command says so when a component it was asked to check is down.
     assert (
-        stack.cli("status", "--scrape", "http://127.0.0.1:9/metrics", check=False).returncode == 1
+        stack.cli(
+            "status", "--scrape", "http://127.0.0.1:9/metrics", check=False, subprocess_=True
+        ).returncode
+        == 1
     )
 
 
@@ -314,3 +337,53 @@ def test_restart_does_not_apply_commands_again(stack):
     assert {
         d: e.metrics["champion"] for d, (_, e) in stack.registry().current().items()
     } == champions
+
+
+def test_command_not_yet_in_a_checkpoint_is_applied_again_by_the_next_owner(settings):
+    """The control channel's exactly-once rule, on the real S3 (moto) with real shard states:
+    a command is done for a device once a checkpoint newer than its acknowledgement holds it."""
+    create_bucket(settings)
+    store = CheckpointStore(
+        boto3.client("s3", **settings.boto_kwargs()), settings.bucket, settings.app
+    )
+    catalog, readings = load_catalog(), list(itertools.islice(generate(days=1, seed=3), 300))
+    device = readings[0].device
+    models = reference(readings, catalog, TASK, MODELS)[device]
+    payload = pickle.dumps(models)
+    store.put_device(device, 1, payload, models.n_learned, {}, shard_id="s0", sequence="1")
+    core = StreamCore(catalog, TASK, models=MODELS)
+
+    def owner(version: int, name: str) -> tuple[ControlChannel, ShardState]:
+        state = ShardState(
+            "s0", epoch=1, devices={device: DeviceSlot(pickle.loads(payload), version)}
+        )
+        channel = ControlChannel(store, name)
+        channel.adopt(state)
+        return channel, state
+
+    log = ControlLog(store)
+    log.issue(Command.new("promote", [device], model="linear", reason="r", by="t"))
+    a, state_a = owner(3, "A")
+    (ack,) = asyncio.run(a.tick({"s0": state_a}, core))
+    assert ack["outcome"] == "applied" and ack["version"] == 3 and device in state_a.dirty
+    assert state_a.devices[device].models.champion(0) == "linear"
+    assert asyncio.run(a.tick({"s0": state_a}, core)) == []  # once per owner
+
+    # A crashed before any checkpoint newer than version 3: the next owner loads version 3.
+    b, state_b = owner(3, "B")
+    (ack,) = asyncio.run(b.tick({"s0": state_b}, core))
+    assert ack["process"] == "B" and state_b.devices[device].models.champion(0) == "linear"
+    # B's checkpoint (version 4) holds it: the owner after B does not apply it again.
+    c, state_c = owner(4, "C")
+    assert asyncio.run(c.tick({"s0": state_c}, core)) == []
+
+    # A rollback to an artifact that fails its sha256 is refused, with the reason, and not retried.
+    version_id = store.put_device(device, 2, payload, 1, {}, shard_id="s0", sequence="2").key.split(
+        "/"
+    )[-2]
+    store.put_object(f"models/{settings.app}/{device}/all/{version_id}/model.pkl", b"tampered")
+    log.issue(Command.new("rollback", [device], to_version=version_id, reason="r", by="t"))
+    (ack,) = asyncio.run(c.tick({"s0": state_c}, core))
+    assert ack["outcome"] == "refused" and "sha256" in ack["message"]
+    assert asyncio.run(c.tick({"s0": state_c}, core)) == []
+    assert state_c.devices[device].models.n_learned == models.n_learned

@@ -46,6 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from monitoring import metrics as m
+from monitoring.metrics import device_label
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
 from stream.consumer import LeaseCheckpointer, LeaseConsumer, LeaseHooks, RecordBatch, ShardEnd
 from stream.control import ControlChannel
@@ -259,6 +260,8 @@ class StreamProcessor(LeaseHooks):
             )
             return False
         state.committed_ok(snap, entries)
+        for device, entry in entries.items():
+            m.MODEL_VERSION.labels(device_label(device)).set(entry.version)
         if snap.sequence is not None and self.leases is not None:
             try:
                 await self.leases.commit(state.shard_id, snap.sequence)

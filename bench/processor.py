@@ -1,0 +1,290 @@
+"""Benchmark the stream processor against its parts; prints figures (not a test).
+
+In one run over the same generated readings:
+
+(a) a bare River loop: the default model set of one device per device,
+    predict then learn on precomputed feature dicts, nothing else;
+(b) the processor's core (:class:`stream.loop.StreamCore`): decode, features,
+    models, scoring, metrics, checkpoint snapshots (pickling); no network;
+(c) the whole processor (:class:`stream.runner.StreamProcessor`) consuming the
+    local stream (Kinesis: kinesalite if installed, else moto; S3 and DynamoDB:
+    moto), against
+(d) a bare async-kinesis consumer reading the same stream (JSON records, no work);
+
+then memory per device (RSS growth over 1,000 and 10,000 devices), checkpoint
+size and time per device (pickle + S3 PUT on moto), and the time from a
+record's arrival in the processor to its metrics being updated (p50, p99).
+
+Usage::
+
+    .venv/bin/python bench/processor.py --readings 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from online_models.catalog import load_catalog  # noqa: E402
+from online_models.config import TaskConfig  # noqa: E402
+from online_models.device import DeviceModels  # noqa: E402
+from online_models.features import FeatureState, nowcast_view  # noqa: E402
+from stream.checkpoint import CheckpointStore  # noqa: E402
+from stream.loop import StreamCore  # noqa: E402
+from stream.runner import ProcessorOptions, StreamProcessor  # noqa: E402
+from stream.state import ShardState  # noqa: E402
+from telemetry.config import Settings  # noqa: E402
+from telemetry.generate import generate  # noqa: E402
+from telemetry.reading import decode_payload, encode  # noqa: E402
+from telemetry.stack import ManagedProcess, free_port, start_moto  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_bare(readings, catalog, task) -> float:
+    """(a): the default models per device at every horizon, on precomputed features."""
+    selected = catalog.select("default")
+    feats: list[tuple[str, dict, dict, dict, float]] = []
+    states: dict[str, FeatureState] = {}
+    for r in readings:
+        fs = states.setdefault(r.device, FeatureState(task.target))
+        x = fs.update(r)
+        feats.append((r.device, x, nowcast_view(x, task.target), {"ts": r.ts}, r.temp))
+    models: dict[str, list] = {}
+    for device in states:
+        models[device] = [
+            (h, spec.series, spec.build(task.target, h))
+            for h in task.horizons
+            for spec in selected.for_horizon(h)
+        ]
+    t0 = time.perf_counter()
+    for device, x, xn, xs, y in feats:
+        for h, series, model in models[device]:
+            if series:
+                model.learn_one(xs, y)
+                model.predict_one(xs)
+            else:
+                xi = xn if h == 0 else x
+                model.predict_one(xi)
+                model.learn_one(xi, y)
+    return len(feats) / (time.perf_counter() - t0)
+
+
+def bench_core(payloads, catalog, task, checkpoint_every: int = 1000) -> tuple[float, StreamCore]:
+    """(b): StreamCore over raw payloads, with a checkpoint snapshot every N records."""
+    core = StreamCore(catalog, task)
+    state = ShardState("shardId-bench", epoch=1)
+    t0 = time.perf_counter()
+    for i, data in enumerate(payloads, 1):
+        core.handle(state, str(i), data, time.monotonic())
+        if state.since_checkpoint >= checkpoint_every:
+            state.snapshot()
+    return len(payloads) / (time.perf_counter() - t0), core
+
+
+def put_stream(settings: Settings, payloads: list[tuple[bytes, str]], shards: int) -> None:
+    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis.create_stream(StreamName=settings.stream, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=settings.stream, WaiterConfig={"Delay": 0.2}
+    )
+    for i in range(0, len(payloads), 500):
+        batch = [{"Data": d, "PartitionKey": k} for d, k in payloads[i : i + 500]]
+        resp = kinesis.put_records(StreamName=settings.stream, Records=batch)
+        assert resp["FailedRecordCount"] == 0
+
+
+async def bench_bare_consumer(settings: Settings, n: int) -> float:
+    """(d): async-kinesis' Consumer, JSON-decoding records, nothing else."""
+    from kinesis import Consumer, MemoryCheckPointer
+
+    count = 0
+    first = None
+    async with Consumer(
+        settings.stream,
+        endpoint_url=settings.kinesis_endpoint_url or settings.endpoint_url,
+        region_name=settings.region,
+        checkpointer=MemoryCheckPointer(name="bench"),
+        idle_timeout=2.0,
+        sleep_time_no_records=0.5,
+    ) as consumer:
+        while count < n:
+            async for _item in consumer:
+                if first is None:
+                    first = time.perf_counter()
+                count += 1
+                if count >= n:
+                    break
+    return (count - 1) / (time.perf_counter() - first)
+
+
+async def bench_processor(settings: Settings, n: int, catalog, task) -> tuple[float, list[float]]:
+    """(c): the whole processor; rate from its first record to its n-th."""
+    opts = ProcessorOptions(
+        checkpoint_every=1000, checkpoint_seconds=10, predictions="none", session_timeout=30
+    )
+    proc = StreamProcessor(settings, opts, catalog, task)
+    latencies: list[float] = []
+    proc.core.latencies = latencies
+    stop = asyncio.Event()
+    run = asyncio.create_task(proc.run(stop))
+    while not latencies:
+        await asyncio.sleep(0.01)
+    first = time.perf_counter()
+    while proc.stats["records"] < n:
+        await asyncio.sleep(0.01)
+    rate = (proc.stats["records"] - 1) / (time.perf_counter() - first)
+    stop.set()
+    await run
+    return rate, latencies
+
+
+def bench_memory(catalog, task, devices: int, per_device: int) -> float:
+    """RSS growth per device: ``devices`` model sets, each stepped ``per_device`` readings."""
+    base = list(
+        itertools.islice(
+            (r for r in generate(days=1, seed=4) if r.device.startswith("b8")), per_device
+        )
+    )
+    gc.collect()
+    before = rss_bytes()
+    held = {}
+    for i in range(devices):
+        name = f"dev-{i:05d}"
+        dm = held[name] = DeviceModels(name, catalog, task)
+        for r in base:
+            dm.step(
+                r.__class__(r.ts, name, r.co, r.humidity, r.light, r.lpg, r.motion, r.smoke, r.temp)
+            )
+    gc.collect()
+    return (rss_bytes() - before) / devices
+
+
+def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[float, float, float]:
+    """Pickle size and time per device, S3 PUT (artifact + manifest) time per device, on moto."""
+    day = [r for r in generate(days=1, seed=6) if r.device.startswith("b8")]
+    dm = DeviceModels("b8", catalog, task)
+    for r in day:
+        dm.step(
+            r.__class__(r.ts, "b8", r.co, r.humidity, r.light, r.lpg, r.motion, r.smoke, r.temp)
+        )
+    t0 = time.perf_counter()
+    payload = b""
+    for _ in range(devices):
+        payload = pickle.dumps(dm, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle_s = (time.perf_counter() - t0) / devices
+    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3.create_bucket(Bucket=settings.bucket)
+    store = CheckpointStore(s3, settings.bucket, settings.app)
+    t0 = time.perf_counter()
+    for i in range(devices):
+        store.put_device(f"dev-{i}", 1, payload, dm.n_learned, {}, shard_id="s", sequence="1")
+    put_s = (time.perf_counter() - t0) / devices
+    return len(payload), pickle_s, put_s
+
+
+def start_kinesalite(workdir: Path) -> ManagedProcess | None:
+    binary = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "kinesalite"
+    if not binary.exists():
+        return None
+    port = free_port()
+    argv = [str(binary), "--port", str(port), "--createStreamMs", "0", "--shardLimit", "100"]
+    return ManagedProcess("kinesalite", argv, port, workdir / "kinesalite.log").start(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readings", type=int, default=20_000)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument(
+        "--memory-readings", type=int, default=10, help="readings per device in the memory test"
+    )
+    parser.add_argument("--checkpoint-devices", type=int, default=200)
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    catalog, task = load_catalog(), TaskConfig()
+    readings = list(itertools.islice(generate(days=2, seed=9), args.readings))
+    payloads = [encode(r) for r in readings]
+    assert all(decode_payload(p) for p in payloads[:10])
+    print(
+        f"readings: {len(readings)}, devices: {len({r.device for r in readings})}, "
+        f"models: {', '.join(catalog.select('default').names)}, horizons: {task.horizons}"
+    )
+
+    a = bench_bare(readings, catalog, task)
+    b, _core = bench_core(payloads, catalog, task)
+    print(f"(a) bare River loop            {a:10.0f} readings/s")
+    print(
+        f"(b) processor core, no network {b:10.0f} readings/s   b/a = {b / a:.2f}  (target >= 0.7)"
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        moto = start_moto(Path(tmp))
+        kinesalite = start_kinesalite(Path(tmp))
+        try:
+            base = Settings.resolve(env={}, toml={}, flags={"endpoint_url": moto.url})
+            kurl = kinesalite.url if kinesalite else None
+            s_c = base.replace(
+                stream="bench-c", bucket="bench-c", app="bench-c", kinesis_endpoint_url=kurl
+            )
+            s_d = base.replace(stream="bench-d", kinesis_endpoint_url=kurl)
+            items = [(p, r.device) for p, r in zip(payloads, readings, strict=True)]
+            put_stream(s_c, items, args.shards)
+            put_stream(s_d, items, args.shards)
+            boto3.client("s3", **base.boto_kwargs()).create_bucket(Bucket="bench-c")
+            d = asyncio.run(bench_bare_consumer(s_d, len(items)))
+            c, lat = asyncio.run(bench_processor(s_c, len(items), catalog, task))
+            where = "kinesalite" if kinesalite else "moto"
+            print(f"(c) whole processor ({where})  {c:10.0f} readings/s")
+            print(
+                f"(d) bare async-kinesis consumer {d:9.0f} readings/s   c/d = {c / d:.2f}  (target >= 0.8)"
+            )
+            q = statistics.quantiles(lat, n=100)
+            print(
+                f"arrival -> metrics updated: p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms "
+                f"(over {len(lat)} records; includes time queued behind the batch)"
+            )
+            size, pickle_s, put_s = bench_checkpoint(
+                base.replace(bucket="bench-ckpt", app="bench"),
+                catalog,
+                task,
+                args.checkpoint_devices,
+            )
+            print(
+                f"checkpoint per device (a day of readings): {size / 1024:.1f} KiB, pickle "
+                f"{pickle_s * 1000:.2f} ms, S3 artifact+manifest PUT {put_s * 1000:.2f} ms (moto, sequential)"
+            )
+        finally:
+            if kinesalite:
+                kinesalite.stop()
+            moto.stop()
+
+    for n in (1_000, 10_000):
+        per = bench_memory(catalog, task, n, args.memory_readings)
+        print(
+            f"memory: {n:6d} devices -> {per / 1024:.1f} KiB RSS per device "
+            f"(after {args.memory_readings} readings each)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -149,6 +149,39 @@ def raw_put_records(
     return len(data) / elapsed, cpu / len(data) * 1e6
 
 
+def raw_put_records_aioboto3(settings: Settings, stream: str, data: list[Reading], tasks: int):
+    """(b'') the same as (b') with aioboto3 (one task per shard group): the alternative client."""
+    import asyncio
+
+    import aioboto3
+
+    async def go() -> tuple[float, float]:
+        async with aioboto3.Session().client("kinesis", **settings.boto_kwargs()) as kinesis:
+            ranges = (await kinesis.list_shards(StreamName=stream))["Shards"]
+            bounds = sorted(
+                (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
+                for s in ranges
+            )
+            groups: list[list[dict]] = [[] for _ in range(tasks)]
+            for r in data:
+                group = groups[shard_index(bounds, r.device) % tasks]
+                group.append({"PartitionKey": r.device, "Data": encode(r)})
+
+            async def send(records: list[dict]) -> None:
+                for i in range(0, len(records), 500):
+                    resp = await kinesis.put_records(
+                        StreamName=stream, Records=records[i : i + 500]
+                    )
+                    assert resp["FailedRecordCount"] == 0
+
+            cpu0, started = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(send(g) for g in groups))
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+            return len(data) / elapsed, cpu / len(data) * 1e6
+
+    return asyncio.run(go())
+
+
 def bridge_run(settings: Settings, messages, lanes: int, linger: float) -> tuple[float, float]:
     """(c) readings/s of the bridge draining the broker into the stream, and CPU ms per 1,000."""
     client_id = "bench-bridge"
@@ -195,11 +228,12 @@ def main() -> None:
             )
             kinesis = boto3.client("kinesis", **settings.boto_kwargs())
             boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket="bench")
-            for name in ("bench-raw", "bench-raw-parallel", "bench-bridge"):
+            for name in ("bench-raw", "bench-raw-parallel", "bench-raw-aio", "bench-bridge"):
                 make_stream(kinesis, name, args.shards)
             a, a_cpu = raw_mqtt(broker.port, messages)
             b, b_cpu = raw_put_records(kinesis, "bench-raw", data)
             bp, bp_cpu = raw_put_records(kinesis, "bench-raw-parallel", data, threads=args.lanes)
+            ba, ba_cpu = raw_put_records_aioboto3(settings, "bench-raw-aio", data, args.lanes)
             c, c_cpu = bridge_run(settings, messages, args.lanes, args.linger_ms / 1000)
         finally:
             broker.stop()
@@ -212,6 +246,7 @@ def main() -> None:
         ("(a)  raw MQTT QoS 1 receive, bare paho", a, a_cpu),
         ("(b)  raw PutRecords, bare boto3, 500/call", b, b_cpu),
         (f"(b') same, {args.lanes} threads by shard", bp, bp_cpu),
+        (f"(b'') same with aioboto3, {args.lanes} tasks", ba, ba_cpu),
         ("(c)  bridge, mosquitto -> Kinesis", c, c_cpu),
     ]
     for name, rate, cpu in rows:

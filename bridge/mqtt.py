@@ -162,6 +162,17 @@ class MqttSource:
             self.session_present = bool(flags.session_present)
             self._set_connected(True)
         client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+        if self.session_present:
+            # The broker kept the session, subscription included: ready now. (Its SUBACK may
+            # wait behind a backlog of queued messages, up to ReceiveMaximum of them.)
+            log.info(
+                "MQTT: resumed session %s on %s:%d (subscribed to %s)",
+                self.client_id,
+                self.target.host,
+                self.target.port,
+                self.topic,
+            )
+            self._subscribed.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]

@@ -264,7 +264,12 @@ def bridge_argv(settings, *extra: str) -> list[str]:
 def spawn_bridge(settings, tmp_path: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
     """``iotcast bridge`` as a child; with ``wait``, returns once it has subscribed."""
     path = tmp_path / "bridge.log"
-    before = path.read_text().count("MQTT: subscribed") if path.exists() else 0
+
+    def ready_lines() -> int:
+        text = path.read_text() if path.exists() else ""
+        return text.count("MQTT: subscribed") + text.count("MQTT: resumed session")
+
+    before = ready_lines()
     log = open(path, "ab")  # noqa: SIM115 - the child owns it
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -273,7 +278,7 @@ def spawn_bridge(settings, tmp_path: Path, *extra: str, wait: bool = True) -> su
     log.close()
     if wait:
         wait_until(
-            lambda: proc.poll() is not None or path.read_text().count("MQTT: subscribed") > before,
+            lambda: proc.poll() is not None or ready_lines() > before,
             60,
             "the bridge to subscribe",
             0.1,

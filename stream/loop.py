@@ -64,6 +64,8 @@ class _DeviceMetrics:
         "interval",
         "pairs",
         "figures_at",
+        "stale",
+        "champions",
         "prev_ts",
         "ewma",
     )
@@ -80,10 +82,13 @@ class _DeviceMetrics:
         self.interval = m.DEVICE_INTERVAL.labels(label)
         self.pairs: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self.figures_at = 0.0
+        self.stale = False
+        self.champions: dict[str, Any] = {}
         self.prev_ts: float | None = None
         self.ewma: float | None = None
 
-    def pair(self, model: str, horizon: int) -> tuple[Any, Any, Any]:
+    def pair(self, model: str, horizon: int) -> tuple[Any, ...]:
+        """(prediction, residual, scored, mae, rolling mae, rolling rmse) children."""
         key = (model, horizon)
         children = self.pairs.get(key)
         if children is None:
@@ -92,9 +97,18 @@ class _DeviceMetrics:
                 m.PREDICTION.labels(self.label, model, h),
                 m.RESIDUAL.labels(self.label, model, h),
                 m.SCORED.labels(self.label, model, h),
+                m.MAE.labels(self.label, model, h),
+                m.ROLLING_MAE.labels(self.label, model, h),
+                m.ROLLING_RMSE.labels(self.label, model, h),
             )
             self.pairs[key] = children
         return children
+
+    def champion(self, model: str) -> Any:
+        child = self.champions.get(model)
+        if child is None:
+            child = self.champions[model] = m.CHAMPION.labels(self.label, model)
+        return child
 
 
 class StreamCore:
@@ -200,9 +214,9 @@ class StreamCore:
         for p in result.predictions:
             dm.pair(p.model, p.horizon)[0].set(p.value)
         for s in result.scores:
-            _, residual, scored = dm.pair(s.model, s.horizon)
-            residual.observe(s.actual - s.predicted)
-            scored.inc()
+            children = dm.pair(s.model, s.horizon)
+            children[1].observe(s.actual - s.predicted)
+            children[2].inc()
         for e in result.events:
             if e.kind == "promotion":
                 m.PROMOTIONS.labels(dm.label, e.model).inc()
@@ -210,6 +224,8 @@ class StreamCore:
                 m.DRIFTS.labels(dm.label, e.model).inc()
         if result.events or now - dm.figures_at >= self.figures_interval:
             self._refresh(dm, slot)
+        else:
+            dm.stale = True
         if self.predictions != "none" and result.predictions:
             self._emit(slot, reading, result.predictions)
         if arrived is not None:
@@ -244,25 +260,28 @@ class StreamCore:
         """Set the summary gauges of one device from its models' accumulators."""
         models = slot.models
         dm.figures_at = time.time()
+        dm.stale = False
         if dm.ewma is not None:
             dm.interval.set(dm.ewma)
-        label = dm.label
+        first = models.task.horizons[0]
         for h, hz in models.horizons.items():
-            hs = str(h)
             champion = hz.selector.champion
             for name in hz.names:
                 stats = hz.stats[name]
                 if stats.n:
-                    m.MAE.labels(label, name, hs).set(stats.mae)
-                    m.ROLLING_MAE.labels(label, name, hs).set(stats.rolling_mae)
-                    m.ROLLING_RMSE.labels(label, name, hs).set(stats.rolling_rmse)
-                if h == models.task.horizons[0]:
-                    m.CHAMPION.labels(label, name).set(1.0 if name == champion else 0.0)
+                    children = dm.pair(name, h)
+                    children[3].set(stats.mae)
+                    children[4].set(stats.rolling_mae)
+                    children[5].set(stats.rolling_rmse)
+                if h == first:
+                    dm.champion(name).set(1.0 if name == champion else 0.0)
         if force and models.last_ts is not None:
             dm.last_ts.set(models.last_ts)
 
     def refresh_figures(self, states: list[ShardState]) -> None:
-        """Bring every device's summary gauges up to date (when the stream is idle)."""
+        """Bring the summary gauges of devices learned since their last refresh up to date."""
         for state in states:
             for device, slot in state.devices.items():
-                self._refresh(self.device_metrics(device), slot)
+                dm = self._dm.get(device)
+                if dm is not None and dm.stale:
+                    self._refresh(dm, slot)

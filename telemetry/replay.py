@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Collection, Iterable
@@ -119,6 +120,11 @@ def connect(
     where = f"{target.host}:{target.port}"
     try:
         client.connect(target.host, target.port, keepalive=30)
+    except ssl.SSLError as exc:
+        raise ReplayError(
+            f"TLS with the MQTT broker at {where} failed: {exc} "
+            "(is the broker's CA in --mqtt-ca-file / IOTCAST_MQTT_CA_FILE?)"
+        ) from exc
     except OSError as exc:
         raise ReplayError(
             f"cannot reach the MQTT broker at {where}: {exc} "

@@ -1,0 +1,358 @@
+"""The whole monitoring path with real parts, once per module.
+
+mosquitto -> ``iotcast bridge`` (through the fault proxy, so Kinesis throttles
+some records) -> Kinesis (moto) -> ``iotcast process`` -> Prometheus (Debian
+server on 127.0.0.1, our prometheus.yml with its file_sd targets pointed at
+the two processes and our rules) -> its HTTP API.
+
+The feed: a short replay of generated telemetry (three devices, with the
+generator's duplicates and out-of-order readings), one glitch reading, one
+payload that is not JSON (dead letter at the bridge), one Kinesis record that
+is not a reading (poison at the processor), and, put straight into Kinesis
+(the bridge's throughput is not the subject here), a synthetic device whose
+temperature is a function of humidity (a nowcast model beats persistence and
+is promoted after the selection's cool-down) and whose noise then jumps
+(ADWIN drift), so that every labelled metric has had a reason to appear.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
+
+import monitoring.metrics
+from telemetry.config import Settings
+from telemetry.generate import generate
+from telemetry.reading import Reading, encode, topic_for
+from telemetry.replay import replay
+from telemetry.stack import ManagedProcess, free_port, start_mosquitto, start_prometheus
+from tests.faultproxy import FaultProxy
+
+# About two minutes on a loaded 2-core machine: the processor's throughput bounds it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM_DIR = ROOT / "monitoring" / "prometheus"
+IOTCAST = str(Path(sys.executable).parent / "iotcast")
+
+SYNTHETIC = "synthetic-0"
+# Promotion after the selection's 5000-prediction cool-down (then 500 readings of
+# grace); the noise jumps at 7000. ADWIN sees blocks of 50 residuals and checks
+# every 32 blocks, so the first check with enough calm blocks before the jump is
+# at reading 8700 (measured with online_models.device.DeviceModels offline).
+SYNTHETIC_N = 8800
+NOISE_JUMP_AT = 7000
+HORIZONS = "0,60"
+MODELS = "persistence,linear"  # cheap: the processor runs on 2 shared cores in CI
+
+
+def synthetic_device(n: int = SYNTHETIC_N, start: float = 1_594_512_000.0) -> list[Reading]:
+    """Temperature = f(humidity) + noise; humidity random, so last-value nowcasts are poor."""
+    rng = random.Random(11)
+    out = []
+    for i in range(n):
+        humidity = rng.uniform(40.0, 60.0)
+        noise = rng.gauss(0.0, 0.02 if i < NOISE_JUMP_AT else 3.0)
+        temp = round(20.0 + 0.2 * (humidity - 50.0) + noise, 2)
+        out.append(
+            Reading(
+                start + 5.0 * i,
+                SYNTHETIC,
+                0.005,
+                round(humidity, 2),
+                False,
+                0.007,
+                False,
+                0.02,
+                temp,
+            )
+        )
+    return out
+
+
+def _get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Every sample of a /metrics page: ``name{labels}`` -> value."""
+    text = _get(f"http://127.0.0.1:{port}/metrics").decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def total(samples: dict[str, float], name: str) -> float:
+    return sum(v for k, v in samples.items() if k.split("{")[0] == name)
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    prometheus: ManagedProcess
+    bridge: ManagedProcess
+    processor: ManagedProcess
+    bridge_port: int
+    processor_port: int
+    devices: set[str]
+    published: int
+    direct: int
+    proxy: FaultProxy
+
+    def query(self, expr: str) -> list[dict]:
+        url = f"{self.prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        answer = json.loads(_get(url))
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+
+def _prometheus_config(work: Path, bridge_port: int, processor_port: int) -> Path:
+    """Our prometheus.yml, with 1 s intervals, absolute rule paths and local file_sd targets."""
+    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(PROM_DIR / p) for p in config["rule_files"]]
+    targets = work / "targets"
+    targets.mkdir()
+    ports = {"iotcast-bridge": bridge_port, "iotcast-processor": processor_port}
+    for job in config["scrape_configs"]:
+        f = targets / f"{job['job_name']}.yml"
+        f.write_text(yaml.safe_dump([{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]))
+        job["file_sd_configs"] = [{"files": [str(f)], "refresh_interval": "1s"}]
+    path = work / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _cli(name: str, argv: list[str], port: int, work: Path, settings: Settings) -> ManagedProcess:
+    env = dict(
+        os.environ,
+        IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+    )
+    proc = ManagedProcess(name, [IOTCAST, *argv], port, work / f"{name}.log", env=env)
+
+    def ready() -> bool:
+        try:
+            return b"iotcast_" in _get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+        except OSError:
+            return False
+
+    return proc.start(ready=ready, timeout=60)
+
+
+def _wait(what: str, check, timeout: float, procs: list[ManagedProcess]) -> None:
+    """Poll ``check() -> (done, figures)`` until done; on timeout say where it stood."""
+    deadline = time.monotonic() + timeout
+    figures = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.alive(), f"{p.name} died:\n{p.log_tail(40)}"
+        done, figures = check()
+        if done:
+            return
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p.name}\n{p.log_tail(30)}" for p in procs)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {figures}\n{tails}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    moto_server: ManagedProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    work = tmp_path_factory.mktemp("monitoring-e2e")
+    unique = os.urandom(5).hex()
+    with ExitStack() as stack:
+        broker = start_mosquitto(work / "broker")
+        stack.callback(broker.stop)
+        settings = Settings.resolve(
+            env={},
+            toml={},
+            flags={
+                "endpoint_url": moto_server.url,
+                "region": "us-east-1",
+                "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
+                "stream": f"telemetry-{unique}",
+                "bucket": f"iotcast-{unique}",
+                "app": f"app-{unique}",
+            },
+        ).replace(predictions_stream=f"predictions-{unique}")
+        kinesis = boto3.client("kinesis", **settings.boto_kwargs())
+        kinesis.create_stream(StreamName=settings.stream, ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=settings.stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+        )
+        boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket=settings.bucket)
+        proxy = FaultProxy(moto_server.url, throttle_share=0.1)
+        stack.callback(proxy.close)
+
+        common = [
+            "--mqtt-url", settings.mqtt_url, "--region", "us-east-1", "--stream", settings.stream,
+            "--bucket", settings.bucket, "--app", settings.app, "--log-level", "WARNING",
+        ]  # fmt: skip
+        bridge_port, processor_port = free_port(), free_port()
+        bridge = _cli(
+            "bridge",
+            ["bridge", *common, "--endpoint-url", proxy.url, "--metrics-port", str(bridge_port)],
+            bridge_port, work, settings,
+        )  # fmt: skip
+        stack.callback(bridge.stop)
+        processor = _cli(
+            "processor",
+            ["process", *common, "--endpoint-url", moto_server.url, "--metrics-port", str(processor_port),
+             "--create-resources", "--horizons", HORIZONS, "--models", MODELS, "--checkpoint-seconds", "2"],
+            processor_port, work, settings,
+        )  # fmt: skip
+        stack.callback(processor.stop)
+        prometheus = start_prometheus(work, _prometheus_config(work, bridge_port, processor_port))
+        stack.callback(prometheus.stop)
+
+        readings = list(generate(days=0.02, seed=5, devices=3))  # about 1,200 readings
+        glitch = Reading(
+            readings[-1].ts + 1, readings[0].device, 0.0, 1.0, False, 0.0, False, 0.0, 0.0
+        )
+        # Not a reading, straight into Kinesis: poison for the processor.
+        kinesis.put_record(StreamName=settings.stream, Data=b"\x00poison", PartitionKey="poison")
+        # The long synthetic series goes straight into Kinesis (the bridge's
+        # throughput is not what this test is about), the rest through MQTT.
+        synthetic = synthetic_device()
+        for i in range(0, len(synthetic), 500):
+            answer = kinesis.put_records(
+                StreamName=settings.stream,
+                Records=[
+                    {"Data": encode(r), "PartitionKey": r.device} for r in synthetic[i : i + 500]
+                ],
+            )
+            assert answer["FailedRecordCount"] == 0
+        published = replay(settings, [*readings, glitch], qos=1)
+        assert published == len(readings) + 1
+        # Not a reading: dead-lettered by the bridge.
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bad-{unique}")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        client.publish(topic_for("bad-device"), b"this is not json", qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+
+        procs = [bridge, processor, prometheus]
+
+        def bridge_done() -> tuple[bool, dict]:
+            s = scrape(bridge_port)
+            figures = {
+                "forwarded": total(s, "iotcast_bridge_readings_forwarded_total"),
+                "dead letters": total(s, "iotcast_bridge_dead_letters_total"),
+                "published": published,
+            }
+            return figures["forwarded"] >= published and figures["dead letters"] >= 1, figures
+
+        _wait("the bridge to forward every reading", bridge_done, 120, procs)
+        forwarded = total(scrape(bridge_port), "iotcast_bridge_readings_forwarded_total")
+        expected = forwarded + len(synthetic)
+
+        def processor_done() -> tuple[bool, dict]:
+            s = scrape(processor_port)
+            figures = {
+                kind: total(s, f"iotcast_readings_{kind}_total")
+                for kind in ("learned", "duplicate", "late", "glitch")
+            }
+            figures.update(
+                expected=expected,
+                poison=total(s, "iotcast_records_poison_total"),
+                processed=total(s, "iotcast_readings_processed_total"),
+            )
+            seen = sum(figures[k] for k in ("learned", "duplicate", "late", "glitch"))
+            return seen >= expected and figures["poison"] >= 1, figures
+
+        _wait("the processor to take every forwarded reading", processor_done, 240, procs)
+        time.sleep(3)  # two more scrapes and rule evaluations
+        yield Pipeline(
+            settings, prometheus, bridge, processor, bridge_port, processor_port,
+            {r.device for r in readings} | {SYNTHETIC}, published, len(synthetic), proxy,
+        )  # fmt: skip
+
+
+def test_prometheus_has_per_device_mae_and_prediction_series(pipeline: Pipeline) -> None:
+    up = pipeline.query('up{job=~"iotcast-.*"}')
+    assert {(r["metric"]["job"], r["value"][1]) for r in up} == {
+        ("iotcast-bridge", "1"),
+        ("iotcast-processor", "1"),
+    }
+    mae = pipeline.query('iotcast_rolling_mae_celsius{job="iotcast-processor"}')
+    assert {r["metric"]["device"] for r in mae} == pipeline.devices
+    assert {r["metric"]["horizon"] for r in mae} == set(HORIZONS.split(","))
+    assert {"persistence", "linear"} <= {r["metric"]["model"] for r in mae}
+    values = [float(r["value"][1]) for r in mae]
+    assert all(math.isfinite(v) and v >= 0 for v in values) and max(values) > 0
+    predictions = pipeline.query('iotcast_prediction_celsius{job="iotcast-processor"}')
+    assert {r["metric"]["device"] for r in predictions} == pipeline.devices
+    wild = [
+        (r["metric"]["model"], r["metric"]["horizon"], r["metric"]["device"], r["value"][1])
+        for r in predictions
+        if not -20 < float(r["value"][1]) < 60
+    ]
+    assert wild == []
+    # The recording rules work on real series: one champion MAE per device and horizon.
+    champion = pipeline.query("device_horizon:iotcast_champion_rolling_mae_celsius:max")
+    pairs = [(r["metric"]["device"], r["metric"]["horizon"]) for r in champion]
+    assert len(pairs) == len(set(pairs)) and {d for d, _ in pairs} == pipeline.devices
+    owned = pipeline.query("iotcast:stream_shards:max - iotcast:shards_owned:count")
+    assert [float(r["value"][1]) for r in owned] == [0.0]
+
+
+def test_prometheus_sees_every_reading_accounted_for(pipeline: Pipeline) -> None:
+    def scalar(expr: str) -> float:
+        result = pipeline.query(expr)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    forwarded = scalar("sum(iotcast_bridge_readings_forwarded_total)")
+    assert forwarded >= pipeline.published
+    seen = sum(
+        scalar(f"sum(iotcast_readings_{kind}_total)")
+        for kind in ("learned", "duplicate", "late", "glitch")
+    )
+    assert seen == forwarded + pipeline.direct
+    assert scalar("sum(iotcast_readings_glitch_total)") >= 1
+    assert scalar("sum(iotcast_bridge_dead_letters_total)") >= 1
+    assert scalar("sum(iotcast_records_poison_total)") >= 1
+
+
+def _declared() -> dict[str, str]:
+    return {
+        obj._name: obj._type
+        for obj in vars(monitoring.metrics).values()
+        if isinstance(obj, MetricWrapperBase)
+    }
+
+
+def test_every_declared_metric_is_exported_by_the_bridge_or_the_processor(
+    pipeline: Pipeline,
+) -> None:
+    """Scraped samples, not just HELP lines: a labelled metric shows only once used."""
+    samples = {**scrape(pipeline.bridge_port), **scrape(pipeline.processor_port)}
+    names = {k.split("{")[0] for k in samples}
+    suffix = {"counter": "_total", "histogram": "_count", "gauge": ""}
+    missing = sorted(
+        name for name, kind in _declared().items() if f"{name}{suffix[kind]}" not in names
+    )
+    assert missing == [], f"declared in monitoring/metrics.py but never exported: {missing}"

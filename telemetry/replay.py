@@ -303,9 +303,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device",
+        "--devices",
+        dest="device",
         action="append",
-        metavar="ID",
-        help="only this device (repeatable; default: every device)",
+        metavar="ID[,ID...]",
+        help="only these devices (repeatable or comma-separated; default: every device)",
     )
     parser.add_argument(
         "--window",
@@ -330,6 +332,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if not Path(args.csv).is_file():
         console.print(f"[red]no such file: {args.csv}[/red]")
         return 2
+    devices = [d for arg in args.device or () for d in arg.split(",") if d] or None
     bad = BadRows()
     started = time.perf_counter()
     try:
@@ -340,9 +343,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             qos=args.qos,
             limit=args.limit,
             progress=not args.quiet,
-            devices=args.device,
+            devices=devices,
             window=args.window,
-            total=None if args.device else _count_rows(args.csv),
+            total=None if devices else _count_rows(args.csv),
         )
     except (ReplayError, CsvFormatError) as exc:
         console.print(f"[red]iotcast replay: {exc}[/red]")

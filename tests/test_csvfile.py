@@ -174,3 +174,29 @@ def test_reader_streams(tmp_path: Path) -> None:
 def test_java_double_matches_javas_double_to_string(value: float, java: str) -> None:
     assert java_double(value) == java
     assert float(java) == value
+
+
+def test_data_commands_generate_then_load_with_a_report(tmp_path: Path, capsys) -> None:
+    import json
+
+    from telemetry.cli import main
+
+    out = tmp_path / "day.csv"
+    assert (
+        main(["data", "generate", "--out", str(out), "--days", "0.05", "--seed", "2", "--quiet"])
+        == 0
+    )
+    assert "readings of 3 devices" in capsys.readouterr().out
+    with out.open("a") as f:
+        f.write(BAD_LINES[0][0] + "\n" + BAD_LINES[4][0] + "\n")
+    assert main(["data", "load", "--csv", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = list(read_csv(out, on_bad_row=lambda bad: None))
+    assert report["rows"] == len(rows)
+    assert sum(report["devices"].values()) == len(rows) and len(report["devices"]) == 3
+    assert report["first_ts"] == min(r.ts for r in rows)
+    assert report["last_ts"] == max(r.ts for r in rows)
+    assert report["bad_rows"] == 2
+    assert report["bad_rows_by_reason"] == {"out_of_range": 1, "wrong_type": 1}
+    assert report["bad_row_examples"][0]["line"] == len(rows) + 2
+    assert main(["data", "load", "--csv", str(tmp_path / "missing.csv")]) == 2

@@ -34,6 +34,7 @@ telemetry.demo.DemoRefused: cannot start the demo:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import json
@@ -499,6 +500,7 @@ class Demo:
         self.replay_result: int | None = None
         self.snapshot = Snapshot()
         self.last_pages: dict[str, Parsed] = {}
+        self.history: collections.deque[tuple[float, int]] = collections.deque()
         self.summary: dict[str, Any] = {}
         self.started = time.monotonic()
 
@@ -699,7 +701,17 @@ class Demo:
             + f"   elapsed {time.monotonic() - self.started:.0f} s   Ctrl-C stops everything"
         )
 
+    def rate(self) -> float:
+        """Readings the processors accounted for per second, over the last ~10 s."""
+        now = time.monotonic()
+        self.history.append((now, self.snapshot.accounted))
+        while len(self.history) > 2 and now - self.history[0][0] > 10:
+            self.history.popleft()
+        (t0, n0), (t1, n1) = self.history[0], self.history[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
     def view(self, title: str) -> Any:
+        title = f"{title}   {self.rate():.0f} readings/s"
         return render(self.snapshot, self.replayed, self.total, title=title, footer=self.footer())
 
     def watch(
@@ -726,7 +738,7 @@ class Demo:
             if live:
                 live.update(self.view(title))
             elif now - last_print >= self.opts.progress_every:
-                self.say(progress_line(snap, self.replayed, self.total))
+                self.say(f"{progress_line(snap, self.replayed, self.total)}  ({self.rate():.0f}/s)")
                 last_print = now
             if until():
                 return
@@ -775,18 +787,23 @@ class Demo:
         """Prometheus' figures once it has scraped every target after ``since`` (epoch s)."""
         deadline = time.monotonic() + timeout
         fresh = False
-        while time.monotonic() < deadline:
-            targets = _get_json(f"{self.prometheus_url}/api/v1/targets")["data"]["activeTargets"]
-            fresh = bool(targets) and all(
-                t.get("health") == "up" and _parse_rfc3339(t["lastScrape"]) > since for t in targets
+        while not fresh and time.monotonic() < deadline:
+            try:
+                targets = _get_json(f"{self.prometheus_url}/api/v1/targets")["data"]
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                targets = {}  # a busy Prometheus: ask again until the deadline
+            active = targets.get("activeTargets") or []
+            fresh = bool(active) and all(
+                t.get("health") == "up" and _parse_rfc3339(t["lastScrape"]) > since for t in active
             )
-            if fresh:
-                break
-            time.sleep(0.5)
+            if not fresh:
+                time.sleep(0.5)
         result: dict[str, Any] = {"scraped_after_done": fresh}
         for name, query in PROMETHEUS_QUERIES.items():
             q = urllib.parse.urlencode({"query": query})
-            data = _get_json(f"{self.prometheus_url}/api/v1/query?{q}")["data"]["result"]
+            data = _get_json(f"{self.prometheus_url}/api/v1/query?{q}", timeout=30)["data"][
+                "result"
+            ]
             if name == "learned_by_device":
                 result[name] = {
                     r["metric"].get("device", ""): int(float(r["value"][1])) for r in data

@@ -861,12 +861,25 @@ class Demo:
         if self.opts.hold:
             self.hold()
 
+    def operator_flags(self) -> str:
+        """The flags that point an operator command at this stack."""
+        s, d = self.settings, Settings()
+        flags = f"--endpoint-url {s.endpoint_url}"
+        for name in ("stream", "bucket", "app"):
+            if getattr(s, name) != getattr(d, name):
+                flags += f" --{name} {getattr(s, name)}"
+        return flags
+
     def hold(self) -> None:
+        scrapes = " ".join(f"--scrape {u}" for u in [self.bridge_url, *self.processor_urls])
         self.say(
-            f"the stack keeps running; Prometheus {self.prometheus_url}, "
+            f"the stack keeps running: Prometheus {self.prometheus_url}, "
             f"metrics {self.bridge_url} {' '.join(self.processor_urls)}, "
-            f"AWS endpoint {self.settings.endpoint_url}, MQTT {self.settings.mqtt_url}. "
-            "Ctrl-C stops everything."
+            f"AWS endpoint {self.settings.endpoint_url}, MQTT {self.settings.mqtt_url}\n"
+            f"in another terminal:\n"
+            f"  .venv/bin/iotcast status {self.operator_flags()} {scrapes}\n"
+            f"  .venv/bin/iotcast models list {self.operator_flags()}\n"
+            "Ctrl-C here stops everything."
         )
         while True:
             self.check_children()

@@ -134,8 +134,11 @@ async def bench_bare_consumer(settings: Settings, n: int) -> float:
     return (count - 1) / (time.perf_counter() - first)
 
 
-async def bench_processor(settings: Settings, n: int, catalog, task) -> tuple[float, list[float]]:
-    """(c): the whole processor; rate from its first record to its n-th."""
+async def bench_processor(
+    settings: Settings, n: int, catalog, task, paced: list[tuple[bytes, str]], rate: float
+) -> tuple[float, list[float]]:
+    """(c): the whole processor; rate from its first record to its n-th. Then, caught up,
+    ``paced`` records put at ``rate`` per second: arrival-to-metrics latencies of those."""
     opts = ProcessorOptions(
         checkpoint_every=1000, checkpoint_seconds=10, predictions="none", session_timeout=30
     )
@@ -149,10 +152,33 @@ async def bench_processor(settings: Settings, n: int, catalog, task) -> tuple[fl
     first = time.perf_counter()
     while proc.stats["records"] < n:
         await asyncio.sleep(0.01)
-    rate = (proc.stats["records"] - 1) / (time.perf_counter() - first)
+    throughput = (proc.stats["records"] - 1) / (time.perf_counter() - first)
+    latencies.clear()
+    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+
+    def feed() -> None:
+        for data, key in paced:
+            kinesis.put_record(StreamName=settings.stream, Data=data, PartitionKey=key)
+            time.sleep(1.0 / rate)
+
+    await asyncio.to_thread(feed)
+    while proc.stats["records"] < n + len(paced):
+        await asyncio.sleep(0.05)
     stop.set()
     await run
-    return rate, latencies
+    return throughput, list(latencies)
+
+
+def bench_step(readings, catalog, task) -> float:
+    """(a2): DeviceModels.step alone on Reading objects (the models package's own loop)."""
+    held: dict[str, DeviceModels] = {}
+    t0 = time.perf_counter()
+    for r in readings:
+        dm = held.get(r.device)
+        if dm is None:
+            dm = held[r.device] = DeviceModels(r.device, catalog, task)
+        dm.step(r)
+    return len(readings) / (time.perf_counter() - t0)
 
 
 def bench_memory(catalog, task, devices: int, per_device: int) -> float:
@@ -218,6 +244,12 @@ def main() -> None:
         "--memory-readings", type=int, default=10, help="readings per device in the memory test"
     )
     parser.add_argument("--checkpoint-devices", type=int, default=200)
+    parser.add_argument(
+        "--paced-rate", type=float, default=20.0, help="records/s for the latency phase"
+    )
+    parser.add_argument(
+        "--memory-devices", default="1000,10000", help="device counts for the memory figure"
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -231,8 +263,14 @@ def main() -> None:
     )
 
     a = bench_bare(readings, catalog, task)
+    a2 = bench_step(readings, catalog, task)
     b, _core = bench_core(payloads, catalog, task)
     print(f"(a) bare River loop            {a:10.0f} readings/s")
+    print(
+        f"    DeviceModels.step alone    {a2:10.0f} readings/s   ({a2 / a:.2f} of (a): features, "
+        "pending forecasts, scoring, selection)"
+    )
+    print(f"    core / DeviceModels.step   {b / a2:10.2f}   (decode, metrics, snapshots)")
     print(
         f"(b) processor core, no network {b:10.0f} readings/s   b/a = {b / a:.2f}  (target >= 0.7)"
     )
@@ -252,7 +290,11 @@ def main() -> None:
             put_stream(s_d, items, args.shards)
             boto3.client("s3", **base.boto_kwargs()).create_bucket(Bucket="bench-c")
             d = asyncio.run(bench_bare_consumer(s_d, len(items)))
-            c, lat = asyncio.run(bench_processor(s_c, len(items), catalog, task))
+            later = generate(days=1, seed=10, start=readings[-1].ts + 3600)
+            paced = [(encode(r), r.device) for r in itertools.islice(later, 200)]
+            c, lat = asyncio.run(
+                bench_processor(s_c, len(items), catalog, task, paced, args.paced_rate)
+            )
             where = "kinesalite" if kinesalite else "moto"
             print(f"(c) whole processor ({where})  {c:10.0f} readings/s")
             print(
@@ -261,7 +303,7 @@ def main() -> None:
             q = statistics.quantiles(lat, n=100)
             print(
                 f"arrival -> metrics updated: p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms "
-                f"(over {len(lat)} records; includes time queued behind the batch)"
+                f"(over {len(lat)} records put at {args.paced_rate:g}/s once caught up)"
             )
             size, pickle_s, put_s = bench_checkpoint(
                 base.replace(bucket="bench-ckpt", app="bench"),
@@ -278,7 +320,7 @@ def main() -> None:
                 kinesalite.stop()
             moto.stop()
 
-    for n in (1_000, 10_000):
+    for n in (int(x) for x in args.memory_devices.split(",")):
         per = bench_memory(catalog, task, n, args.memory_readings)
         print(
             f"memory: {n:6d} devices -> {per / 1024:.1f} KiB RSS per device "

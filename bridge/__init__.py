@@ -1,1 +1,8 @@
-"""bridge"""
+"""The bridge: MQTT telemetry into Kinesis, at least once, nothing lost.
+
+Modules: ``mqtt`` (persistent QoS 1 session, manual acks), ``buffer`` (bounded,
+backpressure), ``batcher`` (per-shard lanes), ``kinesis`` (PutRecords with
+partial-failure retries), ``deadletter`` (S3), ``retry`` (bounded backoff),
+``health`` (/metrics, /healthz), ``service`` (the wiring), ``command``
+(``iotcast bridge``).
+"""

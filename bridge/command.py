@@ -117,7 +117,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     bridge = Bridge(settings, options_from_args(args, settings.app))
     server = None
     if settings.metrics_port is not None:
-        server = HealthServer(settings.metrics_port, bridge.health)
+        try:
+            server = HealthServer(settings.metrics_port, bridge.health)
+        except OSError as exc:
+            print(
+                f"iotcast bridge: cannot serve /metrics on 127.0.0.1:{settings.metrics_port}: "
+                f"{exc.strerror}; choose another --metrics-port",
+                file=sys.stderr,
+            )
+            return 2
         log.info("bridge: /metrics and /healthz on 127.0.0.1:%d", server.port)
     signal.signal(signal.SIGTERM, bridge.request_stop)
     signal.signal(signal.SIGINT, bridge.request_stop)

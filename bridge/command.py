@@ -76,13 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lanes",
         type=int,
         default=4,
-        help="PutRecords calls in flight at once; a device always uses the same lane (default 4)",
+        help="PutRecords calls in flight at once (default 4); each shard's records go through "
+        "one lane, in order, so at most one call per shard is in flight",
     )
     g.add_argument(
         "--retry-seconds",
         type=float,
         default=120.0,
-        help="give up (exit 3, nothing acknowledged) after a call kept failing this long (default 120)",
+        help="stop with exit status 3 when a call kept failing this long; what was not delivered stays unacknowledged in the broker (default 120)",
     )
     g.add_argument(
         "--stop-timeout",

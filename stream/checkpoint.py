@@ -47,7 +47,11 @@ __all__ = [
 
 
 class TamperedCheckpoint(RuntimeError):
-    """A manifest or artifact that fails verification; ``reason`` says which check failed."""
+    """A manifest or artifact that fails verification; ``reason`` says which check failed.
+
+    >>> TamperedCheckpoint("bad_sha256", "artifact x does not match").reason
+    'bad_sha256'
+    """
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -55,7 +59,9 @@ class TamperedCheckpoint(RuntimeError):
 
 
 def sha256_hex(data: bytes) -> str:
-    """>>> sha256_hex(b"")[:12]
+    """Hex sha256 of ``data``.
+
+    >>> sha256_hex(b"")[:12]
     'e3b0c44298fc'
     """
     return hashlib.sha256(data).hexdigest()
@@ -80,7 +86,11 @@ def _now_iso() -> str:
 
 @dataclass(frozen=True)
 class DeviceEntry:
-    """Where a device's models of one checkpoint live and what they hold."""
+    """Where a device's models of one checkpoint live and what they hold.
+
+    >>> DeviceEntry(3, "models/app/d1/all/00000003-ab12cd34/model.pkl", "e3b0", 1200).samples
+    1200
+    """
 
     version: int
     key: str
@@ -98,6 +108,10 @@ class ShardManifest:
     in the devices' models (a decimal string; compare as integers).
     ``finished`` is set once a closed shard (after a split or merge) has been
     consumed to its end: its children may start.
+
+    >>> m = ShardManifest("shardId-000000000001", "49680594449644772342458435545619960643467926871906189330", {})
+    >>> m.sequence_int > 10**55, m.finished
+    (True, False)
     """
 
     shard_id: str
@@ -162,6 +176,11 @@ class CheckpointStore:
     """Reads and writes checkpoints in one bucket for one application (consumer group).
 
     ``s3`` is a boto3 S3 client; every method blocks (run them off the event loop).
+
+    >>> from stream.checkpoint import shard_manifest_key
+    >>> store = CheckpointStore(s3=None, bucket="iotcast", app="iotcast")
+    >>> shard_manifest_key(store.app, "shardId-000000000000")
+    'checkpoints/iotcast/shardId-000000000000/manifest.json'
     """
 
     def __init__(self, s3: Any, bucket: str, app: str, hmac_key: str | None = None) -> None:

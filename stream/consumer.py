@@ -56,7 +56,11 @@ ITERATOR_ATTEMPTS = 6
 
 
 class RawRecord:
-    """One Kinesis record as the processor receives it (``len`` = payload bytes)."""
+    """One Kinesis record as the processor receives it (``len`` = payload bytes).
+
+    >>> RawRecord("shardId-0", "17", b"{}", 0.0, 1).shard_id
+    'shardId-0'
+    """
 
     __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch")
 
@@ -78,6 +82,9 @@ class RecordBatch:
 
     async-kinesis queues every record with its own ``wait_for`` (a task per
     record); one item per batch keeps that cost per call, not per record.
+
+    >>> len(RecordBatch("shardId-0", 1, [RawRecord("shardId-0", "1", b"abc", 0.0, 1)]))
+    3
     """
 
     __slots__ = ("shard_id", "epoch", "records", "nbytes")
@@ -93,7 +100,11 @@ class RecordBatch:
 
 
 class ShardEnd:
-    """Queued behind the last record of a closed shard (split or merge)."""
+    """Queued behind the last record of a closed shard (split or merge).
+
+    >>> ShardEnd("shardId-0", 2).epoch
+    2
+    """
 
     __slots__ = ("shard_id", "epoch")
 
@@ -103,14 +114,23 @@ class ShardEnd:
 
 
 class PassThrough(Processor):
-    """Hands records to the processor undecoded: decoding (and dead-lettering) is ours."""
+    """Hands records to the processor undecoded: decoding (and dead-lettering) is ours.
+
+    >>> list(PassThrough().parse(b"raw"))
+    [b'raw']
+    """
 
     def parse(self, data: Any):
         yield data
 
 
 class LeaseHooks:
-    """What the checkpointer asks the processor around a lease (overridden by the processor)."""
+    """What the checkpointer asks the processor around a lease (overridden by the processor).
+
+    >>> import asyncio
+    >>> asyncio.run(LeaseHooks().on_allocated("shardId-0", "42", epoch=1))
+    '42'
+    """
 
     async def may_allocate(self, shard_id: str) -> bool:
         return True
@@ -128,6 +148,17 @@ class LeaseCheckpointer:
 
     Create it inside a running event loop (the inner checkpointer starts its
     heartbeat task at once).
+
+    >>> import asyncio
+    >>> async def calls_from_async_kinesis():
+    ...     leases = LeaseCheckpointer(
+    ...         "app", LeaseHooks(), endpoint_url="http://127.0.0.1:9", region="us-east-1"
+    ...     )
+    ...     await leases.checkpoint("shardId-0", "99")  # noted, not written
+    ...     leases.inner.heartbeat_task.cancel()
+    ...     return leases.consumed, leases.get_all_checkpoints()
+    >>> asyncio.run(calls_from_async_kinesis())
+    ({'shardId-0': '99'}, {})
     """
 
     def __init__(
@@ -231,7 +262,19 @@ class LeaseCheckpointer:
 
 
 class LeaseConsumer(Consumer):
-    """async-kinesis' Consumer with records tagged for the processor (see the module docstring)."""
+    """async-kinesis' Consumer with records tagged for the processor (see the module docstring).
+
+    >>> import asyncio
+    >>> async def build():
+    ...     leases = LeaseCheckpointer(
+    ...         "app", LeaseHooks(), endpoint_url="http://127.0.0.1:9", region="us-east-1"
+    ...     )
+    ...     consumer = LeaseConsumer("iot-telemetry", leases, endpoint_url="http://127.0.0.1:9")
+    ...     leases.inner.heartbeat_task.cancel()
+    ...     return consumer.stream_name, consumer.open_shards()
+    >>> asyncio.run(build())
+    ('iot-telemetry', [])
+    """
 
     def __init__(
         self,

@@ -77,6 +77,16 @@ class PredictionWriter:
 
     ``kinesis`` is a boto3 Kinesis client; ``add`` never blocks; ``close``
     sends what is buffered and stops the thread.
+
+    >>> class Recorder:  # stands in for the Kinesis client in this example
+    ...     def put_records(self, StreamName, Records):
+    ...         return {"Records": [{"SequenceNumber": "1"} for _ in Records]}
+    >>> w = PredictionWriter(Recorder(), "iot-predictions")
+    >>> w.add([{"device": "d1", "ts": 1.0, "model": "linear", "horizon": 0,
+    ...         "prediction": 22.1, "target_ts": 1.0, "actual": 22.0}])
+    >>> w.close()
+    >>> w.sent, w.pending
+    (1, 0)
     """
 
     def __init__(self, kinesis: Any, stream: str, *, max_buffer: int = 200_000) -> None:

@@ -69,7 +69,11 @@ class LostLease(RuntimeError):
 
 @dataclass(frozen=True)
 class ProcessorOptions:
-    """Knobs of one processor process (the CLI's flags)."""
+    """Knobs of one processor process (the CLI's flags).
+
+    >>> ProcessorOptions(checkpoint_every=500).checkpoint_every
+    500
+    """
 
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 10.0
@@ -90,7 +94,15 @@ class ProcessorOptions:
 
 
 class StreamProcessor(LeaseHooks):
-    """One processor process (see the module docstring). ``run(stop)`` until ``stop`` is set."""
+    """One processor process (see the module docstring). ``run(stop)`` until ``stop`` is set.
+
+    >>> from online_models.catalog import load_catalog
+    >>> from online_models.config import TaskConfig
+    >>> opts = ProcessorOptions(predictions="none", ref="doc")
+    >>> p = StreamProcessor(Settings(), opts, load_catalog(), TaskConfig())
+    >>> p.ref_id, p.states
+    ('doc', {})
+    """
 
     def __init__(
         self, settings: Settings, options: ProcessorOptions, catalog: Any, task: Any
@@ -126,6 +138,7 @@ class StreamProcessor(LeaseHooks):
         self._tried: dict[str, float] = {}
         self._background: set[asyncio.Task] = set()
         self.leases: LeaseCheckpointer | None = None
+        self.control: Any = None
         self.consumer: LeaseConsumer | None = None
         self.live_processes = 1
         self.share: int | None = None
@@ -156,7 +169,14 @@ class StreamProcessor(LeaseHooks):
             iterator_type="TRIM_HORIZON",
         )
         await self._presence()
-        tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._maintenance(stop))]
+        from stream.control import ControlChannel
+
+        self.control = ControlChannel(self.store, self.ref_id)
+        tasks = [
+            asyncio.create_task(self._ticker()),
+            asyncio.create_task(self._maintenance(stop)),
+            asyncio.create_task(self.control.run(self)),  # operator promote/rollback
+        ]
         tasks.append(asyncio.create_task(self.control.run(self)))
         try:
             while not stop.is_set():
@@ -434,6 +454,8 @@ class StreamProcessor(LeaseHooks):
             return None
         self.states[shard_id] = state
         self.core.adopt(state)
+        if self.control is not None:
+            self.control.adopt(state)
         self.control.adopt(state)
         m.SHARD_OWNED.labels(shard_id).set(1)
         m.CHECKPOINT_AGE.labels(shard_id).set(0)

@@ -51,7 +51,11 @@ def entry_metrics(summary: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class DeviceSlot:
-    """One device's models, their checkpoint version and whether they changed since."""
+    """One device's models and the checkpoint version they were loaded from or last written as.
+
+    >>> DeviceSlot(models=None, version=4).version
+    4
+    """
 
     models: Any  # online_models.device.DeviceModels
     version: int = 0
@@ -60,7 +64,11 @@ class DeviceSlot:
 
 @dataclass
 class Snapshot:
-    """Everything one checkpoint writes, frozen at a record boundary."""
+    """Everything one checkpoint writes, frozen at a record boundary.
+
+    >>> Snapshot("shardId-0", "12", [], {}, []).finished
+    False
+    """
 
     shard_id: str
     sequence: str | None
@@ -74,7 +82,12 @@ class Snapshot:
 
 
 class ShardState:
-    """The models and checkpoint bookkeeping of one leased shard (see the module docstring)."""
+    """The models and checkpoint bookkeeping of one leased shard (see the module docstring).
+
+    >>> from stream.checkpoint import ShardManifest
+    >>> ShardState("shardId-0", 1, ShardManifest("shardId-0", "120", {})).skip_through
+    120
+    """
 
     def __init__(
         self,

@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-seconds",
         type=float,
         default=120.0,
-        help="stop with exit status 3 when a call kept failing this long; what was not delivered stays unacknowledged in the broker (default 120)",
+        help="stop with exit status 3 when a call kept failing this long; what was not "
+        "delivered stays unacknowledged in the broker (default 120)",
     )
     g.add_argument(
         "--stop-timeout",

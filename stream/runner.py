@@ -25,7 +25,7 @@
   (the devices whose partition-key hash falls in the child's range).
 
 >>> ProcessorOptions().checkpoint_every, ProcessorOptions(session_timeout=6).heartbeat_seconds
-(1000, 1.5)
+(10000, 1.5)
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class ProcessorOptions:
     500
     """
 
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 10_000
     checkpoint_seconds: float = 10.0
     max_devices: int = 100_000
     session_timeout: float = 60.0

@@ -249,11 +249,12 @@ def replay(
                 _wait_acks(client, acks, sent - window + 1, where, stall_timeout)
             info = publish(f"iot/{reading.device}/telemetry", encode(reading), qos)
             if info.rc != _SUCCESS:
-                if qos == 0 or info.rc != MQTTErrorCode.MQTT_ERR_NO_CONN:
+                if qos == 0 or info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                     raise ReplayError(
                         f"publish to {where} failed ({info.rc.name}) after {acks.acked} acknowledged"
                     )
-                # QoS >= 1 while disconnected: paho keeps it and sends it after the reconnect
+                # QoS >= 1 and the connection is gone: paho keeps the message and sends it
+                # again after the reconnect, which _service does (bounded)
                 _service(client, acks, 0.0, where, stall_timeout)
             sent += 1
             if sent & 63 == 0:

@@ -192,3 +192,36 @@ def test_replay_over_mqtts_with_a_password_and_a_ca_file(tmp_path: Path, reading
             replay(untrusted, readings[:1])
     finally:
         broker.stop()
+
+
+def test_replay_survives_a_broker_restart_and_gets_every_message_acknowledged(
+    broker: Settings, mosquitto: ManagedProcess, readings: list[Reading], caplog
+) -> None:
+    caplog.set_level("WARNING", logger="telemetry.replay")
+    paused, resume = threading.Event(), threading.Event()
+    result: dict[str, object] = {}
+
+    def feed():
+        for i, r in enumerate(readings[:6000]):
+            if i == 3000:  # halfway: let the test kill and restart the broker
+                paused.set()
+                resume.wait(60)
+            yield r
+
+    def run() -> None:
+        try:
+            result["n"] = replay(broker, feed(), window=100, stall_timeout=30)
+        except ReplayError as exc:  # reported by the assertion below
+            result["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert paused.wait(60)
+    mosquitto.kill()
+    mosquitto.proc.wait(10)
+    mosquitto.start()  # same port, fresh process
+    resume.set()
+    worker.join(120)
+    assert not worker.is_alive()
+    assert result.get("n") == 6000, result
+    assert "connection to" in caplog.text and "reconnecting" in caplog.text  # it did reconnect

@@ -6,7 +6,8 @@ residuals (forecast residuals are strongly autocorrelated: ADWIN's bound
 assumes independent values and fires constantly on raw ones); when ADWIN
 finds that the recent mean differs from the older one, it reports a drift
 :class:`~online_models.records.Event` (with the error level before and
-after) and starts over. After a change of
+after) and starts over. ADWIN checks every block (``clock=1``): blocks are
+few, so detection comes within a few blocks of a change. After a change of
 champion or a reset it ignores ``grace`` residuals (the new model's error is
 another series).
 
@@ -19,6 +20,8 @@ another series).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from river import drift
 
@@ -40,17 +43,19 @@ class DriftWatch:
         self.block = block
         self.block_sum = 0.0
         self.block_n = 0
-        self.detector = drift.ADWIN(delta=delta)
+        self.recent: deque[float] = deque(maxlen=5)
+        self.detector = drift.ADWIN(delta=delta, clock=1)
         self.skip = grace
         self.detections = 0
         self.model: str | None = None
 
     def restart(self) -> None:
         """Forget the residuals seen (new champion or fresh model)."""
-        self.detector = drift.ADWIN(delta=self.delta)
+        self.detector = drift.ADWIN(delta=self.delta, clock=1)
         self.skip = self.grace
         self.block_sum = 0.0
         self.block_n = 0
+        self.recent.clear()
 
     def update(self, model: str, horizon: int, abs_residual: float, ts: float) -> Event | None:
         """Add the champion's |residual|; return a drift event when ADWIN detects a change."""
@@ -68,11 +73,13 @@ class DriftWatch:
         self.block_sum = 0.0
         self.block_n = 0
         before = self.detector.estimation
+        self.recent.append(mean)
         self.detector.update(mean)
         if not self.detector.drift_detected:
             return None
         self.detections += 1
-        after = self.detector.estimation
+        k = len(self.recent)
+        after = sum(self.recent) / k
         width = self.detector.width
         self.restart()
         self.skip = 0
@@ -81,7 +88,8 @@ class DriftWatch:
             model=model,
             horizon=horizon,
             reason=(
-                f"ADWIN: mean |residual| of {model} moved from {before:.4f} to {after:.4f} "
+                f"ADWIN: mean |residual| of {model} was {before:.4f} over its window, "
+                f"{after:.4f} over the last {k} blocks "
                 f"(window {width:.0f} blocks of {self.block})"
             ),
             figures={

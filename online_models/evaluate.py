@@ -54,7 +54,14 @@ from online_models.records import Event
 from online_models.scoring import ErrorTotals
 from telemetry.reading import Reading, is_glitch
 
-__all__ = ["EvalResult", "PLOT_STEP_S", "MAX_DRIFT_GROUPS", "profile_of", "prequential"]
+__all__ = [
+    "EvalResult",
+    "PLOT_STEP_S",
+    "MAX_DRIFT_GROUPS",
+    "merge_results",
+    "profile_of",
+    "prequential",
+]
 
 PLOT_STEP_S = 300.0
 AFTER_S = 3600.0
@@ -126,6 +133,7 @@ class EvalResult:
     rows: int = 0
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
+    cpu_s: float = 0.0
     groups: dict[tuple[str, str, int, str], ErrorTotals] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)
     device_figures: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -146,6 +154,11 @@ class EvalResult:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def rows_per_cpu_s(self) -> float:
+        """Readings per second of this process's CPU time (what a free core would do)."""
+        return self.rows / self.cpu_s if self.cpu_s > 0 else float("nan")
 
     def figure(self, device: str, model: str, horizon: int) -> dict[str, float | int | None]:
         """Overall figures of one device, model and horizon (from the model set's accumulator)."""
@@ -198,6 +211,7 @@ def prequential(
     target = task.target
     groups = res.groups
     start = time.perf_counter()
+    cpu_start = time.process_time()
     try:
         for reading in readings:
             res.rows += 1
@@ -342,8 +356,47 @@ def prequential(
         for f, _ in writers.values():
             f.close()
     res.wall_s = time.perf_counter() - start
+    res.cpu_s = time.process_time() - cpu_start
     _finish(res, tracks)
     return res
+
+
+def merge_results(parts: list[EvalResult]) -> EvalResult:
+    """One result from evaluations of disjoint device sets (e.g. one process per device).
+
+    Wall time is the longest part's (they ran side by side); CPU time adds up.
+    """
+    if not parts:
+        raise ValueError("nothing to merge")
+    out = EvalResult(task=parts[0].task, models=parts[0].models, devices={})
+    for p in parts:
+        if set(p.devices) & set(out.devices):
+            raise ValueError(f"device(s) {sorted(set(p.devices) & set(out.devices))} in two parts")
+        out.devices.update(p.devices)
+        out.rows += p.rows
+        out.statuses.update(p.statuses)
+        out.wall_s = max(out.wall_s, p.wall_s)
+        out.cpu_s += p.cpu_s
+        out.groups.update(p.groups)
+        out.profiles.update(p.profiles)
+        out.device_figures.update(p.device_figures)
+        out.events.extend(p.events)
+        out.event_counts.update(p.event_counts)
+        out.drift_groups.extend(p.drift_groups[: MAX_DRIFT_GROUPS - len(out.drift_groups)])
+        out.series.update(p.series)
+        out.rolling.update(p.rolling)
+        out.checkpoint_bytes.update(p.checkpoint_bytes)
+        for k, counts in p.hist.items():
+            mine = out.hist.setdefault(k, [0] * len(counts))
+            for i, c in enumerate(counts):
+                mine[i] += c
+    n = sum(dm.n_learned for dm in out.devices.values())
+    for name in out.models:
+        ns = sum(dm.cost_ns.get(name, 0) for dm in out.devices.values())
+        out.cost_us[name] = ns / n / 1000.0 if n else float("nan")
+        sizes = [p.size_bytes[name] * len(p.devices) for p in parts if name in p.size_bytes]
+        out.size_bytes[name] = sum(sizes) / max(len(out.devices), 1)
+    return out
 
 
 def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:

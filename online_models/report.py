@@ -107,6 +107,8 @@ def _metric_rows(res: EvalResult, source: str) -> Iterable[tuple]:
     yield ("run", "", "", "", "", "rows", res.rows)
     yield ("run", "", "", "", "", "wall_seconds", res.wall_s)
     yield ("run", "", "", "", "", "rows_per_second", res.rows_per_s)
+    yield ("run", "", "", "", "", "cpu_seconds", res.cpu_s)
+    yield ("run", "", "", "", "", "rows_per_cpu_second", res.rows_per_cpu_s)
     yield ("run", "", "", "", "", "target", res.task.target)
     for status, n in sorted(res.statuses.items()):
         yield ("run", "", "", "", "", f"status_{status}", n)
@@ -287,7 +289,11 @@ def _blocks(res: EvalResult, source: str, plots: list[tuple[str, str]]) -> list[
                 ],
                 ["devices", _f(len(res.devices))],
                 ["wall time", f"{res.wall_s:.1f} s"],
-                ["evaluation speed", f"{res.rows_per_s:,.0f} readings/s"],
+                ["evaluation speed", f"{res.rows_per_s:,.0f} readings/s (wall)"],
+                [
+                    "CPU time",
+                    f"{res.cpu_s:.1f} s ({res.rows_per_cpu_s:,.0f} readings per CPU second)",
+                ],
             ],
         )
     )

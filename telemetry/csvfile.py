@@ -108,7 +108,9 @@ def _opened(source: PathOrFile, mode: str) -> Iterator[IO[str]]:
     if isinstance(source, io.IOBase) or hasattr(source, "read" if "r" in mode else "write"):
         yield source  # type: ignore[misc]
     else:
-        with open(source, mode, newline="", encoding="utf-8") as f:  # type: ignore[arg-type]
+        # reading: tolerate a byte-order mark (spreadsheet exports); writing: none, as published
+        encoding = "utf-8-sig" if "r" in mode else "utf-8"
+        with open(source, mode, newline="", encoding=encoding) as f:  # type: ignore[arg-type]
             yield f
 
 

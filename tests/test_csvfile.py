@@ -200,3 +200,9 @@ def test_data_commands_generate_then_load_with_a_report(tmp_path: Path, capsys) 
     assert report["bad_rows_by_reason"] == {"out_of_range": 1, "wrong_type": 1}
     assert report["bad_row_examples"][0]["line"] == len(rows) + 2
     assert main(["data", "load", "--csv", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_byte_order_mark_and_crlf_line_ends_are_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "exported.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + PUBLIC.replace("\n", "\r\n").encode())
+    assert list(read_csv(path)) == list(read_csv(write(tmp_path, PUBLIC)))

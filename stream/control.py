@@ -404,7 +404,8 @@ class ControlChannel:
         label = m.device_label(device)
         for model in {after[h] for h in after if after[h] != before.get(h)}:
             m.PROMOTIONS.labels(label, model).inc()
-        core.refresh_figures([state])
+        _champion_info(label, slot.models)
+        core.refresh_figures([state])  # the other figures, as the loop keeps them
         log.info(
             "operator command %s applied to %s (%s): %s",
             command.id,
@@ -435,6 +436,16 @@ class ControlChannel:
         await asyncio.to_thread(self.log.acknowledge, ack)
         self.applied.append(ack)
         return ack
+
+
+def _champion_info(label: str, models: Any) -> None:
+    """``iotcast_champion_info`` as the processor exports it: the first horizon's champion."""
+    summary = models.summary()
+    first = str(models.task.horizons[0])
+    champion = summary["champion"].get(first)
+    for row in summary["models"]:
+        if str(row["horizon"]) == first:
+            m.CHAMPION.labels(label, row["model"]).set(1.0 if row["model"] == champion else 0.0)
 
 
 def _now() -> str:

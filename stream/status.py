@@ -438,14 +438,17 @@ def render(report: dict[str, Any]) -> None:
         "samples",
         "champion (per horizon, s)",
         "champion rolling MAE (°C)",
-        "live champion",
+        "live nowcast champion",
     ):
         dev.add_column(col, justify="right" if col in ("version", "samples") else "left")
     for d in report["devices"]:
-        champions = " ".join(f"{h}:{m}" for h, m in d["champion"].items())
+        horizons = sorted(d["champion"], key=int)
+        champions = " ".join(f"{h}:{d['champion'][h]}" for h in horizons)
         maes = " ".join(
-            f"{h}:{v:.3f}" if v is not None else f"{h}:-"
-            for h, v in d["champion_rolling_mae"].items()
+            f"{h}:-"
+            if d["champion_rolling_mae"].get(h) is None
+            else f"{h}:{d['champion_rolling_mae'][h]:.3f}"
+            for h in horizons
         )
         dev.add_row(
             d["device"],

@@ -242,7 +242,8 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
         ):
             table.add_column(col, justify="right" if col in ("samples", "size") else "left")
         for v in info["versions"]:
-            champions = ", ".join(f"{h}s:{m}" for h, m in v["metrics"].get("champion", {}).items())
+            champion = v["metrics"].get("champion", {})
+            champions = ", ".join(f"{h}s:{champion[h]}" for h in sorted(champion, key=int))
             table.add_row(
                 v["version_id"],
                 "current" if v["current"] else "",

@@ -28,7 +28,32 @@ motion     boolean                        true / false (not 0/1)
 ========== ============================== =========================================
 
 Payloads larger than :data:`MAX_PAYLOAD_BYTES` are refused before parsing.
-Unknown extra keys are ignored (devices may grow fields).  A *glitch*
+Unknown extra keys are ignored (devices may grow fields).  Integers are
+accepted where numbers are expected and become floats.
+
+Reasons (:data:`REASONS`; the first problem found is reported):
+
+================= ==========================================================
+reason            when
+================= ==========================================================
+too_large         more than :data:`MAX_PAYLOAD_BYTES` bytes
+invalid_json      not JSON (truncated, not UTF-8, nested beyond 1024 levels)
+not_finite        ``NaN``/``Infinity`` literals or numbers that overflow a
+                  double (``1e999``): JSON cannot carry them; or a non-finite
+                  value handed to :func:`make_reading`
+not_an_object     JSON, but not an object
+missing_field     ``data``, ``device_id``, ``ts`` or a sensor field absent
+wrong_type        e.g. a string for a number, ``0``/``1`` for a boolean
+bad_device_id     empty, over 64 characters, or a character outside the set
+bad_timestamp     before 2000, more than a day ahead (milliseconds are named)
+topic_mismatch    the topic is not ``iot/<device_id>/telemetry``
+out_of_range      a sensor value outside the table above
+================= ==========================================================
+
+:func:`make_reading` applies the same checks to values already parsed (the
+CSV loader uses it), so a file row and an MQTT payload are judged alike.
+Speed: a valid payload is checked in one expression and built without the
+frozen dataclass' ``__init__`` (``bench/decode.py``: well over 100k/s a core).  A *glitch*
 (temperature exactly 0.0 with humidity below 5 %, as the real file holds)
 is valid input, but :func:`is_glitch` flags it so that models skip it.
 

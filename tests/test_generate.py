@@ -182,3 +182,22 @@ def test_more_devices_come_from_the_profiles_with_jitter() -> None:
     assert [r.device for r in rs[:500]] == [
         r.device for r in list(generate(days=0.02, seed=2, devices=60))[:500]
     ]
+
+
+def test_diurnal_cycle_and_day_to_day_drift(by_device) -> None:
+    from telemetry.generate import PROFILES
+
+    for profile in PROFILES:
+        rs = [r for r in by_device[profile.device] if not is_glitch(r)]
+        ts = np.array([r.ts for r in rs])
+        temp = np.array([r.temp for r in rs])
+        hour = ((ts - START_TS) % DAY) // 3600
+        hourly = np.array([temp[hour == h].mean() for h in range(24)])
+        warmest, coolest = int(np.argmax(hourly)), int(np.argmin(hourly))
+        # the afternoon peak (within 2 h of the profile's) and the night trough, 12 h apart
+        assert min(abs(warmest - profile.peak_hour), 24 - abs(warmest - profile.peak_hour)) <= 2
+        assert min(abs(warmest - coolest), 24 - abs(warmest - coolest)) >= 9
+        assert hourly.max() - hourly.min() > profile.temp_amplitude  # swing ~2x amplitude
+        day = (ts - START_TS) // DAY
+        daily = np.array([temp[day == d].mean() for d in range(DAYS)])
+        assert daily.std() > 0.2 * profile.temp_drift_sd  # days differ: drift, not a fixed cycle

@@ -74,16 +74,16 @@ class _Acks:
         self.connected = False
         self.connect_failure: str | None = None
 
-    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self.acked += 1
 
-    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.connect_failure = str(reason_code)
         else:
             self.connected = True
 
-    def on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False
 
 
@@ -156,13 +156,13 @@ def _service(
         return
     deadline = time.monotonic() + retry_for
     delay = 0.1
+    log.warning("MQTT connection to %s lost (%s); reconnecting", where, rc.name)
     while True:
-        log.warning("MQTT connection to %s lost (%s); reconnecting", where, rc.name)
         try:
             rc = client.reconnect()
         except OSError as exc:
             rc = None
-            log.warning("reconnect to %s failed: %s", where, exc)
+            log.warning("reconnect to %s failed: %s; retrying", where, exc)
         if rc == _SUCCESS:
             start = time.monotonic()
             while not acks.connected and time.monotonic() - start < 10.0:

@@ -225,3 +225,17 @@ def test_replay_survives_a_broker_restart_and_gets_every_message_acknowledged(
     assert not worker.is_alive()
     assert result.get("n") == 6000, result
     assert "connection to" in caplog.text and "reconnecting" in caplog.text  # it did reconnect
+
+
+def test_a_broker_that_stays_away_fails_the_replay_with_a_message(
+    broker: Settings, mosquitto: ManagedProcess, readings: list[Reading]
+) -> None:
+    def feed():
+        for i, r in enumerate(readings[:2000]):
+            if i == 1000:
+                mosquitto.kill()
+                mosquitto.proc.wait(10)
+            yield r
+
+    with pytest.raises(ReplayError, match="could not reconnect within 2 s"):
+        replay(broker, feed(), stall_timeout=2)  # bounded retries, then a message

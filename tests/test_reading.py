@@ -292,3 +292,16 @@ def test_topics_and_glitches() -> None:
 def test_fast_path_and_careful_path_agree_on_valid_payloads() -> None:
     for p in (payload(), payload(ts=1594512094), payload(data_temp=-40.0, data_light=True)):
         assert decode_payload(orjson.dumps(p), now=NOW) == _decode_checked(p, None, NOW)
+
+
+def test_decoded_readings_are_ordinary_frozen_readings() -> None:
+    import dataclasses
+    import pickle
+
+    decoded = decode_payload(raw(), now=NOW)
+    built = Reading(**orjson.loads(raw())["data"], ts=1594512094.3859746, device=DEVICE)
+    assert type(decoded) is Reading and decoded == built and hash(decoded) == hash(built)
+    assert pickle.dumps(decoded) == pickle.dumps(built)
+    assert dataclasses.asdict(decoded) == dataclasses.asdict(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.temp = 0.0  # type: ignore[misc]

@@ -281,6 +281,7 @@ class ControlChannel:
         self.ref = ref
         self.interval = interval
         self._held: dict[str, _Held] = {}
+        self._round = asyncio.Lock()  # one round at a time, however many tasks run it
         self.applied: list[dict[str, Any]] = []  # acknowledgements written by this process
 
     def adopt(self, state: Any) -> None:
@@ -300,6 +301,10 @@ class ControlChannel:
 
     async def tick(self, states: dict[str, Any], core: Any) -> list[dict[str, Any]]:
         """One round: apply what is pending to the devices in ``states``; returns the acks written."""
+        async with self._round:
+            return await self._tick(states, core)
+
+    async def _tick(self, states: dict[str, Any], core: Any) -> list[dict[str, Any]]:
         if not states:
             return []
         commands = await asyncio.to_thread(self.log.commands)

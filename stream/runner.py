@@ -49,7 +49,6 @@ from monitoring import metrics as m
 from monitoring.metrics import device_label
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
 from stream.consumer import LeaseCheckpointer, LeaseConsumer, LeaseHooks, RecordBatch, ShardEnd
-from stream.control import ControlChannel
 from stream.loop import StreamCore
 from stream.output import PredictionWriter, dead_letter_key
 from stream.state import DeviceSlot, ShardState, Snapshot, device_hash
@@ -117,9 +116,6 @@ class StreamProcessor(LeaseHooks):
         self.s3 = boto3.client("s3", config=cfg, **settings.boto_kwargs())
         self.dynamodb = boto3.client("dynamodb", config=cfg, **settings.boto_kwargs())
         self.store = CheckpointStore(self.s3, settings.bucket, settings.app, settings.hmac_key)
-        self.control = ControlChannel(
-            self.store, self.ref_id
-        )  # operator commands: stream/control.py
         self.writer = None
         if options.predictions != "none":
             kinesis = boto3.client("kinesis", config=cfg, **settings.kinesis_kwargs())
@@ -177,7 +173,6 @@ class StreamProcessor(LeaseHooks):
             asyncio.create_task(self._maintenance(stop)),
             asyncio.create_task(self.control.run(self)),  # operator promote/rollback
         ]
-        tasks.append(asyncio.create_task(self.control.run(self)))
         try:
             while not stop.is_set():
                 items = await self.consumer.next_items()
@@ -456,7 +451,6 @@ class StreamProcessor(LeaseHooks):
         self.core.adopt(state)
         if self.control is not None:
             self.control.adopt(state)
-        self.control.adopt(state)
         m.SHARD_OWNED.labels(shard_id).set(1)
         m.CHECKPOINT_AGE.labels(shard_id).set(0)
         log.info(

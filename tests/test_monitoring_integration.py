@@ -312,9 +312,15 @@ def test_prometheus_has_per_device_mae_and_prediction_series(pipeline: Pipeline)
         if not -20 < float(r["value"][1]) < 60
     ]
     assert wild == []
-    # The recording rules work on real series: one champion MAE per device and horizon.
-    champion = pipeline.query("device_horizon:iotcast_champion_rolling_mae_celsius:max")
-    pairs = [(r["metric"]["device"], r["metric"]["horizon"]) for r in champion]
+    # The recording rules work on real series: one champion MAE per device and
+    # horizon (given a few evaluation rounds to see the last devices' series).
+    deadline = time.monotonic() + 20
+    while True:
+        champion = pipeline.query("device_horizon:iotcast_champion_rolling_mae_celsius:max")
+        pairs = [(r["metric"]["device"], r["metric"]["horizon"]) for r in champion]
+        if {d for d, _ in pairs} == pipeline.devices or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert len(pairs) == len(set(pairs)) and {d for d, _ in pairs} == pipeline.devices
     owned = pipeline.query("iotcast:stream_shards:max - iotcast:shards_owned:count")
     assert [float(r["value"][1]) for r in owned] == [0.0]

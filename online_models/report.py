@@ -92,6 +92,20 @@ def best_models(res: EvalResult) -> dict[tuple[str, int], str]:
     return out
 
 
+def _best_other(res: EvalResult, device: str, h: int, best: str | None) -> str | None:
+    """The best model, or the best other than persistence when persistence is the best."""
+    if best != "persistence":
+        return best
+    hz = res.devices[device].horizons[h]
+    floor = 0.9 * hz.stats["persistence"].n
+    others = [
+        (hz.stats[m].mae, m)
+        for m in hz.names
+        if m != "persistence" and hz.stats[m].n and hz.stats[m].n >= floor
+    ]
+    return min(others)[1] if others else None
+
+
 def _best_after_first_day(res: EvalResult, device: str, h: int) -> str | None:
     candidates = []
     for m in res.devices[device].horizons[h].names:
@@ -168,7 +182,9 @@ def _plots(res: EvalResult, out: Path) -> list[tuple[str, str]]:
         fig.suptitle(title)
         return fig, axes
 
-    fig, axes = grid("Actual vs predicted (best model and persistence), downsampled")
+    fig, axes = grid(
+        "Actual vs predicted: the best model (the best other one where persistence wins) and persistence"
+    )
     for i, device in enumerate(devices):
         for j, h in enumerate(horizons):
             ax = axes[i][j]
@@ -177,8 +193,9 @@ def _plots(res: EvalResult, out: Path) -> list[tuple[str, str]]:
                 t0 = pts[0][0]
                 xs = [(p[0] - t0) / 3600 for p in pts]
                 ax.plot(xs, [p[1] for p in pts], lw=0.8, color="black", label="actual")
+                challenger = _best_other(res, device, h, best.get((device, h)))
                 for model, color in (
-                    (best.get((device, h)), "tab:red"),
+                    (challenger, "tab:red"),
                     ("persistence", "tab:blue"),
                 ):
                     if model is None:

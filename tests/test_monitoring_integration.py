@@ -362,3 +362,19 @@ def test_every_declared_metric_is_exported_by_the_bridge_or_the_processor(
         name for name, kind in _declared().items() if f"{name}{suffix[kind]}" not in names
     )
     assert missing == [], f"declared in monitoring/metrics.py but never exported: {missing}"
+
+
+def test_alert_rules_fire_on_the_real_promotion_and_drift(pipeline: Pipeline) -> None:
+    """Our alert rules, evaluated by Prometheus on the processor's real counters."""
+    wanted = {("IotcastChampionPromoted", SYNTHETIC), ("IotcastDriftDetected", SYNTHETIC)}
+    deadline = time.monotonic() + 20
+    while True:
+        alerts = pipeline.query('ALERTS{alertstate="firing"}')
+        firing = {(a["metric"]["alertname"], a["metric"].get("device")) for a in alerts}
+        if wanted <= firing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert wanted <= firing
+    assert not {name for name, _ in firing} & {"IotcastTargetDown", "IotcastShardUnowned"}
+    promoted = [a for a in alerts if a["metric"]["alertname"] == "IotcastChampionPromoted"]
+    assert {a["metric"]["device"] for a in promoted} == {SYNTHETIC}

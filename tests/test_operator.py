@@ -247,6 +247,17 @@ def cur_id(key: str) -> str:
     return key.rsplit("/", 2)[-2]
 
 
+def assert_applied_once(stack: Stack, cli_output: str) -> None:
+    """The processor applied the command the CLI issued, exactly once."""
+    command_id = cli_output.split("issued ", 1)[1].split(":", 1)[0]
+    wait_for(
+        lambda: f"operator command {command_id} applied" in stack.proc.log_path.read_text(),
+        10,
+        "the processor's log line",
+    )
+    assert stack.proc.log_path.read_text().count(f"operator command {command_id} applied") == 1
+
+
 def test_promotion_reaches_the_running_processor_within_seconds(stack):
     registry = stack.registry()
     device, (_, entry) = sorted(registry.current().items())[0]
@@ -257,6 +268,7 @@ def test_promotion_reaches_the_running_processor_within_seconds(stack):
     t0 = time.monotonic()
     done = stack.cli("models", "promote", device, model, "--reason", "test", "--by", "tester")
     assert "applied by" in done.stdout, done.stdout
+    assert_applied_once(stack, done.stdout)
     wait_for(
         lambda: metric_values(scrape(stack.proc), "iotcast_champion_info").get(label) == 1.0,
         10,
@@ -301,6 +313,7 @@ def test_rollback_restores_the_earlier_versions_predictions(stack):
 
     done = stack.cli("models", "rollback", device, "--reason", "bad data", "--by", "tester")
     assert "applied by" in done.stdout, done.stdout
+    assert_applied_once(stack, done.stdout)
     wait_for(
         lambda: device_samples(stack.settings)[device] == target.samples,
         20,

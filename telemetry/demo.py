@@ -413,6 +413,52 @@ class Interrupts:
 INTERRUPTS = Interrupts()
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# Run as ``python -c REAPER <parent pid> <children.json>`` in its own session: when the
+# parent is gone (it is re-parented), SIGTERM the children still running the same command
+# line, give them 15 s, then SIGKILL.  The parent stops it with SIGTERM when it is done.
+REAPER = """
+import json, os, signal, sys, time
+parent, registry = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+print("reaper: watching", parent, flush=True)
+while os.getppid() == parent:
+    time.sleep(0.5)
+def same(c):
+    try:
+        with open(f"/proc/{c['pid']}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace") == c["cmdline"]
+    except OSError:
+        return False
+try:
+    with open(registry) as f:
+        children = [c for c in json.load(f) if same(c)]
+except (OSError, ValueError) as exc:
+    sys.exit(f"reaper: parent {parent} died; cannot read {registry}: {exc}")
+print("reaper: parent", parent, "died; stopping", [c["name"] for c in children], flush=True)
+def kill(c, sig):
+    try:
+        os.kill(c["pid"], sig)
+    except ProcessLookupError:
+        pass  # it has just exited
+for c in children:
+    kill(c, signal.SIGTERM)
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline and any(same(c) for c in children):
+    time.sleep(0.2)
+for c in children:
+    if same(c):
+        print("reaper: killing", c["name"], flush=True)
+        kill(c, signal.SIGKILL)
+"""
+
+
 def _http_ok(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -532,6 +578,21 @@ class Demo:
     def _write_pids(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "pids.json").write_text(json.dumps(self.procs.pids(), indent=2) + "\n")
+        children = [
+            {"name": name, "pid": pid, "cmdline": _cmdline(pid)}
+            for name, pid in self.procs.pids().items()
+            if name != "reaper"
+        ]
+        tmp = self.out / "children.json.tmp"
+        tmp.write_text(json.dumps(children) + "\n")
+        tmp.replace(self.out / "children.json")
+
+    def start_reaper(self) -> None:
+        """A watchdog that stops every child if this process dies without its shutdown
+        (SIGKILL, out of memory): it polls its parent and acts on ``children.json``."""
+        argv = [sys.executable, "-c", REAPER, str(os.getpid()), str(self.out / "children.json")]
+        proc = ManagedProcess("reaper", argv, 0, self.logs / "reaper.log")
+        self.procs.start(proc, ready=lambda: "watching" in proc.log_tail())
 
     # ----------------------------------------------------------------- steps
     def prepare(self) -> None:
@@ -822,6 +883,7 @@ class Demo:
     # ------------------------------------------------------------- the run
     def run(self) -> None:
         self.prepare()
+        self.start_reaper()
         self.start_stack()
         self.generate()
         if self.opts.evaluate:
@@ -889,7 +951,9 @@ class Demo:
         """Stop everything this run started; keep the checkpoints out of moto first."""
         with INTERRUPTS.ignored():
             self.cancel.set()
-            iotcast = [p.name for p in self.procs.processes if p.name not in STACK_NAMES]
+            iotcast = [
+                p.name for p in self.procs.processes if p.name not in (*STACK_NAMES, "reaper")
+            ]
             if self.procs.processes:
                 self.say(f"stopping {len(self.procs.processes)} processes")
             codes: dict[str, int | None] = {}

@@ -8,12 +8,16 @@ import hashlib
 import http.server
 import io
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +53,51 @@ def free_ports() -> demo.Ports:
         ports.add(free_port())
     a, b, c, d, e, f = sorted(ports)
     return demo.Ports(mqtt=a, moto=b, prometheus=c, bridge=d, processors=(e, f))
+
+
+@pytest.fixture
+def out_dir() -> Iterator[Path]:
+    """An output directory outside pytest's basetemp, which concurrent pytest sessions on
+    the same machine rotate away (with mosquitto's and Prometheus' data in it) mid-run."""
+    path = Path(tempfile.mkdtemp(prefix="iotcast-demo-test-"))
+    yield path / "out"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def demo_cmd(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "telemetry.cli", "demo", "--out", str(out), "--no-live",
+            *port_flags(free_ports()), *args]  # fmt: skip
+
+
+def wait_demo(child: subprocess.Popen, timeout: float) -> str:
+    """Wait for the demo; past ``timeout`` stop it with SIGTERM (it then stops its own
+    children) and fail.  Returns its output."""
+    try:
+        output, _ = child.communicate(timeout=timeout)
+        return output
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGTERM)
+        try:
+            output, _ = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            output, _ = child.communicate()
+        pytest.fail(f"the demo did not finish in {timeout:.0f} s:\n{output[-6000:]}")
+
+
+def wait_pids_file(out: Path, child: subprocess.Popen, names: set[str]) -> dict[str, int]:
+    deadline = time.monotonic() + 90
+    pids: dict[str, int] = {}
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            pids = json.loads((out / "pids.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            pids = {}
+        if names <= set(pids):
+            return pids
+        time.sleep(0.1)
+    child.kill()
+    pytest.fail(f"the demo did not start {names}: {pids}\n{child.communicate()[0][-4000:]}")
 
 
 def gone(pid: int) -> bool:
@@ -119,37 +168,55 @@ def test_stop_all_ends_children_even_one_that_ignores_sigterm(tmp_path):
     assert procs.running() == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_demo_interrupted_while_starting_stops_everything_it_started(tmp_path, sig):
-    out = tmp_path / "out"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "telemetry.cli", "demo", "--out", str(out), "--no-live",
-         *port_flags(free_ports())],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+STACK = {"reaper", "moto_server", "mosquitto", "prometheus"}
+
+
+def test_sigterm_and_ctrl_c_both_interrupt_the_demo():
+    before = signal.getsignal(signal.SIGTERM)
+    interrupts = demo.Interrupts()
+    interrupts.install()
     try:
-        deadline = time.monotonic() + 60
-        pids: dict[str, int] = {}
-        while time.monotonic() < deadline and child.poll() is None:
-            try:
-                pids = json.loads((out / "pids.json").read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                pids = {}
-            if {"moto_server", "mosquitto", "prometheus"} <= set(pids):
-                break
-            time.sleep(0.1)
-        assert {"moto_server", "mosquitto", "prometheus"} <= set(pids), child.stdout.read()
-        child.send_signal(sig)
-        output, _ = child.communicate(timeout=90)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), sig)
+                time.sleep(1)  # the handler runs at the next bytecode
     finally:
-        if child.poll() is None:
-            child.kill()
+        interrupts.restore()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_demo_interrupted_while_starting_stops_everything_it_started(out_dir):
+    child = subprocess.Popen(
+        demo_cmd(out_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    pids = wait_pids_file(out_dir, child, STACK)
+    child.send_signal(signal.SIGINT)
+    output = wait_demo(child, timeout=90)
     assert child.returncode == 130, output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["outcome"] == "interrupted"
     assert set(pids.items()) <= set(summary["pids"].items())
     assert summary["still_running"] == []
     assert all(gone(pid) for pid in summary["pids"].values())
+
+
+def test_demo_killed_outright_leaves_no_process_behind(out_dir):
+    """SIGKILL skips the demo's own shutdown: its watchdog stops the children."""
+    child = subprocess.Popen(
+        demo_cmd(out_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    pids = wait_pids_file(out_dir, child, STACK)
+    child.kill()
+    child.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(gone(p) for p in pids.values()):
+        time.sleep(0.2)
+    alive = {name: pid for name, pid in pids.items() if not gone(pid)}
+    for pid in alive.values():  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    reaper_log = (out_dir / "logs" / "reaper.log").read_text()
+    assert alive == {}, reaper_log
+    assert "died; stopping" in reaper_log
 
 
 # ------------------------------------------------------ scraping and the view
@@ -324,24 +391,20 @@ def _expected_learned(csv: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_demo_runs_a_day_to_completion_and_its_figures_agree(tmp_path):
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "telemetry.cli", "demo", "--days", "1", "--devices", "3",
-         "--speed", "0", "--out", str(out), "--no-live", "--progress-every", "10",
-         *port_flags(free_ports())],
-        cwd=REPO, capture_output=True, text=True, timeout=380,
+def test_demo_runs_a_day_to_completion_and_its_figures_agree(out_dir):
+    out = out_dir
+    child = subprocess.Popen(
+        demo_cmd(out, "--days", "1", "--devices", "3", "--speed", "0", "--progress-every", "10"),
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    log = result.stdout[-4000:] + result.stderr[-4000:]
-    assert result.returncode == 0, log
+    output = wait_demo(child, timeout=380)
+    log = output[-6000:]
+    assert child.returncode == 0, log
     s = json.loads((out / "summary.json").read_text())
     assert s["outcome"] == "done", log
 
     # Every process it started is gone, each stopped by SIGTERM within the grace period.
-    assert set(s["pids"]) == {
-        "moto_server", "mosquitto", "prometheus", "bridge", "processor-1", "processor-2",
-        "evaluate",
-    }  # fmt: skip
+    assert set(s["pids"]) == STACK | {"bridge", "processor-1", "processor-2", "evaluate"}
     assert all(gone(pid) for pid in s["pids"].values())
     assert s["still_running"] == [] and s["killed_after_grace"] == [], s["stop_seconds"]
 
@@ -356,7 +419,7 @@ def test_demo_runs_a_day_to_completion_and_its_figures_agree(tmp_path):
     assert len(expected) == 3
     assert stream["learned_by_device"] == expected
     assert stream["learned"] == sum(expected.values())
-    assert f"learned {stream['learned']}" in result.stdout
+    assert f"learned {stream['learned']}" in output
 
     # ... agree with Prometheus' (queried by the demo before it stopped Prometheus) ...
     prom = s["prometheus"]

@@ -334,30 +334,42 @@ def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_p
     create_resources(boto, settings)
     readings, bad, messages = traffic(8_000, 100)
     bridge = spawn_bridge(settings, tmp_path)
-    stop = threading.Event()
-    publisher = threading.Thread(
-        target=publish, args=(mosquitto.port, messages), kwargs={"rate": 3000}
-    )
+    gates = [threading.Event(), threading.Event()]
+
+    def replay() -> None:  # a third, then the next third once the bridge was killed, ...
+        third = len(messages) // 3
+        publish(mosquitto.port, messages[:third], rate=1500)
+        gates[0].wait(120)
+        publish(mosquitto.port, messages[third : 2 * third], rate=1500)
+        gates[1].wait(120)
+        publish(mosquitto.port, messages[2 * third :], rate=1500)
+
+    publisher = threading.Thread(target=replay)
     reader = StreamReader(boto("kinesis"), settings.stream)
+    during_replay = []
     try:
         publisher.start()
-        for kill in range(2):
-            wait_until(
-                lambda n=kill: reader.poll() > 2000 * (n + 1), 30, "the bridge to forward", 0.2
-            )
+        threshold = 1500
+        for gate in gates:
+            wait_until(lambda t=threshold: reader.poll() > t, 60, "the bridge to forward", 0.2)
+            during_replay.append(publisher.is_alive())
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(10)
-            time.sleep(0.3)
-            bridge = spawn_bridge(settings, tmp_path)
+            bridge = spawn_bridge(settings, tmp_path, wait=False)
+            gate.set()
+            threshold = reader.poll() + 300  # kill the next one once it has forwarded some
         publisher.join(60)
         figures = check_complete(reader, readings)
         check_dead_letters(boto("s3"), settings.bucket, bad)
     finally:
-        stop.set()
         bridge.send_signal(signal.SIGTERM)
         code = bridge.wait(30)
     assert code == 0, (tmp_path / "bridge.log").read_text()[-3000:]
-    print(f"\ncrash x2: {figures} (duplicates after SIGKILL are expected and removed downstream)")
+    assert during_replay == [True, True]
+    print(
+        f"\ncrash x2 (SIGKILL while the replay ran: {during_replay}): {figures} "
+        "(duplicates after SIGKILL are expected and removed downstream)"
+    )
 
 
 @pytest.mark.slow
@@ -379,6 +391,7 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
         assert not bridge.source.connected or wait_until(
             lambda: not bridge.source.connected, 10, "the bridge to notice", 0.1
         )
+        assert bridge.health()["ok"] is False and bridge.health()["mqtt"] is False
         mosquitto.start()
         wait_until(lambda: bridge.source.connected, 30, "the bridge to reconnect", 0.2)
         assert publish(mosquitto.port, messages[half:]) == len(messages) - half

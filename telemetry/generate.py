@@ -347,7 +347,7 @@ def generate(
     faults = Faults() if faults is None else faults
     end = start + days * DAY
     profiles = profiles_for(devices, seed)
-    budget = max(16, (1 << 20) // len(profiles))  # bounded memory for big fleets
+    budget = max(16, (1 << 16) // len(profiles))  # ~64k readings in flight: bounded memory
     streams = [
         _device_stream(
             i, p, seed, start, end, faults, min(_CHUNK, budget, int(days * DAY / p.interval_s) + 64)

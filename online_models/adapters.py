@@ -152,6 +152,8 @@ class Resampled:
     def predict_one(self, x: dict) -> float | None:
         if self.closed < self.min_bins or self.open_bin is None:
             return None
+        if getattr(self.model, "level", True) is not True and not self.model.level:
+            return None  # Holt-Winters: still gathering its first season
         if self.cache is None or self.cache_bin != self.open_bin:
             self.cache = [float(v) for v in self.model.forecast(horizon=self.k_max)]
             self.cache_bin = self.open_bin

@@ -49,7 +49,11 @@ _KEYS = {
 
 
 class CatalogError(ValueError):
-    """A model catalog that cannot be used; the message says which model and why."""
+    """A model catalog that cannot be used; the message says which model and why.
+
+    >>> str(CatalogError("models.toml: model 'x': 'class' is missing"))
+    "models.toml: model 'x': 'class' is missing"
+    """
 
 
 def _resolve(path: str) -> type:

@@ -29,6 +29,9 @@ TARGETS = ("co", "humidity", "lpg", "smoke", "temp")
 class TaskConfig:
     """Target, horizons, and the selection and drift knobs of one device's model set.
 
+    >>> TaskConfig(horizons=(900, 0)).horizons  # sorted; 0 is the nowcast
+    (0, 900)
+
     Parameters:
         target: the sensor predicted (``temp``, ``humidity``, ``co``, ``lpg``, ``smoke``).
         horizons: seconds ahead; ``0`` is the nowcast (target now, from the other

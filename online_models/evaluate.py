@@ -125,7 +125,11 @@ class _DeviceTrack:
 
 @dataclass
 class EvalResult:
-    """Everything :func:`prequential` measured (bounded in size whatever the stream's length)."""
+    """Everything :func:`prequential` measured (bounded in size whatever the stream's length).
+
+    >>> EvalResult(task=TaskConfig(), models=("persistence",), devices={}).rows
+    0
+    """
 
     task: TaskConfig
     models: tuple[str, ...]

@@ -19,7 +19,11 @@ __all__ = ["Event", "Prediction", "Score", "StepResult"]
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A model's prediction made at ``ts`` of the target at ``target_ts`` (``ts + horizon``)."""
+    """A model's prediction made at ``ts`` of the target at ``target_ts`` (``ts + horizon``).
+
+    >>> Prediction("persistence", 0, 10.0, 10.0, 21.5).value
+    21.5
+    """
 
     model: str
     horizon: int
@@ -30,7 +34,12 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """A prediction made at ``made_ts`` scored by the reading at ``target_ts`` (its actual value)."""
+    """A prediction made at ``made_ts`` scored against ``actual``, the first reading at or after ``target_ts``.
+
+    >>> s = Score("linear", 60, 0.0, 60.0, 21.0, 21.5)
+    >>> s.actual - s.predicted
+    0.5
+    """
 
     model: str
     horizon: int
@@ -42,7 +51,11 @@ class Score:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A promotion or a drift detection, with the reason in words and the figures behind it."""
+    """A promotion or a drift detection, with the reason in words and the figures behind it.
+
+    >>> Event("drift", "linear", 900, "ADWIN ...", {"mean_abs_residual_after": 0.4}).figures
+    {'mean_abs_residual_after': 0.4}
+    """
 
     kind: str
     model: str
@@ -54,7 +67,11 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """Outcome of one reading: ``status`` is learned, duplicate, late or glitch."""
+    """Outcome of one reading: ``status`` is learned, duplicate, late or glitch.
+
+    >>> StepResult("duplicate").predictions
+    ()
+    """
 
     status: str
     predictions: tuple[Prediction, ...] = ()

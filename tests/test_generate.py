@@ -112,14 +112,14 @@ def fault_counts(readings: list[Reading]) -> dict[str, int]:
         per_device[r.device].append(r)
         counts["glitches"] += is_glitch(r)
     for rs in per_device.values():
-        rs = sorted(set(rs), key=lambda r: r.ts)
-        ts = np.array([r.ts for r in rs])
+        # in event order, each reading once (duplicates share their ts)
+        ts, first = np.unique(np.array([r.ts for r in rs]), return_index=True)
         counts["gaps"] += int((np.diff(ts) > 120).sum())
         # stuck: a run of identical (temp, humidity) lasting 4 minutes or more
-        th = np.array([(r.temp, r.humidity) for r in rs])
+        th = np.array([(r.temp, r.humidity) for r in rs])[first]
         change = np.flatnonzero((np.diff(th, axis=0) != 0).any(axis=1)) + 1
         starts = np.concatenate(([0], change))
-        ends = np.concatenate((change, [len(rs)])) - 1
+        ends = np.concatenate((change, [len(ts)])) - 1
         long_runs = (ts[ends] - ts[starts] >= 240) & (th[starts, 0] != 0.0)
         counts["stuck"] += int(long_runs.sum())
     return counts

@@ -293,6 +293,11 @@ def test_promotion_reaches_the_running_processor_within_seconds(stack):
         )
 
     wait_for(in_status, 20, "the promotion in a checkpoint and in status")
+    # Every device with a checkpoint, at one horizon.
+    done = stack.cli(
+        "models", "promote", "all", "rolling_mean", "--horizon", "60", "--reason", "test"
+    )
+    assert done.stdout.count("applied by") == len(registry.current()), done.stdout
     # A model the device does not run is refused before anything is written.
     refused = stack.cli("models", "promote", device, "forest", check=False)
     assert refused.returncode == 1 and "does not run" in refused.stderr
@@ -303,7 +308,13 @@ def test_rollback_restores_the_earlier_versions_predictions(stack):
     device = sorted(registry.current())[1]
     current_id = cur_id(registry.current()[device][1].key)
     ids = registry.version_ids(device)
-    target = registry.version(device, ids[ids.index(current_id) - 1])
+    latest_samples = registry.version(device, current_id).samples
+    # The newest version with fewer samples (the versions since may only hold a promotion).
+    target = next(
+        v
+        for v in (registry.version(device, i) for i in reversed(ids))
+        if v.samples < latest_samples
+    )
     earlier = registry.load(target)
     latest = registry.load(registry.version(device, current_id))
     probe = [r for r in stack.later if r.device == device]
@@ -311,7 +322,9 @@ def test_rollback_restores_the_earlier_versions_predictions(stack):
     assert earlier.n_learned < latest.n_learned
     assert not same_predictions(earlier, latest, second)  # the test can tell the versions apart
 
-    done = stack.cli("models", "rollback", device, "--reason", "bad data", "--by", "tester")
+    done = stack.cli(
+        "models", "rollback", device, "--to", str(target.version), "--reason", "bad data"
+    )
     assert "applied by" in done.stdout, done.stdout
     assert_applied_once(stack, done.stdout)
     wait_for(
@@ -400,3 +413,53 @@ def test_command_not_yet_in_a_checkpoint_is_applied_again_by_the_next_owner(sett
     assert ack["outcome"] == "refused" and "sha256" in ack["message"]
     assert asyncio.run(c.tick({"s0": state_c}, core)) == []
     assert state_c.devices[device].models.n_learned == models.n_learned
+
+
+def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
+    """The registry checks the artifact manifests the processor signs (same HMAC as the store's)."""
+    from stream.checkpoint import TamperedCheckpoint
+
+    create_bucket(settings)
+    s3 = boto3.client("s3", **settings.boto_kwargs())
+    store = CheckpointStore(s3, settings.bucket, settings.app, hmac_key="k1")
+    entry = store.put_device(
+        "d1", 3, b"payload", 7, {"champion": {"0": "linear"}}, shard_id="s0", sequence="9"
+    )
+    registry = ModelRegistry(store)
+    (version_id,) = registry.version_ids("d1")
+    assert registry.resolve("d1", "3") == version_id
+    version = registry.version("d1", version_id)
+    assert (version.samples, version.sha256, version.sequence) == (7, entry.sha256, "9")
+    assert registry.payload(version) == b"payload"
+    with pytest.raises(TamperedCheckpoint, match="signature"):
+        ModelRegistry(CheckpointStore(s3, settings.bucket, settings.app, hmac_key="other")).version(
+            "d1", version_id
+        )
+    key = entry.key.rsplit("/", 1)[0] + "/manifest.json"
+    body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+    s3.put_object(
+        Bucket=settings.bucket, Key=key, Body=body.replace(b'"samples": 7', b'"samples": 70')
+    )
+    with pytest.raises(TamperedCheckpoint, match="signature"):
+        registry.version("d1", version_id)
+
+
+def test_status_of_an_empty_stack_says_what_is_missing(settings, capsys):
+    from stream import status
+
+    report = status.collect(settings)
+    assert (
+        report["stream"]["status"] == "MISSING"
+        and report["shards"] == []
+        and report["devices"] == []
+    )
+    assert report["problems"] == [f"bucket {settings.bucket!r} does not exist (no checkpoints yet)"]
+    args = main_args(settings, "status")
+    assert status.run(settings, args) == 1
+    assert "does not exist" in capsys.readouterr().out
+
+
+def main_args(settings: Settings, *argv: str):
+    from telemetry.cli import build_parser
+
+    return build_parser().parse_args([*argv, "--endpoint-url", str(settings.endpoint_url)])

@@ -39,6 +39,7 @@ from telemetry.config import MqttTarget
 __all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC"]
 
 TELEMETRY_TOPIC = "iot/+/telemetry"
+FLUSH_BARRIER_TOPIC = "iotcast/bridge/flush-barrier"
 log = logging.getLogger(__name__)
 
 
@@ -87,6 +88,8 @@ class MqttSource:
         self.last_error = ""
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._barrier = threading.Event()
+        self._barrier_mid: int | None = None
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -102,6 +105,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         self.client = client
 
     # ------------------------------------------------------------ lifecycle
@@ -131,8 +135,25 @@ class MqttSource:
                 "mqtt_unreachable",
             )
 
-    def stop(self) -> None:
-        """Disconnect after the acknowledgements already queued (the session stays on the broker)."""
+    def stop(self, barrier_timeout: float = 5.0) -> None:
+        """Disconnect once the broker has processed the acknowledgements already queued.
+
+        The broker may still be sending when we close, and a close with unread
+        data resets the connection, which can discard acknowledgements the
+        broker has received but not yet read (they would be redelivered).  So
+        first a round trip: an UNSUBSCRIBE of a filter we never subscribed to
+        (no effect on the session) is answered only after everything sent before
+        it was processed.  The session and its subscription stay on the broker.
+        """
+        if self.connected:
+            self._barrier.clear()
+            result, mid = self.client.unsubscribe(FLUSH_BARRIER_TOPIC)
+            self._barrier_mid = mid
+            if result == mqtt.MQTT_ERR_SUCCESS and not self._barrier.wait(barrier_timeout):
+                log.warning(
+                    "MQTT: no UNSUBACK within %.0fs; acknowledgements may be resent",
+                    barrier_timeout,
+                )
         with self._lock:
             self.client.disconnect()
         self.client.loop_stop()
@@ -189,6 +210,10 @@ class MqttSource:
             self.session_present,
         )
         self._subscribed.set()
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid == self._barrier_mid:
+            self._barrier.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ no network I/O of its own (the benchmark runs it bare):
 4. metrics (the processor section of :mod:`monitoring.metrics`) and
    prediction records (to the output writer, when one is given).
 
-Error figures that summarise (MAE, rolling MAE/RMSE, champion) are read from
+Error figures that summarise (MAE, rolling MAE/RMSE, champion) and the last predictions are read from
 the models' own accumulators, the ones the offline evaluation uses, and
 refreshed per device at most every ``figures_interval`` seconds and by
 :meth:`StreamCore.refresh_figures` (called when the stream is idle).
@@ -66,6 +66,7 @@ class _DeviceMetrics:
         "figures_at",
         "stale",
         "champions",
+        "predictions",
         "prev_ts",
         "ewma",
     )
@@ -84,6 +85,7 @@ class _DeviceMetrics:
         self.figures_at = 0.0
         self.stale = False
         self.champions: dict[str, Any] = {}
+        self.predictions: tuple = ()  # the last learned reading's predictions
         self.prev_ts: float | None = None
         self.ewma: float | None = None
 
@@ -211,8 +213,7 @@ class StreamCore:
             gap = ts - dm.prev_ts
             dm.ewma = gap if dm.ewma is None else dm.ewma + 0.05 * (gap - dm.ewma)
         dm.prev_ts = ts
-        for p in result.predictions:
-            dm.pair(p.model, p.horizon)[0].set(p.value)
+        dm.predictions = result.predictions  # gauges set with the figures (below)
         for s in result.scores:
             children = dm.pair(s.model, s.horizon)
             children[1].observe(s.actual - s.predicted)
@@ -261,6 +262,8 @@ class StreamCore:
         models = slot.models
         dm.figures_at = time.time()
         dm.stale = False
+        for p in dm.predictions:
+            dm.pair(p.model, p.horizon)[0].set(p.value)
         if dm.ewma is not None:
             dm.interval.set(dm.ewma)
         first = models.task.horizons[0]

@@ -50,7 +50,8 @@ BRIDGE_RETRIES = Counter(
 )
 BRIDGE_BUFFER = Gauge("iotcast_bridge_buffer_records", "Records waiting in the bridge's buffer.")
 BRIDGE_BUFFER_CAPACITY = Gauge(
-    "iotcast_bridge_buffer_capacity_records", "Capacity of the bridge's buffer (backpressure above it)."
+    "iotcast_bridge_buffer_capacity_records",
+    "Capacity of the bridge's buffer (backpressure above it).",
 )
 BRIDGE_PUT_SECONDS = Histogram(
     "iotcast_bridge_put_records_seconds", "PutRecords call latency.", buckets=_LATENCY_BUCKETS
@@ -73,7 +74,9 @@ BRIDGE_REORDERED = Counter(
 
 # -------------------------------------------------------------------- processor
 READINGS_PROCESSED = Counter(
-    "iotcast_readings_processed_total", "Kinesis records decoded by the processor, by shard.", ["shard"]
+    "iotcast_readings_processed_total",
+    "Kinesis records decoded by the processor, by shard.",
+    ["shard"],
 )
 READINGS_LEARNED = Counter(
     "iotcast_readings_learned_total", "Readings learned (each exactly once), by device.", ["device"]
@@ -175,14 +178,19 @@ SHARD_LAG = Gauge(
     ["shard"],
 )
 CHECKPOINT_AGE = Gauge(
-    "iotcast_checkpoint_age_seconds", "Seconds since the shard's last completed checkpoint.", ["shard"]
+    "iotcast_checkpoint_age_seconds",
+    "Seconds since the shard's last completed checkpoint.",
+    ["shard"],
 )
 CHECKPOINT_SECONDS = Histogram(
-    "iotcast_checkpoint_seconds", "Time to write one shard checkpoint (S3 then DynamoDB).",
+    "iotcast_checkpoint_seconds",
+    "Time to write one shard checkpoint (S3 then DynamoDB).",
     buckets=_LATENCY_BUCKETS,
 )
 CHECKPOINTS = Counter(
-    "iotcast_checkpoints_total", "Shard checkpoints, by outcome (ok, retry, failed).", ["shard", "outcome"]
+    "iotcast_checkpoints_total",
+    "Shard checkpoints, by outcome (ok, retry, failed).",
+    ["shard", "outcome"],
 )
 PROCESSING_SECONDS = Histogram(
     "iotcast_processing_seconds",

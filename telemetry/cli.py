@@ -36,29 +36,70 @@ COMMANDS: dict[str, str] = {
 }
 
 _SETTING_FLAGS = (
-    "config", "mqtt_url", "mqtt_ca_file", "endpoint_url", "region", "stream", "bucket", "app",
-    "metrics_port", "models_file", "hmac_key", "log_level",
+    "config",
+    "mqtt_url",
+    "mqtt_ca_file",
+    "endpoint_url",
+    "region",
+    "stream",
+    "bucket",
+    "app",
+    "metrics_port",
+    "models_file",
+    "hmac_key",
+    "log_level",
 )
 
 
 def common_flags() -> argparse.ArgumentParser:
     """Flags shared by every command that talks to a component (see DESIGN.md, Names)."""
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("connection and settings (flags > IOTCAST_*/AWS_* environment > --config file)")
+    g = p.add_argument_group(
+        "connection and settings (flags > IOTCAST_*/AWS_* environment > --config file)"
+    )
     g.add_argument("--config", metavar="FILE", help="TOML settings file (env IOTCAST_CONFIG)")
-    g.add_argument("--mqtt-url", help="broker, mqtt://host:port or mqtts://user:pass@host:8883 "
-                   "(env IOTCAST_MQTT_URL; default mqtt://127.0.0.1:1883)")
-    g.add_argument("--mqtt-ca-file", metavar="PEM", help="CA certificate for mqtts:// (env IOTCAST_MQTT_CA_FILE)")
-    g.add_argument("--endpoint-url", help="AWS endpoint (env AWS_ENDPOINT_URL); default: the local moto "
-                   "server http://127.0.0.1:5000 unless AWS credentials are configured, then real AWS")
-    g.add_argument("--region", help="AWS region (env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)")
-    g.add_argument("--stream", help="Kinesis telemetry stream (env IOTCAST_STREAM; default iot-telemetry)")
-    g.add_argument("--bucket", help="S3 bucket for checkpoints and dead letters (env IOTCAST_BUCKET; default iotcast)")
-    g.add_argument("--app", help="consumer group / application name (env IOTCAST_APP; default iotcast)")
-    g.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (env IOTCAST_METRICS_PORT)")
-    g.add_argument("--models-file", metavar="TOML", help="model catalog (env IOTCAST_MODELS_FILE; default: the built-in catalog)")
+    g.add_argument(
+        "--mqtt-url",
+        help="broker, mqtt://host:port or mqtts://user:pass@host:8883 "
+        "(env IOTCAST_MQTT_URL; default mqtt://127.0.0.1:1883)",
+    )
+    g.add_argument(
+        "--mqtt-ca-file",
+        metavar="PEM",
+        help="CA certificate for mqtts:// (env IOTCAST_MQTT_CA_FILE)",
+    )
+    g.add_argument(
+        "--endpoint-url",
+        help="AWS endpoint (env AWS_ENDPOINT_URL); default: the local moto "
+        "server http://127.0.0.1:5000 unless AWS credentials are configured, then real AWS",
+    )
+    g.add_argument(
+        "--region", help="AWS region (env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)"
+    )
+    g.add_argument(
+        "--stream", help="Kinesis telemetry stream (env IOTCAST_STREAM; default iot-telemetry)"
+    )
+    g.add_argument(
+        "--bucket",
+        help="S3 bucket for checkpoints and dead letters (env IOTCAST_BUCKET; default iotcast)",
+    )
+    g.add_argument(
+        "--app", help="consumer group / application name (env IOTCAST_APP; default iotcast)"
+    )
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port (env IOTCAST_METRICS_PORT)",
+    )
+    g.add_argument(
+        "--models-file",
+        metavar="TOML",
+        help="model catalog (env IOTCAST_MODELS_FILE; default: the built-in catalog)",
+    )
     g.add_argument("--hmac-key", help="key that signs model manifests (env IOTCAST_HMAC_KEY)")
-    g.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env IOTCAST_LOG_LEVEL; default INFO)")
+    g.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING, ERROR (env IOTCAST_LOG_LEVEL; default INFO)"
+    )
     return p
 
 
@@ -78,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # not built yet
         sub = subparsers.add_parser(
-            name, help=module.HELP, description=module.__doc__, parents=[parent],
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            parents=[parent],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)

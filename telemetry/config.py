@@ -177,11 +177,18 @@ class Settings:
             try:
                 values["metrics_port"] = int(values["metrics_port"])
             except ValueError as exc:
-                raise ConfigError(f"metrics port must be an integer: {values['metrics_port']!r}") from exc
+                raise ConfigError(
+                    f"metrics port must be an integer: {values['metrics_port']!r}"
+                ) from exc
         has_real_credentials = bool(
-            env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE") or env.get("AWS_SESSION_TOKEN")
-            or env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-            or Path(env.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials")).exists()
+            env.get("AWS_ACCESS_KEY_ID")
+            or env.get("AWS_PROFILE")
+            or env.get("AWS_SESSION_TOKEN")
+            or env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+            or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            or Path(
+                env.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials")
+            ).exists()
         )
         if values["endpoint_url"] is None and not has_real_credentials:
             values["endpoint_url"] = LOCAL_AWS_ENDPOINT

@@ -96,7 +96,9 @@ class ManagedProcess:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> ManagedProcess:
+    def start(
+        self, ready: Callable[[], bool] | None = None, timeout: float = 30.0
+    ) -> ManagedProcess:
         if port_in_use(self.port):
             raise RuntimeError(
                 f"cannot start {self.name}: port {self.port} on {HOST} is already taken "
@@ -105,7 +107,11 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its life
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         log.close()
@@ -124,7 +130,9 @@ class ManagedProcess:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f}s; see {self.log_path}")
+        raise RuntimeError(
+            f"{self.name} did not become ready in {timeout:.0f}s; see {self.log_path}"
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -213,10 +221,18 @@ def start_moto(workdir: Path, port: int | None = None) -> ManagedProcess:
     """Start ``moto_server`` (Kinesis, S3, DynamoDB on one endpoint) on 127.0.0.1."""
     binary = require("moto_server")
     port = port or free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1")
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     proc = ManagedProcess(
-        "moto_server", [binary, "-H", HOST, "-p", str(port)], port, Path(workdir) / "moto.log", env=env
+        "moto_server",
+        [binary, "-H", HOST, "-p", str(port)],
+        port,
+        Path(workdir) / "moto.log",
+        env=env,
     )
     return proc.start(ready=_http_ok(f"http://{HOST}:{port}/moto-api/"), timeout=60)
 

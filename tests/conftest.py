@@ -77,17 +77,18 @@ def boto(settings: Settings):
     return make
 
 
-def _kinesalite_binary() -> str:
-    """kinesalite from PATH or the repository's (gitignored) node_modules: `npm install kinesalite`."""
+def _kinesalite_module() -> str:
+    """The kinesalite package in the repository's (gitignored) node_modules (``./dev setup`` installs it)."""
     from telemetry.stack import ComponentMissing, require
 
-    local = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "kinesalite"
-    if local.exists():
-        return str(local)
-    try:
-        return require("kinesalite")
-    except ComponentMissing as exc:
-        raise ComponentMissing(f"{exc} (in the repository root, so node_modules/.bin/kinesalite exists)") from None
+    require("node")
+    local = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
+    if not local.exists():
+        raise ComponentMissing(
+            "kinesalite is not installed; get it with: npm install --no-save kinesalite@3.3.3 "
+            "(in the repository root; ./dev setup does it)"
+        )
+    return str(local)
 
 
 @pytest.fixture
@@ -96,8 +97,12 @@ def kinesalite(tmp_path: Path) -> Iterator[ManagedProcess]:
     from telemetry.stack import free_port
 
     port = free_port()
-    argv = [_kinesalite_binary(), "--port", str(port), "--createStreamMs", "0", "--deleteStreamMs", "0",
-            "--updateStreamMs", "0", "--shardLimit", "100"]
+    # Started through node so that it listens on 127.0.0.1 only (its CLI binds every interface).
+    script = (
+        "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,"
+        " shardLimit: 100}).listen(+process.argv[2], '127.0.0.1')"
+    )
+    argv = ["node", "-e", script, _kinesalite_module(), str(port)]
     proc = ManagedProcess("kinesalite", argv, port, tmp_path / "kinesalite.log").start(timeout=60)
     yield proc
     proc.stop()

@@ -5,8 +5,12 @@ import paho.mqtt.client as mqtt
 
 def test_moto_server_serves_kinesis_s3_dynamodb(boto, settings):
     boto("kinesis").create_stream(StreamName=settings.stream, ShardCount=1)
-    assert boto("kinesis").describe_stream_summary(StreamName=settings.stream)[
-        "StreamDescriptionSummary"]["OpenShardCount"] == 1
+    assert (
+        boto("kinesis").describe_stream_summary(StreamName=settings.stream)[
+            "StreamDescriptionSummary"
+        ]["OpenShardCount"]
+        == 1
+    )
     boto("s3").create_bucket(Bucket=settings.bucket)
     boto("s3").put_object(Bucket=settings.bucket, Key="k", Body=b"v")
     assert boto("s3").get_object(Bucket=settings.bucket, Key="k")["Body"].read() == b"v"

@@ -1085,7 +1085,9 @@ def offline_mae(metrics_csv: Path) -> dict[tuple[str, str, str], float]:
     out: dict[tuple[str, str, str], float] = {}
     with metrics_csv.open(newline="") as f:
         for row in csv.DictReader(f):
-            if (row["kind"], row["scenario"], row["metric"]) == ("error", "all", "mae"):
+            if (row["kind"], row["scenario"], row["metric"]) == ("error", "all", "mae") and row[
+                "value"
+            ].strip():  # empty: nothing scored
                 out[(row["device"], row["model"], row["horizon"])] = float(row["value"])
     return out
 
@@ -1330,6 +1332,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             message = f"failed: a part of iotcast is not installed or not built yet: {exc}"
         except (DemoFailed, RuntimeError, OSError) as exc:
             outcome, message, code = "failed", f"failed: {exc}", 1
+        except Exception as exc:  # a bug: reported with its traceback, the summary still written
+            import traceback
+
+            traceback.print_exc()
+            outcome, message, code = "failed", f"failed: {type(exc).__name__}: {exc}", 1
         finally:
             demo.shutdown()
     finally:

@@ -97,6 +97,8 @@ class PredictionWriter:
         self._lock = threading.Lock()
         self._wake = queue.Queue[bool]()
         self._stopping = False
+        self._deadline: float | None = None
+        self._drain = 0.0
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -130,9 +132,10 @@ class PredictionWriter:
                 self._wake.get(timeout=0.5)
             except queue.Empty:
                 pass
-            while batch := self._take():
+            while not self._expired() and (batch := self._take()):
                 self._send(batch)
             if self._stopping:
+                self._drop_unsent()
                 return
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
@@ -141,7 +144,7 @@ class PredictionWriter:
             try:
                 resp = self.kinesis.put_records(StreamName=self.stream, Records=entries)
             except Exception as exc:  # noqa: BLE001 - any transport error: retried with a bound below
-                if attempt == MAX_ATTEMPTS:
+                if attempt == MAX_ATTEMPTS or self._expired():
                     self.failed += len(entries)
                     log.error(
                         "PutRecords to %s failed %d times (%s); %d prediction records lost",
@@ -160,7 +163,7 @@ class PredictionWriter:
             if not failed:
                 return
             entries = failed
-            if attempt == MAX_ATTEMPTS:
+            if attempt == MAX_ATTEMPTS or self._expired():
                 self.failed += len(failed)
                 log.error(
                     "%d prediction records still refused by %s after %d attempts",
@@ -176,7 +179,33 @@ class PredictionWriter:
         with self._lock:
             return len(self._buffer)
 
-    def close(self, timeout: float = 30.0) -> None:
+    def _expired(self) -> bool:
+        """Stopping and past the drain deadline: no more sends or retries."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _drop_unsent(self) -> None:
+        with self._lock:
+            left, self._buffer = len(self._buffer), []
+        if left:
+            self.dropped += left
+            log.error(
+                "stopping: %d prediction records not sent to %s within the %.0fs drain bound "
+                "(the stream is too slow or down); they are not written anywhere else",
+                left,
+                self.stream,
+                self._drain,
+            )
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is buffered for up to ``timeout`` seconds, then drop (and log) the rest.
+
+        Bounded so that a slow or missing output stream cannot hold a stopping
+        processor past its grace period (a backlog of 100k records takes minutes).
+        """
+        self._drain = timeout
+        self._deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.put(True)
-        self._thread.join(timeout)
+        self._thread.join(timeout + 5.0)  # one PutRecords in flight may finish after the bound
+        if self._thread.is_alive():
+            log.error("prediction writer still busy %.0fs after stop; abandoning it", timeout + 5)

@@ -56,6 +56,7 @@ from monitoring.metrics import (
 __all__ = [
     "KinesisSender",
     "PERMANENT_ERRORS",
+    "READ_TIMEOUT",
     "client_config",
     "ensure_stream",
     "error_code",
@@ -81,13 +82,27 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
-def client_config(max_pool_connections: int = 10) -> Config:
-    """botocore settings for the bridge: our own bounded retries, no hidden ones."""
+# A PutRecords given up on a read timeout may still be applied by the server while its
+# retry is: the two copies land interleaved.  On AWS that only duplicates records; on
+# moto (whose per-shard put is not thread-safe) records of one copy are overwritten and
+# readings land behind newer ones of their device, where they are never learned (the
+# demo lost 746 that way after 10 ReadTimeoutError retries at 30 s).  So the read
+# timeout is far above any answer a working endpoint gives; a dead peer is caught by
+# the connect timeout and TCP keepalive.
+READ_TIMEOUT = 300.0
+
+
+def client_config(max_pool_connections: int = 10, read_timeout: float = READ_TIMEOUT) -> Config:
+    """botocore settings for the bridge: our own bounded retries, no hidden ones.
+
+    >>> client_config().read_timeout
+    300.0
+    """
     return Config(
         max_pool_connections=max_pool_connections,
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
-        read_timeout=30,
+        read_timeout=read_timeout,
         tcp_keepalive=True,
     )
 
@@ -145,7 +160,15 @@ class KinesisSender:
                         code,
                     ) from exc
                 BRIDGE_RETRIES.labels(code).inc()
-                log.debug("PutRecords failed (%s), retrying %d records", code, len(pending))
+                if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+                    log.warning(
+                        "PutRecords got no answer within %.0fs; resending %d records (the "
+                        "first call may still land: duplicates follow)",
+                        self.client.meta.config.read_timeout,
+                        len(pending),
+                    )
+                else:
+                    log.debug("PutRecords failed (%s), retrying %d records", code, len(pending))
                 attempts.failed(code, str(exc))
                 continue
             BRIDGE_PUT_SECONDS.observe(time.perf_counter() - started)

@@ -12,7 +12,9 @@ where it refuses records the way Kinesis does:
   (anywhere, also in the middle of a device's run);
 * ``call_error_share``: per call, the probability that the whole call fails
   with HTTP 500 ``InternalFailure`` or 400 ``ProvisionedThroughputExceededException``;
-* ``down``: every Kinesis call fails (HTTP 503), as during an outage.
+* ``down``: every Kinesis call fails (HTTP 503), as during an outage;
+* ``slow_puts``/``slow_seconds``: the first calls reach moto only after a pause
+  (a loaded server answering late, then applying the call all the same).
 
 The accepted records are forwarded to moto in one call and the answer is
 merged back in the original order with ``FailedRecordCount`` and per-record
@@ -29,6 +31,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -49,6 +52,8 @@ class FaultProxy:
         throttle_share: float = 0.0,
         internal_share: float = 0.0,
         call_error_share: float = 0.0,
+        slow_puts: int = 0,
+        slow_seconds: float = 0.0,
         seed: int = 7,
     ) -> None:
         parts = urlsplit(upstream)
@@ -56,6 +61,8 @@ class FaultProxy:
         self.throttle_share = throttle_share
         self.internal_share = internal_share
         self.call_error_share = call_error_share
+        self.slow_puts = slow_puts  # the first N PutRecords calls ...
+        self.slow_seconds = slow_seconds  # ... wait this long before moto applies them
         self.down = False
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -134,6 +141,7 @@ class FaultProxy:
         with self.lock:
             self.put_calls += 1
             self.records_in += len(records)
+            slow = self.put_calls <= self.slow_puts
             if self.rng.random() < self.call_error_share:
                 self.call_errors += 1
                 if self.rng.random() < 0.5:
@@ -148,6 +156,8 @@ class FaultProxy:
                 verdicts = self._verdicts(records)
         if reply:
             return self._reply(h, reply[0], [], reply[1])
+        if slow:  # a loaded server: the call is applied late, whether the client waits or not
+            time.sleep(self.slow_seconds)
         passed = [r for r, v in zip(records, verdicts, strict=True) if v is None]
         results = []
         if passed:

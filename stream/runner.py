@@ -372,6 +372,11 @@ class StreamProcessor(LeaseHooks):
         state = self.states.get(shard_id)
         self.leases.give_up(shard_id)
         self.consumer.stop_fetching(shard_id)
+        if state is not None:
+            # No more records and no other checkpoint for it: the hot loop used to learn
+            # queued records during the final write and snapshot them again, writing a
+            # manifest after the lease was released (the demo's "DynamoDB refused" warning).
+            state.ending = True
         try:
             if state is not None:
                 if not await self._checkpoint(state, final=True):

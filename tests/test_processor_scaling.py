@@ -107,6 +107,8 @@ def test_second_process_gets_a_fair_share_and_takes_over_after_a_crash(settings,
         if p2 is not None:
             p2.stop()
         assert p1.stop(30) == 0, p1.log_tail()
+    # A handed-over shard gets no checkpoint from its old owner after the release.
+    assert "DynamoDB refused the checkpoint" not in p1.log_path.read_text(), p1.log_tail(40)
     for device, models in load_models(settings).items():
         assert same_predictions(
             models, expected[device], [r for r in probe if r.device == device]

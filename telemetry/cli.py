@@ -6,8 +6,8 @@ Settings are resolved here, once, from flags > environment > TOML file.
 
 >>> parser = build_parser()
 >>> args = parser.parse_args(["data", "generate", "--out", "week.csv", "--days", "1"])
->>> args.command, args.days
-('data', 1)
+>>> args.command, args.out
+('data', 'week.csv')
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Run the whole local stack, replay a generated week through it, and show it working.
 
-    iotcast demo                      # a week of 3 devices, replayed in about 3 minutes
-    iotcast demo --days 1 --speed 0   # one day, as fast as the pipeline goes
+    iotcast demo                      # a day of 3 devices, replayed in about 3 minutes
+    iotcast demo --days 7             # the week (on a 2-core machine with moto: most of an hour)
+    iotcast demo --days 0.25 --speed 0   # six hours of data, as fast as the pipeline goes
     iotcast demo --hold               # keep the stack up afterwards (Ctrl-C stops it)
 
 On 127.0.0.1 it starts the moto server (Kinesis, S3, DynamoDB), mosquitto and
@@ -498,7 +499,7 @@ class Options:
     """The demo's own flags (the connection flags are the stack's, not the user's)."""
 
     out: Path = Path(DEFAULT_OUT)
-    days: int = 7
+    days: float = 1.0
     devices: int = 3
     seed: int = 1
     speed: float | None = None
@@ -1204,7 +1205,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path(DEFAULT_OUT),
         help=f"output directory (default ./{DEFAULT_OUT})",
     )
-    g.add_argument("--days", type=int, default=7, help="days of readings to generate (default 7)")
+    g.add_argument(
+        "--days",
+        type=float,
+        default=1.0,
+        help="days of readings to generate (default 1; 7 = the week)",
+    )
     g.add_argument("--devices", type=int, default=3, help="devices to generate (default 3)")
     g.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     g.add_argument(
@@ -1312,8 +1318,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     opts = options_from(args)
     console = Console(stderr=opts.json)
     try:
-        if opts.days < 1 or opts.devices < 1:
-            raise DemoRefused("--days and --devices must be at least 1")
+        if opts.days <= 0 or opts.devices < 1:
+            raise DemoRefused("--days must be positive and --devices at least 1")
         check_components()
         check_ports(opts.ports)
     except (DemoRefused, ComponentMissing) as exc:

@@ -394,7 +394,7 @@ def _expected_learned(csv: Path) -> dict[str, int]:
 def test_demo_runs_a_day_to_completion_and_its_figures_agree(out_dir):
     out = out_dir
     child = subprocess.Popen(
-        demo_cmd(out, "--days", "1", "--devices", "3", "--speed", "0", "--progress-every", "10"),
+        demo_cmd(out, "--days", "0.25", "--devices", "3", "--speed", "0", "--progress-every", "10"),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     output = wait_demo(child, timeout=380)

@@ -621,7 +621,8 @@ class StreamProcessor(LeaseHooks):
             if sid in self.finished:
                 self.consumer.mark_finished(sid)
         work = [s for s in shards if s["ShardId"] not in self.finished]
-        m.STREAM_SHARDS.set(len(self.consumer.open_shards()))
+        if shards:  # an empty list means "not listed yet", not a stream without shards
+            m.STREAM_SHARDS.set(len(self.consumer.open_shards()))
         if not work:
             return
         share = max(1, math.ceil(len(work) / self.live_processes))

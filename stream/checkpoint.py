@@ -43,6 +43,8 @@ __all__ = [
     "device_artifact_key",
     "shard_manifest_key",
     "sha256_hex",
+    "signed_json",
+    "verified_body",
 ]
 
 
@@ -69,6 +71,42 @@ def sha256_hex(data: bytes) -> str:
 
 def _sign(body: bytes, key: str) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_json(body: dict[str, Any], hmac_key: str | None) -> bytes:
+    """``body`` as indented JSON, with an HMAC-SHA256 ``signature`` of its canonical form when a key is set.
+
+    >>> verified_body(signed_json({"a": 1}, "k"), "k", "doc")
+    {'a': 1}
+    """
+    if hmac_key:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        body = {**body, "signature": {"alg": "HMAC-SHA256", "value": _sign(canonical, hmac_key)}}
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+def verified_body(raw: bytes, hmac_key: str | None, what: str) -> dict[str, Any]:
+    """Parse a document written by :func:`signed_json`; with a key, check its signature.
+
+    ``what`` names the document in the :class:`TamperedCheckpoint` raised on failure.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise TamperedCheckpoint("unreadable", f"{what} is not valid JSON: {exc}") from None
+    signature = body.pop("signature", None)
+    if hmac_key:
+        if not signature:
+            raise TamperedCheckpoint(
+                "unsigned", f"{what} carries no signature but an HMAC key is configured"
+            )
+        expected = _sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hmac_key)
+        if not hmac.compare_digest(expected, str(signature.get("value", ""))):
+            raise TamperedCheckpoint(
+                "bad_signature",
+                f"{what} fails its HMAC-SHA256 signature (tampered, or written with another key)",
+            )
+    return body
 
 
 def shard_manifest_key(app: str, shard_id: str) -> str:
@@ -130,31 +168,11 @@ class ShardManifest:
             "writer": self.writer,
             "devices": {d: asdict(e) for d, e in sorted(self.devices.items())},
         }
-        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-        if hmac_key:
-            body["signature"] = {"alg": "HMAC-SHA256", "value": _sign(canonical, hmac_key)}
-            return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
-        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        return signed_json(body, hmac_key)
 
     @classmethod
     def from_json(cls, raw: bytes, hmac_key: str | None = None) -> ShardManifest:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise TamperedCheckpoint("unreadable", f"manifest is not valid JSON: {exc}") from None
-        signature = body.pop("signature", None)
-        if hmac_key:
-            if not signature:
-                raise TamperedCheckpoint(
-                    "unsigned", "manifest carries no signature but an HMAC key is configured"
-                )
-            expected = _sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hmac_key)
-            if not hmac.compare_digest(expected, str(signature.get("value", ""))):
-                raise TamperedCheckpoint(
-                    "bad_signature",
-                    f"manifest of shard {body.get('shard_id')!r} fails its HMAC-SHA256 signature "
-                    "(tampered, or written with another key)",
-                )
+        body = verified_body(raw, hmac_key, "manifest")
         try:
             return cls(
                 shard_id=body["shard_id"],

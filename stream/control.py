@@ -49,8 +49,6 @@ True
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -62,7 +60,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from monitoring import metrics as m
-from stream.checkpoint import CheckpointStore, TamperedCheckpoint
+from stream.checkpoint import CheckpointStore, TamperedCheckpoint, signed_json, verified_body
 from stream.registry import ModelRegistry, UnknownVersion
 
 __all__ = [
@@ -82,10 +80,6 @@ KINDS = ("promote", "rollback")
 
 def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def _sign(body: bytes, key: str) -> str:
-    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 def command_key(app: str, command_id: str) -> str:
@@ -152,28 +146,11 @@ class Command:
     def to_json(self, hmac_key: str | None = None) -> bytes:
         body: dict[str, Any] = asdict(self)
         body["devices"] = list(self.devices)
-        if hmac_key:
-            canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-            body["signature"] = {"alg": "HMAC-SHA256", "value": _sign(canonical, hmac_key)}
-        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        return signed_json(body, hmac_key)
 
     @classmethod
     def from_json(cls, raw: bytes, hmac_key: str | None = None) -> Command:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise TamperedCheckpoint("unreadable", f"command is not valid JSON: {exc}") from None
-        signature = body.pop("signature", None)
-        if hmac_key:
-            if not signature:
-                raise TamperedCheckpoint(
-                    "unsigned", "command carries no signature but an HMAC key is set"
-                )
-            expected = _sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hmac_key)
-            if not hmac.compare_digest(expected, str(signature.get("value", ""))):
-                raise TamperedCheckpoint(
-                    "bad_signature", f"command {body.get('id')!r} fails its signature"
-                )
+        body = verified_body(raw, hmac_key, "command")
         try:
             body["devices"] = tuple(body["devices"])
             command = cls(**body)

@@ -17,7 +17,9 @@ Accepted ranges (a DHT22 thermometer/hygrometer and MQ-2 style gas sensors):
 field      type                           accepted
 ========== ============================== =========================================
 ts         number (seconds since epoch)   2000-01-01 .. now + 1 day, finite
-device_id  string                         1..64 chars of ``A-Z a-z 0-9 : . _ -``
+device_id  string                         1..64 chars of ``A-Z a-z 0-9 : . _ -``,
+                                          not only dots (``.``/``..`` are path
+                                          segments in S3 keys and local copies)
 temp       number, °C                     -40 .. 80 (DHT22 range), finite
 humidity   number, %                      0 .. 100, finite
 co         number                         0 .. 100, finite
@@ -44,7 +46,8 @@ not_finite        ``NaN``/``Infinity`` literals or numbers that overflow a
 not_an_object     JSON, but not an object
 missing_field     ``data``, ``device_id``, ``ts`` or a sensor field absent
 wrong_type        e.g. a string for a number, ``0``/``1`` for a boolean
-bad_device_id     empty, over 64 characters, or a character outside the set
+bad_device_id     empty, over 64 characters, a character outside the set, or
+                  only dots (``.``, ``..``: a device id is an S3 key segment)
 bad_timestamp     before 2000, more than a day ahead (milliseconds are named)
 topic_mismatch    the topic is not ``iot/<device_id>/telemetry``
 out_of_range      a sensor value outside the table above
@@ -122,7 +125,9 @@ REASONS = (
     "bad_device_id",
     "topic_mismatch",
 )
-_DEVICE_RE = re.compile(rf"[A-Za-z0-9:._-]{{1,{MAX_DEVICE_ID_LENGTH}}}")
+# Dots-only ids ("." and "..") are refused: the id is a segment of S3 keys
+# (models/<app>/<device>/...) and of the paths their local copies are written to.
+_DEVICE_RE = re.compile(rf"(?!\.+\Z)[A-Za-z0-9:._-]{{1,{MAX_DEVICE_ID_LENGTH}}}")
 _device_re_ok = _DEVICE_RE.fullmatch
 _GOOD_DEVICES: set[str] = set()  # ids already found valid: a set lookup instead of the regex
 _GOOD_DEVICES_MAX = 50_000
@@ -286,7 +291,7 @@ def _check_device(device: object, key: str = "device_id") -> str:
         raise InvalidReading(
             "bad_device_id",
             f"{key} {device[:80]!r} must be 1..{MAX_DEVICE_ID_LENGTH} characters of "  # type: ignore[index]
-            "A-Z a-z 0-9 : . _ -",
+            "A-Z a-z 0-9 : . _ -, not only dots",
         )
     return device  # type: ignore[return-value]
 

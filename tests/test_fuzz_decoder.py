@@ -9,6 +9,14 @@ beyond the parser's limit, huge pads).  Mutations: wrong types, non-finite
 and out-of-range numbers, negative, far-future and millisecond timestamps,
 unicode, control characters and metric-label injection attempts in device
 ids, topic mismatches.
+
+Where a device id goes next: every accepted id is checked as an S3 key
+segment (``models/<app>/<device>/...``: one segment, never ``.`` or ``..``)
+and as a metric label.  Beyond the data contract, the exposition itself
+escapes any label value (quotes, newlines, braces, backslashes: 300 drawn
+strings go through a real registry and are parsed back), and dead-letter
+lines and keys keep hostile topics and payloads inside one escaped JSON line
+under a fixed-format key (200 more).
 """
 
 from __future__ import annotations
@@ -22,7 +30,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.deadletter import dead_letter_entry, dead_letter_key
+from stream.checkpoint import device_artifact_key
+from stream.output import dead_letter_key as processor_dead_letter_key
+from stream.output import dead_letter_line
 from telemetry.reading import (
     MAX_PAYLOAD_BYTES,
     RANGES,
@@ -67,6 +81,9 @@ def check(raw: bytes | str, topic: str | None = None) -> Reading | None:
         return None
     assert type(r) is Reading
     assert SAFE_DEVICE.fullmatch(r.device)
+    assert r.device.strip(".")  # "." and ".." would be path segments
+    key = device_artifact_key("app", r.device, "1").split("/")
+    assert key == ["models", "app", r.device, "all", "1", "model.pkl"]  # one segment, as given
     assert type(r.ts) is float and 946_684_800.0 <= r.ts <= NOW + 86_400
     for name, (lo, hi) in RANGES.items():
         value = getattr(r, name)
@@ -125,6 +142,13 @@ device_ids = st.one_of(
             "a" * 64,
             "a" * 65,
             "",
+            ".",
+            "..",
+            "...",
+            "./x",
+            "x/../y",
+            'dev{a="b"}',
+            "dev\\",
         ]
     ),  # fmt: skip
 )
@@ -198,6 +222,7 @@ SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, -0.0, 1e308, -1e308, 5e-324, 1e
 EVIL_STRINGS = [
     'dev",device="x', "dev}\n# HELP injected", "a\x00b", "\x1b[2J", "iot/x", "dev\u202e",
     "\ufeffdev", "dev\r\n", "\ud800", "Ω", "a" * 64, "a" * 65, "", "true", "1e999", "NaN",
+    ".", "..", "x/../y", 'dev{a="b"}', "dev\\", "dev\\n",
 ]  # fmt: skip
 
 
@@ -292,3 +317,55 @@ def test_random_payload_batches(seed: int) -> None:
 def test_pathological_payloads(raw: bytes) -> None:
     check(raw)
     check(raw.decode("latin-1"))
+
+
+label_values = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(EVIL_STRINGS[:8] + ['x"} 1\nfake_metric{a="', "\\", '\\"', "{}", "a\\nb"]),
+)
+
+
+@fuzz(300)
+@given(label_values)
+def test_any_label_value_is_escaped_in_the_exposition(value: str) -> None:
+    # Device ids that pass the contract are plain; still, whatever string reaches a label
+    # comes out escaped: one sample line, parsed back to the very value.
+    registry = CollectorRegistry()
+    Gauge("iotcast_fuzz_celsius", "fuzz", ["device"], registry=registry).labels(value).set(1.0)
+    text = generate_latest(registry).decode()
+    # HELP, TYPE, one sample: nothing injected.  The format's line end is "\n" only
+    # (prometheus_client escapes \\, " and \n; a \r stays raw inside the quotes).
+    assert text.count("\n") == 3
+    (family,) = text_string_to_metric_families(text)
+    (sample,) = family.samples
+    assert sample.labels == {"device": value} and sample.value == 1.0
+
+
+DEAD_LETTER_KEY = re.compile(r"dead-letter/\d{4}-\d\d-\d\d/[0-9.-]+-[0-9a-f]{32}\.jsonl")
+
+
+@fuzz(200)
+@given(
+    st.text(max_size=120) | st.sampled_from(EVIL_STRINGS[:8]),
+    st.binary(max_size=300),
+    st.floats(min_value=0, max_value=4e9),
+)
+def test_dead_letters_keep_hostile_input_inside_one_json_line(
+    topic: str, payload: bytes, received_at: float
+) -> None:
+    # Bridge: the topic and payload are data in an escaped JSON line, never part of the key.
+    try:
+        message = str(decode_payload(payload, topic, now=NOW))
+        reason = "none"
+    except InvalidReading as exc:
+        reason, message = exc.reason, str(exc)
+    entry = dead_letter_entry(topic, payload, reason, message, received_at)
+    line = orjson.dumps(entry) + b"\n"
+    assert line.count(b"\n") == 1 and orjson.loads(line)["topic"] == topic
+    assert DEAD_LETTER_KEY.fullmatch(dead_letter_key(received_at))
+    # Processor: the same for a poison record.
+    line = dead_letter_line(payload, reason, message, "shardId-0", "1", received_at or None)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert processor_dead_letter_key().startswith("dead-letter/")
+    assert re.fullmatch(r"dead-letter/\d{4}-\d\d-\d\d/\d{6}-[0-9a-f]{32}\.jsonl",
+                        processor_dead_letter_key())  # fmt: skip

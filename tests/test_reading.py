@@ -243,6 +243,9 @@ def test_future_bound_follows_the_clock() -> None:
         ("iot/dev", "slash"),
         ("dév", "non-ASCII"),
         ("dev\u200b", "zero-width space"),
+        (".", "a dot: the current folder as an S3 key segment or a local path"),
+        ("..", "two dots: the parent folder"),
+        ("." * 64, "dots only"),
     ],
 )
 def test_bad_device_ids(device: str, what: str) -> None:
@@ -250,6 +253,19 @@ def test_bad_device_ids(device: str, what: str) -> None:
     assert e.reason == "bad_device_id", what
     assert f"must be 1..{MAX_DEVICE_ID_LENGTH} characters of A-Z a-z 0-9 : . _ -" in str(e)
     assert "\n" not in repr(str(e))  # the id is shown repr()-escaped, safe for logs
+
+
+@pytest.mark.parametrize("device", [".a", "a.", "..a", "a..b", "-", "_", ":", "1.2.3.4"])
+def test_device_ids_with_dots_and_something_else_are_accepted(device: str) -> None:
+    assert decode_payload(raw(device_id=device), now=NOW).device == device
+    assert make_reading(NOW, device, 0.0, 50.0, False, 0.0, False, 0.0, 20.0).device == device
+
+
+def test_dots_only_device_ids_are_refused_by_the_csv_path_too() -> None:
+    for device in (".", ".."):
+        with pytest.raises(InvalidReading) as e:
+            make_reading(NOW, device, 0.0, 50.0, False, 0.0, False, 0.0, 20.0)
+        assert e.value.reason == "bad_device_id" and "not only dots" in str(e.value)
 
 
 def test_longest_device_id_is_accepted() -> None:

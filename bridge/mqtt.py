@@ -11,6 +11,12 @@ A message is acknowledged only through :meth:`MqttSource.ack`, and only on the
 connection it arrived on: after a reconnect the broker redelivers what was not
 acknowledged, so an old packet id is never acknowledged on a new connection.
 
+Security: ``mqtts://user:pass@host:port`` connects over TLS (the broker's
+certificate checked against ``ca_file``, or the system's CAs, host name
+included) with the user and password.  :meth:`MqttSource.start` fails at once,
+with a message saying what to fix, when the TLS handshake fails or the broker
+refuses the user or password; it never logs the password.
+
 >>> from telemetry.config import parse_mqtt_url
 >>> src = MqttSource(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iotcast-bridge-demo",
 ...                  on_message=print, receive_maximum=1000)
@@ -21,6 +27,7 @@ acknowledged, so an old packet id is never acknowledged on a new connection.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -41,6 +48,9 @@ __all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC"]
 TELEMETRY_TOPIC = "iot/+/telemetry"
 FLUSH_BARRIER_TOPIC = "iotcast/bridge/flush-barrier"
 log = logging.getLogger(__name__)
+# CONNACK reason codes that retrying cannot fix: bad user name or password (MQTT 5 0x86,
+# 3.1.1 4), not authorized (0x87, 3.1.1 5), banned (0x8A), bad authentication method (0x8C).
+_AUTH_REFUSALS = frozenset({0x86, 0x87, 0x8A, 0x8C, 4, 5})
 
 
 @dataclass(slots=True, eq=False)
@@ -88,6 +98,9 @@ class MqttSource:
         self.last_error = ""
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._refused = threading.Event()
+        self.refusal = ""  # the broker's answer to a refused CONNECT (kept past the disconnect)
+        self.ca_file = ca_file
         self._barrier = threading.Event()
         self._barrier_mid: int | None = None
         client = mqtt.Client(
@@ -115,6 +128,8 @@ class MqttSource:
         Returns once the broker confirmed the subscription, so from then on the
         broker queues every message for this session, also while disconnected.
         """
+        if self.target.tls:
+            self._check_tls(min(timeout, 10.0))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry
         props.ReceiveMaximum = self.receive_maximum
@@ -126,7 +141,19 @@ class MqttSource:
             properties=props,
         )
         self.client.loop_start()
-        if not self._subscribed.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while not self._subscribed.wait(0.1) and time.monotonic() < deadline:
+            if self._refused.is_set():
+                self.client.loop_stop()
+                self.client.disconnect()
+                raise BridgeFailure(
+                    f"the MQTT broker at {self.target.host}:{self.target.port} "
+                    f"{self.refusal}; check the user and password in --mqtt-url "
+                    "(IOTCAST_MQTT_URL, mqtts://user:password@host:port, special characters "
+                    "percent-encoded) and the broker's password file and ACL",
+                    "mqtt_refused",
+                )
+        if not self._subscribed.is_set():
             self.client.loop_stop()
             raise BridgeFailure(
                 f"cannot reach the MQTT broker at {self.target.host}:{self.target.port} within "
@@ -134,6 +161,35 @@ class MqttSource:
                 "broker runs",
                 "mqtt_unreachable",
             )
+
+    def _check_tls(self, timeout: float) -> None:
+        """Handshake once with the broker's TLS listener, so a certificate problem is named.
+
+        (paho retries a failed handshake in its thread without saying why.)  A broker
+        that does not answer yet is not an error here: :meth:`start` keeps trying.
+        """
+        where = f"{self.target.host}:{self.target.port}"
+        context = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            with (
+                socket.create_connection((self.target.host, self.target.port), timeout) as sock,
+                context.wrap_socket(sock, server_hostname=self.target.host),
+            ):
+                pass
+        except ssl.SSLError as exc:
+            raise BridgeFailure(
+                f"TLS with the MQTT broker at {where} failed: {exc}; is the broker's CA in "
+                "--mqtt-ca-file (IOTCAST_MQTT_CA_FILE), and does its certificate name the host "
+                "of --mqtt-url?",
+                "mqtt_tls",
+            ) from exc
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise BridgeFailure(
+                f"cannot read the CA file {self.ca_file!r} (--mqtt-ca-file): {exc.strerror}",
+                "mqtt_tls",
+            ) from exc
+        except OSError as exc:
+            log.warning("MQTT: %s not reachable yet (%s); retrying", where, exc)
 
     def stop(self, barrier_timeout: float = 5.0) -> None:
         """Disconnect once the broker has processed the acknowledgements already queued.
@@ -175,8 +231,11 @@ class MqttSource:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.last_error = f"broker refused the connection: {reason_code}"
-            log.warning("MQTT: %s", self.last_error)
+            self.last_error = f"refused the connection: {reason_code}"
+            log.warning("MQTT: broker %s", self.last_error)
+            if reason_code.value in _AUTH_REFUSALS:
+                self.refusal = self.last_error
+                self._refused.set()
             return
         with self._lock:
             self.generation += 1

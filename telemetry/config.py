@@ -15,6 +15,14 @@ configured, the moto server on 127.0.0.1:5000 with dummy credentials.
 True
 >>> Settings.resolve(env={"IOTCAST_STREAM": "a"}, toml={"stream": "b"}, flags={"stream": "c"}).stream
 'c'
+
+Secrets (the MQTT password inside ``mqtt_url``, the HMAC key, the AWS
+secret key) never appear in ``repr(settings)`` or in a :class:`ConfigError`
+message: :func:`redact_url` masks the password wherever a URL is shown.
+
+>>> s = Settings(mqtt_url="mqtts://bob:s3cret@broker:8883", hmac_key="k3y")
+>>> "s3cret" in repr(s) or "k3y" in repr(s), redact_url(s.mqtt_url)
+(False, 'mqtts://bob:***@broker:8883')
 """
 
 from __future__ import annotations
@@ -28,7 +36,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Settings", "MqttTarget", "parse_mqtt_url", "LOCAL_AWS_ENDPOINT", "ConfigError"]
+__all__ = [
+    "Settings",
+    "MqttTarget",
+    "parse_mqtt_url",
+    "redact_url",
+    "LOCAL_AWS_ENDPOINT",
+    "ConfigError",
+]
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"
 LOCAL_REGION = "us-east-1"
@@ -49,23 +64,58 @@ class MqttTarget:
     password: str | None = field(default=None, repr=False)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part masked, for messages and logs.
+
+    The last ``@`` ends the user part, so an unencoded ``@``, ``/`` or ``#`` in
+    the password is masked too.
+
+    >>> redact_url("mqtts://bob:p@ss/w#rd@broker:8883"), redact_url("mqtt://127.0.0.1:1883")
+    ('mqtts://bob:***@broker:8883', 'mqtt://127.0.0.1:1883')
+    """
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
+
 def parse_mqtt_url(url: str) -> MqttTarget:
     """Parse ``mqtt://host:port`` or ``mqtts://user:pass@host:port``.
+
+    Special characters in the user or password are percent-encoded (``@`` is
+    ``%40``, ``/`` is ``%2F``, ``:`` is ``%3A``).  Messages show the URL with
+    the password masked.
 
     >>> parse_mqtt_url("mqtt://127.0.0.1:1883")
     MqttTarget(host='127.0.0.1', port=1883, tls=False, username=None)
     >>> parse_mqtt_url("mqtts://bob:s%40cret@broker:8883").password
     's@cret'
+    >>> parse_mqtt_url("mqtts://bob:a/b@broker:8883")
+    Traceback (most recent call last):
+    ...
+    telemetry.config.ConfigError: --mqtt-url 'mqtts://bob:***@broker:8883' is not host[:port] after the user part; percent-encode special characters of the user and password (@ as %40, / as %2F, : as %3A, # as %23)
     """
+    shown = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"--mqtt-url {url!r}: scheme must be mqtt:// or mqtts://")
+        raise ConfigError(f"--mqtt-url {shown!r}: scheme must be mqtt:// or mqtts://")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"--mqtt-url {shown!r} is not host[:port] after the user part; percent-encode "
+            "special characters of the user and password (@ as %40, / as %2F, : as %3A, # as %23)"
+        )
     if not parts.hostname:
-        raise ConfigError(f"--mqtt-url {url!r}: no host")
+        raise ConfigError(f"--mqtt-url {shown!r}: no host")
     tls = parts.scheme == "mqtts"
     return MqttTarget(
         host=parts.hostname,
-        port=parts.port or (8883 if tls else 1883),
+        port=port or (8883 if tls else 1883),
         tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
@@ -110,6 +160,18 @@ class Settings:
     log_level: str = "INFO"
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        """The fields, with the MQTT password masked and the keys left out (safe to log)."""
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "mqtt_url" and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def mqtt(self) -> MqttTarget:

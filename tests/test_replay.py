@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
@@ -18,7 +17,8 @@ from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
 from telemetry.reading import Reading, decode_payload
 from telemetry.replay import ReplayError, replay
-from telemetry.stack import ManagedProcess, free_port, start_mosquitto
+from telemetry.stack import ManagedProcess, free_port
+from tests.mqtt_support import start_secure_broker
 
 
 class Subscriber:
@@ -151,37 +151,11 @@ def test_replay_command_fails_cleanly_without_a_broker(tmp_path: Path, capsys) -
     assert "cannot reach the MQTT broker" in capsys.readouterr().err
 
 
-def _tls_broker(tmp_path: Path) -> tuple[ManagedProcess, Path]:
-    """mosquitto with a TLS listener (certificate for 127.0.0.1 from a throwaway CA) and a password."""
-    d = tmp_path / "tls"
-    d.mkdir()
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-            "-subj", "/CN=iotcast test CA")  # fmt: skip
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "replayer", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    conf = (
-        f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
-        f"password_file {d / 'passwd'}\n"
-    )
-    return start_mosquitto(d / "broker", extra_conf=conf, allow_anonymous=False), d / "ca.pem"
-
-
 def test_replay_over_mqtts_with_a_password_and_a_ca_file(tmp_path: Path, readings) -> None:
-    broker, ca = _tls_broker(tmp_path)
+    broker = start_secure_broker(tmp_path / "secure", {"replayer": "s3cret"})
+    ca = broker.ca_file
     try:
-        url = f"mqtts://replayer:s3cret@127.0.0.1:{broker.port}"
+        url = broker.url("replayer")
         good = Settings.resolve(env={}, toml={}, flags={"mqtt_url": url, "mqtt_ca_file": str(ca)})
         assert replay(good, readings[:200]) == 200  # every one acknowledged over TLS
         wrong = good.replace(mqtt_url=url.replace("s3cret", "wrong"))

@@ -48,6 +48,8 @@ __all__ = ["StreamCore"]
 
 log = logging.getLogger(__name__)
 
+add_score = m.ScoreSeries.add
+
 
 class _DeviceMetrics:
     """Labelled metric children of one device, looked up once."""
@@ -90,15 +92,14 @@ class _DeviceMetrics:
         self.ewma: float | None = None
 
     def pair(self, model: str, horizon: int) -> tuple[Any, ...]:
-        """(prediction, residual, scored, mae, rolling mae, rolling rmse) children."""
+        """(prediction, residual/scored accumulator, mae, rolling mae, rolling rmse) children."""
         key = (model, horizon)
         children = self.pairs.get(key)
         if children is None:
             h = str(horizon)
             children = (
                 m.PREDICTION.labels(self.label, model, h),
-                m.RESIDUAL.labels(self.label, model, h),
-                m.SCORED.labels(self.label, model, h),
+                m.SCORES.series(self.label, model, h),
                 m.MAE.labels(self.label, model, h),
                 m.ROLLING_MAE.labels(self.label, model, h),
                 m.ROLLING_RMSE.labels(self.label, model, h),
@@ -214,10 +215,10 @@ class StreamCore:
             dm.ewma = gap if dm.ewma is None else dm.ewma + 0.05 * (gap - dm.ewma)
         dm.prev_ts = ts
         dm.predictions = result.predictions  # gauges set with the figures (below)
+        pairs = dm.pairs
         for s in result.scores:
-            children = dm.pair(s.model, s.horizon)
-            children[1].observe(s.actual - s.predicted)
-            children[2].inc()
+            children = pairs.get((s.model, s.horizon)) or dm.pair(s.model, s.horizon)
+            add_score(children[1], s.actual - s.predicted)
         for e in result.events:
             if e.kind == "promotion":
                 m.PROMOTIONS.labels(dm.label, e.model).inc()
@@ -273,9 +274,9 @@ class StreamCore:
                 stats = hz.stats[name]
                 if stats.n:
                     children = dm.pair(name, h)
-                    children[3].set(stats.mae)
-                    children[4].set(stats.rolling_mae)
-                    children[5].set(stats.rolling_rmse)
+                    children[2].set(stats.mae)
+                    children[3].set(stats.rolling_mae)
+                    children[4].set(stats.rolling_rmse)
                 if h == first:
                     dm.champion(name).set(1.0 if name == champion else 0.0)
         if force and models.last_ts is not None:

@@ -74,10 +74,9 @@ class _Horizon:
             champion, task.promote_margin, task.promote_min_samples, task.promote_cooldown
         )
         self.drift = DriftWatch(task.drift_delta, task.drift_grace, task.drift_block)
-        # (made_ts, target_ts, feature values, predictions aligned with names)
-        self.pending: deque[tuple[float, float, tuple[float, ...], tuple[float | None, ...]]] = (
-            deque()
-        )
+        # (made_ts, target_ts, (feature values, scaled values or None), predictions aligned
+        # with names); the values pair is the same object for every horizon of a reading.
+        self.pending: deque[tuple[float, float, tuple, tuple[float | None, ...]]] = deque()
 
 
 class DeviceModels:
@@ -157,19 +156,23 @@ class DeviceModels:
             self.feature_keys = tuple(x)
         scaler = self.scaler
         if scaler is not None:
-            scaler.learn_one(x)
-            x.scaled = scaler.transform_one(x)
+            x.scaled = scaler.learn_transform_one(x)
         y = float(getattr(reading, self.task.target))
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
         timing = self.timing
         clock = time.thread_time_ns
+        xs = {"ts": ts}  # what the series models see
+        # The feature values a forecast learns from once its actual arrives: one pair of
+        # tuples per reading, shared by every horizon (held once, pickled once).
+        kept = (
+            tuple(x.values()),
+            None if scaler is None else tuple(x.scaled.values()),  # type: ignore[union-attr]
+        )
         for h, hz in self.horizons.items():
             models = hz.models
-            scored: list[
-                tuple[str, float, float, float]
-            ] = []  # name, predicted, made_ts, target_ts
+            scored: list[tuple[str, float, float, float]] = []  # name, predicted, made, target
             if h == 0:
                 xn = nowcast_view(x, self.task.target)
                 for name in hz.names:
@@ -182,54 +185,58 @@ class DeviceModels:
                     if p is not None:
                         predictions.append(Prediction(name, 0, ts, ts, p))
                         scored.append((name, p, ts, ts))
-            else:
-                pending = hz.pending
-                while pending and pending[0][1] <= ts:
-                    made_ts, _target_ts, values, scaled, preds = pending.popleft()
-                    xm = Features(zip(self.feature_keys, values, strict=True))
-                    if scaled is not None:
-                        xm.scaled = dict(zip(self.feature_keys, scaled, strict=True))
-                    for name, p in zip(hz.names, preds, strict=True):
-                        if p is not None:
-                            scored.append((name, p, made_ts, _target_ts))
-                    for name in hz.learners:
-                        t0 = clock() if timing else 0
-                        models[name].learn_one(xm, y)
-                        if timing:
-                            self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-                xs = {"ts": ts}
-                preds_now: list[float | None] = []
-                target_ts = ts + h
-                for name in hz.names:
-                    model = models[name]
+                if scored:
+                    self._score(hz, scored, y, ts, scores, events)
+                continue
+            pending = hz.pending
+            names = hz.names
+            while pending and pending[0][1] <= ts:
+                item = pending.popleft()
+                made_ts, due_ts, preds = item[0], item[1], item[-1]
+                if len(item) == 4:
+                    xm = self._features(*item[2])
+                else:  # a checkpoint written before the values were shared: 5 fields
+                    xm = self._features(item[2], item[3])
+                for name, p in zip(names, preds, strict=True):
+                    if p is not None:
+                        scored.append((name, p, made_ts, due_ts))
+                for name in hz.learners:
                     t0 = clock() if timing else 0
-                    if name in hz.series:
-                        model.learn_one(xs, y)
-                        p = model.predict_one(xs)
-                    else:
-                        p = model.predict_one(x)
+                    models[name].learn_one(xm, y)
                     if timing:
                         self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-                    preds_now.append(p)
-                    if p is not None:
-                        predictions.append(Prediction(name, h, ts, target_ts, p))
-                pending.append(
-                    (
-                        ts,
-                        target_ts,
-                        tuple(x.values()),
-                        None if scaler is None else tuple(x.scaled.values()),
-                        tuple(preds_now),
-                    )
-                )
-                if len(pending) > self.task.max_pending:
-                    pending.popleft()
-                    self.n_dropped += 1
+            preds_now: list[float | None] = []
+            target_ts = ts + h
+            series = hz.series
+            for name in names:
+                model = models[name]
+                t0 = clock() if timing else 0
+                if name in series:
+                    model.learn_one(xs, y)
+                    p = model.predict_one(xs)
+                else:
+                    p = model.predict_one(x)
+                if timing:
+                    self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
+                preds_now.append(p)
+                if p is not None:
+                    predictions.append(Prediction(name, h, ts, target_ts, p))
+            pending.append((ts, target_ts, kept, tuple(preds_now)))
+            if len(pending) > self.task.max_pending:
+                pending.popleft()
+                self.n_dropped += 1
             if scored:
                 self._score(hz, scored, y, ts, scores, events)
         self.last_ts = ts
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
+
+    def _features(self, values: tuple[float, ...], scaled: tuple[float, ...] | None) -> Features:
+        """The features (and scaled twin) of a pending forecast, from its kept values."""
+        xm = Features(zip(self.feature_keys, values, strict=True))
+        if scaled is not None:
+            xm.scaled = dict(zip(self.feature_keys, scaled, strict=True))
+        return xm
 
     def _score(
         self,
@@ -241,17 +248,22 @@ class DeviceModels:
         events: list[Event],
     ) -> None:
         h = hz.horizon
+        stats = hz.stats
+        selector = hz.selector
+        observe = selector.observe
+        champion = selector.champion  # changes only in consider(), after the loop
+        append = scores.append
         for name, p, made_ts, target_ts in scored:
-            err = hz.stats[name].update(p, y)
-            scores.append(Score(name, h, made_ts, target_ts, p, y))
-            hz.selector.observe(name, abs(err))
-            if name == hz.selector.champion:
-                hz.selector.tick()
+            err = stats[name].update(p, y)
+            append(Score(name, h, made_ts, target_ts, p, y))
+            observe(name, abs(err))
+            if name == champion:
+                selector.tick()
                 event = hz.drift.update(name, h, abs(err), ts)
                 if event is not None:
                     self._on_drift(hz, event)
                     events.append(event)
-        event = hz.selector.consider(hz.stats, h, ts)
+        event = selector.consider(stats, h, ts)
         if event is not None:
             self.n_promotions += 1
             log.info(

@@ -28,6 +28,7 @@ sees the thermometer it replaces.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from telemetry.reading import Reading
@@ -49,6 +50,7 @@ def _tracked(target: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.cache
 def target_keys(target: str) -> frozenset[str]:
     """Every feature name derived from ``target`` (what the nowcast must not see)."""
     keys = {target, f"{target}_d1"}
@@ -119,6 +121,39 @@ class Standardizer:
             st[1] = mean
             st[2] += d * (v - mean)
 
+    def learn_transform_one(self, x: dict[str, float]) -> dict[str, float]:
+        """``learn_one(x)`` then ``transform_one(x)`` in one pass (the same figures).
+
+        >>> a, b = Standardizer(), Standardizer()
+        >>> for v in (1.0, 2.0, 4.0):
+        ...     a.learn_one({"a": v}); za = a.transform_one({"a": v}); zb = b.learn_transform_one({"a": v})
+        >>> za == zb
+        True
+        """
+        stats = self.stats
+        limit = self.limit
+        sqrt = math.sqrt
+        out = {}
+        for k, v in x.items():
+            st = stats.get(k)
+            if st is None:
+                stats[k] = [1.0, v, 0.0]
+                out[k] = 0.0
+                continue
+            n = st[0] + 1.0
+            d = v - st[1]
+            mean = st[1] + d / n
+            st[0] = n
+            st[1] = mean
+            m2 = st[2] + d * (v - mean)
+            st[2] = m2
+            if m2 <= 0.0:
+                out[k] = 0.0
+                continue
+            z = (v - mean) / sqrt(m2 / n)
+            out[k] = limit if z > limit else -limit if z < -limit else z
+        return out
+
     def transform_one(self, x: dict[str, float]) -> dict[str, float]:
         stats = self.stats
         limit = self.limit
@@ -160,7 +195,8 @@ class FeatureState:
     def update(self, reading: Reading) -> dict[str, float]:
         """Fold ``reading`` into the state and return its features (past and present only)."""
         ts = reading.ts
-        dt = 0.0 if self.last_ts is None else min(max(ts - self.last_ts, 0.0), MAX_DT)
+        last_ts = self.last_ts
+        dt = 0.0 if last_ts is None else min(max(ts - last_ts, 0.0), MAX_DT)
         day_phase = (ts % DAY) / DAY * _TAU
         week_phase = ((ts + 4 * DAY) % WEEK) / WEEK * _TAU  # epoch day 0 was a Thursday
         x: dict[str, float] = {
@@ -178,21 +214,31 @@ class FeatureState:
             "dt": dt,
             "gap": 1.0 if dt > GAP_S else 0.0,
         }
-        first = self.last_ts is None
+        first = last_ts is None
+        alphas = [1.0 - math.exp(-dt / w) for w in WINDOWS]  # the same for every variable
+        prev = self.prev
+        ew = self.ew
+        sqrt = math.sqrt
         for name in self.tracked:
+            d1_key, window_keys = _keys(name)
             value = float(getattr(reading, name))
-            x[f"{name}_d1"] = 0.0 if first else value - self.prev[name]
-            self.prev[name] = value
-            states = self.ew.get(name)
+            x[d1_key] = 0.0 if first else value - prev[name]
+            prev[name] = value
+            states = ew.get(name)
             if states is None:
-                states = self.ew[name] = [[value, 0.0] for _ in WINDOWS]
-            for w, st in zip(WINDOWS, states, strict=True):
-                alpha = 1.0 - math.exp(-dt / w)
+                states = ew[name] = [[value, 0.0] for _ in WINDOWS]
+            for alpha, st, (dev_key, sd_key) in zip(alphas, states, window_keys, strict=True):
                 diff = value - st[0]
                 incr = alpha * diff
                 st[0] += incr
                 st[1] = (1.0 - alpha) * (st[1] + diff * incr)
-                x[f"{name}_dev{w}"] = value - st[0]
-                x[f"{name}_sd{w}"] = math.sqrt(st[1]) if st[1] > 0.0 else 0.0
+                x[dev_key] = value - st[0]
+                x[sd_key] = sqrt(st[1]) if st[1] > 0.0 else 0.0
         self.last_ts = ts
         return x
+
+
+@functools.cache
+def _keys(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Feature names of a tracked variable: change, then (deviation, spread) per window."""
+    return f"{name}_d1", tuple((f"{name}_dev{w}", f"{name}_sd{w}") for w in WINDOWS)

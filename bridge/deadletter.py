@@ -10,7 +10,11 @@ batch's first message), one object a line::
 
 The messages are acknowledged to the broker only after S3 accepted the
 object.  A failing write is retried like a Kinesis failure (bounded, then
-:class:`~bridge.retry.BridgeFailure`); nothing is dropped.
+:class:`~bridge.retry.BridgeFailure`); nothing is dropped.  A refusal that
+retrying cannot fix (the credentials may not write there) raises
+:class:`~bridge.retry.BridgeFailure` at once, naming the permission needed.
+
+Keys hold only the batch's time and a random id: no device id, no topic.
 
 >>> entry = dead_letter_entry("iot/x/telemetry", b"{oops", "invalid_json", "not JSON", 0.0)
 >>> entry["received_at"], entry["payload_b64"], entry["source"]
@@ -44,6 +48,10 @@ __all__ = [
 ]
 
 DEAD_LETTER_PREFIX = "dead-letter/"
+# S3 answers that retrying cannot fix: the credentials may not write the object.
+_PERMANENT_S3_ERRORS = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+)
 log = logging.getLogger(__name__)
 
 
@@ -100,6 +108,14 @@ class DeadLetterWriter:
                 break
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
                 code = _code(exc)
+                if code in _PERMANENT_S3_ERRORS:
+                    raise BridgeFailure(
+                        f"writing dead letters to s3://{self.bucket}/{key} was refused ({code}): "
+                        f"the bridge's credentials need s3:PutObject on arn:aws:s3:::{self.bucket}/"
+                        f"{DEAD_LETTER_PREFIX}* (deploy/iam/bridge-policy.json); the messages stay "
+                        "unacknowledged in the MQTT broker.",
+                        code,
+                    ) from exc
                 BRIDGE_RETRIES.labels(code).inc()
                 attempts.failed(code, str(exc))
         for e in entries:

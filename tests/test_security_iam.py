@@ -34,6 +34,7 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -48,6 +49,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bridge.deadletter import DeadLetterWriter, dead_letter_entry
+from bridge.retry import BridgeFailure, RetryPolicy
 from stream.checkpoint import CheckpointStore
 from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
@@ -333,6 +336,22 @@ def test_moto_refuses_calls_outside_the_policies(iam: IamStack) -> None:
     assert _refused(d_proc.delete_table, TableName=table) in DENIED
     assert _refused(iam.client("dynamodb", "bridge").scan, TableName=table) in DENIED
     assert _refused(iam.client("iam", "processor").list_users) in DENIED
+
+
+def test_a_refused_dead_letter_write_stops_the_bridge_at_once_naming_the_permission(
+    iam: IamStack,
+) -> None:
+    writer = DeadLetterWriter(
+        iam.client("s3", "bridge"), "iam-other-bucket", RetryPolicy(give_up_after=60),
+        threading.Event(),
+    )  # fmt: skip
+    entry = dead_letter_entry("iot/x/telemetry", b"{", "invalid_json", "not JSON", time.time())
+    started = time.monotonic()
+    with pytest.raises(BridgeFailure) as exc:
+        writer.write([entry], time.time())
+    assert time.monotonic() - started < 10  # not retried for a minute
+    assert exc.value.code == "AccessDenied"
+    assert "s3:PutObject on arn:aws:s3:::iam-other-bucket/dead-letter/*" in str(exc.value)
 
 
 # ------------------------------------------------------------- the pipeline under the policies

@@ -1037,6 +1037,8 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
     import hashlib
 
     def fetch(key: str) -> bytes:
+        if ".." in Path(key).parts or Path(key).is_absolute():  # keys come from manifests in S3
+            raise ValueError(f"refusing to copy S3 key {key!r}: it would land outside {dest}")
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         path = dest / key
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
@@ -74,8 +75,8 @@ class _Horizon:
             champion, task.promote_margin, task.promote_min_samples, task.promote_cooldown
         )
         self.drift = DriftWatch(task.drift_delta, task.drift_grace, task.drift_block)
-        # (made_ts, target_ts, (feature values, scaled values or None), predictions aligned
-        # with names); the values pair is the same object for every horizon of a reading.
+        # (made_ts, target_ts, (feature values, scaled values or None) as arrays of doubles,
+        # predictions aligned with names); the values pair is shared by a reading's horizons.
         self.pending: deque[tuple[float, float, tuple, tuple[float | None, ...]]] = deque()
 
 
@@ -165,10 +166,11 @@ class DeviceModels:
         clock = time.thread_time_ns
         xs = {"ts": ts}  # what the series models see
         # The feature values a forecast learns from once its actual arrives: one pair of
-        # tuples per reading, shared by every horizon (held once, pickled once).
+        # double arrays per reading, shared by every horizon (held once, pickled once, as
+        # bytes: a third of the memory of float tuples and much faster to pickle).
         kept = (
-            tuple(x.values()),
-            None if scaler is None else tuple(x.scaled.values()),  # type: ignore[union-attr]
+            array("d", x.values()),
+            None if scaler is None else array("d", x.scaled.values()),  # type: ignore[union-attr]
         )
         for h, hz in self.horizons.items():
             models = hz.models
@@ -231,7 +233,7 @@ class DeviceModels:
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
 
-    def _features(self, values: tuple[float, ...], scaled: tuple[float, ...] | None) -> Features:
+    def _features(self, values: Sequence[float], scaled: Sequence[float] | None) -> Features:
         """The features (and scaled twin) of a pending forecast, from its kept values."""
         xm = Features(zip(self.feature_keys, values, strict=True))
         if scaled is not None:

@@ -213,6 +213,12 @@ class LeaseCheckpointer:
             create_table=True,
         )
         self.table_name = self.inner.table_name
+        # async-kinesis' heartbeat loop ends for good on the first failed heartbeat (a DynamoDB
+        # outage longer than its retries): the leases would then look abandoned to every other
+        # process once DynamoDB is back. Each heartbeat's error is logged and the next one retries.
+        self.heartbeat_failures = 0
+        self._inner_heartbeat = self.inner.do_heartbeat
+        self.inner.do_heartbeat = self._heartbeat
         self._endpoint_url = endpoint_url
         self._region = region
         self._resource_cm: Any = None
@@ -287,6 +293,15 @@ class LeaseCheckpointer:
         resource = await cm.__aenter__()
         self._resource_cm = cm
         self.inner._session = _SharedSession(resource)
+
+    async def _heartbeat(self, key: str, value: dict[str, Any]) -> None:
+        try:
+            await self._inner_heartbeat(key, value)
+        except (BotoCoreError, ClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self.heartbeat_failures += 1
+            log.warning(
+                "lease heartbeat of %s failed (%s); retrying at the next heartbeat", key, exc
+            )
 
     # ------------------------------------------------------------------ ours
     async def commit(self, shard_id: str, sequence: str) -> None:

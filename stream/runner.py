@@ -139,6 +139,10 @@ class StreamProcessor(LeaseHooks):
         self.live_processes = 1
         self.share: int | None = None
         self.stats = {"records": 0, "stale": 0, "handovers": 0, "checkpoints": 0}
+        # After DynamoDB was unreachable, every lease looks overdue (nobody could heartbeat):
+        # another process's lease is not taken over until it had a session timeout to renew it.
+        self._dynamodb_down = False
+        self._dynamodb_back_at: float | None = None
 
     # ================================================================== run
     async def run(self, stop: asyncio.Event) -> int:
@@ -433,6 +437,11 @@ class StreamProcessor(LeaseHooks):
             raise
         if not item or "ref" not in item or "S" not in item["ref"]:
             return True
+        back = self._dynamodb_back_at
+        if self._dynamodb_down or (
+            back is not None and time.monotonic() - back < self.options.session_timeout
+        ):
+            return False  # overdue only because DynamoDB was unreachable: let its owner renew it
         ts = float(item.get("ts", {}).get("N", 0))
         return time.time() - ts >= self.options.session_timeout
 
@@ -558,9 +567,22 @@ class StreamProcessor(LeaseHooks):
             await asyncio.sleep(self.options.heartbeat_seconds)
             try:
                 await self._presence()
+            except (ClientError, BotoCoreError) as exc:
+                self._dynamodb_down = True
+                log.warning("presence round failed (%s); retrying next heartbeat", exc)
+                continue
+            if self._dynamodb_down:
+                self._dynamodb_down = False
+                self._dynamodb_back_at = time.monotonic()
+                log.warning(
+                    "DynamoDB answers again; leases of other processes are left to them for "
+                    "%.0fs (they renew them first)",
+                    self.options.session_timeout,
+                )
+            try:
                 await self._rebalance()
             except (ClientError, BotoCoreError) as exc:
-                log.warning("presence/rebalance round failed (%s); retrying next heartbeat", exc)
+                log.warning("rebalance round failed (%s); retrying next heartbeat", exc)
 
     async def _presence(self) -> None:
         self.live_processes = await asyncio.to_thread(self._write_presence)
@@ -646,11 +668,11 @@ class StreamProcessor(LeaseHooks):
         """Graceful stop: final checkpoint of every shard, then release the leases."""
         for task in list(self._background):
             await asyncio.gather(task, return_exceptions=True)
+        states = list(self.states.values())  # a lost lease drops its state during the gather
         results = await asyncio.gather(
-            *(self._checkpoint(s, final=True) for s in list(self.states.values())),
-            return_exceptions=True,
+            *(self._checkpoint(s, final=True) for s in states), return_exceptions=True
         )
-        for state, result in zip(list(self.states.values()), results, strict=True):
+        for state, result in zip(states, results, strict=True):
             if result is not True:
                 log.error(
                     "final checkpoint of %s failed (%s); a restart resumes from the last manifest",

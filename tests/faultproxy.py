@@ -14,7 +14,18 @@ where it refuses records the way Kinesis does:
   with HTTP 500 ``InternalFailure`` or 400 ``ProvisionedThroughputExceededException``;
 * ``down``: every Kinesis call fails (HTTP 503), as during an outage;
 * ``slow_puts``/``slow_seconds``: the first calls reach moto only after a pause
-  (a loaded server answering late, then applying the call all the same).
+  (a loaded server answering late, then applying the call all the same);
+* :meth:`FaultProxy.refuse` ``("s3" | "dynamodb" | "kinesis" | "all", seconds)``:
+  every request to that service is answered HTTP 503 ``ServiceUnavailable``
+  (in the service's own error format) for a time window, as during an outage
+  of one service; :meth:`FaultProxy.restore` ends it early.  A request is
+  DynamoDB when its ``X-Amz-Target`` starts with ``DynamoDB_20120810``,
+  Kinesis with ``Kinesis_``, S3 when it has no target (REST); moto's own
+  ``/moto-api`` is never refused.  An upstream that does not answer (moto
+  restarting) is answered 503 as well;
+* ``keep_accepted``: the data of every record moto accepted through
+  PutRecords is kept in ``accepted`` (what the stream held, even if the
+  server is restarted afterwards).
 
 The accepted records are forwarded to moto in one call and the answer is
 merged back in the original order with ``FailedRecordCount`` and per-record
@@ -23,11 +34,16 @@ merged back in the original order with ``FailedRecordCount`` and per-record
 >>> proxy = FaultProxy("http://127.0.0.1:9", throttle_share=0.1)
 >>> proxy.url.startswith("http://127.0.0.1:")
 True
+>>> proxy.refuse("s3", 30.0); proxy.refusing("s3"), proxy.refusing("dynamodb")
+(True, False)
+>>> proxy.restore(); proxy.refusing("s3")
+False
 >>> proxy.close()
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import random
 import threading
@@ -40,6 +56,7 @@ import orjson
 __all__ = ["FaultProxy"]
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+SERVICES = ("s3", "dynamodb", "kinesis")
 
 
 class FaultProxy:
@@ -55,6 +72,7 @@ class FaultProxy:
         slow_puts: int = 0,
         slow_seconds: float = 0.0,
         seed: int = 7,
+        keep_accepted: bool = False,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
@@ -70,6 +88,11 @@ class FaultProxy:
         self.records_in = 0
         self.refused: dict[str, int] = {}
         self.call_errors = 0
+        self.keep_accepted = keep_accepted
+        self.accepted: list[bytes] = []
+        self._refuse_until: dict[str, float] = {}  # service -> monotonic end of its outage
+        self.refused_requests: dict[str, int] = dict.fromkeys(SERVICES, 0)
+        self.upstream_errors = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,6 +114,26 @@ class FaultProxy:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    # ------------------------------------------------------------- outages
+    def refuse(self, service: str, seconds: float = float("inf")) -> None:
+        """Answer every request to ``service`` (or ``"all"``) with 503 for ``seconds``."""
+        names = SERVICES if service == "all" else (service,)
+        if not set(names) <= set(SERVICES):
+            raise ValueError(f"unknown service {service!r}; one of {SERVICES} or 'all'")
+        until = time.monotonic() + seconds
+        with self.lock:
+            for name in names:
+                self._refuse_until[name] = until
+
+    def restore(self, service: str = "all") -> None:
+        """End the outage of ``service`` (default: every service) now."""
+        with self.lock:
+            for name in SERVICES if service == "all" else (service,):
+                self._refuse_until.pop(name, None)
+
+    def refusing(self, service: str) -> bool:
+        return time.monotonic() < self._refuse_until.get(service, 0.0)
 
     @property
     def refused_total(self) -> int:
@@ -117,12 +160,36 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         headers = dict(h.headers.items())
         target = h.headers.get("X-Amz-Target", "")
-        if target.startswith("Kinesis_") and self.down:
-            return self._reply(h, 503, [], _error("ServiceUnavailable", "injected outage"))
-        if target.endswith(".PutRecords"):
-            return self._put_records(h, headers, body)
-        status, rheaders, rbody = self._forward(h.command, h.path, headers, body)
+        service = _service(target, h.path)
+        if (target.startswith("Kinesis_") and self.down) or (
+            service is not None and self.refusing(service)
+        ):
+            with self.lock:
+                self.refused_requests[service or "kinesis"] += 1
+            return self._unavailable(h, service)
+        try:
+            if target.endswith(".PutRecords"):
+                return self._put_records(h, headers, body)
+            status, rheaders, rbody = self._forward(h.command, h.path, headers, body)
+        except OSError:  # moto down or restarting: what a client meets at an outage
+            with self.lock:
+                self.upstream_errors += 1
+            return self._unavailable(h, service)
         self._reply(h, status, rheaders, rbody)
+
+    def _unavailable(self, h: BaseHTTPRequestHandler, service: str | None) -> None:
+        if service == "s3":
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+                b"<Message>injected outage</Message></Error>"
+            )
+            return self._reply(h, 503, [("Content-Type", "application/xml")], body)
+        if service == "dynamodb":
+            body = _error(
+                "com.amazonaws.dynamodb.v20120810#ServiceUnavailableException", "injected outage"
+            )
+            return self._reply(h, 503, [("Content-Type", "application/x-amz-json-1.0")], body)
+        return self._reply(h, 503, [], _error("ServiceUnavailable", "injected outage"))
 
     def _reply(self, h, status: int, headers, body: bytes) -> None:
         h.send_response(status)
@@ -167,6 +234,13 @@ class FaultProxy:
             if status != 200:
                 return self._reply(h, status, rheaders, rbody)
             results = orjson.loads(rbody)["Records"]
+            if self.keep_accepted:
+                with self.lock:
+                    self.accepted.extend(
+                        base64.b64decode(r["Data"])
+                        for r, res in zip(passed, results, strict=True)
+                        if "ErrorCode" not in res
+                    )
         it = iter(results)
         merged = []
         for v in verdicts:
@@ -194,6 +268,17 @@ class FaultProxy:
             if v:
                 self.refused[v] = self.refused.get(v, 0) + 1
         return verdicts
+
+
+def _service(target: str, path: str) -> str | None:
+    """Which service a request to moto's single endpoint is for (None: moto's own API)."""
+    if target.startswith("DynamoDB_20120810"):
+        return "dynamodb"
+    if target.startswith("Kinesis_"):
+        return "kinesis"
+    if path.startswith("/moto-api"):
+        return None
+    return "s3"
 
 
 def _error(code: str, message: str) -> bytes:

@@ -1,0 +1,72 @@
+"""Fixtures of the fault suite: its size, the pipeline, and the results file.
+
+The size comes from the environment, read here at the tests' edge:
+
+- ``IOTCAST_FAULT_READINGS``: readings replayed per fault (default 2,500, so the
+  suite stays within CI's budget; the issue's figure is 100,000);
+- ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused
+  (default 10; the issue's figure is 30);
+- ``IOTCAST_FAULT_RESULTS``: a JSON file the results of every fault are
+  written to (``python -m tests.faults.report`` turns it into the table of
+  docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from telemetry.config import Settings
+from tests.faults.pipeline import Pipeline
+
+READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2500"))
+OUTAGE_SECONDS = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
+RESULTS = os.environ.get("IOTCAST_FAULT_RESULTS")
+
+
+@pytest.fixture(scope="session")
+def fault_readings() -> int:
+    return READINGS
+
+
+@pytest.fixture(scope="session")
+def outage_seconds() -> float:
+    return OUTAGE_SECONDS
+
+
+@pytest.fixture(scope="session")
+def fault_results() -> Iterator[list[dict]]:
+    """Results of the session's faults; written to ``IOTCAST_FAULT_RESULTS`` at the end."""
+    results: list[dict] = []
+    yield results
+    if RESULTS and results:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        path = Path(RESULTS)
+        old = orjson.loads(path.read_bytes()) if path.exists() else {"faults": {}}
+        for r in results:
+            old["faults"][r["fault"]] = r
+        old.update(
+            readings=READINGS,
+            outage_seconds=OUTAGE_SECONDS,
+            commit=commit,
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        path.write_bytes(orjson.dumps(old, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+@pytest.fixture
+def pipeline(settings_mqtt: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    """A pipeline on the test's mosquitto and the session's moto; everything stopped after."""
+    p = Pipeline(settings_mqtt, tmp_path)
+    p.started = time.monotonic()
+    yield p
+    p.close()

@@ -15,9 +15,15 @@ then memory per device (RSS growth over 1,000 and 10,000 devices), checkpoint
 size and time per device (pickle + S3 PUT on moto), and the time from a
 record's arrival in the processor to its metrics being updated (p50, p99).
 
+(a), (a2) and (b) are single-threaded and timed in CPU time (wall beside it):
+on a shared VM wall time mostly measures the neighbours. They run interleaved
+``--repeats`` times; rates are medians, ratios the median of the per-repeat ratio.
+(c) and (d) alternate ``--stream-repeats`` times, each on its own copy of the stream.
+
 Usage::
 
-    .venv/bin/python bench/processor.py --readings 20000
+    .venv/bin/python bench/processor.py                 # 6,000 readings, everything
+    .venv/bin/python bench/processor.py --no-stream --memory-devices ""   # (a), (a2), (b) only
 """
 
 from __future__ import annotations
@@ -57,7 +63,19 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def bench_bare(readings, catalog, task) -> float:
+class Clock:
+    """CPU time (this process) and wall time of a section: ``with Clock() as c: ...``."""
+
+    def __enter__(self) -> Clock:
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = time.process_time() - self.cpu0
+        self.wall = time.perf_counter() - self.wall0
+
+
+def bench_bare(readings, catalog, task) -> Clock:
     """(a): the default models per device at every horizon, on precomputed features."""
     selected = catalog.select("default")
     feats: list[tuple[str, dict, dict, dict, float]] = []
@@ -73,29 +91,31 @@ def bench_bare(readings, catalog, task) -> float:
             for h in task.horizons
             for spec in selected.for_horizon(h)
         ]
-    t0 = time.perf_counter()
-    for device, x, xn, xs, y in feats:
-        for h, series, model in models[device]:
-            if series:
-                model.learn_one(xs, y)
-                model.predict_one(xs)
-            else:
-                xi = xn if h == 0 else x
-                model.predict_one(xi)
-                model.learn_one(xi, y)
-    return len(feats) / (time.perf_counter() - t0)
+    with Clock() as clock:
+        for device, x, xn, xs, y in feats:
+            for h, series, model in models[device]:
+                if series:
+                    model.learn_one(xs, y)
+                    model.predict_one(xs)
+                else:
+                    xi = xn if h == 0 else x
+                    model.predict_one(xi)
+                    model.learn_one(xi, y)
+    return clock
 
 
-def bench_core(payloads, catalog, task, checkpoint_every: int) -> tuple[float, StreamCore]:
-    """(b): StreamCore over raw payloads, with a checkpoint snapshot every N records."""
+def bench_core(payloads, catalog, task, checkpoint_every: int) -> Clock:
+    """(b): StreamCore over raw payloads, with a checkpoint snapshot every N records
+    (and one at the end: the processor's checkpoint on a graceful stop)."""
     core = StreamCore(catalog, task)
     state = ShardState("shardId-bench", epoch=1)
-    t0 = time.perf_counter()
-    for i, data in enumerate(payloads, 1):
-        core.handle(state, str(i), data, time.monotonic())
-        if state.since_checkpoint >= checkpoint_every:
-            state.snapshot()
-    return len(payloads) / (time.perf_counter() - t0), core
+    with Clock() as clock:
+        for i, data in enumerate(payloads, 1):
+            core.handle(state, str(i), data, time.monotonic())
+            if state.since_checkpoint >= checkpoint_every:
+                state.snapshot()
+        state.snapshot()
+    return clock
 
 
 def put_stream(settings: Settings, payloads: list[tuple[bytes, str]], shards: int) -> None:
@@ -110,8 +130,11 @@ def put_stream(settings: Settings, payloads: list[tuple[bytes, str]], shards: in
         assert resp["FailedRecordCount"] == 0
 
 
-async def bench_bare_consumer(settings: Settings, n: int) -> float:
-    """(d): async-kinesis' Consumer, JSON-decoding records, nothing else."""
+async def bench_bare_consumer(settings: Settings, n: int) -> tuple[float, float]:
+    """(d): async-kinesis' Consumer, JSON-decoding records, nothing else.
+
+    Returns (records/s wall, CPU seconds of this process per record), from the first
+    record to the n-th."""
     from kinesis import Consumer, MemoryCheckPointer
 
     count = 0
@@ -127,18 +150,20 @@ async def bench_bare_consumer(settings: Settings, n: int) -> float:
         while count < n:
             async for _item in consumer:
                 if first is None:
-                    first = time.perf_counter()
+                    first, cpu0 = time.perf_counter(), time.process_time()
                 count += 1
                 if count >= n:
                     break
-    return (count - 1) / (time.perf_counter() - first)
+            wall, cpu = time.perf_counter() - first, time.process_time() - cpu0
+    return (count - 1) / wall, cpu / (count - 1)
 
 
 async def bench_processor(
     settings: Settings, n: int, catalog, task, paced: list[tuple[bytes, str]], rate: float
-) -> tuple[float, list[float]]:
-    """(c): the whole processor; rate from its first record to its n-th. Then, caught up,
-    ``paced`` records put at ``rate`` per second: arrival-to-metrics latencies of those."""
+) -> tuple[float, float, list[float]]:
+    """(c): the whole processor; rate (wall) and CPU seconds per record from its first record
+    to its n-th. Then, caught up, ``paced`` records (if any) put at ``rate`` per second:
+    arrival-to-metrics latencies of those."""
     opts = ProcessorOptions(checkpoint_seconds=10, predictions="none", session_timeout=30)
     proc = StreamProcessor(settings, opts, catalog, task)
     latencies: list[float] = []
@@ -147,10 +172,13 @@ async def bench_processor(
     run = asyncio.create_task(proc.run(stop))
     while not latencies:
         await asyncio.sleep(0.01)
-    first = time.perf_counter()
+    first, cpu0 = time.perf_counter(), time.process_time()
+    done0 = proc.stats["records"]
     while proc.stats["records"] < n:
         await asyncio.sleep(0.01)
-    throughput = (proc.stats["records"] - 1) / (time.perf_counter() - first)
+    done = proc.stats["records"] - done0
+    throughput = done / (time.perf_counter() - first)
+    cpu = (time.process_time() - cpu0) / done
     latencies.clear()
     kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
 
@@ -164,19 +192,19 @@ async def bench_processor(
         await asyncio.sleep(0.05)
     stop.set()
     await run
-    return throughput, list(latencies)
+    return throughput, cpu, list(latencies)
 
 
-def bench_step(readings, catalog, task) -> float:
+def bench_step(readings, catalog, task) -> Clock:
     """(a2): DeviceModels.step alone on Reading objects (the models package's own loop)."""
     held: dict[str, DeviceModels] = {}
-    t0 = time.perf_counter()
-    for r in readings:
-        dm = held.get(r.device)
-        if dm is None:
-            dm = held[r.device] = DeviceModels(r.device, catalog, task)
-        dm.step(r)
-    return len(readings) / (time.perf_counter() - t0)
+    with Clock() as clock:
+        for r in readings:
+            dm = held.get(r.device)
+            if dm is None:
+                dm = held[r.device] = DeviceModels(r.device, catalog, task)
+            dm.step(r)
+    return clock
 
 
 def bench_memory(catalog, task, devices: int, per_device: int) -> float:
@@ -208,11 +236,11 @@ def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[f
         dm.step(
             r.__class__(r.ts, "b8", r.co, r.humidity, r.light, r.lpg, r.motion, r.smoke, r.temp)
         )
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     payload = b""
     for _ in range(devices):
         payload = pickle.dumps(dm, protocol=pickle.HIGHEST_PROTOCOL)
-    pickle_s = (time.perf_counter() - t0) / devices
+    pickle_s = (time.process_time() - t0) / devices
     s3 = boto3.client("s3", **settings.boto_kwargs())
     s3.create_bucket(Bucket=settings.bucket)
     store = CheckpointStore(s3, settings.bucket, settings.app)
@@ -232,11 +260,66 @@ def start_kinesalite(workdir: Path) -> ManagedProcess | None:
     return ManagedProcess("kinesalite", argv, port, workdir / "kinesalite.log").start(timeout=60)
 
 
+def median_rate(n: int, clocks: list[Clock], attr: str) -> float:
+    return n / statistics.median(getattr(c, attr) for c in clocks)
+
+
+def median_ratio(n_clocks: list[Clock], d_clocks: list[Clock], attr: str) -> float:
+    """Median over repeats of the ratio of two rates measured side by side in one repeat."""
+    return statistics.median(
+        getattr(d, attr) / getattr(c, attr) for c, d in zip(n_clocks, d_clocks, strict=True)
+    )
+
+
+def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> None:
+    """(a), (a2), (b) interleaved ``repeats`` times on the same readings; medians printed."""
+    n = len(readings)
+    every = ProcessorOptions().checkpoint_every
+    runs: dict[str, list[Clock]] = {"a": [], "a2": [], "b": [], "b1k": []}
+    for _ in range(repeats):
+        gc.collect()
+        runs["a"].append(bench_bare(readings, catalog, task))
+        gc.collect()
+        runs["a2"].append(bench_step(readings, catalog, task))
+        gc.collect()
+        runs["b"].append(bench_core(payloads, catalog, task, every))
+        gc.collect()
+        runs["b1k"].append(bench_core(payloads, catalog, task, 1000))
+
+    def rates(key: str) -> str:
+        return f"{median_rate(n, runs[key], 'cpu'):8.0f}/s CPU {median_rate(n, runs[key], 'wall'):8.0f}/s wall"
+
+    print(f"medians of {repeats} interleaved repeats; CPU = this process' CPU time")
+    print(f"(a) bare River loop                 {rates('a')}")
+    print(
+        f"    DeviceModels.step alone         {rates('a2')}   "
+        f"{median_ratio(runs['a2'], runs['a'], 'cpu'):.2f} of (a) CPU "
+        "(features, pending forecasts, scoring, selection)"
+    )
+    print(
+        f"(b) processor core, no network      {rates('b')}   "
+        f"(decode, metrics, checkpoint snapshot every {every} records and at the end)"
+    )
+    print(
+        f"    same, snapshot every 1000       {rates('b1k')}   "
+        f"{median_ratio(runs['b'], runs['b1k'], 'cpu'):.2f} of (b) CPU (pickling on the hot path)"
+    )
+    print(
+        f"b/a = {median_ratio(runs['a'], runs['b'], 'cpu'):.2f} CPU, "
+        f"{median_ratio(runs['a'], runs['b'], 'wall'):.2f} wall   (target >= 0.7; "
+        "median over repeats of the per-repeat ratio)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--readings", type=int, default=20_000)
+    parser.add_argument("--readings", type=int, default=6_000)
+    parser.add_argument("--days", type=float, default=1.0, help="generated days to take them from")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of (a), (a2), (b)")
+    parser.add_argument("--stream-repeats", type=int, default=2, help="repeats of (d), (c)")
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument(
         "--memory-readings", type=int, default=10, help="readings per device in the memory test"
@@ -248,60 +331,83 @@ def main() -> None:
     parser.add_argument(
         "--memory-devices", default="1000,10000", help="device counts for the memory figure"
     )
+    parser.add_argument("--no-stream", action="store_true", help="skip (c), (d), latency, S3")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     catalog, task = load_catalog(), TaskConfig()
-    readings = list(itertools.islice(generate(days=2, seed=9), args.readings))
+    readings = list(itertools.islice(generate(days=args.days, seed=args.seed), args.readings))
     payloads = [encode(r) for r in readings]
     assert all(decode_payload(p) for p in payloads[:10])
     print(
-        f"readings: {len(readings)}, devices: {len({r.device for r in readings})}, "
-        f"models: {', '.join(catalog.select('default').names)}, horizons: {task.horizons}"
+        f"readings: {len(readings)} (generate(days={args.days:g}, seed={args.seed})), devices: "
+        f"{len({r.device for r in readings})}, models: {', '.join(catalog.select('default').names)}, "
+        f"horizons: {task.horizons}; load average {os.getloadavg()[0]:.1f}"
     )
+    bench_core_parts(readings, payloads, catalog, task, args.repeats)
+    if not args.no_stream:
+        bench_stream(args, readings, payloads, catalog, task)
+    for n in (int(x) for x in args.memory_devices.split(",") if x):
+        per = bench_memory(catalog, task, n, args.memory_readings)
+        print(
+            f"memory: {n:6d} devices -> {per / 1024:.1f} KiB RSS per device "
+            f"(after {args.memory_readings} readings each)"
+        )
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
-    a = bench_bare(readings, catalog, task)
-    a2 = bench_step(readings, catalog, task)
-    every = ProcessorOptions().checkpoint_every
-    b, _core = bench_core(payloads, catalog, task, every)
-    b1k, _ = bench_core(payloads, catalog, task, 1000)
-    print(f"(a) bare River loop            {a:10.0f} readings/s")
-    print(
-        f"    DeviceModels.step alone    {a2:10.0f} readings/s   ({a2 / a:.2f} of (a): features, "
-        "pending forecasts, scoring, selection)"
-    )
-    print(f"    core / DeviceModels.step   {b / a2:10.2f}   (decode, metrics, snapshots)")
-    print(
-        f"(b) processor core, no network {b:10.0f} readings/s   b/a = {b / a:.2f}  (target >= 0.7)"
-    )
-    print(
-        f"    same, snapshot every 1000 records {b1k:6.0f} readings/s   (pickling on the hot path)"
-    )
 
+def bench_stream(args, readings, payloads, catalog, task) -> None:
+    """(d) and (c) alternately, each on its own copy of the stream; latency; checkpoints."""
     with tempfile.TemporaryDirectory() as tmp:
         moto = start_moto(Path(tmp))
         kinesalite = start_kinesalite(Path(tmp))
         try:
             base = Settings.resolve(env={}, toml={}, flags={"endpoint_url": moto.url})
             kurl = kinesalite.url if kinesalite else None
-            s_c = base.replace(
-                stream="bench-c", bucket="bench-c", app="bench-c", kinesis_endpoint_url=kurl
-            )
-            s_d = base.replace(stream="bench-d", kinesis_endpoint_url=kurl)
             items = [(p, r.device) for p, r in zip(payloads, readings, strict=True)]
-            put_stream(s_c, items, args.shards)
-            put_stream(s_d, items, args.shards)
-            boto3.client("s3", **base.boto_kwargs()).create_bucket(Bucket="bench-c")
-            d = asyncio.run(bench_bare_consumer(s_d, len(items)))
             later = generate(days=1, seed=10, start=readings[-1].ts + 3600)
             paced = [(encode(r), r.device) for r in itertools.islice(later, 200)]
-            c, lat = asyncio.run(
-                bench_processor(s_c, len(items), catalog, task, paced, args.paced_rate)
-            )
+            c_runs, d_runs, lat = [], [], []
+            for i in range(args.stream_repeats):
+                s_c = base.replace(
+                    stream=f"bench-c{i}",
+                    bucket=f"bench-c{i}",
+                    app=f"bench-c{i}",
+                    kinesis_endpoint_url=kurl,
+                )
+                s_d = base.replace(stream=f"bench-d{i}", kinesis_endpoint_url=kurl)
+                put_stream(s_d, items, args.shards)
+                put_stream(s_c, items, args.shards)
+                boto3.client("s3", **base.boto_kwargs()).create_bucket(Bucket=s_c.bucket)
+                gc.collect()
+                d_runs.append(asyncio.run(bench_bare_consumer(s_d, len(items))))
+                gc.collect()
+                last = i == args.stream_repeats - 1
+                c, c_cpu, got = asyncio.run(
+                    bench_processor(
+                        s_c, len(items), catalog, task, paced if last else [], args.paced_rate
+                    )
+                )
+                c_runs.append((c, c_cpu))
+                lat = got or lat
             where = "kinesalite" if kinesalite else "moto"
-            print(f"(c) whole processor ({where})  {c:10.0f} readings/s")
+            c = statistics.median(r for r, _ in c_runs)
+            d = statistics.median(r for r, _ in d_runs)
+            c_cpu = statistics.median(u for _, u in c_runs)
+            d_cpu = statistics.median(u for _, u in d_runs)
+            print(f"medians of {args.stream_repeats} alternating repeats, Kinesis on {where}:")
             print(
-                f"(d) bare async-kinesis consumer {d:9.0f} readings/s   c/d = {c / d:.2f}  (target >= 0.8)"
+                f"(c) whole processor            {c:8.0f}/s wall  {c_cpu * 1e6:6.0f} us CPU/record "
+                f"(runs: {', '.join(f'{r:.0f}' for r, _ in c_runs)})"
+            )
+            print(
+                f"(d) bare async-kinesis consumer {d:7.0f}/s wall  {d_cpu * 1e6:6.0f} us CPU/record "
+                f"(runs: {', '.join(f'{r:.0f}' for r, _ in d_runs)})"
+            )
+            ratios = [cr / dr for (cr, _), (dr, _) in zip(c_runs, d_runs, strict=True)]
+            print(
+                f"c/d = {statistics.median(ratios):.2f} wall (target >= 0.8; per repeat: "
+                f"{', '.join(f'{x:.2f}' for x in ratios)})"
             )
             q = statistics.quantiles(lat, n=100)
             print(
@@ -316,19 +422,13 @@ def main() -> None:
             )
             print(
                 f"checkpoint per device (a day of readings): {size / 1024:.1f} KiB, pickle "
-                f"{pickle_s * 1000:.2f} ms, S3 artifact+manifest PUT {put_s * 1000:.2f} ms (moto, sequential)"
+                f"{pickle_s * 1000:.2f} ms CPU, S3 artifact+manifest PUT {put_s * 1000:.2f} ms "
+                "wall (moto, sequential)"
             )
         finally:
             if kinesalite:
                 kinesalite.stop()
             moto.stop()
-
-    for n in (int(x) for x in args.memory_devices.split(",")):
-        per = bench_memory(catalog, task, n, args.memory_readings)
-        print(
-            f"memory: {n:6d} devices -> {per / 1024:.1f} KiB RSS per device "
-            f"(after {args.memory_readings} readings each)"
-        )
 
 
 if __name__ == "__main__":

@@ -46,28 +46,40 @@ class ErrorStats:
 
     def update(self, predicted: float, actual: float) -> float:
         """Add one scored prediction; returns the residual ``actual - predicted``."""
+        # The hot path (a dozen calls a reading): attributes read once into locals; the
+        # arithmetic, and its order, is that of the plain statements (same floats).
         err = actual - predicted
         a = abs(err)
         sq = err * err
-        self.n += 1
+        n = self.n + 1
+        self.n = n
         self.sum_abs += a
         self.sum_sq += sq
         self.sum_err += err
-        delta = actual - self.mean_y
-        self.mean_y += delta / self.n
-        self.m2_y += delta * (actual - self.mean_y)
-        if len(self.recent) == self.window:
-            old = self.recent[0]
-            self.roll_abs -= abs(old)
-            self.roll_sq -= old * old
-        self.recent.append(err)
-        self.roll_abs += a
-        self.roll_sq += sq
-        self._since_exact += 1
-        if self._since_exact >= self.window:
-            self.roll_abs = math.fsum(abs(e) for e in self.recent)
-            self.roll_sq = math.fsum(e * e for e in self.recent)
+        mean_y = self.mean_y
+        delta = actual - mean_y
+        mean_y += delta / n
+        self.mean_y = mean_y
+        self.m2_y += delta * (actual - mean_y)
+        recent = self.recent
+        window = self.window
+        if len(recent) == window:
+            old = recent[0]
+            roll_abs = self.roll_abs - abs(old)
+            roll_sq = self.roll_sq - old * old
+        else:
+            roll_abs = self.roll_abs
+            roll_sq = self.roll_sq
+        recent.append(err)
+        since = self._since_exact + 1
+        if since >= window:
+            self.roll_abs = math.fsum(abs(e) for e in recent)
+            self.roll_sq = math.fsum(e * e for e in recent)
             self._since_exact = 0
+        else:
+            self.roll_abs = roll_abs + a
+            self.roll_sq = roll_sq + sq
+            self._since_exact = since
         return err
 
     @property

@@ -2,7 +2,7 @@
 
 The size comes from the environment, read here at the tests' edge:
 
-- ``IOTCAST_FAULT_READINGS``: readings replayed per fault (default 2,500, so the
+- ``IOTCAST_FAULT_READINGS``: readings replayed per fault (default 2,000, so the
   suite stays within CI's budget; the issue's figure is 100,000);
 - ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused
   (default 10; the issue's figure is 30);
@@ -26,7 +26,7 @@ import pytest
 from telemetry.config import Settings
 from tests.faults.pipeline import Pipeline
 
-READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2500"))
+READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
 OUTAGE_SECONDS = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
 RESULTS = os.environ.get("IOTCAST_FAULT_RESULTS")
 
@@ -41,26 +41,33 @@ def outage_seconds() -> float:
     return OUTAGE_SECONDS
 
 
-@pytest.fixture(scope="session")
-def fault_results() -> Iterator[list[dict]]:
-    """Results of the session's faults; written to ``IOTCAST_FAULT_RESULTS`` at the end."""
-    results: list[dict] = []
-    yield results
-    if RESULTS and results:
+class Results(list):
+    """The session's fault results; each one also written at once to ``IOTCAST_FAULT_RESULTS``
+    (a long full-size run keeps what it measured even if stopped half-way)."""
+
+    def append(self, result: dict) -> None:
+        super().append(result)
+        if not RESULTS:
+            return
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip()
         path = Path(RESULTS)
         old = orjson.loads(path.read_bytes()) if path.exists() else {"faults": {}}
-        for r in results:
-            old["faults"][r["fault"]] = r
-        old.update(
-            readings=READINGS,
-            outage_seconds=OUTAGE_SECONDS,
-            commit=commit,
-            date=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        old["faults"][result["fault"]] = {
+            **result,
+            "readings": READINGS,
+            "commit": commit,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        old.update(readings=READINGS, outage_seconds=OUTAGE_SECONDS, commit=commit)
+        old["date"] = old["faults"][result["fault"]]["date"]
         path.write_bytes(orjson.dumps(old, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+@pytest.fixture(scope="session")
+def fault_results() -> Results:
+    return Results()
 
 
 @pytest.fixture

@@ -32,12 +32,14 @@ COLUMNS = (
     ("learned_twice", "learned twice"),
     ("learned", "learned"),
     ("redelivered", "duplicates seen (redelivered upstream)"),
-    ("duplicates_dropped", "duplicates dropped by processor"),
-    ("late", "late (dropped)"),
-    ("late_by_reordering", "of which late by reordering"),
+    ("duplicates_dropped", "dropped as duplicate (same ts)"),
+    ("late", "dropped as late (older ts, incl. redelivered copies)"),
+    ("late_by_reordering", "late by reordering (not learned)"),
     ("dead_lettered", "dead-lettered"),
     ("recovery", "recovery s (learned / checkpointed), worst"),
     ("seconds", "run s"),
+    ("date", "date (UTC)"),
+    ("commit", "commit"),
 )
 
 
@@ -45,6 +47,8 @@ def _cell(fault: dict[str, Any], key: str) -> str:
     if key == "recovery":
         a, b = fault.get("recovery_learned_s"), fault.get("recovery_committed_s")
         return "–" if a is None else f"{a:.1f} / {b:.1f}"
+    if key == "date":
+        return str(fault.get("date", "–"))[:16].replace("T", " ")
     value = fault.get(key, "–")
     if isinstance(value, float):
         return f"{value:.1f}"

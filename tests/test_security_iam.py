@@ -138,6 +138,15 @@ class IamStack:
         self.moto = ManagedProcess("moto_server", argv, port, workdir / "moto.log", env=env)
         self.moto.start(ready=lambda: _http_ok(f"{self.moto.url}/moto-api/"), timeout=60)
         self.url = self.moto.url
+        try:
+            self._set_up()
+        except BaseException:
+            self.moto.stop()  # a failed set-up leaves no server behind
+            raise
+
+    def _set_up(self) -> None:
+        """Users (admin, bridge, processor) with their policies and keys, the resources, then
+        IAM enforcement on."""
         self.keys: dict[str, tuple[str, str]] = {}
         root = self.client("iam", ("testing", "testing"))
         for user, policy in [

@@ -52,11 +52,11 @@ class ComponentMissing(RuntimeError):
 
 def require(binary: str) -> str:
     """Return the path of ``binary`` or raise :class:`ComponentMissing` saying how to install it."""
+    venv_bin = Path(sys.executable).parent / binary
+    if venv_bin.exists():  # ours first: a moto_server elsewhere on PATH may be another version
+        return str(venv_bin)
     found = shutil.which(binary)
     if found is None:
-        venv_bin = Path(sys.executable).parent / binary
-        if venv_bin.exists():
-            return str(venv_bin)
         for extra in ("/usr/sbin", "/usr/local/sbin"):
             candidate = Path(extra) / binary
             if candidate.exists():

@@ -336,7 +336,7 @@ class Soak:
         self.latency_learned: list[tuple[float, float]] = []  # (wall time, seconds)
         self.stop_sampling = threading.Event()
         self.publishers: list[Publisher] = []
-        self.t_pub_start = self.t_pub_stop = 0.0  # wall
+        self.t_pub_start = self.t_pub_stop = self.t_stop_begin = 0.0  # wall
         self.notes: list[str] = []
         self.report: dict[str, Any] = {"args": vars(args), "workdir": str(self.work)}
 
@@ -640,6 +640,7 @@ class Soak:
     def stop_pipeline(self) -> dict[str, Any]:
         """SIGTERM the bridge (it flushes), then every processor at once (final checkpoints)."""
         codes: dict[str, Any] = {}
+        self.t_stop_begin = time.time()
         final = self.poll_once()  # the bridge's last figures
         self.say("stopping the bridge (SIGTERM), then the processors (final checkpoints)")
         codes["bridge"] = self.procs["bridge"].stop(grace=60)
@@ -880,7 +881,8 @@ def windows(soak: Soak, width: float) -> list[dict[str, Any]]:
     return out
 
 
-def process_figures(soak: Soak) -> dict[str, Any]:
+def process_figures(soak: Soak, readings: float) -> dict[str, Any]:
+    """RSS and CPU figures per process; ``readings`` = readings learned from publish start to stop."""
     out: dict[str, Any] = {}
     names = (
         [n for n in soak.samples[0] if n not in ("t", "machine", "load1")] if soak.samples else []
@@ -895,7 +897,14 @@ def process_figures(soak: Soak) -> dict[str, Any]:
         cores = None
         if len(during) >= 2:
             cores = (during[-1][2] - during[0][2]) / (during[-1][0] - during[0][0])
+        # CPU per reading: from publish start to the graceful stop, over the readings learned
+        work = [(t, c) for t, _, c in series if soak.t_pub_start - 1 <= t <= soak.t_stop_begin]
+        ms_per_reading = None
+        if len(work) >= 2 and readings:
+            ms_per_reading = (work[-1][1] - work[0][1]) / readings * 1000
         out[name] = {
+            "cpu_ms_per_reading": _round(ms_per_reading, 3),
+            "one_core_ceiling_per_s": _round(1000 / ms_per_reading if ms_per_reading else None, 0),
             "rss_start_mib": round(series[0][1], 1),
             "rss_pub_start_mib": round(during[0][1], 1) if during else None,
             "rss_pub_end_mib": round(during[-1][1], 1) if during else None,
@@ -942,7 +951,10 @@ def summarize(soak: Soak, preds: dict[str, Any]) -> None:
     lat_l_all = [x for p in soak.polls for x in p.get("latency_learned", [])]
     lat_p = [x for _, x in preds["latencies"]]
     lat_p_steady = [x for t, x in preds["latencies"] if t >= soak.t_pub_start + a.warmup]
-    procs = process_figures(soak)
+    learned_by_stop = [
+        p["iotcast_readings_learned_total"] for p in soak.polls if p["t"] <= soak.t_stop_begin
+    ]
+    procs = process_figures(soak, max(learned_by_stop, default=0))
     learned_total = r["accounting"]["learned_in_manifests"]
     r.update(
         publish={
@@ -1054,10 +1066,20 @@ def bottleneck(soak: Soak, win: list[dict[str, Any]], procs: dict[str, Any]) -> 
             )
     m = procs.get("_machine")
     if m:
+        ours = sum(busy.values())
         lines.append(
             f"machine: {m['busy_cores_while_publishing']} of {m['cores']} cores busy "
-            f"(everything, other engineers included), load1 median {m['load1_median']}"
+            f"(everything, other engineers included), load1 median {m['load1_median']}; "
+            f"this soak's processes used {ours:.2f} cores of it"
         )
+        if (
+            m["busy_cores_while_publishing"]
+            and m["busy_cores_while_publishing"] >= 0.95 * m["cores"]
+        ):
+            lines.append(
+                "the machine was saturated: every process above got less CPU than it wanted, so "
+                "rates are CPU-bound (compare each process's cores with its share)"
+            )
     polls = [p for p in soak.polls if p.get("bridge_put_count")]
     if len(polls) >= 2:
         q = len(polls) // 4 or 1
@@ -1139,7 +1161,21 @@ def print_report(soak: Soak) -> None:
             f"{_fmt(f['rss_pub_end_mib'], '8.1f')} {f['rss_max_mib']:8.1f}  slope "
             f"{_fmt(f['rss_slope_second_half_mib_per_min'], '+.2f')}  CPU "
             f"{_fmt(f['cpu_cores_while_publishing'], '.2f')} cores while publishing, "
-            f"{f['cpu_seconds_total']:.0f} s in all"
+            f"{f['cpu_seconds_total']:.0f} s in all, {_fmt(f['cpu_ms_per_reading'], '.2f')} ms "
+            f"per reading (one full core at {_fmt(f['one_core_ceiling_per_s'], ',.0f')} readings/s)"
+        )
+    pipeline = [
+        f["cpu_ms_per_reading"]
+        for n, f in r["processes"].items()
+        if not n.startswith(("_", "publisher")) and f.get("cpu_ms_per_reading")
+    ]
+    if pipeline:
+        ms = sum(pipeline)
+        print(
+            f"  the pipeline (all but the publisher) spent {ms:.2f} ms CPU per reading at this rate "
+            "(fixed per-second costs such as polling included): on "
+            f"{os.cpu_count()} dedicated cores at most ~{os.cpu_count() * 1000 / ms:,.0f} readings/s, "
+            "and no single-process part beyond its one-core figure above"
         )
     d = r["drain"]
     print(f"backlog when the publisher stopped: {d['at_stop']}")

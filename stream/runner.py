@@ -139,9 +139,11 @@ class StreamProcessor(LeaseHooks):
         self.live_processes = 1
         self.share: int | None = None
         self.stats = {"records": 0, "stale": 0, "handovers": 0, "checkpoints": 0}
-        # After DynamoDB was unreachable, every lease looks overdue (nobody could heartbeat):
-        # another process's lease is not taken over until it had a session timeout to renew it.
-        self._dynamodb_down = False
+        # After DynamoDB was unreachable (failing, or answering only after the SDK's retries) for
+        # longer than a session timeout, every lease looks overdue because nobody could heartbeat,
+        # not because its owner died: another process's lease is not taken over until its owner
+        # had a session timeout of working DynamoDB to renew it.
+        self._dynamodb_seen_at: float | None = None
         self._dynamodb_back_at: float | None = None
 
     # ================================================================== run
@@ -343,6 +345,7 @@ class StreamProcessor(LeaseHooks):
         item = self.dynamodb.get_item(
             TableName=self.table, Key={"shard_id": {"S": shard_id}}, ConsistentRead=True
         ).get("Item", {})
+        self._dynamodb_answered()
         ref = item.get("ref", {}).get("S")
         if ref is not None and self.leases is not None and ref != self.leases.get_ref():
             raise LostLease(f"shard {shard_id} is now leased by {ref}")
@@ -425,6 +428,24 @@ class StreamProcessor(LeaseHooks):
             log.error("manifest of %s refused: %s", shard_id, exc)
             return None
 
+    def _dynamodb_answered(self) -> None:
+        """Note an answer from DynamoDB; after a silence over a session timeout, start the grace."""
+        now = time.monotonic()
+        last = self._dynamodb_seen_at
+        if last is not None and now - last > self.options.session_timeout:
+            self._dynamodb_back_at = now
+            log.warning(
+                "DynamoDB did not answer for %.0fs; leases of other processes are left to them "
+                "for %.0fs (they could not heartbeat either)",
+                now - last,
+                self.options.session_timeout,
+            )
+        self._dynamodb_seen_at = now
+
+    def _in_grace(self) -> bool:
+        back = self._dynamodb_back_at
+        return back is not None and time.monotonic() - back < self.options.session_timeout
+
     def _lease_free(self, shard_id: str) -> bool:
         """False while another live process holds the lease (saves async-kinesis' 1 s back-off)."""
         try:
@@ -435,12 +456,10 @@ class StreamProcessor(LeaseHooks):
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return True
             raise
+        self._dynamodb_answered()
         if not item or "ref" not in item or "S" not in item["ref"]:
             return True
-        back = self._dynamodb_back_at
-        if self._dynamodb_down or (
-            back is not None and time.monotonic() - back < self.options.session_timeout
-        ):
+        if self._in_grace():
             return False  # overdue only because DynamoDB was unreachable: let its owner renew it
         ts = float(item.get("ts", {}).get("N", 0))
         return time.time() - ts >= self.options.session_timeout
@@ -567,22 +586,9 @@ class StreamProcessor(LeaseHooks):
             await asyncio.sleep(self.options.heartbeat_seconds)
             try:
                 await self._presence()
-            except (ClientError, BotoCoreError) as exc:
-                self._dynamodb_down = True
-                log.warning("presence round failed (%s); retrying next heartbeat", exc)
-                continue
-            if self._dynamodb_down:
-                self._dynamodb_down = False
-                self._dynamodb_back_at = time.monotonic()
-                log.warning(
-                    "DynamoDB answers again; leases of other processes are left to them for "
-                    "%.0fs (they renew them first)",
-                    self.options.session_timeout,
-                )
-            try:
                 await self._rebalance()
             except (ClientError, BotoCoreError) as exc:
-                log.warning("rebalance round failed (%s); retrying next heartbeat", exc)
+                log.warning("presence/rebalance round failed (%s); retrying next heartbeat", exc)
 
     async def _presence(self) -> None:
         self.live_processes = await asyncio.to_thread(self._write_presence)
@@ -611,6 +617,7 @@ class StreamProcessor(LeaseHooks):
                 if "LastEvaluatedKey" not in page:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            self._dynamodb_answered()
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return 1  # lease table not created yet (the first lease creates it)

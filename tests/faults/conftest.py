@@ -4,8 +4,10 @@ The size comes from the environment, read here at the tests' edge:
 
 - ``IOTCAST_FAULT_READINGS``: readings replayed per fault (default 2,000, so the
   suite stays within CI's budget; the issue's figure is 100,000);
-- ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused
-  (default 10; the issue's figure is 30);
+- ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused, and
+  how long the consumer is slowed (default 10; the issue's figure is 30);
+- ``IOTCAST_FAULT_KILLS``: how many times a process is killed in the crash
+  tests (default 2; the full-size run uses 3);
 - ``IOTCAST_FAULT_RESULTS``: a JSON file the results of every fault are
   written to (``python -m tests.faults.report`` turns it into the table of
   docs/reliability.md).
@@ -28,6 +30,7 @@ from tests.faults.pipeline import Pipeline
 
 READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
 OUTAGE_SECONDS = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
+KILLS = int(os.environ.get("IOTCAST_FAULT_KILLS", "2"))
 RESULTS = os.environ.get("IOTCAST_FAULT_RESULTS")
 
 
@@ -39,6 +42,11 @@ def fault_readings() -> int:
 @pytest.fixture(scope="session")
 def outage_seconds() -> float:
     return OUTAGE_SECONDS
+
+
+@pytest.fixture(scope="session")
+def kills() -> int:
+    return KILLS
 
 
 class Results(list):
@@ -57,10 +65,11 @@ class Results(list):
         old["faults"][result["fault"]] = {
             **result,
             "readings": READINGS,
+            "kills": KILLS,
             "commit": commit,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        old.update(readings=READINGS, outage_seconds=OUTAGE_SECONDS, commit=commit)
+        old.update(readings=READINGS, outage_seconds=OUTAGE_SECONDS, kills=KILLS, commit=commit)
         old["date"] = old["faults"][result["fault"]]["date"]
         path.write_bytes(orjson.dumps(old, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 

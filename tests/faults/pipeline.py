@@ -41,6 +41,8 @@ from typing import Any
 
 import boto3
 import orjson
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from telemetry.config import Settings
 from telemetry.generate import expected_rows, generate
@@ -119,16 +121,36 @@ class StreamContents:
 
 
 class StreamReader:
-    """Reads every shard of a stream from the start, incrementally (cheap to poll)."""
+    """Reads every shard of a stream from the start, incrementally (cheap to poll).
+
+    moto answers GetRecords with HTTP 500 now and then under load ("OrderedDict
+    mutated during iteration"): such a poll stops early with ``complete`` False
+    and the next one carries on from the same iterator.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+        self.kinesis = boto3.client(
+            "kinesis",
+            config=Config(retries={"max_attempts": 10, "mode": "standard"}),
+            **settings.kinesis_kwargs(),
+        )
+        self.complete = False
         self.stream = settings.stream
         self.iterators: dict[str, str] = {}
         self.contents = StreamContents()
         self.keys: set[tuple[str, float] | None] = set()  # (device, ts) of every record read
 
     def poll(self) -> int:
+        try:
+            self._poll()
+            self.complete = True
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) < 500:
+                raise
+            self.complete = False
+        return self.contents.count
+
+    def _poll(self) -> None:
         for shard in self.kinesis.list_shards(StreamName=self.stream)["Shards"]:
             sid = shard["ShardId"]
             if sid not in self.iterators:
@@ -145,12 +167,11 @@ class StreamReader:
                 self.keys.update(_key_of_data(r["Data"]) for r in resp["Records"])
                 if not resp["Records"] or not resp.get("MillisBehindLatest"):
                     break
-        return self.contents.count
 
 
 def read_stream(settings: Settings) -> StreamContents:
     reader = StreamReader(settings)
-    reader.poll()
+    wait_until(lambda: reader.poll() >= 0 and reader.complete, 60, "the whole stream read")
     return reader.contents
 
 
@@ -285,7 +306,12 @@ class Pipeline:
 
     # ------------------------------------------------------------ processors
     def start_processor(
-        self, index: int | None = None, *, slow_flag: Path | None = None, slow_ms: float = 0.0
+        self,
+        index: int | None = None,
+        *,
+        slow_flag: Path | None = None,
+        slow_ms: float = 0.0,
+        extra: tuple[str, ...] = (),
     ) -> ManagedProcess:
         """Start processor ``index`` (a new one if None); ``slow_flag``: the test-only hook
         (tests/faults/hooks.py) sleeps ``slow_ms`` per record while that file exists."""
@@ -312,6 +338,7 @@ class Pipeline:
             "--metrics-port",
             str(port),
             *PROCESSOR_FLAGS,
+            *extra,
         ]
         if index is None:
             index = len(self.processors)
@@ -470,7 +497,7 @@ class Pipeline:
 
         def forwarded() -> bool:
             reader.poll()
-            return want <= reader.keys | before
+            return reader.complete and want <= reader.keys | before
 
         wait_until(
             forwarded, max(1.0, deadline - time.monotonic()), "every reading in the stream", 1.0
@@ -478,7 +505,7 @@ class Pipeline:
         quiet_since, count = time.monotonic(), reader.contents.count
         while time.monotonic() - quiet_since < 1.5:
             time.sleep(0.5)
-            if reader.poll() != count:
+            if reader.poll() != count or not reader.complete:
                 quiet_since, count = time.monotonic(), reader.contents.count
 
         def committed() -> bool:

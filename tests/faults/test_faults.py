@@ -26,8 +26,6 @@ from tests.processor_support import manifests
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-KILLS = 3
-
 
 def _stream_at(pipeline: Pipeline, reader: StreamReader, share: float, timeout: float) -> int:
     """Wait until the stream holds ``share`` of the readings being replayed."""
@@ -91,33 +89,33 @@ def _start(pipeline: Pipeline, n: int, processors: int = 1, **kw: Any) -> tuple[
 
 
 # --------------------------------------------------------------------- crashes
-def test_bridge_sigkilled_repeatedly_loses_nothing(pipeline, fault_readings, fault_results):
+def test_bridge_sigkilled_repeatedly_loses_nothing(pipeline, fault_readings, kills, fault_results):
     n = fault_readings
     _, started = _start(pipeline, n)
     reader = StreamReader(pipeline.settings)
-    for i in range(1, KILLS + 1):
-        _stream_at(pipeline, reader, i / (KILLS + 2), _timeout(n))
+    for i in range(1, kills + 1):
+        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
         pipeline.kill_bridge()
         pipeline.start_bridge(wait_subscribed=False)
         pipeline.probe()
     _finish(
         pipeline,
         fault_results,
-        "bridge SIGKILL x3",
-        "bridge killed and restarted 3 times",
+        f"bridge SIGKILL x{kills}",
+        f"bridge killed and restarted {kills} times",
         started,
         n,
     )
 
 
 def test_processor_sigkilled_repeatedly_learns_each_reading_once(
-    pipeline, fault_readings, fault_results
+    pipeline, fault_readings, kills, fault_results
 ):
     n = fault_readings
     _, started = _start(pipeline, n, processors=2)
     reader = StreamReader(pipeline.settings)
-    for i in range(1, KILLS + 1):
-        _stream_at(pipeline, reader, i / (KILLS + 2), _timeout(n))
+    for i in range(1, kills + 1):
+        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
         victim = i % 2
         pipeline.kill_processor(victim)
         pipeline.start_processor(victim)
@@ -125,19 +123,19 @@ def test_processor_sigkilled_repeatedly_learns_each_reading_once(
     _finish(
         pipeline,
         fault_results,
-        "processor SIGKILL x3",
-        "one of 2 processors killed and restarted 3 times (leases taken over)",
+        f"processor SIGKILL x{kills}",
+        f"one of 2 processors killed and restarted {kills} times (leases taken over)",
         started,
         n,
     )
 
 
-def test_bridge_and_processors_sigkilled_together(pipeline, fault_readings, fault_results):
+def test_bridge_and_processors_sigkilled_together(pipeline, fault_readings, kills, fault_results):
     n = fault_readings
     _, started = _start(pipeline, n)
     reader = StreamReader(pipeline.settings)
-    for i in range(1, KILLS + 1):
-        _stream_at(pipeline, reader, i / (KILLS + 2), _timeout(n))
+    for i in range(1, kills + 1):
+        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
         pipeline.kill_bridge()
         pipeline.kill_processor(0)
         pipeline.start_bridge(wait_subscribed=False)
@@ -146,8 +144,8 @@ def test_bridge_and_processors_sigkilled_together(pipeline, fault_readings, faul
     _finish(
         pipeline,
         fault_results,
-        "bridge + processor SIGKILL x3",
-        "bridge and processor killed at once and restarted 3 times",
+        f"bridge + processor SIGKILL x{kills}",
+        f"bridge and processor killed at once and restarted {kills} times",
         started,
         n,
     )
@@ -278,7 +276,9 @@ def test_dynamodb_outage_keeps_leases_and_retries_checkpoints(
     proxy = FaultProxy(moto_server.url)
     pipeline = Pipeline(settings_mqtt, tmp_path, processor_endpoint=proxy.url)
     try:
-        _, started = _start(pipeline, n, processors=2)
+        # A session timeout longer than the SDK's longest retry backoff (DynamoDB: 12.8 s), as
+        # the default 60 s is: an owner may be stuck in that backoff right after the outage.
+        _, started = _start(pipeline, n, processors=2, extra=("--session-timeout", "15"))
         reader = StreamReader(pipeline.settings)
         owners = pipeline.wait_leased()
         figures = _outage(pipeline, proxy, "dynamodb", outage_seconds, n, reader)

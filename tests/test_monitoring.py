@@ -350,3 +350,46 @@ def test_grafana_provisioning_points_at_the_provisioned_datasource() -> None:
     grafana = yaml.safe_load(GRAFANA_ALERTS_FILE.read_text())
     sources = {d["datasourceUid"] for g in grafana["groups"] for r in g["rules"] for d in r["data"]}
     assert sources == {"prometheus", "__expr__"}
+
+
+# ------------------------------------------------------- residual/scored export
+def test_score_series_exposes_what_the_declared_histogram_and_counter_would() -> None:
+    """The processor's residual histogram and scored counter come from plain accumulators
+    (monitoring.metrics.ScoreSeries); their exposition equals that of a real Histogram and
+    Counter declared like RESIDUAL and SCORED and fed the same residuals (NaN, infinities
+    and bucket bounds included), in both exposition formats."""
+    import math
+    import random
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    m = monitoring.metrics
+    plain, ours = CollectorRegistry(), CollectorRegistry()
+    labels = ["device", "model", "horizon"]
+    hist = Histogram(
+        m.RESIDUAL._name,
+        m.RESIDUAL._documentation,
+        labels,
+        buckets=m.RESIDUAL_BOUNDS,
+        registry=plain,
+    )
+    count = Counter(m.SCORED._name, m.SCORED._documentation, labels, registry=plain)
+    series = m.ScoreSeries(m.RESIDUAL, m.SCORED, registry=ours)
+    rng = random.Random(7)
+    values = [rng.gauss(0.0, 2.0) for _ in range(2000)] + list(m.RESIDUAL_BOUNDS)
+    values += [-0.0, math.inf, -math.inf, math.nan]
+    for v in values:
+        key = (rng.choice(["d1", "d2"]), rng.choice(["linear", "persistence"]), rng.choice("06"))
+        hist.labels(*key).observe(v)
+        count.labels(*key).inc()
+        series.add(series.series(*key), v)
+
+    def lines(text: bytes) -> list[str]:  # creation times differ by construction
+        return sorted(
+            re.sub(r"_created(\{.*\}) \S+", r"_created\1 T", t) for t in text.decode().splitlines()
+        )
+
+    assert lines(generate_latest(ours)) == lines(generate_latest(plain))
+    assert lines(openmetrics(ours)) == lines(openmetrics(plain))
+    assert 'le="+Inf"' in generate_latest(ours).decode()

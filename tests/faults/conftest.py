@@ -6,6 +6,9 @@ The size comes from the environment, read here at the tests' edge:
   suite stays within CI's budget; the issue's figure is 100,000);
 - ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused, and
   how long the consumer is slowed (default 10; the issue's figure is 30);
+- ``IOTCAST_FAULT_SHARDS``: shards of the telemetry stream (default 2; more
+  keep moto fast at large sizes: its PutRecords and GetRecords walk the whole
+  shard, so their cost grows with the records a shard holds);
 - ``IOTCAST_FAULT_KILLS``: how many times a process is killed in the crash
   tests (default 2; the full-size run uses 3);
 - ``IOTCAST_FAULT_RESULTS``: a JSON file the results of every fault are
@@ -31,6 +34,7 @@ from tests.faults.pipeline import Pipeline
 READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
 OUTAGE_SECONDS = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
 KILLS = int(os.environ.get("IOTCAST_FAULT_KILLS", "2"))
+SHARDS = int(os.environ.get("IOTCAST_FAULT_SHARDS", "2"))
 RESULTS = os.environ.get("IOTCAST_FAULT_RESULTS")
 
 
@@ -47,6 +51,11 @@ def outage_seconds() -> float:
 @pytest.fixture(scope="session")
 def kills() -> int:
     return KILLS
+
+
+@pytest.fixture(scope="session")
+def shards() -> int:
+    return SHARDS
 
 
 class Results(list):
@@ -69,7 +78,13 @@ class Results(list):
             "commit": commit,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        old.update(readings=READINGS, outage_seconds=OUTAGE_SECONDS, kills=KILLS, commit=commit)
+        old.update(
+            readings=READINGS,
+            outage_seconds=OUTAGE_SECONDS,
+            kills=KILLS,
+            shards=SHARDS,
+            commit=commit,
+        )
         old["date"] = old["faults"][result["fault"]]["date"]
         path.write_bytes(orjson.dumps(old, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
@@ -82,7 +97,7 @@ def fault_results() -> Results:
 @pytest.fixture
 def pipeline(settings_mqtt: Settings, tmp_path: Path) -> Iterator[Pipeline]:
     """A pipeline on the test's mosquitto and the session's moto; everything stopped after."""
-    p = Pipeline(settings_mqtt, tmp_path)
+    p = Pipeline(settings_mqtt, tmp_path, shards=SHARDS)
     p.started = time.monotonic()
     yield p
     p.close()

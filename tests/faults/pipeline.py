@@ -296,7 +296,8 @@ class Pipeline:
             )
 
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.bridge = ManagedProcess("bridge", argv, port, log, env=env).start(ready, timeout=90)
+        self.bridge = ManagedProcess("bridge", argv, port, log, env=env)  # close() kills it
+        self.bridge.start(ready, timeout=90)
         self.restarts["bridge"] += 1
         return self.bridge
 
@@ -345,8 +346,10 @@ class Pipeline:
             self.processors.append(None)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
         log = self.workdir / f"processor-{index}.log"
-        proc = ManagedProcess(f"processor-{index}", argv, port, log, env=env)
-        self.processors[index] = proc.start(lambda: port_in_use(port), timeout=120)
+        proc = self.processors[index] = ManagedProcess(
+            f"processor-{index}", argv, port, log, env=env
+        )
+        proc.start(lambda: port_in_use(port), timeout=120)  # registered first: close() kills it
         self.restarts["processor"] += 1
         return proc
 

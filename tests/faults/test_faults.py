@@ -30,8 +30,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 def _stream_at(pipeline: Pipeline, reader: StreamReader, share: float, timeout: float) -> int:
     """Wait until the stream holds ``share`` of the readings being replayed."""
     target = int(share * len(pipeline.published))
+    # Not too often: moto's GetRecords walks the whole shard on every call (O(records held)).
     return wait_until(
-        lambda: (n := reader.poll()) >= target and n, timeout, f"{target} records in the stream"
+        lambda: (n := reader.poll()) >= target and n,
+        timeout,
+        f"{target} records in the stream",
+        interval=1.0,
     )
 
 
@@ -171,7 +175,7 @@ def test_mosquitto_restart_loses_nothing(pipeline, mosquitto, fault_readings, fa
 
 
 def test_moto_restart_forwards_what_was_queued_upstream(
-    settings_mqtt, tmp_path: Path, fault_readings, fault_results
+    settings_mqtt, tmp_path: Path, fault_readings, shards, fault_results
 ):
     """moto keeps nothing across a restart: the stream, bucket and lease table are recreated.
 
@@ -185,7 +189,7 @@ def test_moto_restart_forwards_what_was_queued_upstream(
     moto = start_moto(tmp_path / "own-moto")
     proxy = FaultProxy(moto.url, keep_accepted=True)
     settings = settings_mqtt.replace(endpoint_url=moto.url)
-    pipeline = Pipeline(settings, tmp_path, bridge_endpoint=proxy.url)
+    pipeline = Pipeline(settings, tmp_path, shards=shards, bridge_endpoint=proxy.url)
     try:
         _, started = _start(pipeline, n)
         reader = StreamReader(settings)
@@ -242,11 +246,11 @@ def _outage(
 
 
 def test_s3_outage_keeps_learning_and_checkpoints_catch_up(
-    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, fault_results
+    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, shards, fault_results
 ):
     n = fault_readings
     proxy = FaultProxy(moto_server.url)
-    pipeline = Pipeline(settings_mqtt, tmp_path, processor_endpoint=proxy.url)
+    pipeline = Pipeline(settings_mqtt, tmp_path, shards=shards, processor_endpoint=proxy.url)
     try:
         _, started = _start(pipeline, n)
         reader = StreamReader(pipeline.settings)
@@ -270,11 +274,11 @@ def test_s3_outage_keeps_learning_and_checkpoints_catch_up(
 
 
 def test_dynamodb_outage_keeps_leases_and_retries_checkpoints(
-    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, fault_results
+    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, shards, fault_results
 ):
     n = fault_readings
     proxy = FaultProxy(moto_server.url)
-    pipeline = Pipeline(settings_mqtt, tmp_path, processor_endpoint=proxy.url)
+    pipeline = Pipeline(settings_mqtt, tmp_path, shards=shards, processor_endpoint=proxy.url)
     try:
         # A session timeout longer than the SDK's longest retry backoff (DynamoDB: 12.8 s), as
         # the default 60 s is: an owner may be stuck in that backoff right after the outage.

@@ -71,6 +71,8 @@ from typing import Any
 import boto3
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -661,7 +663,40 @@ class Soak:
         return {"exit_codes": codes, "final_poll": final}
 
     # ---------------------------------------------------------------- accounting
+    def drain_broker(self) -> dict[str, set[float]]:
+        """Take what the broker still holds for the (stopped) bridge's session: ts by device.
+
+        Connects as the bridge's client id with its session kept, so the broker hands over
+        the queued messages; reading them here ends the run's queue (the run is over).
+        """
+        got: dict[str, set[float]] = {}
+        last = [time.monotonic()]
+
+        def on_message(client, userdata, msg) -> None:
+            d = orjson.loads(msg.payload)
+            got.setdefault(d["device_id"], set()).add(d["ts"])
+            last[0] = time.monotonic()
+
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"iotcast-bridge-{self.settings.app}",
+            protocol=mqtt.MQTTv5,
+        )
+        c.on_message = on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        c.connect(HOST, self.procs["mosquitto"].port, clean_start=False, properties=props)
+        c.loop_start()
+        deadline = time.monotonic() + 300
+        while time.monotonic() - last[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        c.disconnect()
+        c.loop_stop()
+        return got
+
     def accounting(self, final: dict[str, Any]) -> dict[str, Any]:
+        """Every published reading: learned (S3 manifests), dropped as duplicate/late/glitch,
+        dead-lettered, still in Kinesis after the manifests, still in the broker, or lost."""
         s = self.settings
         s3 = boto3.client("s3", **s.boto_kwargs())
         kinesis = boto3.client("kinesis", **s.kinesis_kwargs())
@@ -677,7 +712,8 @@ class Soak:
             seqs[shard] = manifest.sequence
             for device, entry in manifest.devices.items():
                 samples[device] = max(samples.get(device, 0), entry.samples)
-        # records still in Kinesis after each manifest's sequence number
+        # records still in Kinesis after each manifest's sequence number, ts by device
+        after: dict[str, set[float]] = {}
         in_kinesis = 0
         for shard in kinesis.list_shards(StreamName=s.stream)["Shards"]:
             sid = shard["ShardId"]
@@ -691,36 +727,45 @@ class Soak:
             while it:
                 resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
                 in_kinesis += len(resp["Records"])
+                for rec in resp["Records"]:
+                    d = orjson.loads(rec["Data"])
+                    after.setdefault(d["device_id"], set()).add(d["ts"])
                 if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
                     break
                 it = resp.get("NextShardIterator")
+        broker = self.drain_broker()
+        in_broker = sum(len(v) for v in broker.values())
         dead = 0
         for obj in _list(s3, s.bucket, "dead-letter/"):
             body = s3.get_object(Bucket=s.bucket, Key=obj["Key"])["Body"].read()
             dead += body.count(b"\n")
-        published_by_device: dict[str, int] = {}
         acked = sum(p.log.acked for p in self.publishers)
         sent = sum(len(p.log.ts) for p in self.publishers)
-        for pub in self.publishers:
-            for k in pub.log.device:
-                published_by_device[k] = published_by_device.get(k, 0) + 1
         ids = {v: k for k, v in self.device_index.items()}
-        short = {
-            ids[k]: n - samples.get(ids[k], 0)
-            for k, n in published_by_device.items()
-            if samples.get(ids[k], 0) < n
-        }
-        over = {d: n - published_by_device.get(self.device_index.get(d, -1), 0)
-                for d, n in samples.items()
-                if n > published_by_device.get(self.device_index.get(d, -1), 0)}  # fmt: skip
+        published: dict[str, list[float]] = {}
+        for pub in self.publishers:
+            for k, ts in zip(pub.log.device, pub.log.ts, strict=True):
+                published.setdefault(ids[k], []).append(ts)
+        # A device's readings are learned in ts order (older ones are dropped as late): the
+        # first ``samples`` of its published readings are the learned ones. The rest must be
+        # in Kinesis after the manifest or in the broker; anything else is missing.
+        missing: dict[str, int] = {}
+        doubled = 0
+        for device, tss in published.items():
+            tss.sort()
+            n = samples.get(device, 0)
+            rest = tss[n:]
+            k, b = after.get(device, set()), broker.get(device, set())
+            gone = [t for t in rest if t not in k and t not in b]
+            doubled += len(k & b)
+            if gone:
+                missing[device] = len(gone)
+        over = {d: n - len(published.get(d, [])) for d, n in samples.items()
+                if n > len(published.get(d, []))}  # fmt: skip
         learned = sum(samples.values())
         dup = final.get("iotcast_readings_duplicate_total", 0)
         late = final.get("iotcast_readings_late_total", 0)
         glitch = final.get("iotcast_readings_glitch_total", 0)
-        forwarded = final.get("bridge_forwarded", 0)
-        bridge_dead = final.get("bridge_dead_letters", 0)
-        in_broker = max(0, acked - forwarded - bridge_dead)
-        lost = forwarded - learned - dup - late - glitch - in_kinesis
         return {
             "published_sent": sent,
             "published_acked": acked,
@@ -729,15 +774,15 @@ class Soak:
             "duplicates": dup,
             "late": late,
             "glitches": glitch,
-            "bridge_forwarded": forwarded,
-            "dead_lettered_bridge_metric": bridge_dead,
+            "bridge_forwarded": final.get("bridge_forwarded", 0),
+            "dead_lettered_bridge_metric": final.get("bridge_dead_letters", 0),
             "dead_letter_lines_s3": dead,
             "still_in_kinesis_after_manifests": in_kinesis,
-            "still_in_broker_inferred": in_broker,
-            "lost": lost,
-            "devices_short": len(short),
-            "readings_short": sum(short.values()),
-            "short_examples": dict(list(short.items())[:5]),
+            "still_in_broker": in_broker,
+            "in_kinesis_and_broker_both": doubled,
+            "lost": sum(missing.values()),
+            "devices_with_missing": len(missing),
+            "missing_examples": dict(list(missing.items())[:5]),
             "devices_learned_more_than_published": over,
         }
 
@@ -1190,13 +1235,16 @@ def print_report(soak: Soak) -> None:
         f"(S3 manifests; /metrics {_fmt(acc['learned_metric'])}), duplicates {acc['duplicates']:,.0f}, "
         f"late {acc['late']:,.0f}, glitches {acc['glitches']:,.0f}, dead-lettered "
         f"{acc['dead_lettered_bridge_metric']:,.0f} (S3 lines {acc['dead_letter_lines_s3']}), "
-        f"still in Kinesis {acc['still_in_kinesis_after_manifests']:,}, still in the broker "
-        f"{acc['still_in_broker_inferred']:,.0f} (published - forwarded - dead-lettered)"
+        f"still in Kinesis after the manifests {acc['still_in_kinesis_after_manifests']:,}, "
+        f"still in the broker {acc['still_in_broker']:,} (read from the bridge's session after "
+        f"the run; {acc['in_kinesis_and_broker_both']:,} of them also in Kinesis: a bridge stopped "
+        "between PutRecords and PUBACK, duplicates the processors drop)"
     )
     print(
-        f"LOST: {acc['lost']:,.0f} (forwarded - learned - duplicates - late - glitches - still in "
-        f"Kinesis); devices with fewer samples than published: {acc['devices_short']} "
-        f"({acc['readings_short']:,} readings{', e.g. ' + str(acc['short_examples']) if acc['short_examples'] else ''}); "
+        f"LOST: {acc['lost']:,} (published readings neither learned (the first S3-manifest "
+        "samples of their device), nor in Kinesis after the manifests, nor in the broker); "
+        f"devices with missing readings: {acc['devices_with_missing']}"
+        f"{' e.g. ' + str(acc['missing_examples']) if acc['missing_examples'] else ''}; "
         f"learned more than published: {acc['devices_learned_more_than_published'] or 'none'}"
     )
     print(f"exit codes: {r['exit_codes']}")

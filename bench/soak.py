@@ -35,10 +35,22 @@ Measured (printed at the end; ``--json FILE`` writes them too):
   over the second half of the publishing phase (MB/min);
 * backlog when the publisher stops (in the broker, the bridge's buffer,
   in Kinesis, MillisBehindLatest) and the time to drain it;
-* readings lost: after a graceful stop (bridge, then processors), the S3
-  shard manifests' samples per device against what was published, with the
-  processors' duplicate/late/glitch counts, the dead letters in S3 and the
-  records still in Kinesis after each manifest's sequence number.
+* readings lost: after a graceful stop (bridge, then processors), every
+  published reading must be learned (the first ``samples`` readings of its
+  device in the S3 shard manifests), or still in Kinesis after its shard
+  manifest's sequence number, or still in the broker (read from the bridge's
+  persistent session once the bridge is stopped); what is in none of them
+  is lost and counted by device.  Duplicates/late/glitches come from the
+  processors' /metrics, dead letters from S3.
+* CPU per reading of each process and the stream rate at which it would need
+  one full core (a Python process does not go past one core).
+
+On this 2-core machine moto is the first wall: moto 5.2's Kinesis costs
+O(records in the shard) per record put and per GetRecords (see
+``bench/moto_fast.py``), so a long run slows down as the shards fill, the
+single-shard ``iot-predictions`` stream (4 records per reading) first.
+``--moto-fix`` runs moto with that cost made O(1); the figures then show
+the pipeline rather than moto's walk.
 
 Example (a short trial)::
 
@@ -47,6 +59,9 @@ Example (a short trial)::
 The full soak (the issue's minimum, about 20 minutes in all)::
 
     .venv/bin/python bench/soak.py --json /tmp/soak.json
+    .venv/bin/python bench/soak.py --moto-fix --rate 300 --json /tmp/soak.json
+
+Exit status 0 when nothing was lost, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -341,6 +356,15 @@ class Soak:
         self.t_pub_start = self.t_pub_stop = self.t_stop_begin = 0.0  # wall
         self.notes: list[str] = []
         self.report: dict[str, Any] = {"args": vars(args), "workdir": str(self.work)}
+        try:
+            self.report["git"] = subprocess.run(
+                ["git", "-C", str(ROOT), "log", "-1", "--format=%h %cd", "--date=format:%H:%M"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            self.report["git"] = None
 
     # ---------------------------------------------------------------- stack
     def env(self) -> dict[str, str]:
@@ -1145,7 +1169,9 @@ def print_report(soak: Soak) -> None:
     print("\n================ soak: figures ================")
     print(
         f"setup: {a.devices:,} devices, {a.shards} shards, 1 bridge, {a.processors} processors, "
-        f"{a.publishers} publisher clients; work dir {r['workdir']}"
+        f"{a.publishers} publisher clients; moto "
+        f"{'with O(1) shard puts/gets (bench/moto_fast.py)' if a.moto_fix else 'as released (moto_server)'}"
+        f"; git {r.get('git')}; work dir {r['workdir']}"
     )
     print(
         f"publish rate: target {a.rate:,.0f}/s, achieved {_fmt(p['achieved_per_s'], ',.1f')}/s "

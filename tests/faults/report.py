@@ -67,7 +67,7 @@ def table(results: dict[str, Any]) -> str:
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    for fault in results["faults"].values():
+    for fault in sorted(results["faults"].values(), key=lambda f: f.get("date", "")):
         lines.append("| " + " | ".join(_cell(fault, key) for key, _ in COLUMNS) + " |")
     return "\n".join(lines)
 

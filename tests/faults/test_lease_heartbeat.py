@@ -68,3 +68,38 @@ def test_lease_heartbeats_resume_after_a_dynamodb_outage(moto_server, unique, mo
     assert alive, "the heartbeat task ended with the outage"
     assert ts >= int(restored), "the lease was not heartbeaten after the outage"
     assert failures > 0
+
+
+def test_overdue_lease_is_left_to_its_owner_right_after_dynamodb_was_silent(settings, boto):
+    """After DynamoDB did not answer for over a session timeout, a lease that looks overdue is
+    not taken over until its owner had a session timeout to renew it (the leases swapped in
+    the DynamoDB fault test before this)."""
+    from online_models.catalog import load_catalog
+    from online_models.config import TaskConfig
+    from stream.runner import ProcessorOptions, StreamProcessor
+
+    table = f"kinesis-checkpoints-{settings.app}"
+    ddb = boto("dynamodb")
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "shard_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "shard_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    overdue = int(time.time()) - 30  # its owner last heartbeat 30 s ago (session timeout 4 s)
+    ddb.put_item(
+        TableName=table,
+        Item={"shard_id": {"S": "shardId-0"}, "ref": {"S": "other"}, "ts": {"N": str(overdue)}},
+    )
+    options = ProcessorOptions(session_timeout=4, predictions="none", ref="me")
+    processor = StreamProcessor(settings, options, load_catalog(), TaskConfig())
+    processor.table = table
+    try:
+        processor._dynamodb_seen_at = time.monotonic()  # DynamoDB answered just now
+        assert processor._lease_free("shardId-0"), "a lease overdue while DynamoDB answered"
+        processor._dynamodb_seen_at = time.monotonic() - 30  # ... then nothing for 30 s
+        assert not processor._lease_free("shardId-0"), "taken over right after the silence"
+        processor._dynamodb_back_at = time.monotonic() - 5  # the owner had 5 s > 4 s to renew
+        assert processor._lease_free("shardId-0")
+    finally:
+        processor.pool.shutdown()

@@ -348,7 +348,7 @@ def test_slow_consumer_lags_then_catches_up(
         max_lag_s=round(max_lag, 1),
         records_behind=int(behind),
     )
-    assert result["records_behind"] > 0 or result["max_lag_s"] > 0, "the stream never lagged"
+    assert result["records_behind"] > 0, "the processor never fell behind"
 
 
 # -------------------------------------------------------------------- poison

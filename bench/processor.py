@@ -271,7 +271,7 @@ def median_ratio(num: list[Clock], den: list[Clock], attr: str) -> float:
     )
 
 
-def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> None:
+def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
     """(a), (a2), (b) interleaved ``repeats`` times on the same readings; medians printed."""
     n = len(readings)
     every = ProcessorOptions().checkpoint_every
@@ -309,6 +309,7 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> None:
         f"{median_ratio(runs['b'], runs['a'], 'wall'):.2f} wall   (target >= 0.7; "
         "median over repeats of the per-repeat ratio)"
     )
+    return statistics.median(c.cpu for c in runs["b"]) / n
 
 
 def main() -> None:
@@ -344,9 +345,9 @@ def main() -> None:
         f"{len({r.device for r in readings})}, models: {', '.join(catalog.select('default').names)}, "
         f"horizons: {task.horizons}; load average {os.getloadavg()[0]:.1f}"
     )
-    bench_core_parts(readings, payloads, catalog, task, args.repeats)
+    b_cpu = bench_core_parts(readings, payloads, catalog, task, args.repeats)
     if not args.no_stream:
-        bench_stream(args, readings, payloads, catalog, task)
+        bench_stream(args, readings, payloads, catalog, task, b_cpu)
     for n in (int(x) for x in args.memory_devices.split(",") if x):
         per = bench_memory(catalog, task, n, args.memory_readings)
         print(
@@ -356,7 +357,7 @@ def main() -> None:
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
-def bench_stream(args, readings, payloads, catalog, task) -> None:
+def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
     """(d) and (c) alternately, each on its own copy of the stream; latency; checkpoints."""
     with tempfile.TemporaryDirectory() as tmp:
         moto = start_moto(Path(tmp))
@@ -408,6 +409,12 @@ def bench_stream(args, readings, payloads, catalog, task) -> None:
             print(
                 f"c/d = {statistics.median(ratios):.2f} wall (target >= 0.8; per repeat: "
                 f"{', '.join(f'{x:.2f}' for x in ratios)})"
+            )
+            print(
+                f"    CPU per record: (c) {c_cpu * 1e6:.0f} us vs (b) core {b_cpu * 1e6:.0f} us + "
+                f"(d) transport {d_cpu * 1e6:.0f} us = {(b_cpu + d_cpu) * 1e6:.0f} us: "
+                f"(b+d)/c = {(b_cpu + d_cpu) / c_cpu:.2f} (1.0 = nothing beyond core and transport; "
+                "one event loop does both, so c/d <= d_cpu/(b_cpu + d_cpu) on one core)"
             )
             q = statistics.quantiles(lat, n=100)
             print(

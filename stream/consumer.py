@@ -18,6 +18,19 @@ arrival time and lease epoch (records of a lease given up are dropped), puts
 a :class:`ShardEnd` behind the last record of a closed shard, and can stop
 fetching one shard for a graceful hand-over.
 
+Backpressure (:class:`RecordBuffer`): async-kinesis fetches while its queue
+has room for one more *item*, and a queued item here is a whole GetRecords
+batch, so a slow processor used to pull the stream into its memory (all of
+it) while every fetch said it was at the tip.  Now a fetch first reserves
+room for ``record_limit`` records (its ``Limit``) under ``buffer_records``,
+records fetched and not yet handed to the processor; while that is full
+nothing is fetched and the backlog stays in Kinesis.  The lag gauge
+(``iotcast_shard_lag_seconds``) is set as records are *handled*
+(:meth:`LeaseConsumer.handled`): the newest arrival time known in the shard
+(the last fetch's last record plus its ``MillisBehindLatest``) minus the
+arrival time of the record being handled, so records waiting in this process
+count as lag too.
+
 >>> rec = RawRecord("shardId-0", "17", b"{}", 0.0, 1)
 >>> len(rec), rec.sequence
 (2, '17')
@@ -30,6 +43,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -47,6 +61,7 @@ __all__ = [
     "PassThrough",
     "RawRecord",
     "RecordBatch",
+    "RecordBuffer",
     "ShardEnd",
 ]
 
@@ -58,20 +73,30 @@ ITERATOR_ATTEMPTS = 6
 class RawRecord:
     """One Kinesis record as the processor receives it (``len`` = payload bytes).
 
+    ``arrived`` is when this process fetched it (monotonic clock); ``in_stream``
+    when Kinesis accepted it (``ApproximateArrivalTimestamp``, None if not given).
+
     >>> RawRecord("shardId-0", "17", b"{}", 0.0, 1).shard_id
     'shardId-0'
     """
 
-    __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch")
+    __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch", "in_stream")
 
     def __init__(
-        self, shard_id: str, sequence: str, data: bytes, arrived: float, epoch: int
+        self,
+        shard_id: str,
+        sequence: str,
+        data: bytes,
+        arrived: float,
+        epoch: int,
+        in_stream: datetime | None = None,
     ) -> None:
         self.shard_id = shard_id
         self.sequence = sequence
         self.data = data
         self.arrived = arrived
         self.epoch = epoch
+        self.in_stream = in_stream
 
     def __len__(self) -> int:
         return len(self.data)
@@ -87,13 +112,16 @@ class RecordBatch:
     3
     """
 
-    __slots__ = ("shard_id", "epoch", "records", "nbytes")
+    __slots__ = ("shard_id", "epoch", "records", "nbytes", "hold")
 
-    def __init__(self, shard_id: str, epoch: int, records: list[RawRecord]) -> None:
+    def __init__(
+        self, shard_id: str, epoch: int, records: list[RawRecord], hold: int | None = None
+    ) -> None:
         self.shard_id = shard_id
         self.epoch = epoch
         self.records = records
         self.nbytes = sum(len(r.data) for r in records)
+        self.hold = hold  # the RecordBuffer reservation these records were fetched under
 
     def __len__(self) -> int:
         return self.nbytes
@@ -111,6 +139,128 @@ class ShardEnd:
     def __init__(self, shard_id: str, epoch: int) -> None:
         self.shard_id = shard_id
         self.epoch = epoch
+
+
+class RecordBuffer:
+    """Records fetched and not yet handed to the processor, kept under a bound.
+
+    A fetch :meth:`reserve` s room for ``chunk`` records (its GetRecords
+    ``Limit``), waiting while ``used + chunk > bound``; :meth:`fetched` shrinks
+    the reservation to what came back; the batch's records then move from the
+    reservation to :attr:`queued` when queued (:meth:`queued_batch`) and leave it
+    when the processor takes them (:meth:`taken`).  :attr:`peak` is the most
+    ever used.
+
+    >>> import asyncio
+    >>> async def fill():
+    ...     buf = RecordBuffer(bound=10, chunk=4)
+    ...     a, b = await buf.reserve(), await buf.reserve()
+    ...     third = asyncio.ensure_future(buf.reserve())
+    ...     await asyncio.sleep(0)
+    ...     waiting = not third.done()  # 4 + 4 + 4 > 10
+    ...     buf.fetched(a, 1)  # the first fetch found one record
+    ...     c = await third
+    ...     buf.release(b), buf.release(c)
+    ...     return waiting, buf.used, buf.peak
+    >>> asyncio.run(fill())
+    (True, 1, 9)
+    """
+
+    def __init__(self, bound: int, chunk: int) -> None:
+        if not 1 <= chunk <= bound:
+            raise ValueError(f"chunk ({chunk}) must be between 1 and the bound ({bound})")
+        self.bound = bound
+        self.chunk = chunk
+        self.queued = 0
+        self.peak = 0
+        self._held: dict[int, int] = {}  # reservation -> records reserved or fetched, not queued
+        self._next = 0
+        self._room = asyncio.Event()
+        self.open = True
+
+    def close(self) -> None:
+        """Stop waiting for room: the consumer is closing (nobody takes records any more)."""
+        self.open = False
+        self._room.set()
+
+    @property
+    def used(self) -> int:
+        return self.queued + sum(self._held.values())
+
+    async def reserve(self) -> int:
+        """Wait for room for one fetch (or :meth:`close`); return its reservation."""
+        while self.open and self.used + self.chunk > self.bound:
+            self._room.clear()
+            await self._room.wait()
+        self._next += 1
+        self._held[self._next] = self.chunk
+        self._note()
+        return self._next
+
+    def fetched(self, hold: int, records: int) -> None:
+        if hold in self._held:
+            self._held[hold] = records
+            self._freed()
+
+    def release(self, hold: int) -> None:
+        """The reservation's records will not be queued (nothing fetched, lease changed, error)."""
+        if self._held.pop(hold, None) is not None:
+            self._freed()
+
+    def queued_batch(self, batch: RecordBatch) -> None:
+        if batch.hold is not None:
+            self._held.pop(batch.hold, None)
+        self.queued += len(batch.records)
+        self._note()
+
+    def taken(self, batch: RecordBatch) -> None:
+        self.queued -= len(batch.records)
+        self._freed()
+
+    def _note(self) -> None:
+        self.peak = max(self.peak, self.used)
+
+    def _freed(self) -> None:
+        self._room.set()
+
+
+class _BufferedQueue(asyncio.Queue):
+    """async-kinesis' queue, unbounded in items (the :class:`RecordBuffer` bounds the records).
+
+    A bounded item count would make async-kinesis' ``put`` wait, and after 30 s
+    drop the batch and move its iterator past it.
+    """
+
+    def __init__(self, buffer: RecordBuffer) -> None:
+        super().__init__(maxsize=0)
+        self.buffer = buffer
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        if item.__class__ is RecordBatch:
+            self.buffer.queued_batch(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if item.__class__ is RecordBatch:
+            self.buffer.taken(item)
+        return item
+
+    def peek(self) -> Any:
+        """The next item without taking it (None when empty)."""
+        return self._queue[0] if self._queue else None
+
+
+class _ShardProgress:
+    """Where a shard's lag stands: newest arrival time known in the shard, last fetched, last handled."""
+
+    __slots__ = ("epoch", "tip", "fetched", "handled")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.tip = 0.0  # seconds since the epoch (Kinesis' clock)
+        self.fetched = 0.0
+        self.handled = 0.0
 
 
 class PassThrough(Processor):
@@ -329,6 +479,12 @@ class LeaseCheckpointer:
 class LeaseConsumer(Consumer):
     """async-kinesis' Consumer with records tagged for the processor (see the module docstring).
 
+    ``buffer_records`` bounds the records fetched and not yet handed out
+    (:class:`RecordBuffer`); each GetRecords asks for at most
+    ``min(record_limit, buffer_records // 4)`` of them, and :meth:`next_items`
+    hands out at most that many at a time, so the process holds at most
+    ``buffer_records`` + one fetch of them.
+
     >>> import asyncio
     >>> async def build():
     ...     leases = LeaseCheckpointer(
@@ -347,45 +503,113 @@ class LeaseConsumer(Consumer):
         checkpointer: LeaseCheckpointer,
         *,
         shard_refresh: float = 60.0,
+        buffer_records: int = 20_000,
+        record_limit: int = 10_000,
         **kwargs: Any,
     ) -> None:
-        super().__init__(stream, checkpointer=checkpointer, processor=PassThrough(), **kwargs)
+        chunk = max(1, min(record_limit, buffer_records // 4))
+        super().__init__(
+            stream,
+            checkpointer=checkpointer,
+            processor=PassThrough(),
+            record_limit=chunk,
+            **kwargs,
+        )
         self.leases = checkpointer
         self._shard_refresh_interval = shard_refresh
         self.on_lag: Callable[[str, float], None] | None = None
+        self.buffer = RecordBuffer(buffer_records, chunk)
+        self.queue = _BufferedQueue(self.buffer)
+        self._progress: dict[str, _ShardProgress] = {}
 
     async def get_records(self, shard: dict[str, Any]) -> dict[str, Any] | None:
+        """One GetRecords of the shard, once the buffer has room for its records."""
         shard_id = shard["ShardId"]
-        epoch = self.leases.epochs.get(shard_id, 0)
-        result = await super().get_records(shard)
-        if result is None:
+        hold = await self.buffer.reserve()
+        if not self.buffer.open:
+            self.buffer.release(hold)
             return None
-        if self.leases.epochs.get(shard_id, 0) != epoch or not self.leases.is_allocated(shard_id):
-            return None  # the lease changed while fetching: the next owner reads these records
-        arrived = time.monotonic()
-        rows = result["Records"]
-        if rows:
-            batch = RecordBatch(
-                shard_id,
-                epoch,
-                [
-                    RawRecord(shard_id, row["SequenceNumber"], row["Data"], arrived, epoch)
-                    for row in rows
-                ],
-            )
-            last = dict(rows[-1])
-            last["Data"] = batch
-            result["Records"] = [last]
-        millis = result.get("MillisBehindLatest")
-        if millis is not None:
-            SHARD_LAG.labels(shard_id).set(millis / 1000.0)
-        return result
+        try:
+            epoch = self.leases.epochs.get(shard_id, 0)
+            result = await super().get_records(shard)
+            if result is None:
+                self.buffer.release(hold)
+                return None
+            if self.leases.epochs.get(shard_id, 0) != epoch or not self.leases.is_allocated(
+                shard_id
+            ):
+                self.buffer.release(hold)
+                return None  # the lease changed while fetching: the next owner reads these records
+            arrived = time.monotonic()
+            rows = result["Records"]
+            self.buffer.fetched(hold, len(rows))
+            progress = self._progress.get(shard_id)
+            if progress is None or progress.epoch != epoch:
+                progress = self._progress[shard_id] = _ShardProgress(epoch)
+            millis = result.get("MillisBehindLatest")
+            if rows:
+                batch = RecordBatch(
+                    shard_id,
+                    epoch,
+                    [
+                        RawRecord(
+                            shard_id,
+                            row["SequenceNumber"],
+                            row["Data"],
+                            arrived,
+                            epoch,
+                            row.get("ApproximateArrivalTimestamp"),
+                        )
+                        for row in rows
+                    ],
+                    hold,
+                )
+                last = dict(rows[-1])
+                last["Data"] = batch
+                result["Records"] = [last]
+                newest = batch.records[-1].in_stream
+                if newest is not None and millis is not None:
+                    progress.fetched = newest.timestamp()
+                    progress.tip = max(progress.tip, progress.fetched + millis / 1000.0)
+                elif millis is not None:  # no arrival times: the fetch's own figure, as before
+                    SHARD_LAG.labels(shard_id).set(millis / 1000.0)
+            else:
+                self.buffer.release(hold)
+                if millis is not None and progress.handled >= progress.fetched:
+                    # Nothing of this shard waits in the process: the fetch's figure is the lag.
+                    SHARD_LAG.labels(shard_id).set(millis / 1000.0)
+            return result
+        except BaseException:
+            self.buffer.release(hold)
+            raise
+
+    async def close(self) -> None:
+        """async-kinesis' close, after letting go of fetches waiting for room (it awaits them)."""
+        self.buffer.close()
+        await super().close()
+
+    def handled(self, record: RawRecord) -> None:
+        """The processor is done with ``record``: set its shard's lag gauge (module docstring)."""
+        progress = self._progress.get(record.shard_id)
+        if progress is None or progress.epoch != record.epoch or record.in_stream is None:
+            return
+        progress.handled = record.in_stream.timestamp()
+        SHARD_LAG.labels(record.shard_id).set(max(0.0, progress.tip - progress.handled))
 
     async def get_shard_iterator(
         self, shard_id: str, last_sequence_number: str | None = None
     ) -> str:
         """async-kinesis' call, retried with a bound: if it fails right after a lease was taken,
         async-kinesis keeps the lease but never reads the shard."""
+        for shard in self.shards or ():
+            if shard["ShardId"] == shard_id:
+                # async-kinesis renews an expired iterator after "LastSequenceNumber", which is
+                # only set once records were queued: before that (a fetch waiting for room in
+                # the buffer) it would be a previous lease's position, or the shard's start.
+                if last_sequence_number is None:
+                    shard.pop("LastSequenceNumber", None)
+                else:
+                    shard["LastSequenceNumber"] = last_sequence_number
         for attempt in range(1, ITERATOR_ATTEMPTS + 1):
             try:
                 return await super().get_shard_iterator(shard_id, last_sequence_number)
@@ -405,7 +629,8 @@ class LeaseConsumer(Consumer):
         raise AssertionError("unreachable")
 
     async def next_items(self, limit: int = 1000) -> list[Any]:
-        """Up to ``limit`` queued items (batches, shard ends); [] after ``idle_timeout`` without any.
+        """Up to ``limit`` queued items (batches, shard ends) holding at most one fetch's worth
+        of records (``record_limit``; the first item always); [] after ``idle_timeout`` without any.
 
         What ``async for`` over the consumer does, minus its per-item task and its
         checkpoint sentinels (our checkpointer ignores them: see :class:`LeaseCheckpointer`).
@@ -423,11 +648,13 @@ class LeaseConsumer(Consumer):
         except TimeoutError:
             return []
         items = [first]
-        while len(items) < limit:
-            try:
-                items.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
+        records = len(first.records) if first.__class__ is RecordBatch else 0
+        while len(items) < limit and (nxt := self.queue.peek()) is not None:
+            if nxt.__class__ is RecordBatch:
+                if records + len(nxt.records) > self.record_limit:
+                    break
+                records += len(nxt.records)
+            items.append(self.queue.get_nowait())
         return [i for i in items if i.__class__ is not dict]  # drop __CHECKPOINT__ sentinels
 
     async def shard_closed_marker(self, shard_id: str) -> None:

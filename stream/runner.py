@@ -86,6 +86,9 @@ class ProcessorOptions:
     ref: str | None = None
     s3_threads: int = 8
     record_limit: int = 10_000
+    # Records fetched and not yet handled, at most (+ one fetch): the backlog of a slow
+    # processor stays in Kinesis, where the lag gauge sees it (stream.consumer.RecordBuffer).
+    buffer_records: int = 20_000
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -168,6 +171,7 @@ class StreamProcessor(LeaseHooks):
             sleep_time_no_records=0.5,
             shard_refresh=opts.shard_refresh,
             record_limit=opts.record_limit,
+            buffer_records=opts.buffer_records,
             iterator_type="TRIM_HORIZON",
         )
         await self._presence()
@@ -202,25 +206,31 @@ class StreamProcessor(LeaseHooks):
         """Handle a batch record by record, checkpointing at record boundaries as due and
         yielding to the event loop every few milliseconds (lease heartbeats, S3 writes)."""
         handle = self.core.handle
+        handled = self.consumer.handled  # the lag gauge, at every yield and the batch's end
         every = self.options.checkpoint_every
         clock = time.monotonic
         budget = clock() + YIELD_SECONDS
+        last = None
         for rec in batch.records:
             state = self.states.get(rec.shard_id)
             if state is None or state.epoch != rec.epoch or state.ending:
                 self.stats["stale"] += 1
                 continue
             handle(state, rec.sequence, rec.data, rec.arrived)
+            last = rec
             self.stats["records"] += 1
             if state.since_checkpoint >= every and (
                 state.inflight is None or state.inflight.done()
             ):
                 await self._checkpoint(state)  # snapshot now; the writing runs on its own
             if clock() >= budget:
+                handled(rec)
                 await asyncio.sleep(0)
                 budget = clock() + YIELD_SECONDS
                 if stop.is_set():
                     return
+        if last is not None:
+            handled(last)
 
     def _dispatch(self, item: Any) -> None:
         if item.__class__ is ShardEnd:

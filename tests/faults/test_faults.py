@@ -349,6 +349,9 @@ def test_slow_consumer_lags_then_catches_up(
         records_behind=int(behind),
     )
     assert result["records_behind"] > 0, "the processor never fell behind"
+    # The backlog must show on the lag gauge (it read 0 before the processor bounded the
+    # records it fetches ahead of handling them: docs/reliability.md, defect 4).
+    assert result["max_lag_s"] > 0, "iotcast_shard_lag_seconds stayed 0 while the processor lagged"
 
 
 # -------------------------------------------------------------------- poison

@@ -282,7 +282,11 @@ def test_dynamodb_outage_keeps_leases_and_retries_checkpoints(
     try:
         # A session timeout longer than the SDK's longest retry backoff (DynamoDB: 12.8 s), as
         # the default 60 s is: an owner may be stuck in that backoff right after the outage.
-        _, started = _start(pipeline, n, processors=2, extra=("--session-timeout", "15"))
+        # An outage shorter than a session timeout must not swap leases either (the owner's
+        # next heartbeat may come outage + backoff later: 15 s was too short for a 10 s outage
+        # on a loaded machine); a longer one is left to the grace after DynamoDB's silence.
+        session = 15 if outage_seconds >= 15 else 2 * outage_seconds + 13
+        _, started = _start(pipeline, n, processors=2, extra=("--session-timeout", f"{session:g}"))
         reader = StreamReader(pipeline.settings)
         owners = pipeline.wait_leased()
         figures = _outage(pipeline, proxy, "dynamodb", outage_seconds, n, reader)

@@ -196,7 +196,8 @@ SHARD_OWNED = Gauge(
 STREAM_SHARDS = Gauge("iotcast_stream_shards", "Open shards of the telemetry stream.")
 SHARD_LAG = Gauge(
     "iotcast_shard_lag_seconds",
-    "How far the consumer is behind the tip of the shard (MillisBehindLatest / 1000).",
+    "How far the record being processed is behind the newest record known in the shard "
+    "(arrival times; records fetched but not yet processed count as lag).",
     ["shard"],
 )
 CHECKPOINT_AGE = Gauge(

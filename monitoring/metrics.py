@@ -164,6 +164,12 @@ PROMOTIONS = Counter(
     "Champion changes, by device and new champion (automatic or by an operator).",
     ["device", "model"],
 )
+MODEL_RESETS = Counter(
+    "iotcast_model_resets_total",
+    "Models the guard reset to a fresh one (it raised, forecast a non-finite value or one "
+    "outside the plausible range), by device, model, horizon (seconds) and reason.",
+    ["device", "model", "horizon", "reason"],
+)
 DRIFTS = Counter(
     "iotcast_drift_detected_total",
     "ADWIN drift detections on the champion's absolute residuals.",

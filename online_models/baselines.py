@@ -8,9 +8,8 @@ They answer to the same two verbs as the River models (``learn_one``,
   reading's value).
 - :class:`RollingMean`: the time-weighted exponential mean of the target over
   ``window`` seconds.
-- :class:`SeasonalNaive`: the value one season (24 h) before the target time,
-  from a ring of per-``step`` bin means; ``None`` until a day of history exists.
-  It is a *series* model: it sees ``{"ts": t}`` and learns every reading's value.
+- :class:`SeasonalNaive`: the value one day before the target time, from the
+  device's ring of 5-minute bin means; ``None`` until a day of history exists.
 
 >>> p = Persistence("temp")
 >>> p.predict_one({"temp": 22.4, "humidity": 50.0})
@@ -84,42 +83,22 @@ class RollingMean:
 
 
 class SeasonalNaive:
-    """The value one ``season`` before the target time (mean of its ``step``-second bin).
+    """The value one day before the target time: the mean of the 5-minute bin it falls in.
 
-    Bounded: one slot per bin of the season (1,440 slots for a day of minutes).
+    It reads the device's day of history that the horizon features keep
+    (:class:`~online_models.horizon.HorizonFeatures`), so it holds no state
+    of its own; ``None`` until a day of history exists.
 
-    >>> s = SeasonalNaive(horizon=60, season=3600, step=60)
-    >>> s.learn_one({"ts": 0.0}, 20.0); s.learn_one({"ts": 30.0}, 21.0)
-    >>> s.predict_one({"ts": 3540.0})  # target 3600 s: one season after bin [0, 60)
-    20.5
-    >>> s.predict_one({"ts": 10.0}) is None  # nothing a season before
+    >>> from online_models.horizon import HorizonX
+    >>> x = HorizonX(); x.anchor = 21.0; x.day_before = 20.4
+    >>> SeasonalNaive().predict_one(x)
+    20.4
+    >>> SeasonalNaive().predict_one(HorizonX()) is None
     True
     """
 
-    def __init__(self, horizon: int, season: int = 86_400, step: int = 60) -> None:
-        if season % step:
-            raise ValueError(f"season ({season} s) must be a multiple of step ({step} s)")
-        self.horizon = horizon
-        self.season = season
-        self.step = step
-        n = season // step
-        self.bins = [-1] * n
-        self.sums = [0.0] * n
-        self.counts = [0] * n
-
     def learn_one(self, x: dict, y: float) -> None:
-        b = int(x["ts"] // self.step)
-        slot = b % len(self.bins)
-        if self.bins[slot] != b:
-            self.bins[slot] = b
-            self.sums[slot] = 0.0
-            self.counts[slot] = 0
-        self.sums[slot] += y
-        self.counts[slot] += 1
+        pass
 
     def predict_one(self, x: dict) -> float | None:
-        b = int((x["ts"] + self.horizon - self.season) // self.step)
-        slot = b % len(self.bins)
-        if self.bins[slot] != b:
-            return None
-        return self.sums[slot] / self.counts[slot]
+        return getattr(x, "day_before", None)

@@ -3,7 +3,7 @@
 This is the classic offline approach to this data. :class:`FrozenForest`
 collects the (features, target) pairs it is taught during the first
 ``train_seconds`` of the device's readings (elapsed time is the sum of the
-features' ``dt``), predicting ``None`` ("not yet") meanwhile; then it fits a
+features' ``dt``, or the time since the first when the features carry it), predicting ``None`` ("not yet") meanwhile; then it fits a
 ``RandomForestRegressor`` once and never learns again. The fitted trees are
 copied into plain lists so that one prediction is a few hundred list lookups
 (tens of µs) instead of scikit-learn's per-call overhead, and so that the
@@ -36,6 +36,8 @@ class FrozenForest:
     True
     """
 
+    first_ts: float | None = None  # checkpoints written before this attribute existed
+
     def __init__(
         self,
         train_seconds: float = 86_400.0,
@@ -55,6 +57,7 @@ class FrozenForest:
         }
         self.max_samples = max_samples
         self.elapsed = 0.0
+        self.first_ts: float | None = None
         self.stride = 1
         self.seen = 0
         self.keys: tuple[str, ...] | None = None
@@ -69,7 +72,13 @@ class FrozenForest:
             return
         if self.keys is None:
             self.keys = tuple(sorted(x))
-        self.elapsed += float(x.get("dt", 0.0))
+        ts = getattr(x, "ts", None)  # the device loop's features carry their time
+        if ts is None:
+            self.elapsed += float(x.get("dt", 0.0))
+        else:
+            if self.first_ts is None:
+                self.first_ts = ts
+            self.elapsed = ts - self.first_ts
         if self.elapsed >= self.train_seconds and self.rows:
             self._fit()
             return

@@ -9,7 +9,7 @@ the two verbs ``learn_one`` / ``predict_one``. Only classes under
 
 >>> cat = load_catalog()
 >>> cat.select("default").names
-('persistence', 'rolling_mean', 'linear', 'snarimax')
+('persistence', 'rolling_mean', 'seasonal_naive', 'linear', 'ridge', 'ensemble')
 >>> [s.name for s in cat.select("default").for_horizon(0)]
 ['persistence', 'rolling_mean', 'linear']
 >>> m = cat["linear"].build("temp", 900)
@@ -19,7 +19,9 @@ the two verbs ``learn_one`` / ``predict_one``. Only classes under
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +33,8 @@ from online_models.adapters import Anchored, Resampled
 __all__ = ["KINDS", "BUILTIN", "Catalog", "CatalogError", "ModelSpec", "load_catalog"]
 
 BUILTIN = Path(__file__).with_name("models.toml")
-KINDS = ("baseline", "regressor", "series", "seasonal", "batch")
+KINDS = ("baseline", "regressor", "horizon", "series", "seasonal", "batch", "combination")
+FORECAST_ONLY = ("horizon", "series", "seasonal", "combination")
 TASKS = ("nowcast", "forecast")
 _ALLOWED_PREFIXES = ("river.", "sklearn.", "online_models.")
 _KEYS = {
@@ -44,6 +47,8 @@ _KEYS = {
     "default",
     "reference",
     "step",
+    "season",
+    "season_param",
     "description",
 }
 
@@ -97,6 +102,8 @@ class ModelSpec:
     default: bool = False
     reference: bool = False
     step: int = 60
+    season: int | None = None
+    season_param: str | None = None
     description: str = ""
 
     def applies_to(self, horizon: int) -> bool:
@@ -114,18 +121,32 @@ class ModelSpec:
             if self.kind == "baseline":
                 return cls(target=target, **params)
             if self.kind == "seasonal":
+                return cls(**params)
+            if self.kind == "combination":
                 return cls(horizon=horizon, **params)
             if self.kind == "series":
-                return Resampled(cls(**params), horizon=horizon, step=self.step)
+                build = functools.partial(_series, cls, self.params, self.season, self.season_param)
+                build(max(self.step, 1))  # fail now on bad params, not at the 9th reading
+                return Resampled(build, horizon=horizon, step=self.step)
+            if self.kind == "horizon" and "horizon" in inspect.signature(cls).parameters:
+                params["horizon"] = horizon
             model = cls(**params)
         except TypeError as exc:
             raise CatalogError(f"model {self.name!r}: bad params for {self.cls}: {exc}") from exc
-        return Anchored(model, target, scaled=self.scale)
+        return Anchored(model, target, scaled=self.scale, weighted=self.kind == "horizon")
 
     @property
     def series(self) -> bool:
         """True for models that see the raw series (``{"ts": t}`` and each value)."""
-        return self.kind in ("series", "seasonal")
+        return self.kind == "series"
+
+
+def _series(cls: type, params: dict, season: int | None, season_param: str | None, step: int):
+    """A series model for ``step``-second bins: a daily ``season`` becomes whole bins."""
+    kwargs = {k: _build_value(v) for k, v in params.items()}
+    if season and season_param:
+        kwargs[season_param] = max(int(season // step), 1)
+    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -194,11 +215,13 @@ def _spec(name: str, table: dict[str, Any], source: str) -> ModelSpec:
     kind = table.get("kind", "regressor")
     if kind not in KINDS:
         raise CatalogError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    tasks = tuple(table.get("tasks", ("forecast",) if kind in ("series", "seasonal") else TASKS))
+    tasks = tuple(table.get("tasks", ("forecast",) if kind in FORECAST_ONLY else TASKS))
     if not tasks or set(tasks) - set(TASKS):
         raise CatalogError(f"{where}: tasks must be a subset of {list(TASKS)}, got {list(tasks)}")
-    if kind in ("series", "seasonal") and "nowcast" in tasks:
+    if kind in FORECAST_ONLY and "nowcast" in tasks:
         raise CatalogError(f"{where}: a {kind} model only forecasts; remove 'nowcast' from tasks")
+    if ("season" in table) != ("season_param" in table):
+        raise CatalogError(f"{where}: 'season' and 'season_param' go together")
     horizons = table.get("horizons")
     spec = ModelSpec(
         name=name,
@@ -211,6 +234,8 @@ def _spec(name: str, table: dict[str, Any], source: str) -> ModelSpec:
         default=bool(table.get("default", False)),
         reference=bool(table.get("reference", False)),
         step=int(table.get("step", 60)),
+        season=None if "season" not in table else int(table["season"]),
+        season_param=table.get("season_param"),
         description=str(table.get("description", "")),
     )
     spec.build("temp", 900 if "forecast" in tasks else 0)  # fail now, with the model's name
@@ -233,4 +258,14 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise CatalogError(f"{p}: no [models.<name>] tables")
-    return Catalog(tuple(_spec(n, t, source) for n, t in models.items()), source)
+    catalog = Catalog(tuple(_spec(n, t, source) for n, t in models.items()), source)
+    for spec in catalog:
+        if spec.kind == "combination":
+            experts = spec.params.get("experts", ())
+            unknown = [e for e in experts if e not in catalog or e == spec.name]
+            if unknown:
+                raise CatalogError(
+                    f"{source}: model {spec.name!r}: experts {', '.join(map(repr, unknown))} "
+                    f"are not other models of the catalog ({', '.join(catalog.names)})"
+                )
+    return catalog

@@ -122,7 +122,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     from online_models.evaluate import prequential
-    from online_models.report import best_models, write_report
+    from online_models.report import write_report
     from telemetry.csvfile import BadRows, CsvFormatError, read_csv
 
     path = Path(args.csv)
@@ -183,37 +183,73 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if bad.count:
         log.warning("skipped %d bad rows: %s", bad.count, dict(bad.by_reason))
     write_report(res, out, source=str(path))
-    best = best_models(res)
-    headline = {
-        "rows": res.rows,
-        "bad_rows": bad.count,
-        "wall_seconds": res.wall_s,
-        "rows_per_second": res.rows_per_s,
-        "out": str(out),
-        "best": [
-            {
-                "device": d,
-                "horizon": h,
-                "model": m,
-                "mae": res.figure(d, m, h)["mae"],
-                "persistence_mae": res.figure(d, "persistence", h)["mae"]
-                if "persistence" in res.devices[d].horizons[h].stats
-                else None,
-            }
-            for (d, h), m in sorted(best.items())
-        ],
-    }
+    headline = _headline(res, bad.count, out)
     if args.json:
         print(json.dumps(headline, indent=2))
     else:
-        print(
-            f"evaluated {res.rows:,} readings of {len(res.devices)} devices in {res.wall_s:.1f} s "
-            f"({res.rows_per_s:,.0f} readings/s); report: {out / 'report.md'}"
-        )
-        for b in headline["best"]:
-            pm = b["persistence_mae"]
-            print(
-                f"  {b['device']}  {'nowcast' if b['horizon'] == 0 else str(b['horizon']) + ' s':>8}  "
-                f"best {b['model']:<15} MAE {b['mae']:.4f}   persistence {pm if pm is None else f'{pm:.4f}'}"
-            )
+        _print_headline(res, headline, out)
     return 0
+
+
+def _headline(res, bad_rows: int, out: Path) -> dict:
+    """The figures ``--json`` prints: the served forecast against the baselines, the best model."""
+    from online_models.report import best_models, headline_rows
+
+    best = best_models(res)
+    rows = []
+    for scenario in ("all", "after_first_day"):
+        for r in headline_rows(res, scenario):
+            if r.served is None:
+                continue
+            b = best.get((r.device, r.horizon))
+            rows.append(
+                {
+                    "device": r.device,
+                    "horizon": r.horizon,
+                    "scenario": scenario,
+                    "served_mae": r.served,
+                    "champion": r.champion,
+                    "champion_mae": r.champion_mae,
+                    **{f"{k}_mae": v for k, v in r.baselines.items()},
+                    **{f"vs_{k}_percent": r.improvement(k) for k in r.baselines},
+                    "best": b,
+                    "best_mae": res.figure(r.device, b, r.horizon)["mae"] if b else None,
+                }
+            )
+    return {
+        "rows": res.rows,
+        "bad_rows": bad_rows,
+        "wall_seconds": res.wall_s,
+        "rows_per_second": res.rows_per_s,
+        "out": str(out),
+        "resets": sum(dm.n_resets for dm in res.devices.values()),
+        "served": rows,
+    }
+
+
+def _print_headline(res, headline: dict, out: Path) -> None:
+    """Served MAE per device and horizon, and how much lower it is than each baseline (80 cols)."""
+    print(
+        f"evaluated {res.rows:,} readings of {len(res.devices)} devices in {res.wall_s:.1f} s "
+        f"({res.rows_per_s:,.0f} readings/s); report: {out / 'report.md'}"
+    )
+    print("served forecast MAE, and how much lower than each baseline's (+ is better):")
+    print(
+        f"  {'device':<17} {'horizon':>8} {'served':>7} {'persist.':>9} {'roll.mean':>9} {'seasonal':>9}"
+    )
+    for r in headline["served"]:
+        if r["scenario"] != "all":
+            continue
+        h = r["horizon"]
+        cells = [
+            "-" if v is None else f"{v:+.1f}%"
+            for v in (
+                r[f"vs_{k}_percent"] for k in ("persistence", "rolling_mean", "seasonal_naive")
+            )
+        ]
+        print(
+            f"  {r['device'][:17]:<17} {'nowcast' if h == 0 else f'{h} s':>8} "
+            f"{r['served_mae']:>7.4f} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9}"
+        )
+    if headline["resets"]:
+        print(f"models reset by the guard: {headline['resets']} (see the report's 'Model resets')")

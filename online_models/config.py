@@ -38,7 +38,7 @@ class TaskConfig:
             sensors, without the target's own history).
         window: number of most recent scored predictions in the rolling MAE/RMSE.
         initial_champion: the model that starts as champion at every horizon
-            (falls back to the first model of the horizon when absent).
+            (falls back to persistence, then the first model, where it does not run).
         promote_margin: a challenger must beat the champion's rolling MAE by this
             fraction (0.05 = 5 %) to be promoted.
         promote_min_samples: both must have at least this many scored predictions
@@ -52,12 +52,14 @@ class TaskConfig:
             detector listens again.
         max_pending: forecasts waiting for their actual value, per horizon; the
             oldest are dropped (and counted) beyond it.
+        forecasts_per_horizon: forecasts at horizon ``h`` are made on a grid of
+            ``h / forecasts_per_horizon`` seconds (at most one per reading).
     """
 
     target: str = "temp"
     horizons: tuple[int, ...] = (0, 60, 900, 3600)
     window: int = 2000
-    initial_champion: str = "persistence"
+    initial_champion: str = "ensemble"
     promote_margin: float = 0.05
     promote_min_samples: int = 1000
     promote_cooldown: int = 5000
@@ -66,6 +68,7 @@ class TaskConfig:
     drift_reset: bool = False
     drift_grace: int = 500
     max_pending: int = 20_000
+    forecasts_per_horizon: int = 60
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -78,8 +81,15 @@ class TaskConfig:
         object.__setattr__(self, "horizons", tuple(sorted(hs)))
         if not 0.0 <= self.promote_margin < 1.0:
             raise ValueError(f"promote_margin must be in [0, 1), got {self.promote_margin!r}")
-        if self.window < 1 or self.promote_min_samples < 1 or self.max_pending < 1:
-            raise ValueError("window, promote_min_samples and max_pending must be >= 1")
+        if (
+            self.window < 1
+            or self.promote_min_samples < 1
+            or self.max_pending < 1
+            or self.forecasts_per_horizon < 1
+        ):
+            raise ValueError(
+                "window, promote_min_samples, max_pending and forecasts_per_horizon must be >= 1"
+            )
 
     @property
     def forecast_horizons(self) -> tuple[int, ...]:

@@ -14,9 +14,28 @@ For each reading, in time order:
    ``made + h`` has come (``<=`` this reading's time) are scored against this
    reading, the first at or after their target time, and the models learn
    (features then, value now); the series models learn this reading's value;
-   then every model forecasts ``ts + h`` and the forecast waits in a bounded
-   queue (oldest dropped, and counted, beyond ``task.max_pending``);
+   then, on a grid of ``h / task.forecasts_per_horizon`` seconds (every
+   reading when readings are further apart), every model forecasts ``ts + h``
+   and the forecast waits in a bounded queue (oldest dropped, and counted,
+   beyond ``task.max_pending``). Forecasts made seconds apart about the same
+   hour ahead carry the same information: the grid bounds the work and the
+   memory per horizon, and each score's weight in the learners and the
+   combination is the share of the horizon it covers;
 5. model selection and drift detection on the scores (events returned and logged).
+
+**The served forecast.** Per horizon, the forecast the processor publishes
+is the champion's at the moment it is made (persistence's when the
+champion has none yet). It is scored as its own series, ``served``, beside
+the models: the figure a user gets, not the best model in hindsight.
+
+**Guarded models.** A model is guest code. Every call into it runs under a
+guard: an exception, a non-finite forecast, or one outside the plausible
+range (the device's observed range widened by its span, at least 5 % of the
+data contract's range, and never beyond the contract's bounds) resets that
+model alone to a fresh one from the catalog, with a ``model_reset`` event.
+The rejected forecast is replaced by persistence's (what would have been
+served) and scored as such, so a model pays for its failures and every
+running sum stays finite. The device's other models go on.
 
 The whole object pickles (it is the device's checkpoint) and is
 deterministic: the same readings give the same predictions.
@@ -27,19 +46,20 @@ deterministic: the same readings give the same predictions.
 >>> dm = DeviceModels("d1", load_catalog(), TaskConfig(horizons=(0, 60)))
 >>> r = dm.step(Reading(1594512000.0, "d1", 0.005, 51.0, False, 0.007, False, 0.02, 22.5))
 >>> r.status, sorted({(p.model, p.horizon) for p in r.predictions})[:3]
-('learned', [('linear', 60), ('persistence', 60), ('rolling_mean', 60)])
+('learned', [('ensemble', 60), ('linear', 60), ('persistence', 60)])
 >>> dm.step(Reading(1594512000.0, "d1", 0.005, 51.0, False, 0.007, False, 0.02, 22.5)).status
 'duplicate'
 >>> r = dm.step(Reading(1594512061.0, "d1", 0.005, 51.0, False, 0.007, False, 0.02, 22.6))
 >>> [(s.model, s.predicted, s.actual) for s in r.scores if s.horizon == 60][:1]
 [('persistence', 22.5, 22.6)]
 >>> dm.summary()["champion"]
-{'0': 'persistence', '60': 'persistence'}
+{'0': 'persistence', '60': 'ensemble'}
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from array import array
 from collections import deque
@@ -49,14 +69,23 @@ from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
 from online_models.drift import DriftWatch
 from online_models.features import Features, FeatureState, Standardizer, nowcast_view
-from online_models.records import Event, Prediction, Score, StepResult
+from online_models.horizon import NAMES as HORIZON_NAMES
+from online_models.horizon import HorizonFeatures, HorizonX
+from online_models.records import SERVED, Event, Prediction, Score, StepResult
 from online_models.scoring import ErrorStats
 from online_models.selection import Selector
-from telemetry.reading import Reading, is_glitch
+from telemetry.reading import RANGES, Reading, is_glitch
 
-__all__ = ["DeviceModels", "Event", "Prediction", "Score", "StepResult"]
+__all__ = ["FORMAT", "SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult"]
 
 log = logging.getLogger(__name__)
+
+FORMAT = 2  # the layout of a pickled DeviceModels (1: before the guard, grid and served series)
+# the plausible range is the observed one widened by its span, and at least this share of
+# the data contract's range for the target
+MARGIN_SHARE = 0.05
+_LEARNS_FROM_READING = ("regressor", "baseline", "batch")
+_LEARNS_FROM_HORIZON = ("horizon",)
 
 
 class _Horizon:
@@ -67,17 +96,29 @@ class _Horizon:
         self.specs = {s.name: s for s in specs}
         self.names = tuple(s.name for s in specs)
         self.models = {s.name: s.build(task.target, horizon) for s in specs}
-        self.series = tuple(s.name for s in specs if s.series)
-        self.learners = tuple(s.name for s in specs if not s.series)
+        self.series = tuple(s.name for s in specs if s.kind == "series")
+        self.learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_READING)
+        self.on_horizon = tuple(s.name for s in specs if s.kind in ("horizon", "seasonal"))
+        self.horizon_learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_HORIZON)
+        self.combos = tuple(s.name for s in specs if s.kind == "combination")
+        # predict order: the combinations last, they read the others' forecasts
+        self.order = tuple(n for n in self.names if n not in self.combos) + self.combos
         self.stats = {s.name: ErrorStats(task.window) for s in specs}
-        champion = task.initial_champion if task.initial_champion in self.specs else self.names[0]
+        self.served = ErrorStats(task.window)
+        champion = task.initial_champion if task.initial_champion in self.specs else None
+        if champion is None:
+            champion = "persistence" if "persistence" in self.specs else self.names[0]
         self.selector = Selector(
             champion, task.promote_margin, task.promote_min_samples, task.promote_cooldown
         )
         self.drift = DriftWatch(task.drift_delta, task.drift_grace, task.drift_block)
-        # (made_ts, target_ts, (feature values, scaled values or None) as arrays of doubles,
-        # predictions aligned with names); the values pair is shared by a reading's horizons.
-        self.pending: deque[tuple[float, float, tuple, tuple[float | None, ...]]] = deque()
+        # (made_ts, target_ts, kept reading features or None, horizon features or None,
+        #  weight, predictions aligned with names, served value, served source)
+        self.pending: deque[tuple] = deque()
+        self.every = horizon / task.forecasts_per_horizon if horizon else 0.0
+        self.next_at = -math.inf
+        self.last_made: float | None = None
+        self.resets: dict[str, int] = {}
 
 
 class DeviceModels:
@@ -98,6 +139,8 @@ class DeviceModels:
     'operator: operator says so'
     """
 
+    format = FORMAT
+
     def __init__(
         self,
         device: str,
@@ -107,6 +150,7 @@ class DeviceModels:
         models: str | Iterable[str] = "default",
         timing: bool = False,
     ) -> None:
+        self.format = FORMAT
         self.device = device
         self.task = task or TaskConfig()
         self.catalog = catalog.select(models)
@@ -120,6 +164,14 @@ class DeviceModels:
             specs = self.catalog.for_horizon(h)
             if specs:
                 self.horizons[h] = _Horizon(h, specs, self.task)
+        forecast = [h for h in self.horizons if h > 0]
+        self.hfeatures = HorizonFeatures(forecast) if forecast else None
+        lo, hi = RANGES[self.task.target]
+        self.contract = (lo, hi)
+        self.min_margin = MARGIN_SHARE * (hi - lo)
+        self.low: float | None = None  # observed range of the target
+        self.high: float | None = None
+        self.last_value: float | None = None
         self.last_ts: float | None = None
         self.n_learned = 0
         self.n_duplicate = 0
@@ -128,12 +180,21 @@ class DeviceModels:
         self.n_dropped = 0
         self.n_promotions = 0
         self.n_drifts = 0
+        self.n_resets = 0
         self.timing = timing
         self.cost_ns: dict[str, int] = {}
 
     @property
     def model_names(self) -> tuple[str, ...]:
         return self.catalog.names
+
+    def bounds(self) -> tuple[float, float]:
+        """The plausible range of a prediction now (see the module docstring)."""
+        lo, hi = self.contract
+        if self.low is None:
+            return lo, hi
+        margin = max(self.high - self.low, self.min_margin)
+        return max(lo, self.low - margin), min(hi, self.high + margin)
 
     # ------------------------------------------------------------------ step
     def step(self, reading: Reading) -> StepResult:
@@ -153,85 +214,215 @@ class DeviceModels:
             self.n_glitch += 1
             return StepResult("glitch")
         x = Features(self.features.update(reading))
+        x.ts = ts
         if self.feature_keys is None:
             self.feature_keys = tuple(x)
         scaler = self.scaler
         if scaler is not None:
             x.scaled = scaler.learn_transform_one(x)
         y = float(getattr(reading, self.task.target))
+        if self.low is None or y < self.low:
+            self.low = y
+        if self.high is None or y > self.high:
+            self.high = y
+        lo, hi = self.bounds()
+        hf = self.hfeatures
+        if hf is not None:
+            hf.add(ts, y)
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
-        timing = self.timing
-        clock = time.thread_time_ns
-        xs = {"ts": ts}  # what the series models see
-        # The feature values a forecast learns from once its actual arrives: one pair of
-        # double arrays per reading, shared by every horizon (held once, pickled once, as
-        # bytes: a third of the memory of float tuples and much faster to pickle).
-        kept = (
-            array("d", x.values()),
-            None if scaler is None else array("d", x.scaled.values()),  # type: ignore[union-attr]
-        )
+        kept = None  # this reading's features, kept for the forecasts made now
         for h, hz in self.horizons.items():
-            models = hz.models
-            scored: list[tuple[str, float, float, float]] = []  # name, predicted, made, target
             if h == 0:
-                xn = nowcast_view(x, self.task.target)
-                for name in hz.names:
-                    model = models[name]
-                    t0 = clock() if timing else 0
-                    p = model.predict_one(xn)
-                    model.learn_one(xn, y)
-                    if timing:
-                        self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-                    if p is not None:
-                        predictions.append(Prediction(name, 0, ts, ts, p))
-                        scored.append((name, p, ts, ts))
-                if scored:
-                    self._score(hz, scored, y, ts, scores, events)
+                self._nowcast(hz, x, y, ts, lo, hi, predictions, scores, events)
                 continue
+            scored: list[tuple[str, float, float, float]] = []
+            served: list[tuple[float, float, float]] = []
             pending = hz.pending
-            names = hz.names
             while pending and pending[0][1] <= ts:
-                item = pending.popleft()
-                made_ts, due_ts, preds = item[0], item[1], item[-1]
-                if len(item) == 4:
-                    xm = self._features(*item[2])
-                else:  # a checkpoint written before the values were shared: 5 fields
-                    xm = self._features(item[2], item[3])
-                for name, p in zip(names, preds, strict=True):
-                    if p is not None:
-                        scored.append((name, p, made_ts, due_ts))
-                for name in hz.learners:
-                    t0 = clock() if timing else 0
-                    models[name].learn_one(xm, y)
-                    if timing:
-                        self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-            preds_now: list[float | None] = []
-            target_ts = ts + h
-            series = hz.series
-            for name in names:
-                model = models[name]
-                t0 = clock() if timing else 0
-                if name in series:
-                    model.learn_one(xs, y)
-                    p = model.predict_one(xs)
-                else:
-                    p = model.predict_one(x)
-                if timing:
-                    self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-                preds_now.append(p)
-                if p is not None:
-                    predictions.append(Prediction(name, h, ts, target_ts, p))
-            pending.append((ts, target_ts, kept, tuple(preds_now)))
-            if len(pending) > self.task.max_pending:
-                pending.popleft()
-                self.n_dropped += 1
-            if scored:
-                self._score(hz, scored, y, ts, scores, events)
+                self._learn(hz, pending.popleft(), y, ts, scored, served, events)
+            for name in hz.series:
+                self._call_learn(hz, name, {"ts": ts}, y, ts, events)
+            if ts >= hz.next_at:
+                if kept is None and hz.learners:
+                    kept = self._keep(x)
+                self._forecast(hz, x, kept, y, ts, lo, hi, predictions, events)
+            if scored or served:
+                self._score(hz, scored, served, y, ts, scores, events)
+        self.last_value = y
         self.last_ts = ts
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
+
+    def _keep(self, x: Features) -> tuple:
+        """The feature values a forecast learns from once its actual arrives: a pair of double
+        arrays per reading, shared by every horizon (pickled as bytes)."""
+        scaled = getattr(x, "scaled", None)
+        return (array("d", x.values()), None if scaled is None else array("d", scaled.values()))
+
+    def _nowcast(self, hz: _Horizon, x, y, ts, lo, hi, predictions, scores, events) -> None:
+        xn = nowcast_view(x, self.task.target)
+        fallback = self.last_value
+        timing = self.timing
+        clock = time.thread_time_ns
+        scored: list[tuple[str, float, float, float]] = []
+        made: dict[str, float | None] = {}
+        rejected: set[str] = set()
+        for name in hz.order:
+            model = hz.models[name]
+            t0 = clock() if timing else 0
+            xi = made if name in hz.combos else xn
+            try:
+                p = model.predict_one(xi)
+            except Exception as exc:  # guest code: reset it, serve persistence
+                p = self._reject(hz, name, "exception", exc, fallback, ts, events, rejected)
+            else:
+                if p is not None and not lo <= p <= hi:
+                    p = self._reject(hz, name, _why(p), p, fallback, ts, events, rejected)
+            made[name] = p
+            if name in hz.combos:
+                self._call_learn(hz, name, made, y, ts, events, 1.0)
+            else:
+                self._call_learn(hz, name, xn, y, ts, events)
+            if timing:
+                self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
+            if p is not None:
+                predictions.append(Prediction(name, 0, ts, ts, p))
+                scored.append((name, p, ts, ts))
+        value, source = self._served(hz, made, fallback, rejected)
+        served = []
+        if value is not None:
+            predictions.append(Prediction(SERVED, 0, ts, ts, value, source))
+            served.append((value, ts, ts))
+        if scored or served:
+            self._score(hz, scored, served, y, ts, scores, events)
+
+    @staticmethod
+    def _served(
+        hz: _Horizon, made: dict[str, float | None], fallback: float | None, rejected: set[str]
+    ) -> tuple[float | None, str]:
+        """The forecast published: the champion's, else persistence's (and which it was)."""
+        champion = hz.selector.champion
+        value = made.get(champion)
+        if value is not None and champion not in rejected:
+            return value, champion
+        return fallback, "persistence"
+
+    def _forecast(self, hz: _Horizon, x, kept, y, ts, lo, hi, predictions, events) -> None:
+        h = hz.horizon
+        every = hz.every
+        hz.next_at = (ts // every + 1.0) * every if every > 0 else ts
+        w = (every if hz.last_made is None else min(ts - hz.last_made, h)) / h
+        hz.last_made = ts
+        target_ts = ts + h
+        hx = None
+        if hz.on_horizon:
+            hx = self.hfeatures.vector(h, ts, y)
+        timing = self.timing
+        clock = time.thread_time_ns
+        xs = {"ts": ts}
+        made: dict[str, float | None] = {}
+        rejected: set[str] = set()
+        models = hz.models
+        for name in hz.order:
+            model = models[name]
+            if name in hz.series:
+                xi = xs
+            elif name in hz.on_horizon:
+                xi = hx
+            elif name in hz.combos:
+                xi = made
+            else:
+                xi = x
+            t0 = clock() if timing else 0
+            try:
+                p = model.predict_one(xi)
+            except Exception as exc:  # guest code: reset it, serve persistence
+                p = self._reject(hz, name, "exception", exc, y, ts, events, rejected)
+            else:
+                if p is not None and not lo <= p <= hi:
+                    p = self._reject(hz, name, _why(p), p, y, ts, events, rejected)
+            if timing:
+                self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
+            made[name] = p
+            if p is not None:
+                predictions.append(Prediction(name, h, ts, target_ts, p))
+        value, source = self._served(hz, made, y, rejected)
+        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source))
+        kept_hx = None
+        if hz.horizon_learners:
+            kept_hx = array("d", hx.values())
+            kept_hx.append(y)
+        pending = hz.pending
+        pending.append(
+            (ts, target_ts, kept, kept_hx, w, tuple(made[n] for n in hz.names), value, source)
+        )
+        if len(pending) > self.task.max_pending:
+            pending.popleft()
+            self.n_dropped += 1
+
+    def _learn(self, hz: _Horizon, item: tuple, y, ts, scored, served, events) -> None:
+        """Score one due forecast and teach its models the actual value."""
+        made_ts, due_ts, kept, kept_hx, w, preds, value, _ = item
+        names = hz.names
+        for name, p in zip(names, preds, strict=True):
+            if p is not None:
+                scored.append((name, p, made_ts, due_ts))
+        served.append((value, made_ts, due_ts))
+        if hz.learners and kept is not None:
+            xm = self._features(*kept)
+            xm.ts = made_ts
+            for name in hz.learners:
+                self._call_learn(hz, name, xm, y, ts, events)
+        if hz.horizon_learners and kept_hx is not None:
+            hx = HorizonX(zip(HORIZON_NAMES, kept_hx, strict=False))
+            hx.anchor = kept_hx[-1]
+            for name in hz.horizon_learners:
+                self._call_learn(hz, name, hx, y, ts, events, w)
+        if hz.combos:
+            experts = dict(zip(names, preds, strict=True))
+            for name in hz.combos:
+                self._call_learn(hz, name, experts, y, ts, events, w)
+
+    def _call_learn(self, hz: _Horizon, name: str, x, y, ts, events, w: float | None = None):
+        model = hz.models[name]
+        timing = self.timing
+        t0 = time.thread_time_ns() if timing else 0
+        try:
+            if w is None:
+                model.learn_one(x, y)
+            else:
+                model.learn_one(x, y, w)
+        except Exception as exc:  # guest code: reset it
+            self._reset(hz, name, "exception", exc, ts, events)
+        if timing:
+            self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
+
+    def _reject(self, hz: _Horizon, name, reason, detail, fallback, ts, events, rejected):
+        """A forecast the guard refused: reset the model; persistence's value stands in."""
+        self._reset(hz, name, reason, detail, ts, events)
+        rejected.add(name)
+        return fallback
+
+    def _reset(self, hz: _Horizon, name: str, reason: str, detail, ts: float, events) -> None:
+        h = hz.horizon
+        hz.models[name] = hz.specs[name].build(self.task.target, h)
+        count = hz.resets[name] = hz.resets.get(name, 0) + 1
+        self.n_resets += 1
+        if isinstance(detail, BaseException):
+            detail = f"{type(detail).__name__}: {detail}"[:200]
+        elif isinstance(detail, float):
+            lo, hi = self.bounds()
+            detail = f"forecast {detail!r} outside [{lo:.6g}, {hi:.6g}]"
+        events.append(Event("model_reset", name, h, f"{reason}: {detail}", {"reason": reason}, ts))
+        if name == hz.selector.champion:
+            hz.drift.restart()
+        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th... of this model: not a flood
+            log.warning(
+                "device %s horizon %ss: model %s reset (%d so far): %s: %s",
+                self.device, h, name, count, reason, detail,
+            )  # fmt: skip
 
     def _features(self, values: Sequence[float], scaled: Sequence[float] | None) -> Features:
         """The features (and scaled twin) of a pending forecast, from its kept values."""
@@ -244,6 +435,7 @@ class DeviceModels:
         self,
         hz: _Horizon,
         scored: list[tuple[str, float, float, float]],
+        served: list[tuple[float, float, float]],
         y: float,
         ts: float,
         scores: list[Score],
@@ -265,6 +457,11 @@ class DeviceModels:
                 if event is not None:
                     self._on_drift(hz, event)
                     events.append(event)
+        update = hz.served.update
+        for p, made_ts, target_ts in served:
+            if p is not None:
+                update(p, y)
+                append(Score(SERVED, h, made_ts, target_ts, p, y))
         event = selector.consider(stats, h, ts)
         if event is not None:
             self.n_promotions += 1
@@ -329,7 +526,13 @@ class DeviceModels:
         return self.horizons[horizon].selector.champion
 
     def stats(self, model: str, horizon: int) -> ErrorStats:
-        return self.horizons[horizon].stats[model]
+        """The error figures of ``model`` (or of the served forecast, ``"served"``) at ``horizon``."""
+        hz = self.horizons[horizon]
+        return hz.served if model == SERVED else hz.stats[model]
+
+    def resets(self) -> dict[tuple[int, str], int]:
+        """How many times the guard reset each (horizon, model)."""
+        return {(h, n): c for h, hz in self.horizons.items() for n, c in hz.resets.items()}
 
     def summary(self) -> dict:
         """JSON-ready figures: counts, champions (horizon as a string key), per model x horizon errors."""
@@ -343,11 +546,23 @@ class DeviceModels:
             "n_dropped": self.n_dropped,
             "n_promotions": self.n_promotions,
             "n_drifts": self.n_drifts,
+            "n_resets": self.n_resets,
             "last_ts": self.last_ts,
             "champion": {str(h): hz.selector.champion for h, hz in self.horizons.items()},
             "models": [
                 {"model": name, "horizon": h, **hz.stats[name].as_dict()}
                 for h, hz in self.horizons.items()
                 for name in hz.names
+            ]
+            + [
+                {"model": SERVED, "horizon": h, **hz.served.as_dict()}
+                for h, hz in self.horizons.items()
+            ],
+            "resets": [
+                {"model": n, "horizon": h, "count": c} for (h, n), c in self.resets().items()
             ],
         }
+
+
+def _why(p: float) -> str:
+    return "non_finite" if p != p or p in (math.inf, -math.inf) else "out_of_range"

@@ -5,7 +5,8 @@
 stream processor keeps) and collects, with bounded memory:
 
 - the per device x model x horizon figures, read from the models' own
-  accumulators (so stream and offline agree);
+  accumulators (so stream and offline agree), the served forecast's
+  (``served``: what the processor would have published) among them;
 - the same figures per scenario of the reading the prediction was made at:
   ``day``/``night`` (06-18 h UTC), ``light_on``/``light_off``, ``motion``
   (a motion event in the previous 10 minutes) / ``no_motion``, ``after_gap``
@@ -45,12 +46,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from online_models.catalog import Catalog
 from online_models.config import TaskConfig
 from online_models.device import DeviceModels
 from online_models.features import GAP_S
-from online_models.records import Event
+from online_models.records import SERVED, Event
 from online_models.scoring import ErrorTotals
 from telemetry.reading import Reading, is_glitch
 
@@ -154,6 +156,7 @@ class EvalResult:
     cost_us: dict[str, float] = field(default_factory=dict)
     size_bytes: dict[str, float] = field(default_factory=dict)
     checkpoint_bytes: dict[str, int] = field(default_factory=dict)
+    first_ts: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
@@ -165,7 +168,8 @@ class EvalResult:
         return self.rows / self.cpu_s if self.cpu_s > 0 else float("nan")
 
     def figure(self, device: str, model: str, horizon: int) -> dict[str, float | int | None]:
-        """Overall figures of one device, model and horizon (from the model set's accumulator)."""
+        """Overall figures of one device, model (or ``"served"``) and horizon (from the model
+        set's own accumulators)."""
         return self.devices[device].stats(model, horizon).as_dict()
 
     def scenario(self, device: str, model: str, horizon: int, scenario: str) -> dict | None:
@@ -173,13 +177,160 @@ class EvalResult:
         return None if g is None else g.as_dict()
 
     def pairs(self) -> list[tuple[str, str, int]]:
-        """(device, model, horizon) triples that ran, in report order."""
+        """(device, model, horizon) triples that ran, the served forecast last, in report order."""
         out = []
         for device in sorted(self.devices):
             dm = self.devices[device]
             for h, hz in dm.horizons.items():
-                out.extend((device, name, h) for name in hz.names)
+                out.extend((device, name, h) for name in (*hz.names, SERVED))
         return out
+
+
+class _PredictionFiles:
+    """Every scored prediction of chosen (device, model) pairs, written to CSV as they come."""
+
+    HEADER = ("device", "model", "horizon", "made_ts", "target_ts", "predicted", "actual")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]], directory: str | Path | None) -> None:
+        self.pairs = {(d, m) for d, m in pairs}
+        self.directory = None if directory is None else Path(directory)
+        self.files: dict[tuple[str, str], tuple[Any, Any]] = {}
+        if self.pairs:
+            if self.directory is None:
+                raise ValueError("save_predictions needs predictions_dir")
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, device: str, s: Any) -> None:
+        key = (device, s.model)
+        if key not in self.pairs:
+            return
+        w = self.files.get(key)
+        if w is None:
+            safe = device.replace(":", "-")
+            f = open(self.directory / f"{safe}__{s.model}.csv", "w", newline="")  # noqa: SIM115
+            w = self.files[key] = (f, csv.writer(f))
+            w[1].writerow(self.HEADER)
+        w[1].writerow(
+            [
+                device,
+                s.model,
+                s.horizon,
+                repr(s.made_ts),
+                repr(s.target_ts),
+                repr(s.predicted),
+                repr(s.actual),
+            ]
+        )
+
+    def close(self) -> None:
+        for f, _ in self.files.values():
+            f.close()
+
+
+def _conditions(tr: _DeviceTrack, reading: Reading, target: str) -> tuple[str, ...]:
+    """The scenarios a prediction made at ``reading`` belongs to (and fold it into ``tr``)."""
+    ts = reading.ts
+    if tr.last_ts is not None and ts - tr.last_ts > GAP_S:
+        tr.gap_end_ts = ts
+    tr.last_ts = ts
+    if reading.motion:
+        tr.last_motion_ts = ts
+    if not is_glitch(reading):
+        tr.temp.add(reading.temp)
+        tr.target.add(float(getattr(reading, target)))
+    hour = int((ts % 86_400.0) // 3600)
+    flags = (
+        "all",
+        "day" if 6 <= hour < 18 else "night",
+        "light_on" if reading.light else "light_off",
+        "motion" if ts - tr.last_motion_ts <= MOTION_S else "no_motion",
+        f"hour_{hour:02d}",
+    )
+    if ts - tr.gap_end_ts < AFTER_S:
+        flags += ("after_gap",)
+    if ts - tr.first_ts >= FIRST_DAY_S:
+        flags += ("after_first_day",)
+    return flags
+
+
+def _events(res: EvalResult, tr: _DeviceTrack, device: str, events, ts: float) -> None:
+    """Count the step's events; a drift opens an "after drift" hour for its horizon."""
+    for event in events:
+        res.event_counts[(device, event.kind, event.model, event.horizon)] += 1
+        if len(res.events) < MAX_EVENTS:
+            res.events.append((device, event))
+        if event.kind == "drift":
+            tr.drift_until[event.horizon] = ts + AFTER_S
+            if len(res.drift_groups) < MAX_DRIFT_GROUPS:
+                name = f"drift#{len(res.drift_groups) + 1}"
+                res.drift_groups.append((name, device, event))
+                tr.drift_group[event.horizon] = (name, ts + AFTER_S)
+
+
+def _add(groups: dict, key: tuple, predicted: float, actual: float) -> None:
+    g = groups.get(key)
+    if g is None:
+        g = groups[key] = ErrorTotals()
+    g.update(predicted, actual)
+
+
+def _scores(res: EvalResult, tr: _DeviceTrack, device: str, scores, files) -> dict:
+    """Group each score by the conditions at its making; histograms; the last per model."""
+    groups = res.groups
+    last_by_h: dict[int, dict[str, tuple[float, float, float]]] = {}
+    for s in scores:
+        made, h = s.made_ts, s.horizon
+        predicted, actual = s.predicted, s.actual
+        for sc in tr.flags.get(made, ("all",)):
+            _add(groups, (device, s.model, h, sc), predicted, actual)
+        until = tr.drift_until.get(h)
+        if until is not None and until - AFTER_S <= made < until:
+            _add(groups, (device, s.model, h, "after_drift"), predicted, actual)
+        grp = tr.drift_group.get(h)
+        if grp is not None and grp[1] - AFTER_S <= made < grp[1]:
+            _add(groups, (device, s.model, h, grp[0]), predicted, actual)
+        err = actual - predicted
+        hist = res.hist.get((h, s.model))
+        if hist is None:
+            hist = res.hist[(h, s.model)] = [0] * (HIST_BINS + 2)
+        if err < HIST_LO:
+            hist[0] += 1
+        elif err >= HIST_HI:
+            hist[HIST_BINS + 1] += 1
+        else:
+            hist[1 + int((err - HIST_LO) / (HIST_HI - HIST_LO) * HIST_BINS)] += 1
+        last_by_h.setdefault(h, {})[s.model] = (s.target_ts, predicted, actual)
+        files.write(device, s)
+    return last_by_h
+
+
+def _sample(res: EvalResult, tr: _DeviceTrack, dm: DeviceModels, device: str, ts, last_by_h):
+    """Downsampled series for the plots: one point per PLOT_STEP_S per device and horizon."""
+    if ts < tr.next_sample or not last_by_h:
+        return
+    tr.next_sample = ts + PLOT_STEP_S
+    for h, per_model in last_by_h.items():
+        any_model = next(iter(per_model.values()))
+        res.series.setdefault((device, h), []).append(
+            (any_model[0], any_model[2], {m: v[1] for m, v in per_model.items()})
+        )
+        hz = dm.horizons[h]
+        rolling = {m: hz.stats[m].rolling_mae for m in hz.names if hz.stats[m].n}
+        if hz.served.n:
+            rolling[SERVED] = hz.served.rolling_mae
+        res.rolling.setdefault((device, h), []).append((ts, rolling))
+
+
+def _forget(tr: _DeviceTrack, dm: DeviceModels, ts: float, max_h: int) -> None:
+    """Forget the conditions of readings no pending forecast refers to."""
+    if len(tr.order) <= 64:
+        return
+    oldest = ts - max_h
+    for hz in dm.horizons.values():
+        if hz.pending:
+            oldest = min(oldest, hz.pending[0][0])
+    while tr.order and tr.order[0] < oldest:
+        tr.flags.pop(tr.order.popleft(), None)
 
 
 def prequential(
@@ -205,15 +356,8 @@ def prequential(
     selected = catalog.select(models, references=references)
     res = EvalResult(task=task, models=selected.names, devices={})
     tracks: dict[str, _DeviceTrack] = {}
-    save = {(d, m) for d, m in save_predictions}
-    writers: dict[tuple[str, str], tuple[object, csv.writer]] = {}
-    if save:
-        if predictions_dir is None:
-            raise ValueError("save_predictions needs predictions_dir")
-        Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+    files = _PredictionFiles(save_predictions, predictions_dir)
     max_h = max(task.horizons)
-    target = task.target
-    groups = res.groups
     start = time.perf_counter()
     cpu_start = time.process_time()
     try:
@@ -234,131 +378,14 @@ def prequential(
             if result.status != "learned":
                 continue
             ts = reading.ts
-            # conditions at this reading (used by every prediction made now)
-            if tr.last_ts is not None and ts - tr.last_ts > GAP_S:
-                tr.gap_end_ts = ts
-            tr.last_ts = ts
-            if reading.motion:
-                tr.last_motion_ts = ts
-            if not is_glitch(reading):
-                tr.temp.add(reading.temp)
-                tr.target.add(float(getattr(reading, target)))
-            hour = int((ts % 86_400.0) // 3600)
-            base = (
-                "all",
-                "day" if 6 <= hour < 18 else "night",
-                "light_on" if reading.light else "light_off",
-                "motion" if ts - tr.last_motion_ts <= MOTION_S else "no_motion",
-                f"hour_{hour:02d}",
-            )
-            if ts - tr.gap_end_ts < AFTER_S:
-                base += ("after_gap",)
-            if ts - tr.first_ts >= FIRST_DAY_S:
-                base += ("after_first_day",)
-            tr.flags[ts] = base
+            tr.flags[ts] = _conditions(tr, reading, task.target)
             tr.order.append(ts)
-            # events (drifts open an "after drift" hour for that horizon)
-            for event in result.events:
-                res.event_counts[(device, event.kind, event.model, event.horizon)] += 1
-                if len(res.events) < MAX_EVENTS:
-                    res.events.append((device, event))
-                if event.kind == "drift":
-                    tr.drift_until[event.horizon] = ts + AFTER_S
-                    if len(res.drift_groups) < MAX_DRIFT_GROUPS:
-                        name = f"drift#{len(res.drift_groups) + 1}"
-                        res.drift_groups.append((name, device, event))
-                        tr.drift_group[event.horizon] = (name, ts + AFTER_S)
-            # scores, by the conditions of the reading each prediction was made at
-            last_by_h: dict[int, dict[str, tuple[float, float]]] = {}
-            for s in result.scores:
-                made = s.made_ts
-                flags = tr.flags.get(made, ("all",))
-                h = s.horizon
-                predicted, actual = s.predicted, s.actual
-                for sc in flags:
-                    key = (device, s.model, h, sc)
-                    g = groups.get(key)
-                    if g is None:
-                        g = groups[key] = ErrorTotals()
-                    g.update(predicted, actual)
-                until = tr.drift_until.get(h)
-                if until is not None and made < until and made >= until - AFTER_S:
-                    key = (device, s.model, h, "after_drift")
-                    g = groups.get(key) or groups.setdefault(key, ErrorTotals())
-                    g.update(predicted, actual)
-                grp = tr.drift_group.get(h)
-                if grp is not None and grp[1] - AFTER_S <= made < grp[1]:
-                    key = (device, s.model, h, grp[0])
-                    g = groups.get(key) or groups.setdefault(key, ErrorTotals())
-                    g.update(predicted, actual)
-                err = actual - predicted
-                hk = (h, s.model)
-                hist = res.hist.get(hk)
-                if hist is None:
-                    hist = res.hist[hk] = [0] * (HIST_BINS + 2)
-                idx = (
-                    0
-                    if err < HIST_LO
-                    else (
-                        HIST_BINS + 1
-                        if err >= HIST_HI
-                        else 1 + int((err - HIST_LO) / (HIST_HI - HIST_LO) * HIST_BINS)
-                    )
-                )
-                hist[idx] += 1
-                last_by_h.setdefault(h, {})[s.model] = (s.target_ts, predicted, actual)
-                if (device, s.model) in save:
-                    w = writers.get((device, s.model))
-                    if w is None:
-                        safe = device.replace(":", "-")
-                        f = open(Path(predictions_dir) / f"{safe}__{s.model}.csv", "w", newline="")  # noqa: SIM115
-                        wr = csv.writer(f)
-                        wr.writerow(
-                            [
-                                "device",
-                                "model",
-                                "horizon",
-                                "made_ts",
-                                "target_ts",
-                                "predicted",
-                                "actual",
-                            ]
-                        )
-                        w = writers[(device, s.model)] = (f, wr)
-                    w[1].writerow(
-                        [
-                            device,
-                            s.model,
-                            h,
-                            repr(made),
-                            repr(s.target_ts),
-                            repr(predicted),
-                            repr(actual),
-                        ]
-                    )
-            # downsampled series for plots
-            if ts >= tr.next_sample and last_by_h:
-                tr.next_sample = ts + PLOT_STEP_S
-                for h, per_model in last_by_h.items():
-                    any_model = next(iter(per_model.values()))
-                    res.series.setdefault((device, h), []).append(
-                        (any_model[0], any_model[2], {m: v[1] for m, v in per_model.items()})
-                    )
-                    hz = dm.horizons[h]
-                    res.rolling.setdefault((device, h), []).append(
-                        (ts, {m: hz.stats[m].rolling_mae for m in hz.names if hz.stats[m].n})
-                    )
-            # forget the conditions of readings no pending forecast refers to
-            if len(tr.order) > 64:
-                oldest = ts - max_h
-                for hz in dm.horizons.values():
-                    if hz.pending:
-                        oldest = min(oldest, hz.pending[0][0])
-                while tr.order and tr.order[0] < oldest:
-                    tr.flags.pop(tr.order.popleft(), None)
+            _events(res, tr, device, result.events, ts)
+            last_by_h = _scores(res, tr, device, result.scores, files)
+            _sample(res, tr, dm, device, ts, last_by_h)
+            _forget(tr, dm, ts, max_h)
     finally:
-        for f, _ in writers.values():
-            f.close()
+        files.close()
     res.wall_s = time.perf_counter() - start
     res.cpu_s = time.process_time() - cpu_start
     _finish(res, tracks)
@@ -390,6 +417,7 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.series.update(p.series)
         out.rolling.update(p.rolling)
         out.checkpoint_bytes.update(p.checkpoint_bytes)
+        out.first_ts.update(p.first_ts)
         for k, counts in p.hist.items():
             mine = out.hist.setdefault(k, [0] * len(counts))
             for i, c in enumerate(counts):
@@ -409,6 +437,7 @@ def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:
     size_sum: Counter = Counter()
     for device, dm in res.devices.items():
         tr = tracks[device]
+        res.first_ts[device] = tr.first_ts
         res.profiles[device] = profile_of(tr.temp.mean, tr.temp.std)
         res.device_figures[device] = {
             "rows_learned": dm.n_learned,

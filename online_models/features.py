@@ -86,6 +86,7 @@ class Features(dict):
     """
 
     scaled: dict[str, float] | None = None
+    ts: float | None = None  # the reading's time (the batch reference counts its first day by it)
 
 
 class Standardizer:

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "Prediction", "Score", "StepResult"]
+__all__ = ["SERVED", "Event", "Prediction", "Score", "StepResult"]
+
+SERVED = "served"  # the pseudo-model of the forecast the processor publishes
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Prediction:
     ts: float
     target_ts: float
     value: float
+    source: str = ""  # for the served forecast: the model it came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,11 @@ class Score:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A promotion or a drift detection, with the reason in words and the figures behind it.
+    """A promotion, a drift detection or a model reset, with the reason in words and the figures.
+
+    Kinds: ``promotion`` (a new champion), ``drift`` (the champion's error
+    changed), ``model_reset`` (the guard threw a model's state away: it
+    raised, forecast a non-finite value or one outside the plausible range).
 
     >>> Event("drift", "linear", 900, "ADWIN ...", {"mean_abs_residual_after": 0.4}).figures
     {'mean_abs_residual_after': 0.4}

@@ -41,6 +41,7 @@ from typing import Any
 
 from monitoring import metrics as m
 from monitoring.metrics import device_label
+from online_models.records import SERVED
 from stream.output import dead_letter_line
 from stream.state import DeviceSlot, ShardState
 from telemetry.reading import InvalidReading, decode_payload
@@ -118,8 +119,10 @@ class _DeviceMetrics:
 class StreamCore:
     """Handles records of leased shards (see the module docstring).
 
-    ``predictions``: ``"champion"`` (the champion's forecast per horizon),
-    ``"all"`` (every model's) or ``"none"``; records go to ``writer.add``.
+    ``predictions``: ``"champion"`` (the served forecast per horizon: the
+    champion's, or persistence's where the champion has none; the record's
+    ``model`` says which), ``"all"`` (every model's) or ``"none"``; records
+    go to ``writer.add``.
     """
 
     def __init__(
@@ -231,6 +234,8 @@ class StreamCore:
                 m.PROMOTIONS.labels(dm.label, e.model).inc()
             elif e.kind == "drift":
                 m.DRIFTS.labels(dm.label, e.model).inc()
+            elif e.kind == "model_reset":
+                m.MODEL_RESETS.labels(dm.label, e.model, str(e.horizon), e.figures["reason"]).inc()
         if result.events or now - dm.figures_at >= self.figures_interval:
             self._refresh(dm, slot)
         else:
@@ -245,16 +250,16 @@ class StreamCore:
         return status
 
     def _emit(self, slot: DeviceSlot, reading: Any, predictions: Any) -> None:
-        models = slot.models
+        served_only = self.predictions == "champion"
         out = []
         for p in predictions:
-            if self.predictions == "champion" and p.model != models.champion(p.horizon):
-                continue
+            if (p.model == SERVED) != served_only:
+                continue  # "champion": the served forecast only; "all": every model's
             out.append(
                 {
                     "device": reading.device,
                     "ts": p.ts,
-                    "model": p.model,
+                    "model": p.source or p.model,
                     "horizon": p.horizon,
                     "prediction": p.value,
                     "target_ts": p.target_ts,
@@ -277,14 +282,14 @@ class StreamCore:
         first = models.task.horizons[0]
         for h, hz in models.horizons.items():
             champion = hz.selector.champion
-            for name in hz.names:
-                stats = hz.stats[name]
+            for name in (*hz.names, SERVED):
+                stats = hz.served if name == SERVED else hz.stats[name]
                 if stats.n:
                     children = dm.pair(name, h)
                     children[2].set(stats.mae)
                     children[3].set(stats.rolling_mae)
                     children[4].set(stats.rolling_rmse)
-                if h == first:
+                if h == first and name != SERVED:
                     dm.champion(name).set(1.0 if name == champion else 0.0)
         if force and models.last_ts is not None:
             dm.last_ts.set(models.last_ts)

@@ -93,7 +93,7 @@ def test_operator_sets_the_champion() -> None:
     events = dm.set_champion("linear", "trying it")
     assert [(e.horizon, e.figures["old"]) for e in events] == [
         (0, "persistence"),
-        (60, "persistence"),
+        (60, "ensemble"),
     ]
     assert dm.champion(0) == dm.champion(60) == "linear"
     with pytest.raises(KeyError, match="snarimax"):

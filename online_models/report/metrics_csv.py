@@ -1,0 +1,66 @@
+"""``metrics.csv``: every figure of an evaluation in long form, one per row.
+
+Columns ``kind,device,model,horizon,scenario,metric,value``; floats as
+``repr`` (exact). Kinds: ``run``, ``device``, ``error`` (model ``served`` is
+the published forecast), ``best``, ``cost``, ``event``, ``reset``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+from online_models.evaluate import EvalResult
+from online_models.report.base import best_models
+
+__all__ = ["write_metrics_csv"]
+
+
+def _rows(res: EvalResult, source: str) -> Iterable[tuple]:
+    run = {
+        "source": source,
+        "rows": res.rows,
+        "wall_seconds": res.wall_s,
+        "rows_per_second": res.rows_per_s,
+        "cpu_seconds": res.cpu_s,
+        "rows_per_cpu_second": res.rows_per_cpu_s,
+        "target": res.task.target,
+    }
+    for k, v in run.items():
+        yield ("run", "", "", "", "", k, v)
+    for status, n in sorted(res.statuses.items()):
+        yield ("run", "", "", "", "", f"status_{status}", n)
+    for device in sorted(res.devices):
+        yield ("device", device, "", "", "", "profile", res.profiles[device])
+        for k, v in res.device_figures[device].items():
+            yield ("device", device, "", "", "", k, v)
+        yield ("device", device, "", "", "", "checkpoint_bytes", res.checkpoint_bytes[device])
+    for device, model, h in res.pairs():
+        for k, v in res.figure(device, model, h).items():
+            yield ("error", device, model, h, "all", k, v)
+    for (device, model, h, scenario), g in sorted(res.groups.items()):
+        if scenario != "all":
+            for k, v in g.as_dict().items():
+                yield ("error", device, model, h, scenario, k, v)
+    for (device, h), model in sorted(best_models(res).items()):
+        yield ("best", device, model, h, "all", "best", 1)
+    for model in res.models:
+        yield ("cost", "", model, "", "", "us_per_reading", res.cost_us.get(model))
+        yield ("cost", "", model, "", "", "pickled_bytes_per_device", res.size_bytes.get(model))
+    for (device, kind, model, h), n in sorted(res.event_counts.items()):
+        yield ("event", device, model, h, "", kind, n)
+    for device in sorted(res.devices):
+        for (h, model), n in sorted(res.devices[device].resets().items()):
+            yield ("reset", device, model, h, "", "resets", n)
+
+
+def write_metrics_csv(res: EvalResult, path: Path, source: str = "") -> None:
+    """Every figure, one per row: ``kind,device,model,horizon,scenario,metric,value``."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["kind", "device", "model", "horizon", "scenario", "metric", "value"])
+        for row in _rows(res, source):
+            value = row[-1]
+            cell = "" if value is None else repr(value) if isinstance(value, float) else value
+            w.writerow([*row[:-1], cell])

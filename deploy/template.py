@@ -259,6 +259,14 @@ def template() -> dict[str, Any]:
             MinValue=1,
             MaxValue=10000,
         ),
+        "PredictionsShardCount": _param(
+            "Number",
+            "Predictions shards (PROVISIONED): the processors write one record per horizon per "
+            "reading with --predictions champion (docs/capacity.md)",
+            Default=1,
+            MinValue=1,
+            MaxValue=10000,
+        ),
         "RetentionHours": _param(
             "Number",
             "Hours Kinesis keeps records: how long processors may be down without losing data",
@@ -321,9 +329,16 @@ def template() -> dict[str, Any]:
         ),
         "CheckpointSeconds": _param(
             "Number",
-            "Processor --checkpoint-seconds: S3 PUT traffic vs replay after a crash "
-            "(docs/capacity.md)",
-            Default=60,
+            "Processor --checkpoint-seconds: every changed device is written to S3 this often; "
+            "S3 PUT traffic against records replayed after a crash (docs/capacity.md)",
+            Default=300,
+            MinValue=1,
+        ),
+        "CheckpointRecords": _param(
+            "Number",
+            "Processor --checkpoint-every: ... or after this many records of a shard (a busy "
+            "shard would otherwise checkpoint every few seconds; docs/capacity.md)",
+            Default=1000000,
             MinValue=1,
         ),
         "BridgeCpu": _param("String", "vCPU units of the bridge task", Default="512"),
@@ -364,7 +379,7 @@ def template() -> dict[str, Any]:
 
     predictions = stream("PredictionsStreamName")
     predictions["Properties"]["ShardCount"] = {
-        "Fn::If": ["Provisioned", 1, {"Ref": "AWS::NoValue"}]
+        "Fn::If": ["Provisioned", {"Ref": "PredictionsShardCount"}, {"Ref": "AWS::NoValue"}]
     }
     resources: dict[str, Any] = {
         # ------------------------------------------------------------------ data
@@ -598,6 +613,8 @@ def template() -> dict[str, Any]:
                 "process",
                 "--checkpoint-seconds",
                 {"Ref": "CheckpointSeconds"},
+                "--checkpoint-every",
+                {"Ref": "CheckpointRecords"},
                 "--session-timeout",
                 "60",
             ],
@@ -794,6 +811,7 @@ def template() -> dict[str, Any]:
                             "PredictionsStreamName",
                             "StreamMode",
                             "ShardCount",
+                            "PredictionsShardCount",
                             "RetentionHours",
                         ],
                     },

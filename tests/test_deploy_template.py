@@ -150,3 +150,26 @@ def test_the_iot_core_rule_is_optional_and_keys_by_device(tpl) -> None:
     (action,) = payload["Actions"]
     assert action["Kinesis"]["PartitionKey"] == "${topic(2)}"  # iot/<device id>/telemetry
     assert payload["ErrorAction"]["S3"]["Key"].startswith("dead-letter/iot-core/")
+
+
+def test_the_capacity_model_runs_on_its_cited_inputs() -> None:
+    raw = json.loads((ROOT / "deploy" / "capacity-inputs.json").read_text())
+    for section in ("measured", "prices"):
+        for name, item in raw[section].items():
+            assert item["value"] is not None and item["source"], name
+    for name, item in raw["measured"].items():
+        assert ".venv/bin/python bench/" in item["source"] or "generate(" in item["source"], name
+    spec = importlib.util.spec_from_file_location("capacity", ROOT / "deploy" / "capacity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert doctest.testmod(module).failed == 0
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "capacity.py"), "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    plans = json.loads(done.stdout)
+    assert [p["devices"] for p in plans] == [1_000, 10_000, 100_000, 1_000_000]
+    shards = [p["kinesis"]["telemetry_shards"] for p in plans]
+    assert shards == sorted(shards) and all(
+        p["processor"]["tasks"] <= p["kinesis"]["telemetry_shards"] for p in plans
+    )

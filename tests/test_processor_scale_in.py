@@ -78,11 +78,13 @@ def test_sigterm_under_load_checkpoints_and_releases_within_the_stop_timeout(
     stream = list(itertools.islice(generate(days=3, seed=21, devices=16), 40_200))
     readings, probe = stream[:40_000], stream[40_000:]
     flags = (
-        *task_flags,  # the task definition's --checkpoint-seconds and --session-timeout
+        *task_flags,  # the task definition's --checkpoint-seconds/-every and --session-timeout
         "--models", MODELS, "--horizons", "0,60", "--predictions", "none", "--heartbeat", "1",
     )  # fmt: skip
     items = [(encode(r), r.device) for r in readings]
-    p1 = start_processor(settings, tmp_path, *flags, name="p1")
+    # The survivor checkpoints often so that the test sees its progress; p2, the one stopped,
+    # runs exactly the task definition's checkpoint flags (its final checkpoint writes it all).
+    p1 = start_processor(settings, tmp_path, *flags, "--checkpoint-seconds", "2", name="p1")
     p2 = None
     feeder = feed_in_background(settings, items[:4_000], pause=0.0)
     try:
@@ -135,7 +137,6 @@ def test_sigterm_under_load_checkpoints_and_releases_within_the_stop_timeout(
         task = TaskConfig(horizons=(0, 60))
         expected = reference(readings, load_catalog(), task, MODELS)
         want = {d: dm.n_learned for d, dm in expected.items()}
-        # p1 checkpoints every --checkpoint-seconds of the task definition (60 s by default).
         wait_for(lambda: device_samples(settings) == want, 240, "p1 to checkpoint every reading")
         assert p1.stop(stop_timeout) == 0, p1.log_tail(30)
     finally:

@@ -9,7 +9,10 @@ count and metrics.  Artifacts are written first, the manifest last: a crash
 between the two leaves unreferenced artifacts, never a manifest that points
 at something missing.  With an HMAC key, manifests carry an HMAC-SHA256
 signature; loading verifies the signature and every artifact's sha256 and
-refuses what does not match (:class:`TamperedCheckpoint`).
+refuses what does not match (:class:`TamperedCheckpoint`).  Each device entry records the
+model-set format of its artifact (:mod:`online_models.checkpoint_format`);
+:meth:`CheckpointStore.load_models` refuses a format this code cannot read before
+fetching or unpickling anything.
 
 >>> m = ShardManifest("shardId-0", "42", {}, finished=False)
 >>> raw = m.to_json(hmac_key="k")
@@ -34,6 +37,8 @@ from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
+
+from online_models import checkpoint_format
 
 __all__ = [
     "CheckpointStore",
@@ -126,8 +131,12 @@ def _now_iso() -> str:
 class DeviceEntry:
     """Where a device's models of one checkpoint live and what they hold.
 
-    >>> DeviceEntry(3, "models/app/d1/all/00000003-ab12cd34/model.pkl", "e3b0", 1200).samples
-    1200
+    ``format`` is the artifact's model-set format (absent from manifests written before
+    formats were recorded: :data:`online_models.checkpoint_format.LEGACY`).
+
+    >>> e = DeviceEntry(3, "models/app/d1/all/00000003-ab12cd34/model.pkl", "e3b0", 1200)
+    >>> e.samples, e.format
+    (1200, 1)
     """
 
     version: int
@@ -136,6 +145,7 @@ class DeviceEntry:
     samples: int
     metrics: dict[str, Any] = field(default_factory=dict)
     size: int = 0
+    format: int = checkpoint_format.LEGACY
 
 
 @dataclass
@@ -220,14 +230,20 @@ class CheckpointStore:
         shard_id: str,
         sequence: str | None,
     ) -> DeviceEntry:
-        """Write one device's artifact, then the ``manifest.json`` beside it."""
+        """Write one device's artifact, then the ``manifest.json`` beside it.
+
+        ``payload`` is :func:`online_models.checkpoint_format.dumps` of the device's models,
+        so it is recorded as this code's format.
+        """
         version_id = f"{version:08d}-{self.writer}"
         key = device_artifact_key(self.app, device, version_id)
         digest = sha256_hex(payload)
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=payload, ContentType="application/octet-stream"
         )
-        entry = DeviceEntry(version, key, digest, samples, metrics, len(payload))
+        entry = DeviceEntry(
+            version, key, digest, samples, metrics, len(payload), checkpoint_format.FORMAT
+        )
         beside = {
             "device": device,
             "shard_id": shard_id,
@@ -290,6 +306,19 @@ class CheckpointStore:
                 "manifest (tampered or corrupted); refusing to load it",
             )
         return payload
+
+    def load_models(self, device: str, entry: DeviceEntry) -> Any:
+        """The device's ``DeviceModels``: format checked, bytes verified, unpickled, migrated.
+
+        A format this code cannot read raises :class:`TamperedCheckpoint` with reason
+        ``incompatible_format`` (the shard is refused, as for a failed verification) and
+        a message that says what to do; nothing is fetched or unpickled.
+        """
+        try:
+            checkpoint_format.check(entry.format, device)
+            return checkpoint_format.loads(self.load_device(device, entry), entry.format, device)
+        except checkpoint_format.IncompatibleFormat as exc:
+            raise TamperedCheckpoint("incompatible_format", str(exc)) from None
 
 
 def retry(call: Any, *args: Any, attempts: int = 5, delay: float = 0.2, **kwargs: Any) -> Any:

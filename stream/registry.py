@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 
+from online_models import checkpoint_format
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
 
 __all__ = [
@@ -103,11 +103,12 @@ class Version:
     shard_id: str = ""
     sequence: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    format: int = checkpoint_format.LEGACY
 
     @property
     def entry(self) -> DeviceEntry:
         return DeviceEntry(
-            self.version, self.key, self.sha256, self.samples, self.metrics, self.size
+            self.version, self.key, self.sha256, self.samples, self.metrics, self.size, self.format
         )
 
     def champion(self) -> dict[str, str]:
@@ -132,6 +133,7 @@ class Version:
             "shard_id": self.shard_id,
             "sequence": self.sequence,
             "metrics": self.metrics,
+            "format": self.format,
         }
 
 
@@ -197,6 +199,7 @@ class ModelRegistry:
             shard_id=body.get("shard_id", ""),
             sequence=body.get("sequence"),
             metrics=body.get("metrics", {}),
+            format=int(body.get("format", checkpoint_format.LEGACY)),
         )
 
     def resolve(self, device: str, ref: str) -> str:
@@ -243,8 +246,8 @@ class ModelRegistry:
         return self.store.load_device(version.device, version.entry)
 
     def load(self, version: Version) -> Any:
-        """The version's ``DeviceModels``, unpickled only after its sha256 matched."""
-        models = pickle.loads(self.payload(version))
+        """The version's ``DeviceModels``: format checked, sha256 matched, then unpickled."""
+        models = self.store.load_models(version.device, version.entry)
         if getattr(models, "device", version.device) != version.device:
             raise TamperedCheckpoint(
                 "wrong_device", f"{version.key} holds the models of {models.device!r}"

@@ -34,7 +34,6 @@ import asyncio
 import logging
 import math
 import os
-import pickle
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -548,9 +547,7 @@ class StreamProcessor(LeaseHooks):
     def _load_devices(self, entries: dict[str, DeviceEntry]) -> dict[str, DeviceSlot]:
         def load(item: tuple[str, DeviceEntry]) -> tuple[str, DeviceSlot]:
             device, entry = item
-            return device, DeviceSlot(
-                pickle.loads(self.store.load_device(device, entry)), entry.version
-            )
+            return device, DeviceSlot(self.store.load_models(device, entry), entry.version)
 
         return dict(self.pool.map(load, entries.items()))
 

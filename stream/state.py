@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from online_models import checkpoint_format
 from stream.checkpoint import DeviceEntry, ShardManifest
 
 __all__ = ["DeviceSlot", "ShardState", "Snapshot", "device_hash", "entry_metrics"]
@@ -128,7 +128,7 @@ class ShardState:
                 (
                     device,
                     slot.version,
-                    pickle.dumps(slot.models, protocol=pickle.HIGHEST_PROTOCOL),
+                    checkpoint_format.dumps(slot.models),
                     int(summary.get("n_learned", 0)),
                     entry_metrics(summary),
                 )

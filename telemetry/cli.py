@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "online_models.command",
     "status": "stream.status",
     "models": "stream.models_command",
+    "reshard": "stream.reshard",
     "grafana": "monitoring.grafana",
 }
 

@@ -1,0 +1,292 @@
+"""Size an iotcast fleet on AWS from this project's benchmark figures and public prices.
+
+Reads ``deploy/capacity-inputs.json``: the measured figures (each with the command
+that measured it, the date and the machine's load), the prices (each with its source
+and date) and the assumptions (one reading per 5 s, target utilisations, checkpoint
+interval...).  For each fleet size it prints shards, processor tasks (vCPU, memory),
+bridge tasks or IoT Core, S3 checkpoint traffic, DynamoDB capacity and a monthly cost.
+Rerun it when the benchmarks change (update the JSON from their output)::
+
+    .venv/bin/python deploy/capacity.py                       # the table of docs/capacity.md
+    .venv/bin/python deploy/capacity.py --devices 25000 --checkpoint-seconds 300
+    .venv/bin/python deploy/capacity.py --json                # every figure, machine-readable
+
+>>> plan = size(1000, load_inputs())
+>>> plan["kinesis"]["telemetry_shards"] >= 1, plan["processor"]["tasks"] >= 1
+(True, True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FARGATE_SIZES", "load_inputs", "size"]
+
+INPUTS = Path(__file__).resolve().parent / "capacity-inputs.json"
+HOURS_PER_MONTH = 730
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# Fargate task sizes (vCPU -> allowed memory GiB), Linux.
+FARGATE_SIZES: list[tuple[float, list[float]]] = [
+    (0.25, [0.5, 1, 2]),
+    (0.5, [1, 2, 3, 4]),
+    (1, [2, 3, 4, 5, 6, 7, 8]),
+    (2, [float(g) for g in range(4, 17)]),
+    (4, [float(g) for g in range(8, 31)]),
+    (8, [float(g) for g in range(16, 61, 4)]),
+    (16, [float(g) for g in range(32, 121, 8)]),
+]
+
+
+def load_inputs(path: Path = INPUTS) -> dict[str, Any]:
+    """The inputs file as ``{section: {name: value}}`` (the sources stay in the file)."""
+    raw = json.loads(path.read_text())
+    return {
+        section: {
+            k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in items.items()
+        }
+        for section, items in raw.items()
+        if isinstance(items, dict)
+    }
+
+
+def _fargate_memory(vcpu: float, need_gib: float) -> float | None:
+    for cpu, sizes in FARGATE_SIZES:
+        if cpu == vcpu:
+            return next((g for g in sizes if g >= need_gib), None)
+    raise ValueError(f"no Fargate size with {vcpu} vCPU")
+
+
+def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """Every figure of one fleet (see the module docstring); ``overrides`` replace assumptions."""
+    m, p, a = inputs["measured"], inputs["prices"], {**inputs["assumptions"], **overrides}
+    rate = devices / a["seconds_between_readings"]  # readings/s
+    record = m["record_bytes"]
+
+    # ---------------------------------------------------------------- processors
+    cpu_per_reading = m["processor_cpu_seconds_per_reading"]
+    # A shard checkpoints every checkpoint_seconds or checkpoint_records of its records,
+    # whichever comes first; shards are sized below, from the same rate.
+    shard_rate = min(1000.0, MIB / record) * a["kinesis_shard_utilisation"]
+    every = min(a["checkpoint_seconds"], a["checkpoint_records"] / min(rate, shard_rate))
+    active = min(devices, rate * every)  # devices with a reading within a checkpoint interval
+    # Reading, learning and predicting, plus pickling every changed device at each checkpoint.
+    busy = rate * cpu_per_reading + active * m["checkpoint_cpu_seconds_per_device"] / every
+    cores = busy / a["processor_cpu_utilisation"]
+    # The processor is one Python event loop: one busy core per task, whatever the vCPU.
+    vcpu = a["processor_task_vcpu"]
+    tasks_cpu = math.ceil(cores / min(vcpu, 1.0)) if cores else 1
+    mem_device = m["device_memory_bytes"]
+    base = m["process_base_rss_bytes"]
+    max_gib = FARGATE_SIZES[[c for c, _ in FARGATE_SIZES].index(vcpu)][1][-1]
+    per_task_devices_mem = int(
+        (max_gib * GIB * a["processor_memory_utilisation"] - base) // mem_device
+    )
+    per_task_devices = max(1, min(per_task_devices_mem, a["max_devices_per_process"]))
+    tasks_mem = math.ceil(devices / per_task_devices)
+    tasks = max(tasks_cpu, tasks_mem, a["min_processor_tasks"])
+    devices_per_task = math.ceil(devices / tasks)
+    need_gib = (base + devices_per_task * mem_device) / a["processor_memory_utilisation"] / GIB
+    task_gib = _fargate_memory(vcpu, need_gib) or max_gib
+
+    # ------------------------------------------------------------------- Kinesis
+    shards = max(math.ceil(rate / shard_rate), tasks)  # a task needs a shard of its own
+    predictions_rate = rate * a["prediction_records_per_reading"]
+    pred_record = a["prediction_record_bytes"]
+    pred_shards = max(
+        1,
+        math.ceil(
+            predictions_rate / (min(1000.0, MIB / pred_record) * a["kinesis_shard_utilisation"])
+        ),
+    )
+
+    # ------------------------------------------------------------------- bridge
+    bridge_cores = rate * m["bridge_cpu_seconds_per_reading"] / a["bridge_cpu_utilisation"]
+    bridge_capacity = m["bridge_readings_per_second"] * a["bridge_cpu_utilisation"]
+    bridge_fits = rate <= bridge_capacity  # one bridge per MQTT client id (no shared subscription)
+
+    # ----------------------------------------------------------- S3 checkpoints
+    ckpt = m["checkpoint_bytes_per_device"]
+    # Each checkpoint writes, per device that learned since the last one, its artifact and the
+    # manifest beside it, and per shard the shard manifest.
+    puts_per_s = (2 * active + shards) / every
+    upload_bytes_per_s = active * ckpt / every
+    kept = a["model_versions_kept"]
+    storage_gib = devices * ckpt * kept / GIB
+    growth_gib_month = upload_bytes_per_s * SECONDS_PER_MONTH / GIB  # if nothing is pruned
+
+    # ------------------------------------------------------------------ DynamoDB
+    heartbeat = a["session_timeout_seconds"] / 4
+    wru_per_s = shards / heartbeat + shards / every + tasks / heartbeat
+    # presence scan (whole table, ~200 B an item, consistent: 1 RRU per 4 KB) + owner checks
+    scan_rru = max(1, math.ceil((shards + tasks) * 200 / 4096))
+    rru_per_s = tasks * scan_rru / heartbeat + shards / every + shards / heartbeat
+
+    # --------------------------------------------------------------------- cost
+    month = {}
+    month["kinesis_shards"] = (shards + pred_shards) * HOURS_PER_MONTH * p["kinesis_shard_hour"]
+    month["kinesis_put_units"] = (
+        (rate + predictions_rate) * SECONDS_PER_MONTH / 1e6 * p["kinesis_million_put_payload_units"]
+    )
+    month["fargate_processors"] = (
+        tasks * HOURS_PER_MONTH * (vcpu * p["fargate_vcpu_hour"] + task_gib * p["fargate_gib_hour"])
+    )
+    month["s3_puts"] = puts_per_s * SECONDS_PER_MONTH / 1000 * p["s3_thousand_puts"]
+    month["s3_storage"] = storage_gib * p["s3_gib_month"]
+    month["dynamodb"] = (
+        wru_per_s * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_wru"]
+        + rru_per_s * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_rru"]
+    )
+    bridge_tasks = max(1, math.ceil(bridge_cores / a["bridge_task_vcpu"]))
+    bridge_month = (
+        bridge_tasks
+        * HOURS_PER_MONTH
+        * (
+            a["bridge_task_vcpu"] * p["fargate_vcpu_hour"]
+            + a["bridge_task_gib"] * p["fargate_gib_hour"]
+        )
+    )
+    # Basic Ingest ($aws/rules/<rule>/... topics) is not charged for messaging.
+    messaging = 0.0 if a["iot_basic_ingest"] else p["iot_million_messages"]
+    iot_month = (
+        rate * SECONDS_PER_MONTH / 1e6 * (messaging + 2 * p["iot_million_rules_or_actions"])
+        + devices * HOURS_PER_MONTH * 60 / 1e6 * p["iot_million_connection_minutes"]
+    )
+    ingest = "bridge" if bridge_fits and devices <= a["bridge_up_to_devices"] else "iot_core"
+    month["ingest_bridge" if ingest == "bridge" else "ingest_iot_core"] = (
+        bridge_month if ingest == "bridge" else iot_month
+    )
+    return {
+        "devices": devices,
+        "readings_per_second": rate,
+        "kinesis": {
+            "telemetry_shards": shards,
+            "predictions_shards": pred_shards,
+            "prediction_records_per_second": predictions_rate,
+        },
+        "processor": {
+            "tasks": tasks,
+            "vcpu": vcpu,
+            "memory_gib": task_gib,
+            "devices_per_task": devices_per_task,
+            "busy_cores": busy,
+            "tasks_for_cpu": tasks_cpu,
+            "tasks_for_memory": tasks_mem,
+            "memory_needed_gib": round(need_gib, 2),
+        },
+        "ingest": {
+            "chosen": ingest,
+            "bridge_tasks": bridge_tasks if ingest == "bridge" else 0,
+            "bridge_busy_cores": rate * m["bridge_cpu_seconds_per_reading"],
+            "one_bridge_keeps_up": bridge_fits,
+            "bridge_month_usd": bridge_month,
+            "iot_core_month_usd": iot_month,
+        },
+        "s3": {
+            "checkpoint_seconds_effective": round(every, 1),
+            "puts_per_second": puts_per_s,
+            "upload_mib_per_second": upload_bytes_per_s / MIB,
+            "storage_gib_kept": storage_gib,
+            "storage_gib_added_per_month_unpruned": growth_gib_month,
+        },
+        "dynamodb": {"wru_per_second": wru_per_s, "rru_per_second": rru_per_s},
+        "month_usd": {k: round(v, 2) for k, v in month.items()},
+        "month_usd_total": round(sum(month.values()), 2),
+    }
+
+
+def _table(plans: list[dict[str, Any]]) -> str:
+    def row(label: str, fn: Any) -> str:
+        return f"| {label} | " + " | ".join(fn(pl) for pl in plans) + " |"
+
+    head = "| | " + " | ".join(f"{pl['devices']:,} devices" for pl in plans) + " |"
+    lines = [
+        head,
+        "|---|" + "---:|" * len(plans),
+        row("readings/s", lambda pl: f"{pl['readings_per_second']:,.0f}"),
+        row("telemetry shards", lambda pl: str(pl["kinesis"]["telemetry_shards"])),
+        row("predictions shards", lambda pl: str(pl["kinesis"]["predictions_shards"])),
+        row(
+            "processor tasks (vCPU / GiB each)",
+            lambda pl: (
+                f"{pl['processor']['tasks']} ({pl['processor']['vcpu']:g} / {pl['processor']['memory_gib']:g})"
+            ),
+        ),
+        row("busy processor cores", lambda pl: f"{pl['processor']['busy_cores']:.2f}"),
+        row(
+            "tasks for CPU / for memory",
+            lambda pl: (
+                f"{pl['processor']['tasks_for_cpu']} / {pl['processor']['tasks_for_memory']}"
+            ),
+        ),
+        row(
+            "ingest",
+            lambda pl: (
+                f"{pl['ingest']['bridge_tasks']} bridge"
+                if pl["ingest"]["chosen"] == "bridge"
+                else "IoT Core rule"
+            ),
+        ),
+        row("S3 PUT/s (checkpoints)", lambda pl: f"{pl['s3']['puts_per_second']:,.1f}"),
+        row("S3 upload MiB/s", lambda pl: f"{pl['s3']['upload_mib_per_second']:,.1f}"),
+        row("S3 GiB kept (versions kept)", lambda pl: f"{pl['s3']['storage_gib_kept']:,.0f}"),
+        row(
+            "S3 TiB added a month if never pruned",
+            lambda pl: f"{pl['s3']['storage_gib_added_per_month_unpruned'] / 1024:,.0f}",
+        ),
+        row(
+            "DynamoDB WRU/s / RRU/s",
+            lambda pl: (
+                f"{pl['dynamodb']['wru_per_second']:.1f} / {pl['dynamodb']['rru_per_second']:.1f}"
+            ),
+        ),
+    ]
+    keys = sorted({k for pl in plans for k in pl["month_usd"]})
+    for k in keys:
+        lines.append(row(f"$/month {k}", lambda pl, k=k: f"{pl['month_usd'].get(k, 0):,.0f}"))
+    lines.append(row("**$/month total**", lambda pl: f"**{pl['month_usd_total']:,.0f}**"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", type=Path, default=INPUTS)
+    parser.add_argument(
+        "--devices", default="1000,10000,100000,1000000", help="comma-separated fleet sizes"
+    )
+    parser.add_argument("--checkpoint-seconds", type=float, help="override the assumption")
+    parser.add_argument(
+        "--iot-basic-ingest", action="store_true", help="devices publish to IoT Core Basic Ingest"
+    )
+    parser.add_argument("--json", action="store_true", help="every figure as JSON")
+    args = parser.parse_args(argv)
+    inputs = load_inputs(args.inputs)
+    overrides = {}
+    if args.checkpoint_seconds:
+        overrides["checkpoint_seconds"] = args.checkpoint_seconds
+    if args.iot_basic_ingest:
+        overrides["iot_basic_ingest"] = True
+    plans = [size(int(d), inputs, **overrides) for d in args.devices.split(",")]
+    if args.json:
+        print(json.dumps(plans, indent=2))
+        return 0
+    raw = json.loads(args.inputs.read_text())
+    a = {**inputs["assumptions"], **overrides}
+    print(
+        f"inputs: {args.inputs.name}; prices {raw['prices_region']} as of {raw['prices_date']}; "
+        f"one reading per {a['seconds_between_readings']:g} s per device, checkpoints every "
+        f"{a['checkpoint_seconds']:g} s, IoT Core Basic Ingest {'on' if a['iot_basic_ingest'] else 'off'}"
+    )
+    print(_table(plans))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The model-set format of a device's checkpoint: what this code writes, what it can read.
+
+A device's checkpoint artifact is its pickled :class:`~online_models.device.DeviceModels`:
+the attributes of that class and of the objects it holds (features, models, pending
+forecasts, scores) are the format.  Every artifact is written with :data:`FORMAT`, and
+the number is recorded beside the artifact's sha256 in the shard manifest and in the
+artifact's own ``manifest.json`` (``stream.checkpoint.DeviceEntry.format``; manifests
+written before formats were recorded have none and mean :data:`LEGACY`).  Every load
+goes through :func:`loads`, which checks the recorded format *before* unpickling:
+
+- a format in :data:`READS` loads, then its migration runs (old object -> current object);
+- any other format (newer than this code, or old and no longer supported) is refused
+  with :class:`IncompatibleFormat`, whose message says what to do; nothing is unpickled.
+
+**Changing DeviceModels' state is done here, in one place:**
+
+1. bump :data:`FORMAT`;
+2. in :data:`READS`, give each older format you still read a migration (a function
+   ``models -> models`` that completes an object unpickled from the old state, e.g.
+   adds the new attributes or models with fresh state), or delete its line to refuse it;
+   classes renamed or moved since go in :data:`RENAMED`;
+3. run ``tests/fixtures/checkpoints/make_fixture.py`` to add the new format's fixture;
+   ``tests/test_checkpoint_format.py`` then loads every fixture, old and new.
+
+A fleet rolls forward image by image (deploy/README.md, "A new model version"): new
+processors read the old format, old processors refuse the new one and leave its shards
+to new processors.
+
+>>> FORMAT in READS
+True
+>>> try:
+...     check(FORMAT + 1, "d1")
+... except IncompatibleFormat as e:
+...     print(e.format, "newer" in str(e))
+2 True
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "LEGACY",
+    "READS",
+    "RENAMED",
+    "IncompatibleFormat",
+    "check",
+    "dumps",
+    "loads",
+]
+
+# The format this code writes.  Bump it when DeviceModels' pickled state changes.
+FORMAT = 1
+
+# The format of artifacts whose manifests record none (written before formats were recorded,
+# up to commit 0e4ad41): the same state as format 1.
+LEGACY = 1
+
+
+def _as_is(models: Any) -> Any:
+    return models
+
+
+# format -> migration run after unpickling (``_as_is`` for the current format).
+READS: dict[int, Callable[[Any], Any]] = {
+    1: _as_is,
+}
+
+# (old module, old name) -> (new module, new name), for classes moved or renamed since an
+# older format that READS still lists.
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+class IncompatibleFormat(ValueError):
+    """A checkpoint whose model-set format this code cannot read (``format`` is its number)."""
+
+    def __init__(self, fmt: int, message: str) -> None:
+        super().__init__(message)
+        self.format = fmt
+
+
+def check(fmt: int, device: str) -> None:
+    """Raise :class:`IncompatibleFormat` unless artifacts of format ``fmt`` are readable here."""
+    if fmt in READS:
+        return
+    readable = ", ".join(map(str, sorted(READS)))
+    if fmt > FORMAT:
+        advice = (
+            "it was written by a newer iotcast. Run the newer image for this app (an older "
+            "processor leaves such shards to the newer ones during a rolling deployment); to "
+            "roll back, restore the shard manifests of before the upgrade (S3 versioning) or "
+            "remove them, and the devices' models start afresh"
+        )
+    else:
+        advice = (
+            "this iotcast no longer reads it. Roll out an image that still reads it, or "
+            "remove the shard's manifest and the devices' models start afresh"
+        )
+    raise IncompatibleFormat(
+        fmt,
+        f"the checkpoint of device {device!r} has model-set format {fmt}; this iotcast writes "
+        f"format {FORMAT} and reads {readable}: {advice}",
+    )
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = RENAMED.get((module, name), (module, name))
+        return super().find_class(module, name)
+
+
+def dumps(models: Any) -> bytes:
+    """The artifact of ``models`` in format :data:`FORMAT`."""
+    return pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(payload: bytes, fmt: int, device: str) -> Any:
+    """The current ``DeviceModels`` from an artifact of format ``fmt`` (checked first, migrated).
+
+    Only call it on bytes whose sha256 (and, with a key, signature) has been verified:
+    unpickling runs code.
+    """
+    check(fmt, device)
+    models = _Unpickler(io.BytesIO(payload)).load()
+    return READS[fmt](models)

@@ -32,7 +32,7 @@ True
 ...     check(FORMAT + 1, "d1")
 ... except IncompatibleFormat as e:
 ...     print(e.format, "newer" in str(e))
-2 True
+3 True
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 # The format this code writes.  Bump it when DeviceModels' pickled state changes.
-FORMAT = 1
+# 2: the guarded model set (horizon features, the forecast grid, the served series, the
+#    ridge and the ensemble in the default set).
+FORMAT = 2
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -65,9 +67,23 @@ def _as_is(models: Any) -> Any:
     return models
 
 
+def _from_1(models: Any) -> Any:
+    """Format 1 -> 2: the device keeps every model whose spec is unchanged (state, scores,
+    champion) and gains the models the built-in catalog now runs by default; its pending
+    forecasts (of the old layout) are dropped and counted."""
+    from online_models.catalog import load_catalog
+    from online_models.device import upgrade
+
+    catalog = load_catalog()
+    names = [*catalog.select("default").names]
+    names += [s.name for s in models.catalog if s.name in catalog and s.name not in names]
+    return upgrade(models, catalog, names)
+
+
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
-    1: _as_is,
+    1: _from_1,
+    2: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an

@@ -76,11 +76,10 @@ from online_models.scoring import ErrorStats
 from online_models.selection import Selector
 from telemetry.reading import RANGES, Reading, is_glitch
 
-__all__ = ["FORMAT", "SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult"]
+__all__ = ["SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult", "upgrade"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # the layout of a pickled DeviceModels (1: before the guard, grid and served series)
 # the plausible range is the observed one widened by its span, and at least this share of
 # the data contract's range for the target
 MARGIN_SHARE = 0.05
@@ -139,8 +138,6 @@ class DeviceModels:
     'operator: operator says so'
     """
 
-    format = FORMAT
-
     def __init__(
         self,
         device: str,
@@ -150,7 +147,6 @@ class DeviceModels:
         models: str | Iterable[str] = "default",
         timing: bool = False,
     ) -> None:
-        self.format = FORMAT
         self.device = device
         self.task = task or TaskConfig()
         self.catalog = catalog.select(models)
@@ -566,3 +562,86 @@ class DeviceModels:
 
 def _why(p: float) -> str:
     return "non_finite" if p != p or p in (math.inf, -math.inf) else "out_of_range"
+
+
+def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
+    """True when a model's learned state under spec ``a`` is valid under spec ``b``."""
+    keys = ("cls", "kind", "params", "scale", "step", "season", "season_param")
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
+
+
+def upgrade(
+    old: DeviceModels, catalog: Catalog, models: str | Iterable[str] = "default"
+) -> DeviceModels:
+    """``old``'s learned state moved into a fresh model set selected from ``catalog``.
+
+    What a device keeps across a new model set (a new release's catalog, or an
+    older checkpoint format): its counts and reading features; per horizon,
+    every model whose spec is unchanged (state and scores), the champion if it
+    still runs, the drift detector and, when the horizon's models are the same,
+    its pending forecasts (else they are dropped and counted in
+    ``n_dropped``). New models start fresh; models no longer selected are gone.
+    Works on objects of the current layout and on format 1 (before the guard,
+    the forecast grid and the served series).
+
+    >>> from online_models.catalog import load_catalog
+    >>> from online_models.config import TaskConfig
+    >>> from telemetry.generate import generate
+    >>> old = DeviceModels("b8:27:eb:bf:9d:51", load_catalog(), TaskConfig(horizons=(0, 60)),
+    ...                    models="persistence,linear")
+    >>> for r in generate(days=0.01, seed=1):
+    ...     if r.device == old.device:
+    ...         _ = old.step(r)
+    >>> new = upgrade(old, load_catalog(), "default")
+    >>> new.n_learned == old.n_learned, new.horizons[60].models["linear"] is old.horizons[60].models["linear"]
+    (True, True)
+    >>> new.model_names
+    ('persistence', 'rolling_mean', 'seasonal_naive', 'linear', 'ridge', 'ensemble')
+    """
+    new = DeviceModels(old.device, catalog, old.task, models=models, timing=old.timing)
+    state = old.__dict__
+    for key in ("features", "feature_keys", "last_ts", "cost_ns"):
+        setattr(new, key, state[key])
+    for key in ("n_learned", "n_duplicate", "n_late", "n_glitch", "n_dropped", "n_promotions"):
+        setattr(new, key, state.get(key, 0))
+    new.n_drifts = state.get("n_drifts", 0)
+    new.n_resets = state.get("n_resets", 0)
+    if new.scaler is not None and state.get("scaler") is not None:
+        new.scaler = state["scaler"]
+    last = state.get("last_value", state["features"].prev.get(old.task.target))
+    new.last_value = last
+    new.low = state.get("low", last)
+    new.high = state.get("high", last)
+    old_hf = state.get("hfeatures")
+    if (
+        old_hf is not None
+        and new.hfeatures is not None
+        and old_hf.horizons == new.hfeatures.horizons
+    ):
+        new.hfeatures = old_hf
+    old_specs = {s.name: s for s in state["catalog"]}
+    for h, hz in new.horizons.items():
+        ohz = state["horizons"].get(h)
+        if ohz is None:
+            continue
+        o = ohz.__dict__
+        kept = [
+            n for n in hz.names if n in o["models"] and n in old_specs
+            and _same_model(old_specs[n], hz.specs[n])
+        ]  # fmt: skip
+        for name in kept:
+            hz.models[name] = o["models"][name]
+            hz.stats[name] = o["stats"][name]
+        if o["selector"].champion in hz.names:
+            hz.selector = o["selector"]
+        hz.drift = o["drift"]
+        if "served" in o:
+            hz.served = o["served"]
+            hz.resets = dict(o.get("resets", {}))
+        if "served" in o and o["names"] == hz.names and len(kept) == len(hz.names):
+            hz.pending = o["pending"]
+            hz.next_at = o["next_at"]
+            hz.last_made = o["last_made"]
+        else:
+            new.n_dropped += len(o["pending"])
+    return new

@@ -1,5 +1,8 @@
 """Per-model cost: CPU µs per reading (predict + learn at every horizon), pickled size, unpickle time.
 
+First the default set as the processor runs it (the whole ``DeviceModels.step``
+per reading), then each catalog model alone.
+
 Runs each catalog model alone in a DeviceModels over one generated device's
 readings and prints a table (CPU time of this thread, so other processes on a
 shared machine do not inflate it). Not a test.
@@ -46,6 +49,17 @@ def main() -> None:
     base_cpu = time.thread_time() - t0
     print(
         f"{'(loop+features)':<16}{base_cpu / len(readings) * 1e6 - base.cost_ns['persistence'] / len(readings) / 1e3:>12.1f}"
+    )
+    together = DeviceModels(args.device, catalog, task, models="default")
+    t0 = time.thread_time()
+    for r in readings:
+        together.step(r)
+    together_us = (time.thread_time() - t0) / len(readings) * 1e6
+    size = len(pickle.dumps(together, protocol=pickle.HIGHEST_PROTOCOL))
+    print(
+        f"{'default set, whole step':<16}{together_us:>12.1f}{'':>13}{size / 1024:>12.1f}"
+        f"   ({', '.join(together.model_names)}; CPU per reading of DeviceModels.step, "
+        "features, scoring and selection included; pickled: the whole device)"
     )
     for spec in catalog.select(args.models):
         dm = DeviceModels(args.device, catalog, task, models=spec.name, timing=True)

@@ -29,10 +29,11 @@ champion has none yet). It is scored as its own series, ``served``, beside
 the models: the figure a user gets, not the best model in hindsight.
 
 **Guarded models.** A model is guest code. Every call into it runs under a
-guard: an exception, a non-finite forecast, or one outside the plausible
-range (the device's observed range widened by its span, at least 5 % of the
-data contract's range, and never beyond the contract's bounds) resets that
-model alone to a fresh one from the catalog, with a ``model_reset`` event.
+guard: an exception, a non-finite forecast, or one far outside the plausible
+range (the device's observed range widened on each side by its span, and by
+at least 5 % of the data contract's range; never more than that 5 % beyond
+the contract's bounds) resets that model alone to a fresh one from the
+catalog, with a ``model_reset`` event.
 The rejected forecast is replaced by persistence's (what would have been
 served) and scored as such, so a model pays for its failures and every
 running sum stays finite. The device's other models go on.
@@ -186,10 +187,11 @@ class DeviceModels:
 
     def bounds(self) -> tuple[float, float]:
         """The plausible range of a prediction now (see the module docstring)."""
-        lo, hi = self.contract
+        floor = self.min_margin
+        lo, hi = self.contract[0] - floor, self.contract[1] + floor
         if self.low is None:
             return lo, hi
-        margin = max(self.high - self.low, self.min_margin)
+        margin = max(self.high - self.low, floor)
         return max(lo, self.low - margin), min(hi, self.high + margin)
 
     # ------------------------------------------------------------------ step

@@ -84,7 +84,9 @@ log = logging.getLogger(__name__)
 # the plausible range is the observed one widened by its span, and at least this share of
 # the data contract's range for the target
 MARGIN_SHARE = 0.05
-_LEARNS_FROM_READING = ("regressor", "baseline", "batch")
+# at a forecast horizon; baselines read the value and its means from the features there, and
+# learn only at the nowcast
+_LEARNS_FROM_READING = ("regressor", "batch")
 _LEARNS_FROM_HORIZON = ("horizon",)
 
 
@@ -98,6 +100,9 @@ class _Horizon:
         self.models = {s.name: s.build(task.target, horizon) for s in specs}
         self.series = tuple(s.name for s in specs if s.kind == "series")
         self.learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_READING)
+        # what a pending forecast keeps of the reading's features: raw, standardised or both
+        self.keep_raw = any(not self.specs[n].scale for n in self.learners)
+        self.keep_scaled = any(self.specs[n].scale for n in self.learners)
         self.on_horizon = tuple(s.name for s in specs if s.kind in ("horizon", "seasonal"))
         self.horizon_learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_HORIZON)
         self.combos = tuple(s.name for s in specs if s.kind == "combination")
@@ -230,7 +235,7 @@ class DeviceModels:
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
-        kept = None  # this reading's features, kept for the forecasts made now
+        kept: dict[tuple[bool, bool], tuple] = {}  # this reading's features, as forecasts keep them
         for h, hz in self.horizons.items():
             if h == 0:
                 self._nowcast(hz, x, y, ts, lo, hi, predictions, scores, events)
@@ -243,9 +248,10 @@ class DeviceModels:
             for name in hz.series:
                 self._call_learn(hz, name, {"ts": ts}, y, ts, events)
             if ts >= hz.next_at:
-                if kept is None and hz.learners:
-                    kept = self._keep(x)
-                self._forecast(hz, x, kept, y, ts, lo, hi, predictions, events)
+                what = (hz.keep_raw, hz.keep_scaled)
+                if what not in kept:
+                    kept[what] = self._keep(x, *what)
+                self._forecast(hz, x, kept[what], y, ts, lo, hi, predictions, events)
             if scored or served:
                 self._score(hz, scored, served, y, ts, scores, events)
         self.last_value = y
@@ -253,11 +259,18 @@ class DeviceModels:
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
 
-    def _keep(self, x: Features) -> tuple:
-        """The feature values a forecast learns from once its actual arrives: a pair of double
-        arrays per reading, shared by every horizon (pickled as bytes)."""
-        scaled = getattr(x, "scaled", None)
-        return (array("d", x.values()), None if scaled is None else array("d", scaled.values()))
+    def _keep(self, x: Features, raw: bool, scaled: bool) -> tuple | None:
+        """The features a forecast learns from once its actual arrives (raw and/or standardised,
+        as the horizon's learners need them), shared by the horizons forecasting at this
+        reading: single-precision floats, pickled as bytes."""
+        if not (raw or scaled):
+            return None
+        twin = getattr(x, "scaled", None) if scaled else None
+        return (
+            array("f", x.values()) if raw else None,
+            array("f", twin.values()) if twin is not None else None,
+            x[self.task.target],  # the anchor of the learners' change, exact
+        )
 
     def _nowcast(self, hz: _Horizon, x, y, ts, lo, hi, predictions, scores, events) -> None:
         xn = nowcast_view(x, self.task.target)
@@ -422,11 +435,15 @@ class DeviceModels:
                 self.device, h, name, count, reason, detail,
             )  # fmt: skip
 
-    def _features(self, values: Sequence[float], scaled: Sequence[float] | None) -> Features:
-        """The features (and scaled twin) of a pending forecast, from its kept values."""
-        xm = Features(zip(self.feature_keys, values, strict=True))
+    def _features(
+        self, raw: Sequence[float] | None, scaled: Sequence[float] | None, value: float
+    ) -> Features:
+        """The features (and standardised twin) of a pending forecast, from what it kept."""
+        keys = self.feature_keys
+        xm = Features(zip(keys, raw, strict=True)) if raw is not None else Features()
+        xm[self.task.target] = value
         if scaled is not None:
-            xm.scaled = dict(zip(self.feature_keys, scaled, strict=True))
+            xm.scaled = dict(zip(keys, scaled, strict=True))
         return xm
 
     def _score(

@@ -24,12 +24,12 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotcast.settings import Settings  # noqa: E402
+from iotcast.stack import start_moto  # noqa: E402
 from stream.checkpoint import CheckpointStore  # noqa: E402
 from stream.control import Command, ControlLog  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
 from telemetry.reading import encode  # noqa: E402
-from telemetry.stack import start_moto  # noqa: E402
 from tests.processor_support import (  # noqa: E402
     create_bucket,
     create_stream,

@@ -44,6 +44,8 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotcast.settings import Settings  # noqa: E402
+from iotcast.stack import ManagedProcess, free_port, start_moto  # noqa: E402
 from online_models.catalog import load_catalog  # noqa: E402
 from online_models.config import TaskConfig  # noqa: E402
 from online_models.device import DeviceModels  # noqa: E402
@@ -52,10 +54,8 @@ from stream.checkpoint import CheckpointStore  # noqa: E402
 from stream.loop import StreamCore  # noqa: E402
 from stream.runner import ProcessorOptions, StreamProcessor  # noqa: E402
 from stream.state import ShardState  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
 from telemetry.reading import decode_payload, encode  # noqa: E402
-from telemetry.stack import ManagedProcess, free_port, start_moto  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -165,7 +165,7 @@ async def bench_processor(
     to its n-th. Then, caught up, ``paced`` records (if any) put at ``rate`` per second:
     arrival-to-metrics latencies of those."""
     opts = ProcessorOptions(checkpoint_seconds=10, predictions="none", session_timeout=30)
-    proc = StreamProcessor(settings, opts, catalog, task)
+    proc = StreamProcessor(settings.processor_target(), opts, catalog, task)
     latencies: list[float] = []
     proc.core.latencies = latencies
     stop = asyncio.Event()

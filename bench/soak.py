@@ -1,6 +1,6 @@
 """Soak: the whole pipeline at a sustained publish rate, measured from outside.
 
-Starts on 127.0.0.1 (ports from ``telemetry.stack.free_port``): mosquitto, a
+Starts on 127.0.0.1 (ports from ``iotcast.stack.free_port``): mosquitto, a
 moto server (Kinesis, S3, DynamoDB), the real ``iotcast bridge`` (one: it
 subscribes with one fixed client id and no shared subscription, so two
 bridges would each forward every message) and ``--processors`` real
@@ -91,11 +91,11 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from iotcast.settings import Settings  # noqa: E402
+from iotcast.stack import HOST, ManagedProcess, free_port, start_mosquitto, start_moto  # noqa: E402
 from stream.checkpoint import CheckpointStore  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
 from telemetry.generate import Faults, generate  # noqa: E402
 from telemetry.reading import Reading, decode_payload, encode, topic_for  # noqa: E402
-from telemetry.stack import HOST, ManagedProcess, free_port, start_mosquitto, start_moto  # noqa: E402
 
 __all__ = ["main"]
 
@@ -380,7 +380,7 @@ class Soak:
     def iotcast(self, command: str, *extra: str) -> list[str]:
         s = self.settings
         return [
-            sys.executable, "-m", "telemetry.cli", command,
+            sys.executable, "-m", "iotcast.cli", command,
             "--endpoint-url", str(s.endpoint_url), "--region", s.region,
             "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
             "--app", s.app, "--log-level", "INFO", *extra,

@@ -37,8 +37,9 @@ import os
 import pickle
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -52,9 +53,8 @@ from stream.consumer import LeaseCheckpointer, LeaseConsumer, LeaseHooks, Record
 from stream.loop import StreamCore
 from stream.output import PredictionWriter, dead_letter_key
 from stream.state import DeviceSlot, ShardState, Snapshot, device_hash
-from telemetry.config import Settings
 
-__all__ = ["ProcessorOptions", "StreamProcessor"]
+__all__ = ["ProcessorOptions", "ProcessorTarget", "StreamProcessor"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,39 @@ YIELD_SECONDS = 0.02
 
 class LostLease(RuntimeError):
     """Another process holds the shard's lease now: this one must not write its manifest."""
+
+
+@dataclass(frozen=True)
+class ProcessorTarget:
+    """What a processor talks to: the telemetry and predictions streams, the checkpoint
+    bucket, the consumer group (``app``) and AWS (``aws``: keyword arguments of
+    ``boto3.client``; ``kinesis``: the same for Kinesis, which may live elsewhere).
+
+    >>> t = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast",
+    ...                     aws={"region_name": "us-east-1"}, kinesis={"region_name": "us-east-1"})
+    >>> t.region, t.endpoint_url, t.kinesis_endpoint_url
+    ('us-east-1', None, None)
+    """
+
+    stream: str
+    predictions_stream: str
+    bucket: str
+    app: str
+    aws: Mapping[str, Any] = field(repr=False)
+    kinesis: Mapping[str, Any] = field(repr=False)
+    hmac_key: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.aws.get("endpoint_url")
+
+    @property
+    def kinesis_endpoint_url(self) -> str | None:
+        return self.kinesis.get("endpoint_url")
+
+    @property
+    def region(self) -> str | None:
+        return self.aws.get("region_name")
 
 
 @dataclass(frozen=True)
@@ -101,28 +134,30 @@ class StreamProcessor(LeaseHooks):
     >>> from online_models.catalog import load_catalog
     >>> from online_models.config import TaskConfig
     >>> opts = ProcessorOptions(predictions="none", ref="doc")
-    >>> p = StreamProcessor(Settings(), opts, load_catalog(), TaskConfig())
+    >>> where = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast",
+    ...                         aws={"region_name": "us-east-1"}, kinesis={"region_name": "us-east-1"})
+    >>> p = StreamProcessor(where, opts, load_catalog(), TaskConfig())
     >>> p.ref_id, p.states
     ('doc', {})
     """
 
     def __init__(
-        self, settings: Settings, options: ProcessorOptions, catalog: Any, task: Any
+        self, target: ProcessorTarget, options: ProcessorOptions, catalog: Any, task: Any
     ) -> None:
-        self.settings = settings
+        self.target = target
         self.options = options
         self.ref_id = options.ref or f"{socket.gethostname()}-{os.getpid()}"
         cfg = Config(
             retries={"max_attempts": 5, "mode": "standard"},
             max_pool_connections=options.s3_threads + 4,
         )
-        self.s3 = boto3.client("s3", config=cfg, **settings.boto_kwargs())
-        self.dynamodb = boto3.client("dynamodb", config=cfg, **settings.boto_kwargs())
-        self.store = CheckpointStore(self.s3, settings.bucket, settings.app, settings.hmac_key)
+        self.s3 = boto3.client("s3", config=cfg, **target.aws)
+        self.dynamodb = boto3.client("dynamodb", config=cfg, **target.aws)
+        self.store = CheckpointStore(self.s3, target.bucket, target.app, target.hmac_key)
         self.writer = None
         if options.predictions != "none":
-            kinesis = boto3.client("kinesis", config=cfg, **settings.kinesis_kwargs())
-            self.writer = PredictionWriter(kinesis, settings.predictions_stream)
+            kinesis = boto3.client("kinesis", config=cfg, **target.kinesis)
+            self.writer = PredictionWriter(kinesis, target.predictions_stream)
         self.core = StreamCore(
             catalog,
             task,
@@ -153,20 +188,20 @@ class StreamProcessor(LeaseHooks):
     async def run(self, stop: asyncio.Event) -> int:
         opts = self.options
         self.leases = LeaseCheckpointer(
-            self.settings.app,
+            self.target.app,
             self,
-            endpoint_url=self.settings.endpoint_url,
-            region=self.settings.region,
+            endpoint_url=self.target.endpoint_url,
+            region=self.target.region,
             session_timeout=opts.session_timeout,
             heartbeat=opts.heartbeat_seconds,
             ref=self.ref_id,
         )
         self.table = self.leases.table_name
         self.consumer = LeaseConsumer(
-            self.settings.stream,
+            self.target.stream,
             self.leases,
-            endpoint_url=self.settings.kinesis_endpoint_url or self.settings.endpoint_url,
-            region_name=self.settings.region,
+            endpoint_url=self.target.kinesis_endpoint_url,
+            region_name=self.target.region,
             idle_timeout=opts.idle_timeout,
             sleep_time_no_records=0.5,
             shard_refresh=opts.shard_refresh,

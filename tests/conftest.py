@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from telemetry.config import Settings
-from telemetry.stack import ManagedProcess, start_mosquitto, start_moto
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, start_mosquitto, start_moto
 
 # Nothing in the suite may reach real AWS, whatever the developer's shell holds.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
@@ -79,7 +79,7 @@ def boto(settings: Settings):
 
 def _kinesalite_module() -> str:
     """The kinesalite package in the repository's (gitignored) node_modules (``./dev setup`` installs it)."""
-    from telemetry.stack import ComponentMissing, require
+    from iotcast.stack import ComponentMissing, require
 
     require("node")
     local = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
@@ -94,7 +94,7 @@ def _kinesalite_module() -> str:
 @pytest.fixture
 def kinesalite(tmp_path: Path) -> Iterator[ManagedProcess]:
     """A fresh kinesalite (Kinesis only, in memory; reshards correctly, unlike moto) on a free port."""
-    from telemetry.stack import free_port
+    from iotcast.stack import free_port
 
     port = free_port()
     # Started through node so that it listens on 127.0.0.1 only (its CLI binds every interface).

@@ -20,9 +20,9 @@ from typing import Any
 
 import boto3
 
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from stream.checkpoint import CheckpointStore, ShardManifest
-from telemetry.config import Settings
-from telemetry.stack import ManagedProcess, free_port, port_in_use
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")
 

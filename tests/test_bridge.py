@@ -82,7 +82,9 @@ def test_unreachable_kinesis_at_start_raises_what_to_check(settings, moto_server
     proxy = FaultProxy(moto_server.url)
     proxy.down = True
     try:
-        bridge = Bridge(settings.replace(endpoint_url=proxy.url), BridgeOptions(client_id="x"))
+        bridge = Bridge(
+            settings.replace(endpoint_url=proxy.url).bridge_target(), BridgeOptions(client_id="x")
+        )
         with pytest.raises(BridgeFailure, match="ServiceUnavailable.*Check --endpoint-url"):
             bridge.start()
     finally:
@@ -91,7 +93,9 @@ def test_unreachable_kinesis_at_start_raises_what_to_check(settings, moto_server
 
 def test_create_stream_creates_stream_and_bucket(settings, boto, mosquitto):
     settings = settings.replace(mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}")
-    bridge = Bridge(settings, BridgeOptions(client_id="c", create_stream=True, shards=3))
+    bridge = Bridge(
+        settings.bridge_target(), BridgeOptions(client_id="c", create_stream=True, shards=3)
+    )
     bridge.start()
     try:
         summary = boto("kinesis").describe_stream_summary(StreamName=settings.stream)

@@ -310,7 +310,7 @@ def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
     settings = settings_mqtt
     readings, bad, messages = traffic(19_700, 300)
     bridge = Bridge(
-        settings,
+        settings.bridge_target(),
         BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=2 * SHARDS),
     )
     bridge.start()
@@ -378,7 +378,7 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
     create_resources(boto, settings)
     readings, bad, messages = traffic(6_000, 100)
     half = len(messages) // 2
-    bridge = Bridge(settings, BridgeOptions(client_id=f"bridge-{settings.app}"))
+    bridge = Bridge(settings.bridge_target(), BridgeOptions(client_id=f"bridge-{settings.app}"))
     bridge.start()
     reader = StreamReader(boto("kinesis"), settings.stream)
     try:
@@ -413,7 +413,7 @@ def test_bridge_delivers_all_in_order_through_throttling(
     readings, _, messages = traffic(8_000, 0)
     via_proxy = settings.replace(endpoint_url=proxy.url)
     bridge = Bridge(
-        via_proxy,
+        via_proxy.bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
@@ -443,7 +443,7 @@ def test_bridge_random_record_failures_deliver_all_and_count_reordering(
     create_resources(boto, settings)
     readings, _, messages = traffic(4_000, 0)
     bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url),
+        settings.replace(endpoint_url=proxy.url).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
@@ -476,7 +476,7 @@ def scrape(port: int, path: str) -> tuple[int, bytes]:
 
 @pytest.mark.slow
 def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquitto, tmp_path):
-    from telemetry.stack import free_port
+    from iotcast.stack import free_port
 
     settings = settings_mqtt
     create_resources(boto, settings)
@@ -521,7 +521,7 @@ def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitt
     create_resources(boto, settings)
     readings, _, messages = traffic(3_000, 0)
     bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url),
+        settings.replace(endpoint_url=proxy.url).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             buffer=400,
@@ -569,7 +569,9 @@ def test_bridge_past_retry_bound_exits_3_without_acking(
         bridge.kill()
         proxy.close()
     # Nothing was acknowledged without delivery: the next healthy run forwards everything.
-    bridge = Bridge(settings, BridgeOptions(client_id=f"iotcast-bridge-{settings.app}"))
+    bridge = Bridge(
+        settings.bridge_target(), BridgeOptions(client_id=f"iotcast-bridge-{settings.app}")
+    )
     bridge.start()
     try:
         figures = check_complete(StreamReader(boto("kinesis"), settings.stream), readings)

@@ -25,10 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from rich.console import Console
 
-from telemetry import demo, live
-from telemetry.cli import common_flags
-from telemetry.config import Settings
-from telemetry.stack import ComponentMissing, ManagedProcess, free_port
+from iotcast import live
+from iotcast.cli import common_flags
+from iotcast.demo import command as demo
+from iotcast.settings import Settings
+from iotcast.stack import ComponentMissing, ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,7 @@ def out_dir() -> Iterator[Path]:
 
 
 def demo_cmd(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "telemetry.cli", "demo", "--out", str(out), "--no-live",
+    return [sys.executable, "-m", "iotcast.cli", "demo", "--out", str(out), "--no-live",
             *port_flags(free_ports()), *args]  # fmt: skip
 
 
@@ -359,7 +360,7 @@ def test_stall_message_names_the_stage_that_stopped():
 
 
 def test_prometheus_config_scrapes_the_parts_and_promtool_accepts_it(tmp_path):
-    from telemetry.stack import require
+    from iotcast.stack import require
 
     rules, rejected = demo.rule_files()
     config = demo.prometheus_config(tmp_path / "prometheus.yml", free_ports(), rules)

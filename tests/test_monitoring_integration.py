@@ -38,11 +38,11 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring.metrics
-from telemetry.config import Settings
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, free_port, start_mosquitto, start_prometheus
 from telemetry.generate import generate
 from telemetry.reading import Reading, encode, topic_for
 from telemetry.replay import replay
-from telemetry.stack import ManagedProcess, free_port, start_mosquitto, start_prometheus
 from tests.faultproxy import FaultProxy
 
 # About two minutes on a loaded 2-core machine: the processor's throughput bounds it.
@@ -245,7 +245,7 @@ def pipeline(
                 ],
             )
             assert answer["FailedRecordCount"] == 0
-        published = replay(settings, [*readings, glitch], qos=1)
+        published = replay(settings.mqtt, [*readings, glitch], qos=1)
         assert published == len(readings) + 1
         # Not a reading: dead-lettered by the bridge.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bad-{unique}")

@@ -24,6 +24,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from iotcast.cli import main
+from iotcast.settings import Settings
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from online_models.features import nowcast_view
@@ -32,8 +34,6 @@ from stream.control import Command, ControlChannel, ControlLog
 from stream.loop import StreamCore
 from stream.registry import ModelRegistry
 from stream.state import DeviceSlot, ShardState
-from telemetry.cli import main
-from telemetry.config import Settings
 from telemetry.generate import generate
 from telemetry.reading import encode
 from tests.processor_support import (
@@ -91,7 +91,7 @@ class Stack:
         self.proc = start_processor(self.settings, self.workdir, *FLAGS)
 
     def cli(self, *argv: str, check: bool = True, subprocess_: bool = False) -> Done:
-        """Run ``iotcast <argv>`` in this process (``telemetry.cli.main``) or as a child process."""
+        """Run ``iotcast <argv>`` in this process (``iotcast.cli.main``) or as a child process."""
         s = self.settings
         common = [
             "--endpoint-url",
@@ -445,7 +445,7 @@ def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
 
 
 def test_status_of_an_empty_stack_says_what_is_missing(settings, capsys):
-    from stream import status
+    from iotcast.commands import status
 
     report = status.collect(settings)
     assert (
@@ -460,6 +460,6 @@ def test_status_of_an_empty_stack_says_what_is_missing(settings, capsys):
 
 
 def main_args(settings: Settings, *argv: str):
-    from telemetry.cli import build_parser
+    from iotcast.cli import build_parser
 
     return build_parser().parse_args([*argv, "--endpoint-url", str(settings.endpoint_url)])

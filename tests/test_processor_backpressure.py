@@ -21,15 +21,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from stream.consumer import LeaseConsumer, RecordBatch
 from stream.loop import StreamCore
 from stream.runner import ProcessorOptions, StreamProcessor
-from telemetry.config import Settings
 from telemetry.generate import generate
 from telemetry.reading import encode
-from telemetry.stack import ManagedProcess, free_port, port_in_use
 from tests.faults.hooks import slowed
 from tests.processor_support import (
     create_bucket,
@@ -135,7 +135,7 @@ def test_a_slow_processor_leaves_its_backlog_in_the_stream(
     opts = ProcessorOptions(
         predictions="none", session_timeout=10, checkpoint_seconds=2, buffer_records=bound
     )
-    processor = StreamProcessor(settings, opts, load_catalog(), TaskConfig())
+    processor = StreamProcessor(settings.processor_target(), opts, load_catalog(), TaskConfig())
     chunk = bound // 4
     held: list[int] = []  # records fetched and not yet handled, sampled
 

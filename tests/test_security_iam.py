@@ -51,10 +51,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.deadletter import DeadLetterWriter, dead_letter_entry
 from bridge.retry import BridgeFailure, RetryPolicy
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from stream.checkpoint import CheckpointStore
 from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
-from telemetry.stack import ManagedProcess, free_port, port_in_use
 from tests.mqtt_support import SecureBroker, start_secure_broker
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")

@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from telemetry.config import Settings
+from iotcast.settings import Settings
 from tests.faults.pipeline import Pipeline
 
 READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))

@@ -44,11 +44,11 @@ import orjson
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from telemetry.config import Settings
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from telemetry.generate import expected_rows, generate
 from telemetry.reading import InvalidReading, Reading, decode_payload, is_glitch
 from telemetry.replay import replay
-from telemetry.stack import ManagedProcess, free_port, port_in_use
 from tests.processor_support import manifests, metric_values, scrape
 
 __all__ = [
@@ -411,7 +411,7 @@ class Pipeline:
     def replay_in_background(self, readings: list[Reading]) -> None:
         def run() -> None:
             try:
-                self.replayed += replay(self.settings, readings, speed=0, qos=1)
+                self.replayed += replay(self.settings.mqtt, readings, speed=0, qos=1)
             except BaseException as exc:  # noqa: BLE001 - re-raised by join_replay
                 self._replay_error = exc
 
@@ -438,7 +438,7 @@ class Pipeline:
             PROBE_TS + k, f"probe-{k:02d}", 0.005, 50.0, False, 0.007, False, 0.02, 21.5
         )
         sent = time.monotonic()
-        self.replayed += replay(self.settings, [reading], speed=0, qos=1)
+        self.replayed += replay(self.settings.mqtt, [reading], speed=0, qos=1)
         self.published.append(reading)
         probe = Probe(reading.device, sent)
         self.probes.append(probe)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from telemetry.stack import start_moto
+from iotcast.stack import start_moto
 from tests.faultproxy import FaultProxy
 from tests.faults.pipeline import Pipeline, StreamReader, make_readings, wait_until
 from tests.processor_support import manifests

@@ -92,7 +92,7 @@ def test_overdue_lease_is_left_to_its_owner_right_after_dynamodb_was_silent(sett
         Item={"shard_id": {"S": "shardId-0"}, "ref": {"S": "other"}, "ts": {"N": str(overdue)}},
     )
     options = ProcessorOptions(session_timeout=4, predictions="none", ref="me")
-    processor = StreamProcessor(settings, options, load_catalog(), TaskConfig())
+    processor = StreamProcessor(settings.processor_target(), options, load_catalog(), TaskConfig())
     processor.table = table
     try:
         processor._dynamodb_seen_at = time.monotonic()  # DynamoDB answered just now

@@ -39,10 +39,10 @@ import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iotcast.settings import Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
 from stream.control import ControlLog, age_seconds
 from stream.registry import ModelRegistry
-from telemetry.config import Settings
 
 __all__ = ["HELP", "add_arguments", "collect", "figures_from_metrics", "run"]
 

@@ -1,8 +1,9 @@
 """The ``iotcast`` command line: one entry point, a subcommand per job.
 
-Each subcommand lives in the package it drives, in a module with three names:
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(settings, args) -> int``.
-Settings are resolved here, once, from flags > environment > TOML file.
+Each subcommand is a module of :mod:`iotcast.commands` (the demo: :mod:`iotcast.demo.command`)
+with three names: ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(settings, args) -> int``.  Settings are resolved here, once, from flags >
+environment > TOML file; the commands hand the floors below plain values.
 
 >>> parser = build_parser()
 >>> args = parser.parse_args(["data", "generate", "--out", "week.csv", "--days", "1"])
@@ -18,21 +19,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from telemetry.config import ConfigError, Settings
+from iotcast.settings import ConfigError, Settings
 
 __all__ = ["build_parser", "main", "COMMANDS"]
 
 # subcommand -> module holding HELP, add_arguments(parser), run(settings, args)
 COMMANDS: dict[str, str] = {
-    "demo": "telemetry.demo",
-    "data": "telemetry.data_command",
-    "replay": "telemetry.replay",
-    "bridge": "bridge.command",
-    "process": "stream.command",
-    "evaluate": "online_models.command",
-    "status": "stream.status",
-    "models": "stream.models_command",
-    "grafana": "monitoring.grafana",
+    "demo": "iotcast.demo.command",
+    "data": "iotcast.commands.data",
+    "replay": "iotcast.commands.replay",
+    "bridge": "iotcast.commands.bridge",
+    "process": "iotcast.commands.process",
+    "evaluate": "iotcast.commands.evaluate",
+    "status": "iotcast.commands.status",
+    "models": "iotcast.commands.models",
+    "grafana": "iotcast.commands.grafana",
 }
 
 _SETTING_FLAGS = (

@@ -28,7 +28,7 @@ flag) or a component is missing (with how to install it).  Exit codes: 0 done,
 >>> check_ports(Ports(), in_use=lambda port: port == 1883)
 Traceback (most recent call last):
 ...
-telemetry.demo.DemoRefused: cannot start the demo:
+iotcast.demo.command.DemoRefused: cannot start the demo:
   port 1883 (mosquitto) on 127.0.0.1 is taken: stop what listens there or choose another with --mqtt-port
 """
 
@@ -62,10 +62,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from telemetry import stack
-from telemetry.config import Settings
-from telemetry.live import Parsed, Snapshot, aggregate, progress_line, render, scrape
-from telemetry.stack import HOST, ComponentMissing, ManagedProcess, port_in_use
+from iotcast import stack
+from iotcast.live import Parsed, Snapshot, aggregate, progress_line, render, scrape
+from iotcast.settings import Settings
+from iotcast.stack import HOST, ComponentMissing, ManagedProcess, port_in_use
 
 __all__ = [
     "HELP",
@@ -296,7 +296,7 @@ class ProcessList:
         return proc
 
     def adopt(self, start: Callable[[], ManagedProcess]) -> ManagedProcess:
-        """Keep a process started by one of :mod:`telemetry.stack`'s launchers.
+        """Keep a process started by one of :mod:`iotcast.stack`'s launchers.
 
         An interrupt is held back until the launcher returns (it does not hand out
         the process before it is ready), so the process is listed and stopped too.
@@ -623,7 +623,7 @@ class Demo:
     def iotcast(self, command: str, *extra: str) -> list[str]:
         s = self.settings
         argv = [
-            sys.executable, "-m", "telemetry.cli", command,
+            sys.executable, "-m", "iotcast.cli", command,
             "--endpoint-url", str(s.endpoint_url), "--region", s.region,
             "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
             "--app", s.app, "--log-level", s.log_level,
@@ -712,7 +712,7 @@ class Demo:
 
         def target() -> None:
             try:
-                self.replay_result = replay(self.settings, feed(), speed=self.speed(), qos=1)
+                self.replay_result = replay(self.settings.mqtt, feed(), speed=self.speed(), qos=1)
             except Exception as exc:  # handed to the main thread, which raises it
                 self.replay_error = exc
 

@@ -8,5 +8,5 @@ the terminal's live view (:mod:`iotcast.live`) and the operator commands
 (``status``, ``models``).
 
 May import: ``telemetry``, ``online_models``, ``monitoring``, ``bridge``,
-``stream``.  Nothing below imports it.
+``stream`` (floor 4).  Nothing below imports it (``tests/test_layout.py``).
 """

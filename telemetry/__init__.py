@@ -6,5 +6,5 @@ wire formats (:mod:`telemetry.reading`), the public CSV format
 (:mod:`telemetry.generate`), where the MQTT broker is (:mod:`telemetry.broker`)
 and the replay of readings over MQTT (:mod:`telemetry.replay`).
 
-May import: nothing of iotcast's other packages.
+May import: nothing of iotcast's other packages (floor 1; ``tests/test_layout.py``).
 """

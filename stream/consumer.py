@@ -63,11 +63,21 @@ __all__ = [
     "RecordBatch",
     "RecordBuffer",
     "ShardEnd",
+    "lease_table",
 ]
 
 log = logging.getLogger(__name__)
 
 ITERATOR_ATTEMPTS = 6
+
+
+def lease_table(app: str) -> str:
+    """The DynamoDB table of the consumer group ``app``'s leases and checkpoints.
+
+    >>> lease_table("iotcast")
+    'kinesis-checkpoints-iotcast'
+    """
+    return f"kinesis-checkpoints-{app}"
 
 
 class RawRecord:
@@ -361,6 +371,7 @@ class LeaseCheckpointer:
             endpoint_url=endpoint_url,
             region_name=region,
             create_table=True,
+            table_name=lease_table(app),
         )
         self.table_name = self.inner.table_name
         # async-kinesis' heartbeat loop ends for good on the first failed heartbeat (a DynamoDB

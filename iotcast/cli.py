@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from iotcast.settings import ConfigError, Settings
 
-__all__ = ["build_parser", "main", "COMMANDS"]
+__all__ = ["COMMANDS", "build_parser", "command_line", "common_flags", "local_env", "main"]
 
 # subcommand -> module holding HELP, add_arguments(parser), run(settings, args)
 COMMANDS: dict[str, str] = {
@@ -102,6 +103,54 @@ def common_flags() -> argparse.ArgumentParser:
         "--log-level", help="DEBUG, INFO, WARNING, ERROR (env IOTCAST_LOG_LEVEL; default INFO)"
     )
     return p
+
+
+def command_line(
+    settings: Settings,
+    command: str,
+    *extra: str,
+    program: Sequence[str] = (sys.executable, "-m", "iotcast.cli"),
+) -> list[str]:
+    """The command line of ``iotcast <command>`` pointed at the components ``settings`` name
+    (the child processes of the demo, the soak and the tests).
+
+    >>> command_line(Settings(), "bridge", "--shards", "2", program=["iotcast"])[:4]
+    ['iotcast', 'bridge', '--endpoint-url', 'http://127.0.0.1:5000']
+    """
+    s = settings
+    argv = [
+        *program, command,
+        "--endpoint-url", str(s.endpoint_url), "--region", s.region,
+        "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
+        "--app", s.app, "--log-level", s.log_level,
+    ]  # fmt: skip
+    if s.models_file:
+        argv += ["--models-file", s.models_file]
+    return argv + list(extra)
+
+
+def local_env(settings: Settings) -> dict[str, str]:
+    """The environment of such a child on the local stack: this one's, without the user's
+    ``IOTCAST_*``/``AWS_*`` (the flags say where), with local credentials and what only
+    the environment carries (the predictions stream, a separate Kinesis, the HMAC key).
+
+    >>> env = local_env(Settings(predictions_stream="p"))
+    >>> env["AWS_ACCESS_KEY_ID"], env["IOTCAST_PREDICTIONS_STREAM"]
+    ('testing', 'p')
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTCAST_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=settings.region,
+        IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
+        PYTHONUNBUFFERED="1",
+    )
+    if settings.kinesis_endpoint_url:
+        env["IOTCAST_KINESIS_ENDPOINT_URL"] = settings.kinesis_endpoint_url
+    if settings.hmac_key:
+        env["IOTCAST_HMAC_KEY"] = settings.hmac_key
+    return env
 
 
 def build_parser() -> argparse.ArgumentParser:

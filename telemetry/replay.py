@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -41,7 +43,7 @@ from rich.progress import (
 from telemetry.broker import MqttTarget
 from telemetry.reading import Reading, encode, topic_for
 
-__all__ = ["DEFAULT_WINDOW", "ReplayError", "connect", "replay"]
+__all__ = ["DEFAULT_WINDOW", "BackgroundReplay", "ReplayError", "connect", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -275,3 +277,67 @@ def _wait_acks(
                 f"the MQTT broker at {where} acknowledged nothing for {stall_timeout:g} s; "
                 f"{acks.acked} of {until} messages acknowledged"
             )
+
+
+class BackgroundReplay:
+    """:func:`replay` on a thread: how far it got, then what the broker accepted or the error.
+
+    ``taken`` counts the readings the replay has taken from ``readings`` so far;
+    :meth:`cancel` ends it after the current one.  Keyword arguments go to :func:`replay`.
+
+    >>> from telemetry.broker import parse_mqtt_url
+    >>> job = BackgroundReplay(parse_mqtt_url("mqtt://127.0.0.1:1883"), [], speed=-1).start()
+    >>> job.join(5)
+    Traceback (most recent call last):
+    ...
+    ValueError: speed must be >= 0, got -1
+    """
+
+    def __init__(self, target: MqttTarget, readings: Iterable[Reading], **kwargs: Any) -> None:
+        self.target = target
+        self.readings = readings
+        self.kwargs = kwargs
+        self.taken = 0
+        self.result: int | None = None
+        self.error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
+
+    def start(self) -> BackgroundReplay:
+        self._thread.start()
+        return self
+
+    def _feed(self) -> Iterator[Reading]:
+        for reading in self.readings:
+            if self._cancel.is_set():
+                return
+            yield reading
+            self.taken += 1
+
+    def _run(self) -> None:
+        try:
+            self.result = replay(self.target, self._feed(), **self.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by join() or .error
+            self.error = exc
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def finished(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the end; True once it ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> int:
+        """Wait for the end; return what the broker accepted, or raise the replay's error."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"the replay did not finish within {timeout:.0f}s")
+        if self.error is not None:
+            raise self.error
+        return self.result or 0

@@ -22,7 +22,15 @@ from collections.abc import Sequence
 
 from iotcast.settings import ConfigError, Settings
 
-__all__ = ["COMMANDS", "build_parser", "command_line", "common_flags", "local_env", "main"]
+__all__ = [
+    "COMMANDS",
+    "build_parser",
+    "command_line",
+    "common_flags",
+    "connection_flags",
+    "local_env",
+    "main",
+]
 
 # subcommand -> module holding HELP, add_arguments(parser), run(settings, args)
 COMMANDS: dict[str, str] = {
@@ -117,16 +125,21 @@ def command_line(
     >>> command_line(Settings(), "bridge", "--shards", "2", program=["iotcast"])[:4]
     ['iotcast', 'bridge', '--endpoint-url', 'http://127.0.0.1:5000']
     """
+    return [*program, command, *connection_flags(settings), *extra]
+
+
+def connection_flags(settings: Settings) -> list[str]:
+    """The shared flags (:func:`common_flags`) that say what ``settings`` say: where the
+    components are, the names, the log level, the model catalog."""
     s = settings
-    argv = [
-        *program, command,
+    flags = [
         "--endpoint-url", str(s.endpoint_url), "--region", s.region,
         "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
         "--app", s.app, "--log-level", s.log_level,
     ]  # fmt: skip
     if s.models_file:
-        argv += ["--models-file", s.models_file]
-    return argv + list(extra)
+        flags += ["--models-file", s.models_file]
+    return flags
 
 
 def local_env(settings: Settings) -> dict[str, str]:

@@ -152,6 +152,16 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def of(cls, **values: Any) -> Settings:
+        """Settings from these values alone, resolved as flags are (no environment, no
+        file): for the tests and benchmarks that start their own components.
+
+        >>> Settings.of(stream="s", endpoint_url="http://127.0.0.1:5001").kinesis_kwargs()["endpoint_url"]
+        'http://127.0.0.1:5001'
+        """
+        return cls.resolve(env={}, toml={}, flags=values)
+
+    @classmethod
     def resolve(
         cls,
         *,
@@ -220,10 +230,10 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     Keys may sit at the top level or under an ``[iotcast]`` table.
     """
     p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
     try:
         data = tomllib.loads(p.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {p}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
     return dict(data.get("iotcast", data))

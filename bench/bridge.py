@@ -218,15 +218,9 @@ def main() -> None:
         moto = start_moto(Path(tmp))
         broker = start_mosquitto(Path(tmp) / "broker", persistence=False)
         try:
-            settings = Settings.resolve(
-                env={},
-                toml={},
-                flags={
-                    "endpoint_url": moto.url,
-                    "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
-                    "stream": "bench-bridge",
-                    "bucket": "bench",
-                },
+            mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
+            settings = Settings.of(
+                endpoint_url=moto.url, mqtt_url=mqtt_url, stream="bench-bridge", bucket="bench"
             )
             kinesis = boto3.client("kinesis", **settings.boto_kwargs())
             boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket="bench")

@@ -45,7 +45,7 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iotcast.settings import Settings  # noqa: E402
-from iotcast.stack import ManagedProcess, free_port, start_moto  # noqa: E402
+from iotcast.stack import ComponentMissing, start_kinesalite, start_moto  # noqa: E402
 from online_models.catalog import load_catalog  # noqa: E402
 from online_models.config import TaskConfig  # noqa: E402
 from online_models.device import DeviceModels  # noqa: E402
@@ -251,15 +251,6 @@ def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[f
     return len(payload), pickle_s, put_s
 
 
-def start_kinesalite(workdir: Path) -> ManagedProcess | None:
-    binary = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "kinesalite"
-    if not binary.exists():
-        return None
-    port = free_port()
-    argv = [str(binary), "--port", str(port), "--createStreamMs", "0", "--shardLimit", "100"]
-    return ManagedProcess("kinesalite", argv, port, workdir / "kinesalite.log").start(timeout=60)
-
-
 def median_rate(n: int, clocks: list[Clock], attr: str) -> float:
     return n / statistics.median(getattr(c, attr) for c in clocks)
 
@@ -361,9 +352,12 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
     """(d) and (c) alternately, each on its own copy of the stream; latency; checkpoints."""
     with tempfile.TemporaryDirectory() as tmp:
         moto = start_moto(Path(tmp))
-        kinesalite = start_kinesalite(Path(tmp))
         try:
-            base = Settings.resolve(env={}, toml={}, flags={"endpoint_url": moto.url})
+            kinesalite = start_kinesalite(Path(tmp))
+        except ComponentMissing:
+            kinesalite = None
+        try:
+            base = Settings.of(endpoint_url=moto.url)
             kurl = kinesalite.url if kinesalite else None
             items = [(p, r.device) for p, r in zip(payloads, readings, strict=True)]
             later = generate(days=1, seed=10, start=readings[-1].ts + 3600)

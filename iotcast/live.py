@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -45,7 +45,6 @@ __all__ = [
     "Scraper",
     "Snapshot",
     "aggregate",
-    "collect",
     "parse_metrics",
     "progress_line",
     "render",
@@ -298,23 +297,6 @@ def aggregate(
         learned_by_device={k: int(v) for k, v in sorted(learned_by_device.items())},
         shard_lag=dict(sorted(lag.items())),
         devices=devices,
-        horizon=horizon,
-        baseline=baseline,
-    )
-
-
-def collect(
-    bridge_url: str,
-    processor_urls: Iterable[str],
-    *,
-    horizon: str = "0",
-    baseline: str = "persistence",
-    timeout: float = 2.0,
-) -> Snapshot:
-    """Scrape the bridge and every processor now and aggregate (see :func:`aggregate`)."""
-    return aggregate(
-        scrape(bridge_url, timeout),
-        [scrape(u, timeout) for u in processor_urls],
         horizon=horizon,
         baseline=baseline,
     )

@@ -43,6 +43,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,7 @@ def lease_table(app: str) -> str:
     return f"kinesis-checkpoints-{app}"
 
 
+@dataclass(slots=True, eq=False)
 class RawRecord:
     """One Kinesis record as the processor receives it (``len`` = payload bytes).
 
@@ -90,23 +92,12 @@ class RawRecord:
     'shardId-0'
     """
 
-    __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch", "in_stream")
-
-    def __init__(
-        self,
-        shard_id: str,
-        sequence: str,
-        data: bytes,
-        arrived: float,
-        epoch: int,
-        in_stream: datetime | None = None,
-    ) -> None:
-        self.shard_id = shard_id
-        self.sequence = sequence
-        self.data = data
-        self.arrived = arrived
-        self.epoch = epoch
-        self.in_stream = in_stream
+    shard_id: str
+    sequence: str
+    data: bytes
+    arrived: float
+    epoch: int
+    in_stream: datetime | None = None
 
     def __len__(self) -> int:
         return len(self.data)

@@ -30,6 +30,7 @@ import logging
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitoring import metrics as m
@@ -49,30 +50,28 @@ def _parents(shard: dict[str, Any]) -> list[str]:
     return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
 
 
+@dataclass(eq=False)
 class ShardLifecycle(LeaseHooks):
-    """The shards a processor leases, from lease to release (see the module docstring)."""
+    """The shards a processor leases, from lease to release (see the module docstring).
 
-    def __init__(
-        self,
-        store: CheckpointStore,
-        pool: ThreadPoolExecutor,
-        table: LeaseTable,
-        core: StreamCore,
-        checkpoints: Checkpointer,
-        stats: dict[str, int],
-    ) -> None:
-        self.store = store
-        self.pool = pool
-        self.table = table
-        self.core = core
-        self.checkpoints = checkpoints
-        self.stats = stats
-        self.states: dict[str, ShardState] = {}
-        self.finished: set[str] = set()  # shards whose final manifest says finished
-        self._tried: dict[str, float] = {}
-        self.leases: Any = None  # LeaseCheckpointer, consumer and control channel:
-        self.consumer: Any = None  # set by :meth:`attach` once the processor runs
-        self.control: Any = None
+    It reads and writes checkpoints through ``store`` (``pool``: threads that load
+    devices), asks ``table`` whether a lease is free, hands records' states to
+    ``core`` and writes final checkpoints with ``checkpoints``; the leases, the
+    consumer and the control channel come with :meth:`attach`, once the processor runs.
+    """
+
+    store: CheckpointStore
+    pool: ThreadPoolExecutor
+    table: LeaseTable
+    core: StreamCore
+    checkpoints: Checkpointer
+    stats: dict[str, int]
+    states: dict[str, ShardState] = field(default_factory=dict, init=False)
+    finished: set[str] = field(default_factory=set, init=False)  # final manifest says so
+    leases: Any = field(default=None, init=False)
+    consumer: Any = field(default=None, init=False)
+    control: Any = field(default=None, init=False)
+    _tried: dict[str, float] = field(default_factory=dict, init=False)
 
     def attach(self, leases: Any, consumer: Any, control: Any) -> None:
         self.leases, self.consumer, self.control = leases, consumer, control

@@ -321,8 +321,9 @@ def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
     server, port = _serve({"/bridge": _bridge_page(), "/p1": p1, "/p2": p2})
     try:
         base = f"http://127.0.0.1:{port}"
-        snap = live.collect(f"{base}/bridge", [f"{base}/p1", f"{base}/p2", f"{base}/missing"])
-        down = live.collect("http://127.0.0.1:9/metrics", [], timeout=0.5)
+        processors = [f"{base}/p1", f"{base}/p2", f"{base}/missing"]
+        snap = live.Scraper(f"{base}/bridge", processors).collect()
+        down = live.Scraper("http://127.0.0.1:9/metrics", [], timeout=0.5).collect()
     finally:
         server.shutdown()
     assert snap.bridge_up and snap.processors_up == (True, True, False)

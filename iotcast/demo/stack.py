@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from iotcast import stack
@@ -177,6 +177,7 @@ def prometheus_config(path: Path, ports: Ports, rules: list[Path]) -> Path:
     return path
 
 
+@dataclass
 class DemoStack:
     """The demo's processes: where they listen, how they are started, and their list.
 
@@ -184,16 +185,13 @@ class DemoStack:
     ``work`` holds the components' data and logs, ``logs`` the iotcast children's.
     """
 
-    def __init__(
-        self, settings: Settings, ports: Ports, procs: ProcessList, work: Path, logs: Path
-    ) -> None:
-        self.settings = settings
-        self.ports = ports
-        self.procs = procs
-        self.work = work
-        self.logs = logs
-        self.rule_files: list[Path] = []
-        self.rules_rejected: dict[str, str] = {}
+    settings: Settings
+    ports: Ports
+    procs: ProcessList
+    work: Path
+    logs: Path
+    rule_files: list[Path] = field(default_factory=list)
+    rules_rejected: dict[str, str] = field(default_factory=dict)
 
     @property
     def bridge_url(self) -> str:

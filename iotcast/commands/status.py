@@ -41,14 +41,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iotcast.settings import Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
+from stream.consumer import lease_table
 from stream.control import ControlLog, age_seconds
+from stream.lease_table import PRESENCE_PREFIX
 from stream.registry import ModelRegistry
 
 __all__ = ["HELP", "add_arguments", "collect", "figures_from_metrics", "run"]
 
 HELP = "the stream, the consumer group's leases and lag, components, per-device champions, commands"
-
-PRESENCE_PREFIX = "process#"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +108,7 @@ def _stream(kinesis: Any, name: str) -> dict[str, Any]:
 
 
 def _leases(dynamodb: Any, app: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    items, kwargs = [], {"TableName": f"kinesis-checkpoints-{app}", "ConsistentRead": True}
+    items, kwargs = [], {"TableName": lease_table(app), "ConsistentRead": True}
     try:
         while True:
             page = dynamodb.scan(**kwargs)

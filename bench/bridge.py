@@ -1,6 +1,6 @@
 """Is the bridge ever the bottleneck?  One run, fresh servers, fresh streams.
 
-Starts its own moto server and mosquitto (telemetry.stack), then measures,
+Starts its own moto server and mosquitto (iotcast.stack), then measures,
 with the same N readings:
 
 (a) raw MQTT QoS 1 receive throughput: the readings are queued in the broker
@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bridge.kinesis import open_shard_ranges, shard_index  # noqa: E402
 from bridge.service import Bridge, BridgeOptions  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
+from iotcast.settings import Settings  # noqa: E402
+from iotcast.stack import start_mosquitto, start_moto  # noqa: E402
 from telemetry.reading import Reading, encode, topic_for  # noqa: E402
-from telemetry.stack import start_mosquitto, start_moto  # noqa: E402
 
 
 def readings(n: int, devices: int, seed: int = 1) -> list[Reading]:
@@ -187,7 +187,9 @@ def bridge_run(settings: Settings, messages, lanes: int, linger: float) -> tuple
     client_id = "bench-bridge"
     queue_for_session(settings.mqtt.port, client_id, messages)
     n = len(messages)
-    bridge = Bridge(settings, BridgeOptions(client_id=client_id, lanes=lanes, linger=linger))
+    bridge = Bridge(
+        settings.bridge_target(), BridgeOptions(client_id=client_id, lanes=lanes, linger=linger)
+    )
     cpu0, t0 = time.process_time(), time.perf_counter()
     bridge.start()
     while bridge.forwarded < n:
@@ -216,15 +218,9 @@ def main() -> None:
         moto = start_moto(Path(tmp))
         broker = start_mosquitto(Path(tmp) / "broker", persistence=False)
         try:
-            settings = Settings.resolve(
-                env={},
-                toml={},
-                flags={
-                    "endpoint_url": moto.url,
-                    "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
-                    "stream": "bench-bridge",
-                    "bucket": "bench",
-                },
+            mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
+            settings = Settings.of(
+                endpoint_url=moto.url, mqtt_url=mqtt_url, stream="bench-bridge", bucket="bench"
             )
             kinesis = boto3.client("kinesis", **settings.boto_kwargs())
             boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket="bench")

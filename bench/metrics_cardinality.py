@@ -23,9 +23,9 @@ from pathlib import Path
 import boto3
 from prometheus_client.parser import text_string_to_metric_families
 
+from iotcast.stack import ManagedProcess, free_port, start_moto
 from telemetry.generate import generate
 from telemetry.reading import encode
-from telemetry.stack import ManagedProcess, free_port, start_moto
 
 
 def main() -> None:

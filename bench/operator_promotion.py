@@ -17,29 +17,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotcast.stack import start_moto  # noqa: E402
 from stream.checkpoint import CheckpointStore  # noqa: E402
 from stream.control import Command, ControlLog  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
-from telemetry.reading import encode  # noqa: E402
-from telemetry.stack import start_moto  # noqa: E402
-from tests.processor_support import (  # noqa: E402
-    create_bucket,
-    create_stream,
-    device_samples,
-    metric_values,
-    put_records,
-    scrape,
-    start_processor,
-    wait_for,
-)
+from tests import support  # noqa: E402
 
 
 def main() -> int:
@@ -52,35 +40,18 @@ def main() -> int:
     moto = start_moto(work)
     proc = None
     try:
-        unique = uuid.uuid4().hex[:8]
-        settings = Settings.resolve(
-            env={},
-            toml={},
-            flags={
-                "endpoint_url": moto.url,
-                "stream": f"t-{unique}",
-                "bucket": f"b-{unique}",
-                "app": f"a-{unique}",
-            },
-        )
-        create_stream(settings, 1)
-        create_bucket(settings)
+        settings = support.settings_on(moto.url)
+        support.create_resources(settings, 1)
         readings = list(itertools.islice(generate(days=1, seed=1), 600))
-        put_records(settings, [(encode(r), r.device) for r in readings])
-        proc = start_processor(
-            settings,
-            work,
-            "--models",
-            "persistence,rolling_mean,linear",
-            "--horizons",
-            "0,60",
-            "--predictions",
-            "none",
-            "--checkpoint-seconds",
-            "1",
+        support.put_records(settings, support.items_of(readings))
+        flags = support.processor_flags(
+            "persistence,rolling_mean,linear", session_timeout=None, heartbeat=None
         )
-        wait_for(
-            lambda: sum(device_samples(settings).values()) >= 590, 120, "the readings checkpointed"
+        proc = support.start_processor(settings, work, *flags)
+        support.wait_for(
+            lambda: sum(support.device_samples(settings).values()) >= 590,
+            120,
+            "the readings checkpointed",
         )
         device = readings[0].device
         store = CheckpointStore(
@@ -103,7 +74,10 @@ def main() -> int:
                     seen_ack = now
                 if (
                     seen_metric is None
-                    and metric_values(scrape(proc), "iotcast_champion_info").get(label) == 1.0
+                    and support.metric_values(support.scrape(proc), "iotcast_champion_info").get(
+                        label
+                    )
+                    == 1.0
                 ):
                     seen_metric = now
                 if now > 30:

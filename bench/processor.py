@@ -44,6 +44,8 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iotcast.settings import Settings  # noqa: E402
+from iotcast.stack import ComponentMissing, start_kinesalite, start_moto  # noqa: E402
 from online_models.catalog import load_catalog  # noqa: E402
 from online_models.config import TaskConfig  # noqa: E402
 from online_models.device import DeviceModels  # noqa: E402
@@ -52,10 +54,8 @@ from stream.checkpoint import CheckpointStore  # noqa: E402
 from stream.loop import StreamCore  # noqa: E402
 from stream.runner import ProcessorOptions, StreamProcessor  # noqa: E402
 from stream.state import ShardState  # noqa: E402
-from telemetry.config import Settings  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
 from telemetry.reading import decode_payload, encode  # noqa: E402
-from telemetry.stack import ManagedProcess, free_port, start_moto  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -165,7 +165,7 @@ async def bench_processor(
     to its n-th. Then, caught up, ``paced`` records (if any) put at ``rate`` per second:
     arrival-to-metrics latencies of those."""
     opts = ProcessorOptions(checkpoint_seconds=10, predictions="none", session_timeout=30)
-    proc = StreamProcessor(settings, opts, catalog, task)
+    proc = StreamProcessor(settings.processor_target(), opts, catalog, task)
     latencies: list[float] = []
     proc.core.latencies = latencies
     stop = asyncio.Event()
@@ -249,15 +249,6 @@ def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[f
         store.put_device(f"dev-{i}", 1, payload, dm.n_learned, {}, shard_id="s", sequence="1")
     put_s = (time.perf_counter() - t0) / devices
     return len(payload), pickle_s, put_s
-
-
-def start_kinesalite(workdir: Path) -> ManagedProcess | None:
-    binary = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "kinesalite"
-    if not binary.exists():
-        return None
-    port = free_port()
-    argv = [str(binary), "--port", str(port), "--createStreamMs", "0", "--shardLimit", "100"]
-    return ManagedProcess("kinesalite", argv, port, workdir / "kinesalite.log").start(timeout=60)
 
 
 def median_rate(n: int, clocks: list[Clock], attr: str) -> float:
@@ -361,9 +352,12 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
     """(d) and (c) alternately, each on its own copy of the stream; latency; checkpoints."""
     with tempfile.TemporaryDirectory() as tmp:
         moto = start_moto(Path(tmp))
-        kinesalite = start_kinesalite(Path(tmp))
         try:
-            base = Settings.resolve(env={}, toml={}, flags={"endpoint_url": moto.url})
+            kinesalite = start_kinesalite(Path(tmp))
+        except ComponentMissing:
+            kinesalite = None
+        try:
+            base = Settings.of(endpoint_url=moto.url)
             kurl = kinesalite.url if kinesalite else None
             items = [(p, r.device) for p, r in zip(payloads, readings, strict=True)]
             later = generate(days=1, seed=10, start=readings[-1].ts + 3600)

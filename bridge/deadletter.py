@@ -30,6 +30,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,7 @@ def dead_letter_key(first_received_at: float, unique: str | None = None) -> str:
     return f"{DEAD_LETTER_PREFIX}{t:%Y-%m-%d}/{t:%H-%M-%S.%f}-{unique or uuid.uuid4().hex}.jsonl"
 
 
+@dataclass(eq=False)
 class DeadLetterWriter:
     """Writes batches of dead-letter entries to ``s3://bucket/dead-letter/...``.
 
@@ -82,12 +84,11 @@ class DeadLetterWriter:
     them (retrying), or raises :class:`BridgeFailure` / :class:`~bridge.retry.Aborted`.
     """
 
-    def __init__(self, client, bucket: str, policy: RetryPolicy, abort: threading.Event) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.policy = policy
-        self.abort = abort
-        self.written = 0
+    client: Any
+    bucket: str
+    policy: RetryPolicy
+    abort: threading.Event
+    written: int = field(default=0, init=False)
 
     def write(self, entries: Sequence[dict[str, Any]], first_received_at: float) -> str:
         key = dead_letter_key(first_received_at)

@@ -41,6 +41,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import botocore.exceptions
 from botocore.config import Config
@@ -118,16 +120,20 @@ def error_code(exc: Exception) -> str:
     return type(exc).__name__
 
 
+@dataclass(eq=False)
 class KinesisSender:
-    """Sends batches of ``(partition_key, data)`` records to one stream, until all are accepted."""
+    """Sends batches of ``(partition_key, data)`` records to one stream, until all are accepted.
 
-    def __init__(self, client, stream: str, policy: RetryPolicy, abort: threading.Event) -> None:
-        self.client = client
-        self.stream = stream
-        self.policy = policy
-        self.abort = abort
-        self.reordered = 0
-        self.last_ok = 0.0
+    ``reordered`` counts the records sent again after a later one of their batch was accepted;
+    ``last_ok`` is when Kinesis last accepted a call (monotonic clock).
+    """
+
+    client: Any
+    stream: str
+    policy: RetryPolicy
+    abort: threading.Event
+    reordered: int = field(default=0, init=False)
+    last_ok: float = field(default=0.0, init=False)
 
     def put(self, records: Sequence[tuple[str, bytes]]) -> int:
         """Send ``records`` until Kinesis accepted all; returns the number of calls made."""

@@ -12,12 +12,12 @@ connection it arrived on: after a reconnect the broker redelivers what was not
 acknowledged, so an old packet id is never acknowledged on a new connection.
 
 Security: ``mqtts://user:pass@host:port`` connects over TLS (the broker's
-certificate checked against ``ca_file``, or the system's CAs, host name
+certificate checked against the target's ``ca_file``, or the system's CAs, host name
 included) with the user and password.  :meth:`MqttSource.start` fails at once,
 with a message saying what to fix, when the TLS handshake fails or the broker
 refuses the user or password; it never logs the password.
 
->>> from telemetry.config import parse_mqtt_url
+>>> from telemetry.broker import parse_mqtt_url
 >>> src = MqttSource(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iotcast-bridge-demo",
 ...                  on_message=print, receive_maximum=1000)
 >>> src.connected, src.generation
@@ -41,7 +41,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.retry import BridgeFailure
 from monitoring.metrics import BRIDGE_MQTT_CONNECTED
-from telemetry.config import MqttTarget
+from telemetry.broker import MqttTarget
 
 __all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC"]
 
@@ -83,7 +83,6 @@ class MqttSource:
         topic: str = TELEMETRY_TOPIC,
         session_expiry: int = 86_400,
         keepalive: int = 30,
-        ca_file: str | None = None,
     ) -> None:
         self.target = target
         self.client_id = client_id
@@ -100,7 +99,7 @@ class MqttSource:
         self._subscribed = threading.Event()
         self._refused = threading.Event()
         self.refusal = ""  # the broker's answer to a refused CONNECT (kept past the disconnect)
-        self.ca_file = ca_file
+        self.ca_file = target.ca_file
         self._barrier = threading.Event()
         self._barrier_mid: int | None = None
         client = mqtt.Client(
@@ -112,7 +111,7 @@ class MqttSource:
         if target.username:
             client.username_pw_set(target.username, target.password)
         if target.tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=target.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Aborted", "Attempts", "BridgeFailure", "RetryPolicy"]
 
@@ -61,32 +61,28 @@ class RetryPolicy:
         return random.uniform(0.0, min(self.cap, self.base * (2 ** min(attempt, 30))))
 
 
+@dataclass(eq=False)
 class Attempts:
     """The retry state of one unit of work (a batch, a dead-letter file).
 
     Call :meth:`failed` after each failed attempt: it sleeps the backoff
-    delay, or raises :class:`BridgeFailure` past the bound, or
-    :class:`Aborted` when ``abort`` is set during the wait.
+    delay (``sleep``: by default a wait on ``abort``), or raises
+    :class:`BridgeFailure` past the bound (its message ends with ``hint``),
+    or :class:`Aborted` when ``abort`` is set during the wait.
     """
 
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        what: str,
-        abort: threading.Event,
-        *,
-        hint: str = "",
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], bool] | None = None,
-    ) -> None:
-        self.policy = policy
-        self.what = what
-        self.hint = hint
-        self.abort = abort
-        self.clock = clock
-        self.sleep = sleep or abort.wait
-        self.count = 0
-        self.first_failure: float | None = None
+    policy: RetryPolicy
+    what: str
+    abort: threading.Event
+    hint: str = field(default="", kw_only=True)
+    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True)
+    sleep: Callable[[float], bool] | None = field(default=None, kw_only=True)
+    count: int = field(default=0, init=False)
+    first_failure: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.sleep is None:
+            self.sleep = self.abort.wait
 
     def failed(self, code: str, detail: str) -> None:
         now = self.clock()

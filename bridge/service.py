@@ -16,8 +16,10 @@ acknowledge: it records the :class:`~bridge.retry.BridgeFailure`, reports
 unhealthy, stops, and ``iotcast bridge`` exits with status 3 and the message;
 the broker keeps the unacknowledged messages for the next run.
 
->>> from telemetry.config import Settings
->>> bridge = Bridge(Settings(), BridgeOptions(client_id="iotcast-bridge-demo", lanes=2))
+>>> from telemetry.broker import parse_mqtt_url
+>>> target = BridgeTarget(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iot-telemetry", "iotcast",
+...                       {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"})
+>>> bridge = Bridge(target, BridgeOptions(client_id="iotcast-bridge-demo", lanes=2))
 >>> bridge.health()["ok"], len(bridge.lanes)
 (False, 2)
 """
@@ -27,7 +29,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -47,14 +51,33 @@ from bridge.kinesis import (
 from bridge.mqtt import TELEMETRY_TOPIC, Message, MqttSource
 from bridge.retry import Aborted, BridgeFailure, RetryPolicy
 from monitoring.metrics import BRIDGE_FORWARDED, BRIDGE_KINESIS_UP, BRIDGE_RECEIVED
-from telemetry.config import Settings
+from telemetry.broker import MqttTarget
 from telemetry.reading import InvalidReading, decode_payload, encode
 
-__all__ = ["Bridge", "BridgeOptions"]
+__all__ = ["Bridge", "BridgeOptions", "BridgeTarget"]
 
 log = logging.getLogger(__name__)
 MAX_PUT_RECORDS = 500
 MAX_PUT_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BridgeTarget:
+    """What the bridge talks to: the broker, the Kinesis stream, the dead-letter bucket, and
+    AWS (``aws``: keyword arguments of ``boto3.client``: region, endpoint, credentials)."""
+
+    mqtt: MqttTarget
+    stream: str
+    bucket: str
+    aws: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.aws.get("endpoint_url")
+
+    @property
+    def region(self) -> str | None:
+        return self.aws.get("region_name")
 
 
 @dataclass(frozen=True)
@@ -79,8 +102,8 @@ class BridgeOptions:
 class Bridge:
     """One bridge process: :meth:`start`, then :meth:`stop` (or :meth:`run` for both with signals)."""
 
-    def __init__(self, settings: Settings, options: BridgeOptions) -> None:
-        self.settings = settings
+    def __init__(self, target: BridgeTarget, options: BridgeOptions) -> None:
+        self.target = target
         self.options = options
         self.abort = threading.Event()
         self.stop_requested = threading.Event()
@@ -88,7 +111,7 @@ class Bridge:
         self._stopping = False
         self._started = False
         session = boto3.session.Session()
-        kw = settings.boto_kwargs()
+        kw = dict(target.aws)
         self.kinesis = session.client("kinesis", config=client_config(options.lanes + 4), **kw)
         self.s3 = session.client("s3", config=client_config(4), **kw)
         self._probe = session.client(
@@ -103,24 +126,23 @@ class Bridge:
             for _ in range(options.lanes)
         ]
         self.senders = [
-            KinesisSender(self.kinesis, settings.stream, options.retry, self.abort)
+            KinesisSender(self.kinesis, target.stream, options.retry, self.abort)
             for _ in self.lanes
         ]
         self.dead_lane = Lane(1000, 4 * 1024 * 1024, options.dead_letter_linger)
-        self.dead_writer = DeadLetterWriter(self.s3, settings.bucket, options.retry, self.abort)
+        self.dead_writer = DeadLetterWriter(self.s3, target.bucket, options.retry, self.abort)
         self._device_lane: dict[str, Lane] = {}
         self._shard_ranges: list[tuple[int, int]] = [(0, 2**128 - 1)]
         self._threads: list[threading.Thread] = []
         self.received = 0
         self._forwarded = [0] * len(self.lanes)
         self.source = MqttSource(
-            settings.mqtt,
+            target.mqtt,
             options.client_id,
             self._on_message,
             receive_maximum=options.buffer,
             topic=options.topic,
             session_expiry=options.session_expiry,
-            ca_file=settings.mqtt_ca_file,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -130,9 +152,9 @@ class Bridge:
             self._check_resources()
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise BridgeFailure(
-                f"cannot use Kinesis stream {self.settings.stream!r} / S3 bucket "
-                f"{self.settings.bucket!r} at {self.settings.endpoint_url or 'AWS'} "
-                f"(region {self.settings.region}): {error_code(exc)}: {exc}. Check --endpoint-url, "
+                f"cannot use Kinesis stream {self.target.stream!r} / S3 bucket "
+                f"{self.target.bucket!r} at {self.target.endpoint_url or 'AWS'} "
+                f"(region {self.target.region}): {error_code(exc)}: {exc}. Check --endpoint-url, "
                 "--region and the credentials, and that the service answers.",
                 error_code(exc),
             ) from exc
@@ -145,18 +167,18 @@ class Bridge:
     def _check_resources(self) -> None:
         shards = ensure_stream(
             self.kinesis,
-            self.settings.stream,
+            self.target.stream,
             create=self.options.create_stream,
             shards=self.options.shards,
         )
-        self._shard_ranges = open_shard_ranges(self.kinesis, self.settings.stream)
-        ensure_bucket(self.s3, self.settings.bucket, create=self.options.create_stream)
+        self._shard_ranges = open_shard_ranges(self.kinesis, self.target.stream)
+        ensure_bucket(self.s3, self.target.bucket, create=self.options.create_stream)
         log.info(
             "bridge: stream %s (%d open shards), dead letters in s3://%s/dead-letter/, "
             "%d lanes, linger %.0f ms, buffer %d",
-            self.settings.stream,
+            self.target.stream,
             shards,
-            self.settings.bucket,
+            self.target.bucket,
             len(self.lanes),
             self.options.linger * 1000,
             self.options.buffer,
@@ -251,10 +273,10 @@ class Bridge:
         if now - checked < 5 and checked:
             return ok
         try:
-            self._probe.describe_stream_summary(StreamName=self.settings.stream)
+            self._probe.describe_stream_summary(StreamName=self.target.stream)
             ok = True
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            log.warning("health: Kinesis stream %s not reachable: %s", self.settings.stream, exc)
+            log.warning("health: Kinesis stream %s not reachable: %s", self.target.stream, exc)
             ok = False
         BRIDGE_KINESIS_UP.set(1 if ok else 0)
         self._probe_cache = (now, ok)

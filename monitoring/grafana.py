@@ -6,11 +6,7 @@ replaced when a rule with the same uid exists; everything lands in the
 the dashboards' version numbers. Needs Grafana 9.1 or newer (the unified
 alerting provisioning API) and a service-account token with the Editor role.
 
-Example::
-
-    iotcast grafana push --url http://127.0.0.1:3000 --token glsa_xxx
-    iotcast grafana push --url http://admin:admin@127.0.0.1:3000 --datasource-uid my-prom
-
+The command line is ``iotcast grafana push`` (:mod:`iotcast.commands.grafana`).
 The files pushed are the ones Grafana provisions in the docker stack:
 
 >>> sorted(d["uid"] for d in load_dashboards())
@@ -22,11 +18,8 @@ The files pushed are the ones Grafana provisions in the docker stack:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,27 +39,19 @@ from monitoring.alerting import (
     FOLDER_TITLE,
     FOLDER_UID,
     GROUP_INTERVAL,
-    grafana_alert_rules,
-    load_prometheus_alerts,
     to_api_rule,
 )
-from telemetry.config import Settings
 
 __all__ = [
-    "HELP",
     "DASHBOARDS_DIR",
     "MIN_VERSION",
     "GrafanaPushError",
     "PushReport",
-    "add_arguments",
     "connect",
     "load_dashboards",
     "push",
-    "run",
     "with_datasource",
 ]
-
-HELP = "upload the dashboards and alert rules to Grafana (idempotent: same uid, overwrite)"
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "grafana" / "dashboards"
 MIN_VERSION = (9, 1)
@@ -258,65 +243,3 @@ def push(
                 disable_provenance=True,
             )
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["push"], help="push: upload dashboards and alert rules")
-    parser.add_argument(
-        "--url", help="Grafana base URL, e.g. http://127.0.0.1:3000 (env GRAFANA_URL)"
-    )
-    parser.add_argument(
-        "--token", help="service-account token (env GRAFANA_TOKEN); or user:pass in --url"
-    )
-    parser.add_argument(
-        "--datasource-uid",
-        default=DATASOURCE_UID,
-        help=f"uid of the Prometheus datasource in that Grafana (default {DATASOURCE_UID!r})",
-    )
-    parser.add_argument(
-        "--folder-uid", default=FOLDER_UID, help=f"folder to put everything in ({FOLDER_UID!r})"
-    )
-    parser.add_argument("--no-alerts", action="store_true", help="push the dashboards only")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP call")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    url = args.url or os.environ.get("GRAFANA_URL")
-    token = args.token or os.environ.get("GRAFANA_TOKEN")
-    if not url:
-        print("iotcast grafana push: give --url (or set GRAFANA_URL)", file=sys.stderr)
-        return 2
-    try:
-        api, version = connect(url, token, args.timeout)
-        report = push(
-            api,
-            url=url,
-            version=version,
-            dashboards=load_dashboards(),
-            alert_rules=None
-            if args.no_alerts
-            else grafana_alert_rules(load_prometheus_alerts(), args.datasource_uid),
-            folder_uid=args.folder_uid,
-            datasource_uid=args.datasource_uid,
-        )
-    except GrafanaPushError as exc:
-        print(f"iotcast grafana push: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "grafana_version": report.grafana_version,
-                    "dashboards": dict(report.dashboards),
-                    "alert_rules": dict(report.alert_rules),
-                }
-            )
-        )
-    else:
-        print(f"Grafana {report.grafana_version} at {url}: folder {args.folder_uid!r}")
-        for uid, action in report.dashboards:
-            print(f"  dashboard  {uid}: {action}")
-        for uid, action in report.alert_rules:
-            print(f"  alert rule {uid}: {action}")
-    return 0

@@ -43,6 +43,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "RecordBatch",
     "RecordBuffer",
     "ShardEnd",
+    "lease_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,16 @@ log = logging.getLogger(__name__)
 ITERATOR_ATTEMPTS = 6
 
 
+def lease_table(app: str) -> str:
+    """The DynamoDB table of the consumer group ``app``'s leases and checkpoints.
+
+    >>> lease_table("iotcast")
+    'kinesis-checkpoints-iotcast'
+    """
+    return f"kinesis-checkpoints-{app}"
+
+
+@dataclass(slots=True, eq=False)
 class RawRecord:
     """One Kinesis record as the processor receives it (``len`` = payload bytes).
 
@@ -80,23 +92,12 @@ class RawRecord:
     'shardId-0'
     """
 
-    __slots__ = ("shard_id", "sequence", "data", "arrived", "epoch", "in_stream")
-
-    def __init__(
-        self,
-        shard_id: str,
-        sequence: str,
-        data: bytes,
-        arrived: float,
-        epoch: int,
-        in_stream: datetime | None = None,
-    ) -> None:
-        self.shard_id = shard_id
-        self.sequence = sequence
-        self.data = data
-        self.arrived = arrived
-        self.epoch = epoch
-        self.in_stream = in_stream
+    shard_id: str
+    sequence: str
+    data: bytes
+    arrived: float
+    epoch: int
+    in_stream: datetime | None = None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -361,6 +362,7 @@ class LeaseCheckpointer:
             endpoint_url=endpoint_url,
             region_name=region,
             create_table=True,
+            table_name=lease_table(app),
         )
         self.table_name = self.inner.table_name
         # async-kinesis' heartbeat loop ends for good on the first failed heartbeat (a DynamoDB

@@ -197,6 +197,52 @@ def expected_rows(days: float, devices: int = 3, seed: int = 0) -> int:
     return int(sum(days * DAY / p.interval_s for p in profiles_for(devices, seed)))
 
 
+def _draws(
+    rng: np.random.Generator,
+    t: float,
+    chunk: int,
+    p: Profile,
+    faults: Faults,
+    gap_p: float,
+    drift: tuple[np.ndarray, np.ndarray],
+    light_rates: tuple[float, float],
+) -> list[list]:
+    """The next ``chunk`` readings' draws after time ``t``, as lists (numpy, a chunk at a time):
+    arrival times, the smooth temperature, the AR factors and innovations, the light chain's
+    switch probabilities, the uniforms of the faults and the gases' noises."""
+    shape = 4.0
+    exp, sqrt = np.exp, np.sqrt
+    dts = rng.gamma(shape, p.interval_s / shape, chunk)
+    u = rng.random((8, chunk))
+    z = rng.standard_normal((6, chunk))
+    gaps = u[7] < gap_p
+    if gaps.any():
+        dts = dts + np.where(
+            gaps, faults.gap_min_s + (faults.gap_max_s - faults.gap_min_s) * u[6], 0.0
+        )
+    ts_arr = t + np.cumsum(dts)
+    daylight_arr = np.cos(2.0 * np.pi * (ts_arr / DAY - p.peak_hour / 24.0))
+    base_arr = p.temp_mean + p.temp_amplitude * daylight_arr + np.interp(ts_arr, *drift)
+    rho_t = exp(-dts / _TEMP_TAU_S)
+    rho_h = exp(-dts / _HUM_TAU_S)
+    rho_g = exp(-dts / _GAS_TAU_S)
+    inn_t = sqrt(1.0 - rho_t * rho_t) * p.temp_noise_sd * z[0]
+    inn_h = sqrt(1.0 - rho_h * rho_h) * z[1]
+    inn_g = sqrt(1.0 - rho_g * rho_g) * p.gas_sd * z[2]
+    light_off_rate, light_on_rate = light_rates
+    p_off = dts * light_off_rate
+    p_on = dts * light_on_rate * (1.0 + 0.8 * daylight_arr)
+    motion_arr = u[1] < p.motion_share * (1.0 + 0.5 * daylight_arr)
+    noise_co = 0.01 * z[3]
+    noise_lpg = 0.008 * z[4]
+    noise_smoke = 0.008 * z[5]
+    return [
+        a.tolist()
+        for a in (ts_arr, base_arr, rho_t, inn_t, rho_h, inn_h, rho_g, inn_g, p_off, p_on,
+                  u[0], motion_arr, u[2], u[3], u[4], u[5], noise_co, noise_lpg, noise_smoke)
+    ]  # fmt: skip
+
+
 def _device_stream(
     index: int, profile: Profile, seed: int, start: float, end: float, faults: Faults, chunk: int
 ) -> Iterator[tuple[float, int, int, Reading]]:
@@ -225,8 +271,8 @@ def _device_stream(
     dup_p = faults.duplicate_rate
     ooo_p = faults.out_of_order_rate
     glitch_p = faults.glitch_rate
-    device, mean, amp, heat = p.device, p.temp_mean, p.temp_amplitude, p.light_heat
-    hum_mean, hum_std, motion_share = p.hum_mean, p.hum_std, p.motion_share
+    device, mean, heat = p.device, p.temp_mean, p.light_heat
+    hum_mean, hum_std = p.hum_mean, p.hum_std
     co0, lpg0, smoke0 = p.co, p.lpg, p.smoke
     # state
     t = start + prng.uniform(0.0, p.interval_s)
@@ -238,39 +284,11 @@ def _device_stream(
     stuck_temp = stuck_hum = 0.0
     held: list[tuple[int, Reading]] = []  # (readings still to wait, reading)
     seq = 0
-    shape = 4.0
-    exp, sqrt = np.exp, np.sqrt
     while True:
-        dts = rng.gamma(shape, p.interval_s / shape, chunk)
-        u = rng.random((8, chunk))
-        z = rng.standard_normal((6, chunk))
-        gaps = u[7] < gap_p
-        if gaps.any():
-            dts = dts + np.where(
-                gaps, faults.gap_min_s + (faults.gap_max_s - faults.gap_min_s) * u[6], 0.0
-            )
-        ts_arr = t + np.cumsum(dts)
-        daylight_arr = np.cos(2.0 * np.pi * (ts_arr / DAY - p.peak_hour / 24.0))
-        base_arr = mean + amp * daylight_arr + np.interp(ts_arr, drift_x, drift_y)
-        rho_t = exp(-dts / _TEMP_TAU_S)
-        rho_h = exp(-dts / _HUM_TAU_S)
-        rho_g = exp(-dts / _GAS_TAU_S)
-        inn_t = sqrt(1.0 - rho_t * rho_t) * p.temp_noise_sd * z[0]
-        inn_h = sqrt(1.0 - rho_h * rho_h) * z[1]
-        inn_g = sqrt(1.0 - rho_g * rho_g) * p.gas_sd * z[2]
-        p_off = dts * light_off_rate
-        p_on = dts * light_on_rate * (1.0 + 0.8 * daylight_arr)
-        motion_arr = u[1] < motion_share * (1.0 + 0.5 * daylight_arr)
-        noise_co = 0.01 * z[3]
-        noise_lpg = 0.008 * z[4]
-        noise_smoke = 0.008 * z[5]
-        cols = [
-            a.tolist()
-            for a in (ts_arr, base_arr, rho_t, inn_t, rho_h, inn_h, rho_g, inn_g, p_off, p_on,
-                      u[0], motion_arr, u[2], u[3], u[4], u[5], noise_co, noise_lpg, noise_smoke)
-        ]  # fmt: skip
         (ts_l, base_l, rho_t_l, inn_t_l, rho_h_l, inn_h_l, rho_g_l, inn_g_l, p_off_l, p_on_l,
-         u_light, motion_l, u_stuck, u_glitch, u_dup, u_ooo, n_co, n_lpg, n_smoke) = cols  # fmt: skip
+         u_light, motion_l, u_stuck, u_glitch, u_dup, u_ooo, n_co, n_lpg, n_smoke) = _draws(
+            rng, t, chunk, p, faults, gap_p, (drift_x, drift_y), (light_off_rate, light_on_rate)
+        )  # fmt: skip
         for i in range(chunk):
             t = ts_l[i]
             if t >= end:

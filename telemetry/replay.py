@@ -10,31 +10,27 @@ unacknowledged messages keeps the pipe full without unbounded memory; if
 the connection drops, paho re-sends the unacknowledged messages after a
 reconnect (bounded retries), or the replay fails with a message.
 
-Example::
+The command line is ``iotcast replay`` (:mod:`iotcast.commands.replay`).
 
-    iotcast replay --csv week.csv --speed 60 --limit 10000
-    iotcast replay --csv week.csv --speed 0 --mqtt-url mqtts://user:pass@broker:8883 --mqtt-ca-file ca.pem
-
->>> import argparse
->>> p = argparse.ArgumentParser(); add_arguments(p)
->>> a = p.parse_args(["--csv", "week.csv", "--speed", "60", "--device", "b8:27:eb:bf:9d:51"])
->>> a.speed, a.qos, a.device
-(60.0, 1, ['b8:27:eb:bf:9d:51'])
+>>> from telemetry.broker import parse_mqtt_url
+>>> replay(parse_mqtt_url("mqtt://127.0.0.1:1883"), [], speed=-1)
+Traceback (most recent call last):
+...
+ValueError: speed must be >= 0, got -1
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import ssl
+import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
-from pathlib import Path
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,13 +40,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from telemetry.config import Settings
-from telemetry.csvfile import BadRows, CsvFormatError, read_csv
-from telemetry.reading import Reading, encode
+from telemetry.broker import MqttTarget
+from telemetry.reading import Reading, encode, topic_for
 
-__all__ = ["HELP", "ReplayError", "add_arguments", "connect", "replay", "run"]
-
-HELP = "publish readings from a CSV file over MQTT, paced by event time"
+__all__ = ["DEFAULT_WINDOW", "BackgroundReplay", "ReplayError", "connect", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +81,7 @@ class _Acks:
 
 
 def connect(
-    settings: Settings,
+    target: MqttTarget,
     *,
     client_id: str | None = None,
     timeout: float = 10.0,
@@ -96,10 +89,9 @@ def connect(
 ) -> tuple[mqtt.Client, _Acks]:
     """A connected paho client (no background thread) and its acknowledgement counter.
 
-    Reads host, port, TLS and credentials from ``settings.mqtt`` and the CA file
-    from ``settings.mqtt_ca_file``.  Raises :class:`ReplayError` with what to check.
+    ``target`` gives host, port, TLS, credentials and the CA file.  Raises
+    :class:`ReplayError` with what to check.
     """
-    target = settings.mqtt
     acks = _Acks()
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -116,8 +108,8 @@ def connect(
     if target.username:
         client.username_pw_set(target.username, target.password)
     if target.tls:
-        client.tls_set(ca_certs=settings.mqtt_ca_file)
-    where = f"{target.host}:{target.port}"
+        client.tls_set(ca_certs=target.ca_file)
+    where = target.where
     try:
         client.connect(target.host, target.port, keepalive=30)
     except ssl.SSLError as exc:
@@ -179,7 +171,7 @@ def _service(
 
 
 def replay(
-    settings: Settings,
+    broker: MqttTarget,
     readings: Iterable[Reading],
     *,
     speed: float = 0.0,
@@ -191,7 +183,7 @@ def replay(
     stall_timeout: float = 30.0,
     total: int | None = None,
 ) -> int:
-    """Publish ``readings`` to the broker of ``settings``; return how many the broker accepted.
+    """Publish ``readings`` to ``broker``; return how many the broker accepted.
 
     ``speed``: times real time by event time (0 = as fast as possible).
     ``limit``: stop after that many readings; ``devices``: only these devices.
@@ -205,9 +197,8 @@ def replay(
     if speed < 0:
         raise ValueError(f"speed must be >= 0, got {speed}")
     window = max(1, window)
-    target = settings.mqtt
-    where = f"{target.host}:{target.port}"
-    client, acks = connect(settings, window=window)
+    where = broker.where
+    client, acks = connect(broker, window=window)
     wanted = set(devices) if devices else None
     if limit is not None:
         total = limit if total is None else min(total, limit)
@@ -247,7 +238,7 @@ def replay(
                     wait = due - time.monotonic()
             if sent - acks.acked >= window:
                 _wait_acks(client, acks, sent - window + 1, where, stall_timeout)
-            info = publish(f"iot/{reading.device}/telemetry", encode(reading), qos)
+            info = publish(topic_for(reading.device), encode(reading), qos)
             if info.rc != _SUCCESS:
                 if qos == 0 or info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                     raise ReplayError(
@@ -288,75 +279,65 @@ def _wait_acks(
             )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--csv", required=True, metavar="FILE", help="file in the public CSV format"
-    )
-    parser.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="times real time by event time; 0 = as fast as possible (default 1)",
-    )
-    parser.add_argument("--limit", type=int, help="stop after N readings")
-    parser.add_argument(
-        "--qos", type=int, choices=(0, 1, 2), default=1, help="MQTT QoS (default 1: acknowledged)"
-    )
-    parser.add_argument(
-        "--device",
-        "--devices",
-        dest="device",
-        action="append",
-        metavar="ID[,ID...]",
-        help="only these devices (repeatable or comma-separated; default: every device)",
-    )
-    parser.add_argument(
-        "--window",
-        type=int,
-        default=DEFAULT_WINDOW,
-        help=f"most messages awaiting acknowledgement at once (default {DEFAULT_WINDOW})",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+class BackgroundReplay:
+    """:func:`replay` on a thread: how far it got, then what the broker accepted or the error.
 
+    ``taken`` counts the readings the replay has taken from ``readings`` so far;
+    :meth:`cancel` ends it after the current one.  Keyword arguments go to :func:`replay`.
 
-def _count_rows(path: str) -> int:
-    n = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            n += block.count(b"\n")
-    return max(0, n - 1)
+    >>> from telemetry.broker import parse_mqtt_url
+    >>> job = BackgroundReplay(parse_mqtt_url("mqtt://127.0.0.1:1883"), [], speed=-1).start()
+    >>> job.join(5)
+    Traceback (most recent call last):
+    ...
+    ValueError: speed must be >= 0, got -1
+    """
 
+    def __init__(self, target: MqttTarget, readings: Iterable[Reading], **kwargs: Any) -> None:
+        self.target = target
+        self.readings = readings
+        self.kwargs = kwargs
+        self.taken = 0
+        self.result: int | None = None
+        self.error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Run ``iotcast replay``."""
-    console = Console(stderr=True)
-    if not Path(args.csv).is_file():
-        console.print(f"[red]no such file: {args.csv}[/red]")
-        return 2
-    devices = [d for arg in args.device or () for d in arg.split(",") if d] or None
-    bad = BadRows()
-    started = time.perf_counter()
-    try:
-        n = replay(
-            settings,
-            read_csv(args.csv, on_bad_row=bad),
-            speed=args.speed,
-            qos=args.qos,
-            limit=args.limit,
-            progress=not args.quiet,
-            devices=devices,
-            window=args.window,
-            total=None if devices else _count_rows(args.csv),
-        )
-    except (ReplayError, CsvFormatError) as exc:
-        console.print(f"[red]iotcast replay: {exc}[/red]")
-        return 1
-    elapsed = time.perf_counter() - started
-    what = "acknowledged by the broker" if args.qos else "written (QoS 0)"
-    console.print(
-        f"published {n:,} readings to {settings.mqtt.host}:{settings.mqtt.port} "
-        f"({what}) in {elapsed:.1f} s, {n / max(elapsed, 1e-9):,.0f} msg/s"
-    )
-    if bad.count:
-        console.print(f"skipped {bad.count:,} bad rows: {dict(bad.by_reason)}")
-    return 0
+    def start(self) -> BackgroundReplay:
+        self._thread.start()
+        return self
+
+    def _feed(self) -> Iterator[Reading]:
+        for reading in self.readings:
+            if self._cancel.is_set():
+                return
+            yield reading
+            self.taken += 1
+
+    def _run(self) -> None:
+        try:
+            self.result = replay(self.target, self._feed(), **self.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by join() or .error
+            self.error = exc
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def finished(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the end; True once it ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> int:
+        """Wait for the end; return what the broker accepted, or raise the replay's error."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"the replay did not finish within {timeout:.0f}s")
+        if self.error is not None:
+            raise self.error
+        return self.result or 0

@@ -11,8 +11,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from telemetry.config import Settings
-from telemetry.stack import ManagedProcess, start_mosquitto, start_moto
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, start_kinesalite, start_mosquitto, start_moto
+from tests.support import settings_on
 
 # Nothing in the suite may reach real AWS, whatever the developer's shell holds.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
@@ -47,18 +48,7 @@ def unique() -> str:
 @pytest.fixture
 def settings(moto_server: ManagedProcess, unique: str) -> Settings:
     """Settings pointing at the session's moto server, with names unique to this test."""
-    return Settings.resolve(
-        env={},
-        toml={},
-        flags={
-            "endpoint_url": moto_server.url,
-            "region": "us-east-1",
-            "stream": f"telemetry-{unique}",
-            "predictions_stream": f"predictions-{unique}",
-            "bucket": f"iotcast-{unique}",
-            "app": f"app-{unique}",
-        },
-    )
+    return settings_on(moto_server.url, unique=unique)
 
 
 @pytest.fixture
@@ -77,32 +67,9 @@ def boto(settings: Settings):
     return make
 
 
-def _kinesalite_module() -> str:
-    """The kinesalite package in the repository's (gitignored) node_modules (``./dev setup`` installs it)."""
-    from telemetry.stack import ComponentMissing, require
-
-    require("node")
-    local = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
-    if not local.exists():
-        raise ComponentMissing(
-            "kinesalite is not installed; get it with: npm install --no-save kinesalite@3.3.3 "
-            "(in the repository root; ./dev setup does it)"
-        )
-    return str(local)
-
-
 @pytest.fixture
 def kinesalite(tmp_path: Path) -> Iterator[ManagedProcess]:
     """A fresh kinesalite (Kinesis only, in memory; reshards correctly, unlike moto) on a free port."""
-    from telemetry.stack import free_port
-
-    port = free_port()
-    # Started through node so that it listens on 127.0.0.1 only (its CLI binds every interface).
-    script = (
-        "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,"
-        " shardLimit: 100}).listen(+process.argv[2], '127.0.0.1')"
-    )
-    argv = ["node", "-e", script, _kinesalite_module(), str(port)]
-    proc = ManagedProcess("kinesalite", argv, port, tmp_path / "kinesalite.log").start(timeout=60)
+    proc = start_kinesalite(tmp_path)
     yield proc
     proc.stop()

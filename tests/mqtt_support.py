@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from telemetry.stack import ManagedProcess, require, start_mosquitto
+from iotcast.stack import ManagedProcess, require, start_mosquitto
 
 __all__ = ["SecureBroker", "make_test_ca", "start_secure_broker"]
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,9 +14,8 @@ from bridge.deadletter import DeadLetterWriter, dead_letter_entry
 from bridge.kinesis import open_shard_ranges, shard_index
 from bridge.retry import BridgeFailure, RetryPolicy
 from bridge.service import Bridge, BridgeOptions
+from tests import support
 from tests.faultproxy import FaultProxy
-
-IOTCAST = str(Path(sys.executable).parent / "iotcast")
 
 
 def test_lane_batches_by_count_bytes_and_linger():
@@ -55,19 +52,9 @@ def test_shard_index_matches_where_kinesis_puts_the_key(boto, settings):
 
 
 def test_missing_stream_exits_2_with_a_message_saying_what_to_do(settings):
+    argv = support.iotcast_argv(settings.replace(stream="no-such-stream"), "bridge")
     result = subprocess.run(
-        [
-            IOTCAST,
-            "bridge",
-            "--endpoint-url",
-            settings.endpoint_url,
-            "--region",
-            settings.region,
-            "--stream",
-            "no-such-stream",
-            "--bucket",
-            settings.bucket,
-        ],
+        argv,
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,7 +69,9 @@ def test_unreachable_kinesis_at_start_raises_what_to_check(settings, moto_server
     proxy = FaultProxy(moto_server.url)
     proxy.down = True
     try:
-        bridge = Bridge(settings.replace(endpoint_url=proxy.url), BridgeOptions(client_id="x"))
+        bridge = Bridge(
+            settings.replace(endpoint_url=proxy.url).bridge_target(), BridgeOptions(client_id="x")
+        )
         with pytest.raises(BridgeFailure, match="ServiceUnavailable.*Check --endpoint-url"):
             bridge.start()
     finally:
@@ -91,7 +80,9 @@ def test_unreachable_kinesis_at_start_raises_what_to_check(settings, moto_server
 
 def test_create_stream_creates_stream_and_bucket(settings, boto, mosquitto):
     settings = settings.replace(mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}")
-    bridge = Bridge(settings, BridgeOptions(client_id="c", create_stream=True, shards=3))
+    bridge = Bridge(
+        settings.bridge_target(), BridgeOptions(client_id="c", create_stream=True, shards=3)
+    )
     bridge.start()
     try:
         summary = boto("kinesis").describe_stream_summary(StreamName=settings.stream)

@@ -10,11 +10,9 @@ malformed one is in the dead letter with its reason.
 from __future__ import annotations
 
 import base64
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,10 +24,11 @@ import pytest
 
 from bridge.retry import RetryPolicy
 from bridge.service import Bridge, BridgeOptions
+from iotcast.cli import local_env
 from telemetry.reading import Reading, decode_payload, encode, topic_for
+from tests import support
 from tests.faultproxy import FaultProxy
 
-IOTCAST = str(Path(sys.executable).parent / "iotcast")
 DEVICES = ("b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a", "1c:bf:ce:15:ec:4d") + tuple(
     f"sensor-{i:02d}" for i in range(9)
 )
@@ -179,17 +178,6 @@ def dead_letters(s3, bucket: str) -> list[dict]:
     return out
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def check_complete(reader: StreamReader, readings: list[Reading], timeout: float = 60.0) -> dict:
     """Wait until every reading is in the stream; return duplicate/extra figures. Values must match."""
     want = {(r.device, r.ts): r for r in readings}
@@ -200,7 +188,7 @@ def check_complete(reader: StreamReader, readings: list[Reading], timeout: float
         return want.keys() <= got
 
     try:
-        wait_until(all_there, timeout, "every valid reading in the stream")
+        support.wait_for(all_there, timeout, "every valid reading in the stream")
     finally:
         got = reader.readings()
     seen = Counter((r.device, r.ts) for r in got)
@@ -213,7 +201,7 @@ def check_complete(reader: StreamReader, readings: list[Reading], timeout: float
 
 def check_dead_letters(s3, bucket: str, bad, timeout: float = 30.0) -> None:
     want = Counter((base64.b64encode(p).decode(), reason) for _, p, reason in bad)
-    entries = wait_until(
+    entries = support.wait_for(
         lambda: (e := dead_letters(s3, bucket)) and len(e) >= len(bad) and e,
         timeout,
         f"{len(bad)} dead letters",
@@ -241,44 +229,17 @@ def in_order_per_device(readings: list[Reading]) -> int:
 
 
 # ------------------------------------------------------------------ bridges
-def bridge_argv(settings, *extra: str) -> list[str]:
-    return [
-        IOTCAST,
-        "bridge",
-        "--mqtt-url",
-        settings.mqtt_url,
-        "--endpoint-url",
-        settings.endpoint_url,
-        "--region",
-        settings.region,
-        "--stream",
-        settings.stream,
-        "--bucket",
-        settings.bucket,
-        "--app",
-        settings.app,
-        *extra,
-    ]
-
-
 def spawn_bridge(settings, tmp_path: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
     """``iotcast bridge`` as a child; with ``wait``, returns once it has subscribed."""
     path = tmp_path / "bridge.log"
-
-    def ready_lines() -> int:
-        text = path.read_text() if path.exists() else ""
-        return text.count("MQTT: subscribed") + text.count("MQTT: resumed session")
-
-    before = ready_lines()
+    before = support.subscriptions(path)
     log = open(path, "ab")  # noqa: SIM115 - the child owns it
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        bridge_argv(settings, *extra), stdout=log, stderr=subprocess.STDOUT, env=env
-    )
+    argv = support.iotcast_argv(settings, "bridge", *extra)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=local_env(settings))
     log.close()
     if wait:
-        wait_until(
-            lambda: proc.poll() is not None or ready_lines() > before,
+        support.wait_for(
+            lambda: proc.poll() is not None or support.subscriptions(path) > before,
             60,
             "the bridge to subscribe",
             0.1,
@@ -289,7 +250,7 @@ def spawn_bridge(settings, tmp_path: Path, *extra: str, wait: bool = True) -> su
 def create_resources(boto, settings, shards: int = SHARDS) -> None:
     boto("kinesis").create_stream(StreamName=settings.stream, ShardCount=shards)
     boto("s3").create_bucket(Bucket=settings.bucket)
-    wait_until(
+    support.wait_for(
         lambda: (
             boto("kinesis").describe_stream_summary(StreamName=settings.stream)[
                 "StreamDescriptionSummary"
@@ -310,7 +271,7 @@ def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
     settings = settings_mqtt
     readings, bad, messages = traffic(19_700, 300)
     bridge = Bridge(
-        settings,
+        settings.bridge_target(),
         BridgeOptions(client_id=f"bridge-{settings.app}", create_stream=True, shards=2 * SHARDS),
     )
     bridge.start()
@@ -319,7 +280,7 @@ def test_bridge_forwards_every_reading_and_dead_letters_every_bad_one(
         reader = StreamReader(boto("kinesis"), settings.stream)
         figures = check_complete(reader, readings)
         check_dead_letters(boto("s3"), settings.bucket, bad)
-        wait_until(lambda: len(bridge.buffer) == 0, 10, "buffer to empty")
+        support.wait_for(lambda: len(bridge.buffer) == 0, 10, "buffer to empty")
     finally:
         assert bridge.stop(10)
     assert figures["duplicates"] == 0, figures  # no crash, no reconnect: exactly once
@@ -351,7 +312,9 @@ def test_bridge_killed_twice_loses_nothing(settings_mqtt, boto, mosquitto, tmp_p
         publisher.start()
         threshold = 1500
         for gate in gates:
-            wait_until(lambda t=threshold: reader.poll() > t, 60, "the bridge to forward", 0.2)
+            support.wait_for(
+                lambda t=threshold: reader.poll() > t, 60, "the bridge to forward", 0.2
+            )
             during_replay.append(publisher.is_alive())
             bridge.send_signal(signal.SIGKILL)
             bridge.wait(10)
@@ -378,22 +341,22 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
     create_resources(boto, settings)
     readings, bad, messages = traffic(6_000, 100)
     half = len(messages) // 2
-    bridge = Bridge(settings, BridgeOptions(client_id=f"bridge-{settings.app}"))
+    bridge = Bridge(settings.bridge_target(), BridgeOptions(client_id=f"bridge-{settings.app}"))
     bridge.start()
     reader = StreamReader(boto("kinesis"), settings.stream)
     try:
         # First half while the bridge is up, then the broker goes down mid-flow.
         publisher = threading.Thread(target=publish, args=(mosquitto.port, messages[:half]))
         publisher.start()
-        wait_until(lambda: bridge.received > 1000, 30, "the bridge to receive", 0.05)
+        support.wait_for(lambda: bridge.received > 1000, 30, "the bridge to receive", 0.05)
         publisher.join(60)
         mosquitto.stop()
-        assert not bridge.source.connected or wait_until(
+        assert not bridge.source.connected or support.wait_for(
             lambda: not bridge.source.connected, 10, "the bridge to notice", 0.1
         )
         assert bridge.health()["ok"] is False and bridge.health()["mqtt"] is False
         mosquitto.start()
-        wait_until(lambda: bridge.source.connected, 30, "the bridge to reconnect", 0.2)
+        support.wait_for(lambda: bridge.source.connected, 30, "the bridge to reconnect", 0.2)
         assert publish(mosquitto.port, messages[half:]) == len(messages) - half
         figures = check_complete(reader, readings)
         check_dead_letters(boto("s3"), settings.bucket, bad)
@@ -403,17 +366,13 @@ def test_bridge_survives_broker_restart(settings_mqtt, boto, mosquitto, tmp_path
     print(f"\nbroker restart: {figures}")
 
 
-@pytest.mark.slow
-def test_bridge_delivers_all_in_order_through_throttling(
-    settings_mqtt, boto, mosquitto, moto_server
-):
-    proxy = FaultProxy(moto_server.url, throttle_share=0.3, call_error_share=0.1)
-    settings = settings_mqtt
+def forward_through(proxy: FaultProxy, settings, boto, broker, n: int) -> tuple:
+    """A bridge whose AWS calls pass ``proxy`` (its faults) forwards ``n`` readings published
+    to ``broker``; returns the bridge, the stream's reader and :func:`check_complete`'s figures."""
     create_resources(boto, settings)
-    readings, _, messages = traffic(8_000, 0)
-    via_proxy = settings.replace(endpoint_url=proxy.url)
+    readings, _, messages = traffic(n, 0)
     bridge = Bridge(
-        via_proxy,
+        settings.replace(endpoint_url=proxy.url).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
@@ -421,12 +380,21 @@ def test_bridge_delivers_all_in_order_through_throttling(
     )
     bridge.start()
     try:
-        assert publish(mosquitto.port, messages) == len(messages)
+        assert publish(broker.port, messages) == len(messages)
         reader = StreamReader(boto("kinesis"), settings.stream)
         figures = check_complete(reader, readings)
     finally:
         assert bridge.stop(10)
         proxy.close()
+    return bridge, reader, figures
+
+
+@pytest.mark.slow
+def test_bridge_delivers_all_in_order_through_throttling(
+    settings_mqtt, boto, mosquitto, moto_server
+):
+    proxy = FaultProxy(moto_server.url, throttle_share=0.3, call_error_share=0.1)
+    _, reader, figures = forward_through(proxy, settings_mqtt, boto, mosquitto, 8_000)
     assert proxy.refused.get("ProvisionedThroughputExceededException", 0) > 100, proxy.refused
     assert proxy.call_errors > 0
     assert figures["duplicates"] == 0
@@ -439,24 +407,7 @@ def test_bridge_random_record_failures_deliver_all_and_count_reordering(
     settings_mqtt, boto, mosquitto, moto_server
 ):
     proxy = FaultProxy(moto_server.url, internal_share=0.05)
-    settings = settings_mqtt
-    create_resources(boto, settings)
-    readings, _, messages = traffic(4_000, 0)
-    bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url),
-        BridgeOptions(
-            client_id=f"bridge-{settings.app}",
-            retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
-        ),
-    )
-    bridge.start()
-    try:
-        assert publish(mosquitto.port, messages) == len(messages)
-        reader = StreamReader(boto("kinesis"), settings.stream)
-        figures = check_complete(reader, readings)
-    finally:
-        assert bridge.stop(10)
-        proxy.close()
+    bridge, reader, figures = forward_through(proxy, settings_mqtt, boto, mosquitto, 4_000)
     assert proxy.refused.get("InternalFailure", 0) > 50
     disorder = in_order_per_device(reader.readings())
     assert disorder == sum(s.reordered for s in bridge.senders)  # the bridge knows and reports it
@@ -476,7 +427,7 @@ def scrape(port: int, path: str) -> tuple[int, bytes]:
 
 @pytest.mark.slow
 def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquitto, tmp_path):
-    from telemetry.stack import free_port
+    from iotcast.stack import free_port
 
     settings = settings_mqtt
     create_resources(boto, settings)
@@ -489,7 +440,7 @@ def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquit
     reader = StreamReader(boto("kinesis"), settings.stream)
     try:
         publisher.start()
-        wait_until(lambda: reader.poll() > 1000, 30, "the bridge to forward", 0.2)
+        support.wait_for(lambda: reader.poll() > 1000, 30, "the bridge to forward", 0.2)
         status, body = scrape(port, "/healthz")
         assert status == 200 and orjson.loads(body)["mqtt"] is True, body
         assert b"iotcast_bridge_readings_forwarded_total" in scrape(port, "/metrics")[1]
@@ -521,7 +472,7 @@ def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitt
     create_resources(boto, settings)
     readings, _, messages = traffic(3_000, 0)
     bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url),
+        settings.replace(endpoint_url=proxy.url).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             buffer=400,
@@ -569,7 +520,9 @@ def test_bridge_past_retry_bound_exits_3_without_acking(
         bridge.kill()
         proxy.close()
     # Nothing was acknowledged without delivery: the next healthy run forwards everything.
-    bridge = Bridge(settings, BridgeOptions(client_id=f"iotcast-bridge-{settings.app}"))
+    bridge = Bridge(
+        settings.bridge_target(), BridgeOptions(client_id=f"iotcast-bridge-{settings.app}")
+    )
     bridge.start()
     try:
         figures = check_complete(StreamReader(boto("kinesis"), settings.stream), readings)

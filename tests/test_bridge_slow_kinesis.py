@@ -19,7 +19,7 @@ import pytest
 from bridge.kinesis import KinesisSender, client_config
 from bridge.retry import RetryPolicy
 from tests.faultproxy import FaultProxy
-from tests.processor_support import create_stream
+from tests.support import create_stream
 
 SLOW = 33.0  # above the old 30 s read timeout
 

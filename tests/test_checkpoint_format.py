@@ -23,7 +23,7 @@ from stream.checkpoint import CheckpointStore, TamperedCheckpoint, sha256_hex
 from stream.registry import ModelRegistry
 from telemetry.generate import generate
 from telemetry.reading import encode
-from tests.processor_support import (
+from tests.support import (
     IOTCAST,
     create_stream,
     device_samples,

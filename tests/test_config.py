@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from telemetry import cli
-from telemetry.config import LOCAL_AWS_ENDPOINT, ConfigError, Settings, load_toml, parse_mqtt_url
+from iotcast import cli
+from iotcast.settings import LOCAL_AWS_ENDPOINT, ConfigError, Settings, load_toml
+from telemetry.broker import parse_mqtt_url
 
 NO_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"}
 
@@ -110,7 +111,7 @@ def test_mqtt_urls_with_tls_and_credentials() -> None:
     assert parse_mqtt_url("mqtt://broker").port == 1883
     assert "s@cret" not in repr(t)  # the password stays out of logs
     s = resolve(flags={"mqtt_url": "mqtts://u:p@h:8883", "mqtt_ca_file": "/ca.pem"})
-    assert s.mqtt.tls and s.mqtt_ca_file == "/ca.pem"
+    assert s.mqtt.tls and s.mqtt_ca_file == s.mqtt.ca_file == "/ca.pem"
 
 
 def test_cli_reads_flags_once_at_the_edge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

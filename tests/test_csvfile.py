@@ -179,7 +179,7 @@ def test_java_double_matches_javas_double_to_string(value: float, java: str) -> 
 def test_data_commands_generate_then_load_with_a_report(tmp_path: Path, capsys) -> None:
     import json
 
-    from telemetry.cli import main
+    from iotcast.cli import main
 
     out = tmp_path / "day.csv"
     assert (

@@ -25,10 +25,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from rich.console import Console
 
-from telemetry import demo, live
-from telemetry.cli import common_flags
-from telemetry.config import Settings
-from telemetry.stack import ComponentMissing, ManagedProcess, free_port
+from iotcast import live
+from iotcast import stack as local_stack
+from iotcast.cli import common_flags
+from iotcast.demo import command as demo
+from iotcast.demo import run as demo_run
+from iotcast.demo import stack as demo_stack
+from iotcast.demo import summary as demo_summary
+from iotcast.settings import Settings
+from iotcast.stack import ComponentMissing, ManagedProcess, free_port
+from iotcast.supervisor import Interrupts, ProcessList
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +45,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def port_flags(ports: demo.Ports) -> list[str]:
+def port_flags(ports: demo_stack.Ports) -> list[str]:
     return [
         "--mqtt-port", str(ports.mqtt), "--moto-port", str(ports.moto),
         "--prometheus-port", str(ports.prometheus), "--bridge-metrics-port", str(ports.bridge),
@@ -47,12 +53,12 @@ def port_flags(ports: demo.Ports) -> list[str]:
     ]  # fmt: skip
 
 
-def free_ports() -> demo.Ports:
+def free_ports() -> demo_stack.Ports:
     ports: set[int] = set()
     while len(ports) < 6:
         ports.add(free_port())
     a, b, c, d, e, f = sorted(ports)
-    return demo.Ports(mqtt=a, moto=b, prometheus=c, bridge=d, processors=(e, f))
+    return demo_stack.Ports(mqtt=a, moto=b, prometheus=c, bridge=d, processors=(e, f))
 
 
 @pytest.fixture
@@ -65,7 +71,7 @@ def out_dir() -> Iterator[Path]:
 
 
 def demo_cmd(out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "telemetry.cli", "demo", "--out", str(out), "--no-live",
+    return [sys.executable, "-m", "iotcast.cli", "demo", "--out", str(out), "--no-live",
             *port_flags(free_ports()), *args]  # fmt: skip
 
 
@@ -126,12 +132,14 @@ def test_demo_refuses_a_taken_port_and_starts_nothing(tmp_path, capsys):
 
 
 def test_demo_refuses_the_same_port_twice():
-    with pytest.raises(demo.DemoRefused, match="given to both mosquitto and prometheus"):
-        demo.check_ports(demo.Ports(mqtt=41000, prometheus=41000), in_use=lambda p: False)
+    with pytest.raises(demo_stack.DemoRefused, match="given to both mosquitto and prometheus"):
+        demo_stack.check_ports(
+            demo_stack.Ports(mqtt=41000, prometheus=41000), in_use=lambda p: False
+        )
 
 
 def test_demo_refuses_a_missing_component_saying_how_to_get_it(tmp_path, capsys, monkeypatch):
-    real = demo.stack.require
+    real = local_stack.require
 
     def require(binary: str) -> str:
         if binary == "mosquitto":
@@ -140,7 +148,7 @@ def test_demo_refuses_a_missing_component_saying_how_to_get_it(tmp_path, capsys,
             )
         return real(binary)
 
-    monkeypatch.setattr(demo.stack, "require", require)
+    monkeypatch.setattr(local_stack, "require", require)
     args = parse(["--out", str(tmp_path / "out"), *port_flags(free_ports())])
     code = demo.run(Settings.resolve(env={}, toml={}, flags={}), args)
     err = capsys.readouterr().err
@@ -156,7 +164,7 @@ _POLITE = "import time; print('up', flush=True); time.sleep(600)"
 
 
 def test_stop_all_ends_children_even_one_that_ignores_sigterm(tmp_path):
-    procs = demo.ProcessList()
+    procs = ProcessList()
     for name, code in (("polite", _POLITE), ("stubborn", _STUBBORN)):
         proc = ManagedProcess(name, [sys.executable, "-c", code], 0, tmp_path / f"{name}.log")
         procs.start(proc, ready=lambda p=proc: "up" in p.log_tail())
@@ -173,7 +181,7 @@ STACK = {"reaper", "moto_server", "mosquitto", "prometheus"}
 
 def test_sigterm_and_ctrl_c_both_interrupt_the_demo():
     before = signal.getsignal(signal.SIGTERM)
-    interrupts = demo.Interrupts()
+    interrupts = Interrupts()
     interrupts.install()
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -313,8 +321,9 @@ def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
     server, port = _serve({"/bridge": _bridge_page(), "/p1": p1, "/p2": p2})
     try:
         base = f"http://127.0.0.1:{port}"
-        snap = live.collect(f"{base}/bridge", [f"{base}/p1", f"{base}/p2", f"{base}/missing"])
-        down = live.collect("http://127.0.0.1:9/metrics", [], timeout=0.5)
+        processors = [f"{base}/p1", f"{base}/p2", f"{base}/missing"]
+        snap = live.Scraper(f"{base}/bridge", processors).collect()
+        down = live.Scraper("http://127.0.0.1:9/metrics", [], timeout=0.5).collect()
     finally:
         server.shutdown()
     assert snap.bridge_up and snap.processors_up == (True, True, False)
@@ -329,8 +338,8 @@ def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
     assert a.champion_rolling_mae == pytest.approx(0.11) and a.baseline_rolling_mae == 0.25
     assert (a.champion_mae, a.baseline_mae, a.actual, a.predicted) == (0.11, 0.25, 22.5, 22.43)
     assert (b.device, b.champion) == ("b", "persistence")
-    assert demo.pipeline_done(snap, 1003, replay_finished=True)
-    assert not demo.pipeline_done(snap, 1003, replay_finished=False)
+    assert demo_run.pipeline_done(snap, 1003, replay_finished=True)
+    assert not demo_run.pipeline_done(snap, 1003, replay_finished=False)
     assert not down.bridge_up and down.forwarded == 0
 
 
@@ -353,16 +362,16 @@ def test_live_view_renders_the_pipeline_lag_and_devices():
 
 def test_stall_message_names_the_stage_that_stopped():
     snap = live.Snapshot(bridge_up=True, forwarded=500, learned=10)
-    assert "published 40 of 100" in demo.diagnose_stall(snap, 40, 100, 61)
-    assert "forwarded 500 and dead-lettered 0 of 900" in demo.diagnose_stall(snap, 900, 900, 61)
-    assert "accounted for 10 of 500" in demo.diagnose_stall(snap, 500, 500, 61)
+    assert "published 40 of 100" in demo_run.diagnose_stall(snap, 40, 100, 61)
+    assert "forwarded 500 and dead-lettered 0 of 900" in demo_run.diagnose_stall(snap, 900, 900, 61)
+    assert "accounted for 10 of 500" in demo_run.diagnose_stall(snap, 500, 500, 61)
 
 
 def test_prometheus_config_scrapes_the_parts_and_promtool_accepts_it(tmp_path):
-    from telemetry.stack import require
+    from iotcast.stack import require
 
-    rules, rejected = demo.rule_files()
-    config = demo.prometheus_config(tmp_path / "prometheus.yml", free_ports(), rules)
+    rules, rejected = demo_stack.rule_files()
+    config = demo_stack.prometheus_config(tmp_path / "prometheus.yml", free_ports(), rules)
     check = subprocess.run(
         [require("promtool"), "check", "config", str(config)], capture_output=True, text=True
     )
@@ -449,7 +458,7 @@ def check_completed_demo(out: Path, output: str) -> None:
     # The evaluation report; per device, the stream's prequential MAE of the champion and
     # of persistence equals the offline evaluation's (same code, same readings).
     assert (out / "report" / "report.md").exists()
-    offline = demo.offline_mae(out / "report" / "metrics.csv")
+    offline = demo_summary.offline_mae(out / "report" / "metrics.csv")
     assert set(s["devices"]) == set(expected)
     for device, d in s["devices"].items():
         assert d["champion"], device

@@ -30,10 +30,10 @@ from string import Template
 import pytest
 
 from deploy.template import OUTPUT, POLICY_VARIABLES
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from stream.checkpoint import CheckpointStore
 from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
-from telemetry.stack import ManagedProcess, free_port, port_in_use
 from tests.test_security_iam import (
     ACCOUNT,
     REGION,

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import threading
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from telemetry.stack import ManagedProcess, free_port, require
+from iotcast.stack import ManagedProcess, free_port, require
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -117,7 +118,11 @@ def test_dockerfile_is_multi_stage_and_runs_as_a_non_root_user() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert final.index("USER") < final.index("ENTRYPOINT")
     assert re.search(r'^ENTRYPOINT \["iotcast"\]', final, re.MULTILINE)
-    for package in ("telemetry", "bridge", "stream", "online_models", "monitoring"):
+    # every package pyproject.toml installs is copied into the image
+    find = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [p.rstrip("*") for p in find["packages"]["find"]["include"]]
+    assert "iotcast" in packages
+    for package in packages:
         assert f"COPY {package} ./{package}" in text
 
 

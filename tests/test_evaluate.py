@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iotcast.cli import main
 from online_models.catalog import BUILTIN, load_catalog
 from online_models.config import TaskConfig
 from online_models.evaluate import PLOT_STEP_S, prequential
 from online_models.report import SECTIONS
-from telemetry.cli import main
 from telemetry.csvfile import write_csv
 from telemetry.generate import generate
 

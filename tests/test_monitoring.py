@@ -23,8 +23,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import monitoring.metrics
+from iotcast.stack import ManagedProcess, require, start_prometheus
 from monitoring.alerting import GRAFANA_ALERTS_FILE, load_prometheus_alerts, render_grafana_alerts
-from telemetry.stack import ManagedProcess, require, start_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "monitoring" / "prometheus"

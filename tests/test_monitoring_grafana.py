@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from iotcast.cli import main
 from monitoring.alerting import load_prometheus_alerts
 from monitoring.grafana import load_dashboards
-from telemetry.cli import main
 
 TOKEN = "glsa_test_token"
 
@@ -208,7 +208,7 @@ def test_grafana_push_refuses_a_grafana_too_old_for_alert_provisioning(capsys) -
 
 
 def test_grafana_push_explains_an_unreachable_grafana(capsys) -> None:
-    from telemetry.stack import free_port
+    from iotcast.stack import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["grafana", "push", "--url", url, "--token", TOKEN, "--timeout", "2"]) == 1

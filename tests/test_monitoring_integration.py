@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -38,12 +37,13 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring.metrics
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, start_mosquitto, start_prometheus
 from online_models.catalog import BUILTIN
-from telemetry.config import Settings
 from telemetry.generate import generate
 from telemetry.reading import Reading, encode, topic_for
 from telemetry.replay import replay
-from telemetry.stack import ManagedProcess, free_port, start_mosquitto, start_prometheus
+from tests import support
 from tests.faultproxy import FaultProxy
 
 # About two minutes on a loaded 2-core machine: the processor's throughput bounds it.
@@ -51,7 +51,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "monitoring" / "prometheus"
-IOTCAST = str(Path(sys.executable).parent / "iotcast")
 
 SYNTHETIC = "synthetic-0"
 # Promotion after the selection's 5000-prediction cool-down (then 500 readings of
@@ -153,22 +152,11 @@ def _prometheus_config(work: Path, bridge_port: int, processor_port: int) -> Pat
     return path
 
 
-def _cli(name: str, argv: list[str], port: int, work: Path, settings: Settings) -> ManagedProcess:
-    env = dict(
-        os.environ,
-        IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-    )
-    proc = ManagedProcess(name, [IOTCAST, *argv], port, work / f"{name}.log", env=env)
-
-    def ready() -> bool:
-        try:
-            return b"iotcast_" in _get(f"http://127.0.0.1:{port}/metrics", timeout=1)
-        except OSError:
-            return False
-
-    return proc.start(ready=ready, timeout=60)
+def _serves_metrics(proc: ManagedProcess) -> bool:
+    try:
+        return b"iotcast_" in _get(f"http://127.0.0.1:{proc.port}/metrics", timeout=1)
+    except OSError:
+        return False
 
 
 def _wait(what: str, check, timeout: float, procs: list[ManagedProcess]) -> None:
@@ -195,18 +183,9 @@ def pipeline(
     with ExitStack() as stack:
         broker = start_mosquitto(work / "broker")
         stack.callback(broker.stop)
-        settings = Settings.resolve(
-            env={},
-            toml={},
-            flags={
-                "endpoint_url": moto_server.url,
-                "region": "us-east-1",
-                "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
-                "stream": f"telemetry-{unique}",
-                "bucket": f"iotcast-{unique}",
-                "app": f"app-{unique}",
-            },
-        ).replace(predictions_stream=f"predictions-{unique}")
+        settings = support.settings_on(
+            moto_server.url, mqtt_url=f"mqtt://127.0.0.1:{broker.port}", unique=unique
+        )
         kinesis = boto3.client("kinesis", **settings.boto_kwargs())
         kinesis.create_stream(StreamName=settings.stream, ShardCount=1)
         kinesis.get_waiter("stream_exists").wait(
@@ -216,27 +195,20 @@ def pipeline(
         proxy = FaultProxy(moto_server.url, throttle_share=0.1)
         stack.callback(proxy.close)
 
-        common = [
-            "--mqtt-url", settings.mqtt_url, "--region", "us-east-1", "--stream", settings.stream,
-            "--bucket", settings.bucket, "--app", settings.app, "--log-level", "WARNING",
-        ]  # fmt: skip
-        bridge_port, processor_port = free_port(), free_port()
-        bridge = _cli(
-            "bridge",
-            ["bridge", *common, "--endpoint-url", proxy.url, "--metrics-port", str(bridge_port)],
-            bridge_port, work, settings,
-        )  # fmt: skip
+        quiet = settings.replace(log_level="WARNING")
+        bridge = support.start_bridge(
+            quiet.replace(endpoint_url=proxy.url), work, ready=_serves_metrics, timeout=60
+        )
         stack.callback(bridge.stop)
         models_file = work / "models.toml"
         models_file.write_text(BUILTIN.read_text() + WILD)
-        processor = _cli(
-            "processor",
-            ["process", *common, "--endpoint-url", moto_server.url, "--metrics-port", str(processor_port),
-             "--create-resources", "--horizons", HORIZONS, "--models", MODELS, "--checkpoint-seconds", "2",
-             "--models-file", str(models_file)],
-            processor_port, work, settings,
+        processor = support.start_processor(
+            quiet, work, "--create-resources", "--horizons", HORIZONS, "--models", MODELS,
+            "--checkpoint-seconds", "2", "--models-file", str(models_file),
+            ready=_serves_metrics, timeout=60,
         )  # fmt: skip
         stack.callback(processor.stop)
+        bridge_port, processor_port = bridge.port, processor.port
         prometheus = start_prometheus(work, _prometheus_config(work, bridge_port, processor_port))
         stack.callback(prometheus.stop)
 
@@ -257,7 +229,7 @@ def pipeline(
                 ],
             )
             assert answer["FailedRecordCount"] == 0
-        published = replay(settings, [*readings, glitch], qos=1)
+        published = replay(settings.mqtt, [*readings, glitch], qos=1)
         assert published == len(readings) + 1
         # Not a reading: dead-lettered by the bridge.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bad-{unique}")

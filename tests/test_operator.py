@@ -17,13 +17,14 @@ import json
 import pickle
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 
+from iotcast.cli import main
+from iotcast.settings import Settings
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from online_models.features import nowcast_view
@@ -32,42 +33,12 @@ from stream.control import Command, ControlChannel, ControlLog
 from stream.loop import StreamCore
 from stream.registry import ModelRegistry
 from stream.state import DeviceSlot, ShardState
-from telemetry.cli import main
-from telemetry.config import Settings
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    IOTCAST,
-    create_bucket,
-    create_stream,
-    device_samples,
-    metric_values,
-    put_records,
-    reference,
-    same_predictions,
-    scrape,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 MODELS = "persistence,rolling_mean,linear"
 TASK = TaskConfig(horizons=(0, 60))
-FLAGS = (
-    "--models",
-    MODELS,
-    "--horizons",
-    "0,60",
-    "--predictions",
-    "none",
-    "--checkpoint-every",
-    "300",
-    "--checkpoint-seconds",
-    "1",
-    "--session-timeout",
-    "3",
-    "--heartbeat",
-    "1",
-)
+FLAGS = support.processor_flags(MODELS, checkpoint_every=300)
 
 
 @dataclass
@@ -88,27 +59,15 @@ class Stack:
         self.proc = None
 
     def start(self) -> None:
-        self.proc = start_processor(self.settings, self.workdir, *FLAGS)
+        self.proc = support.start_processor(self.settings, self.workdir, *FLAGS)
 
     def cli(self, *argv: str, check: bool = True, subprocess_: bool = False) -> Done:
-        """Run ``iotcast <argv>`` in this process (``telemetry.cli.main``) or as a child process."""
-        s = self.settings
-        common = [
-            "--endpoint-url",
-            str(s.endpoint_url),
-            "--region",
-            s.region,
-            "--stream",
-            s.stream,
-            "--bucket",
-            s.bucket,
-            "--app",
-            s.app,
-        ]
-        head = 2 if argv[0] == "models" else 1  # the common flags may follow a models action
-        full = [*argv[:head], *common, *argv[head:]]
+        """Run ``iotcast <argv>`` in this process (``iotcast.cli.main``) or as a child process."""
+        full = support.operator_argv(self.settings, *argv)
         if subprocess_:
-            child = subprocess.run([IOTCAST, *full], capture_output=True, text=True, timeout=120)
+            child = subprocess.run(
+                [support.IOTCAST, *full], capture_output=True, text=True, timeout=120
+            )
             done = Done(child.returncode, child.stdout, child.stderr)
         else:
             out, err = io.StringIO(), io.StringIO()
@@ -136,36 +95,21 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(moto_server, tmp_path_factory):
-    unique = uuid.uuid4().hex[:10]
-    settings = Settings.resolve(
-        env={},
-        toml={},
-        flags={
-            "endpoint_url": moto_server.url,
-            "region": "us-east-1",
-            "stream": f"telemetry-{unique}",
-            "predictions_stream": f"predictions-{unique}",
-            "bucket": f"iotcast-{unique}",
-            "app": f"app-{unique}",
-        },
-    )
-    create_stream(settings, shards=1)
-    create_bucket(settings)
+    settings = support.settings_on(moto_server.url)
+    support.create_resources(settings, 1)
     st = Stack(settings, tmp_path_factory.mktemp("operator"))
-    put_records(settings, [(encode(r), r.device) for r in st.fed])
+    support.put_records(settings, support.items_of(st.fed))
     st.start()
-    want = {d: dm.n_learned for d, dm in reference(st.fed, load_catalog(), TASK, MODELS).items()}
+    want = support.learned_counts(st.fed, load_catalog(), TASK, MODELS)
     try:
-        wait_for(
-            lambda: device_samples(settings) == want, 90, f"the readings checkpointed ({want})"
-        )
+        support.wait_checkpointed(settings, want, 90, "the readings checkpointed")
         yield st
     finally:
         assert st.proc.stop() == 0, st.proc.log_tail()
 
 
 def test_status_reports_leases_checkpoints_lag_and_devices(stack):
-    want = {d: dm for d, dm in reference(stack.fed, load_catalog(), TASK, MODELS).items()}
+    want = {d: dm for d, dm in support.reference(stack.fed, load_catalog(), TASK, MODELS).items()}
     report = stack.json(
         "status", "--json", "--scrape", stack.metrics_url(), "http://127.0.0.1:9/metrics", code=1
     )
@@ -240,7 +184,7 @@ def test_models_list_show_and_export_give_verified_versions(stack, tmp_path):
         ].predict_one(x)
     whole = tmp_path / "all.pkl"
     stack.cli("models", "export", device, "all", "--out", str(whole))
-    assert same_predictions(pickle.loads(whole.read_bytes()), models, probe)
+    assert support.same_predictions(pickle.loads(whole.read_bytes()), models, probe)
 
 
 def cur_id(key: str) -> str:
@@ -250,7 +194,7 @@ def cur_id(key: str) -> str:
 def assert_applied_once(stack: Stack, cli_output: str) -> None:
     """The processor applied the command the CLI issued, exactly once."""
     command_id = cli_output.split("issued ", 1)[1].split(":", 1)[0]
-    wait_for(
+    support.wait_for(
         lambda: f"operator command {command_id} applied" in stack.proc.log_path.read_text(),
         10,
         "the processor's log line",
@@ -264,23 +208,31 @@ def test_promotion_reaches_the_running_processor_within_seconds(stack):
     champion = entry.metrics["champion"]["0"]
     model = next(m for m in MODELS.split(",") if m != champion)
     label = f'device="{device}",model="{model}"'
-    before = metric_values(scrape(stack.proc), "iotcast_promotions_total").get(label, 0.0)
+    before = support.metric_values(support.scrape(stack.proc), "iotcast_promotions_total").get(
+        label, 0.0
+    )
     t0 = time.monotonic()
     done = stack.cli("models", "promote", device, model, "--reason", "test", "--by", "tester")
     assert "applied by" in done.stdout, done.stdout
     assert_applied_once(stack, done.stdout)
-    wait_for(
-        lambda: metric_values(scrape(stack.proc), "iotcast_champion_info").get(label) == 1.0,
+    support.wait_for(
+        lambda: (
+            support.metric_values(support.scrape(stack.proc), "iotcast_champion_info").get(label)
+            == 1.0
+        ),
         10,
         "the new champion in /metrics",
         interval=0.1,
     )
     took = time.monotonic() - t0
-    text = scrape(stack.proc)
+    text = support.scrape(stack.proc)
     assert (
-        metric_values(text, "iotcast_champion_info")[f'device="{device}",model="{champion}"'] == 0.0
+        support.metric_values(text, "iotcast_champion_info")[
+            f'device="{device}",model="{champion}"'
+        ]
+        == 0.0
     )
-    assert metric_values(text, "iotcast_promotions_total")[label] == before + 1
+    assert support.metric_values(text, "iotcast_promotions_total")[label] == before + 1
     print(f"promotion visible in /metrics {took:.1f}s after the command started")
 
     def in_status() -> bool:
@@ -292,7 +244,7 @@ def test_promotion_reaches_the_running_processor_within_seconds(stack):
             and cmd[-1]["state"] == "applied, checkpointed"
         )
 
-    wait_for(in_status, 20, "the promotion in a checkpoint and in status")
+    support.wait_for(in_status, 20, "the promotion in a checkpoint and in status")
     # Every device with a checkpoint, at one horizon.
     done = stack.cli(
         "models", "promote", "all", "rolling_mean", "--horizon", "60", "--reason", "test"
@@ -320,46 +272,48 @@ def test_rollback_restores_the_earlier_versions_predictions(stack):
     probe = [r for r in stack.later if r.device == device]
     first, second = probe[: len(probe) // 2], probe[len(probe) // 2 :]
     assert earlier.n_learned < latest.n_learned
-    assert not same_predictions(earlier, latest, second)  # the test can tell the versions apart
+    assert not support.same_predictions(
+        earlier, latest, second
+    )  # the test can tell the versions apart
 
     done = stack.cli(
         "models", "rollback", device, "--to", str(target.version), "--reason", "bad data"
     )
     assert "applied by" in done.stdout, done.stdout
     assert_applied_once(stack, done.stdout)
-    wait_for(
-        lambda: device_samples(stack.settings)[device] == target.samples,
+    support.wait_for(
+        lambda: support.device_samples(stack.settings)[device] == target.samples,
         20,
         "the rollback checkpointed",
     )
     # The processor now learns the probe's first half on top of the restored version: its next
     # checkpoint must equal the earlier artifact stepped offline through the same readings.
-    put_records(stack.settings, [(encode(r), r.device) for r in first])
+    support.put_records(stack.settings, support.items_of(first))
     learned = [earlier.step(r).status for r in first].count("learned")
-    wait_for(
-        lambda: device_samples(stack.settings)[device] == target.samples + learned,
+    support.wait_for(
+        lambda: support.device_samples(stack.settings)[device] == target.samples + learned,
         30,
         "the probe learned after the rollback",
     )
     after = registry.load(registry.version(device, cur_id(registry.current()[device][1].key)))
     assert after.n_learned == earlier.n_learned
-    assert same_predictions(after, earlier, second)
+    assert support.same_predictions(after, earlier, second)
 
 
 def test_restart_does_not_apply_commands_again(stack):
-    before = device_samples(stack.settings)
+    before = support.device_samples(stack.settings)
     champions = {d: e.metrics["champion"] for d, (_, e) in stack.registry().current().items()}
     assert stack.proc.stop() == 0, stack.proc.log_tail()
     stack.start()
-    wait_for(
-        lambda: metric_values(scrape(stack.proc), "iotcast_shard_owned"),
+    support.wait_for(
+        lambda: support.metric_values(support.scrape(stack.proc), "iotcast_shard_owned"),
         30,
         "the shard leased again",
     )
     time.sleep(5)  # two rounds of the control channel
     log = stack.proc.log_path.read_text()
     assert "operator command" not in log, log[-2000:]
-    assert device_samples(stack.settings) == before
+    assert support.device_samples(stack.settings) == before
     assert {
         d: e.metrics["champion"] for d, (_, e) in stack.registry().current().items()
     } == champions
@@ -368,13 +322,13 @@ def test_restart_does_not_apply_commands_again(stack):
 def test_command_not_yet_in_a_checkpoint_is_applied_again_by_the_next_owner(settings):
     """The control channel's exactly-once rule, on the real S3 (moto) with real shard states:
     a command is done for a device once a checkpoint newer than its acknowledgement holds it."""
-    create_bucket(settings)
+    support.create_bucket(settings)
     store = CheckpointStore(
         boto3.client("s3", **settings.boto_kwargs()), settings.bucket, settings.app
     )
     catalog, readings = load_catalog(), list(itertools.islice(generate(days=1, seed=3), 300))
     device = readings[0].device
-    models = reference(readings, catalog, TASK, MODELS)[device]
+    models = support.reference(readings, catalog, TASK, MODELS)[device]
     payload = pickle.dumps(models)
     store.put_device(device, 1, payload, models.n_learned, {}, shard_id="s0", sequence="1")
     core = StreamCore(catalog, TASK, models=MODELS)
@@ -419,7 +373,7 @@ def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
     """The registry checks the artifact manifests the processor signs (same HMAC as the store's)."""
     from stream.checkpoint import TamperedCheckpoint
 
-    create_bucket(settings)
+    support.create_bucket(settings)
     s3 = boto3.client("s3", **settings.boto_kwargs())
     store = CheckpointStore(s3, settings.bucket, settings.app, hmac_key="k1")
     entry = store.put_device(
@@ -445,7 +399,7 @@ def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
 
 
 def test_status_of_an_empty_stack_says_what_is_missing(settings, capsys):
-    from stream import status
+    from iotcast.commands import status
 
     report = status.collect(settings)
     assert (
@@ -460,6 +414,6 @@ def test_status_of_an_empty_stack_says_what_is_missing(settings, capsys):
 
 
 def main_args(settings: Settings, *argv: str):
-    from telemetry.cli import build_parser
+    from iotcast.cli import build_parser
 
     return build_parser().parse_args([*argv, "--endpoint-url", str(settings.endpoint_url)])

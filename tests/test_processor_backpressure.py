@@ -21,25 +21,16 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from stream.consumer import LeaseConsumer, RecordBatch
 from stream.loop import StreamCore
 from stream.runner import ProcessorOptions, StreamProcessor
-from telemetry.config import Settings
 from telemetry.generate import generate
-from telemetry.reading import encode
-from telemetry.stack import ManagedProcess, free_port, port_in_use
+from tests import support
 from tests.faults.hooks import slowed
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    feed_in_background,
-    metric_values,
-    put_records,
-    scrape,
-    wait_for,
-)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,20 +39,14 @@ SHARD = "shardId-000000000000"
 
 
 def _items(n: int) -> list[tuple[bytes, str]]:
-    return [(encode(r), r.device) for r in generate(days=0.2, seed=11)][:n]
+    return support.items_of(generate(days=0.2, seed=11))[:n]
 
 
 def _start_slowed(settings: Settings, workdir: Path, flag: Path, delay: float) -> ManagedProcess:
     """``iotcast process`` through the fault suite's hook (``delay`` s per record while ``flag``)."""
-    port = free_port()
-    argv = [
-        *(sys.executable, HOOKS, str(flag), str(delay)),
-        *("process", "--endpoint-url", str(settings.endpoint_url), "--region", settings.region),
-        *("--stream", settings.stream, "--bucket", settings.bucket, "--app", settings.app),
-        *("--metrics-port", str(port), "--predictions", "none", "--session-timeout", "10"),
-    ]
-    proc = ManagedProcess("processor", argv, port, workdir / "processor.log")
-    return proc.start(ready=lambda: port_in_use(port), timeout=90)
+    hook = (sys.executable, HOOKS, str(flag), str(delay))
+    flags = ("--predictions", "none", "--session-timeout", "10")
+    return support.start_processor(settings, workdir, *flags, program=hook, timeout=90)
 
 
 def test_lag_gauge_rises_while_processing_is_slowed_and_recovers(
@@ -69,20 +54,21 @@ def test_lag_gauge_rises_while_processing_is_slowed_and_recovers(
 ) -> None:
     n = 2500
     items = _items(n)
-    create_stream(settings, 1)
-    create_bucket(settings)
+    support.create_resources(settings, 1)
     flag = tmp_path / "slow.flag"
     flag.touch()
     proc = _start_slowed(settings, tmp_path, flag, 0.004)  # ~250 records/s at most
     try:
         # Records keep arriving faster than the slowed processor handles them.
-        feeder = feed_in_background(settings, items, pause=0.5)
+        feeder = support.feed_in_background(settings, items, pause=0.5)
         lag_while_behind = []  # sampled until the slowed processor has handled half of them
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            text = scrape(proc)
-            processed = sum(metric_values(text, "iotcast_readings_processed_total").values())
-            lag = metric_values(text, "iotcast_shard_lag_seconds").get(f'shard="{SHARD}"')
+            text = support.scrape(proc)
+            processed = sum(
+                support.metric_values(text, "iotcast_readings_processed_total").values()
+            )
+            lag = support.metric_values(text, "iotcast_shard_lag_seconds").get(f'shard="{SHARD}"')
             if lag is not None and 0 < processed < n:
                 lag_while_behind.append(lag)
             if processed >= n // 2 and not feeder.is_alive():
@@ -95,12 +81,14 @@ def test_lag_gauge_rises_while_processing_is_slowed_and_recovers(
         flag.unlink()
 
         def caught_up() -> bool:
-            text = scrape(proc)
-            processed = sum(metric_values(text, "iotcast_readings_processed_total").values())
-            lag = metric_values(text, "iotcast_shard_lag_seconds").get(f'shard="{SHARD}"')
+            text = support.scrape(proc)
+            processed = sum(
+                support.metric_values(text, "iotcast_readings_processed_total").values()
+            )
+            lag = support.metric_values(text, "iotcast_shard_lag_seconds").get(f'shard="{SHARD}"')
             return processed == n and lag is not None and lag < 0.5
 
-        wait_for(caught_up, 60, "the processor to catch up and its lag gauge to fall", 0.25)
+        support.wait_for(caught_up, 60, "the processor to catch up and its lag gauge to fall", 0.25)
     finally:
         proc.stop()
 
@@ -111,9 +99,8 @@ def test_a_slow_processor_leaves_its_backlog_in_the_stream(
     # GetRecords asks for bound // 4 records, once a second per shard (async-kinesis' rate):
     # 200 records/s here, above the slowed processor's 100/s, below its normal speed.
     n, bound = 1500, 800
-    create_stream(settings, 1)
-    create_bucket(settings)
-    put_records(settings, _items(n))
+    support.create_resources(settings, 1)
+    support.put_records(settings, _items(n))
     flag = tmp_path / "slow.flag"
     flag.touch()
     monkeypatch.setattr(StreamCore, "handle", slowed(StreamCore.handle, flag, 0.01))
@@ -135,7 +122,7 @@ def test_a_slow_processor_leaves_its_backlog_in_the_stream(
     opts = ProcessorOptions(
         predictions="none", session_timeout=10, checkpoint_seconds=2, buffer_records=bound
     )
-    processor = StreamProcessor(settings, opts, load_catalog(), TaskConfig())
+    processor = StreamProcessor(settings.processor_target(), opts, load_catalog(), TaskConfig())
     chunk = bound // 4
     held: list[int] = []  # records fetched and not yet handled, sampled
 

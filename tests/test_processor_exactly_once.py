@@ -16,19 +16,7 @@ import pytest
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    device_samples,
-    feed_in_background,
-    load_models,
-    metric_sum,
-    reference,
-    same_predictions,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 MODELS = "rolling_mean,snarimax"
 HORIZONS = (0, 60)
@@ -41,50 +29,36 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
     settings, kinesalite, tmp_path
 ):
     settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
-    create_stream(settings, shards=2)
-    create_bucket(settings)
+    support.create_resources(settings, 2)
     stream = list(itertools.islice(generate(days=2, seed=11), 50_200))
     readings, probe = stream[:50_000], stream[50_000:]
-    items = [(encode(r), r.device) for r in readings]
+    items = support.items_of(readings)
     for i, raw in zip((10, 20_000, 40_000), POISON, strict=True):
         items.insert(i, (raw, "poison"))
-    feeder = feed_in_background(settings, items, pause=0.15)
-    flags = (
-        "--models",
-        MODELS,
-        "--horizons",
-        ",".join(map(str, HORIZONS)),
-        "--predictions",
-        "none",
-        "--checkpoint-every",
-        "3000",
-        "--checkpoint-seconds",
-        "2",
-        "--session-timeout",
-        "3",
-        "--heartbeat",
-        "1",
-        "--shard-refresh",
-        "2",
+    feeder = support.feed_in_background(settings, items, pause=0.15)
+    flags = support.processor_flags(
+        MODELS, HORIZONS, checkpoint_every=3000, checkpoint_seconds=2, shard_refresh=2
     )
-    proc = start_processor(settings, tmp_path, *flags)
+    proc = support.start_processor(settings, tmp_path, *flags)
     try:
-        expected = reference(readings, load_catalog(), TaskConfig(horizons=HORIZONS), MODELS)
+        expected = support.reference(
+            readings, load_catalog(), TaskConfig(horizons=HORIZONS), MODELS
+        )
         for _kill in range(3):
-            wait_for(
-                lambda p=proc: metric_sum(p, "iotcast_readings_learned_total") >= 7000,
+            support.wait_for(
+                lambda p=proc: support.metric_sum(p, "iotcast_readings_learned_total") >= 7000,
                 180,
                 "the processor to learn 7000 readings",
             )
             proc.kill()
-            proc = start_processor(settings, tmp_path, *flags)
+            proc = support.start_processor(settings, tmp_path, *flags)
         feeder.join(120)
         assert not feeder.errors
         want = {d: dm.n_learned for d, dm in expected.items()}
-        wait_for(
-            lambda: device_samples(settings) == want,
+        support.wait_for(
+            lambda: support.device_samples(settings) == want,
             240,
-            f"manifests to count {want} (last: {device_samples(settings)})",
+            f"manifests to count {want} (last: {support.device_samples(settings)})",
             interval=2,
         )
         assert proc.stop(30) == 0, proc.log_tail()
@@ -92,13 +66,13 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
         proc.stop()
 
     # Exactly once: the counts match a single uninterrupted pass, and so do the models.
-    assert device_samples(settings) == want
-    checkpointed = load_models(settings)
+    assert support.device_samples(settings) == want
+    checkpointed = support.load_models(settings)
     assert set(checkpointed) == set(expected)
     for device, models in checkpointed.items():
         assert models.n_learned == expected[device].n_learned
         assert models.n_duplicate == expected[device].n_duplicate
-        assert same_predictions(
+        assert support.same_predictions(
             models, expected[device], [r for r in probe if r.device == device]
         ), device
 

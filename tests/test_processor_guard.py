@@ -17,7 +17,7 @@ from online_models.catalog import BUILTIN, load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
 from telemetry.reading import Reading, encode
-from tests.processor_support import (
+from tests.support import (
     create_bucket,
     create_stream,
     device_samples,

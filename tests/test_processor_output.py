@@ -8,17 +8,7 @@ import boto3
 import orjson
 
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    metric_sum,
-    metric_values,
-    put_records,
-    scrape,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 
 def _read_stream(settings, name: str) -> list[dict]:
@@ -38,40 +28,33 @@ def _read_stream(settings, name: str) -> list[dict]:
 
 
 def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_path):
-    create_stream(settings, shards=1)
-    create_stream(settings, shards=1, name=settings.predictions_stream)
-    create_bucket(settings)
+    support.create_stream(settings, shards=1)
+    support.create_stream(settings, shards=1, name=settings.predictions_stream)
+    support.create_bucket(settings)
     readings = list(itertools.islice(generate(days=1, seed=31), 400))
-    put_records(settings, [(encode(r), r.device) for r in readings] + [(b"\x00garbage", "x")])
-    proc = start_processor(
-        settings,
-        tmp_path,
-        "--models",
-        "persistence,rolling_mean",
-        "--horizons",
-        "0,60",
-        "--checkpoint-seconds",
-        "1",
-        "--predictions",
-        "champion",
+    support.put_records(settings, support.items_of(readings) + [(b"\x00garbage", "x")])
+    flags = support.processor_flags(
+        "persistence,rolling_mean", session_timeout=None, heartbeat=None, predictions="champion"
     )
-    try:
-        wait_for(
-            lambda: metric_sum(proc, "iotcast_readings_processed_total") == len(readings) + 1,
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
+        support.wait_for(
+            lambda: (
+                support.metric_sum(proc, "iotcast_readings_processed_total") == len(readings) + 1
+            ),
             120,
             "every record processed",
         )
-        wait_for(
-            lambda: metric_sum(proc, "iotcast_predictions_emitted_total") > 0,
+        support.wait_for(
+            lambda: support.metric_sum(proc, "iotcast_predictions_emitted_total") > 0,
             60,
             "predictions sent",
         )
-        wait_for(lambda: metric_sum(proc, "iotcast_checkpoints_total") > 0, 60, "a checkpoint")
-        text = scrape(proc)
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
+        support.wait_for(
+            lambda: support.metric_sum(proc, "iotcast_checkpoints_total") > 0, 60, "a checkpoint"
+        )
+        text = support.scrape(proc)
     records = _read_stream(settings, settings.predictions_stream)
-    learned = sum(metric_values(text, "iotcast_readings_learned_total").values())
+    learned = sum(support.metric_values(text, "iotcast_readings_learned_total").values())
     assert learned > 350
     # One champion prediction per learned reading and horizon (the first reading has no 60 s forecast).
     assert len(records) >= learned and len(records) <= 2 * learned
@@ -91,7 +74,7 @@ def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_
         for r in records
         if r["horizon"] == 60
     )
-    assert metric_values(text, "iotcast_records_poison_total") == {
+    assert support.metric_values(text, "iotcast_records_poison_total") == {
         'reason="invalid_json",shard="shardId-000000000000"': 1.0
     }
     for name in (
@@ -105,4 +88,4 @@ def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_
         "iotcast_devices_held",
         "iotcast_shard_lag_seconds",
     ):
-        assert metric_values(text, name), name
+        assert support.metric_values(text, name), name

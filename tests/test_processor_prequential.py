@@ -14,17 +14,7 @@ from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from online_models.evaluate import prequential
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    metric_sum,
-    metric_values,
-    put_records,
-    scrape,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 MODELS = "persistence,rolling_mean,snarimax"
 HORIZONS = (0, 60, 900)
@@ -34,23 +24,13 @@ HORIZONS = (0, 60, 900)
 @pytest.mark.timeout(900)
 def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, kinesalite, tmp_path):
     settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
-    create_stream(settings, shards=2)
-    create_bucket(settings)
+    support.create_resources(settings, 2)
     readings = list(generate(days=1, seed=5))
-    put_records(settings, [(encode(r), r.device) for r in readings])
-    proc = start_processor(
-        settings,
-        tmp_path,
-        "--models",
-        MODELS,
-        "--horizons",
-        ",".join(map(str, HORIZONS)),
-        "--predictions",
-        "none",
-        "--checkpoint-seconds",
-        "5",
+    support.put_records(settings, support.items_of(readings))
+    flags = support.processor_flags(
+        MODELS, HORIZONS, checkpoint_seconds=5, session_timeout=None, heartbeat=None
     )
-    try:
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
         offline = prequential(
             readings, load_catalog(), TaskConfig(horizons=HORIZONS), models=MODELS, references=False
         )
@@ -59,9 +39,9 @@ def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, kines
         assert pairs and learned > 20_000
 
         def done() -> bool:
-            return metric_sum(proc, "iotcast_readings_learned_total") >= learned
+            return support.metric_sum(proc, "iotcast_readings_learned_total") >= learned
 
-        wait_for(done, 600, "the processor to consume the day")
+        support.wait_for(done, 600, "the processor to consume the day")
 
         def mismatches() -> list[tuple]:
             exposed = _maes(proc)
@@ -76,19 +56,19 @@ def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, kines
         # The gauges are refreshed from the models' accumulators (at most every second per
         # device, and whenever the stream is idle): once drained they must equal offline.
         try:
-            wait_for(lambda: not mismatches(), 30, "the exposed MAE to equal the offline MAE")
+            support.wait_for(
+                lambda: not mismatches(), 30, "the exposed MAE to equal the offline MAE"
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {mismatches()}") from None
         compared = sum(1 for d, m_, h in pairs if offline.figure(d, m_, h)["mae"] is not None)
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
 
     assert compared >= 3 * len(MODELS.split(","))
 
 
 def _maes(proc) -> dict[tuple[str, str, str], float]:
     out = {}
-    for labels, value in metric_values(scrape(proc), "iotcast_mae_celsius").items():
+    for labels, value in support.metric_values(support.scrape(proc), "iotcast_mae_celsius").items():
         parts = dict(p.split("=", 1) for p in labels.split(","))
         out[
             (parts["device"].strip('"'), parts["model"].strip('"'), parts["horizon"].strip('"'))

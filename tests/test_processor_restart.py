@@ -10,104 +10,62 @@ import boto3
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    device_samples,
-    load_models,
-    manifests,
-    metric_sum,
-    metric_values,
-    put_records,
-    reference,
-    same_predictions,
-    scrape,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 MODELS = "persistence,rolling_mean"
-FLAGS = (
-    "--models",
-    MODELS,
-    "--horizons",
-    "0,60",
-    "--predictions",
-    "none",
-    "--checkpoint-every",
-    "400",
-    "--checkpoint-seconds",
-    "1",
-    "--session-timeout",
-    "3",
-    "--heartbeat",
-    "1",
-)
+FLAGS = support.processor_flags(MODELS, checkpoint_every=400)
 
 
 def test_restart_without_lease_table_resumes_from_s3_manifests(settings, tmp_path):
-    create_stream(settings, shards=2)
-    create_bucket(settings)
+    support.create_resources(settings, 2)
     stream = list(itertools.islice(generate(days=1, seed=21), 2_450))
     first, second, probe = stream[:1200], stream[1200:2400], stream[2400:]
     task = TaskConfig(horizons=(0, 60))
-    put_records(settings, [(encode(r), r.device) for r in first])
-    proc = start_processor(settings, tmp_path, *FLAGS)
-    try:
-        want = {d: dm.n_learned for d, dm in reference(first, load_catalog(), task, MODELS).items()}
-        wait_for(lambda: device_samples(settings) == want, 120, f"first half checkpointed ({want})")
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
-    sequences = {s: m.sequence_int for s, m in manifests(settings).items()}
+    support.put_records(settings, support.items_of(first))
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *FLAGS)) as proc:
+        want = support.learned_counts(first, load_catalog(), task, MODELS)
+        support.wait_checkpointed(settings, want, 120, "first half checkpointed")
+    sequences = {s: m.sequence_int for s, m in support.manifests(settings).items()}
 
     # The lease table (with every DynamoDB checkpoint) is lost; S3 still has the manifests.
     ddb = boto3.client("dynamodb", **settings.boto_kwargs())
     ddb.delete_table(TableName=f"kinesis-checkpoints-{settings.app}")
-    put_records(settings, [(encode(r), r.device) for r in second])
-    proc = start_processor(settings, tmp_path, *FLAGS)
-    try:
-        expected = reference(first + second, load_catalog(), task, MODELS)
+    support.put_records(settings, support.items_of(second))
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *FLAGS)) as proc:
+        expected = support.reference(first + second, load_catalog(), task, MODELS)
         want = {d: dm.n_learned for d, dm in expected.items()}
-        wait_for(
-            lambda: device_samples(settings) == want, 120, f"second half checkpointed ({want})"
-        )
+        support.wait_checkpointed(settings, want, 120, "second half checkpointed")
         # Resumed after the manifests' sequence numbers: the first half was not read again.
-        assert metric_sum(proc, "iotcast_readings_processed_total") == len(second)
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
-    assert all(manifests(settings)[s].sequence_int > seq for s, seq in sequences.items())
-    for device, models in load_models(settings).items():
-        assert same_predictions(models, expected[device], [r for r in probe if r.device == device])
+        assert support.metric_sum(proc, "iotcast_readings_processed_total") == len(second)
+    assert all(support.manifests(settings)[s].sequence_int > seq for s, seq in sequences.items())
+    for device, models in support.load_models(settings).items():
+        assert support.same_predictions(
+            models, expected[device], [r for r in probe if r.device == device]
+        )
 
 
 def test_tampered_checkpoint_is_refused_and_reported(settings, tmp_path):
     settings = settings.replace(hmac_key="k1")
-    create_stream(settings, shards=1)
-    create_bucket(settings)
+    support.create_resources(settings, 1)
     readings = list(itertools.islice(generate(days=1, seed=2), 300))
-    put_records(settings, [(encode(r), r.device) for r in readings])
+    support.put_records(settings, support.items_of(readings))
     flags = (*FLAGS, "--hmac-key", "k1")
-    proc = start_processor(settings, tmp_path, *flags)
-    try:
-        wait_for(lambda: sum(device_samples(settings).values()) > 250, 120, "a signed checkpoint")
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
-    ((shard, manifest),) = manifests(settings).items()
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
+        support.wait_for(
+            lambda: sum(support.device_samples(settings).values()) > 250, 120, "a signed checkpoint"
+        )
+    ((shard, manifest),) = support.manifests(settings).items()
     device, entry = next(iter(manifest.devices.items()))
     s3 = boto3.client("s3", **settings.boto_kwargs())
     s3.put_object(
         Bucket=settings.bucket, Key=entry.key, Body=b"not the model that was checkpointed"
     )
 
-    put_records(
-        settings, [(encode(r), r.device) for r in itertools.islice(generate(days=1, seed=3), 50)]
-    )
-    proc = start_processor(settings, tmp_path, *flags)
-    try:
-        wait_for(
+    support.put_records(settings, support.items_of(itertools.islice(generate(days=1, seed=3), 50)))
+    with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
+        support.wait_for(
             lambda: (
-                metric_values(scrape(proc), "iotcast_checkpoints_total").get(
+                support.metric_values(support.scrape(proc), "iotcast_checkpoints_total").get(
                     f'outcome="tampered",shard="{shard}"', 0
                 )
                 >= 1
@@ -115,9 +73,7 @@ def test_tampered_checkpoint_is_refused_and_reported(settings, tmp_path):
             60,
             "the tampered checkpoint to be refused",
         )
-        assert metric_sum(proc, "iotcast_readings_processed_total") == 0
-    finally:
-        assert proc.stop(30) == 0, proc.log_tail()
+        assert support.metric_sum(proc, "iotcast_readings_processed_total") == 0
     assert "REFUSING shard" in proc.log_path.read_text()
     # Nothing was overwritten: the manifest still names the artifact a person must look at.
-    assert manifests(settings)[shard].devices[device] == entry
+    assert support.manifests(settings)[shard].devices[device] == entry

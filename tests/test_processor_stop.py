@@ -16,40 +16,24 @@ import subprocess
 import pytest
 
 from telemetry.generate import generate
-from telemetry.reading import encode
-from tests.processor_support import (
-    create_bucket,
-    create_stream,
-    manifests,
-    metric_sum,
-    put_records,
-    start_processor,
-    wait_for,
-)
+from tests import support
 
 STOP_BOUND = 20.0  # the demo gives a child 30 s; the writer's drain bound is 5 s
 
 
 @pytest.mark.timeout(180)
 def test_sigterm_exits_zero_with_an_unsendable_prediction_backlog(settings, tmp_path):
-    create_stream(settings, shards=1)  # the predictions stream is NOT created
-    create_bucket(settings)
+    support.create_stream(settings, shards=1)  # the predictions stream is NOT created
+    support.create_bucket(settings)
     readings = list(itertools.islice(generate(days=1, seed=5, devices=2), 3_000))
-    put_records(settings, [(encode(r), r.device) for r in readings])
-    proc = start_processor(
-        settings,
-        tmp_path,
-        "--models",
-        "persistence,rolling_mean",
-        "--horizons",
-        "0,60",
-        "--checkpoint-seconds",
-        "1",
-        name="processor",
+    support.put_records(settings, support.items_of(readings))
+    flags = support.processor_flags(
+        "persistence,rolling_mean", session_timeout=None, heartbeat=None, predictions="champion"
     )
+    proc = support.start_processor(settings, tmp_path, *flags)
     try:
-        wait_for(
-            lambda: metric_sum(proc, "iotcast_readings_learned_total") >= 2_500,
+        support.wait_for(
+            lambda: support.metric_sum(proc, "iotcast_readings_learned_total") >= 2_500,
             90,
             "the processor to learn the readings",
         )
@@ -66,7 +50,7 @@ def test_sigterm_exits_zero_with_an_unsendable_prediction_backlog(settings, tmp_
         assert "final checkpoints written" in log
         assert "prediction records not sent" in log  # the drop is said, with its count
         # The final checkpoint covers what was learned: the readings are not lost.
-        (manifest,) = manifests(settings).values()
+        (manifest,) = support.manifests(settings).values()
         assert manifest.sequence is not None
     finally:
         proc.kill()

@@ -11,13 +11,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from telemetry.cli import main
-from telemetry.config import Settings
+from iotcast.cli import main
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess, free_port
 from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
 from telemetry.reading import Reading, decode_payload
 from telemetry.replay import ReplayError, replay
-from telemetry.stack import ManagedProcess, free_port
 from tests.mqtt_support import start_secure_broker
 
 
@@ -77,7 +77,7 @@ def test_replay_of_10000_readings_is_received_complete_and_in_order(
     broker: Settings, subscriber: Subscriber, readings: list[Reading]
 ) -> None:
     assert len(readings) == 10_000
-    n = replay(broker, readings, speed=0, qos=1)
+    n = replay(broker.mqtt, readings, speed=0, qos=1)
     assert n == 10_000
     got = subscriber.wait_for(10_000)
     assert len(got) == 10_000
@@ -89,7 +89,7 @@ def test_limit_and_device_filter(
     broker: Settings, subscriber: Subscriber, readings: list[Reading]
 ) -> None:
     device = readings[0].device
-    n = replay(broker, readings, limit=500, devices=[device], window=7)
+    n = replay(broker.mqtt, readings, limit=500, devices=[device], window=7)
     assert n == 500
     expected = [r for r in readings if r.device == device][:500]
     assert received_readings(subscriber.wait_for(500)) == expected
@@ -104,13 +104,13 @@ def test_paced_replay_follows_event_time_and_sends_late_rows_at_once(
         for dt in (0.0, 1.0, 2.0, 0.5, 3.0)  # 0.5 is out of order: it goes right after 2.0
     ]
     started = time.monotonic()
-    assert replay(broker, rows, speed=4.0) == 5  # 3 s of event time at 4x: at least 0.75 s
+    assert replay(broker.mqtt, rows, speed=4.0) == 5  # 3 s of event time at 4x: at least 0.75 s
     assert time.monotonic() - started >= 0.75
     assert received_readings(subscriber.wait_for(5)) == rows
 
 
 def test_qos0_replay_publishes_too(broker: Settings, subscriber: Subscriber, readings) -> None:
-    assert replay(broker, readings[:300], qos=0) == 300
+    assert replay(broker.mqtt, readings[:300], qos=0) == 300
     assert len(subscriber.wait_for(300)) == 300
 
 
@@ -118,7 +118,7 @@ def test_unreachable_broker_is_an_error_that_says_where(tmp_path: Path) -> None:
     port = free_port()
     settings = Settings.resolve(env={}, toml={}, flags={"mqtt_url": f"mqtt://127.0.0.1:{port}"})
     with pytest.raises(ReplayError, match=f"cannot reach the MQTT broker at 127.0.0.1:{port}"):
-        replay(settings, [])
+        replay(settings.mqtt, [])
 
 
 def test_replay_command_publishes_a_csv_file(
@@ -157,13 +157,13 @@ def test_replay_over_mqtts_with_a_password_and_a_ca_file(tmp_path: Path, reading
     try:
         url = broker.url("replayer")
         good = Settings.resolve(env={}, toml={}, flags={"mqtt_url": url, "mqtt_ca_file": str(ca)})
-        assert replay(good, readings[:200]) == 200  # every one acknowledged over TLS
+        assert replay(good.mqtt, readings[:200]) == 200  # every one acknowledged over TLS
         wrong = good.replace(mqtt_url=url.replace("s3cret", "wrong"))
         with pytest.raises(ReplayError, match="refused the connection"):
-            replay(wrong, readings[:1])
+            replay(wrong.mqtt, readings[:1])
         untrusted = good.replace(mqtt_ca_file=None)  # the system CAs do not know our test CA
         with pytest.raises(ReplayError, match="TLS with the MQTT broker .* failed.*--mqtt-ca-file"):
-            replay(untrusted, readings[:1])
+            replay(untrusted.mqtt, readings[:1])
     finally:
         broker.stop()
 
@@ -184,7 +184,7 @@ def test_replay_survives_a_broker_restart_and_gets_every_message_acknowledged(
 
     def run() -> None:
         try:
-            result["n"] = replay(broker, feed(), window=100, stall_timeout=30)
+            result["n"] = replay(broker.mqtt, feed(), window=100, stall_timeout=30)
         except ReplayError as exc:  # reported by the assertion below
             result["error"] = exc
 
@@ -212,4 +212,4 @@ def test_a_broker_that_stays_away_fails_the_replay_with_a_message(
             yield r
 
     with pytest.raises(ReplayError, match="could not reconnect within 2 s"):
-        replay(broker, feed(), stall_timeout=2)  # bounded retries, then a message
+        replay(broker.mqtt, feed(), stall_timeout=2)  # bounded retries, then a message

@@ -19,7 +19,7 @@ from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
 from telemetry.reading import encode
-from tests.processor_support import (
+from tests.support import (
     IOTCAST,
     create_bucket,
     create_stream,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import os
 import re
@@ -51,10 +52,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.deadletter import DeadLetterWriter, dead_letter_entry
 from bridge.retry import BridgeFailure, RetryPolicy
+from iotcast.stack import ManagedProcess, free_port, port_in_use
 from stream.checkpoint import CheckpointStore
 from telemetry.csvfile import write_csv
 from telemetry.generate import Faults, generate
-from telemetry.stack import ManagedProcess, free_port, port_in_use
+from tests import support
 from tests.mqtt_support import SecureBroker, start_secure_broker
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")
@@ -364,13 +366,7 @@ def test_a_refused_dead_letter_write_stops_the_bridge_at_once_naming_the_permiss
 
 
 # ------------------------------------------------------------- the pipeline under the policies
-def _wait(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+_wait = functools.partial(support.wait_for, interval=0.3)
 
 
 def _scrape(port: int, name: str) -> float:

@@ -20,8 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.retry import BridgeFailure
 from bridge.service import Bridge, BridgeOptions
-from telemetry.cli import main
-from telemetry.config import Settings
+from iotcast.cli import main
+from iotcast.settings import Settings
 from telemetry.generate import Faults, generate
 from telemetry.reading import decode_payload
 from telemetry.replay import replay
@@ -61,12 +61,15 @@ def test_bridge_forwards_readings_over_mqtts_with_a_password(
 ) -> None:
     ca = str(secure_broker.ca_file)
     bridge_settings = settings.replace(mqtt_url=secure_broker.url("bridge"), mqtt_ca_file=ca)
-    bridge = Bridge(bridge_settings, BridgeOptions(client_id="secure-bridge", create_stream=True))
+    bridge = Bridge(
+        bridge_settings.bridge_target(),
+        BridgeOptions(client_id="secure-bridge", create_stream=True),
+    )
     bridge.start(mqtt_timeout=15)
     try:
         readings = list(generate(days=0.01, seed=5, faults=Faults.none()))[:300]
         device = settings.replace(mqtt_url=secure_broker.url("device"), mqtt_ca_file=ca)
-        assert replay(device, readings) == len(readings)
+        assert replay(device.mqtt, readings) == len(readings)
         deadline = time.monotonic() + 30
         while bridge.forwarded < len(readings) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -102,7 +105,7 @@ def test_anonymous_and_wrong_passwords_are_refused_with_a_clear_message(
         (f"mqtts://nobody:wr0ng-secret@127.0.0.1:{secure_broker.port}", "unknown user"),
     ]:  # fmt: skip
         bridge = Bridge(
-            settings.replace(mqtt_url=url, mqtt_ca_file=ca),
+            settings.replace(mqtt_url=url, mqtt_ca_file=ca).bridge_target(),
             BridgeOptions(client_id=f"refused-{what.replace(' ', '-')}", create_stream=True),
         )
         started = time.monotonic()
@@ -125,7 +128,9 @@ def test_an_untrusted_certificate_is_named_and_the_command_exits_2(
 ) -> None:
     url = secure_broker.url("bridge")
     bridge = Bridge(
-        settings.replace(mqtt_url=url, mqtt_ca_file=None),  # the system CAs do not know ours
+        settings.replace(
+            mqtt_url=url, mqtt_ca_file=None
+        ).bridge_target(),  # the system CAs do not know ours
         BridgeOptions(client_id="untrusted", create_stream=True),
     )
     with pytest.raises(BridgeFailure, match="TLS with the MQTT broker .* --mqtt-ca-file") as exc:

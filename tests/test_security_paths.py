@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.demo import download_checkpoints
+from iotcast.demo.summary import download_checkpoints
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
-from telemetry.cli import main
-from telemetry.config import ConfigError, Settings, parse_mqtt_url, redact_url
+from iotcast.cli import main
+from iotcast.settings import ConfigError, Settings
+from telemetry.broker import BadMqttUrl, parse_mqtt_url, redact_url
 
 PASSWORD = "Pw-n3ver-shown"
 HMAC_KEY = "hmac-n3ver-shown"
@@ -44,9 +45,12 @@ def test_settings_repr_masks_the_mqtt_password_and_leaves_keys_out(caplog) -> No
     ],
 )
 def test_config_errors_about_the_mqtt_url_do_not_show_the_password(url: str, capsys) -> None:
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(BadMqttUrl) as exc:
         parse_mqtt_url(url)
     assert PASSWORD not in str(exc.value) and "bridge:***@" in str(exc.value)
+    with pytest.raises(ConfigError) as resolved:  # the settings say it the same way
+        Settings.resolve(env={}, toml={}, flags={"mqtt_url": url})
+    assert str(resolved.value) == str(exc.value)
     # The command line reports it the same way (argparse error, exit status 2).
     with pytest.raises(SystemExit) as stop:
         main(["status", "--mqtt-url", url])

@@ -22,40 +22,37 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from telemetry.config import Settings
+from iotcast.settings import Settings
+from iotcast.stack import ManagedProcess
+from tests.faultproxy import FaultProxy
 from tests.faults.pipeline import Pipeline
 
-READINGS = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
-OUTAGE_SECONDS = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
-KILLS = int(os.environ.get("IOTCAST_FAULT_KILLS", "2"))
-SHARDS = int(os.environ.get("IOTCAST_FAULT_SHARDS", "2"))
 RESULTS = os.environ.get("IOTCAST_FAULT_RESULTS")
 
 
-@pytest.fixture(scope="session")
-def fault_readings() -> int:
-    return READINGS
+@dataclass(frozen=True)
+class Size:
+    """The fault suite's size (the module docstring says which variable sets what)."""
+
+    readings: int = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
+    outage_seconds: float = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
+    kills: int = int(os.environ.get("IOTCAST_FAULT_KILLS", "2"))
+    shards: int = int(os.environ.get("IOTCAST_FAULT_SHARDS", "2"))
+
+
+SIZE = Size()
 
 
 @pytest.fixture(scope="session")
-def outage_seconds() -> float:
-    return OUTAGE_SECONDS
-
-
-@pytest.fixture(scope="session")
-def kills() -> int:
-    return KILLS
-
-
-@pytest.fixture(scope="session")
-def shards() -> int:
-    return SHARDS
+def size() -> Size:
+    return SIZE
 
 
 class Results(list):
@@ -73,16 +70,16 @@ class Results(list):
         old = orjson.loads(path.read_bytes()) if path.exists() else {"faults": {}}
         old["faults"][result["fault"]] = {
             **result,
-            "readings": READINGS,
-            "kills": KILLS,
+            "readings": SIZE.readings,
+            "kills": SIZE.kills,
             "commit": commit,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         old.update(
-            readings=READINGS,
-            outage_seconds=OUTAGE_SECONDS,
-            kills=KILLS,
-            shards=SHARDS,
+            readings=SIZE.readings,
+            outage_seconds=SIZE.outage_seconds,
+            kills=SIZE.kills,
+            shards=SIZE.shards,
             commit=commit,
         )
         old["date"] = old["faults"][result["fault"]]["date"]
@@ -97,7 +94,20 @@ def fault_results() -> Results:
 @pytest.fixture
 def pipeline(settings_mqtt: Settings, tmp_path: Path) -> Iterator[Pipeline]:
     """A pipeline on the test's mosquitto and the session's moto; everything stopped after."""
-    p = Pipeline(settings_mqtt, tmp_path, shards=SHARDS)
+    p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards)
     p.started = time.monotonic()
     yield p
     p.close()
+
+
+@pytest.fixture
+def processors_behind_proxy(
+    settings_mqtt: Settings, tmp_path: Path, moto_server: ManagedProcess
+) -> Iterator[tuple[Pipeline, FaultProxy]]:
+    """A pipeline whose processors reach S3 and DynamoDB through a fault proxy (Kinesis
+    reads go straight to moto); everything stopped after."""
+    proxy = FaultProxy(moto_server.url)
+    p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards, processor_endpoint=proxy.url)
+    yield p, proxy
+    p.close()
+    proxy.close()

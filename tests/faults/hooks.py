@@ -40,8 +40,8 @@ def slowed(handle: Callable[..., str], flag: Path, delay: float) -> Callable[...
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from iotcast.cli import main
     from stream.loop import StreamCore
-    from telemetry.cli import main
 
     StreamCore.handle = slowed(StreamCore.handle, Path(sys.argv[1]), float(sys.argv[2]))
     sys.exit(main(sys.argv[3:]))

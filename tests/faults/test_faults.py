@@ -19,17 +19,18 @@ from typing import Any
 
 import pytest
 
-from telemetry.stack import start_moto
+from iotcast.stack import start_moto
 from tests.faultproxy import FaultProxy
-from tests.faults.pipeline import Pipeline, StreamReader, make_readings, wait_until
-from tests.processor_support import manifests
+from tests.faults.books import StreamReader, wait_until
+from tests.faults.pipeline import Pipeline, make_readings
+from tests.support import manifests
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _stream_at(pipeline: Pipeline, reader: StreamReader, share: float, timeout: float) -> int:
     """Wait until the stream holds ``share`` of the readings being replayed."""
-    target = int(share * len(pipeline.published))
+    target = int(share * len(pipeline.ledger.published))
     # Not too often: moto's GetRecords walks the whole shard on every call (O(records held)).
     return wait_until(
         lambda: (n := reader.poll()) >= target and n,
@@ -56,7 +57,7 @@ def _finish(
     try:
         pipeline.join_replay(_timeout(n))
         contents = pipeline.wait_drained(_timeout(n))
-        pipeline.wait_probes(120)
+        pipeline.probes.wait(120)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
     figures = pipeline.audit(contents)
@@ -92,78 +93,85 @@ def _start(pipeline: Pipeline, n: int, processors: int = 1, **kw: Any) -> tuple[
     return readings, started
 
 
+def _inject(pipeline: Pipeline, reader: StreamReader, n: int, at: float, fault: Any) -> None:
+    """The skeleton of every fault: once the stream holds ``at`` of the readings being
+    replayed, ``fault()`` (kill and restart, stop and start, refuse, ...), then a probe."""
+    _stream_at(pipeline, reader, at, _timeout(n))
+    fault()
+    pipeline.probe()
+
+
+def _crashes(pipeline: Pipeline, n: int, kills: int, crash: Any) -> None:
+    """``crash(i)`` ``kills`` times, spread over the replay (i = 1, 2, ...)."""
+    reader = StreamReader(pipeline.settings)
+    for i in range(1, kills + 1):
+        _inject(pipeline, reader, n, i / (kills + 2), lambda i=i: crash(i))
+
+
 # --------------------------------------------------------------------- crashes
-def test_bridge_sigkilled_repeatedly_loses_nothing(pipeline, fault_readings, kills, fault_results):
-    n = fault_readings
-    _, started = _start(pipeline, n)
-    reader = StreamReader(pipeline.settings)
-    for i in range(1, kills + 1):
-        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
-        pipeline.kill_bridge()
-        pipeline.start_bridge(wait_subscribed=False)
-        pipeline.probe()
-    _finish(
-        pipeline,
-        fault_results,
-        f"bridge SIGKILL x{kills}",
-        f"bridge killed and restarted {kills} times",
-        started,
-        n,
+def _restart_bridge(pipeline: Pipeline) -> None:
+    pipeline.kill_bridge()
+    pipeline.start_bridge(wait_subscribed=False)
+
+
+def _restart_processor(pipeline: Pipeline, index: int) -> None:
+    pipeline.kill_processor(index)
+    pipeline.start_processor(index)
+
+
+def _crash_test(
+    pipeline: Pipeline,
+    size: Any,
+    results: list,
+    fault: str,
+    what: str,
+    crash: Any,
+    processors: int = 1,
+) -> None:
+    """The crash tests: ``crash(i)`` (kill and restart) ``size.kills`` times, then the books."""
+    n = size.readings
+    _, started = _start(pipeline, n, processors=processors)
+    _crashes(pipeline, n, size.kills, crash)
+    _finish(pipeline, results, f"{fault} x{size.kills}", what, started, n)
+
+
+def test_bridge_sigkilled_repeatedly_loses_nothing(pipeline, size, fault_results):
+    what = f"bridge killed and restarted {size.kills} times"
+    _crash_test(
+        pipeline, size, fault_results, "bridge SIGKILL", what, lambda i: _restart_bridge(pipeline)
     )
 
 
-def test_processor_sigkilled_repeatedly_learns_each_reading_once(
-    pipeline, fault_readings, kills, fault_results
-):
-    n = fault_readings
-    _, started = _start(pipeline, n, processors=2)
-    reader = StreamReader(pipeline.settings)
-    for i in range(1, kills + 1):
-        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
-        victim = i % 2
-        pipeline.kill_processor(victim)
-        pipeline.start_processor(victim)
-        pipeline.probe()
-    _finish(
-        pipeline,
-        fault_results,
-        f"processor SIGKILL x{kills}",
-        f"one of 2 processors killed and restarted {kills} times (leases taken over)",
-        started,
-        n,
-    )
+def test_processor_sigkilled_repeatedly_learns_each_reading_once(pipeline, size, fault_results):
+    what = f"one of 2 processors killed and restarted {size.kills} times (leases taken over)"
+
+    def crash(i: int) -> None:
+        _restart_processor(pipeline, i % 2)
+
+    _crash_test(pipeline, size, fault_results, "processor SIGKILL", what, crash, processors=2)
 
 
-def test_bridge_and_processors_sigkilled_together(pipeline, fault_readings, kills, fault_results):
-    n = fault_readings
-    _, started = _start(pipeline, n)
-    reader = StreamReader(pipeline.settings)
-    for i in range(1, kills + 1):
-        _stream_at(pipeline, reader, i / (kills + 2), _timeout(n))
+def test_bridge_and_processors_sigkilled_together(pipeline, size, fault_results):
+    def both(i: int) -> None:
         pipeline.kill_bridge()
         pipeline.kill_processor(0)
         pipeline.start_bridge(wait_subscribed=False)
         pipeline.start_processor(0)
-        pipeline.probe()
-    _finish(
-        pipeline,
-        fault_results,
-        f"bridge + processor SIGKILL x{kills}",
-        f"bridge and processor killed at once and restarted {kills} times",
-        started,
-        n,
-    )
+
+    what = f"bridge and processor killed at once and restarted {size.kills} times"
+    _crash_test(pipeline, size, fault_results, "bridge + processor SIGKILL", what, both)
 
 
 # ------------------------------------------------------------------ restarts
-def test_mosquitto_restart_loses_nothing(pipeline, mosquitto, fault_readings, fault_results):
-    n = fault_readings
+def test_mosquitto_restart_loses_nothing(pipeline, mosquitto, size, fault_results):
+    n = size.readings
     _, started = _start(pipeline, n)
-    reader = StreamReader(pipeline.settings)
-    _stream_at(pipeline, reader, 0.4, _timeout(n))
-    mosquitto.stop()  # SIGTERM: persistence on, the bridge's session and queue are saved
-    mosquitto.start()
-    pipeline.probe()
+
+    def restart() -> None:
+        mosquitto.stop()  # SIGTERM: persistence on, the bridge's session and queue are saved
+        mosquitto.start()
+
+    _inject(pipeline, StreamReader(pipeline.settings), n, 0.4, restart)
     _finish(
         pipeline,
         fault_results,
@@ -175,7 +183,7 @@ def test_mosquitto_restart_loses_nothing(pipeline, mosquitto, fault_readings, fa
 
 
 def test_moto_restart_forwards_what_was_queued_upstream(
-    settings_mqtt, tmp_path: Path, fault_readings, shards, fault_results
+    settings_mqtt, tmp_path: Path, size, fault_results
 ):
     """moto keeps nothing across a restart: the stream, bucket and lease table are recreated.
 
@@ -185,17 +193,16 @@ def test_moto_restart_forwards_what_was_queued_upstream(
     forwarded after recovery), and the processors (restarted: their store is
     gone) learn every reading of the new stream exactly once.
     """
-    n = fault_readings
+    n = size.readings
     moto = start_moto(tmp_path / "own-moto")
     proxy = FaultProxy(moto.url, keep_accepted=True)
     settings = settings_mqtt.replace(endpoint_url=moto.url)
-    pipeline = Pipeline(settings, tmp_path, shards=shards, bridge_endpoint=proxy.url)
-    try:
-        _, started = _start(pipeline, n)
-        reader = StreamReader(settings)
-        _stream_at(pipeline, reader, 0.4, _timeout(n))
+    pipeline = Pipeline(settings, tmp_path, shards=size.shards, bridge_endpoint=proxy.url)
+    outage = {}
+
+    def restart_empty() -> None:
         proxy.refuse("all")  # the bridge meets 503s from here until the stack is back
-        pipeline.accepted_before_loss = list(proxy.accepted)
+        pipeline.ledger.accepted_before_loss = list(proxy.accepted)
         moto.kill()
         t_down = time.monotonic()
         moto.start(timeout=60)
@@ -205,8 +212,11 @@ def test_moto_restart_forwards_what_was_queued_upstream(
                 proc.kill()  # their checkpoints and leases went with the store
                 pipeline.start_processor(i)
         proxy.restore()
-        outage = time.monotonic() - t_down
-        pipeline.probe()
+        outage["s"] = time.monotonic() - t_down
+
+    try:
+        _, started = _start(pipeline, n)
+        _inject(pipeline, StreamReader(settings), n, 0.4, restart_empty)
         _finish(
             pipeline,
             fault_results,
@@ -215,7 +225,7 @@ def test_moto_restart_forwards_what_was_queued_upstream(
             "restarted",
             started,
             n,
-            outage_s=round(outage, 1),
+            outage_s=round(outage["s"], 1),
         )
     finally:
         pipeline.close()
@@ -232,125 +242,119 @@ def _outage(
     n: int,
     reader: StreamReader,
 ) -> dict[str, Any]:
-    _stream_at(pipeline, reader, 0.3, _timeout(n))
-    wait_until(lambda: pipeline.learned_total() >= 0.15 * n, _timeout(n), "the processor at work")
-    learned_before = pipeline.learned_total()
-    proxy.refuse(service, seconds)
-    time.sleep(seconds)
-    learned_during = pipeline.learned_total() - learned_before
-    pipeline.probe()
-    return {
-        "learned_during_outage": int(learned_during),
-        "refused_requests": proxy.refused_requests[service],
-    }
+    figures: dict[str, Any] = {}
+
+    def refuse() -> None:
+        wait_until(
+            lambda: pipeline.learned_total() >= 0.15 * n, _timeout(n), "the processor at work"
+        )
+        learned_before = pipeline.learned_total()
+        proxy.refuse(service, seconds)
+        time.sleep(seconds)
+        figures["learned_during_outage"] = int(pipeline.learned_total() - learned_before)
+
+    _inject(pipeline, reader, n, 0.3, refuse)
+    figures["refused_requests"] = proxy.refused_requests[service]
+    return figures
 
 
 def test_s3_outage_keeps_learning_and_checkpoints_catch_up(
-    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, shards, fault_results
+    processors_behind_proxy, size, fault_results
 ):
-    n = fault_readings
-    proxy = FaultProxy(moto_server.url)
-    pipeline = Pipeline(settings_mqtt, tmp_path, shards=shards, processor_endpoint=proxy.url)
-    try:
-        _, started = _start(pipeline, n)
-        reader = StreamReader(pipeline.settings)
-        figures = _outage(pipeline, proxy, "s3", outage_seconds, n, reader)
-        failed = pipeline.metric("iotcast_checkpoints_total")
-        result = _finish(
-            pipeline,
-            fault_results,
-            f"S3 down {outage_seconds:g} s",
-            "every S3 request of the processor refused (503)",
-            started,
-            n,
-            checkpoints_failed=int(sum(v for k, v in failed.items() if 'outcome="failed"' in k)),
-            **figures,
-        )
-    finally:
-        pipeline.close()
-        proxy.close()
+    pipeline, proxy = processors_behind_proxy
+    n = size.readings
+    _, started = _start(pipeline, n)
+    reader = StreamReader(pipeline.settings)
+    figures = _outage(pipeline, proxy, "s3", size.outage_seconds, n, reader)
+    failed = pipeline.metric("iotcast_checkpoints_total")
+    result = _finish(
+        pipeline,
+        fault_results,
+        f"S3 down {size.outage_seconds:g} s",
+        "every S3 request of the processor refused (503)",
+        started,
+        n,
+        checkpoints_failed=int(sum(v for k, v in failed.items() if 'outcome="failed"' in k)),
+        **figures,
+    )
     assert result["refused_requests"] > 0, "the processor made no S3 request during the outage"
     assert result["learned_during_outage"] > 0, "learning stopped while S3 was down"
 
 
 def test_dynamodb_outage_keeps_leases_and_retries_checkpoints(
-    settings_mqtt, tmp_path, moto_server, fault_readings, outage_seconds, shards, fault_results
+    processors_behind_proxy, size, fault_results
 ):
-    n = fault_readings
-    proxy = FaultProxy(moto_server.url)
-    pipeline = Pipeline(settings_mqtt, tmp_path, shards=shards, processor_endpoint=proxy.url)
-    try:
-        # A session timeout longer than the SDK's longest retry backoff (DynamoDB: 12.8 s), as
-        # the default 60 s is: an owner may be stuck in that backoff right after the outage.
-        # An outage shorter than a session timeout must not swap leases either (the owner's
-        # next heartbeat may come outage + backoff later: 15 s was too short for a 10 s outage
-        # on a loaded machine); a longer one is left to the grace after DynamoDB's silence.
-        session = 15 if outage_seconds >= 15 else 2 * outage_seconds + 13
-        _, started = _start(pipeline, n, processors=2, extra=("--session-timeout", f"{session:g}"))
-        reader = StreamReader(pipeline.settings)
-        owners = pipeline.wait_leased()
-        figures = _outage(pipeline, proxy, "dynamodb", outage_seconds, n, reader)
-        restored = time.time()
-        # Leases held: the same owners, heartbeating again within a session timeout.
-        wait_until(
-            lambda: all(ts > restored for _, ts, _ in pipeline.leases().values()),
-            30,
-            "lease heartbeats after the outage",
-        )
-        owners_after = {s: ref for s, (ref, _, _) in pipeline.leases().items()}
-        alive = [p.alive() for p in pipeline.processors if p]
-        result = _finish(
-            pipeline,
-            fault_results,
-            f"DynamoDB down {outage_seconds:g} s",
-            "every DynamoDB request of 2 processors refused (503)",
-            started,
-            n,
-            **figures,
-        )
-        # Checkpoints retried: DynamoDB's sequence numbers caught up with the manifests.
-        wanted = {s: m.sequence for s, m in manifests(pipeline.settings).items()}
-        wait_until(
-            lambda: {s: seq for s, (_, _, seq) in pipeline.leases().items()} == wanted,
-            30,
-            "DynamoDB checkpoints to catch up with the S3 manifests",
-        )
-    finally:
-        pipeline.close()
-        proxy.close()
+    pipeline, proxy = processors_behind_proxy
+    n = size.readings
+    # A session timeout longer than the SDK's longest retry backoff (DynamoDB: 12.8 s), as
+    # the default 60 s is: an owner may be stuck in that backoff right after the outage.
+    # An outage shorter than a session timeout must not swap leases either (the owner's
+    # next heartbeat may come outage + backoff later: 15 s was too short for a 10 s outage
+    # on a loaded machine); a longer one is left to the grace after DynamoDB's silence.
+    session = 15 if size.outage_seconds >= 15 else 2 * size.outage_seconds + 13
+    _, started = _start(pipeline, n, processors=2, extra=("--session-timeout", f"{session:g}"))
+    reader = StreamReader(pipeline.settings)
+    owners = pipeline.wait_leased()
+    figures = _outage(pipeline, proxy, "dynamodb", size.outage_seconds, n, reader)
+    restored = time.time()
+    # Leases held: the same owners, heartbeating again within a session timeout.
+    wait_until(
+        lambda: all(ts > restored for _, ts, _ in pipeline.leases().values()),
+        30,
+        "lease heartbeats after the outage",
+    )
+    owners_after = {s: ref for s, (ref, _, _) in pipeline.leases().items()}
+    alive = [p.alive() for p in pipeline.processors if p]
+    result = _finish(
+        pipeline,
+        fault_results,
+        f"DynamoDB down {size.outage_seconds:g} s",
+        "every DynamoDB request of 2 processors refused (503)",
+        started,
+        n,
+        **figures,
+    )
+    # Checkpoints retried: DynamoDB's sequence numbers caught up with the manifests.
+    wanted = {s: m.sequence for s, m in manifests(pipeline.settings).items()}
+    wait_until(
+        lambda: {s: seq for s, (_, _, seq) in pipeline.leases().items()} == wanted,
+        30,
+        "DynamoDB checkpoints to catch up with the S3 manifests",
+    )
     assert owners_after == owners, (owners, owners_after)
     assert all(alive), f"a processor died: {alive}"
     assert result["refused_requests"] > 0
 
 
 # ------------------------------------------------------------- slow consumer
-def test_slow_consumer_lags_then_catches_up(
-    pipeline, tmp_path, fault_readings, outage_seconds, fault_results
-):
-    n = fault_readings
+def test_slow_consumer_lags_then_catches_up(pipeline, tmp_path, size, fault_results):
+    n = size.readings
     flag = tmp_path / "slow.flag"
     _, started = _start(pipeline, n, slow_flag=flag, slow_ms=20.0)
     reader = StreamReader(pipeline.settings)
-    _stream_at(pipeline, reader, 0.2, _timeout(n))
-    flag.touch()
-    t0 = time.monotonic()
-    max_lag = 0.0
-    while time.monotonic() - t0 < outage_seconds:
-        lag = pipeline.metric("iotcast_shard_lag_seconds")
-        max_lag = max([max_lag, *lag.values()])
-        time.sleep(0.5)
-    behind = reader.poll() - sum(pipeline.metric("iotcast_readings_processed_total").values())
-    flag.unlink()
-    pipeline.probe()
+    seen = {"max_lag": 0.0}
+
+    def slow_down() -> None:
+        flag.touch()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < size.outage_seconds:
+            lag = pipeline.metric("iotcast_shard_lag_seconds")
+            seen["max_lag"] = max([seen["max_lag"], *lag.values()])
+            time.sleep(0.5)
+        processed = sum(pipeline.metric("iotcast_readings_processed_total").values())
+        seen["behind"] = reader.poll() - processed
+        flag.unlink()
+
+    _inject(pipeline, reader, n, 0.2, slow_down)
     result = _finish(
         pipeline,
         fault_results,
-        f"slow consumer {outage_seconds:g} s",
+        f"slow consumer {size.outage_seconds:g} s",
         "processor slowed by 20 ms per record (test hook), then back to speed",
         started,
         n,
-        max_lag_s=round(max_lag, 1),
-        records_behind=int(behind),
+        max_lag_s=round(seen["max_lag"], 1),
+        records_behind=int(seen["behind"]),
     )
     assert result["records_behind"] > 0, "the processor never fell behind"
     # The backlog must show on the lag gauge (it read 0 before the processor bounded the
@@ -366,17 +370,16 @@ POISON = (
 )
 
 
-def test_poison_records_are_dead_lettered_without_stalling_the_shard(
-    pipeline, fault_readings, fault_results
-):
-    n = fault_readings
+def test_poison_records_are_dead_lettered_without_stalling_the_shard(pipeline, size, fault_results):
+    n = size.readings
     readings, started = _start(pipeline, n)
-    reader = StreamReader(pipeline.settings)
-    _stream_at(pipeline, reader, 0.4, _timeout(n))
     devices = sorted({r.device for r in readings})
-    for i, data in enumerate(POISON):
-        pipeline.put_poison(data, devices[i % len(devices)])
-    pipeline.probe()
+
+    def poison() -> None:
+        for i, data in enumerate(POISON):
+            pipeline.put_poison(data, devices[i % len(devices)])
+
+    _inject(pipeline, StreamReader(pipeline.settings), n, 0.4, poison)
     result = _finish(
         pipeline,
         fault_results,

@@ -74,9 +74,7 @@ def test_overdue_lease_is_left_to_its_owner_right_after_dynamodb_was_silent(sett
     """After DynamoDB did not answer for over a session timeout, a lease that looks overdue is
     not taken over until its owner had a session timeout to renew it (the leases swapped in
     the DynamoDB fault test before this)."""
-    from online_models.catalog import load_catalog
-    from online_models.config import TaskConfig
-    from stream.runner import ProcessorOptions, StreamProcessor
+    from stream.lease_table import LeaseTable
 
     table = f"kinesis-checkpoints-{settings.app}"
     ddb = boto("dynamodb")
@@ -91,15 +89,10 @@ def test_overdue_lease_is_left_to_its_owner_right_after_dynamodb_was_silent(sett
         TableName=table,
         Item={"shard_id": {"S": "shardId-0"}, "ref": {"S": "other"}, "ts": {"N": str(overdue)}},
     )
-    options = ProcessorOptions(session_timeout=4, predictions="none", ref="me")
-    processor = StreamProcessor(settings, options, load_catalog(), TaskConfig())
-    processor.table = table
-    try:
-        processor._dynamodb_seen_at = time.monotonic()  # DynamoDB answered just now
-        assert processor._lease_free("shardId-0"), "a lease overdue while DynamoDB answered"
-        processor._dynamodb_seen_at = time.monotonic() - 30  # ... then nothing for 30 s
-        assert not processor._lease_free("shardId-0"), "taken over right after the silence"
-        processor._dynamodb_back_at = time.monotonic() - 5  # the owner had 5 s > 4 s to renew
-        assert processor._lease_free("shardId-0")
-    finally:
-        processor.pool.shutdown()
+    leases = LeaseTable(ddb, table, "me", session_timeout=4)
+    leases.seen_at = time.monotonic()  # DynamoDB answered just now
+    assert leases.lease_free("shardId-0"), "a lease overdue while DynamoDB answered"
+    leases.seen_at = time.monotonic() - 30  # ... then nothing for 30 s
+    assert not leases.lease_free("shardId-0"), "taken over right after the silence"
+    leases.back_at = time.monotonic() - 5  # the owner had 5 s > 4 s to renew
+    assert leases.lease_free("shardId-0")

@@ -29,7 +29,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from telemetry.config import Settings
+from iotcast.settings import Settings
 from telemetry.csvfile import BadRows, CsvFormatError, read_csv, write_csv
 from telemetry.generate import expected_rows, generate
 

@@ -1,9 +1,9 @@
 """Start and stop the real local components on 127.0.0.1.
 
 Used by the test fixtures, the benchmarks and ``iotcast demo``: mosquitto,
-the moto server (Kinesis, S3 and DynamoDB on one endpoint) and Prometheus,
-each a child process on a free port, waited for until it answers, and
-stopped (SIGTERM, then SIGKILL after a grace period).
+the moto server (Kinesis, S3 and DynamoDB on one endpoint), Prometheus and
+kinesalite, each a child process on a free port, waited for until it
+answers, and stopped (SIGTERM, then SIGKILL after a grace period).
 
 >>> port = free_port()
 >>> 1024 < port < 65536
@@ -28,8 +28,10 @@ __all__ = [
     "ComponentMissing",
     "ManagedProcess",
     "free_port",
+    "http_ready",
     "port_in_use",
     "require",
+    "start_kinesalite",
     "start_mosquitto",
     "start_moto",
     "start_prometheus",
@@ -169,6 +171,19 @@ class ManagedProcess:
         self.stop()
 
 
+def http_ready(url: str, timeout: float = 2.0) -> Callable[[], bool]:
+    """A readiness check for :meth:`ManagedProcess.start`: ``url`` answers 200."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    return check
+
+
 def _http_ok(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -255,3 +270,28 @@ def start_prometheus(
     ]
     proc = ManagedProcess("prometheus", argv, port, Path(workdir) / "prometheus.log")
     return proc.start(ready=_http_ok(f"http://{HOST}:{port}/-/ready"), timeout=60)
+
+
+def start_kinesalite(workdir: Path, port: int | None = None) -> ManagedProcess:
+    """Start kinesalite (Kinesis only, in memory; reshards correctly, unlike moto) on 127.0.0.1.
+
+    It is the npm package in the repository's (gitignored) ``node_modules``, which
+    ``./dev setup`` installs; it is started through node so that it listens on
+    127.0.0.1 only (its own command line binds every interface).
+    """
+    node = require("node")
+    module = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
+    if not module.exists():
+        raise ComponentMissing(
+            "kinesalite is not installed; get it with: npm install --no-save kinesalite@3.3.3 "
+            "(in the repository root; ./dev setup does it)"
+        )
+    port = port or free_port()
+    script = (
+        "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,"
+        " shardLimit: 100}).listen(+process.argv[2], '127.0.0.1')"
+    )
+    argv = [node, "-e", script, str(module), str(port)]
+    return ManagedProcess("kinesalite", argv, port, Path(workdir) / "kinesalite.log").start(
+        timeout=60
+    )

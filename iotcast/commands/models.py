@@ -48,10 +48,10 @@ from typing import Any
 import boto3
 import orjson
 
+from iotcast.settings import ConfigError, Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint, sha256_hex
 from stream.control import Command, ControlLog
 from stream.registry import ModelRegistry, UnknownVersion, Version
-from telemetry.config import ConfigError, Settings
 
 __all__ = ["HELP", "add_arguments", "export_model", "run"]
 
@@ -78,7 +78,7 @@ ROLLBACK_DOC = (
 def _common() -> argparse.ArgumentParser:
     """The shared connection flags again, so they may follow the action (defaults suppressed:
     a value given before the action is kept)."""
-    from telemetry.cli import common_flags
+    from iotcast.cli import common_flags
 
     parent = common_flags()
     for action in parent._actions:

@@ -28,7 +28,7 @@ import signal
 import boto3
 from botocore.exceptions import ClientError
 
-from telemetry.config import ConfigError, Settings
+from iotcast.settings import ConfigError, Settings
 
 __all__ = ["HELP", "add_arguments", "create_resources", "run"]
 
@@ -183,7 +183,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         models=args.models,
         shard_refresh=args.shard_refresh,
     )
-    processor = StreamProcessor(settings, options, catalog, task)
+    processor = StreamProcessor(settings.processor_target(), options, catalog, task)
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -39,16 +39,16 @@ import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iotcast.settings import Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
+from stream.consumer import lease_table
 from stream.control import ControlLog, age_seconds
+from stream.lease_table import PRESENCE_PREFIX
 from stream.registry import ModelRegistry
-from telemetry.config import Settings
 
 __all__ = ["HELP", "add_arguments", "collect", "figures_from_metrics", "run"]
 
 HELP = "the stream, the consumer group's leases and lag, components, per-device champions, commands"
-
-PRESENCE_PREFIX = "process#"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +108,7 @@ def _stream(kinesis: Any, name: str) -> dict[str, Any]:
 
 
 def _leases(dynamodb: Any, app: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    items, kwargs = [], {"TableName": f"kinesis-checkpoints-{app}", "ConsistentRead": True}
+    items, kwargs = [], {"TableName": lease_table(app), "ConsistentRead": True}
     try:
         while True:
             page = dynamodb.scan(**kwargs)
@@ -354,7 +354,6 @@ def _age(seconds: float | None) -> str:
 
 def render(report: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=160)
     st = report["stream"]
@@ -362,25 +361,40 @@ def render(report: dict[str, Any]) -> None:
         f"[bold]stream[/] {st['name']}: {st['status']}, retention {st.get('retention_hours', '-')} h, "
         f"{sum(s['open'] for s in st['shards'])} open / {len(st['shards'])} shards"
     )
-    table = Table(title=f"consumer group {report['app']}", title_justify="left")
-    for col in (
-        "shard",
-        "state",
-        "owner",
-        "lease age",
-        "checkpoint seq (S3)",
-        "DynamoDB seq",
-        "ckpt age",
-        "devices",
-        "records behind",
-        "ms behind",
-    ):
-        table.add_column(
-            col,
-            justify="right"
-            if col in ("lease age", "ckpt age", "devices", "records behind", "ms behind")
-            else "left",
+    console.print(_shards_table(report))
+    procs = (
+        ", ".join(
+            f"{p['process']} (heartbeat {_age(p['heartbeat_age_seconds'])} ago)"
+            for p in report["processes"]
         )
+        or "none"
+    )
+    console.print(f"processes: {procs}")
+    if report["components"]:
+        console.print(_components_table(report["components"]))
+    console.print(_devices_table(report["devices"]))
+    if report["commands"]:
+        console.print(_commands_table(report["commands"]))
+    for problem in report["problems"]:
+        console.print(f"[red]problem:[/] {problem}")
+
+
+def _table(title: str, columns: tuple[str, ...], right: tuple[str, ...] = ()) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    return table
+
+
+def _shards_table(report: dict[str, Any]) -> Any:
+    table = _table(
+        f"consumer group {report['app']}",
+        ("shard", "state", "owner", "lease age", "checkpoint seq (S3)", "DynamoDB seq",
+         "ckpt age", "devices", "records behind", "ms behind"),
+        right=("lease age", "ckpt age", "devices", "records behind", "ms behind"),
+    )  # fmt: skip
     for s in report["shards"]:
         state = "open" if s["open"] else "closed, finished" if s["finished"] else "closed"
         behind = (
@@ -400,48 +414,38 @@ def render(report: dict[str, Any]) -> None:
             behind,
             str(s.get("millis_behind_latest", "-")),
         )
-    console.print(table)
-    procs = (
-        ", ".join(
-            f"{p['process']} (heartbeat {_age(p['heartbeat_age_seconds'])} ago)"
-            for p in report["processes"]
-        )
-        or "none"
-    )
-    console.print(f"processes: {procs}")
-    if report["components"]:
-        comp = Table(title="components", title_justify="left")
-        for col in ("url", "reachable", "role", "figures"):
-            comp.add_column(col)
-        for c in report["components"]:
-            if not c["reachable"]:
-                comp.add_row(c["url"], "[red]no[/]", "-", c["error"])
-                continue
-            if c["role"] == "bridge":
-                figs = (
-                    f"mqtt {'up' if c['mqtt_connected'] else 'DOWN'}, kinesis {'up' if c['kinesis_up'] else 'DOWN'}, "
-                    f"forwarded {c['forwarded']:.0f}, dead letters {c['dead_letters']:.0f}"
-                )
-            else:
-                lag = max(c.get("lag_seconds", {}).values(), default=0.0)
-                figs = (
-                    f"shards {','.join(c.get('shards_owned', [])) or '-'}, devices {c.get('devices_held', 0):.0f}, "
-                    f"learned {c.get('learned', 0):.0f}, max lag {lag:.1f}s"
-                )
-            comp.add_row(c["url"], "yes", c["role"], figs)
-        console.print(comp)
-    dev = Table(title="devices (from the checkpoint manifests)", title_justify="left")
-    for col in (
-        "device",
-        "shard",
-        "version",
-        "samples",
-        "champion (per horizon, s)",
-        "champion rolling MAE (°C)",
-        "live nowcast champion",
-    ):
-        dev.add_column(col, justify="right" if col in ("version", "samples") else "left")
-    for d in report["devices"]:
+    return table
+
+
+def _components_table(components: list[dict[str, Any]]) -> Any:
+    table = _table("components", ("url", "reachable", "role", "figures"))
+    for c in components:
+        if not c["reachable"]:
+            table.add_row(c["url"], "[red]no[/]", "-", c["error"])
+            continue
+        if c["role"] == "bridge":
+            figs = (
+                f"mqtt {'up' if c['mqtt_connected'] else 'DOWN'}, kinesis {'up' if c['kinesis_up'] else 'DOWN'}, "
+                f"forwarded {c['forwarded']:.0f}, dead letters {c['dead_letters']:.0f}"
+            )
+        else:
+            lag = max(c.get("lag_seconds", {}).values(), default=0.0)
+            figs = (
+                f"shards {','.join(c.get('shards_owned', [])) or '-'}, devices {c.get('devices_held', 0):.0f}, "
+                f"learned {c.get('learned', 0):.0f}, max lag {lag:.1f}s"
+            )
+        table.add_row(c["url"], "yes", c["role"], figs)
+    return table
+
+
+def _devices_table(devices: list[dict[str, Any]]) -> Any:
+    table = _table(
+        "devices (from the checkpoint manifests)",
+        ("device", "shard", "version", "samples", "champion (per horizon, s)",
+         "champion rolling MAE (°C)", "live nowcast champion"),
+        right=("version", "samples"),
+    )  # fmt: skip
+    for d in devices:
         horizons = sorted(d["champion"], key=int)
         champions = " ".join(f"{h}:{d['champion'][h]}" for h in horizons)
         maes = " ".join(
@@ -450,7 +454,7 @@ def render(report: dict[str, Any]) -> None:
             else f"{h}:{d['champion_rolling_mae'][h]:.3f}"
             for h in horizons
         )
-        dev.add_row(
+        table.add_row(
             d["device"],
             d["shard"],
             str(d["version"]),
@@ -459,22 +463,19 @@ def render(report: dict[str, Any]) -> None:
             maes,
             d["live_champion"] or "-",
         )
-    console.print(dev)
-    if report["commands"]:
-        cmd = Table(title="operator commands (last 24 h)", title_justify="left")
-        for col in ("issued (UTC)", "device", "command", "state", "applied by"):
-            cmd.add_column(col)
-        for c in report["commands"]:
-            cmd.add_row(
-                c["at"][:19].replace("T", " "),
-                c["device"],
-                c["what"],
-                c["state"],
-                c["process"] or "-",
-            )
-        console.print(cmd)
-    for problem in report["problems"]:
-        console.print(f"[red]problem:[/] {problem}")
+    return table
+
+
+def _commands_table(commands: list[dict[str, Any]]) -> Any:
+    table = _table(
+        "operator commands (last 24 h)",
+        ("issued (UTC)", "device", "command", "state", "applied by"),
+    )
+    for c in commands:
+        table.add_row(
+            c["at"][:19].replace("T", " "), c["device"], c["what"], c["state"], c["process"] or "-"
+        )
+    return table
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

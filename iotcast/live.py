@@ -26,11 +26,12 @@ processor that handed the device's shard over keeps exporting its old values.
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
@@ -41,9 +42,9 @@ __all__ = [
     "DeviceView",
     "METRIC_NAMES",
     "Parsed",
+    "Scraper",
     "Snapshot",
     "aggregate",
-    "collect",
     "parse_metrics",
     "progress_line",
     "render",
@@ -301,21 +302,53 @@ def aggregate(
     )
 
 
-def collect(
-    bridge_url: str,
-    processor_urls: Iterable[str],
-    *,
-    horizon: str = "0",
-    baseline: str = "persistence",
-    timeout: float = 2.0,
-) -> Snapshot:
-    """Scrape the bridge and every processor now and aggregate (see :func:`aggregate`)."""
-    return aggregate(
-        scrape(bridge_url, timeout),
-        [scrape(u, timeout) for u in processor_urls],
-        horizon=horizon,
-        baseline=baseline,
-    )
+class Scraper:
+    """Scrapes the bridge and the processors again and again: a page that does not answer
+    counts with its last figures (and as down), and the rate of readings accounted for is
+    kept over the last ~10 s.
+
+    >>> scraper = Scraper("http://127.0.0.1:9/metrics", [], timeout=0.1)
+    >>> snap = scraper.collect()
+    >>> snap.bridge_up, snap.accounted, scraper.rate()
+    (False, 0, 0.0)
+    """
+
+    def __init__(
+        self,
+        bridge_url: str,
+        processor_urls: Sequence[str],
+        *,
+        horizon: str = "0",
+        baseline: str = "persistence",
+        timeout: float = 2.0,
+    ) -> None:
+        self.urls = [bridge_url, *processor_urls]
+        self.horizon = horizon
+        self.baseline = baseline
+        self.timeout = timeout
+        self.snapshot = Snapshot()
+        self.last_pages: dict[str, Parsed] = {}
+        self.history: deque[tuple[float, int]] = deque()
+
+    def collect(self) -> Snapshot:
+        pages = [scrape(u, self.timeout) for u in self.urls]
+        for url, page in zip(self.urls, pages, strict=True):
+            if page is not None:
+                self.last_pages[url] = page
+        known = [self.last_pages.get(u) for u in self.urls]
+        snap = aggregate(known[0], known[1:], horizon=self.horizon, baseline=self.baseline)
+        up = [p is not None for p in pages]
+        self.snapshot = replace(snap, bridge_up=up[0], processors_up=tuple(up[1:]))
+        return self.snapshot
+
+    def rate(self) -> float:
+        """Readings the processors accounted for per second, over the last ~10 s."""
+        now = time.monotonic()
+        self.history.append((now, self.snapshot.accounted))
+        while len(self.history) > 2 and now - self.history[0][0] > 10:
+            self.history.popleft()
+        (t0, n0), (t1, n1) = self.history[0], self.history[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def progress_line(snap: Snapshot, replayed: int, total: int | None) -> str:

@@ -56,8 +56,8 @@ import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iotcast.settings import ConfigError, Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
-from telemetry.config import ConfigError, Settings
 
 __all__ = ["HELP", "Watcher", "add_arguments", "hash_share", "rounds", "run"]
 

@@ -5,6 +5,8 @@ AWS variables) > an optional TOML file (``--config`` or ``IOTCAST_CONFIG``)
 > defaults.  Every default points at the local stack: MQTT on
 127.0.0.1:1883 and, when no AWS endpoint and no real credentials are
 configured, the moto server on 127.0.0.1:5000 with dummy credentials.
+The floors below the shell never see this object: they get plain values,
+such as :meth:`Settings.bridge_target` and :meth:`Settings.processor_target`.
 
 >>> s = Settings.resolve(env={}, toml={}, flags={})
 >>> s.mqtt_url, s.stream, s.bucket, s.app
@@ -34,16 +36,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-__all__ = [
-    "Settings",
-    "MqttTarget",
-    "parse_mqtt_url",
-    "redact_url",
-    "LOCAL_AWS_ENDPOINT",
-    "ConfigError",
-]
+from bridge.service import BridgeTarget
+from stream.runner import ProcessorTarget
+from telemetry.broker import BadMqttUrl, MqttTarget, parse_mqtt_url, redact_url
+
+__all__ = ["Settings", "LOCAL_AWS_ENDPOINT", "ConfigError", "load_toml"]
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"
 LOCAL_REGION = "us-east-1"
@@ -51,75 +49,6 @@ LOCAL_REGION = "us-east-1"
 
 class ConfigError(ValueError):
     """A configuration value a person must fix (the message says which and how)."""
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Where and how to reach the MQTT broker, parsed from ``--mqtt-url``."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user part masked, for messages and logs.
-
-    The last ``@`` ends the user part, so an unencoded ``@``, ``/`` or ``#`` in
-    the password is masked too.
-
-    >>> redact_url("mqtts://bob:p@ss/w#rd@broker:8883"), redact_url("mqtt://127.0.0.1:1883")
-    ('mqtts://bob:***@broker:8883', 'mqtt://127.0.0.1:1883')
-    """
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
-
-
-def parse_mqtt_url(url: str) -> MqttTarget:
-    """Parse ``mqtt://host:port`` or ``mqtts://user:pass@host:port``.
-
-    Special characters in the user or password are percent-encoded (``@`` is
-    ``%40``, ``/`` is ``%2F``, ``:`` is ``%3A``).  Messages show the URL with
-    the password masked.
-
-    >>> parse_mqtt_url("mqtt://127.0.0.1:1883")
-    MqttTarget(host='127.0.0.1', port=1883, tls=False, username=None)
-    >>> parse_mqtt_url("mqtts://bob:s%40cret@broker:8883").password
-    's@cret'
-    >>> parse_mqtt_url("mqtts://bob:a/b@broker:8883")
-    Traceback (most recent call last):
-    ...
-    telemetry.config.ConfigError: --mqtt-url 'mqtts://bob:***@broker:8883' is not host[:port] after the user part; percent-encode special characters of the user and password (@ as %40, / as %2F, : as %3A, # as %23)
-    """
-    shown = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ConfigError(f"--mqtt-url {shown!r}: scheme must be mqtt:// or mqtts://")
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(
-            f"--mqtt-url {shown!r} is not host[:port] after the user part; percent-encode "
-            "special characters of the user and password (@ as %40, / as %2F, : as %3A, # as %23)"
-        )
-    if not parts.hostname:
-        raise ConfigError(f"--mqtt-url {shown!r}: no host")
-    tls = parts.scheme == "mqtts"
-    return MqttTarget(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 # field name -> (environment variables in order of preference, default)
@@ -175,7 +104,11 @@ class Settings:
 
     @property
     def mqtt(self) -> MqttTarget:
-        return parse_mqtt_url(self.mqtt_url)
+        """The broker (and the CA file that vouches for it) the URL names."""
+        try:
+            return parse_mqtt_url(self.mqtt_url, self.mqtt_ca_file)
+        except BadMqttUrl as exc:
+            raise ConfigError(str(exc)) from exc
 
     @property
     def local_aws(self) -> bool:
@@ -199,8 +132,34 @@ class Settings:
             kw["endpoint_url"] = self.kinesis_endpoint_url
         return kw
 
+    def bridge_target(self) -> BridgeTarget:
+        """What the bridge talks to: the broker, the stream, the dead-letter bucket, AWS."""
+        return BridgeTarget(self.mqtt, self.stream, self.bucket, self.boto_kwargs())
+
+    def processor_target(self) -> ProcessorTarget:
+        """What a processor talks to: the streams, the bucket, the consumer group, AWS."""
+        return ProcessorTarget(
+            stream=self.stream,
+            predictions_stream=self.predictions_stream,
+            bucket=self.bucket,
+            app=self.app,
+            aws=self.boto_kwargs(),
+            kinesis=self.kinesis_kwargs(),
+            hmac_key=self.hmac_key,
+        )
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, **values: Any) -> Settings:
+        """Settings from these values alone, resolved as flags are (no environment, no
+        file): for the tests and benchmarks that start their own components.
+
+        >>> Settings.of(stream="s", endpoint_url="http://127.0.0.1:5001").kinesis_kwargs()["endpoint_url"]
+        'http://127.0.0.1:5001'
+        """
+        return cls.resolve(env={}, toml={}, flags=values)
 
     @classmethod
     def resolve(
@@ -260,8 +219,9 @@ class Settings:
             # Local endpoints accept any key; never let a stray profile leak to them.
             values["aws_access_key_id"] = "testing"
             values["aws_secret_access_key"] = "testing"
-        parse_mqtt_url(values["mqtt_url"])  # fail early, with the message
-        return cls(**values)
+        settings = cls(**values)
+        settings.mqtt  # noqa: B018 - a bad URL fails here, early, with the message
+        return settings
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -270,10 +230,10 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     Keys may sit at the top level or under an ``[iotcast]`` table.
     """
     p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
     try:
         data = tomllib.loads(p.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {p}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
     return dict(data.get("iotcast", data))

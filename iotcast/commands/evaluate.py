@@ -29,9 +29,9 @@ import logging
 import sys
 from pathlib import Path
 
+from iotcast.settings import ConfigError, Settings
 from online_models.catalog import CatalogError, load_catalog
 from online_models.config import TARGETS, TaskConfig
-from telemetry.config import ConfigError, Settings
 
 __all__ = ["HELP", "add_arguments", "run", "task_from_args"]
 

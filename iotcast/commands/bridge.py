@@ -34,7 +34,7 @@ import sys
 from bridge.health import HealthServer
 from bridge.retry import RetryPolicy
 from bridge.service import Bridge, BridgeOptions
-from telemetry.config import Settings
+from iotcast.settings import Settings
 
 __all__ = ["HELP", "add_arguments", "options_from_args", "run"]
 
@@ -116,7 +116,7 @@ def options_from_args(args: argparse.Namespace, app: str) -> BridgeOptions:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    bridge = Bridge(settings, options_from_args(args, settings.app))
+    bridge = Bridge(settings.bridge_target(), options_from_args(args, settings.app))
     server = None
     if settings.metrics_port is not None:
         try:

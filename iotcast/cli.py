@@ -1,8 +1,9 @@
 """The ``iotcast`` command line: one entry point, a subcommand per job.
 
-Each subcommand lives in the package it drives, in a module with three names:
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(settings, args) -> int``.
-Settings are resolved here, once, from flags > environment > TOML file.
+Each subcommand is a module of :mod:`iotcast.commands` (the demo: :mod:`iotcast.demo.command`)
+with three names: ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(settings, args) -> int``.  Settings are resolved here, once, from flags >
+environment > TOML file; the commands hand the floors below plain values.
 
 >>> parser = build_parser()
 >>> args = parser.parse_args(["data", "generate", "--out", "week.csv", "--days", "1"])
@@ -15,25 +16,34 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from telemetry.config import ConfigError, Settings
+from iotcast.settings import ConfigError, Settings
 
-__all__ = ["build_parser", "main", "COMMANDS"]
+__all__ = [
+    "COMMANDS",
+    "build_parser",
+    "command_line",
+    "common_flags",
+    "connection_flags",
+    "local_env",
+    "main",
+]
 
 # subcommand -> module holding HELP, add_arguments(parser), run(settings, args)
 COMMANDS: dict[str, str] = {
-    "demo": "telemetry.demo",
-    "data": "telemetry.data_command",
-    "replay": "telemetry.replay",
-    "bridge": "bridge.command",
-    "process": "stream.command",
-    "evaluate": "online_models.command",
-    "status": "stream.status",
-    "models": "stream.models_command",
-    "reshard": "stream.reshard",
-    "grafana": "monitoring.grafana",
+    "demo": "iotcast.demo.command",
+    "data": "iotcast.commands.data",
+    "replay": "iotcast.commands.replay",
+    "bridge": "iotcast.commands.bridge",
+    "process": "iotcast.commands.process",
+    "evaluate": "iotcast.commands.evaluate",
+    "status": "iotcast.commands.status",
+    "models": "iotcast.commands.models",
+    "grafana": "iotcast.commands.grafana",
+    "reshard": "iotcast.commands.reshard",
 }
 
 _SETTING_FLAGS = (
@@ -102,6 +112,59 @@ def common_flags() -> argparse.ArgumentParser:
         "--log-level", help="DEBUG, INFO, WARNING, ERROR (env IOTCAST_LOG_LEVEL; default INFO)"
     )
     return p
+
+
+def command_line(
+    settings: Settings,
+    command: str,
+    *extra: str,
+    program: Sequence[str] = (sys.executable, "-m", "iotcast.cli"),
+) -> list[str]:
+    """The command line of ``iotcast <command>`` pointed at the components ``settings`` name
+    (the child processes of the demo, the soak and the tests).
+
+    >>> command_line(Settings(), "bridge", "--shards", "2", program=["iotcast"])[:4]
+    ['iotcast', 'bridge', '--endpoint-url', 'http://127.0.0.1:5000']
+    """
+    return [*program, command, *connection_flags(settings), *extra]
+
+
+def connection_flags(settings: Settings) -> list[str]:
+    """The shared flags (:func:`common_flags`) that say what ``settings`` say: where the
+    components are, the names, the log level, the model catalog."""
+    s = settings
+    flags = [
+        "--endpoint-url", str(s.endpoint_url), "--region", s.region,
+        "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
+        "--app", s.app, "--log-level", s.log_level,
+    ]  # fmt: skip
+    if s.models_file:
+        flags += ["--models-file", s.models_file]
+    return flags
+
+
+def local_env(settings: Settings) -> dict[str, str]:
+    """The environment of such a child on the local stack: this one's, without the user's
+    ``IOTCAST_*``/``AWS_*`` (the flags say where), with local credentials and what only
+    the environment carries (the predictions stream, a separate Kinesis, the HMAC key).
+
+    >>> env = local_env(Settings(predictions_stream="p"))
+    >>> env["AWS_ACCESS_KEY_ID"], env["IOTCAST_PREDICTIONS_STREAM"]
+    ('testing', 'p')
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTCAST_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=settings.region,
+        IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
+        PYTHONUNBUFFERED="1",
+    )
+    if settings.kinesis_endpoint_url:
+        env["IOTCAST_KINESIS_ENDPOINT_URL"] = settings.kinesis_endpoint_url
+    if settings.hmac_key:
+        env["IOTCAST_HMAC_KEY"] = settings.hmac_key
+    return env
 
 
 def build_parser() -> argparse.ArgumentParser:

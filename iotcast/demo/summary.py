@@ -1,0 +1,292 @@
+"""The demo's summary: its figures, the checks behind them, and how it is printed.
+
+At the end of a run the demo's figures (scraped from the parts' /metrics)
+are checked three ways, each answering True, False or None (not checked):
+
+- against Prometheus (:func:`query_prometheus`, once it has scraped every
+  target after the pipeline was done);
+- against the checkpoint manifests copied out of S3 (:func:`download_checkpoints`):
+  the samples of each device's newest model equal the readings it learned;
+- against the offline evaluation of the same readings (:func:`offline_mae`):
+  the stream's prequential MAE equals the offline one (same code, same
+  readings per device).
+
+:func:`agreement` says which agree; :func:`print_summary` prints the summary
+(also in ``<out>/summary.json``).
+
+>>> agreement({"stream": {"learned": 3, "learned_by_device": {"a": 3}},
+...            "prometheus": {"learned": 3, "learned_by_device": {"a": 3}},
+...            "checkpoints": {"devices": {"a": {"samples": 3}}},
+...            "devices": {"a": {"champion_mae": 0.1, "offline_champion_mae": 0.1,
+...                              "baseline_mae": 0.2, "offline_baseline_mae": 0.2}}})
+{'prometheus': True, 'manifests': True, 'evaluation': True}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from rich.console import Console
+from rich.table import Table
+
+from iotcast.live import DeviceView
+
+__all__ = [
+    "PROMETHEUS_QUERIES",
+    "agreement",
+    "device_rows",
+    "download_checkpoints",
+    "offline_mae",
+    "print_summary",
+    "query_prometheus",
+]
+
+PROMETHEUS_QUERIES = {
+    "received": "sum(iotcast_bridge_messages_received_total)",
+    "forwarded": "sum(iotcast_bridge_readings_forwarded_total)",
+    "dead_lettered": "sum(iotcast_bridge_dead_letters_total)",
+    "learned": "sum(iotcast_readings_learned_total)",
+    "duplicates": "sum(iotcast_readings_duplicate_total)",
+    "late": "sum(iotcast_readings_late_total)",
+    "glitches": "sum(iotcast_readings_glitch_total)",
+    "learned_by_device": "sum by (device) (iotcast_readings_learned_total)",
+}
+
+
+# ------------------------------------------------------------------ figures
+def device_rows(
+    devices: Iterable[DeviceView],
+    offline: dict[tuple[str, str, str], float],
+    horizon: str,
+    baseline: str,
+) -> dict[str, dict[str, Any]]:
+    """The summary's per-device figures: the stream's, and the offline evaluation's beside."""
+    return {
+        d.device: {
+            "learned": d.learned,
+            "champion": d.champion,
+            "champion_mae": d.champion_mae,
+            "baseline_mae": d.baseline_mae,
+            "champion_rolling_mae": d.champion_rolling_mae,
+            "baseline_rolling_mae": d.baseline_rolling_mae,
+            "offline_champion_mae": offline.get((d.device, d.champion or "", horizon)),
+            "offline_baseline_mae": offline.get((d.device, baseline, horizon)),
+        }
+        for d in devices
+    }
+
+
+# ------------------------------------------------------------------- checks
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _parse_rfc3339(text: str) -> float:
+    # Prometheus gives nanoseconds; datetime takes microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _scraped_after(prometheus_url: str, since: float, timeout: float) -> bool:
+    """Wait until Prometheus has scraped every target after ``since``; False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            targets = _get_json(f"{prometheus_url}/api/v1/targets")["data"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            targets = {}  # a busy Prometheus: ask again until the deadline
+        active = targets.get("activeTargets") or []
+        if active and all(
+            t.get("health") == "up" and _parse_rfc3339(t["lastScrape"]) > since for t in active
+        ):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def query_prometheus(prometheus_url: str, since: float, timeout: float = 20.0) -> dict[str, Any]:
+    """Prometheus' figures once it has scraped every target after ``since`` (epoch s)."""
+    result: dict[str, Any] = {"scraped_after_done": _scraped_after(prometheus_url, since, timeout)}
+    for name, query in PROMETHEUS_QUERIES.items():
+        q = urllib.parse.urlencode({"query": query})
+        data = _get_json(f"{prometheus_url}/api/v1/query?{q}", timeout=30)["data"]["result"]
+        if name == "learned_by_device":
+            result[name] = {r["metric"].get("device", ""): int(float(r["value"][1])) for r in data}
+        else:
+            result[name] = int(float(data[0]["value"][1])) if data else 0
+    return result
+
+
+def _s3_keys(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", ())
+
+
+def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str, Any]:
+    """Copy ``checkpoints/<app>/*/manifest.json`` and every device's newest model out of S3.
+
+    Returns ``{"shards": {shard: manifest}, "devices": {device: {...}}}`` where a device's
+    entry is its shard manifest's (version, key, sha256, samples, ...) plus ``sha256_ok``
+    (the downloaded artifact's digest against the manifest's).
+    """
+
+    def fetch(key: str) -> bytes:
+        if ".." in Path(key).parts or Path(key).is_absolute():  # keys come from manifests in S3
+            raise ValueError(f"refusing to copy S3 key {key!r}: it would land outside {dest}")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        path = dest / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        return body
+
+    shards: dict[str, Any] = {}
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return {"shards": {}, "devices": {}, "note": f"bucket {bucket} was never created"}
+        raise
+    for obj in _s3_keys(s3, bucket, f"checkpoints/{app}/"):
+        if obj["Key"].endswith("manifest.json"):
+            manifest = json.loads(fetch(obj["Key"]))
+            shards[manifest.get("shard_id") or obj["Key"].split("/")[-2]] = manifest
+    devices: dict[str, Any] = {}
+    for shard, manifest in sorted(shards.items()):
+        for device, entry in (manifest.get("devices") or {}).items():
+            entry = dict(entry, shard=shard)
+            if device in devices and devices[device].get("samples", 0) >= entry.get("samples", 0):
+                continue
+            key = entry.get("key")
+            if key:
+                artifact = fetch(key)
+                entry["sha256_ok"] = hashlib.sha256(artifact).hexdigest() == entry.get("sha256")
+                sibling = key.rsplit("/", 1)[0] + "/manifest.json"
+                with contextlib.suppress(s3.exceptions.NoSuchKey):
+                    fetch(sibling)
+            devices[device] = entry
+    return {"shards": shards, "devices": devices}
+
+
+def offline_mae(metrics_csv: Path) -> dict[tuple[str, str, str], float]:
+    r"""(device, model, horizon) -> MAE over the whole file, from the evaluation's metrics.csv.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> _ = f.write_text("kind,device,model,horizon,scenario,metric,value\n"
+    ...                  "error,a,persistence,0,all,mae,0.25\nerror,a,persistence,0,night,mae,0.3\n")
+    >>> offline_mae(f)
+    {('a', 'persistence', '0'): 0.25}
+    """
+    out: dict[tuple[str, str, str], float] = {}
+    with metrics_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if (row["kind"], row["scenario"], row["metric"]) == ("error", "all", "mae") and row[
+                "value"
+            ].strip():  # empty: nothing scored
+                out[(row["device"], row["model"], row["horizon"])] = float(row["value"])
+    return out
+
+
+def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
+    """Do the stream's figures agree with Prometheus' and with the checkpoint manifests?
+
+    ... and the stream's prequential MAE with the offline evaluation's (same code, same
+    readings per device: equal to float precision)?  (Example: the module docstring.)
+    """
+    stream = summary.get("stream") or {}
+    prom = summary.get("prometheus")
+    ckpt = summary.get("checkpoints")
+    out: dict[str, bool | None] = {"prometheus": None, "manifests": None, "evaluation": None}
+    if stream and prom:
+        out["prometheus"] = all(
+            prom.get(k) == stream.get(k)
+            for k in ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
+                      "learned_by_device")
+            if k in prom
+        )  # fmt: skip
+    if stream and ckpt:
+        samples = {d: v.get("samples") for d, v in (ckpt.get("devices") or {}).items()}
+        out["manifests"] = samples == stream.get("learned_by_device")
+    pairs = [
+        (d.get(f"{which}_mae"), d.get(f"offline_{which}_mae"))
+        for d in (summary.get("devices") or {}).values()
+        for which in ("champion", "baseline")
+    ]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if pairs:
+        out["evaluation"] = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in pairs)
+    return out
+
+
+# ----------------------------------------------------------------- printing
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    stream = s.get("stream") or {}
+    console.print(
+        f"\n[bold]iotcast demo: {s['outcome']}[/] in {s['elapsed_seconds']} s", highlight=False
+    )
+    if s.get("message"):
+        console.print(s["message"], highlight=False)
+    if stream:
+        console.print(
+            f"generated {s.get('generated')}  replayed {s.get('replayed')}  "
+            f"forwarded {stream.get('forwarded')}  dead-lettered {stream.get('dead_lettered')}  "
+            f"learned {stream.get('learned')}  duplicates {stream.get('duplicates')}  "
+            f"late {stream.get('late')}  glitches {stream.get('glitches')}",
+            highlight=False,
+        )
+    devices = s.get("devices") or {}
+    if devices:
+        console.print(_devices_table(s, devices))
+    agree = s.get("agreement") or {}
+    checks = "  ".join(
+        f"{what}: {'agree' if ok else 'DISAGREE' if ok is False else 'not checked'}"
+        for what, ok in agree.items()
+    )
+    console.print(f"figures vs {checks}", highlight=False)
+    console.print(
+        f"evaluation report:  {s['report']}\n"
+        f"model checkpoints:  {s['checkpoints_s3']} (gone with moto; copied to {s['checkpoints_dir']})\n"
+        f"Prometheus data:    {s['prometheus_data']}\n"
+        f"logs:               {s['logs']}\n"
+        f"summary:            {Path(s['out']) / 'summary.json'}\n"
+        f"while it ran:       Prometheus {s['urls']['prometheus']}, bridge {s['urls']['bridge_metrics']}, "
+        f"processors {' '.join(s['urls']['processor_metrics'])}",
+        highlight=False,
+    )
+
+
+def _devices_table(s: dict[str, Any], devices: dict[str, dict[str, Any]]) -> Table:
+    table = Table(
+        title=f"per device, horizon {s['horizon']} s (prequential MAE over the whole run, °C)",
+        title_justify="left", show_edge=False,
+    )  # fmt: skip
+    for column in ("device", "learned", "checkpoint samples", "champion", "champion MAE",
+                   f"{s['baseline']} MAE", "offline: champion", s["baseline"]):  # fmt: skip
+        table.add_column(column)
+    manifests = (s.get("checkpoints") or {}).get("devices") or {}
+    for device, d in devices.items():
+        table.add_row(
+            device, str(d["learned"]), str((manifests.get(device) or {}).get("samples", "-")),
+            d["champion"] or "-", _fmt(d["champion_mae"]), _fmt(d["baseline_mae"]),
+            _fmt(d.get("offline_champion_mae")), _fmt(d.get("offline_baseline_mae")),
+        )  # fmt: skip
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

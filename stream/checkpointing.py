@@ -1,0 +1,180 @@
+"""Checkpoints of the shards a processor holds (DESIGN.md, "Checkpoint protocol").
+
+Per shard, every ``checkpoint_every`` records (the batch loop asks) or
+``checkpoint_seconds`` seconds (:meth:`Checkpointer.ticker`) and on hand-over
+or stop, the devices changed since the last checkpoint are pickled at a
+record boundary (on the event loop: :meth:`~stream.state.ShardState.snapshot`),
+then written on a worker thread: dead letters first, then the device
+artifacts, then, while this process still holds the lease, the shard
+manifest.  Only after S3 accepted the manifest is the sequence number
+checkpointed in DynamoDB.  A shard has at most one checkpoint in flight: the
+next one waits.
+
+>>> import asyncio
+>>> from stream.state import ShardState
+>>> writer = Checkpointer(store=None, pool=None, table=None, stats={}, on_lost_lease=None)
+>>> asyncio.run(writer.checkpoint(ShardState("shardId-0", epoch=1)))  # nothing new: nothing written
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from monitoring import metrics as m
+from monitoring.metrics import device_label
+from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest
+from stream.lease_table import LeaseTable, LostLease
+from stream.output import dead_letter_key
+from stream.state import ShardState, Snapshot
+
+__all__ = ["Checkpointer"]
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Snapshots shards at record boundaries and writes them: S3 first, then DynamoDB."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        pool: ThreadPoolExecutor,
+        table: LeaseTable,
+        stats: dict[str, int],
+        on_lost_lease: Callable[[ShardState], Awaitable[None]],
+    ) -> None:
+        """Write through ``store`` (S3), the artifacts on ``pool``'s threads, and the leases
+        (DynamoDB, set once the processor runs); ``table`` says whether this process still
+        holds a shard, ``on_lost_lease`` drops a shard another process holds now."""
+        self.store = store
+        self.pool = pool
+        self.table = table
+        self.stats = stats
+        self.on_lost_lease = on_lost_lease
+        self.leases: Any = None  # the LeaseCheckpointer, once the processor runs
+
+    async def checkpoint(
+        self, state: ShardState, *, final: bool = False, finished: bool = False
+    ) -> bool:
+        """Snapshot the shard at this record boundary and write it (S3, then DynamoDB).
+
+        Not ``final``: returns at once (False when one is still in flight), the writing
+        runs on its own.  ``final``: waits for the one in flight, then for this one."""
+        if state.inflight is not None and not state.inflight.done():
+            if not final:
+                return False
+            await asyncio.gather(state.inflight, return_exceptions=True)
+        nothing_new = (
+            not state.dirty and not state.dead_letters and state.last_seq == state.committed_seq
+        )
+        if nothing_new and not finished:
+            return True
+        snap = state.snapshot(finished=finished)
+        task = asyncio.ensure_future(self._write(state, snap))
+        state.inflight = task
+        return await task if final else True
+
+    async def ticker(self, states: dict[str, ShardState], every: float, spawn: Any) -> None:
+        """Time-based checkpoints (``spawn``-ed) and the checkpoint age, four times a second."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for state in list(states.values()):
+                m.CHECKPOINT_AGE.labels(state.shard_id).set(now - state.last_checkpoint)
+                if state.ending or (state.inflight is not None and not state.inflight.done()):
+                    continue
+                if now - state.last_checkpoint >= every and (
+                    state.dirty or state.dead_letters or state.last_seq != state.committed_seq
+                ):
+                    spawn(self.checkpoint(state))
+
+    async def _write(self, state: ShardState, snap: Snapshot) -> bool:
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            entries = await loop.run_in_executor(None, self._write_s3, snap)
+        except LostLease as exc:
+            m.CHECKPOINTS.labels(state.shard_id, "lost_lease").inc()
+            log.error("%s; dropping the shard without writing its manifest", exc)
+            await self.on_lost_lease(state)
+            return False
+        except (ClientError, BotoCoreError, OSError) as exc:
+            state.failed(snap)
+            m.CHECKPOINTS.labels(state.shard_id, "failed").inc()
+            log.error(
+                "checkpoint of %s at %s not written to S3 (%s); DynamoDB left where it was, "
+                "the next checkpoint retries",
+                state.shard_id,
+                snap.sequence,
+                exc,
+            )
+            return False
+        state.committed_ok(snap, entries)
+        for device, entry in entries.items():
+            m.MODEL_VERSION.labels(device_label(device)).set(entry.version)
+        if snap.sequence is not None and self.leases is not None:
+            try:
+                await self.leases.commit(state.shard_id, snap.sequence)
+            except Exception as exc:  # noqa: BLE001 - async-kinesis raises bare Exception on a lost lease
+                m.CHECKPOINTS.labels(state.shard_id, "dynamodb_failed").inc()
+                log.warning(
+                    "S3 holds %s at %s but DynamoDB refused the checkpoint (%s); a restart "
+                    "resumes from the S3 manifest",
+                    state.shard_id,
+                    snap.sequence,
+                    exc,
+                )
+                return True
+        elapsed = time.monotonic() - t0
+        m.CHECKPOINT_SECONDS.observe(elapsed)
+        m.CHECKPOINTS.labels(state.shard_id, "ok").inc()
+        m.CHECKPOINT_AGE.labels(state.shard_id).set(0)
+        self.stats["checkpoints"] += 1
+        log.debug(
+            "checkpoint %s @ %s: %d devices in %.3fs",
+            state.shard_id,
+            snap.sequence,
+            len(entries),
+            elapsed,
+        )
+        return True
+
+    def _write_s3(self, snap: Snapshot) -> dict[str, DeviceEntry]:
+        """On a worker thread: dead letters, artifacts, then (still the owner?) the manifest."""
+        if snap.dead_letters:
+            self.store.put_object(
+                dead_letter_key(), b"".join(snap.dead_letters), "application/x-ndjson"
+            )
+        futures = [
+            (
+                device,
+                self.pool.submit(
+                    self.store.put_device,
+                    device,
+                    version,
+                    payload,
+                    samples,
+                    metrics,
+                    shard_id=snap.shard_id,
+                    sequence=snap.sequence,
+                ),
+            )
+            for device, version, payload, samples, metrics in snap.artifacts
+        ]
+        entries = {device: f.result() for device, f in futures}
+        if self.leases is not None:
+            self.table.check_owner(snap.shard_id, self.leases.get_ref())
+        self.store.put_shard_manifest(
+            ShardManifest(
+                snap.shard_id, snap.sequence, {**snap.committed, **entries}, finished=snap.finished
+            )
+        )
+        return entries

@@ -68,15 +68,48 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
     """Every figure of one fleet (see the module docstring); ``overrides`` replace assumptions."""
     m, p, a = inputs["measured"], inputs["prices"], {**inputs["assumptions"], **overrides}
     rate = devices / a["seconds_between_readings"]  # readings/s
-    record = m["record_bytes"]
+    every, active = _checkpoint_cadence(devices, rate, m, a)
+    processor = _processors(devices, rate, every, active, m, a)
+    kinesis = _kinesis(rate, processor["tasks"], m, a)
+    shards = kinesis["telemetry_shards"]
+    ingest = _ingest(devices, rate, m, p, a)
+    s3 = _s3(devices, shards, every, active, m, a)
+    dynamodb = _dynamodb(shards, processor["tasks"], every, a)
+    month = _month(rate, kinesis, processor, s3, dynamodb, ingest, p)
+    return {
+        "devices": devices,
+        "readings_per_second": rate,
+        "kinesis": kinesis,
+        "processor": processor,
+        "ingest": ingest,
+        "s3": s3,
+        "dynamodb": dynamodb,
+        "month_usd": {k: round(v, 2) for k, v in month.items()},
+        "month_usd_total": round(sum(month.values()), 2),
+    }
 
-    # ---------------------------------------------------------------- processors
-    cpu_per_reading = m["processor_cpu_seconds_per_reading"]
+
+def _shard_rate(record_bytes: float, a: dict[str, Any]) -> float:
+    """Records/s a shard takes of records this size (1,000 records or 1 MiB a second), at target."""
+    return min(1000.0, MIB / record_bytes) * a["kinesis_shard_utilisation"]
+
+
+def _checkpoint_cadence(
+    devices: int, rate: float, m: dict[str, Any], a: dict[str, Any]
+) -> tuple[float, float]:
+    """(seconds between checkpoints, devices with a reading within one such interval)."""
     # A shard checkpoints every checkpoint_seconds or checkpoint_records of its records,
-    # whichever comes first; shards are sized below, from the same rate.
-    shard_rate = min(1000.0, MIB / record) * a["kinesis_shard_utilisation"]
+    # whichever comes first; shards are sized in _kinesis, from the same rate.
+    shard_rate = _shard_rate(m["record_bytes"], a)
     every = min(a["checkpoint_seconds"], a["checkpoint_records"] / min(rate, shard_rate))
-    active = min(devices, rate * every)  # devices with a reading within a checkpoint interval
+    return every, min(devices, rate * every)
+
+
+def _processors(
+    devices: int, rate: float, every: float, active: float, m: dict[str, Any], a: dict[str, Any]
+) -> dict[str, Any]:
+    """Processor tasks, their size, and whether CPU or memory decides their number."""
+    cpu_per_reading = m["processor_cpu_seconds_per_reading"]
     # Reading, learning and predicting, plus pickling every changed device at each checkpoint.
     busy = rate * cpu_per_reading + active * m["checkpoint_cpu_seconds_per_device"] / every
     cores = busy / a["processor_cpu_utilisation"]
@@ -94,56 +127,39 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
     tasks = max(tasks_cpu, tasks_mem, a["min_processor_tasks"])
     devices_per_task = math.ceil(devices / tasks)
     need_gib = (base + devices_per_task * mem_device) / a["processor_memory_utilisation"] / GIB
-    task_gib = _fargate_memory(vcpu, need_gib) or max_gib
+    return {
+        "tasks": tasks,
+        "vcpu": vcpu,
+        "memory_gib": _fargate_memory(vcpu, need_gib) or max_gib,
+        "devices_per_task": devices_per_task,
+        "busy_cores": busy,
+        "tasks_for_cpu": tasks_cpu,
+        "tasks_for_memory": tasks_mem,
+        "memory_needed_gib": round(need_gib, 2),
+    }
 
-    # ------------------------------------------------------------------- Kinesis
-    shards = max(math.ceil(rate / shard_rate), tasks)  # a task needs a shard of its own
+
+def _kinesis(rate: float, tasks: int, m: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
+    """Telemetry and predictions shards."""
+    # A task needs a shard of its own.
+    shards = max(math.ceil(rate / _shard_rate(m["record_bytes"], a)), tasks)
     predictions_rate = rate * a["prediction_records_per_reading"]
-    pred_record = a["prediction_record_bytes"]
-    pred_shards = max(
-        1,
-        math.ceil(
-            predictions_rate / (min(1000.0, MIB / pred_record) * a["kinesis_shard_utilisation"])
-        ),
-    )
+    pred_shards = max(1, math.ceil(predictions_rate / _shard_rate(a["prediction_record_bytes"], a)))
+    return {
+        "telemetry_shards": shards,
+        "predictions_shards": pred_shards,
+        "prediction_records_per_second": predictions_rate,
+    }
 
-    # ------------------------------------------------------------------- bridge
-    bridge_cores = rate * m["bridge_cpu_seconds_per_reading"] / a["bridge_cpu_utilisation"]
+
+def _ingest(
+    devices: int, rate: float, m: dict[str, Any], p: dict[str, Any], a: dict[str, Any]
+) -> dict[str, Any]:
+    """Bridge tasks or IoT Core, whichever fits, with the monthly cost of each."""
+    bridge_busy = rate * m["bridge_cpu_seconds_per_reading"]
+    bridge_cores = bridge_busy / a["bridge_cpu_utilisation"]
     bridge_capacity = m["bridge_readings_per_second"] * a["bridge_cpu_utilisation"]
     bridge_fits = rate <= bridge_capacity  # one bridge per MQTT client id (no shared subscription)
-
-    # ----------------------------------------------------------- S3 checkpoints
-    ckpt = m["checkpoint_bytes_per_device"]
-    # Each checkpoint writes, per device that learned since the last one, its artifact and the
-    # manifest beside it, and per shard the shard manifest.
-    puts_per_s = (2 * active + shards) / every
-    upload_bytes_per_s = active * ckpt / every
-    kept = a["model_versions_kept"]
-    storage_gib = devices * ckpt * kept / GIB
-    growth_gib_month = upload_bytes_per_s * SECONDS_PER_MONTH / GIB  # if nothing is pruned
-
-    # ------------------------------------------------------------------ DynamoDB
-    heartbeat = a["session_timeout_seconds"] / 4
-    wru_per_s = shards / heartbeat + shards / every + tasks / heartbeat
-    # presence scan (whole table, ~200 B an item, consistent: 1 RRU per 4 KB) + owner checks
-    scan_rru = max(1, math.ceil((shards + tasks) * 200 / 4096))
-    rru_per_s = tasks * scan_rru / heartbeat + shards / every + shards / heartbeat
-
-    # --------------------------------------------------------------------- cost
-    month = {}
-    month["kinesis_shards"] = (shards + pred_shards) * HOURS_PER_MONTH * p["kinesis_shard_hour"]
-    month["kinesis_put_units"] = (
-        (rate + predictions_rate) * SECONDS_PER_MONTH / 1e6 * p["kinesis_million_put_payload_units"]
-    )
-    month["fargate_processors"] = (
-        tasks * HOURS_PER_MONTH * (vcpu * p["fargate_vcpu_hour"] + task_gib * p["fargate_gib_hour"])
-    )
-    month["s3_puts"] = puts_per_s * SECONDS_PER_MONTH / 1000 * p["s3_thousand_puts"]
-    month["s3_storage"] = storage_gib * p["s3_gib_month"]
-    month["dynamodb"] = (
-        wru_per_s * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_wru"]
-        + rru_per_s * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_rru"]
-    )
     bridge_tasks = max(1, math.ceil(bridge_cores / a["bridge_task_vcpu"]))
     bridge_month = (
         bridge_tasks
@@ -159,47 +175,79 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
         rate * SECONDS_PER_MONTH / 1e6 * (messaging + 2 * p["iot_million_rules_or_actions"])
         + devices * HOURS_PER_MONTH * 60 / 1e6 * p["iot_million_connection_minutes"]
     )
-    ingest = "bridge" if bridge_fits and devices <= a["bridge_up_to_devices"] else "iot_core"
-    month["ingest_bridge" if ingest == "bridge" else "ingest_iot_core"] = (
-        bridge_month if ingest == "bridge" else iot_month
-    )
+    chosen = "bridge" if bridge_fits and devices <= a["bridge_up_to_devices"] else "iot_core"
     return {
-        "devices": devices,
-        "readings_per_second": rate,
-        "kinesis": {
-            "telemetry_shards": shards,
-            "predictions_shards": pred_shards,
-            "prediction_records_per_second": predictions_rate,
-        },
-        "processor": {
-            "tasks": tasks,
-            "vcpu": vcpu,
-            "memory_gib": task_gib,
-            "devices_per_task": devices_per_task,
-            "busy_cores": busy,
-            "tasks_for_cpu": tasks_cpu,
-            "tasks_for_memory": tasks_mem,
-            "memory_needed_gib": round(need_gib, 2),
-        },
-        "ingest": {
-            "chosen": ingest,
-            "bridge_tasks": bridge_tasks if ingest == "bridge" else 0,
-            "bridge_busy_cores": rate * m["bridge_cpu_seconds_per_reading"],
-            "one_bridge_keeps_up": bridge_fits,
-            "bridge_month_usd": bridge_month,
-            "iot_core_month_usd": iot_month,
-        },
-        "s3": {
-            "checkpoint_seconds_effective": round(every, 1),
-            "puts_per_second": puts_per_s,
-            "upload_mib_per_second": upload_bytes_per_s / MIB,
-            "storage_gib_kept": storage_gib,
-            "storage_gib_added_per_month_unpruned": growth_gib_month,
-        },
-        "dynamodb": {"wru_per_second": wru_per_s, "rru_per_second": rru_per_s},
-        "month_usd": {k: round(v, 2) for k, v in month.items()},
-        "month_usd_total": round(sum(month.values()), 2),
+        "chosen": chosen,
+        "bridge_tasks": bridge_tasks if chosen == "bridge" else 0,
+        "bridge_busy_cores": bridge_busy,
+        "one_bridge_keeps_up": bridge_fits,
+        "bridge_month_usd": bridge_month,
+        "iot_core_month_usd": iot_month,
     }
+
+
+def _s3(
+    devices: int, shards: int, every: float, active: float, m: dict[str, Any], a: dict[str, Any]
+) -> dict[str, Any]:
+    """Checkpoint PUTs, upload bandwidth and storage."""
+    ckpt = m["checkpoint_bytes_per_device"]
+    # Each checkpoint writes, per device that learned since the last one, its artifact and the
+    # manifest beside it, and per shard the shard manifest.
+    upload_bytes_per_s = active * ckpt / every
+    return {
+        "checkpoint_seconds_effective": round(every, 1),
+        "puts_per_second": (2 * active + shards) / every,
+        "upload_mib_per_second": upload_bytes_per_s / MIB,
+        "storage_gib_kept": devices * ckpt * a["model_versions_kept"] / GIB,
+        # The bucket's growth if nothing is pruned.
+        "storage_gib_added_per_month_unpruned": upload_bytes_per_s * SECONDS_PER_MONTH / GIB,
+    }
+
+
+def _dynamodb(shards: int, tasks: int, every: float, a: dict[str, Any]) -> dict[str, float]:
+    """Lease table write and read units a second: heartbeats, checkpoints, presence scans."""
+    heartbeat = a["session_timeout_seconds"] / 4
+    wru_per_s = shards / heartbeat + shards / every + tasks / heartbeat
+    # presence scan (whole table, ~200 B an item, consistent: 1 RRU per 4 KB) + owner checks
+    scan_rru = max(1, math.ceil((shards + tasks) * 200 / 4096))
+    rru_per_s = tasks * scan_rru / heartbeat + shards / every + shards / heartbeat
+    return {"wru_per_second": wru_per_s, "rru_per_second": rru_per_s}
+
+
+def _month(
+    rate: float,
+    kinesis: dict[str, Any],
+    processor: dict[str, Any],
+    s3: dict[str, Any],
+    dynamodb: dict[str, float],
+    ingest: dict[str, Any],
+    p: dict[str, Any],
+) -> dict[str, float]:
+    """Dollars a month, by item (unrounded)."""
+    shards = kinesis["telemetry_shards"] + kinesis["predictions_shards"]
+    records = rate + kinesis["prediction_records_per_second"]
+    vcpu, task_gib = processor["vcpu"], processor["memory_gib"]
+    month = {}
+    month["kinesis_shards"] = shards * HOURS_PER_MONTH * p["kinesis_shard_hour"]
+    month["kinesis_put_units"] = (
+        records * SECONDS_PER_MONTH / 1e6 * p["kinesis_million_put_payload_units"]
+    )
+    month["fargate_processors"] = (
+        processor["tasks"]
+        * HOURS_PER_MONTH
+        * (vcpu * p["fargate_vcpu_hour"] + task_gib * p["fargate_gib_hour"])
+    )
+    month["s3_puts"] = s3["puts_per_second"] * SECONDS_PER_MONTH / 1000 * p["s3_thousand_puts"]
+    month["s3_storage"] = s3["storage_gib_kept"] * p["s3_gib_month"]
+    month["dynamodb"] = (
+        dynamodb["wru_per_second"] * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_wru"]
+        + dynamodb["rru_per_second"] * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_rru"]
+    )
+    if ingest["chosen"] == "bridge":
+        month["ingest_bridge"] = ingest["bridge_month_usd"]
+    else:
+        month["ingest_iot_core"] = ingest["iot_core_month_usd"]
+    return month
 
 
 def _table(plans: list[dict[str, Any]]) -> str:

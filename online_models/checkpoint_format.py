@@ -88,7 +88,9 @@ READS: dict[int, Callable[[Any], Any]] = {
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an
 # older format that READS still lists.
-RENAMED: dict[tuple[str, str], tuple[str, str]] = {}
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("online_models.device", "_Horizon"): ("online_models.horizon_models", "HorizonModels"),
+}
 
 
 class IncompatibleFormat(ValueError):

@@ -60,70 +60,22 @@ deterministic: the same readings give the same predictions.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from array import array
-from collections import deque
 from collections.abc import Iterable, Sequence
 
 from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
-from online_models.drift import DriftWatch
-from online_models.features import Features, FeatureState, Standardizer, nowcast_view
-from online_models.horizon import NAMES as HORIZON_NAMES
-from online_models.horizon import HorizonFeatures, HorizonX
+from online_models.features import Features, FeatureState, Standardizer
+from online_models.guard import Guard
+from online_models.horizon import HorizonFeatures
+from online_models.horizon_models import HorizonModels
 from online_models.records import SERVED, Event, Prediction, Score, StepResult
 from online_models.scoring import ErrorStats
-from online_models.selection import Selector
-from telemetry.reading import RANGES, Reading, is_glitch
+from telemetry.reading import Reading, is_glitch
 
 __all__ = ["SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult", "upgrade"]
 
 log = logging.getLogger(__name__)
-
-# the plausible range is the observed one widened by its span, and at least this share of
-# the data contract's range for the target
-MARGIN_SHARE = 0.05
-# at a forecast horizon; baselines read the value and its means from the features there, and
-# learn only at the nowcast
-_LEARNS_FROM_READING = ("regressor", "batch")
-_LEARNS_FROM_HORIZON = ("horizon",)
-
-
-class _Horizon:
-    """The models, errors, champion, drift detector and pending forecasts of one horizon."""
-
-    def __init__(self, horizon: int, specs: list[ModelSpec], task: TaskConfig) -> None:
-        self.horizon = horizon
-        self.specs = {s.name: s for s in specs}
-        self.names = tuple(s.name for s in specs)
-        self.models = {s.name: s.build(task.target, horizon) for s in specs}
-        self.series = tuple(s.name for s in specs if s.kind == "series")
-        self.learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_READING)
-        # what a pending forecast keeps of the reading's features: raw, standardised or both
-        self.keep_raw = any(not self.specs[n].scale for n in self.learners)
-        self.keep_scaled = any(self.specs[n].scale for n in self.learners)
-        self.on_horizon = tuple(s.name for s in specs if s.kind in ("horizon", "seasonal"))
-        self.horizon_learners = tuple(s.name for s in specs if s.kind in _LEARNS_FROM_HORIZON)
-        self.combos = tuple(s.name for s in specs if s.kind == "combination")
-        # predict order: the combinations last, they read the others' forecasts
-        self.order = tuple(n for n in self.names if n not in self.combos) + self.combos
-        self.stats = {s.name: ErrorStats(task.window) for s in specs}
-        self.served = ErrorStats(task.window)
-        champion = task.initial_champion if task.initial_champion in self.specs else None
-        if champion is None:
-            champion = "persistence" if "persistence" in self.specs else self.names[0]
-        self.selector = Selector(
-            champion, task.promote_margin, task.promote_min_samples, task.promote_cooldown
-        )
-        self.drift = DriftWatch(task.drift_delta, task.drift_grace, task.drift_block)
-        # (made_ts, target_ts, kept reading features or None, horizon features or None,
-        #  weight, predictions aligned with names, served value, served source)
-        self.pending: deque[tuple] = deque()
-        self.every = horizon / task.forecasts_per_horizon if horizon else 0.0
-        self.next_at = -math.inf
-        self.last_made: float | None = None
-        self.resets: dict[str, int] = {}
 
 
 class DeviceModels:
@@ -161,18 +113,14 @@ class DeviceModels:
         self.features = FeatureState(self.task.target)
         self.scaler = Standardizer() if any(s.scale for s in self.catalog) else None
         self.feature_keys: tuple[str, ...] | None = None
-        self.horizons: dict[int, _Horizon] = {}
+        self.horizons: dict[int, HorizonModels] = {}
         for h in self.task.horizons:
             specs = self.catalog.for_horizon(h)
             if specs:
-                self.horizons[h] = _Horizon(h, specs, self.task)
+                self.horizons[h] = HorizonModels(h, specs, self.task)
         forecast = [h for h in self.horizons if h > 0]
         self.hfeatures = HorizonFeatures(forecast) if forecast else None
-        lo, hi = RANGES[self.task.target]
-        self.contract = (lo, hi)
-        self.min_margin = MARGIN_SHARE * (hi - lo)
-        self.low: float | None = None  # observed range of the target
-        self.high: float | None = None
+        self.guard = Guard(device, self.task.target, timing)
         self.last_value: float | None = None
         self.last_ts: float | None = None
         self.n_learned = 0
@@ -182,22 +130,27 @@ class DeviceModels:
         self.n_dropped = 0
         self.n_promotions = 0
         self.n_drifts = 0
-        self.n_resets = 0
-        self.timing = timing
-        self.cost_ns: dict[str, int] = {}
 
     @property
     def model_names(self) -> tuple[str, ...]:
         return self.catalog.names
 
+    @property
+    def n_resets(self) -> int:
+        return self.guard.n_resets
+
+    @property
+    def cost_ns(self) -> dict[str, int]:
+        """CPU time of each model's calls (with ``timing``), in ns of this thread."""
+        return self.guard.cost_ns
+
+    @property
+    def timing(self) -> bool:
+        return self.guard.timing
+
     def bounds(self) -> tuple[float, float]:
         """The plausible range of a prediction now (see the module docstring)."""
-        floor = self.min_margin
-        lo, hi = self.contract[0] - floor, self.contract[1] + floor
-        if self.low is None:
-            return lo, hi
-        margin = max(self.high - self.low, floor)
-        return max(lo, self.low - margin), min(hi, self.high + margin)
+        return self.guard.bounds()
 
     # ------------------------------------------------------------------ step
     def step(self, reading: Reading) -> StepResult:
@@ -220,46 +173,28 @@ class DeviceModels:
         x.ts = ts
         if self.feature_keys is None:
             self.feature_keys = tuple(x)
-        scaler = self.scaler
-        if scaler is not None:
-            x.scaled = scaler.learn_transform_one(x)
+        if self.scaler is not None:
+            x.scaled = self.scaler.learn_transform_one(x)
         y = float(getattr(reading, self.task.target))
-        if self.low is None or y < self.low:
-            self.low = y
-        if self.high is None or y > self.high:
-            self.high = y
-        lo, hi = self.bounds()
-        hf = self.hfeatures
-        if hf is not None:
-            hf.add(ts, y)
+        self.guard.observe(y)
+        lo, hi = self.guard.bounds()
+        if self.hfeatures is not None:
+            self.hfeatures.add(ts, y)
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
-        kept: dict[tuple[bool, bool], tuple] = {}  # this reading's features, as forecasts keep them
+        kept: dict[tuple[bool, bool], tuple | None] = {}  # this reading's, as forecasts keep it
         for h, hz in self.horizons.items():
             if h == 0:
-                self._nowcast(hz, x, y, ts, lo, hi, predictions, scores, events)
-                continue
-            scored: list[tuple[str, float, float, float]] = []
-            served: list[tuple[float, float, float]] = []
-            pending = hz.pending
-            while pending and pending[0][1] <= ts:
-                self._learn(hz, pending.popleft(), y, ts, scored, served, events)
-            for name in hz.series:
-                self._call_learn(hz, name, {"ts": ts}, y, ts, events)
-            if ts >= hz.next_at:
-                what = (hz.keep_raw, hz.keep_scaled)
-                if what not in kept:
-                    kept[what] = self._keep(x, *what)
-                self._forecast(hz, x, kept[what], y, ts, lo, hi, predictions, events)
-            if scored or served:
-                self._score(hz, scored, served, y, ts, scores, events)
+                hz.nowcast(self, x, y, ts, lo, hi, predictions, scores, events)
+            else:
+                hz.step(self, x, kept, y, ts, lo, hi, predictions, scores, events)
         self.last_value = y
         self.last_ts = ts
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
 
-    def _keep(self, x: Features, raw: bool, scaled: bool) -> tuple | None:
+    def keep(self, x: Features, raw: bool, scaled: bool) -> tuple | None:
         """The features a forecast learns from once its actual arrives (raw and/or standardised,
         as the horizon's learners need them), shared by the horizons forecasting at this
         reading: single-precision floats, pickled as bytes."""
@@ -272,170 +207,7 @@ class DeviceModels:
             x[self.task.target],  # the anchor of the learners' change, exact
         )
 
-    def _nowcast(self, hz: _Horizon, x, y, ts, lo, hi, predictions, scores, events) -> None:
-        xn = nowcast_view(x, self.task.target)
-        fallback = self.last_value
-        timing = self.timing
-        clock = time.thread_time_ns
-        scored: list[tuple[str, float, float, float]] = []
-        made: dict[str, float | None] = {}
-        rejected: set[str] = set()
-        for name in hz.order:
-            model = hz.models[name]
-            t0 = clock() if timing else 0
-            xi = made if name in hz.combos else xn
-            try:
-                p = model.predict_one(xi)
-            except Exception as exc:  # guest code: reset it, serve persistence
-                p = self._reject(hz, name, "exception", exc, fallback, ts, events, rejected)
-            else:
-                if p is not None and not lo <= p <= hi:
-                    p = self._reject(hz, name, _why(p), p, fallback, ts, events, rejected)
-            made[name] = p
-            if name in hz.combos:
-                self._call_learn(hz, name, made, y, ts, events, 1.0)
-            else:
-                self._call_learn(hz, name, xn, y, ts, events)
-            if timing:
-                self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-            if p is not None:
-                predictions.append(Prediction(name, 0, ts, ts, p))
-                scored.append((name, p, ts, ts))
-        value, source = self._served(hz, made, fallback, rejected)
-        served = []
-        if value is not None:
-            predictions.append(Prediction(SERVED, 0, ts, ts, value, source))
-            served.append((value, ts, ts))
-        if scored or served:
-            self._score(hz, scored, served, y, ts, scores, events)
-
-    @staticmethod
-    def _served(
-        hz: _Horizon, made: dict[str, float | None], fallback: float | None, rejected: set[str]
-    ) -> tuple[float | None, str]:
-        """The forecast published: the champion's, else persistence's (and which it was)."""
-        champion = hz.selector.champion
-        value = made.get(champion)
-        if value is not None and champion not in rejected:
-            return value, champion
-        return fallback, "persistence"
-
-    def _forecast(self, hz: _Horizon, x, kept, y, ts, lo, hi, predictions, events) -> None:
-        h = hz.horizon
-        every = hz.every
-        hz.next_at = (ts // every + 1.0) * every if every > 0 else ts
-        w = (every if hz.last_made is None else min(ts - hz.last_made, h)) / h
-        hz.last_made = ts
-        target_ts = ts + h
-        hx = None
-        if hz.on_horizon:
-            hx = self.hfeatures.vector(h, ts, y)
-        timing = self.timing
-        clock = time.thread_time_ns
-        xs = {"ts": ts}
-        made: dict[str, float | None] = {}
-        rejected: set[str] = set()
-        models = hz.models
-        for name in hz.order:
-            model = models[name]
-            if name in hz.series:
-                xi = xs
-            elif name in hz.on_horizon:
-                xi = hx
-            elif name in hz.combos:
-                xi = made
-            else:
-                xi = x
-            t0 = clock() if timing else 0
-            try:
-                p = model.predict_one(xi)
-            except Exception as exc:  # guest code: reset it, serve persistence
-                p = self._reject(hz, name, "exception", exc, y, ts, events, rejected)
-            else:
-                if p is not None and not lo <= p <= hi:
-                    p = self._reject(hz, name, _why(p), p, y, ts, events, rejected)
-            if timing:
-                self.cost_ns[name] = self.cost_ns.get(name, 0) + clock() - t0
-            made[name] = p
-            if p is not None:
-                predictions.append(Prediction(name, h, ts, target_ts, p))
-        value, source = self._served(hz, made, y, rejected)
-        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source))
-        kept_hx = None
-        if hz.horizon_learners:
-            kept_hx = array("d", hx.values())
-            kept_hx.append(y)
-        pending = hz.pending
-        pending.append(
-            (ts, target_ts, kept, kept_hx, w, tuple(made[n] for n in hz.names), value, source)
-        )
-        if len(pending) > self.task.max_pending:
-            pending.popleft()
-            self.n_dropped += 1
-
-    def _learn(self, hz: _Horizon, item: tuple, y, ts, scored, served, events) -> None:
-        """Score one due forecast and teach its models the actual value."""
-        made_ts, due_ts, kept, kept_hx, w, preds, value, _ = item
-        names = hz.names
-        for name, p in zip(names, preds, strict=True):
-            if p is not None:
-                scored.append((name, p, made_ts, due_ts))
-        served.append((value, made_ts, due_ts))
-        if hz.learners and kept is not None:
-            xm = self._features(*kept)
-            xm.ts = made_ts
-            for name in hz.learners:
-                self._call_learn(hz, name, xm, y, ts, events)
-        if hz.horizon_learners and kept_hx is not None:
-            hx = HorizonX(zip(HORIZON_NAMES, kept_hx, strict=False))
-            hx.anchor = kept_hx[-1]
-            for name in hz.horizon_learners:
-                self._call_learn(hz, name, hx, y, ts, events, w)
-        if hz.combos:
-            experts = dict(zip(names, preds, strict=True))
-            for name in hz.combos:
-                self._call_learn(hz, name, experts, y, ts, events, w)
-
-    def _call_learn(self, hz: _Horizon, name: str, x, y, ts, events, w: float | None = None):
-        model = hz.models[name]
-        timing = self.timing
-        t0 = time.thread_time_ns() if timing else 0
-        try:
-            if w is None:
-                model.learn_one(x, y)
-            else:
-                model.learn_one(x, y, w)
-        except Exception as exc:  # guest code: reset it
-            self._reset(hz, name, "exception", exc, ts, events)
-        if timing:
-            self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
-
-    def _reject(self, hz: _Horizon, name, reason, detail, fallback, ts, events, rejected):
-        """A forecast the guard refused: reset the model; persistence's value stands in."""
-        self._reset(hz, name, reason, detail, ts, events)
-        rejected.add(name)
-        return fallback
-
-    def _reset(self, hz: _Horizon, name: str, reason: str, detail, ts: float, events) -> None:
-        h = hz.horizon
-        hz.models[name] = hz.specs[name].build(self.task.target, h)
-        count = hz.resets[name] = hz.resets.get(name, 0) + 1
-        self.n_resets += 1
-        if isinstance(detail, BaseException):
-            detail = f"{type(detail).__name__}: {detail}"[:200]
-        elif isinstance(detail, float):
-            lo, hi = self.bounds()
-            detail = f"forecast {detail!r} outside [{lo:.6g}, {hi:.6g}]"
-        events.append(Event("model_reset", name, h, f"{reason}: {detail}", {"reason": reason}, ts))
-        if name == hz.selector.champion:
-            hz.drift.restart()
-        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th... of this model: not a flood
-            log.warning(
-                "device %s horizon %ss: model %s reset (%d so far): %s: %s",
-                self.device, h, name, count, reason, detail,
-            )  # fmt: skip
-
-    def _features(
+    def kept_features(
         self, raw: Sequence[float] | None, scaled: Sequence[float] | None, value: float
     ) -> Features:
         """The features (and standardised twin) of a pending forecast, from what it kept."""
@@ -445,60 +217,6 @@ class DeviceModels:
         if scaled is not None:
             xm.scaled = dict(zip(keys, scaled, strict=True))
         return xm
-
-    def _score(
-        self,
-        hz: _Horizon,
-        scored: list[tuple[str, float, float, float]],
-        served: list[tuple[float, float, float]],
-        y: float,
-        ts: float,
-        scores: list[Score],
-        events: list[Event],
-    ) -> None:
-        h = hz.horizon
-        stats = hz.stats
-        selector = hz.selector
-        observe = selector.observe
-        champion = selector.champion  # changes only in consider(), after the loop
-        append = scores.append
-        for name, p, made_ts, target_ts in scored:
-            err = stats[name].update(p, y)
-            append(Score(name, h, made_ts, target_ts, p, y))
-            observe(name, abs(err))
-            if name == champion:
-                selector.tick()
-                event = hz.drift.update(name, h, abs(err), ts)
-                if event is not None:
-                    self._on_drift(hz, event)
-                    events.append(event)
-        update = hz.served.update
-        for p, made_ts, target_ts in served:
-            if p is not None:
-                update(p, y)
-                append(Score(SERVED, h, made_ts, target_ts, p, y))
-        event = selector.consider(stats, h, ts)
-        if event is not None:
-            self.n_promotions += 1
-            log.info(
-                "device %s horizon %ss: promoted %s: %s", self.device, h, event.model, event.reason
-            )
-            events.append(event)
-
-    def _on_drift(self, hz: _Horizon, event: Event) -> None:
-        self.n_drifts += 1
-        log.info(
-            "device %s horizon %ss: drift on %s: %s",
-            self.device,
-            hz.horizon,
-            event.model,
-            event.reason,
-        )
-        if self.task.drift_reset:
-            name = event.model
-            hz.models[name] = hz.specs[name].build(self.task.target, hz.horizon)
-            hz.drift.restart()
-            event.figures["reset"] = True
 
     # ------------------------------------------------------------ operator
     def set_champion(
@@ -579,10 +297,6 @@ class DeviceModels:
         }
 
 
-def _why(p: float) -> str:
-    return "non_finite" if p != p or p in (math.inf, -math.inf) else "out_of_range"
-
-
 def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
     """True when a model's learned state under spec ``a`` is valid under spec ``b``."""
     keys = ("cls", "kind", "params", "scale", "step", "season", "season_param")
@@ -601,7 +315,8 @@ def upgrade(
     its pending forecasts (else they are dropped and counted in
     ``n_dropped``). New models start fresh; models no longer selected are gone.
     Works on objects of the current layout and on format 1 (before the guard,
-    the forecast grid and the served series).
+    the forecast grid and the served series; ``checkpoint_format`` maps its
+    ``online_models.device._Horizon`` to :class:`HorizonModels`).
 
     >>> from online_models.catalog import load_catalog
     >>> from online_models.config import TaskConfig
@@ -617,20 +332,25 @@ def upgrade(
     >>> new.model_names
     ('persistence', 'rolling_mean', 'seasonal_naive', 'linear', 'ridge', 'ensemble')
     """
-    new = DeviceModels(old.device, catalog, old.task, models=models, timing=old.timing)
     state = old.__dict__
-    for key in ("features", "feature_keys", "last_ts", "cost_ns"):
+    guard = state.get("guard")
+    timing = guard.timing if guard is not None else state.get("timing", False)
+    new = DeviceModels(old.device, catalog, old.task, models=models, timing=timing)
+    for key in ("features", "feature_keys", "last_ts"):
         setattr(new, key, state[key])
     for key in ("n_learned", "n_duplicate", "n_late", "n_glitch", "n_dropped", "n_promotions"):
         setattr(new, key, state.get(key, 0))
     new.n_drifts = state.get("n_drifts", 0)
-    new.n_resets = state.get("n_resets", 0)
     if new.scaler is not None and state.get("scaler") is not None:
         new.scaler = state["scaler"]
     last = state.get("last_value", state["features"].prev.get(old.task.target))
     new.last_value = last
-    new.low = state.get("low", last)
-    new.high = state.get("high", last)
+    if guard is not None:
+        new.guard = guard
+    else:  # format 1: no guard yet; its range starts at the last value
+        new.guard.cost_ns.update(state.get("cost_ns", {}))
+        if last is not None:
+            new.guard.observe(last)
     old_hf = state.get("hfeatures")
     if (
         old_hf is not None

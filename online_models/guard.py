@@ -1,0 +1,133 @@
+"""Guarded model calls: a model is guest code, and one that fails is reset alone.
+
+:class:`Guard` keeps a device's plausible range of the target and makes
+every call into a model: ``predict_one`` and ``learn_one`` (the series
+models' updates among them). It catches three things:
+
+- an exception;
+- a non-finite forecast;
+- a forecast far outside the plausible range: the device's observed range
+  widened on each side by its span, and by at least 5 % of the data
+  contract's range, never more than that 5 % beyond the contract's bounds.
+
+The model is then rebuilt fresh from its catalog spec, a ``model_reset``
+event says which, where and why (counted per model; logged on the 1st, 2nd,
+4th... of a model, not every time), and a refused forecast is replaced by
+persistence's: what the processor serves in its place, and what is scored
+for it, so that a model pays for its failures and every running sum stays
+finite. The device's other models go on.
+
+>>> g = Guard("d1", "temp")
+>>> g.bounds()
+(-46.0, 86.0)
+>>> g.observe(20.0); g.bounds()
+(14.0, 26.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from online_models.records import Event
+from telemetry.reading import RANGES
+
+__all__ = ["MARGIN_SHARE", "Guard"]
+
+log = logging.getLogger("online_models.device")
+
+# the plausible range is the observed one widened by its span, and at least this share of
+# the data contract's range for the target
+MARGIN_SHARE = 0.05
+
+
+class Guard:
+    """The plausible range of one device's target and the guarded calls into its models.
+
+    With ``timing`` it adds up each model's CPU time of this thread in :attr:`cost_ns`.
+    """
+
+    def __init__(self, device: str, target: str, timing: bool = False) -> None:
+        self.device = device
+        self.target = target
+        lo, hi = RANGES[target]
+        self.contract = (lo, hi)
+        self.min_margin = MARGIN_SHARE * (hi - lo)
+        self.low: float | None = None  # the observed range
+        self.high: float | None = None
+        self.n_resets = 0
+        self.timing = timing
+        self.cost_ns: dict[str, int] = {}
+
+    def observe(self, y: float) -> None:
+        """Widen the observed range to a learned value."""
+        if self.low is None or y < self.low:
+            self.low = y
+        if self.high is None or y > self.high:
+            self.high = y
+
+    def bounds(self) -> tuple[float, float]:
+        """The plausible range of a forecast now."""
+        floor = self.min_margin
+        lo, hi = self.contract[0] - floor, self.contract[1] + floor
+        if self.low is None:
+            return lo, hi
+        margin = max(self.high - self.low, floor)
+        return max(lo, self.low - margin), min(hi, self.high + margin)
+
+    def predict(self, hz: Any, name: str, x: Any, fallback, lo, hi, ts, events, rejected):
+        """``hz.models[name].predict_one(x)``, or ``fallback`` (and a reset) if it fails."""
+        timing = self.timing
+        t0 = time.thread_time_ns() if timing else 0
+        try:
+            p = hz.models[name].predict_one(x)
+        except Exception as exc:  # guest code: reset it, serve persistence
+            p = self._reject(hz, name, "exception", exc, fallback, ts, events, rejected)
+        else:
+            if p is not None and not lo <= p <= hi:
+                why = "non_finite" if p != p or p in (math.inf, -math.inf) else "out_of_range"
+                p = self._reject(hz, name, why, p, fallback, ts, events, rejected)
+        if timing:
+            self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
+        return p
+
+    def learn(self, hz: Any, name: str, x: Any, y: float, ts, events, w: float | None = None):
+        """``hz.models[name].learn_one(x, y[, w])``; a model that raises is reset."""
+        timing = self.timing
+        t0 = time.thread_time_ns() if timing else 0
+        try:
+            if w is None:
+                hz.models[name].learn_one(x, y)
+            else:
+                hz.models[name].learn_one(x, y, w)
+        except Exception as exc:  # guest code: reset it
+            self.reset(hz, name, "exception", exc, ts, events)
+        if timing:
+            self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
+
+    def _reject(self, hz, name, reason, detail, fallback, ts, events, rejected):
+        self.reset(hz, name, reason, detail, ts, events)
+        rejected.add(name)
+        return fallback
+
+    def reset(self, hz: Any, name: str, reason: str, detail, ts: float, events: list) -> None:
+        """Rebuild ``name`` at ``hz``'s horizon fresh from its spec; record why."""
+        h = hz.horizon
+        hz.models[name] = hz.specs[name].build(self.target, h)
+        count = hz.resets[name] = hz.resets.get(name, 0) + 1
+        self.n_resets += 1
+        if isinstance(detail, BaseException):
+            detail = f"{type(detail).__name__}: {detail}"[:200]
+        elif isinstance(detail, float):
+            lo, hi = self.bounds()
+            detail = f"forecast {detail!r} outside [{lo:.6g}, {hi:.6g}]"
+        events.append(Event("model_reset", name, h, f"{reason}: {detail}", {"reason": reason}, ts))
+        if name == hz.selector.champion:
+            hz.drift.restart()
+        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th... of this model: not a flood
+            log.warning(
+                "device %s horizon %ss: model %s reset (%d so far): %s: %s",
+                self.device, h, name, count, reason, detail,
+            )  # fmt: skip

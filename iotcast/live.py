@@ -69,6 +69,7 @@ MAE = "iotcast_mae_celsius"
 ACTUAL = "iotcast_actual_celsius"
 PREDICTION = "iotcast_prediction_celsius"
 LAST_TS = "iotcast_last_reading_timestamp_seconds"
+FORECAST_MODELS = ("served", "persistence", "rolling_mean", "seasonal_naive")
 
 METRIC_NAMES = (
     RECEIVED,
@@ -170,6 +171,9 @@ class Snapshot:
     learned_by_device: Mapping[str, int] = field(default_factory=dict)
     shard_lag: Mapping[str, float] = field(default_factory=dict)
     devices: tuple[DeviceView, ...] = ()
+    # device -> horizon (s, as the label holds it) -> model -> prequential MAE, for the
+    # served forecast and the baselines (FORECAST_MODELS)
+    forecasts: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     horizon: str = "0"
     baseline: str = "persistence"
 
@@ -235,6 +239,15 @@ def _device_view(
     )
 
 
+def _maes(page: Parsed, device: str) -> dict[str, dict[str, float]]:
+    """horizon -> model -> MAE of one device's served forecast and baselines."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for labels, value in page.get(MAE, ()):
+        if labels.get("device") == device and labels.get("model") in FORECAST_MODELS:
+            out[labels.get("horizon", "")][labels["model"]] = value
+    return {h: out[h] for h in sorted(out, key=lambda h: float(h or 0))}
+
+
 def aggregate(
     bridge: Parsed | None,
     processors: Sequence[Parsed | None],
@@ -297,6 +310,7 @@ def aggregate(
         learned_by_device={k: int(v) for k, v in sorted(learned_by_device.items())},
         shard_lag=dict(sorted(lag.items())),
         devices=devices,
+        forecasts={d: _maes(newest[d][1], d) for d in sorted(newest)},
         horizon=horizon,
         baseline=baseline,
     )

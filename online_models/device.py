@@ -83,6 +83,8 @@ class DeviceModels:
 
     ``catalog`` is the full catalog; ``models`` picks what runs: ``"default"``
     (the cheap set, what the processor runs), ``"all"``, or names. With
+    ``observers`` run and are scored but are never champion (the references an
+    evaluation adds beside the processor's set). With
     ``timing`` the object adds up each model's predict+learn CPU time of this
     thread (:attr:`cost_ns`; CPU, not wall time, so other processes on a shared
     machine do not inflate it), for reports and benchmarks.
@@ -104,6 +106,7 @@ class DeviceModels:
         *,
         models: str | Iterable[str] = "default",
         timing: bool = False,
+        observers: Iterable[str] = (),
     ) -> None:
         self.device = device
         self.task = task or TaskConfig()
@@ -117,7 +120,7 @@ class DeviceModels:
         for h in self.task.horizons:
             specs = self.catalog.for_horizon(h)
             if specs:
-                self.horizons[h] = HorizonModels(h, specs, self.task)
+                self.horizons[h] = HorizonModels(h, specs, self.task, frozenset(observers))
         forecast = [h for h in self.horizons if h > 0]
         self.hfeatures = HorizonFeatures(forecast) if forecast else None
         self.guard = Guard(device, self.task.target, timing)

@@ -354,6 +354,9 @@ def prequential(
     """
     task = task or TaskConfig()
     selected = catalog.select(models, references=references)
+    # references the selection did not ask for are scored, never served: the served forecast
+    # is what the processor, which runs the selection alone, would have published
+    observers = set(selected.names) - set(catalog.select(models).names)
     res = EvalResult(task=task, models=selected.names, devices={})
     tracks: dict[str, _DeviceTrack] = {}
     files = _PredictionFiles(save_predictions, predictions_dir)
@@ -369,7 +372,7 @@ def prequential(
             dm = res.devices.get(device)
             if dm is None:
                 dm = res.devices[device] = DeviceModels(
-                    device, selected, task, models="all", timing=True
+                    device, selected, task, models="all", timing=True, observers=observers
                 )
                 tracks[device] = _DeviceTrack(first_ts=reading.ts, next_sample=reading.ts)
             tr = tracks[device]

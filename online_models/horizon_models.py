@@ -49,7 +49,13 @@ class HorizonModels:
     ('ensemble', 15.0, 'ensemble')
     """
 
-    def __init__(self, horizon: int, specs: list[ModelSpec], task: TaskConfig) -> None:
+    def __init__(
+        self,
+        horizon: int,
+        specs: list[ModelSpec],
+        task: TaskConfig,
+        observers: frozenset[str] = frozenset(),
+    ) -> None:
         self.horizon = horizon
         self.specs = {s.name: s for s in specs}
         self.names = tuple(s.name for s in specs)
@@ -65,8 +71,12 @@ class HorizonModels:
         # predict order: the combinations last, they read the others' forecasts
         self.order = tuple(n for n in self.names if n not in self.combos) + self.combos
         self.stats = {s.name: ErrorStats(task.window) for s in specs}
+        # models scored beside the others that selection never makes champion
+        self.observers = frozenset(observers) & set(self.names)
         self.served = ErrorStats(task.window)
         champion = task.initial_champion if task.initial_champion in self.specs else None
+        if champion in self.observers:
+            champion = None
         if champion is None:
             champion = "persistence" if "persistence" in self.specs else self.names[0]
         self.selector = Selector(
@@ -220,6 +230,8 @@ class HorizonModels:
             if p is not None:
                 update(p, y)
                 append(Score(SERVED, h, made_ts, target_ts, p, y))
+        if self.observers:
+            stats = {n: st for n, st in stats.items() if n not in self.observers}
         event = selector.consider(stats, h, ts)
         if event is not None:
             dm.n_promotions += 1

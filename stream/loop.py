@@ -67,6 +67,7 @@ class _DeviceMetrics:
         "received",
         "interval",
         "pairs",
+        "last",
         "figures_at",
         "stale",
         "champions",
@@ -85,7 +86,8 @@ class _DeviceMetrics:
         self.last_ts = m.LAST_READING_TS.labels(label)
         self.received = m.LAST_READING_RECEIVED.labels(label)
         self.interval = m.DEVICE_INTERVAL.labels(label)
-        self.pairs: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self.pairs: dict[tuple[str, int], tuple[Any, ...]] = {}
+        self.last: dict[tuple[str, int], Any] = {}  # prediction gauges
         self.figures_at = 0.0
         self.stale = False
         self.champions: dict[str, Any] = {}
@@ -94,13 +96,13 @@ class _DeviceMetrics:
         self.ewma: float | None = None
 
     def pair(self, model: str, horizon: int) -> tuple[Any, ...]:
-        """(prediction, residual/scored accumulator, mae, rolling mae, rolling rmse) children."""
+        """(residual/scored accumulator, mae, rolling mae, rolling rmse) children: a model's
+        error series, created at its first score (no error gauge reads 0 before one)."""
         key = (model, horizon)
         children = self.pairs.get(key)
         if children is None:
             h = str(horizon)
             children = (
-                m.PREDICTION.labels(self.label, model, h),
                 m.SCORES.series(self.label, model, h),
                 m.MAE.labels(self.label, model, h),
                 m.ROLLING_MAE.labels(self.label, model, h),
@@ -108,6 +110,13 @@ class _DeviceMetrics:
             )
             self.pairs[key] = children
         return children
+
+    def prediction(self, model: str, horizon: int) -> Any:
+        key = (model, horizon)
+        child = self.last.get(key)
+        if child is None:
+            child = self.last[key] = m.PREDICTION.labels(self.label, model, str(horizon))
+        return child
 
     def champion(self, model: str) -> Any:
         child = self.champions.get(model)
@@ -222,7 +231,7 @@ class StreamCore:
         pairs = dm.pairs
         for s in result.scores:  # ScoreSeries.add, inlined: a dozen scores a reading
             key = (s.model, s.horizon)
-            acc = (pairs.get(key) or dm.pair(*key))[1]
+            acc = (pairs.get(key) or dm.pair(*key))[0]
             residual = s.actual - s.predicted
             if residual == residual:
                 acc[bisect_left(BOUNDS, residual)] += 1.0
@@ -276,7 +285,7 @@ class StreamCore:
         dm.figures_at = time.time()
         dm.stale = False
         for p in dm.predictions:
-            dm.pair(p.model, p.horizon)[0].set(p.value)
+            dm.prediction(p.model, p.horizon).set(p.value)
         if dm.ewma is not None:
             dm.interval.set(dm.ewma)
         first = models.task.horizons[0]
@@ -285,10 +294,10 @@ class StreamCore:
             for name in (*hz.names, SERVED):
                 stats = hz.served if name == SERVED else hz.stats[name]
                 if stats.n:
-                    children = dm.pair(name, h)
-                    children[2].set(stats.mae)
-                    children[3].set(stats.rolling_mae)
-                    children[4].set(stats.rolling_rmse)
+                    _, mae, rolling_mae, rolling_rmse = dm.pair(name, h)
+                    mae.set(stats.mae)
+                    rolling_mae.set(stats.rolling_mae)
+                    rolling_rmse.set(stats.rolling_rmse)
                 if h == first and name != SERVED:
                     dm.champion(name).set(1.0 if name == champion else 0.0)
         if force and models.last_ts is not None:

@@ -76,6 +76,9 @@ class Options:
     live: bool | None = None  # None: when stdout is a terminal
 
 
+FIGURES_SETTLE_S = 2.5
+
+
 def pipeline_done(snap: Snapshot, replayed: int, replay_finished: bool) -> bool:
     """True when every replayed reading was forwarded or dead-lettered and the processors
     took a decision (learned, duplicate, late, glitch) on every forwarded one.
@@ -297,12 +300,21 @@ class Demo:
             time.sleep(tick)
 
     def wait_processed(self, live: Live | None) -> None:
-        stable = {"n": 0}
+        # The processors refresh a device's error gauges at most once a second (and when the
+        # stream goes idle): once every reading is accounted for, wait until the figures
+        # have stood still for FIGURES_SETTLE_S, so the summary reads the final ones.
+        stable: dict[str, Any] = {"since": None, "figures": None}
 
         def done() -> bool:
-            ok = pipeline_done(self.snapshot, self.load.progress(), self.load.replay_finished())
-            stable["n"] = stable["n"] + 1 if ok else 0
-            return stable["n"] >= 2  # the same answer on two scrapes in a row
+            snap = self.snapshot
+            if not pipeline_done(snap, self.load.progress(), self.load.replay_finished()):
+                stable["since"] = None
+                return False
+            figures = (snap.devices, snap.forecasts)
+            now = time.monotonic()
+            if stable["since"] is None or figures != stable["figures"]:
+                stable["since"], stable["figures"] = now, figures
+            return now - stable["since"] >= FIGURES_SETTLE_S
 
         self.watch(done, "iotcast demo: replaying", live, stall=self.opts.stall_timeout)
 
@@ -358,6 +370,7 @@ class Demo:
         self.summary["devices"] = summary.device_rows(
             final.devices, offline, self.opts.horizon, self.opts.baseline
         )
+        self.summary["forecasts"] = summary.forecast_rows(final.forecasts, offline)
         if self.opts.hold:
             self.hold()
 

@@ -49,6 +49,7 @@ __all__ = [
     "PROMETHEUS_QUERIES",
     "agreement",
     "device_rows",
+    "forecast_rows",
     "download_checkpoints",
     "offline_mae",
     "print_summary",
@@ -88,6 +89,29 @@ def device_rows(
         }
         for d in devices
     }
+
+
+def forecast_rows(
+    forecasts: dict[str, dict[str, dict[str, float]]],
+    offline: dict[tuple[str, str, str], float],
+) -> list[dict[str, Any]]:
+    """Per device and forecast horizon: the stream's MAE of the served forecast and of the
+    baselines, the offline evaluation's beside (``offline_<model>``).
+
+    >>> forecast_rows({"a": {"0": {"served": 0.1}, "60": {"served": 0.1, "persistence": 0.2}}},
+    ...               {("a", "served", "60"): 0.1})[0]["offline_served"]
+    0.1
+    """
+    rows = []
+    for device, by_h in forecasts.items():
+        for h, maes in by_h.items():
+            if h in ("", "0"):
+                continue
+            row: dict[str, Any] = {"device": device, "horizon": int(h), **maes}
+            for model in ("served", "persistence"):
+                row[f"offline_{model}"] = offline.get((device, model, h))
+            rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------- checks
@@ -227,6 +251,11 @@ def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
         for d in (summary.get("devices") or {}).values()
         for which in ("champion", "baseline")
     ]
+    pairs += [
+        (r.get(model), r.get(f"offline_{model}"))
+        for r in summary.get("forecasts") or ()
+        for model in ("served", "persistence")
+    ]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     if pairs:
         out["evaluation"] = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in pairs)
@@ -252,6 +281,8 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     devices = s.get("devices") or {}
     if devices:
         console.print(_devices_table(s, devices))
+    if s.get("forecasts"):
+        console.print(_forecasts_table(s["forecasts"]))
     agree = s.get("agreement") or {}
     checks = "  ".join(
         f"{what}: {'agree' if ok else 'DISAGREE' if ok is False else 'not checked'}"
@@ -271,19 +302,38 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
 
 
 def _devices_table(s: dict[str, Any], devices: dict[str, dict[str, Any]]) -> Table:
+    """Per device: readings learned and checkpointed, the champion at ``--horizon`` (80 cols)."""
+    h = s["horizon"]
     table = Table(
-        title=f"per device, horizon {s['horizon']} s (prequential MAE over the whole run, °C)",
+        title=f"per device (horizon {'0: the nowcast' if str(h) == '0' else f'{h} s'}; "
+        "prequential MAE, °C)",
         title_justify="left", show_edge=False,
     )  # fmt: skip
-    for column in ("device", "learned", "checkpoint samples", "champion", "champion MAE",
-                   f"{s['baseline']} MAE", "offline: champion", s["baseline"]):  # fmt: skip
-        table.add_column(column)
+    for column in ("device", "learned", "ckpt", "champion", "MAE", s["baseline"][:11]):
+        table.add_column(column, no_wrap=True)
     manifests = (s.get("checkpoints") or {}).get("devices") or {}
     for device, d in devices.items():
         table.add_row(
             device, str(d["learned"]), str((manifests.get(device) or {}).get("samples", "-")),
-            d["champion"] or "-", _fmt(d["champion_mae"]), _fmt(d["baseline_mae"]),
-            _fmt(d.get("offline_champion_mae")), _fmt(d.get("offline_baseline_mae")),
+            (d["champion"] or "-")[:14], _fmt(d["champion_mae"]), _fmt(d["baseline_mae"]),
+        )  # fmt: skip
+    return table
+
+
+def _forecasts_table(rows: list[dict[str, Any]]) -> Table:
+    """The forecasts: the served one against the baselines, per device and horizon (80 cols)."""
+    table = Table(
+        title="forecasts: prequential MAE, °C (vs pers.: + = served better)",
+        title_justify="left", show_edge=False,
+    )  # fmt: skip
+    for column in ("device", "horizon", "served", "persist.", "r.mean", "seas.", "vs pers."):
+        table.add_column(column, no_wrap=True)
+    for r in rows:
+        p = r.get("persistence")
+        gain = "-" if not p or r.get("served") is None else f"{100 * (p - r['served']) / p:+.1f}%"
+        table.add_row(
+            r["device"], f"{r['horizon']} s", _fmt(r.get("served")), _fmt(p),
+            _fmt(r.get("rolling_mean")), _fmt(r.get("seasonal_naive")), gain,
         )  # fmt: skip
     return table
 

@@ -2,8 +2,10 @@
 
 In one run over the same generated readings:
 
-(a) a bare River loop: the default model set of one device per device,
-    predict then learn on precomputed feature dicts, nothing else;
+(a) a bare model loop: every predict_one/learn_one call the default model
+    sets of the devices make (recorded from a real run: nowcast, forecasts on
+    the grid, learning when the actual arrives), replayed on fresh models with
+    the same precomputed inputs, nothing else;
 (b) the processor's core (:class:`stream.loop.StreamCore`): decode, features,
     models, scoring, metrics, checkpoint snapshots (pickling); no network;
 (c) the whole processor (:class:`stream.runner.StreamProcessor`) consuming the
@@ -49,7 +51,7 @@ from iotcast.stack import ComponentMissing, start_kinesalite, start_moto  # noqa
 from online_models.catalog import load_catalog  # noqa: E402
 from online_models.config import TaskConfig  # noqa: E402
 from online_models.device import DeviceModels  # noqa: E402
-from online_models.features import FeatureState, nowcast_view  # noqa: E402
+from online_models.guard import Guard  # noqa: E402
 from stream.checkpoint import CheckpointStore  # noqa: E402
 from stream.loop import StreamCore  # noqa: E402
 from stream.runner import ProcessorOptions, StreamProcessor  # noqa: E402
@@ -75,32 +77,45 @@ class Clock:
         self.wall = time.perf_counter() - self.wall0
 
 
-def bench_bare(readings, catalog, task) -> Clock:
-    """(a): the default models per device at every horizon, on precomputed features."""
-    selected = catalog.select("default")
-    feats: list[tuple[str, dict, dict, dict, float]] = []
-    states: dict[str, FeatureState] = {}
-    for r in readings:
-        fs = states.setdefault(r.device, FeatureState(task.target))
-        x = fs.update(r)
-        feats.append((r.device, x, nowcast_view(x, task.target), {"ts": r.ts}, r.temp))
-    models: dict[str, list] = {}
-    for device in states:
-        models[device] = [
-            (h, spec.series, spec.build(task.target, h))
-            for h in task.horizons
-            for spec in selected.for_horizon(h)
-        ]
+def record_model_calls(readings, catalog, task) -> list[tuple]:
+    """Every call the default model sets make over ``readings``, in order: (key, verb, x, y, w).
+
+    Recorded from a real run of :class:`DeviceModels` (the guard is the one place models are
+    called), so that (a) replays exactly the models' work: the same calls on the same inputs.
+    """
+    calls: list[tuple] = []
+    predict, learn = Guard.predict, Guard.learn
+
+    def rec_predict(self, hz, name, x, *args):
+        calls.append(((self.device, hz.horizon, name), "p", x, None, None))
+        return predict(self, hz, name, x, *args)
+
+    def rec_learn(self, hz, name, x, y, ts, events, w=None):
+        calls.append(((self.device, hz.horizon, name), "l", x, y, w))
+        return learn(self, hz, name, x, y, ts, events, w)
+
+    Guard.predict, Guard.learn = rec_predict, rec_learn
+    try:
+        bench_step(readings, catalog, task)
+    finally:
+        Guard.predict, Guard.learn = predict, learn
+    return calls
+
+
+def bench_bare(calls, catalog, task) -> Clock:
+    """(a): the default models' own work: every predict_one/learn_one the device loop makes,
+    replayed on fresh models with the inputs it gave them (features computed beforehand)."""
+    specs = {s.name: s for s in catalog.select("default")}
+    models = {key: specs[key[2]].build(task.target, key[1]) for key, *_ in calls}
     with Clock() as clock:
-        for device, x, xn, xs, y in feats:
-            for h, series, model in models[device]:
-                if series:
-                    model.learn_one(xs, y)
-                    model.predict_one(xs)
-                else:
-                    xi = xn if h == 0 else x
-                    model.predict_one(xi)
-                    model.learn_one(xi, y)
+        for key, verb, x, y, w in calls:
+            model = models[key]
+            if verb == "p":
+                model.predict_one(x)
+            elif w is None:
+                model.learn_one(x, y)
+            else:
+                model.learn_one(x, y, w)
     return clock
 
 
@@ -267,9 +282,10 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
     n = len(readings)
     every = ProcessorOptions().checkpoint_every
     runs: dict[str, list[Clock]] = {"a": [], "a2": [], "b": [], "b1k": []}
+    calls = record_model_calls(readings, catalog, task)
     for _ in range(repeats):
         gc.collect()
-        runs["a"].append(bench_bare(readings, catalog, task))
+        runs["a"].append(bench_bare(calls, catalog, task))
         gc.collect()
         runs["a2"].append(bench_step(readings, catalog, task))
         gc.collect()

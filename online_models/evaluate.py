@@ -327,8 +327,8 @@ def _forget(tr: _DeviceTrack, dm: DeviceModels, ts: float, max_h: int) -> None:
         return
     oldest = ts - max_h
     for hz in dm.horizons.values():
-        if hz.pending:
-            oldest = min(oldest, hz.pending[0][0])
+        if len(hz.pending):
+            oldest = min(oldest, hz.pending.first_made())
     while tr.order and tr.order[0] < oldest:
         tr.flags.pop(tr.order.popleft(), None)
 

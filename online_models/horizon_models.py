@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from collections import deque
 from typing import Any
 
 from online_models.catalog import ModelSpec
@@ -27,6 +26,7 @@ from online_models.drift import DriftWatch
 from online_models.features import nowcast_view
 from online_models.horizon import NAMES as HORIZON_NAMES
 from online_models.horizon import HorizonX
+from online_models.pending import Pending
 from online_models.records import SERVED, Event, Prediction, Score
 from online_models.scoring import ErrorStats
 from online_models.selection import Selector
@@ -83,9 +83,7 @@ class HorizonModels:
             champion, task.promote_margin, task.promote_min_samples, task.promote_cooldown
         )
         self.drift = DriftWatch(task.drift_delta, task.drift_grace, task.drift_block)
-        # (made_ts, target_ts, kept reading features or None, horizon features or None,
-        #  weight, predictions aligned with names, served value, served source)
-        self.pending: deque[tuple] = deque()
+        self.pending = Pending(self.names)
         self.every = horizon / task.forecasts_per_horizon if horizon else 0.0
         self.next_at = -math.inf
         self.last_made: float | None = None
@@ -133,9 +131,9 @@ class HorizonModels:
         """Score and learn what is due, feed the series models, forecast on the grid."""
         scored: list[tuple[str, float, float, float]] = []
         served: list[tuple[float, float, float]] = []
-        pending = self.pending
-        while pending and pending[0][1] <= ts:
-            self._learn(dm, pending.popleft(), y, ts, scored, served, events)
+        due = self.pending.due
+        while (item := due(ts)) is not None:
+            self._learn(dm, item, y, ts, scored, served, events)
         for name in self.series:
             dm.guard.learn(self, name, {"ts": ts}, y, ts, events)
         if ts >= self.next_at:
@@ -177,7 +175,7 @@ class HorizonModels:
             kept_hx = array("d", hx.values())
             kept_hx.append(y)
         preds = tuple(made[n] for n in self.names)
-        self.pending.append((ts, target_ts, kept, kept_hx, w, preds, value, source))
+        self.pending.append(ts, target_ts, w, preds, value, source, kept, kept_hx)
         if len(self.pending) > dm.task.max_pending:
             self.pending.popleft()
             dm.n_dropped += 1

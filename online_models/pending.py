@@ -1,0 +1,108 @@
+"""The forecasts of one horizon waiting for their actual value, kept in columns.
+
+A forecast made at ``t`` for ``t + h`` waits until the first reading at or
+after ``t + h``; then it is scored and its models learn from what it kept:
+the reading's features (single precision, raw and/or standardised), the
+horizon features and the value then. :class:`Pending` holds these in flat
+arrays, one column per field, instead of a tuple of Python objects per
+forecast: a day-trained device's pending forecasts take a third of the
+memory (each float a 4- or 8-byte slot, not a 24-byte object), and they
+pickle as a few byte strings.
+
+>>> p = Pending(("persistence", "linear"))
+>>> p.append(10.0, 70.0, 0.5, (21.0, None), 21.0, "persistence", (None, [0.5, -1.0], 21.0), None)
+>>> len(p), p.first_made(), p.due(60.0), len(p)
+(1, 10.0, None, 1)
+>>> made, target, kept, hx, w, preds, served, source = p.due(70.0)
+>>> made, preds, served, source, list(kept[1]), kept[2]
+(10.0, (21.0, None), 21.0, 'persistence', [0.5, -1.0], 21.0)
+>>> len(p)
+0
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+
+__all__ = ["Pending"]
+
+_NAN = math.nan
+_HEAD = 5  # made, target, weight, served value, anchor of the kept features
+
+
+class Pending:
+    """A FIFO of forecasts in columns (see the module docstring); ``names`` are the models'."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.head = array("d")  # _HEAD per forecast
+        self.preds = array("d")  # one per model and forecast, NaN for none
+        self.sources: list[str] = []  # which model the served forecast came from
+        self.flags = array("b")  # bit 0: raw features kept, bit 1: scaled, bit 2: horizon features
+        self.raw = array("f")
+        self.scaled = array("f")
+        self.hx = array("d")
+        self.widths = [0, 0, 0]  # floats per forecast in raw, scaled, hx
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def first_made(self) -> float:
+        return self.head[0]
+
+    def append(self, made, target, w, preds, served, source, kept, hx) -> None:
+        """One forecast: ``kept`` is (raw, scaled, value) or None; ``hx`` the horizon features."""
+        self.head.extend((made, target, w, _NAN if served is None else served, _NAN))
+        self.preds.extend(_NAN if p is None else p for p in preds)
+        self.sources.append(source)
+        flags = 0
+        if kept is not None:
+            raw, scaled, anchor = kept
+            self.head[-1] = anchor
+            if raw is not None:
+                self.raw.extend(raw)
+                self.widths[0] = len(raw)
+                flags |= 1
+            if scaled is not None:
+                self.scaled.extend(scaled)
+                self.widths[1] = len(scaled)
+                flags |= 2
+        if hx is not None:
+            self.hx.extend(hx)
+            self.widths[2] = len(hx)
+            flags |= 4
+        self.flags.append(flags)
+
+    def due(self, ts: float) -> tuple | None:
+        """The oldest forecast if its target time has come (removed), else None:
+        (made, target, kept or None, horizon features or None, weight, predictions, served,
+        source)."""
+        if not self.sources or self.head[1] > ts:
+            return None
+        return self.popleft()
+
+    def popleft(self) -> tuple:
+        made, target, w, served, anchor = self.head[:_HEAD]
+        del self.head[:_HEAD]
+        n = len(self.names)
+        preds = tuple(None if p != p else p for p in self.preds[:n])
+        del self.preds[:n]
+        source = self.sources.pop(0)
+        flags = self.flags.pop(0)
+        raw = scaled = hx = None
+        if flags & 1:
+            k = self.widths[0]
+            raw = self.raw[:k]
+            del self.raw[:k]
+        if flags & 2:
+            k = self.widths[1]
+            scaled = self.scaled[:k]
+            del self.scaled[:k]
+        if flags & 4:
+            k = self.widths[2]
+            hx = self.hx[:k]
+            del self.hx[:k]
+        kept = (raw, scaled, anchor) if flags & 3 else None
+        return made, target, kept, hx, w, preds, None if served != served else served, source

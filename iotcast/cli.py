@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "models": "iotcast.commands.models",
     "grafana": "iotcast.commands.grafana",
     "reshard": "iotcast.commands.reshard",
+    "ui": "iotcast.commands.ui",
 }
 
 _SETTING_FLAGS = (

@@ -1,0 +1,229 @@
+"""Callbacks of the page's first section: choosing the data, reading it, its summary; and
+the language of every fixed label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from iotcast.ui.charts import sensor_figure
+from iotcast.ui.layout import HIDDEN
+from iotcast.ui.text import t
+from iotcast.ui.workspace import LARGE_ROWS, Workspace
+
+__all__ = ["message", "progress_view", "register", "table"]
+
+SHOWN = {"display": "block"}
+
+
+def message(msgs: list[dict[str, Any]] | None, lang: str) -> list[html.Div]:
+    """Stored messages (``{"key", "fields", "kind"}``) in ``lang``."""
+    return [
+        html.Div(
+            t(lang, m["key"], **m.get("fields", {})), className=f"message {m.get('kind', 'info')}"
+        )
+        for m in msgs or []
+    ]
+
+
+def table(header: list[str], rows: list[list[Any]], **kwargs: Any) -> html.Table:
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in header]))]
+        + [html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
+        **kwargs,
+    )
+
+
+def progress_view(job: Any, lang: str, doing: str) -> tuple[dict, str, str]:
+    """The progress bar of a job: its style, value (percent) and words."""
+    pct = int(100 * job.fraction)
+    words = t(lang, "rows_of", done=f"{job.done:,}", total=f"{job.total:,}", pct=pct)
+    shown = {"display": "flex"} if job.state == "running" else HIDDEN
+    return shown, str(pct), f"{t(lang, doing)}: {words}"
+
+
+def _msg(key: str, kind: str = "error", **fields: Any) -> list[dict[str, Any]]:
+    return [{"key": key, "fields": fields, "kind": kind}]
+
+
+def register(app: Any, ws: Workspace) -> None:
+    _labels_and_choice(app, ws)
+    _reading(app, ws)
+
+
+def _labels_and_choice(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output({"type": "t", "key": ALL}, "children"),
+        Output("path", "placeholder"),
+        Output("reason", "placeholder"),
+        Output("to-version", "placeholder"),
+        Input("lang", "value"),
+        State({"type": "t", "key": ALL}, "id"),
+    )
+    def translate(lang, ids):
+        texts = [t(lang, i["key"].split("#")[0]) for i in ids]
+        return texts, t(lang, "path"), t(lang, "reason"), t(lang, "to_version")
+
+    @app.callback(
+        Output("data-job", "data"),
+        Output("pending", "data"),
+        Output("data-msg", "data"),
+        Output("large", "style"),
+        Input("upload", "contents"),
+        Input("open", "n_clicks"),
+        Input("sample", "n_clicks"),
+        Input("large-ok", "n_clicks"),
+        Input("large-all", "n_clicks"),
+        State("upload", "filename"),
+        State("path", "value"),
+        State("pending", "data"),
+        State("limit", "value"),
+        prevent_initial_call=True,
+    )
+    def choose(contents, _open, _sample, _ok, _all, filename, path_text, pending, limit):
+        trigger = ctx.triggered_id
+        if trigger in ("large-ok", "large-all"):
+            if not pending:
+                raise PreventUpdate
+            use = int(limit) if trigger == "large-ok" and limit else None
+            return _start(ws, Path(pending["path"]), pending["name"], use), None, [], HIDDEN
+        if trigger == "upload":
+            if not contents:
+                raise PreventUpdate
+            path, name = ws.save_upload(filename, contents), filename or "upload"
+        elif trigger == "open":
+            if not path_text:
+                raise PreventUpdate
+            path = Path(path_text.strip()).expanduser()
+            name = path.name
+        else:
+            path, name = ws.sample(), "sample"
+        problem = ws.check(path)
+        if problem is not None:
+            return None, None, _msg(problem.key, **problem.fields), HIDDEN
+        rows = ws.rows(path)
+        if rows == 0:
+            return None, None, _msg("err_no_rows"), HIDDEN
+        if rows > LARGE_ROWS:
+            pending = {"path": str(path), "name": name, "rows": rows}
+            return None, pending, _msg("large", "info", rows=f"{rows:,}"), SHOWN
+        return _start(ws, path, name, None), None, [], HIDDEN
+
+
+def _reading(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output("data-progress-box", "style"),
+        Output("data-progress", "value"),
+        Output("data-progress-text", "children"),
+        Output("dataset", "data"),
+        Output("data-msg", "data", allow_duplicate=True),
+        Output("data-job", "data", allow_duplicate=True),
+        Input("poll", "n_intervals"),
+        State("data-job", "data"),
+        State("lang", "value"),
+        prevent_initial_call=True,
+    )
+    def poll(_n, job_info, lang):
+        job = ws.jobs.get(job_info["id"]) if job_info else None
+        if job is None:
+            raise PreventUpdate
+        bar = progress_view(job, lang, "reading")
+        if job.state == "running":
+            return *bar, no_update, no_update, no_update
+        if job.state != "done":
+            return HIDDEN, "0", "", no_update, _msg("err_read", error=job.error or job.state), None
+        s = job.result
+        dataset = {**job_info, "rows": s.rows, "devices": list(s.devices.device)}
+        msgs = _msg(
+            "loaded", "ok", name=job_info["name"], rows=f"{s.rows:,}", devices=len(s.devices)
+        )
+        if s.bad_rows.count:
+            first = s.bad_rows.examples[0]
+            msgs += _msg(
+                "bad_rows", "warn", n=f"{s.bad_rows.count:,}", line=first.line, reason=first.reason
+            )
+        if s.rows == 0:
+            return HIDDEN, "0", "", no_update, _msg("err_no_rows"), None
+        return HIDDEN, "100", "", dataset, msgs, None
+
+    @app.callback(
+        Output("data-message", "children"), Input("data-msg", "data"), Input("lang", "value")
+    )
+    def show_message(msgs, lang):
+        return message(msgs, lang)
+
+    @app.callback(
+        Output("large-text", "children"),
+        Input("pending", "data"),
+        Input("lang", "value"),
+    )
+    def large_text(pending, lang):
+        return t(lang, "large", rows=f"{pending['rows']:,}") if pending else ""
+
+    @app.callback(
+        Output("summary", "children"),
+        Output("devices", "options"),
+        Output("devices", "value"),
+        Input("dataset", "data"),
+        Input("lang", "value"),
+        Input("unit", "value"),
+        State("devices", "value"),
+    )
+    def summary(dataset, lang, unit, chosen):
+        job = ws.jobs.get(dataset["job"]) if dataset else None
+        if job is None or job.result is None:
+            return [], [], []
+        s = job.result
+        devices = list(s.devices.device)
+        options = [{"label": d, "value": d} for d in devices]
+        keep = [d for d in chosen or [] if d in devices] if ctx.triggered_id != "dataset" else []
+        return _summary(s, lang, unit), options, keep or devices
+
+
+def _start(ws: Workspace, path: Path, name: str, limit: int | None) -> dict[str, Any]:
+    job = ws.summarize(path, limit)
+    return {"id": job.id, "job": job.id, "path": str(path), "name": name, "limit": limit}
+
+
+def _summary(s, lang: str, unit: str) -> list:
+    header = [
+        t(lang, k) for k in ("col_device", "col_rows", "col_span", "col_hours", "col_cadence")
+    ]
+    header += [
+        t(lang, k)
+        for k in ("col_gaps", "col_dups", "col_late", "col_glitches", "col_light", "col_motion")
+    ]
+    rows = [
+        [
+            d.device,
+            f"{d.rows:,}",
+            f"{d.first:%Y-%m-%d %H:%M} – {d.last:%Y-%m-%d %H:%M}",
+            f"{d.span_hours:.1f}",
+            t(lang, "seconds", s=f"{d.cadence_s:.1f}"),
+            f"{d.gaps:,}",
+            f"{d.duplicates:,}",
+            f"{d.late:,}",
+            f"{d.glitches:,}",
+            f"{d.light_pct:.1f} %",
+            f"{d.motion_pct:.2f} %",
+        ]
+        for d in s.devices.itertuples()
+    ]
+    out: list = [
+        html.H3(t(lang, "summary")),
+        table(header, rows, id="summary-table", className="figures"),
+    ]
+    out.append(html.P(t(lang, "summary_note"), className="muted"))
+    for device in s.devices.device:
+        out.append(html.H4(device))
+        out.append(
+            dcc.Graph(
+                figure=sensor_figure(s, device, lang, unit),
+                config={"displayModeBar": False},
+                className="sensor-chart",
+            )
+        )
+    return out

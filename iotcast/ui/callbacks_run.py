@@ -1,0 +1,249 @@
+"""Callbacks of the question and the results: the choices, the run in the background
+(progress, cancel, cache), the leaderboard and charts with their sentences, downloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from iotcast.ui import charts
+from iotcast.ui.callbacks_data import message, progress_view, table
+from iotcast.ui.layout import HIDDEN
+from iotcast.ui.text import TARGETS, horizon_words, model_description, t, target_words
+from iotcast.ui.workspace import Question, Workspace
+from online_models.analysis import BASELINES
+
+__all__ = ["HORIZON_CHOICES", "register"]
+
+HORIZON_CHOICES = (0, 900, 3600, 21600)
+CHART_NAMES = ("actual", "rolling", "hour", "scenarios")
+
+
+def _msg(key: str, kind: str = "error", **fields: Any) -> list[dict[str, Any]]:
+    return [{"key": key, "fields": fields, "kind": kind}]
+
+
+def model_options(ws: Workspace, lang: str) -> list[dict[str, Any]]:
+    """Every catalog model: name, baseline or not, its one-line description, measured cost."""
+    out = []
+    for spec in ws.catalog:
+        cost = ws.costs.get(spec.name)
+        parts: list[Any] = [html.B(spec.name)]
+        if spec.name in BASELINES:
+            parts.append(html.Span(t(lang, "baseline"), className="badge"))
+        parts.append(html.Span(" " + model_description(lang, spec.name, spec.description)))
+        text = (
+            t(lang, "cost", us=f"{cost:,.0f}" if cost >= 1 else f"{cost:.1f}")
+            if cost
+            else t(lang, "cost_unknown")
+        )
+        parts.append(html.Span(text, className="cost"))
+        out.append({"label": html.Span(parts, className="model"), "value": spec.name})
+    return out
+
+
+def register(app: Any, ws: Workspace) -> None:
+    _question(app, ws)
+    _progress(app, ws)
+    _results(app, ws)
+
+
+def _question(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output("target", "options"),
+        Output("horizons", "options"),
+        Output("references", "options"),
+        Output("models", "options"),
+        Output("costs-shown", "data"),
+        Input("lang", "value"),
+        Input("poll", "n_intervals"),
+        State("costs-shown", "data"),
+    )
+    def choices(lang, _n, costs_shown):
+        if ctx.triggered_id == "poll" and (costs_shown or not ws.costs):
+            raise PreventUpdate
+        targets = [{"label": target_words(lang, k), "value": k} for k in TARGETS]
+        horizons = [{"label": horizon_words(lang, h), "value": h} for h in HORIZON_CHOICES]
+        refs = [{"label": t(lang, "references"), "value": "on"}]
+        return targets, horizons, refs, model_options(ws, lang), bool(ws.costs)
+
+    @app.callback(
+        Output("run-job", "data"),
+        Output("run-msg", "data"),
+        Input("run", "n_clicks"),
+        State("dataset", "data"),
+        State("devices", "value"),
+        State("target", "value"),
+        State("horizons", "value"),
+        State("models", "value"),
+        State("references", "value"),
+        prevent_initial_call=True,
+    )
+    def run(_n, dataset, devices, target, horizons, models, references):
+        if not dataset:
+            return None, _msg("no_data")
+        if not devices or not horizons or not models:
+            return None, _msg("need_choice")
+        q = Question(
+            path=dataset["path"],
+            limit=dataset.get("limit"),
+            devices=tuple(sorted(devices)),
+            target=target,
+            horizons=tuple(sorted(int(h) for h in horizons)),
+            models=tuple(n for n in ws.catalog.names if n in models),
+            references=bool(references),
+        )
+        job = ws.run(q, dataset["rows"])
+        return {"id": job.id, "models": list(q.models)}, _msg(
+            "cached", "info"
+        ) if job.state == "done" else []
+
+    @app.callback(
+        Output("run-msg", "data", allow_duplicate=True),
+        Input("cancel", "n_clicks"),
+        State("run-job", "data"),
+        prevent_initial_call=True,
+    )
+    def cancel(_n, info):
+        ws.jobs.cancel(info["id"] if info else None)
+        raise PreventUpdate
+
+
+def _progress(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output("run-progress-box", "style"),
+        Output("run-progress", "value"),
+        Output("run-progress-text", "children"),
+        Output("result", "data"),
+        Output("run-msg", "data", allow_duplicate=True),
+        Output("run-job", "data", allow_duplicate=True),
+        Input("poll", "n_intervals"),
+        State("run-job", "data"),
+        State("lang", "value"),
+        prevent_initial_call=True,
+    )
+    def poll(_n, info, lang):
+        job = ws.jobs.get(info["id"]) if info else None
+        if job is None:
+            raise PreventUpdate
+        bar = progress_view(job, lang, "running")
+        if job.state == "running":
+            return *bar, no_update, no_update, no_update
+        if job.state == "cancelled":
+            return HIDDEN, "0", "", no_update, _msg("cancelled", "info"), None
+        if job.state == "failed":
+            return HIDDEN, "0", "", no_update, _msg("failed", error=job.error), None
+        done = _msg("done", "ok", rows=f"{job.result.result.rows:,}", secs=f"{job.seconds:.1f}")
+        return HIDDEN, "100", "", info, done, None
+
+    @app.callback(
+        Output("run-message", "children"), Input("run-msg", "data"), Input("lang", "value")
+    )
+    def show_message(msgs, lang):
+        return message(msgs, lang)
+
+
+def _results(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output("view-device", "options"),
+        Output("view-device", "value"),
+        Output("view-horizon", "options"),
+        Output("view-horizon", "value"),
+        Input("result", "data"),
+        Input("lang", "value"),
+        State("view-device", "value"),
+        State("view-horizon", "value"),
+    )
+    def views(info, lang, device, horizon):
+        a = _analysis(ws, info)
+        if a is None:
+            return [], None, [], None
+        devices, horizons = a.devices, list(a.horizons)
+        d_opts = [{"label": d, "value": d} for d in devices]
+        h_opts = [{"label": horizon_words(lang, h), "value": h} for h in horizons]
+        return (
+            d_opts,
+            device if device in devices else (devices[0] if devices else None),
+            h_opts,
+            horizon if horizon in horizons else horizons[-1],
+        )
+
+    outputs = [Output("results", "style"), Output("results-empty", "children")]
+    outputs += [Output("leaderboard", "children"), Output("s-leaderboard", "children")]
+    for name in CHART_NAMES:
+        outputs += [Output(f"g-{name}", "figure"), Output(f"s-{name}", "children")]
+
+    @app.callback(
+        *outputs,
+        Input("result", "data"),
+        Input("lang", "value"),
+        Input("unit", "value"),
+        Input("view-device", "value"),
+        Input("view-horizon", "value"),
+    )
+    def results(info, lang, unit, device, horizon):
+        a = _analysis(ws, info)
+        if a is None or device not in a.result.devices or horizon not in a.horizons:
+            return [HIDDEN, t(lang, "no_result")] + [no_update] * (2 + 2 * len(CHART_NAMES))
+        said = charts.sentences(a, device, horizon, lang, unit)
+        out: list[Any] = [{"display": "block"}, ""]
+        out += [_leaderboard(a, device, horizon, lang, unit), said.get("leaderboard", "")]
+        chosen = info.get("models")
+        figures = {
+            "actual": charts.actual_figure(a, device, horizon, lang, unit, chosen),
+            "rolling": charts.rolling_figure(a, device, horizon, lang, unit),
+            "hour": charts.hour_figure(a, device, horizon, lang, unit),
+            "scenarios": charts.scenario_figure(a, device, horizon, lang, unit),
+        }
+        for name in CHART_NAMES:
+            out += [figures[name], said.get(name, "")]
+        return out
+
+    @app.callback(
+        Output("download", "data"),
+        Input("dl-html", "n_clicks"),
+        Input("dl-csv", "n_clicks"),
+        State("result", "data"),
+        prevent_initial_call=True,
+    )
+    def download(_html, _csv, info):
+        a = _analysis(ws, info)
+        if a is None:
+            raise PreventUpdate
+        out = ws.folder / "reports" / info["id"]
+        if not (out / "report.html").exists():
+            a.write_report(out)
+        name = "report.html" if ctx.triggered_id == "dl-html" else "metrics.csv"
+        return dcc.send_file(str(out / name), filename=f"iotcast-{a.result.task.target}-{name}")
+
+
+def _analysis(ws: Workspace, info: dict | None):
+    job = ws.jobs.get(info["id"]) if info else None
+    return job.result if job is not None and job.state == "done" else None
+
+
+def _leaderboard(a, device: str, horizon: int, lang: str, unit: str) -> html.Table:
+    u = charts.Units(a.result.task.target, unit)
+    board = charts.leaderboard_rows(a, device, horizon)
+    header = [t(lang, k) for k in ("col_model", "col_mae", "col_rmse", "col_vs", "col_n")]
+    rows = []
+    for r in board.itertuples():
+        name: list[Any] = [t(lang, "served") if r.model == "served" else r.model]
+        if r.baseline:
+            name.append(html.Span(t(lang, "baseline"), className="badge"))
+        if r.best:
+            name.append(html.Span("★ " + t(lang, "best_mark"), className="badge best"))
+        vs = "" if r.model == "persistence" else f"{r.vs_persistence_pct:+.1f} %"
+        mae = html.Span(u.fmt_error(r.mae), title=repr(u.error(r.mae)), className="mae")
+        rows.append(
+            [
+                html.Span(name, className="name", title=r.model),
+                mae,
+                u.fmt_error(r.rmse),
+                vs,
+                f"{r.n:,}",
+            ]
+        )
+    return table(header, rows, id="leaderboard-table", className="figures")

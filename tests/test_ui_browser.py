@@ -1,0 +1,123 @@
+"""The analysis page in a real headless Chromium: a person loads the generated sample, asks
+for one device's humidity one hour ahead, reads the leaderboard and the charts, switches to
+Spanish, and uploads files that are not telemetry; the figures shown are those of
+``iotcast evaluate`` on the same file and settings, to the last digit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from iotcast.cli import main
+from iotcast.settings import Settings
+from iotcast.ui import callbacks_data, create_app
+from iotcast.ui.workspace import Workspace
+from tests.ui_support import browser_page, screenshot, served
+
+DEVICE = "1c:bf:ce:15:ec:4d"
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory: pytest.TempPathFactory):
+    # nothing answers on port 9: the fleet section says so, and no test reaches a stack
+    settings = Settings(endpoint_url="http://127.0.0.1:9")
+    ws = Workspace(settings, folder=tmp_path_factory.mktemp("ui"), sample_days=1)
+    with served(create_app(ws)) as url:
+        yield url, ws
+
+
+def evaluate_figures(csv_path: Path, out: Path) -> dict[str, float]:
+    """MAE per model of DEVICE at 1 hour from ``iotcast evaluate``'s metrics.csv."""
+    argv = ["evaluate", "--csv", str(csv_path), "--out", str(out), "--target", "humidity"]
+    assert main([*argv, "--task", "forecast", "--horizon", "3600", "--no-progress"]) == 0
+    with open(out / "metrics.csv", newline="") as f:
+        return {
+            r["model"]: float(r["value"])
+            for r in csv.DictReader(f)
+            if (r["kind"], r["device"], r["horizon"], r["scenario"], r["metric"])
+            == ("error", DEVICE, "3600", "all", "mae")
+            and r["value"]  # a model that never forecast (the seasonal naive on one day)
+        }
+
+
+def test_a_person_asks_a_question_reads_the_answer_in_two_languages_and_bad_files_are_refused(
+    page_url, tmp_path, monkeypatch
+):
+    url, ws = page_url
+    shots = tmp_path / "screenshots"
+    monkeypatch.setattr(callbacks_data, "LARGE_ROWS", 20_000)  # the sample counts as large
+    with browser_page() as page:
+        page.goto(url)
+        # A large file: the page offers a row limit before reading, and reads with progress.
+        page.click("#sample")
+        page.wait_for_selector("#large-text:has-text('rows')")
+        assert "49,600" in page.inner_text("#large-text")
+        page.fill("#limit", "5000")
+        page.click("#large-ok")
+        page.wait_for_selector("#data-message:has-text('5,000 readings')")
+        page.click("#sample")
+        page.click("#large-all")
+        page.wait_for_selector("#data-message:has-text('49,600 readings of 3 devices')")
+        assert page.locator("#summary-table tbody tr").count() == 3
+        assert page.locator(".sensor-chart").count() == 3
+        screenshot(page, shots, "1-data")
+
+        # The question: one device, humidity, one hour ahead, the default models.
+        for other in ("00:0f:00:70:91:0a", "b8:27:eb:bf:9d:51"):
+            page.locator("#devices label", has_text=other).click()
+        page.locator("#target label", has_text="humidity").click()
+        page.locator("#horizons label", has_text="in 15 minutes").click()
+        page.click("#run")
+        page.wait_for_selector("#leaderboard-table")
+        page.wait_for_function(
+            "() => { const g = document.querySelector('#g-actual .js-plotly-plot');"
+            " return g && g.data && g.data.length > 3 && g.data[0].x.length > 50 }"
+        )
+        sentence = page.inner_text("#s-leaderboard")
+        assert sentence.startswith("1 hour ahead") and "%" in sentence, sentence
+        shown = {}
+        for row in page.locator("#leaderboard-table tbody tr").all():
+            model = row.locator(".name").get_attribute("title")
+            shown[model] = float(row.locator(".mae").get_attribute("title"))
+        assert {"served", "persistence", "ensemble"} <= set(shown)
+        for chart in ("rolling", "hour", "scenarios"):
+            assert page.inner_text(f"#s-{chart}").strip(), chart
+        screenshot(page, shots, "2-results")
+        # The same figures as `iotcast evaluate` on the same file and settings.
+        sample = next(ws.folder.glob("sample-*.csv"))
+        assert shown == evaluate_figures(sample, tmp_path / "evaluate")
+
+        # Spanish: every label, the sentences, the units stay.
+        page.locator("#lang label", has_text="Español").click()
+        page.wait_for_selector("#run:has-text('Calcular')")
+        page.wait_for_selector("#s-leaderboard:has-text('A 1 hora vista')")
+        for text in (
+            "Clasificación",
+            "Qué predecir",
+            "Dispositivos",
+            "Error según la hora del día",
+        ):
+            assert page.get_by_text(text).first.is_visible(), text
+        screenshot(page, shots, "3-spanish")
+
+        # Files that are not telemetry: a clear message, and the results stay.
+        for name, body, expected in (
+            ("notes.txt", b"just some notes\nnot a table\n", "Esto no es un archivo CSV"),
+            (
+                "prices.csv",
+                b"date,price\n2020-01-01,3\n",
+                "Las columnas del archivo son date, price",
+            ),
+            ("empty.csv", b"", "El archivo está vacío"),
+        ):
+            page.set_input_files(
+                "#upload input[type=file]",
+                files=[{"name": name, "mimeType": "text/csv", "buffer": body}],
+            )
+            page.wait_for_selector(f"#data-message .error:has-text('{expected}')")
+        assert page.locator("#leaderboard-table").is_visible()
+        screenshot(page, shots, "4-bad-file")
+        # Everything the page loaded came from this machine's page server.
+        assert {u.split("/")[2] for u in page.urls if u.startswith("http")} == {url.split("/")[2]}

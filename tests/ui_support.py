@@ -1,0 +1,85 @@
+"""What the browser tests of the analysis page share: the page served on 127.0.0.1 from this
+process, Debian's Chromium driven by Playwright, and screenshots.
+
+Chromium is the system one (``/usr/bin/chromium``, installed by ``./dev``): Playwright's
+own browser download cannot be reached here. Every network feature Chromium has of its
+own is off, and each browser gets a fresh profile. Screenshots go to
+``$IOTCAST_UI_SCREENSHOTS`` when set (``docs/ui/`` holds three of them), else beside
+the test's temporary files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from iotcast.stack import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """The Dash ``app`` on a free 127.0.0.1 port, in a thread; yields its URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="ui-server")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A page of a fresh headless Chromium; every request it makes is kept in ``page.urls``."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: ./dev setup installs it (apt chromium)"
+    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+            accept_downloads=True,
+        )
+        try:
+            page = context.new_page()
+            page.urls = []
+            page.on("request", lambda r: page.urls.append(r.url))
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            context.close()
+
+
+def screenshot(page: Any, folder: Path, name: str) -> Path:
+    """A full-page PNG of the page's current state, in ``$IOTCAST_UI_SCREENSHOTS`` or ``folder``."""
+    where = Path(os.environ.get("IOTCAST_UI_SCREENSHOTS") or folder)
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

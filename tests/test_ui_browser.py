@@ -104,13 +104,13 @@ def test_a_person_asks_a_question_reads_the_answer_in_two_languages_and_bad_file
 
         # Files that are not telemetry: a clear message, and the results stay.
         for name, body, expected in (
-            ("notes.txt", b"just some notes\nnot a table\n", "Esto no es un archivo CSV"),
+            ("empty.csv", b"", "El archivo está vacío"),
             (
                 "prices.csv",
                 b"date,price\n2020-01-01,3\n",
                 "Las columnas del archivo son date, price",
             ),
-            ("empty.csv", b"", "El archivo está vacío"),
+            ("notes.txt", b"just some notes\nnot a table\n", "Esto no es un archivo CSV"),
         ):
             page.set_input_files(
                 "#upload input[type=file]",

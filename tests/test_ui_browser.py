@@ -85,6 +85,10 @@ def test_a_person_asks_a_question_reads_the_answer_in_two_languages_and_bad_file
         for chart in ("rolling", "hour", "scenarios"):
             assert page.inner_text(f"#s-{chart}").strip(), chart
         screenshot(page, shots, "2-results")
+        with page.expect_download() as download:  # the figures, as iotcast evaluate writes them
+            page.click("#dl-csv")
+        with open(download.value.path()) as f:
+            assert f.readline().startswith("kind,device,model,horizon,scenario,metric,value")
         # The same figures as `iotcast evaluate` on the same file and settings.
         sample = next(ws.folder.glob("sample-*.csv"))
         assert shown == evaluate_figures(sample, tmp_path / "evaluate")

@@ -103,8 +103,7 @@ class ForgettingRidge:
     def predict_one(self, x: dict) -> float:
         if self.keys is None:
             return 0.0
-        xs = np.clip(self._array(x) / self.scale, -CLIP, CLIP)
-        return float(self.coef @ xs) * self.scale_y
+        return float(self.coef @ _clipped(self._array(x) / self.scale)) * self.scale_y
 
     def learn_one(self, x: dict, y: float, w: float = 1.0) -> None:
         if self.keys is None:
@@ -119,11 +118,11 @@ class ForgettingRidge:
         k = self.k
         if k < 64 or k % 16 == 0:
             self._rescale()
-        xs = np.clip(v / self.scale, -CLIP, CLIP)
+        xs = _clipped(v / self.scale)
         ys = y / self.scale_y
         S = self.S
         S *= lam
-        S += np.outer(w * xs, xs)
+        S += xs[:, None] * (w * xs)
         b = self.b
         b *= lam
         b += (w * ys) * xs
@@ -157,3 +156,9 @@ class ForgettingRidge:
             return  # keep the last solution; the next sample brings new evidence
         if np.all(np.isfinite(coef)):
             self.coef = coef
+
+
+def _clipped(a: np.ndarray) -> np.ndarray:
+    """``a`` clipped to ±CLIP in place (two ufuncs: np.clip's Python wrapper costs more)."""
+    np.minimum(a, CLIP, out=a)
+    return np.maximum(a, -CLIP, out=a)

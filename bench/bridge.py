@@ -30,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -156,7 +155,9 @@ def raw_put_records_aioboto3(settings: Settings, stream: str, data: list[Reading
     import aioboto3
 
     async def go() -> tuple[float, float]:
-        async with aioboto3.Session().client("kinesis", **settings.boto_kwargs()) as kinesis:
+        async with aioboto3.Session().client(
+            "kinesis", **settings.boto_kwargs("kinesis")
+        ) as kinesis:
             ranges = (await kinesis.list_shards(StreamName=stream))["Shards"]
             bounds = sorted(
                 (int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"]))
@@ -222,8 +223,8 @@ def main() -> None:
             settings = Settings.of(
                 endpoint_url=moto.url, mqtt_url=mqtt_url, stream="bench-bridge", bucket="bench"
             )
-            kinesis = boto3.client("kinesis", **settings.boto_kwargs())
-            boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket="bench")
+            kinesis = settings.client("kinesis")
+            settings.client("s3").create_bucket(Bucket="bench")
             for name in ("bench-raw", "bench-raw-parallel", "bench-raw-aio", "bench-bridge"):
                 make_stream(kinesis, name, args.shards)
             a, a_cpu = raw_mqtt(broker.port, messages)

@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iotcast.stack import start_moto  # noqa: E402
@@ -54,9 +52,7 @@ def main() -> int:
             "the readings checkpointed",
         )
         device = readings[0].device
-        store = CheckpointStore(
-            boto3.client("s3", **settings.boto_kwargs()), settings.bucket, settings.app
-        )
+        store = CheckpointStore(settings.client("s3"), settings.bucket, settings.app)
         log = ControlLog(store)
         acked, visible = [], []
         for i in range(args.rounds):

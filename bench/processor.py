@@ -42,8 +42,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iotcast.settings import Settings  # noqa: E402
@@ -134,7 +132,7 @@ def bench_core(payloads, catalog, task, checkpoint_every: int) -> Clock:
 
 
 def put_stream(settings: Settings, payloads: list[tuple[bytes, str]], shards: int) -> None:
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     kinesis.create_stream(StreamName=settings.stream, ShardCount=shards)
     kinesis.get_waiter("stream_exists").wait(
         StreamName=settings.stream, WaiterConfig={"Delay": 0.2}
@@ -156,7 +154,7 @@ async def bench_bare_consumer(settings: Settings, n: int) -> tuple[float, float]
     first = None
     async with Consumer(
         settings.stream,
-        endpoint_url=settings.kinesis_endpoint_url or settings.endpoint_url,
+        endpoint_url=settings.endpoint("kinesis"),
         region_name=settings.region,
         checkpointer=MemoryCheckPointer(name="bench"),
         idle_timeout=2.0,
@@ -195,7 +193,7 @@ async def bench_processor(
     throughput = done / (time.perf_counter() - first)
     cpu = (time.process_time() - cpu0) / done
     latencies.clear()
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
 
     def feed() -> None:
         for data, key in paced:
@@ -256,7 +254,7 @@ def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[f
     for _ in range(devices):
         payload = pickle.dumps(dm, protocol=pickle.HIGHEST_PROTOCOL)
     pickle_s = (time.process_time() - t0) / devices
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     s3.create_bucket(Bucket=settings.bucket)
     store = CheckpointStore(s3, settings.bucket, settings.app)
     t0 = time.perf_counter()
@@ -374,22 +372,17 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
             kinesalite = None
         try:
             base = Settings.of(endpoint_url=moto.url)
-            kurl = kinesalite.url if kinesalite else None
+            base = base.with_endpoints(kinesis=kinesalite.url if kinesalite else None)
             items = [(p, r.device) for p, r in zip(payloads, readings, strict=True)]
             later = generate(days=1, seed=10, start=readings[-1].ts + 3600)
             paced = [(encode(r), r.device) for r in itertools.islice(later, 200)]
             c_runs, d_runs, lat = [], [], []
             for i in range(args.stream_repeats):
-                s_c = base.replace(
-                    stream=f"bench-c{i}",
-                    bucket=f"bench-c{i}",
-                    app=f"bench-c{i}",
-                    kinesis_endpoint_url=kurl,
-                )
-                s_d = base.replace(stream=f"bench-d{i}", kinesis_endpoint_url=kurl)
+                s_c = base.replace(stream=f"bench-c{i}", bucket=f"bench-c{i}", app=f"bench-c{i}")
+                s_d = base.replace(stream=f"bench-d{i}")
                 put_stream(s_d, items, args.shards)
                 put_stream(s_c, items, args.shards)
-                boto3.client("s3", **base.boto_kwargs()).create_bucket(Bucket=s_c.bucket)
+                base.client("s3").create_bucket(Bucket=s_c.bucket)
                 gc.collect()
                 d_runs.append(asyncio.run(bench_bare_consumer(s_d, len(items))))
                 gc.collect()

@@ -28,7 +28,6 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -321,8 +320,8 @@ def account(
     """Every published reading: learned (S3 manifests), dropped as duplicate/late/glitch,
     dead-lettered, still in Kinesis after the manifests, still in the broker, or lost."""
     s = settings
-    s3 = boto3.client("s3", **s.boto_kwargs())
-    kinesis = boto3.client("kinesis", **s.kinesis_kwargs())
+    s3 = s.client("s3")
+    kinesis = s.client("kinesis")
     store = CheckpointStore(s3, s.bucket, s.app, s.hmac_key)
     samples: dict[str, int] = {}
     seqs: dict[str, str | None] = {}
@@ -412,7 +411,7 @@ def account(
 def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str, Any]:
     """The predictions stream, first record per (device, ts), joined with the publish times."""
     s = settings
-    kinesis = boto3.client("kinesis", **s.kinesis_kwargs())
+    kinesis = s.client("kinesis")
     first: dict[tuple[str, float], float] = {}
     records = 0
     started = time.monotonic()

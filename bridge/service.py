@@ -17,8 +17,9 @@ unhealthy, stops, and ``iotcast bridge`` exits with status 3 and the message;
 the broker keeps the unacknowledged messages for the next run.
 
 >>> from telemetry.broker import parse_mqtt_url
->>> target = BridgeTarget(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iot-telemetry", "iotcast",
-...                       {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"})
+>>> aws = {"kinesis": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:4567"},
+...        "s3": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"}}
+>>> target = BridgeTarget(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iot-telemetry", "iotcast", aws)
 >>> bridge = Bridge(target, BridgeOptions(client_id="iotcast-bridge-demo", lanes=2))
 >>> bridge.health()["ok"], len(bridge.lanes)
 (False, 2)
@@ -64,20 +65,20 @@ MAX_PUT_BYTES = 5 * 1024 * 1024
 @dataclass(frozen=True)
 class BridgeTarget:
     """What the bridge talks to: the broker, the Kinesis stream, the dead-letter bucket, and
-    AWS (``aws``: keyword arguments of ``boto3.client``: region, endpoint, credentials)."""
+    AWS (``aws``: per service, ``kinesis`` and ``s3``, the keyword arguments of
+    ``boto3.client``: region, endpoint, credentials; each may answer elsewhere)."""
 
     mqtt: MqttTarget
     stream: str
     bucket: str
-    aws: Mapping[str, Any] = field(repr=False)
+    aws: Mapping[str, Mapping[str, Any]] = field(repr=False)
 
-    @property
-    def endpoint_url(self) -> str | None:
-        return self.aws.get("endpoint_url")
+    def endpoint(self, service: str) -> str | None:
+        return self.aws[service].get("endpoint_url")
 
     @property
     def region(self) -> str | None:
-        return self.aws.get("region_name")
+        return self.aws["kinesis"].get("region_name")
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,13 @@ class Bridge:
         self._stopping = False
         self._started = False
         session = boto3.session.Session()
-        kw = dict(target.aws)
-        self.kinesis = session.client("kinesis", config=client_config(options.lanes + 4), **kw)
-        self.s3 = session.client("s3", config=client_config(4), **kw)
+        kinesis, s3 = target.aws["kinesis"], target.aws["s3"]
+        self.kinesis = session.client("kinesis", config=client_config(options.lanes + 4), **kinesis)
+        self.s3 = session.client("s3", config=client_config(4), **s3)
         self._probe = session.client(
             "kinesis",
             config=Config(connect_timeout=2, read_timeout=2, retries={"total_max_attempts": 1}),
-            **kw,
+            **kinesis,
         )
         self._probe_cache: tuple[float, bool] = (0.0, False)
         self.buffer = Buffer(options.buffer, ack=lambda m: self.source.ack(m))
@@ -153,9 +154,10 @@ class Bridge:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise BridgeFailure(
                 f"cannot use Kinesis stream {self.target.stream!r} / S3 bucket "
-                f"{self.target.bucket!r} at {self.target.endpoint_url or 'AWS'} "
-                f"(region {self.target.region}): {error_code(exc)}: {exc}. Check --endpoint-url, "
-                "--region and the credentials, and that the service answers.",
+                f"{self.target.bucket!r} (Kinesis at {self.target.endpoint('kinesis') or 'AWS'}, "
+                f"S3 at {self.target.endpoint('s3') or 'AWS'}, region {self.target.region}): "
+                f"{error_code(exc)}: {exc}. Check --endpoint-url or AWS_ENDPOINT_URL_KINESIS / "
+                "AWS_ENDPOINT_URL_S3, --region and the credentials, and that the service answers.",
                 error_code(exc),
             ) from exc
         for i in range(len(self.lanes)):

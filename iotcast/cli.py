@@ -82,8 +82,11 @@ def common_flags() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--endpoint-url",
-        help="AWS endpoint (env AWS_ENDPOINT_URL); default: the local moto "
-        "server http://127.0.0.1:5000 unless AWS credentials are configured, then real AWS",
+        help="AWS endpoint of every service without its own (env AWS_ENDPOINT_URL; a "
+        "service's own, AWS_ENDPOINT_URL_KINESIS/_S3/_DYNAMODB or the AWS config file's, "
+        "wins for it); default without AWS credentials: the local stack, kinesalite "
+        "http://127.0.0.1:4567 for Kinesis and moto http://127.0.0.1:5000 for the rest; "
+        "with credentials: real AWS",
     )
     g.add_argument(
         "--region", help="AWS region (env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)"
@@ -126,6 +129,8 @@ def command_line(
 
     >>> command_line(Settings(), "bridge", "--shards", "2", program=["iotcast"])[:4]
     ['iotcast', 'bridge', '--endpoint-url', 'http://127.0.0.1:5000']
+
+    (Kinesis on its own endpoint, kinesalite here, is in :func:`local_env`.)
     """
     return [*program, command, *connection_flags(settings), *extra]
 
@@ -135,10 +140,12 @@ def connection_flags(settings: Settings) -> list[str]:
     components are, the names, the log level, the model catalog."""
     s = settings
     flags = [
-        "--endpoint-url", str(s.endpoint_url), "--region", s.region,
+        "--region", s.region,
         "--mqtt-url", s.mqtt_url, "--stream", s.stream, "--bucket", s.bucket,
         "--app", s.app, "--log-level", s.log_level,
     ]  # fmt: skip
+    if s.endpoint_url:
+        flags = ["--endpoint-url", s.endpoint_url, *flags]
     if s.models_file:
         flags += ["--models-file", s.models_file]
     return flags
@@ -146,23 +153,26 @@ def connection_flags(settings: Settings) -> list[str]:
 
 def local_env(settings: Settings) -> dict[str, str]:
     """The environment of such a child on the local stack: this one's, without the user's
-    ``IOTCAST_*``/``AWS_*`` (the flags say where), with local credentials and what only
-    the environment carries (the predictions stream, a separate Kinesis, the HMAC key).
+    ``IOTCAST_*``/``AWS_*`` and AWS config file (the flags say where), with local
+    credentials and what only the environment carries: the predictions stream, the HMAC
+    key, and each service's own endpoint (``AWS_ENDPOINT_URL_KINESIS``, ...: the SDKs'
+    standard setting, which wins over ``--endpoint-url`` for its service).
 
     >>> env = local_env(Settings(predictions_stream="p"))
-    >>> env["AWS_ACCESS_KEY_ID"], env["IOTCAST_PREDICTIONS_STREAM"]
-    ('testing', 'p')
+    >>> env["AWS_ACCESS_KEY_ID"], env["IOTCAST_PREDICTIONS_STREAM"], env["AWS_ENDPOINT_URL_KINESIS"]
+    ('testing', 'p', 'http://127.0.0.1:4567')
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IOTCAST_"))}
     env.update(
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=settings.region,
+        AWS_CONFIG_FILE=os.devnull,
         IOTCAST_PREDICTIONS_STREAM=settings.predictions_stream,
         PYTHONUNBUFFERED="1",
     )
-    if settings.kinesis_endpoint_url:
-        env["IOTCAST_KINESIS_ENDPOINT_URL"] = settings.kinesis_endpoint_url
+    for service, url in settings.endpoints.items():
+        env[f"AWS_ENDPOINT_URL_{service.upper()}"] = url
     if settings.hmac_key:
         env["IOTCAST_HMAC_KEY"] = settings.hmac_key
     return env

@@ -4,17 +4,32 @@ Precedence: command-line flags > environment (``IOTCAST_*`` and the standard
 AWS variables) > an optional TOML file (``--config`` or ``IOTCAST_CONFIG``)
 > defaults.  Every default points at the local stack: MQTT on
 127.0.0.1:1883 and, when no AWS endpoint and no real credentials are
-configured, the moto server on 127.0.0.1:5000 with dummy credentials.
+configured, kinesalite on 127.0.0.1:4567 for Kinesis and the moto server on
+127.0.0.1:5000 for S3 and DynamoDB, with dummy credentials.
 The floors below the shell never see this object: they get plain values,
 such as :meth:`Settings.bridge_target` and :meth:`Settings.processor_target`.
 
 >>> s = Settings.resolve(env={}, toml={}, flags={})
 >>> s.mqtt_url, s.stream, s.bucket, s.app
 ('mqtt://127.0.0.1:1883', 'iot-telemetry', 'iotcast', 'iotcast')
->>> s.endpoint_url
-'http://127.0.0.1:5000'
->>> Settings.resolve(env={"AWS_ACCESS_KEY_ID": "AKIA..."}, toml={}, flags={}).endpoint_url is None
+>>> s.endpoint("kinesis"), s.endpoint("s3"), s.endpoint("dynamodb")
+('http://127.0.0.1:4567', 'http://127.0.0.1:5000', 'http://127.0.0.1:5000')
+>>> Settings.resolve(env={"AWS_ACCESS_KEY_ID": "AKIA..."}, toml={}, flags={}).endpoint("s3") is None
 True
+
+Endpoints, per service (``kinesis``, ``s3``, ``dynamodb``), are the AWS SDKs'
+own settings: the service's setting (``AWS_ENDPOINT_URL_KINESIS``, ...; or
+``endpoint_url`` under the service in the AWS config file's ``services``
+section) wins for its service; the general one, ``--endpoint-url`` >
+``AWS_ENDPOINT_URL`` > the TOML file's ``endpoint_url`` > the config file
+profile's ``endpoint_url``, serves the others.  Nothing configured: the local
+stack without credentials, AWS with them.  ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true``
+leaves out the environment's and the config file's, as the SDKs do.
+
+>>> s = Settings.resolve(env={"AWS_ENDPOINT_URL_KINESIS": "http://127.0.0.1:4568"}, toml={},
+...                      flags={"endpoint_url": "http://127.0.0.1:5001"})
+>>> s.endpoint("kinesis"), s.endpoint("s3"), s.endpoint("dynamodb")
+('http://127.0.0.1:4568', 'http://127.0.0.1:5001', 'http://127.0.0.1:5001')
 >>> Settings.resolve(env={"IOTCAST_STREAM": "a"}, toml={"stream": "b"}, flags={"stream": "c"}).stream
 'c'
 
@@ -37,14 +52,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.configloader import load_config
+from botocore.exceptions import BotoCoreError
+
 from bridge.service import BridgeTarget
 from stream.runner import ProcessorTarget
 from telemetry.broker import BadMqttUrl, MqttTarget, parse_mqtt_url, redact_url
 
-__all__ = ["Settings", "LOCAL_AWS_ENDPOINT", "ConfigError", "load_toml"]
+__all__ = [
+    "AWS_SERVICES",
+    "LOCAL_AWS_ENDPOINT",
+    "LOCAL_KINESIS_ENDPOINT",
+    "ConfigError",
+    "Settings",
+    "load_toml",
+]
 
-LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"
+LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"  # moto: S3 and DynamoDB (Kinesis for moto alone)
+LOCAL_KINESIS_ENDPOINT = "http://127.0.0.1:4567"  # kinesalite, at its own default port
 LOCAL_REGION = "us-east-1"
+# The AWS services iotcast talks to, by their SDK names (AWS_ENDPOINT_URL_<NAME upper>).
+AWS_SERVICES = ("kinesis", "s3", "dynamodb")
 
 
 class ConfigError(ValueError):
@@ -56,7 +84,6 @@ _ENV: dict[str, tuple[tuple[str, ...], Any]] = {
     "mqtt_url": (("IOTCAST_MQTT_URL",), "mqtt://127.0.0.1:1883"),
     "mqtt_ca_file": (("IOTCAST_MQTT_CA_FILE",), None),
     "endpoint_url": (("AWS_ENDPOINT_URL",), None),
-    "kinesis_endpoint_url": (("IOTCAST_KINESIS_ENDPOINT_URL",), None),
     "region": (("AWS_REGION", "AWS_DEFAULT_REGION"), None),
     "stream": (("IOTCAST_STREAM",), "iot-telemetry"),
     "predictions_stream": (("IOTCAST_PREDICTIONS_STREAM",), "iot-predictions"),
@@ -75,9 +102,12 @@ class Settings:
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: str | None = None
+    # The general endpoint, for every service without its own in ``endpoints``; None = AWS.
     endpoint_url: str | None = LOCAL_AWS_ENDPOINT
-    # Kinesis only, when it lives elsewhere (kinesalite beside moto); None = endpoint_url.
-    kinesis_endpoint_url: str | None = None
+    # Service -> its own endpoint (AWS_ENDPOINT_URL_<SERVICE>): wins over endpoint_url.
+    endpoints: Mapping[str, str] = field(
+        default_factory=lambda: {"kinesis": LOCAL_KINESIS_ENDPOINT}
+    )
     region: str = LOCAL_REGION
     stream: str = "iot-telemetry"
     predictions_stream: str = "iot-predictions"
@@ -112,29 +142,58 @@ class Settings:
 
     @property
     def local_aws(self) -> bool:
-        """True when talking to a local endpoint (moto, kinesalite) rather than AWS."""
-        return self.endpoint_url is not None
+        """True when talking to local endpoints (moto, kinesalite) rather than AWS."""
+        return any(self.endpoint(service) for service in AWS_SERVICES)
 
-    def boto_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``boto3.client(...)`` / ``aioboto3`` clients."""
+    def endpoint(self, service: str) -> str | None:
+        """Where ``service`` (``kinesis``, ``s3``, ``dynamodb``) answers; None = AWS.
+
+        >>> Settings(endpoint_url="http://m:5000", endpoints={"kinesis": "http://k:4567"}).endpoint("s3")
+        'http://m:5000'
+        """
+        return self.endpoints.get(service) or self.endpoint_url
+
+    def with_endpoints(self, **endpoints: str | None) -> Settings:
+        """These settings with ``service=url`` endpoints (None: the general one again).
+
+        >>> Settings().with_endpoints(kinesis=None, s3="http://p:1").endpoints
+        {'s3': 'http://p:1'}
+        """
+        merged = {**self.endpoints, **endpoints}
+        return self.replace(endpoints={k: v for k, v in merged.items() if v})
+
+    def boto_kwargs(self, service: str) -> dict[str, Any]:
+        """Keyword arguments of ``boto3.client(service, ...)`` (and aioboto3's) for ``service``."""
         kw: dict[str, Any] = {"region_name": self.region}
-        if self.endpoint_url:
-            kw["endpoint_url"] = self.endpoint_url
+        endpoint = self.endpoint(service)
+        if endpoint:
+            kw["endpoint_url"] = endpoint
         if self.aws_access_key_id:
             kw["aws_access_key_id"] = self.aws_access_key_id
             kw["aws_secret_access_key"] = self.aws_secret_access_key
         return kw
 
-    def kinesis_kwargs(self) -> dict[str, Any]:
-        """Like :meth:`boto_kwargs`, for Kinesis clients (``kinesis_endpoint_url`` wins)."""
-        kw = self.boto_kwargs()
-        if self.kinesis_endpoint_url:
-            kw["endpoint_url"] = self.kinesis_endpoint_url
-        return kw
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client of ``service`` at its endpoint."""
+        import boto3
+
+        return boto3.client(service, **self.boto_kwargs(service), **kwargs)
+
+    def aws(self) -> dict[str, dict[str, Any]]:
+        """:meth:`boto_kwargs` of every service iotcast talks to, by service (for the floors below)."""
+        return {service: self.boto_kwargs(service) for service in AWS_SERVICES}
+
+    def describe_endpoints(self) -> str:
+        """One line saying where each service answers (for logs and messages).
+
+        >>> Settings().describe_endpoints()
+        'kinesis http://127.0.0.1:4567, s3 http://127.0.0.1:5000, dynamodb http://127.0.0.1:5000'
+        """
+        return ", ".join(f"{s} {self.endpoint(s) or 'AWS'}" for s in AWS_SERVICES)
 
     def bridge_target(self) -> BridgeTarget:
         """What the bridge talks to: the broker, the stream, the dead-letter bucket, AWS."""
-        return BridgeTarget(self.mqtt, self.stream, self.bucket, self.boto_kwargs())
+        return BridgeTarget(self.mqtt, self.stream, self.bucket, self.aws())
 
     def processor_target(self) -> ProcessorTarget:
         """What a processor talks to: the streams, the bucket, the consumer group, AWS."""
@@ -143,8 +202,7 @@ class Settings:
             predictions_stream=self.predictions_stream,
             bucket=self.bucket,
             app=self.app,
-            aws=self.boto_kwargs(),
-            kinesis=self.kinesis_kwargs(),
+            aws=self.aws(),
             hmac_key=self.hmac_key,
         )
 
@@ -154,12 +212,18 @@ class Settings:
     @classmethod
     def of(cls, **values: Any) -> Settings:
         """Settings from these values alone, resolved as flags are (no environment, no
-        file): for the tests and benchmarks that start their own components.
+        file; ``endpoints`` as the per-service environment would give them): for the
+        tests and benchmarks that start their own components.
 
-        >>> Settings.of(stream="s", endpoint_url="http://127.0.0.1:5001").kinesis_kwargs()["endpoint_url"]
+        >>> Settings.of(stream="s", endpoint_url="http://127.0.0.1:5001").boto_kwargs("kinesis")["endpoint_url"]
         'http://127.0.0.1:5001'
+        >>> Settings.of(endpoint_url="http://m:1", endpoints={"kinesis": "http://k:2"}).endpoint("kinesis")
+        'http://k:2'
         """
-        return cls.resolve(env={}, toml={}, flags=values)
+        endpoints = values.pop("endpoints", None) or {}
+        env = {f"AWS_ENDPOINT_URL_{s.upper()}": url for s, url in endpoints.items()}
+        env["AWS_CONFIG_FILE"] = os.devnull  # not the user's: these values alone
+        return cls.resolve(env=env, toml={}, flags=values)
 
     @classmethod
     def resolve(
@@ -172,10 +236,12 @@ class Settings:
         """Merge flags > environment > TOML > defaults into one object.
 
         ``flags`` holds only what the user gave (``None`` values are ignored).
-        With no endpoint and no credentials anywhere, the local moto endpoint
+        With no endpoint and no credentials anywhere, the local stack's endpoints
         and dummy credentials are used, so nothing reaches real AWS by accident.
         """
         env = os.environ if env is None else env
+        if _ignore_configured_endpoints(env):
+            env = {k: v for k, v in env.items() if k != "AWS_ENDPOINT_URL"}
         flags = {k: v for k, v in (flags or {}).items() if v is not None}
         if toml is None:
             path = flags.get("config") or env.get("IOTCAST_CONFIG")
@@ -211,17 +277,71 @@ class Settings:
                 env.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials")
             ).exists()
         )
+        aws_config = _aws_config(env)
+        values["endpoints"] = _service_endpoints(env, aws_config)
+        if values["endpoint_url"] is None:
+            values["endpoint_url"] = aws_config.get("endpoint_url")
         if values["endpoint_url"] is None and not has_real_credentials:
+            # Nothing reaches real AWS by accident: the local stack serves what is not configured.
             values["endpoint_url"] = LOCAL_AWS_ENDPOINT
+            values["endpoints"].setdefault("kinesis", LOCAL_KINESIS_ENDPOINT)
         if values["region"] is None:
-            values["region"] = LOCAL_REGION
-        if values["endpoint_url"] and not env.get("AWS_ACCESS_KEY_ID"):
-            # Local endpoints accept any key; never let a stray profile leak to them.
+            values["region"] = aws_config.get("region") or LOCAL_REGION
+        every_service_elsewhere = values["endpoint_url"] or all(
+            s in values["endpoints"] for s in AWS_SERVICES
+        )
+        if every_service_elsewhere and not env.get("AWS_ACCESS_KEY_ID"):
+            # No service is real AWS: local endpoints accept any key; never let a stray
+            # profile leak to them.
             values["aws_access_key_id"] = "testing"
             values["aws_secret_access_key"] = "testing"
         settings = cls(**values)
         settings.mqtt  # noqa: B018 - a bad URL fails here, early, with the message
         return settings
+
+
+def _ignore_configured_endpoints(env: Mapping[str, str]) -> bool:
+    return env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true"
+
+
+def _aws_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The AWS config file's profile (``AWS_PROFILE``, else ``default``), with its
+    ``services`` section resolved under ``_services``; {} when there is no file."""
+    path = Path(env.get("AWS_CONFIG_FILE", Path.home() / ".aws" / "config")).expanduser()
+    if not path.is_file():
+        return {}
+    try:
+        config = load_config(str(path))
+    except (BotoCoreError, OSError) as exc:
+        raise ConfigError(f"AWS config file {path} cannot be read: {exc}") from exc
+    name = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    profile = dict(config.get("profiles", {}).get(name, {}))
+    if _ignore_configured_endpoints(env):
+        profile.pop("endpoint_url", None)
+        return profile
+    services = config.get("services", {}).get(profile.get("services", ""), {})
+    profile["_services"] = services
+    return profile
+
+
+def _service_endpoints(env: Mapping[str, str], aws_config: Mapping[str, Any]) -> dict[str, str]:
+    """Each service's own endpoint: ``AWS_ENDPOINT_URL_<SERVICE>``, else the config file's.
+
+    >>> _service_endpoints({"AWS_ENDPOINT_URL_S3": "http://s:1"},
+    ...                    {"_services": {"s3": {"endpoint_url": "http://f:2"},
+    ...                                   "dynamodb": {"endpoint_url": "http://d:3"}}})
+    {'s3': 'http://s:1', 'dynamodb': 'http://d:3'}
+    """
+    if _ignore_configured_endpoints(env):
+        return {}
+    found: dict[str, str] = {}
+    for service in AWS_SERVICES:
+        url = env.get(f"AWS_ENDPOINT_URL_{service.upper()}") or (
+            aws_config.get("_services", {}).get(service, {}).get("endpoint_url")
+        )
+        if url:
+            found[service] = url
+    return found
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "http_ready",
     "port_in_use",
     "require",
+    "require_kinesalite",
     "start_kinesalite",
     "start_mosquitto",
     "start_moto",
@@ -44,7 +45,8 @@ _HOW_TO_GET = {
     "prometheus": "apt-get install -y prometheus  (Debian package)",
     "promtool": "apt-get install -y prometheus  (Debian package, ships promtool)",
     "moto_server": "pip install 'moto[server]'  (into the project's .venv: ./dev setup)",
-    "kinesalite": "npm install kinesalite  (npm registry)",
+    "kinesalite": "npm install --no-save kinesalite@3.3.3  (in the repository root; ./dev setup does it)",
+    "node": "apt-get install -y nodejs npm  (Debian packages; ./dev setup does it)",
 }
 
 
@@ -272,26 +274,33 @@ def start_prometheus(
     return proc.start(ready=_http_ok(f"http://{HOST}:{port}/-/ready"), timeout=60)
 
 
-def start_kinesalite(workdir: Path, port: int | None = None) -> ManagedProcess:
+def require_kinesalite() -> tuple[str, Path]:
+    """node and the kinesalite module, or :class:`ComponentMissing` saying how to get them."""
+    node = require("node")
+    module = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
+    if not module.exists():
+        raise ComponentMissing(
+            f"kinesalite is not installed; get it with: {_HOW_TO_GET['kinesalite']}"
+        )
+    return node, module
+
+
+def start_kinesalite(
+    workdir: Path, port: int | None = None, *, shard_limit: int = 1000
+) -> ManagedProcess:
     """Start kinesalite (Kinesis only, in memory; reshards correctly, unlike moto) on 127.0.0.1.
 
     It is the npm package in the repository's (gitignored) ``node_modules``, which
     ``./dev setup`` installs; it is started through node so that it listens on
     127.0.0.1 only (its own command line binds every interface).
     """
-    node = require("node")
-    module = Path(__file__).resolve().parent.parent / "node_modules" / "kinesalite"
-    if not module.exists():
-        raise ComponentMissing(
-            "kinesalite is not installed; get it with: npm install --no-save kinesalite@3.3.3 "
-            "(in the repository root; ./dev setup does it)"
-        )
+    node, module = require_kinesalite()
     port = port or free_port()
     script = (
         "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,"
-        " shardLimit: 100}).listen(+process.argv[2], '127.0.0.1')"
+        " shardLimit: +process.argv[3]}).listen(+process.argv[2], '127.0.0.1')"
     )
-    argv = [node, "-e", script, str(module), str(port)]
+    argv = [node, "-e", script, str(module), str(port), str(shard_limit)]
     return ManagedProcess("kinesalite", argv, port, Path(workdir) / "kinesalite.log").start(
         timeout=60
     )

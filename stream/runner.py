@@ -57,34 +57,30 @@ YIELD_SECONDS = 0.02
 @dataclass(frozen=True)
 class ProcessorTarget:
     """What a processor talks to: the telemetry and predictions streams, the checkpoint
-    bucket, the consumer group (``app``) and AWS (``aws``: keyword arguments of
-    ``boto3.client``; ``kinesis``: the same for Kinesis, which may live elsewhere).
+    bucket, the consumer group (``app``) and AWS (``aws``: per service, ``kinesis``,
+    ``s3`` and ``dynamodb``, the keyword arguments of ``boto3.client``: region,
+    endpoint, credentials; each service may answer at its own endpoint).
 
-    >>> t = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast",
-    ...                     aws={"region_name": "us-east-1"}, kinesis={"region_name": "us-east-1"})
-    >>> t.region, t.endpoint_url, t.kinesis_endpoint_url
-    ('us-east-1', None, None)
+    >>> aws = {"kinesis": {"region_name": "us-east-1", "endpoint_url": "http://k:4567"},
+    ...        "s3": {"region_name": "us-east-1"}, "dynamodb": {"region_name": "us-east-1"}}
+    >>> t = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast", aws=aws)
+    >>> t.region, t.endpoint("kinesis"), t.endpoint("dynamodb")
+    ('us-east-1', 'http://k:4567', None)
     """
 
     stream: str
     predictions_stream: str
     bucket: str
     app: str
-    aws: Mapping[str, Any] = field(repr=False)
-    kinesis: Mapping[str, Any] = field(repr=False)
+    aws: Mapping[str, Mapping[str, Any]] = field(repr=False)
     hmac_key: str | None = field(default=None, repr=False)
 
-    @property
-    def endpoint_url(self) -> str | None:
-        return self.aws.get("endpoint_url")
-
-    @property
-    def kinesis_endpoint_url(self) -> str | None:
-        return self.kinesis.get("endpoint_url")
+    def endpoint(self, service: str) -> str | None:
+        return self.aws[service].get("endpoint_url")
 
     @property
     def region(self) -> str | None:
-        return self.aws.get("region_name")
+        return self.aws["dynamodb"].get("region_name")
 
 
 @dataclass(frozen=True)
@@ -122,8 +118,8 @@ class StreamProcessor:
     >>> from online_models.catalog import load_catalog
     >>> from online_models.config import TaskConfig
     >>> opts = ProcessorOptions(predictions="none", ref="doc")
-    >>> where = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast",
-    ...                         aws={"region_name": "us-east-1"}, kinesis={"region_name": "us-east-1"})
+    >>> aws = {s: {"region_name": "us-east-1"} for s in ("kinesis", "s3", "dynamodb")}
+    >>> where = ProcessorTarget("iot-telemetry", "iot-predictions", "iotcast", "iotcast", aws=aws)
     >>> p = StreamProcessor(where, opts, load_catalog(), TaskConfig())
     >>> p.ref_id, p.states, p.table.table
     ('doc', {}, 'kinesis-checkpoints-iotcast')
@@ -139,12 +135,12 @@ class StreamProcessor:
             retries={"max_attempts": 5, "mode": "standard"},
             max_pool_connections=options.s3_threads + 4,
         )
-        self.s3 = boto3.client("s3", config=cfg, **target.aws)
-        self.dynamodb = boto3.client("dynamodb", config=cfg, **target.aws)
+        self.s3 = boto3.client("s3", config=cfg, **target.aws["s3"])
+        self.dynamodb = boto3.client("dynamodb", config=cfg, **target.aws["dynamodb"])
         self.store = CheckpointStore(self.s3, target.bucket, target.app, target.hmac_key)
         self.writer = None
         if options.predictions != "none":
-            kinesis = boto3.client("kinesis", config=cfg, **target.kinesis)
+            kinesis = boto3.client("kinesis", config=cfg, **target.aws["kinesis"])
             self.writer = PredictionWriter(kinesis, target.predictions_stream)
         self.core = StreamCore(
             catalog,
@@ -184,7 +180,7 @@ class StreamProcessor:
         self.leases = LeaseCheckpointer(
             self.target.app,
             self.shards,
-            endpoint_url=self.target.endpoint_url,
+            endpoint_url=self.target.endpoint("dynamodb"),
             region=self.target.region,
             session_timeout=opts.session_timeout,
             heartbeat=opts.heartbeat_seconds,
@@ -193,7 +189,7 @@ class StreamProcessor:
         self.consumer = LeaseConsumer(
             self.target.stream,
             self.leases,
-            endpoint_url=self.target.kinesis_endpoint_url,
+            endpoint_url=self.target.endpoint("kinesis"),
             region_name=self.target.region,
             idle_timeout=opts.idle_timeout,
             sleep_time_no_records=0.5,

@@ -1,7 +1,11 @@
-"""A fault-injecting HTTP proxy between the bridge and the moto server (127.0.0.1 only).
+"""A fault-injecting HTTP proxy between the parts and the local AWS stack (127.0.0.1 only).
 
-moto never throttles and never refuses part of a PutRecords call, so this
-proxy forwards every request to moto unchanged except Kinesis ``PutRecords``,
+It forwards Kinesis requests to their upstream (``kinesis``: kinesalite; by
+default the same as the others) and the rest (S3, DynamoDB) to the moto
+server; :meth:`FaultProxy.before` builds one in front of a test's settings and
+:meth:`FaultProxy.route` sends every service of those settings through it.
+Neither moto nor kinesalite throttles or refuses part of a PutRecords call, so this
+proxy forwards every request unchanged except Kinesis ``PutRecords``,
 where it refuses records the way Kinesis does:
 
 * ``throttle_share``: per partition key and call, the probability that the
@@ -49,9 +53,12 @@ import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+
+from iotcast.settings import Settings
 
 __all__ = ["FaultProxy"]
 
@@ -60,12 +67,14 @@ SERVICES = ("s3", "dynamodb", "kinesis")
 
 
 class FaultProxy:
-    """Serves on a free port of 127.0.0.1 and forwards to ``upstream`` (the moto server)."""
+    """Serves on a free port of 127.0.0.1 and forwards to ``upstream`` (the moto server),
+    Kinesis requests to ``kinesis`` when given."""
 
     def __init__(
         self,
         upstream: str,
         *,
+        kinesis: str | None = None,
         throttle_share: float = 0.0,
         internal_share: float = 0.0,
         call_error_share: float = 0.0,
@@ -74,8 +83,8 @@ class FaultProxy:
         seed: int = 7,
         keep_accepted: bool = False,
     ) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.upstream = _address(upstream)
+        self.kinesis_upstream = _address(kinesis) if kinesis else self.upstream
         self.throttle_share = throttle_share
         self.internal_share = internal_share
         self.call_error_share = call_error_share
@@ -111,6 +120,16 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    @classmethod
+    def before(cls, settings: Settings, **faults: Any) -> FaultProxy:
+        """A proxy in front of the stack ``settings`` name (S3 and DynamoDB on one
+        endpoint, Kinesis on its own)."""
+        return cls(str(settings.endpoint("s3")), kinesis=settings.endpoint("kinesis"), **faults)
+
+    def route(self, settings: Settings) -> Settings:
+        """``settings`` with every service reached through this proxy."""
+        return settings.replace(endpoint_url=self.url, endpoints={})
+
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -141,7 +160,11 @@ class FaultProxy:
 
     # ----------------------------------------------------------------- proxy
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes):
-        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        target = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "")
+        kinesis = target.startswith("Kinesis_")
+        conn = http.client.HTTPConnection(
+            *(self.kinesis_upstream if kinesis else self.upstream), timeout=60
+        )
         try:
             headers = {k: v for k, v in headers.items() if k.lower() not in _HOP}
             headers["Content-Length"] = str(len(body))
@@ -268,6 +291,11 @@ class FaultProxy:
             if v:
                 self.refused[v] = self.refused.get(v, 0) + 1
         return verdicts
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def _service(target: str, path: str) -> str | None:

@@ -1,7 +1,8 @@
 """What the tests share: settings on their servers, ``iotcast`` children, Kinesis and S3,
 metrics, checkpoints read back, and waiting.
 
-- :func:`settings_on`: settings on a moto server (and a broker), names unique to a test;
+- :func:`settings_on`: settings on a moto server (and kinesalite, and a broker), names
+  unique to a test;
 - :func:`iotcast_argv`, :func:`start_bridge`, :func:`start_processor`,
   :func:`operator_argv`, :func:`processor_flags`: the command lines of the bridge,
   the processor and the operator commands, and those children started and
@@ -34,8 +35,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from iotcast.cli import command_line, connection_flags, local_env
 from iotcast.settings import Settings
 from iotcast.stack import ManagedProcess, free_port, port_in_use
@@ -47,12 +46,18 @@ IOTCAST = str(Path(sys.executable).parent / "iotcast")
 
 # ------------------------------------------------------------------ settings
 def settings_on(
-    moto_url: str, *, mqtt_url: str | None = None, unique: str | None = None
+    moto_url: str,
+    *,
+    kinesis_url: str | None = None,
+    mqtt_url: str | None = None,
+    unique: str | None = None,
 ) -> Settings:
-    """Settings pointing at a moto server (and a broker), with names unique to a test."""
+    """Settings pointing at a moto server (Kinesis too unless ``kinesis_url``, kinesalite,
+    is given) and a broker, with names unique to a test."""
     unique = unique or uuid.uuid4().hex[:10]
     return Settings.of(
         endpoint_url=moto_url,
+        endpoints={"kinesis": kinesis_url} if kinesis_url else None,
         region="us-east-1",
         stream=f"telemetry-{unique}",
         predictions_stream=f"predictions-{unique}",
@@ -68,6 +73,26 @@ def iotcast_argv(
 ) -> list[str]:
     """``iotcast <command> <extra>`` pointed at ``settings``' components."""
     return command_line(settings, command, *extra, program=program)
+
+
+@contextlib.contextmanager
+def endpoints_env(settings: Settings) -> Iterator[None]:
+    """This process's environment with ``settings``' per-service endpoints
+    (``AWS_ENDPOINT_URL_KINESIS``, ...) for the block: what :func:`iotcast.cli.local_env`
+    gives a child, for a command run in this process (``iotcast.cli.main``)."""
+    import os
+
+    names = {f"AWS_ENDPOINT_URL_{s.upper()}": url for s, url in settings.endpoints.items()}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def operator_argv(settings: Settings, *argv: str) -> list[str]:
@@ -157,7 +182,7 @@ def items_of(readings: Iterable[Reading]) -> list[tuple[bytes, str]]:
 
 
 def create_stream(settings: Settings, shards: int, name: str | None = None) -> None:
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     kinesis.create_stream(StreamName=name or settings.stream, ShardCount=shards)
     kinesis.get_waiter("stream_exists").wait(
         StreamName=name or settings.stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
@@ -165,7 +190,7 @@ def create_stream(settings: Settings, shards: int, name: str | None = None) -> N
 
 
 def create_bucket(settings: Settings) -> None:
-    boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket=settings.bucket)
+    settings.client("s3").create_bucket(Bucket=settings.bucket)
 
 
 def create_resources(settings: Settings, shards: int) -> None:
@@ -176,7 +201,7 @@ def create_resources(settings: Settings, shards: int) -> None:
 
 def put_records(settings: Settings, items: list[tuple[bytes, str]], *, pause: float = 0.0) -> None:
     """PutRecords in order, 500 at a time, retrying refused records until all are in."""
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     for i in range(0, len(items), 500):
         batch = [{"Data": d, "PartitionKey": k} for d, k in items[i : i + 500]]
         for _ in range(20):
@@ -238,7 +263,7 @@ def metric_sum(proc: ManagedProcess, name: str) -> float:
 
 # --------------------------------------------------------------- checkpoints
 def manifests(settings: Settings) -> dict[str, ShardManifest]:
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     store = CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key)
     out = {}
     prefix = f"checkpoints/{settings.app}/"
@@ -261,7 +286,7 @@ def device_samples(settings: Settings) -> dict[str, int]:
 
 def load_models(settings: Settings) -> dict[str, Any]:
     """The newest checkpointed DeviceModels of every device (highest sample count)."""
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     store = CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key)
     best: dict[str, Any] = {}
     for manifest in manifests(settings).values():

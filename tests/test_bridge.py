@@ -14,6 +14,7 @@ from bridge.deadletter import DeadLetterWriter, dead_letter_entry
 from bridge.kinesis import open_shard_ranges, shard_index
 from bridge.retry import BridgeFailure, RetryPolicy
 from bridge.service import Bridge, BridgeOptions
+from iotcast.cli import local_env
 from tests import support
 from tests.faultproxy import FaultProxy
 
@@ -54,10 +55,7 @@ def test_shard_index_matches_where_kinesis_puts_the_key(boto, settings):
 def test_missing_stream_exits_2_with_a_message_saying_what_to_do(settings):
     argv = support.iotcast_argv(settings.replace(stream="no-such-stream"), "bridge")
     result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        argv, capture_output=True, text=True, timeout=120, env=local_env(settings)
     )
     assert result.returncode == 2, result.stderr
     assert "Kinesis stream 'no-such-stream' does not exist" in result.stderr
@@ -65,13 +63,11 @@ def test_missing_stream_exits_2_with_a_message_saying_what_to_do(settings):
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_kinesis_at_start_raises_what_to_check(settings, moto_server):
-    proxy = FaultProxy(moto_server.url)
+def test_unreachable_kinesis_at_start_raises_what_to_check(settings):
+    proxy = FaultProxy.before(settings)
     proxy.down = True
     try:
-        bridge = Bridge(
-            settings.replace(endpoint_url=proxy.url).bridge_target(), BridgeOptions(client_id="x")
-        )
+        bridge = Bridge(proxy.route(settings).bridge_target(), BridgeOptions(client_id="x"))
         with pytest.raises(BridgeFailure, match="ServiceUnavailable.*Check --endpoint-url"):
             bridge.start()
     finally:

@@ -372,7 +372,7 @@ def forward_through(proxy: FaultProxy, settings, boto, broker, n: int) -> tuple:
     create_resources(boto, settings)
     readings, _, messages = traffic(n, 0)
     bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url).bridge_target(),
+        proxy.route(settings).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             retry=RetryPolicy(base=0.01, cap=0.2, give_up_after=60),
@@ -390,10 +390,8 @@ def forward_through(proxy: FaultProxy, settings, boto, broker, n: int) -> tuple:
 
 
 @pytest.mark.slow
-def test_bridge_delivers_all_in_order_through_throttling(
-    settings_mqtt, boto, mosquitto, moto_server
-):
-    proxy = FaultProxy(moto_server.url, throttle_share=0.3, call_error_share=0.1)
+def test_bridge_delivers_all_in_order_through_throttling(settings_mqtt, boto, mosquitto):
+    proxy = FaultProxy.before(settings_mqtt, throttle_share=0.3, call_error_share=0.1)
     _, reader, figures = forward_through(proxy, settings_mqtt, boto, mosquitto, 8_000)
     assert proxy.refused.get("ProvisionedThroughputExceededException", 0) > 100, proxy.refused
     assert proxy.call_errors > 0
@@ -404,9 +402,9 @@ def test_bridge_delivers_all_in_order_through_throttling(
 
 @pytest.mark.slow
 def test_bridge_random_record_failures_deliver_all_and_count_reordering(
-    settings_mqtt, boto, mosquitto, moto_server
+    settings_mqtt, boto, mosquitto
 ):
-    proxy = FaultProxy(moto_server.url, internal_share=0.05)
+    proxy = FaultProxy.before(settings_mqtt, internal_share=0.05)
     bridge, reader, figures = forward_through(proxy, settings_mqtt, boto, mosquitto, 4_000)
     assert proxy.refused.get("InternalFailure", 0) > 50
     disorder = in_order_per_device(reader.readings())
@@ -466,13 +464,13 @@ def test_bridge_sigterm_flushes_acks_and_exits_zero(settings_mqtt, boto, mosquit
 
 
 @pytest.mark.slow
-def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitto, moto_server):
-    proxy = FaultProxy(moto_server.url)
+def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitto):
+    proxy = FaultProxy.before(settings_mqtt)
     settings = settings_mqtt
     create_resources(boto, settings)
     readings, _, messages = traffic(3_000, 0)
     bridge = Bridge(
-        settings.replace(endpoint_url=proxy.url).bridge_target(),
+        proxy.route(settings).bridge_target(),
         BridgeOptions(
             client_id=f"bridge-{settings.app}",
             buffer=400,
@@ -499,16 +497,12 @@ def test_bridge_backpressure_while_kinesis_is_down(settings_mqtt, boto, mosquitt
 
 
 @pytest.mark.slow
-def test_bridge_past_retry_bound_exits_3_without_acking(
-    settings_mqtt, boto, mosquitto, moto_server, tmp_path
-):
-    proxy = FaultProxy(moto_server.url)
+def test_bridge_past_retry_bound_exits_3_without_acking(settings_mqtt, boto, mosquitto, tmp_path):
+    proxy = FaultProxy.before(settings_mqtt)
     settings = settings_mqtt
     create_resources(boto, settings)
     readings, _, messages = traffic(1_000, 0)
-    bridge = spawn_bridge(
-        settings.replace(endpoint_url=proxy.url), tmp_path, "--retry-seconds", "2"
-    )
+    bridge = spawn_bridge(proxy.route(settings), tmp_path, "--retry-seconds", "2")
     try:
         proxy.down = True  # Kinesis answers 503 to every call from now on
         assert publish(mosquitto.port, messages) == len(messages)

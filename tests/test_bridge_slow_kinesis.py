@@ -39,9 +39,9 @@ def read_stream(kinesis, stream: str) -> list[dict]:
 
 
 @pytest.mark.timeout(120)
-def test_a_slow_put_is_waited_for_not_sent_twice(settings, moto_server):
+def test_a_slow_put_is_waited_for_not_sent_twice(settings):
     create_stream(settings, shards=1)
-    proxy = FaultProxy(moto_server.url, slow_puts=1, slow_seconds=SLOW)
+    proxy = FaultProxy.before(settings, slow_puts=1, slow_seconds=SLOW)
     try:
         client = boto3.client(
             "kinesis",
@@ -59,6 +59,6 @@ def test_a_slow_put_is_waited_for_not_sent_twice(settings, moto_server):
         ]
     finally:
         proxy.close()
-    on_stream = read_stream(boto3.client("kinesis", **settings.kinesis_kwargs()), settings.stream)
+    on_stream = read_stream(settings.client("kinesis"), settings.stream)
     assert calls == [1, 1], f"{proxy.put_calls} PutRecords calls for 2 batches"
     assert on_stream == sent  # each reading once, in order

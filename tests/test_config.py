@@ -8,10 +8,20 @@ from pathlib import Path
 import pytest
 
 from iotcast import cli
-from iotcast.settings import LOCAL_AWS_ENDPOINT, ConfigError, Settings, load_toml
+from iotcast.settings import (
+    AWS_SERVICES,
+    LOCAL_AWS_ENDPOINT,
+    LOCAL_KINESIS_ENDPOINT,
+    ConfigError,
+    Settings,
+    load_toml,
+)
 from telemetry.broker import parse_mqtt_url
 
-NO_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"}
+NO_CREDENTIALS = {
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+}
 
 
 def resolve(flags=None, env=None, toml=None) -> Settings:
@@ -23,7 +33,8 @@ def resolve(flags=None, env=None, toml=None) -> Settings:
 def test_defaults_point_at_the_local_stack() -> None:
     s = resolve()
     assert s.mqtt_url == "mqtt://127.0.0.1:1883"
-    assert s.endpoint_url == LOCAL_AWS_ENDPOINT
+    assert s.endpoint("kinesis") == LOCAL_KINESIS_ENDPOINT  # kinesalite
+    assert s.endpoint("s3") == s.endpoint("dynamodb") == LOCAL_AWS_ENDPOINT  # moto
     assert (s.region, s.stream, s.bucket, s.app) == (
         "us-east-1",
         "iot-telemetry",
@@ -65,10 +76,57 @@ def test_aws_region_falls_back_to_default_region() -> None:
 
 def test_real_credentials_mean_real_aws_unless_an_endpoint_is_set() -> None:
     s = resolve(env={"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"})
-    assert s.endpoint_url is None and not s.local_aws
-    assert "endpoint_url" not in s.boto_kwargs()
+    assert not s.local_aws
+    assert all("endpoint_url" not in s.boto_kwargs(service) for service in AWS_SERVICES)
     s = resolve(env={"AWS_ACCESS_KEY_ID": "AKIA"}, flags={"endpoint_url": "http://127.0.0.1:9"})
-    assert s.boto_kwargs()["endpoint_url"] == "http://127.0.0.1:9"
+    assert {s.boto_kwargs(x)["endpoint_url"] for x in AWS_SERVICES} == {"http://127.0.0.1:9"}
+
+
+def test_a_service_endpoint_wins_over_the_general_one_for_its_service() -> None:
+    env = {"AWS_ENDPOINT_URL_KINESIS": "http://k:4567", "AWS_ENDPOINT_URL": "http://e:5000"}
+    s = resolve(env=env)
+    assert (s.endpoint("kinesis"), s.endpoint("s3"), s.endpoint("dynamodb")) == (
+        "http://k:4567", "http://e:5000", "http://e:5000",
+    )  # fmt: skip
+    s = resolve(env=env, flags={"endpoint_url": "http://f:5001"})  # the flag is general too
+    assert (s.endpoint("kinesis"), s.endpoint("s3")) == ("http://k:4567", "http://f:5001")
+    # One service configured, no credentials: the others stay on the local stack.
+    s = resolve(env={"AWS_ENDPOINT_URL_DYNAMODB": "http://d:8000"})
+    assert (s.endpoint("kinesis"), s.endpoint("s3"), s.endpoint("dynamodb")) == (
+        LOCAL_KINESIS_ENDPOINT, LOCAL_AWS_ENDPOINT, "http://d:8000",
+    )  # fmt: skip
+    # With credentials, only the configured service leaves AWS, and the credentials are kept.
+    s = resolve(env={"AWS_PROFILE": "prod", "AWS_ENDPOINT_URL_KINESIS": "http://k:1"})
+    assert (s.endpoint("kinesis"), s.endpoint("s3")) == ("http://k:1", None)
+    assert s.aws_access_key_id is None
+
+
+def test_the_aws_config_file_names_endpoints_per_service(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "[default]\nregion = eu-west-1\nendpoint_url = http://g:1\nservices = here\n\n"
+        "[services here]\nkinesis =\n  endpoint_url = http://k:2\n"
+    )
+    s = resolve(env={"AWS_CONFIG_FILE": str(config)})
+    assert (s.endpoint("kinesis"), s.endpoint("s3"), s.region) == (
+        "http://k:2", "http://g:1", "eu-west-1",
+    )  # fmt: skip
+    s = resolve(env={"AWS_CONFIG_FILE": str(config), "AWS_ENDPOINT_URL_KINESIS": "http://e:3"})
+    assert s.endpoint("kinesis") == "http://e:3"  # the environment beats the file
+    s = resolve(env={"AWS_CONFIG_FILE": str(config), "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"})
+    assert s.endpoint("kinesis") == LOCAL_KINESIS_ENDPOINT  # ignored, as the SDKs do
+
+
+def test_children_reach_each_service_where_the_parent_does() -> None:
+    parent = resolve(
+        env={"AWS_ENDPOINT_URL_KINESIS": "http://k:4567"}, flags={"endpoint_url": "http://m:5000"}
+    )
+    argv = cli.connection_flags(parent)
+    env = cli.local_env(parent)
+    assert env["AWS_ENDPOINT_URL_KINESIS"] == "http://k:4567"
+    flags = {"endpoint_url": argv[argv.index("--endpoint-url") + 1]}
+    child = Settings.resolve(flags=flags, env=env, toml={})
+    assert all(child.endpoint(x) == parent.endpoint(x) for x in AWS_SERVICES)
 
 
 def test_toml_file_top_level_or_iotcast_table(tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -176,7 +175,9 @@ def _wait(what: str, check, timeout: float, procs: list[ManagedProcess]) -> None
 
 @pytest.fixture(scope="module")
 def pipeline(
-    moto_server: ManagedProcess, tmp_path_factory: pytest.TempPathFactory
+    moto_server: ManagedProcess,
+    kinesalite: ManagedProcess,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("monitoring-e2e")
     unique = os.urandom(5).hex()
@@ -184,21 +185,22 @@ def pipeline(
         broker = start_mosquitto(work / "broker")
         stack.callback(broker.stop)
         settings = support.settings_on(
-            moto_server.url, mqtt_url=f"mqtt://127.0.0.1:{broker.port}", unique=unique
+            moto_server.url,
+            kinesis_url=kinesalite.url,
+            mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+            unique=unique,
         )
-        kinesis = boto3.client("kinesis", **settings.boto_kwargs())
+        kinesis = settings.client("kinesis")
         kinesis.create_stream(StreamName=settings.stream, ShardCount=1)
         kinesis.get_waiter("stream_exists").wait(
             StreamName=settings.stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
         )
-        boto3.client("s3", **settings.boto_kwargs()).create_bucket(Bucket=settings.bucket)
-        proxy = FaultProxy(moto_server.url, throttle_share=0.1)
+        settings.client("s3").create_bucket(Bucket=settings.bucket)
+        proxy = FaultProxy.before(settings, throttle_share=0.1)
         stack.callback(proxy.close)
 
         quiet = settings.replace(log_level="WARNING")
-        bridge = support.start_bridge(
-            quiet.replace(endpoint_url=proxy.url), work, ready=_serves_metrics, timeout=60
-        )
+        bridge = support.start_bridge(proxy.route(quiet), work, ready=_serves_metrics, timeout=60)
         stack.callback(bridge.stop)
         models_file = work / "models.toml"
         models_file.write_text(BUILTIN.read_text() + WILD)

@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 
-from iotcast.cli import main
+from iotcast.cli import local_env, main
 from iotcast.settings import Settings
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
@@ -66,12 +65,20 @@ class Stack:
         full = support.operator_argv(self.settings, *argv)
         if subprocess_:
             child = subprocess.run(
-                [support.IOTCAST, *full], capture_output=True, text=True, timeout=120
+                [support.IOTCAST, *full],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=local_env(self.settings),
             )
             done = Done(child.returncode, child.stdout, child.stderr)
         else:
             out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with (
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+                support.endpoints_env(self.settings),
+            ):
                 code = main(full)
             done = Done(code, out.getvalue(), err.getvalue())
         if check:
@@ -84,7 +91,7 @@ class Stack:
         return json.loads(done.stdout)
 
     def registry(self) -> ModelRegistry:
-        s3 = boto3.client("s3", **self.settings.boto_kwargs())
+        s3 = self.settings.client("s3")
         return ModelRegistry(
             CheckpointStore(s3, self.settings.bucket, self.settings.app, self.settings.hmac_key)
         )
@@ -94,8 +101,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(moto_server, tmp_path_factory):
-    settings = support.settings_on(moto_server.url)
+def stack(moto_server, kinesalite, tmp_path_factory):
+    settings = support.settings_on(moto_server.url, kinesis_url=kinesalite.url)
     support.create_resources(settings, 1)
     st = Stack(settings, tmp_path_factory.mktemp("operator"))
     support.put_records(settings, support.items_of(st.fed))
@@ -323,9 +330,7 @@ def test_command_not_yet_in_a_checkpoint_is_applied_again_by_the_next_owner(sett
     """The control channel's exactly-once rule, on the real S3 (moto) with real shard states:
     a command is done for a device once a checkpoint newer than its acknowledgement holds it."""
     support.create_bucket(settings)
-    store = CheckpointStore(
-        boto3.client("s3", **settings.boto_kwargs()), settings.bucket, settings.app
-    )
+    store = CheckpointStore(settings.client("s3"), settings.bucket, settings.app)
     catalog, readings = load_catalog(), list(itertools.islice(generate(days=1, seed=3), 300))
     device = readings[0].device
     models = support.reference(readings, catalog, TASK, MODELS)[device]
@@ -374,7 +379,7 @@ def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
     from stream.checkpoint import TamperedCheckpoint
 
     support.create_bucket(settings)
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     store = CheckpointStore(s3, settings.bucket, settings.app, hmac_key="k1")
     entry = store.put_device(
         "d1", 3, b"payload", 7, {"champion": {"0": "linear"}}, shard_id="s0", sequence="9"

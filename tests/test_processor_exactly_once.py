@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import itertools
 
-import boto3
 import orjson
 import pytest
 
@@ -25,10 +24,7 @@ POISON = [b"not json at all", b'{"data": {}, "device_id": "x", "ts": 1594512094}
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_processor_killed_three_times_learns_each_reading_exactly_once(
-    settings, kinesalite, tmp_path
-):
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+def test_processor_killed_three_times_learns_each_reading_exactly_once(settings, tmp_path):
     support.create_resources(settings, 2)
     stream = list(itertools.islice(generate(days=2, seed=11), 50_200))
     readings, probe = stream[:50_000], stream[50_000:]
@@ -77,7 +73,7 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
         ), device
 
     # Poison records were dead-lettered (at least once each; a kill may repeat one), never learned.
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     lines = []
     for obj in s3.list_objects_v2(Bucket=settings.bucket, Prefix="dead-letter/").get(
         "Contents", []

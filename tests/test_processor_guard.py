@@ -56,8 +56,7 @@ def hourly_weather(n: int) -> list[Reading]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_diverging_model_is_reset_and_the_shard_goes_on(settings, kinesalite, tmp_path):
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+def test_a_diverging_model_is_reset_and_the_shard_goes_on(settings, tmp_path):
     models_file = tmp_path / "models.toml"
     models_file.write_text(BUILTIN.read_text() + WILD)
     catalog = load_catalog(models_file)

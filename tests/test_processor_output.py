@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import boto3
 import orjson
 
 from telemetry.generate import generate
@@ -12,7 +11,7 @@ from tests import support
 
 
 def _read_stream(settings, name: str) -> list[dict]:
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     out = []
     for shard in kinesis.list_shards(StreamName=name)["Shards"]:
         it = kinesis.get_shard_iterator(

@@ -22,8 +22,7 @@ HORIZONS = (0, 60, 900)
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, kinesalite, tmp_path):
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+def test_stream_mae_in_prometheus_equals_offline_prequential_mae(settings, tmp_path):
     support.create_resources(settings, 2)
     readings = list(generate(days=1, seed=5))
     support.put_records(settings, support.items_of(readings))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 
-import boto3
 import pytest
 
 from online_models.catalog import load_catalog
@@ -21,8 +20,7 @@ MODELS = "persistence,rolling_mean"
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_split_from_two_to_four_shards_keeps_learning_exactly_once(settings, kinesalite, tmp_path):
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+def test_split_from_two_to_four_shards_keeps_learning_exactly_once(settings, tmp_path):
     support.create_resources(settings, 2)
     stream = list(itertools.islice(generate(days=1, seed=13, devices=10), 4_200))
     a, b, probe = stream[:2000], stream[2000:4000], stream[4000:]
@@ -38,7 +36,7 @@ def test_split_from_two_to_four_shards_keeps_learning_exactly_once(settings, kin
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)):
         want = counts(a)
         support.wait_checkpointed(settings, want, 120, "batch A checkpointed")
-        kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+        kinesis = settings.client("kinesis")
         parents = kinesis.list_shards(StreamName=settings.stream)["Shards"]
         for shard in parents:
             lo, hi = (

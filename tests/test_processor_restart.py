@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import boto3
-
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
@@ -28,7 +26,7 @@ def test_restart_without_lease_table_resumes_from_s3_manifests(settings, tmp_pat
     sequences = {s: m.sequence_int for s, m in support.manifests(settings).items()}
 
     # The lease table (with every DynamoDB checkpoint) is lost; S3 still has the manifests.
-    ddb = boto3.client("dynamodb", **settings.boto_kwargs())
+    ddb = settings.client("dynamodb")
     ddb.delete_table(TableName=f"kinesis-checkpoints-{settings.app}")
     support.put_records(settings, support.items_of(second))
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *FLAGS)) as proc:
@@ -56,7 +54,7 @@ def test_tampered_checkpoint_is_refused_and_reported(settings, tmp_path):
         )
     ((shard, manifest),) = support.manifests(settings).items()
     device, entry = next(iter(manifest.devices.items()))
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     s3.put_object(
         Bucket=settings.bucket, Key=entry.key, Body=b"not the model that was checkpointed"
     )

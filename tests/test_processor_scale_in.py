@@ -21,7 +21,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 from online_models.catalog import load_catalog
@@ -55,7 +54,7 @@ def task_definition() -> tuple[int, list[str]]:
 
 
 def leases(settings) -> dict[str, str | None]:
-    ddb = boto3.client("dynamodb", **settings.boto_kwargs())
+    ddb = settings.client("dynamodb")
     items = ddb.scan(TableName=f"kinesis-checkpoints-{settings.app}", ConsistentRead=True)["Items"]
     return {
         it["shard_id"]["S"]: it.get("ref", {}).get("S")
@@ -66,13 +65,10 @@ def leases(settings) -> dict[str, str | None]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sigterm_under_load_checkpoints_and_releases_within_the_stop_timeout(
-    settings, kinesalite, tmp_path
-):
+def test_sigterm_under_load_checkpoints_and_releases_within_the_stop_timeout(settings, tmp_path):
     stop_timeout, task_flags = task_definition()
     assert "--session-timeout" in task_flags
     session = float(task_flags[task_flags.index("--session-timeout") + 1])
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
     create_stream(settings, shards=4)
     create_bucket(settings)
     stream = list(itertools.islice(generate(days=3, seed=21, devices=16), 40_200))

@@ -15,16 +15,17 @@ import subprocess
 
 import pytest
 
+from iotcast.cli import local_env
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
 from telemetry.reading import encode
 from tests.support import (
-    IOTCAST,
     create_bucket,
     create_stream,
     device_samples,
     feed_in_background,
+    iotcast_argv,
     load_models,
     manifests,
     put_records,
@@ -38,20 +39,14 @@ MODELS = "persistence,rolling_mean"
 
 
 def reshard(settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    argv = [IOTCAST, "reshard", "--endpoint-url", str(settings.endpoint_url), "--region",
-            settings.region, "--stream", settings.stream, "--bucket", settings.bucket,
-            "--app", settings.app, "--interval", "0.5", *args]  # fmt: skip
-    if settings.kinesis_endpoint_url:
-        argv += ["--kinesis-endpoint-url", settings.kinesis_endpoint_url]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    argv = iotcast_argv(settings, "reshard", "--interval", "0.5", *args)
+    env = local_env(settings)  # Kinesis elsewhere: AWS_ENDPOINT_URL_KINESIS
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_reshard_two_four_two_while_a_processor_runs_learns_exactly_once(
-    settings, kinesalite, tmp_path
-):
-    settings = settings.replace(kinesis_endpoint_url=kinesalite.url)
+def test_reshard_two_four_two_while_a_processor_runs_learns_exactly_once(settings, tmp_path):
     create_stream(settings, shards=2)
     create_bucket(settings)
     stream = list(itertools.islice(generate(days=2, seed=31, devices=12), 9_200))
@@ -116,27 +111,27 @@ def test_reshard_two_four_two_while_a_processor_runs_learns_exactly_once(
         assert same_predictions(models, expected[device], [r for r in probe if r.device == device])
 
 
-def test_update_shard_count_on_moto_and_refusals(settings, kinesalite) -> None:
-    create_stream(settings, shards=2)
-    create_bucket(settings)
-    up = reshard(settings, "--shards", "4", "--json")  # UpdateShardCount (moto implements it)
+def test_update_shard_count_on_moto_and_refusals(settings, settings_moto_only) -> None:
+    moto = settings_moto_only
+    create_stream(moto, shards=2)
+    create_bucket(moto)
+    up = reshard(moto, "--shards", "4", "--json")  # UpdateShardCount (moto implements it)
     assert up.returncode == 0, up.stderr
     report = json.loads(up.stdout)
     assert report["done"] and sum(s["open"] for s in report["shards"]) == 4
     assert report["live_processors"] == 0  # nothing to follow
     assert report["events"][0]["event"] == "stream"
     # Beyond double or half per call: refused, saying what to do.
-    far = reshard(settings, "--shards", "9")
+    far = reshard(moto, "--shards", "9")
     assert far.returncode == 2 and "at most to double or half" in far.stderr
     assert "--shards 8 first" in far.stderr
-    same = reshard(settings, "--shards", "4")
+    same = reshard(moto, "--shards", "4")
     assert same.returncode == 0 and "nothing to do" in same.stdout
     # split-merge cannot reach 3 from 4 by halving/doubling rounds.
-    odd = reshard(settings, "--shards", "3", "--method", "split-merge")
+    odd = reshard(moto, "--shards", "3", "--method", "split-merge")
     assert odd.returncode == 2 and "use --method update" in odd.stderr
     # kinesalite has no UpdateShardCount: the message names the way out.
-    k = settings.replace(kinesis_endpoint_url=kinesalite.url)
-    create_stream(k, shards=1)
-    refused = reshard(k, "--shards", "2")
+    create_stream(settings, shards=1)
+    refused = reshard(settings, "--shards", "2")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "use --method split-merge" in refused.stderr

@@ -22,6 +22,10 @@ The pipeline run (real mosquitto over TLS with passwords, the bridge and the
 processor as child processes with DEBUG logging and their IAM users' keys,
 the replay command, an HMAC key) is then scanned for every secret it was
 given: none may appear in any log, stdout, stderr or JSON output.
+
+It is also the suite's one end-to-end run on moto alone (Kinesis, S3 and
+DynamoDB on one endpoint, as some users run it; every other test has Kinesis
+on kinesalite): every replayed reading ends in a signed manifest, once.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import ssl
 import time
 from pathlib import Path
 
-import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,7 +40,7 @@ def secure_broker(tmp_path: Path):
 
 
 def _stream_records(settings: Settings) -> list[bytes]:
-    kinesis = boto3.client("kinesis", **settings.boto_kwargs())
+    kinesis = settings.client("kinesis")
     out = []
     for shard in kinesis.list_shards(StreamName=settings.stream)["Shards"]:
         it = kinesis.get_shard_iterator(

@@ -116,6 +116,7 @@ def options_from_args(args: argparse.Namespace, app: str) -> BridgeOptions:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    log.info("bridge: AWS endpoints: %s", settings.describe_endpoints())
     bridge = Bridge(settings.bridge_target(), options_from_args(args, settings.app))
     server = None
     if settings.metrics_port is not None:

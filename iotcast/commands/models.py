@@ -45,7 +45,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 
 from iotcast.settings import ConfigError, Settings
@@ -165,7 +164,7 @@ def _who(p: argparse.ArgumentParser) -> None:
 
 
 def _registry(settings: Settings) -> ModelRegistry:
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     return ModelRegistry(CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key))
 
 

@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 
-import boto3
 from botocore.exceptions import ClientError
 
 from iotcast.settings import ConfigError, Settings
@@ -111,11 +110,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how often the shard list is re-read to find split/merged shards (default 10)",
     )
     g.add_argument(
-        "--kinesis-endpoint-url",
-        default=None,
-        help="Kinesis endpoint when it differs from --endpoint-url (env IOTCAST_KINESIS_ENDPOINT_URL)",
-    )
-    g.add_argument(
         "--device-label-cap",
         type=int,
         default=1000,
@@ -125,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def create_resources(settings: Settings, shards: int = 1) -> None:
     """Create (if missing) the telemetry and predictions streams and the bucket."""
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     for name, count in ((settings.stream, shards), (settings.predictions_stream, 1)):
         try:
             kinesis.create_stream(StreamName=name, ShardCount=count)
@@ -136,7 +130,7 @@ def create_resources(settings: Settings, shards: int = 1) -> None:
         kinesis.get_waiter("stream_exists").wait(
             StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
         )
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     try:
         s3.create_bucket(Bucket=settings.bucket)
     except ClientError as exc:
@@ -150,9 +144,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from online_models.config import TaskConfig
     from stream.runner import ProcessorOptions, StreamProcessor
 
-    kinesis_url = args.kinesis_endpoint_url or os.environ.get("IOTCAST_KINESIS_ENDPOINT_URL")
-    if kinesis_url:
-        settings = settings.replace(kinesis_endpoint_url=kinesis_url)
     # async-kinesis and its DynamoDB checkpointer take credentials only from the environment.
     if settings.aws_access_key_id and not os.environ.get("AWS_ACCESS_KEY_ID"):
         os.environ["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
@@ -190,7 +181,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info("processing %s as %s (app %s)", settings.stream, processor.ref_id, settings.app)
+        log.info(
+            "processing %s as %s (app %s; AWS endpoints: %s)",
+            settings.stream, processor.ref_id, settings.app, settings.describe_endpoints(),
+        )  # fmt: skip
         return await processor.run(stop)
 
     code = asyncio.run(main())

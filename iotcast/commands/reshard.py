@@ -52,7 +52,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -94,11 +93,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--interval", type=float, default=1.0, metavar="S", help="poll every S seconds (default 1)"
-    )
-    g.add_argument(
-        "--kinesis-endpoint-url",
-        default=None,
-        help="Kinesis endpoint when it differs from --endpoint-url (env IOTCAST_KINESIS_ENDPOINT_URL)",
     )
     g.add_argument("--json", action="store_true", help="print one JSON report at the end")
 
@@ -157,9 +151,9 @@ class Watcher:
     def __init__(self, settings: Settings, kinesis: Any, out: Any | None) -> None:
         self.settings = settings
         self.kinesis = kinesis
-        self.dynamodb = boto3.client("dynamodb", **settings.boto_kwargs())
+        self.dynamodb = settings.client("dynamodb")
         self.store = CheckpointStore(
-            boto3.client("s3", **settings.boto_kwargs()),
+            settings.client("s3"),
             settings.bucket,
             settings.app,
             settings.hmac_key,
@@ -350,14 +344,9 @@ def _request(kinesis: Any, watcher: Watcher, args: argparse.Namespace, current: 
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-
-    kinesis_url = args.kinesis_endpoint_url or os.environ.get("IOTCAST_KINESIS_ENDPOINT_URL")
-    if kinesis_url:
-        settings = settings.replace(kinesis_endpoint_url=kinesis_url)
     if args.shards < 1:
         raise ConfigError("--shards must be at least 1")
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
+    kinesis = settings.client("kinesis")
     out = None if args.json else sys.stdout
     watcher = Watcher(settings, kinesis, out)
     try:

@@ -35,7 +35,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,11 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10_000,
         metavar="N",
         help="count at most N records behind per shard (default 10000; 0: do not count)",
-    )
-    parser.add_argument(
-        "--kinesis-endpoint-url",
-        default=None,
-        help="Kinesis endpoint when it differs from --endpoint-url",
     )
 
 
@@ -228,9 +222,9 @@ def collect(
     settings: Settings, scrape: list[str] | None = None, count_limit: int = 10_000
 ) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready dict."""
-    kinesis = boto3.client("kinesis", **settings.kinesis_kwargs())
-    dynamodb = boto3.client("dynamodb", **settings.boto_kwargs())
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    kinesis = settings.client("kinesis")
+    dynamodb = settings.client("dynamodb")
+    s3 = settings.client("s3")
     store = CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key)
     registry = ModelRegistry(store)
     now = time.time()
@@ -479,14 +473,13 @@ def _commands_table(commands: list[dict[str, Any]]) -> Any:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.kinesis_endpoint_url:
-        settings = settings.replace(kinesis_endpoint_url=args.kinesis_endpoint_url)
     try:
         report = collect(settings, args.scrape, args.count_limit)
     except (ClientError, BotoCoreError) as exc:
         print(
-            f"iotcast status: cannot read the stack at {settings.endpoint_url or 'AWS'} ({exc}); "
-            "is it running, and are --endpoint-url/--region right?",
+            f"iotcast status: cannot read the stack ({settings.describe_endpoints()}): {exc}; "
+            "is it running, and are --endpoint-url (or AWS_ENDPOINT_URL_<SERVICE>) and "
+            "--region right?",
             file=sys.stderr,
         )
         return 1

@@ -195,7 +195,7 @@ class Demo:
             endpoint_url=f"http://{HOST}:{opts.ports.moto}",
             mqtt_url=f"mqtt://{HOST}:{opts.ports.mqtt}",
             mqtt_ca_file=None,
-            kinesis_endpoint_url=None,
+            endpoints={},  # moto alone
             metrics_port=None,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

@@ -106,7 +106,7 @@ class StreamReader:
         self.kinesis = boto3.client(
             "kinesis",
             config=Config(retries={"max_attempts": 10, "mode": "standard"}),
-            **settings.kinesis_kwargs(),
+            **settings.boto_kwargs("kinesis"),
         )
         self.complete = False
         self.stream = settings.stream
@@ -150,7 +150,7 @@ def read_stream(settings: Settings) -> StreamContents:
 
 
 def dead_letters(settings: Settings) -> list[dict[str, Any]]:
-    s3 = boto3.client("s3", **settings.boto_kwargs())
+    s3 = settings.client("s3")
     out = []
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=settings.bucket, Prefix="dead-letter/"

@@ -30,7 +30,6 @@ import orjson
 import pytest
 
 from iotcast.settings import Settings
-from iotcast.stack import ManagedProcess
 from tests.faultproxy import FaultProxy
 from tests.faults.pipeline import Pipeline
 
@@ -93,7 +92,8 @@ def fault_results() -> Results:
 
 @pytest.fixture
 def pipeline(settings_mqtt: Settings, tmp_path: Path) -> Iterator[Pipeline]:
-    """A pipeline on the test's mosquitto and the session's moto; everything stopped after."""
+    """A pipeline on the test's mosquitto and the session's kinesalite and moto; everything
+    stopped after."""
     p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards)
     p.started = time.monotonic()
     yield p
@@ -102,12 +102,12 @@ def pipeline(settings_mqtt: Settings, tmp_path: Path) -> Iterator[Pipeline]:
 
 @pytest.fixture
 def processors_behind_proxy(
-    settings_mqtt: Settings, tmp_path: Path, moto_server: ManagedProcess
+    settings_mqtt: Settings, tmp_path: Path
 ) -> Iterator[tuple[Pipeline, FaultProxy]]:
     """A pipeline whose processors reach S3 and DynamoDB through a fault proxy (Kinesis
-    reads go straight to moto); everything stopped after."""
-    proxy = FaultProxy(moto_server.url)
-    p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards, processor_endpoint=proxy.url)
+    reads go straight to kinesalite); everything stopped after."""
+    proxy = FaultProxy.before(settings_mqtt)
+    p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards, processor_via=proxy)
     yield p, proxy
     p.close()
     proxy.close()

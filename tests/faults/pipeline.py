@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from iotcast.settings import Settings
 from iotcast.stack import ManagedProcess, port_in_use
 from stream.consumer import lease_table
@@ -33,6 +31,7 @@ from telemetry.generate import expected_rows, generate
 from telemetry.reading import Reading
 from telemetry.replay import BackgroundReplay, replay
 from tests import support
+from tests.faultproxy import FaultProxy
 from tests.faults.books import Ledger, StreamContents, audit, wait_drained, wait_until
 
 __all__ = ["Pipeline", "Probe", "Probes", "make_readings"]
@@ -152,8 +151,9 @@ class Pipeline:
     """Bridge and processors as child processes, a background replay, probes and the audit.
 
     ``settings`` names the test's stream, bucket and app, its mosquitto and
-    moto; ``bridge_endpoint``/``processor_endpoint`` put a fault proxy in front
-    of moto for one side (Kinesis reads of the processor always go to moto).
+    its local AWS stack (kinesalite, moto); ``bridge_via`` puts a fault proxy in
+    front of every service the bridge reaches, ``processor_via`` in front of the
+    processors' S3 and DynamoDB (their Kinesis reads go straight to the stack).
     """
 
     def __init__(
@@ -162,14 +162,18 @@ class Pipeline:
         workdir: Path,
         *,
         shards: int = 2,
-        bridge_endpoint: str | None = None,
-        processor_endpoint: str | None = None,
+        bridge_via: FaultProxy | None = None,
+        processor_via: FaultProxy | None = None,
     ) -> None:
         self.settings = settings
         self.workdir = Path(workdir)
         self.shards = shards
-        self.bridge_endpoint = bridge_endpoint or settings.endpoint_url
-        self.processor_endpoint = processor_endpoint or settings.endpoint_url
+        self.bridge_settings = bridge_via.route(settings) if bridge_via else settings
+        self.processor_settings = settings.with_endpoints(
+            kinesis=settings.endpoint("kinesis"),
+            s3=processor_via.url if processor_via else None,
+            dynamodb=processor_via.url if processor_via else None,
+        )
         self.bridge: ManagedProcess | None = None
         self.processors: list[ManagedProcess | None] = []
         self.ledger = Ledger()
@@ -191,9 +195,8 @@ class Pipeline:
             up = port_in_use(proc.port)
             return up and (not wait_subscribed or support.subscriptions(log) > before)
 
-        where = self.settings.replace(endpoint_url=self.bridge_endpoint)
         self.bridge = support.start_bridge(
-            where, self.workdir, "--retry-seconds", "600", ready=ready, log=log
+            self.bridge_settings, self.workdir, "--retry-seconds", "600", ready=ready, log=log
         )
         self.restarts["bridge"] += 1
         return self.bridge
@@ -214,11 +217,7 @@ class Pipeline:
         if index is None:
             index = len(self.processors)
             self.processors.append(None)
-        s = self.settings
-        where = s.replace(
-            endpoint_url=self.processor_endpoint,
-            kinesis_endpoint_url=s.kinesis_endpoint_url or s.endpoint_url,
-        )
+        where = self.processor_settings
         name, log = f"processor-{index}", self.workdir / f"processor-{index}.log"
         proc = support.start_processor(
             where, self.workdir, *PROCESSOR_FLAGS, *extra, name=name, program=program, log=log
@@ -255,7 +254,7 @@ class Pipeline:
 
     def leases(self) -> dict[str, tuple[str | None, float, str | None]]:
         """shard -> (owner ref, heartbeat ts, sequence) from the lease table ({} before it exists)."""
-        ddb = boto3.client("dynamodb", **self.settings.boto_kwargs())
+        ddb = self.settings.client("dynamodb")
         try:
             table = lease_table(self.settings.app)
             items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
@@ -302,7 +301,7 @@ class Pipeline:
 
     def put_poison(self, data: bytes, partition_key: str) -> str:
         """Put ``data`` straight into the telemetry stream (bypassing the bridge)."""
-        kinesis = boto3.client("kinesis", **self.settings.kinesis_kwargs())
+        kinesis = self.settings.client("kinesis")
         resp = kinesis.put_record(
             StreamName=self.settings.stream, Data=data, PartitionKey=partition_key
         )

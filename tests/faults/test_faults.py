@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from iotcast.stack import start_moto
+from iotcast.stack import start_kinesalite, start_moto
 from tests.faultproxy import FaultProxy
 from tests.faults.books import StreamReader, wait_until
 from tests.faults.pipeline import Pipeline, make_readings
@@ -185,27 +185,31 @@ def test_mosquitto_restart_loses_nothing(pipeline, mosquitto, size, fault_result
 def test_moto_restart_forwards_what_was_queued_upstream(
     settings_mqtt, tmp_path: Path, size, fault_results
 ):
-    """moto keeps nothing across a restart: the stream, bucket and lease table are recreated.
+    """The local AWS stack (moto and kinesalite) keeps nothing across a restart: the
+    stream, bucket and lease table are recreated.
 
     "Nothing lost" then means: every replayed reading was either accepted by
-    the moto that was lost (recorded by the proxy in front of it) or is in the
+    the stream that was lost (recorded by the proxy in front of it) or is in the
     new stream (it was queued in mosquitto or the bridge's buffer and
     forwarded after recovery), and the processors (restarted: their store is
     gone) learn every reading of the new stream exactly once.
     """
     n = size.readings
     moto = start_moto(tmp_path / "own-moto")
-    proxy = FaultProxy(moto.url, keep_accepted=True)
-    settings = settings_mqtt.replace(endpoint_url=moto.url)
-    pipeline = Pipeline(settings, tmp_path, shards=size.shards, bridge_endpoint=proxy.url)
+    kinesalite = start_kinesalite(tmp_path / "own-kinesalite")
+    settings = settings_mqtt.replace(endpoint_url=moto.url).with_endpoints(kinesis=kinesalite.url)
+    proxy = FaultProxy.before(settings, keep_accepted=True)
+    pipeline = Pipeline(settings, tmp_path, shards=size.shards, bridge_via=proxy)
     outage = {}
 
     def restart_empty() -> None:
         proxy.refuse("all")  # the bridge meets 503s from here until the stack is back
         pipeline.ledger.accepted_before_loss = list(proxy.accepted)
         moto.kill()
+        kinesalite.kill()
         t_down = time.monotonic()
         moto.start(timeout=60)
+        kinesalite.start(timeout=60)
         pipeline.create_resources()
         for i, proc in enumerate(pipeline.processors):
             if proc is not None:
@@ -221,8 +225,8 @@ def test_moto_restart_forwards_what_was_queued_upstream(
             pipeline,
             fault_results,
             "moto restart",
-            "moto killed and restarted empty; stream, bucket, table recreated; processors "
-            "restarted",
+            "moto and kinesalite killed and restarted empty; stream, bucket, table recreated; "
+            "processors restarted",
             started,
             n,
             outage_s=round(outage["s"], 1),
@@ -231,6 +235,7 @@ def test_moto_restart_forwards_what_was_queued_upstream(
         pipeline.close()
         proxy.close()
         moto.stop()
+        kinesalite.stop()
 
 
 # ------------------------------------------------------------------- outages

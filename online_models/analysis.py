@@ -64,7 +64,15 @@ from online_models.records import SERVED
 from telemetry.csvfile import BadRows, read_csv
 from telemetry.reading import Reading
 
-__all__ = ["Analysis", "Cancelled", "PROGRESS_EVERY", "evaluate", "readings_of"]
+__all__ = [
+    "Analysis",
+    "BASELINES",
+    "Cancelled",
+    "PROGRESS_EVERY",
+    "evaluate",
+    "hour_errors",
+    "readings_of",
+]
 
 PROGRESS_EVERY = 2000  # rows read between two calls of ``progress``
 BASELINES = ("persistence", "rolling_mean", "seasonal_naive", "batch_forest")
@@ -110,6 +118,30 @@ def readings_of(
             yield reading
     if progress is not None:
         progress(n)
+
+
+def hour_errors(res: EvalResult, pooled: bool = False) -> pd.DataFrame:
+    """MAE by hour of day (UTC) of the prediction's making, per device, model and horizon;
+    ``pooled``: all devices together (each device's scores counted once each). Read from
+    the evaluation's ``hour_HH`` groups: bounded, whatever the file's length.
+
+    >>> from telemetry.generate import generate
+    >>> from online_models.catalog import load_catalog
+    >>> res = prequential(generate(days=0.05, seed=1), load_catalog(), TaskConfig(horizons=(60,)))
+    >>> h = hour_errors(res, pooled=True)
+    >>> list(h.columns), int(h.n.sum()) == sum(g.n for k, g in res.groups.items() if k[3].startswith("hour_"))
+    (['model', 'horizon', 'hour', 'n', 'mae'], True)
+    """
+    rows = [
+        {"device": d, "model": m, "horizon": h, "hour": int(s[5:]), "n": g.n, "sum_abs": g.sum_abs}
+        for (d, m, h, s), g in res.groups.items()
+        if s.startswith("hour_")
+    ]
+    df = _frame(rows, ["device", "model", "horizon", "hour", "n", "sum_abs"])
+    keys = ["model", "horizon", "hour"] if pooled else ["device", "model", "horizon", "hour"]
+    out = df.groupby(keys, as_index=False)[["n", "sum_abs"]].sum()
+    out["mae"] = out.sum_abs / out.n
+    return out.drop(columns="sum_abs").sort_values(keys).reset_index(drop=True)
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -193,14 +225,8 @@ class Analysis:
         return df.drop(columns="sum_abs").sort_values(["device", "horizon", "model", "scenario"])
 
     def by_hour(self, pooled: bool = False) -> pd.DataFrame:
-        """MAE by hour of day (UTC) of the prediction's making, per device, model and horizon;
-        ``pooled``: all devices together (the scores of every device counted once each)."""
-        df = self._groups(lambda s: s.startswith("hour_"))
-        df["hour"] = df.scenario.str[5:].astype(int)
-        keys = ["model", "horizon", "hour"] if pooled else ["device", "model", "horizon", "hour"]
-        out = df.groupby(keys, as_index=False)[["n", "sum_abs"]].sum()
-        out["mae"] = out.sum_abs / out.n
-        return out.drop(columns="sum_abs").sort_values(keys).reset_index(drop=True)
+        """MAE by hour of day (UTC) of the prediction's making (see :func:`hour_errors`)."""
+        return hour_errors(self.result, pooled)
 
     def series(self) -> pd.DataFrame:
         """Actual against predicted over time, one point per 5 minutes per device and

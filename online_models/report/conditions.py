@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
+from online_models.analysis import hour_errors
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
 from online_models.report.base import fmt, horizon_name, save_plot
@@ -35,18 +36,13 @@ def profile_section(res: EvalResult) -> list[tuple]:
         for d in sorted(res.devices)
     ]
     profiles = sorted(set(res.profiles.values()))
+    totals = _profile_totals(res)
     rows = []
     for h in res.task.horizons:
         for model in (*res.models, SERVED):
             cells = []
             for prof in profiles:
-                n = s = 0.0
-                for d, pr in res.profiles.items():
-                    hz = res.devices[d].horizons.get(h)
-                    if pr == prof and hz is not None and (model == SERVED or model in hz.stats):
-                        st = res.devices[d].stats(model, h)
-                        n += st.n
-                        s += st.sum_abs
+                n, s = totals.get((h, model, prof), (0, 0.0))
                 cells.append(fmt(s / n) if n else "-")
             if any(c != "-" for c in cells):
                 rows.append([horizon_name(h), model, *cells])
@@ -60,6 +56,20 @@ def profile_section(res: EvalResult) -> list[tuple]:
         ("table", ["device", "profile", "temp mean", "temp std", "readings learned"], devices),
         ("table", ["horizon", "model", *[f"MAE {p}" for p in profiles]], rows),
     ]
+
+
+def _profile_totals(res: EvalResult) -> dict[tuple[int, str, str], tuple[int, float]]:
+    """(horizon, model, profile) -> scored predictions and their summed absolute error, over
+    the devices of that profile (one row per device, model and horizon: bounded)."""
+    rows = [
+        (h, m, res.profiles[d], dm.stats(m, h).n, dm.stats(m, h).sum_abs)
+        for d, dm in res.devices.items()
+        for h, hz in dm.horizons.items()
+        for m in (*hz.stats, SERVED)
+    ]
+    df = pd.DataFrame(rows, columns=["horizon", "model", "profile", "n", "sum_abs"])
+    sums = df.groupby(["horizon", "model", "profile"])[["n", "sum_abs"]].sum()
+    return {k: (int(n), float(s)) for k, n, s in zip(sums.index, sums.n, sums.sum_abs, strict=True)}
 
 
 def scenario_section(res: EvalResult, out: Path) -> list[tuple]:
@@ -87,22 +97,15 @@ def scenario_section(res: EvalResult, out: Path) -> list[tuple]:
 
 def _hour_plot(res: EvalResult, out: Path) -> str:
     horizons = list(res.task.horizons)
-    devices = sorted(res.devices)
+    by_hour = hour_errors(res, pooled=True)
     fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 3), squeeze=False)
     for j, h in enumerate(horizons):
         ax = axes[0][j]
         for model in (*res.models, SERVED):
-            ys = []
-            for hour in range(24):
-                n = s = 0.0
-                for device in devices:
-                    g = res.groups.get((device, model, h, f"hour_{hour:02d}"))
-                    if g is not None:
-                        n += g.n
-                        s += g.sum_abs
-                ys.append(s / n if n else math.nan)
-            if any(not math.isnan(y) for y in ys):
-                ax.plot(range(24), ys, marker=".", lw=0.8, label=model)
+            m = by_hour[(by_hour.horizon == h) & (by_hour.model == model)]
+            ys = m.set_index("hour").mae.reindex(range(24))
+            if ys.notna().any():
+                ax.plot(range(24), ys.tolist(), marker=".", lw=0.8, label=model)
         ax.set_title(f"MAE by hour of day (UTC), {horizon_name(h)}", fontsize=8)
         ax.legend(fontsize=6)
         ax.tick_params(labelsize=6)

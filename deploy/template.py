@@ -706,6 +706,10 @@ def _tasks() -> dict[str, Any]:
             "ProcessorRole",
             [
                 "process",
+                # One worker per task: tasks scale out on the iterator age, and the task's
+                # one /metrics port, health check and security group rule fit one process.
+                "--workers",
+                "1",
                 "--checkpoint-seconds",
                 {"Ref": "CheckpointSeconds"},
                 "--checkpoint-every",

@@ -216,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a worker re-runs
     try:
         return int(args._module.run(settings, args) or 0)
     except ConfigError as exc:

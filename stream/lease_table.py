@@ -8,7 +8,9 @@ the processor needs besides:
   against a live owner)?
 - does this process still own a shard (checked before a manifest is written)?
 - how many processes are alive: each writes a presence item
-  (``process#<ref>``) every heartbeat and counts the fresh ones.
+  (``process#<ref>``, with its session timeout and the URL of its /metrics
+  when it serves one, for ``iotcast status``) every heartbeat and counts the
+  fresh ones.
 
 After DynamoDB was unreachable for longer than a session timeout, every
 lease looks overdue because nobody could heartbeat, not because its owner
@@ -42,11 +44,20 @@ class LostLease(RuntimeError):
 class LeaseTable:
     """Lease and presence queries of one process (see the module docstring)."""
 
-    def __init__(self, dynamodb: Any, table: str, ref: str, *, session_timeout: float) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        ref: str,
+        *,
+        session_timeout: float,
+        metrics_url: str | None = None,
+    ) -> None:
         self.dynamodb = dynamodb
         self.table = table
         self.ref = ref
         self.session_timeout = session_timeout
+        self.metrics_url = metrics_url
         self.seen_at: float | None = None  # DynamoDB's last answer (monotonic)
         self.back_at: float | None = None  # its first answer after a silence over a session
 
@@ -106,15 +117,16 @@ class LeaseTable:
     def write_presence(self) -> int:
         """Write this process's presence item; return the live processes (at least 1)."""
         now = time.time()
+        item = {
+            "shard_id": {"S": self.presence_key},
+            "ts": {"N": str(int(now))},
+            "ttl": {"N": str(int(now + 86_400))},
+            "session": {"N": str(self.session_timeout)},
+        }
+        if self.metrics_url:
+            item["metrics"] = {"S": self.metrics_url}
         try:
-            self.dynamodb.put_item(
-                TableName=self.table,
-                Item={
-                    "shard_id": {"S": self.presence_key},
-                    "ts": {"N": str(int(now))},
-                    "ttl": {"N": str(int(now + 86_400))},
-                },
-            )
+            self.dynamodb.put_item(TableName=self.table, Item=item)
             items = self._presence_items()
             self.answered()
         except ClientError as exc:

@@ -106,6 +106,8 @@ class ProcessorOptions:
     # Records fetched and not yet handled, at most (+ one fetch): the backlog of a slow
     # processor stays in Kinesis, where the lag gauge sees it (stream.consumer.RecordBuffer).
     buffer_records: int = 20_000
+    # Where this process serves /metrics, advertised in its presence item (iotcast status).
+    metrics_url: str | None = None
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -157,6 +159,7 @@ class StreamProcessor:
             lease_table(target.app),
             self.ref_id,
             session_timeout=options.session_timeout,
+            metrics_url=options.metrics_url,
         )
         self.checkpoints = Checkpointer(
             self.store, self.pool, self.table, self.stats, on_lost_lease=self._lost_lease

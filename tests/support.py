@@ -153,8 +153,11 @@ def start_iotcast(
 def start_processor(
     settings: Settings, workdir: Path, *extra: str, name: str = "processor", **kwargs: Any
 ) -> ManagedProcess:
-    """``iotcast process`` as a child process, ready once its /metrics answers."""
-    return start_iotcast(settings, workdir, "process", *extra, name=name, **kwargs)
+    """``iotcast process`` as one child process (``--workers 1`` unless ``extra`` says
+    otherwise), ready once its /metrics answers."""
+    return start_iotcast(
+        settings, workdir, "process", "--workers", "1", *extra, name=name, **kwargs
+    )
 
 
 def start_bridge(

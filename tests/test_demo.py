@@ -1,5 +1,5 @@
 """``iotcast demo``: refusals, clean shutdown, metric scraping and the live view, and the
-whole demo end to end on real components (mosquitto, moto server, Prometheus)."""
+whole demo end to end on real components (mosquitto, kinesalite, moto server, Prometheus)."""
 
 from __future__ import annotations
 
@@ -47,18 +47,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def port_flags(ports: demo_stack.Ports) -> list[str]:
     return [
-        "--mqtt-port", str(ports.mqtt), "--moto-port", str(ports.moto),
-        "--prometheus-port", str(ports.prometheus), "--bridge-metrics-port", str(ports.bridge),
-        "--processor-metrics-ports", ",".join(map(str, ports.processors)),
+        "--mqtt-port", str(ports.mqtt), "--kinesis-port", str(ports.kinesis),
+        "--moto-port", str(ports.moto), "--prometheus-port", str(ports.prometheus),
+        "--bridge-metrics-port", str(ports.bridge),
+        "--processor-metrics-port", str(ports.processor), "--workers", str(ports.workers),
     ]  # fmt: skip
 
 
 def free_ports() -> demo_stack.Ports:
     ports: set[int] = set()
-    while len(ports) < 6:
+    while len(ports) < 5:
         ports.add(free_port())
-    a, b, c, d, e, f = sorted(ports)
-    return demo_stack.Ports(mqtt=a, moto=b, prometheus=c, bridge=d, processors=(e, f))
+    while True:  # the two workers' /metrics: a port and the next
+        p = free_port()
+        if not ({p, p + 1} & ports or local_stack.port_in_use(p + 1)):
+            break
+    a, b, c, d, e = sorted(ports)
+    return demo_stack.Ports(mqtt=a, kinesis=b, moto=c, prometheus=d, bridge=e, processor=p)
 
 
 @pytest.fixture
@@ -176,7 +181,7 @@ def test_stop_all_ends_children_even_one_that_ignores_sigterm(tmp_path):
     assert procs.running() == []
 
 
-STACK = {"reaper", "moto_server", "mosquitto", "prometheus"}
+STACK = {"reaper", "kinesalite", "moto_server", "mosquitto", "prometheus"}
 
 
 def test_sigterm_and_ctrl_c_both_interrupt_the_demo():
@@ -418,7 +423,7 @@ def check_completed_demo(out: Path, output: str) -> None:
     assert s["outcome"] == "done", log
 
     # Every process it started is gone, each stopped by SIGTERM within the grace period.
-    assert set(s["pids"]) == STACK | {"bridge", "processor-1", "processor-2", "evaluate"}
+    assert set(s["pids"]) == STACK | {"bridge", "processor", "evaluate"}
     assert all(gone(pid) for pid in s["pids"].values())
     assert s["still_running"] == [] and s["killed_after_grace"] == [], s["stop_seconds"]
 

@@ -419,7 +419,7 @@ def test_pipeline_runs_under_the_policies_and_logs_no_secret(iam: IamStack, tmp_
         procs.append(bridge.start(ready=lambda: _http_ok(f"{bridge.url}/healthz"), timeout=60))
         processor = ManagedProcess(
             "processor",
-            [IOTCAST, "process", *common, "--metrics-port", str(pport),
+            [IOTCAST, "process", *common, "--metrics-port", str(pport), "--workers", "1",
              "--checkpoint-seconds", "1", "--session-timeout", "10"],
             pport, tmp_path / "processor.log",
             env=iam.env("processor") | {"IOTCAST_HMAC_KEY": HMAC_KEY,

@@ -7,14 +7,23 @@ first, then the DynamoDB sequence number), so a reading is learned exactly
 once across crashes and restarts.  SIGTERM or Ctrl-C stops gracefully (final
 checkpoint, leases released).
 
-Example (local stack; creates the streams, bucket and lease table if missing)::
+``--workers N`` (default: the cores available) runs N such processes on this
+host under this one, sharing the stream through the same leases; worker
+``i`` serves /metrics on ``--metrics-port + i``.  A worker that dies is
+reported, the others stop with their final checkpoints and the command exits
+1 (see :mod:`iotcast.workers`).
 
-    iotcast process --create-resources --metrics-port 9102 --checkpoint-seconds 10
+Example (local stack; creates the streams, bucket and lease table if missing;
+two workers, /metrics on 9102 and 9103)::
+
+    iotcast process --create-resources --workers 2 --metrics-port 9102 --checkpoint-seconds 10
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
 >>> p.parse_args(["--checkpoint-every", "500"]).checkpoint_every
 500
+>>> p.parse_args(["--workers", "2", "--workers", "1"]).workers
+1
 """
 
 from __future__ import annotations
@@ -24,10 +33,13 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import sys
 
 from botocore.exceptions import ClientError
 
 from iotcast.settings import ConfigError, Settings
+from iotcast.workers import WorkerPool, available_cores, check_ports_free, worker_argv, worker_ports
 
 __all__ = ["HELP", "add_arguments", "create_resources", "run"]
 
@@ -110,6 +122,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how often the shard list is re-read to find split/merged shards (default 10)",
     )
     g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processor processes on this host, sharing the stream through the leases; "
+        "worker i serves /metrics on --metrics-port + i (default: the cores available, "
+        f"here {available_cores()})",
+    )
+    g.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N", set for a worker
+    g.add_argument(
         "--device-label-cap",
         type=int,
         default=1000,
@@ -139,31 +161,72 @@ def create_resources(settings: Settings, shards: int = 1) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    workers = available_cores() if args.workers is None else args.workers
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.checkpoint_every < 1 or args.checkpoint_seconds <= 0:
+        raise ConfigError("--checkpoint-every must be >= 1 and --checkpoint-seconds > 0")
+    horizons(args)  # a bad value fails here, once, not in every worker
+    if workers > 1:
+        return run_workers(settings, args, workers)
+    return run_processor(settings, args)
+
+
+def horizons(args: argparse.Namespace) -> tuple[int, ...] | None:
+    if not args.horizons:
+        return None
+    try:
+        return tuple(int(h) for h in args.horizons.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--horizons {args.horizons!r}: {exc}") from exc
+
+
+def run_workers(settings: Settings, args: argparse.Namespace, workers: int) -> int:
+    """This command as ``workers`` worker processes under this one (:mod:`iotcast.workers`)."""
+    ports = worker_ports(settings.metrics_port, workers)
+    taken = check_ports_free(ports)
+    if taken:
+        raise ConfigError(
+            f"/metrics port(s) {', '.join(map(str, taken))} taken: worker i serves on "
+            f"--metrics-port + i ({ports[0]}-{ports[-1]}); choose another --metrics-port"
+        )
+    if args.create_resources:
+        create_resources(settings, args.shards)  # once, here: the workers leave it to us
+    raw = getattr(args, "_argv", sys.argv[1:])
+    argv = [worker_argv(raw, i, workers, port) for i, port in enumerate(ports)]
+    log.info(
+        "running %d workers on %s (AWS endpoints: %s)",
+        workers, settings.stream, settings.describe_endpoints(),
+    )  # fmt: skip
+    return WorkerPool(argv, ports).run()
+
+
+def run_processor(settings: Settings, args: argparse.Namespace) -> int:
+    """One processor process (a worker of ``--workers N``, or the only one)."""
     from monitoring.metrics import set_device_label_cap
     from online_models.catalog import load_catalog
     from online_models.config import TaskConfig
     from stream.runner import ProcessorOptions, StreamProcessor
 
+    if args.worker:  # "i/N": say which worker in every log line
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s worker {args.worker} %(name)s: %(message)s"))  # fmt: skip
     # async-kinesis and its DynamoDB checkpointer take credentials only from the environment.
     if settings.aws_access_key_id and not os.environ.get("AWS_ACCESS_KEY_ID"):
         os.environ["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
         os.environ["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key or ""
-    if args.checkpoint_every < 1 or args.checkpoint_seconds <= 0:
-        raise ConfigError("--checkpoint-every must be >= 1 and --checkpoint-seconds > 0")
     set_device_label_cap(args.device_label_cap)
-    task = TaskConfig()
-    if args.horizons:
-        try:
-            task = TaskConfig(horizons=tuple(int(h) for h in args.horizons.split(",")))
-        except ValueError as exc:
-            raise ConfigError(f"--horizons {args.horizons!r}: {exc}") from exc
+    hs = horizons(args)
+    task = TaskConfig(horizons=hs) if hs else TaskConfig()
     catalog = load_catalog(settings.models_file)
-    if args.create_resources:
+    if args.create_resources and not args.worker:  # the workers' supervisor did it
         create_resources(settings, args.shards)
+    metrics_url = None
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr="0.0.0.0")
+        metrics_url = f"http://{socket.gethostname()}:{settings.metrics_port}/metrics"
     options = ProcessorOptions(
         checkpoint_every=args.checkpoint_every,
         checkpoint_seconds=args.checkpoint_seconds,
@@ -173,6 +236,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         predictions=args.predictions,
         models=args.models,
         shard_refresh=args.shard_refresh,
+        metrics_url=metrics_url,
     )
     processor = StreamProcessor(settings.processor_target(), options, catalog, task)
 

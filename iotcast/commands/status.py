@@ -8,20 +8,26 @@ Reads what the parts leave behind, so it needs none of them running:
   DynamoDB and in the S3 manifest and the manifest's age, and how far the group is behind:
   records after the manifest's sequence number (counted with GetRecords, up to
   ``--count-limit``) and MillisBehindLatest there; live processes (their presence items);
-- components: each ``--scrape URL`` (a bridge's or processor's /metrics) reachable or not,
-  with its key figures;
+- components: each ``--scrape URL`` (a bridge's or processor's /metrics) or, with
+  ``--scrape`` alone, each live processor's (the URL its presence item advertises:
+  every worker of ``iotcast process --workers N``), reachable or not, with its key
+  figures;
 - devices (from the manifests): champion per horizon, checkpoint version, samples learned,
   the champion's rolling MAE; with ``--scrape``, the champion the processors hold right now;
 - operator commands of the last 24 h (``iotcast models promote|rollback``) and who applied them.
 
-Example (local stack, a processor's metrics on 9102)::
+Example (local stack: every live processor worker's /metrics; then the bridge's on 9101)::
 
-    iotcast status --scrape http://127.0.0.1:9102/metrics
+    iotcast status --scrape
+    iotcast status --scrape http://127.0.0.1:9101/metrics
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
->>> p.parse_args(["--json", "--scrape", "http://h:1/metrics"]).scrape
-['http://h:1/metrics']
+>>> p.parse_args(["--json", "--scrape", "http://h:1/metrics"]).scrape, p.parse_args([]).scrape
+(['http://h:1/metrics'], None)
+>>> live = [{"process": "p1", "metrics": "http://h:9102/metrics", "heartbeat_age_seconds": 3}]
+>>> scrape_urls([], live), scrape_urls(["http://b:9101/metrics"], live)
+(['http://h:9102/metrics'], ['http://b:9101/metrics'])
 >>> figures_from_metrics('iotcast_champion_info{device="d1",model="linear"} 1.0\\n')["champions"]
 {'d1': 'linear'}
 """
@@ -47,6 +53,8 @@ from stream.registry import ModelRegistry
 
 __all__ = ["HELP", "add_arguments", "collect", "figures_from_metrics", "run"]
 
+LIVE_SECONDS = 300  # a presence item without its session timeout: not scraped when older
+
 HELP = "the stream, the consumer group's leases and lag, components, per-device champions, commands"
 
 
@@ -55,9 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scrape",
         nargs="*",
-        default=[],
+        default=None,
         metavar="URL",
-        help="/metrics URLs of bridges and processors to check (default: none)",
+        help="check these /metrics URLs (bridges', processors'); with no URL, every live "
+        "processor's (as its presence item in the lease table advertises it); default: none",
     )
     parser.add_argument(
         "--count-limit",
@@ -126,7 +135,14 @@ def _leases(dynamodb: Any, app: str) -> tuple[dict[str, dict[str, Any]], list[di
         ts = val(item, "ts")
         age = round(now - float(ts), 1) if ts is not None else None
         if key.startswith(PRESENCE_PREFIX):
-            processes.append({"process": key[len(PRESENCE_PREFIX) :], "heartbeat_age_seconds": age})
+            processes.append(
+                {
+                    "process": key[len(PRESENCE_PREFIX) :],
+                    "heartbeat_age_seconds": age,
+                    "session_timeout_seconds": float(val(item, "session") or LIVE_SECONDS),
+                    "metrics": val(item, "metrics"),
+                }
+            )
         else:
             leases[key] = {
                 "owner": val(item, "ref"),
@@ -203,6 +219,19 @@ def figures_from_metrics(text: str) -> dict[str, Any]:
     return out
 
 
+def scrape_urls(given: list[str], processes: list[dict[str, Any]]) -> list[str]:
+    """The /metrics to check: those given; none given, each live processor's (advertised;
+    a presence item not renewed within its session timeout is a process that died)."""
+    if given:
+        return list(given)
+    return [
+        p["metrics"]
+        for p in processes
+        if p.get("metrics")
+        and (p.get("heartbeat_age_seconds") or 0) < p.get("session_timeout_seconds", LIVE_SECONDS)
+    ]
+
+
 def _scrape(url: str) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
@@ -263,7 +292,8 @@ def collect(
                 _behind(kinesis, settings.stream, sid, row["checkpoint_sequence"], count_limit)
             )
         shards.append(row)
-    components = [_scrape(url) for url in scrape or []]
+    urls = [] if scrape is None else scrape_urls(scrape, processes)
+    components = [_scrape(url) for url in urls]
     live: dict[str, str] = {}
     for c in components:
         live.update(c.get("champions", {}))
@@ -358,7 +388,8 @@ def render(report: dict[str, Any]) -> None:
     console.print(_shards_table(report))
     procs = (
         ", ".join(
-            f"{p['process']} (heartbeat {_age(p['heartbeat_age_seconds'])} ago)"
+            f"{p['process']} (heartbeat {_age(p['heartbeat_age_seconds'])} ago"
+            + (f", {p['metrics']})" if p.get("metrics") else ")")
             for p in report["processes"]
         )
         or "none"

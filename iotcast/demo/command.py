@@ -29,9 +29,9 @@ processes), :mod:`iotcast.demo.run` (the run), :mod:`iotcast.demo.summary`
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
->>> opts = options_from(p.parse_args(["--days", "0.25", "--processor-metrics-ports", "9202"]))
+>>> opts = options_from(p.parse_args(["--days", "0.25", "--processor-metrics-port", "9202"]))
 >>> opts.days, opts.ports.processors, opts.evaluate
-(0.25, (9202,), True)
+(0.25, (9202, 9203), True)
 """
 
 from __future__ import annotations
@@ -53,18 +53,6 @@ from iotcast.supervisor import INTERRUPTS
 __all__ = ["HELP", "add_arguments", "options_from", "run"]
 
 HELP = "run the whole local stack, replay a generated week through it, and show it live"
-
-
-def _ports_list(text: str) -> tuple[int, ...]:
-    try:
-        ports = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected ports separated by commas, got {text!r}"
-        ) from exc
-    if not ports:
-        raise argparse.ArgumentTypeError("give at least one processor port")
-    return ports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,10 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("ports of the demo's stack on 127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=Ports.mqtt, help="mosquitto (default 1883)")
     p.add_argument(
+        "--kinesis-port", type=int, default=Ports.kinesis, help="kinesalite: Kinesis (default 4567)"
+    )
+    p.add_argument(
         "--moto-port",
         type=int,
         default=Ports.moto,
-        help="moto server: Kinesis, S3, DynamoDB (default 5000)",
+        help="moto server: S3, DynamoDB (default 5000)",
     )
     p.add_argument(
         "--prometheus-port", type=int, default=Ports.prometheus, help="Prometheus (default 9090)"
@@ -154,8 +145,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Ports.bridge,
         help="the bridge's /metrics (default 9101)",
     )
-    p.add_argument("--processor-metrics-ports", type=_ports_list, default=Ports.processors,
-                   help="the processors' /metrics, one per processor (default 9102,9103)")  # fmt: skip
+    p.add_argument(
+        "--processor-metrics-port",
+        type=int,
+        default=Ports.processor,
+        help="the processor workers' /metrics: worker i on this port + i (default 9102)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=Ports.workers,
+        help=f"processor workers (iotcast process --workers; default {Ports.workers})",
+    )
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -167,10 +168,12 @@ def options_from(args: argparse.Namespace) -> Options:
         speed=args.speed,
         ports=Ports(
             mqtt=args.mqtt_port,
+            kinesis=args.kinesis_port,
             moto=args.moto_port,
             prometheus=args.prometheus_port,
             bridge=args.bridge_metrics_port,
-            processors=tuple(args.processor_metrics_ports),
+            processor=args.processor_metrics_port,
+            workers=args.workers,
         ),
         stall_timeout=args.stall_timeout,
         evaluate_timeout=args.evaluate_timeout,
@@ -188,8 +191,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     opts = options_from(args)
     console = Console(stderr=opts.json)
     try:
-        if opts.days <= 0 or opts.devices < 1:
-            raise DemoRefused("--days must be positive and --devices at least 1")
+        if opts.days <= 0 or opts.devices < 1 or opts.ports.workers < 1:
+            raise DemoRefused("--days must be positive, --devices and --workers at least 1")
         check_components()
         check_ports(opts.ports)
     except (DemoRefused, ComponentMissing) as exc:

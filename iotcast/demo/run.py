@@ -99,7 +99,7 @@ def diagnose_stall(snap: Snapshot, replayed: int, total: int | None, seconds: fl
     """Say which stage stopped moving, for the message of a stalled demo.
 
     >>> diagnose_stall(Snapshot(forwarded=10, learned=4), 10, 10, 60)
-    'nothing moved for 60 s: the processors accounted for 4 of 10 forwarded readings (see logs/processor-*.log)'
+    'nothing moved for 60 s: the processors accounted for 4 of 10 forwarded readings (see logs/processor.log)'
     """
     head = f"nothing moved for {seconds:.0f} s: "
     if total is not None and replayed < total:
@@ -113,7 +113,7 @@ def diagnose_stall(snap: Snapshot, replayed: int, total: int | None, seconds: fl
         )
     return head + (
         f"the processors accounted for {snap.accounted} of {snap.forwarded} forwarded readings "
-        f"(see logs/processor-*.log)"
+        f"(see logs/processor.log)"
     )
 
 
@@ -193,9 +193,9 @@ class Demo:
         self.checkpoints = self.out / "checkpoints"
         self.settings = settings.replace(
             endpoint_url=f"http://{HOST}:{opts.ports.moto}",
+            endpoints={"kinesis": f"http://{HOST}:{opts.ports.kinesis}"},
             mqtt_url=f"mqtt://{HOST}:{opts.ports.mqtt}",
             mqtt_ca_file=None,
-            endpoints={},  # moto alone
             metrics_port=None,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -376,14 +376,13 @@ class Demo:
 
     def hold(self) -> None:
         st = self.stack
-        scrapes = " ".join(f"--scrape {u}" for u in [st.bridge_url, *st.processor_urls])
         self.say(
             f"the stack keeps running: Prometheus {st.prometheus_url}, "
             f"metrics {st.bridge_url} {' '.join(st.processor_urls)}, "
-            f"AWS endpoint {self.settings.endpoint_url}, MQTT {self.settings.mqtt_url}\n"
+            f"AWS endpoints {self.settings.describe_endpoints()}, MQTT {self.settings.mqtt_url}\n"
             f"in another terminal:\n"
-            f"  .venv/bin/iotcast status {st.operator_flags()} {scrapes}\n"
-            f"  .venv/bin/iotcast models list {st.operator_flags()}\n"
+            f"  {st.operator_command('status')} --scrape {' '.join([st.bridge_url, *st.processor_urls])}\n"
+            f"  {st.operator_command('models list')}\n"
             "Ctrl-C here stops everything."
         )
         while True:
@@ -431,9 +430,7 @@ class Demo:
 
     def download_checkpoints(self) -> dict[str, Any]:
         """Copy the shard manifests and each device's newest checkpoint out of moto."""
-        import boto3
-
-        s3 = boto3.client("s3", **self.settings.boto_kwargs())
+        s3 = self.settings.client("s3")
         return summary.download_checkpoints(
             s3, self.settings.bucket, self.settings.app, self.checkpoints
         )

@@ -3,12 +3,13 @@
 Before anything starts, :func:`check_ports` and :func:`check_components`
 refuse (saying which flag or package fixes it) a taken port or a missing
 binary.  :class:`DemoStack` then starts, in a :class:`~iotcast.supervisor.ProcessList`,
-the moto server (Kinesis, S3, DynamoDB), mosquitto, Prometheus with the
-rule files ``promtool`` accepts (:func:`rule_files`, :func:`prometheus_config`),
-the bridge and the processors as ``iotcast`` child processes.
+the local AWS stack (kinesalite for Kinesis, the moto server for S3 and
+DynamoDB), mosquitto, Prometheus with the rule files ``promtool`` accepts
+(:func:`rule_files`, :func:`prometheus_config`), the bridge and the processor
+workers (one ``iotcast process --workers N``) as ``iotcast`` child processes.
 
 >>> [(name, port) for name, port, _ in Ports().named()]
-[('mosquitto', 1883), ('moto server', 5000), ('prometheus', 9090), ('bridge /metrics', 9101), ('processor 1 /metrics', 9102), ('processor 2 /metrics', 9103)]
+[('mosquitto', 1883), ('kinesalite', 4567), ('moto server', 5000), ('prometheus', 9090), ('bridge /metrics', 9101), ('processor worker 1 /metrics', 9102), ('processor worker 2 /metrics', 9103)]
 >>> check_ports(Ports(), in_use=lambda port: port == 1883)
 Traceback (most recent call last):
 ...
@@ -40,8 +41,9 @@ __all__ = [
     "rule_files",
 ]
 
-COMPONENTS = ("moto_server", "mosquitto", "prometheus")
-STACK_NAMES = ("moto_server", "mosquitto", "prometheus")  # ManagedProcess names of the stack
+COMPONENTS = ("moto_server", "mosquitto", "prometheus", "kinesalite")
+# ManagedProcess names of the stack
+STACK_NAMES = ("kinesalite", "moto_server", "mosquitto", "prometheus")
 RULES_DIR = Path(__file__).resolve().parents[2] / "monitoring" / "prometheus" / "rules"
 SCRAPE_INTERVAL = "1s"
 SHARDS = 2
@@ -61,25 +63,36 @@ class DemoRefused(RuntimeError):
 class Ports:
     """The fixed ports of the demo's stack on 127.0.0.1 (each overridable by a flag).
 
-    >>> Ports(processors=(9202,)).named()[-1]
-    ('processor 1 /metrics', 9202, '--processor-metrics-ports')
+    The processor's ``workers`` serve /metrics on ``processor``, ``processor + 1``, ...
+    (``iotcast process --workers N --metrics-port P``).
+
+    >>> Ports(processor=9202, workers=1).named()[-1]
+    ('processor worker 1 /metrics', 9202, '--processor-metrics-port')
     """
 
     mqtt: int = 1883
+    kinesis: int = 4567
     moto: int = 5000
     prometheus: int = 9090
     bridge: int = 9101
-    processors: tuple[int, ...] = (9102, 9103)
+    processor: int = 9102
+    workers: int = 2
+
+    @property
+    def processors(self) -> tuple[int, ...]:
+        """The /metrics port of each processor worker."""
+        return tuple(self.processor + i for i in range(self.workers))
 
     def named(self) -> list[tuple[str, int, str]]:
         """(what, port, flag that changes it) for every port."""
         return [
             ("mosquitto", self.mqtt, "--mqtt-port"),
+            ("kinesalite", self.kinesis, "--kinesis-port"),
             ("moto server", self.moto, "--moto-port"),
             ("prometheus", self.prometheus, "--prometheus-port"),
             ("bridge /metrics", self.bridge, "--bridge-metrics-port"),
         ] + [
-            (f"processor {i} /metrics", port, "--processor-metrics-ports")
+            (f"processor worker {i} /metrics", port, "--processor-metrics-port")
             for i, port in enumerate(self.processors, 1)
         ]
 
@@ -109,7 +122,7 @@ def check_components(require: Callable[[str], str] | None = None) -> dict[str, s
     >>> check_components(require=lambda name: "/usr/bin/" + name)["mosquitto"]
     '/usr/bin/mosquitto'
     """
-    require = require or stack.require
+    require = require or _require
     found: dict[str, str] = {}
     missing: list[str] = []
     for binary in COMPONENTS:
@@ -120,6 +133,12 @@ def check_components(require: Callable[[str], str] | None = None) -> dict[str, s
     if missing:
         raise ComponentMissing("cannot start the demo:\n  " + "\n  ".join(missing))
     return found
+
+
+def _require(component: str) -> str:
+    if component == "kinesalite":  # an npm module run by node, not a binary
+        return str(stack.require_kinesalite()[1])
+    return stack.require(component)
 
 
 def rule_files(rules_dir: Path = RULES_DIR) -> tuple[list[Path], dict[str, str]]:
@@ -210,7 +229,8 @@ class DemoStack:
             "bridge_metrics": self.bridge_url,
             "processor_metrics": self.processor_urls,
             "prometheus": self.prometheus_url,
-            "moto": self.settings.endpoint_url,
+            "kinesis": self.settings.endpoint("kinesis"),
+            "moto": self.settings.endpoint("s3"),
             "mqtt": self.settings.mqtt_url,
         }
 
@@ -233,13 +253,15 @@ class DemoStack:
         """The components, then the bridge and the processors, each waited for until ready."""
         config = prometheus_config(self.work / "prometheus.yml", self.ports, self.rule_files)
         ports, work = self.ports, self.work
-        say(f"starting moto server on :{ports.moto}, mosquitto on :{ports.mqtt}, "
-            f"Prometheus on :{ports.prometheus}")  # fmt: skip
+        say(f"starting kinesalite on :{ports.kinesis}, moto server on :{ports.moto}, "
+            f"mosquitto on :{ports.mqtt}, Prometheus on :{ports.prometheus}")  # fmt: skip
+        self.procs.adopt(lambda: stack.start_kinesalite(work, ports.kinesis))
         self.procs.adopt(lambda: stack.start_moto(work, ports.moto))
         self.procs.adopt(lambda: stack.start_mosquitto(work, ports.mqtt))
         self.procs.adopt(lambda: stack.start_prometheus(work, config, ports.prometheus))
-        say(f"starting the bridge (/metrics on :{ports.bridge}) and "
-            f"{len(ports.processors)} processors")  # fmt: skip
+        say(f"starting the bridge (/metrics on :{ports.bridge}) and the processor "
+            f"({ports.workers} workers, /metrics on :{ports.processor}"
+            f"{f'-{ports.processors[-1]}' if ports.workers > 1 else ''})")  # fmt: skip
         bridge = self.iotcast(
             "bridge", "bridge", "--create-stream", "--shards", str(SHARDS),
             "--stop-timeout", str(BRIDGE_FLUSH_SECONDS), "--metrics-port", str(ports.bridge),
@@ -247,22 +269,26 @@ class DemoStack:
         )  # fmt: skip
         health = f"http://{HOST}:{ports.bridge}/healthz"
         self.procs.start(bridge, ready=http_ready(health), timeout=90)
-        for i, port in enumerate(ports.processors, 1):
-            proc = self.iotcast(
-                f"processor-{i}", "process", "--create-resources", "--shards", str(SHARDS),
-                "--checkpoint-seconds", "5", "--metrics-port", str(port),
-                port=port,
-            )  # fmt: skip
-            self.procs.start(proc, ready=http_ready(f"http://{HOST}:{port}/metrics"), timeout=90)
+        proc = self.iotcast(
+            "processor", "process", "--create-resources", "--shards", str(SHARDS),
+            "--checkpoint-seconds", "5", "--workers", str(ports.workers),
+            "--metrics-port", str(ports.processor), port=ports.processor,
+        )  # fmt: skip
+        every_worker = [http_ready(url) for url in self.processor_urls]
+        self.procs.start(proc, ready=lambda: all(up() for up in every_worker), timeout=90)
 
-    def operator_flags(self) -> str:
-        """The flags that point an operator command at this stack."""
+    def operator_command(self, command: str) -> str:
+        """The command line of an operator command (``status``, ``models list``) pointed at
+        this stack: nothing to add on the default ports (the defaults are this stack)."""
         s, d = self.settings, Settings()
-        flags = f"--endpoint-url {s.endpoint_url}"
+        env = ""
+        if s.endpoint("kinesis") != d.endpoint("kinesis"):
+            env = f"AWS_ENDPOINT_URL_KINESIS={s.endpoint('kinesis')} "
+        flags = "" if s.endpoint_url == d.endpoint_url else f" --endpoint-url {s.endpoint_url}"
         for name in ("stream", "bucket", "app"):
             if getattr(s, name) != getattr(d, name):
                 flags += f" --{name} {getattr(s, name)}"
-        return flags
+        return f"{env}.venv/bin/iotcast {command}{flags}"
 
     def children(self) -> list[str]:
         """The iotcast children (bridge, processors, evaluation): stopped before the stack."""

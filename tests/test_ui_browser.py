@@ -89,6 +89,16 @@ def test_a_person_asks_a_question_reads_the_answer_in_two_languages_and_bad_file
             page.click("#dl-csv")
         with open(download.value.path()) as f:
             assert f.readline().startswith("kind,device,model,horizon,scenario,metric,value")
+        # The same question again: answered from the cache. A slow one: cancelled.
+        page.click("#run")
+        page.wait_for_selector("#run-message:has-text('the answer is reused')")
+        page.locator("#models label", has_text="adaptive random forest").click()
+        page.click("#run")
+        page.wait_for_selector("#run-progress-text:has-text('rows')")
+        page.click("#cancel")
+        page.wait_for_selector("#run-message:has-text('Cancelled.')")
+        page.locator("#models label", has_text="adaptive random forest").click()
+        assert page.locator("#leaderboard-table").is_visible()
         # The same figures as `iotcast evaluate` on the same file and settings.
         sample = next(ws.folder.glob("sample-*.csv"))
         assert shown == evaluate_figures(sample, tmp_path / "evaluate")

@@ -129,6 +129,7 @@ def _question(default_models: list[str]) -> html.Section:
             ),
             label("models", html.H3),
             dcc.Checklist(id="models", className="models", value=default_models),
+            label("cost_note", html.P, className="muted"),
             dcc.Checklist(id="references", value=["on"]),
             html.Div(
                 className="row",

@@ -125,6 +125,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "baseline": ("baseline", "referencia"),
     "cost": ("≈ {us} µs per reading", "≈ {us} µs por lectura"),
     "cost_unknown": ("cost: measuring…", "coste: midiendo…"),
+    "cost_note": (
+        "Costs: CPU per reading (predict and learn, a nowcast and a 15-minute forecast), "
+        "measured on this computer over an hour of generated readings; the batch forest's "
+        "training after its first day is not included.",
+        "Coste: CPU por lectura (predecir y aprender, un sensor virtual y una previsión a 15 "
+        "minutos), medido en este equipo sobre una hora de lecturas generadas; no incluye el "
+        "entrenamiento del bosque tras su primer día.",
+    ),
     "references": (
         "Also score the reference models (seasonal naive, the forest trained on the first "
         "day): shown, never served",

@@ -190,7 +190,7 @@ class Workspace:
         from telemetry.generate import generate
 
         a = evaluate(
-            generate(days=0.02, seed=3, devices=1),
+            generate(days=1 / 24, seed=3, devices=1),
             horizons=(0, 900),
             models="all",
             catalog=self.catalog,

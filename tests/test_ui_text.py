@@ -1,0 +1,39 @@
+"""The analysis page's strings: every key in both languages, with the same fields to fill,
+and every key the page's code names is there."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from iotcast.ui import text
+
+UI = Path(text.__file__).parent
+
+
+def fields(s: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(s) if name}
+
+
+def test_every_string_has_english_and_spanish_with_the_same_fields() -> None:
+    for key, (en, es) in text.TEXT.items():
+        assert en.strip() and es.strip(), key
+        assert fields(en) == fields(es), key
+    for table in (
+        text.HORIZONS,
+        text.AHEAD,
+        text.WHEN,
+        text.TARGETS,
+        text.SCENARIOS,
+        text.MODELS_ES,
+    ):
+        assert all(len(pair) == 2 and all(p.strip() for p in pair) for pair in table.values())
+
+
+def test_every_key_the_page_names_is_in_the_one_place() -> None:
+    source = "\n".join(p.read_text() for p in UI.glob("*.py") if p.name != "text.py")
+    named = set(re.findall(r"""\bt\(\s*lang,\s*["']([a-z_]+)["']""", source))
+    named |= set(re.findall(r"""\blabel\(\s*["']([a-z_]+)""", source))
+    named |= set(re.findall(r"""_msg\(\s*["']([a-z_]+)["']""", source))
+    assert named and named <= set(text.TEXT), sorted(named - set(text.TEXT))

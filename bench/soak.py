@@ -2,9 +2,9 @@
 
 The run, in four parts:
 
-- the stack (``bench/soak_stack.py``): mosquitto, a moto server, the real
-  ``iotcast bridge`` and ``--processors`` ``iotcast process`` over a
-  ``--shards`` stream, supervised as the demo's are;
+- the stack (``bench/soak_stack.py``): mosquitto, kinesalite (Kinesis) and a
+  moto server (S3, DynamoDB), the real ``iotcast bridge`` and one ``iotcast
+  process --workers N`` over a ``--shards`` stream, supervised as the demo's are;
 - the load (``bench/soak_load.py``): ``--devices`` synthetic devices publish
   at ``--rate`` readings/s in total for ``--duration`` seconds;
 - the accounting (``bench/soak_accounting.py``): /proc and /metrics sampled
@@ -35,9 +35,10 @@ Measured (printed at the end; ``--json FILE`` writes them too):
   ``iot-predictions`` is read after the run (within ``--read-seconds``) and
   each record's ``ApproximateArrivalTimestamp`` joined on (device, ts) with
   the publisher's record (the first record of a reading counts);
-* RSS and CPU of each process (bridge, each processor, mosquitto, moto, this
-  bench = the publisher) from /proc every ``--sample-every`` s; the RSS slope
-  over the second half of the publishing phase (MB/min);
+* RSS and CPU of each process (bridge, each processor worker and their
+  supervisor, mosquitto, kinesalite, moto, this bench = the publisher) from
+  /proc every ``--sample-every`` s; the RSS slope over the second half of the
+  publishing phase (MB/min) and the RSS range over its last five minutes;
 * backlog when the publisher stops (in the broker, the bridge's buffer,
   in Kinesis, MillisBehindLatest) and the time to drain it;
 * readings lost: after a graceful stop (bridge, then processors), every
@@ -50,21 +51,18 @@ Measured (printed at the end; ``--json FILE`` writes them too):
 * CPU per reading of each process and the stream rate at which it would need
   one full core (a Python process does not go past one core).
 
-On this 2-core machine moto is the first wall: moto 5.2's Kinesis costs
-O(records in the shard) per record put and per GetRecords (see
-``bench/moto_fast.py``), so a long run slows down as the shards fill, the
-single-shard ``iot-predictions`` stream (4 records per reading) first.
-``--moto-fix`` runs moto with that cost made O(1); the figures then show
-the pipeline rather than moto's walk.
+Kinesis is kinesalite (moto's Kinesis costs O(records in the shard) per
+record put and per GetRecords, so a long run on it measures moto).
 
 Example (a short trial)::
 
     .venv/bin/python bench/soak.py --duration 60 --rate 300 --devices 200
 
-The full soak (the issue's minimum, about 20 minutes in all)::
+The soak of issue 14 (10 minutes, 1,000 devices, 4 shards, 2 workers), and the
+70-minute one for the RSS plateau::
 
-    .venv/bin/python bench/soak.py --json /tmp/soak.json
-    .venv/bin/python bench/soak.py --moto-fix --rate 300 --json /tmp/soak.json
+    .venv/bin/python bench/soak.py --rate 1000 --json /tmp/soak.json
+    .venv/bin/python bench/soak.py --rate 300 --duration 4200 --json /tmp/soak-70.json
 
 Exit status 0 when nothing was lost, 1 otherwise.
 """
@@ -183,7 +181,7 @@ NUMBERS = (
     ("--rate", float, 2000, "readings/s in total"),
     ("--duration", float, 600, "seconds of publishing"),
     ("--shards", int, 4, "telemetry stream shards"),
-    ("--processors", int, 2, "iotcast process processes"),
+    ("--workers", int, 2, "iotcast process --workers"),
     ("--publishers", int, 2, "paho clients, one thread each"),
     ("--poll", float, 5, "seconds between /metrics polls"),
     ("--window", float, 30, "throughput window, s"),
@@ -212,12 +210,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--processor-arg", action="append", default=[], help="extra flag for iotcast process"
-    )
-    ap.add_argument(
-        "--moto-fix",
-        action="store_true",
-        help="run moto through bench/moto_fast.py (its Kinesis shard O(1) per record instead of "
-        "O(records in the shard)); default: the plain moto_server",
     )
     ap.add_argument("--workdir", help="where logs go (default a new temporary directory, kept)")
     ap.add_argument("--json", help="also write the figures to this JSON file")

@@ -156,8 +156,7 @@ class Watch:
             row: dict[str, Any] = {"t": time.time(), "machine": machine_busy()}
             with open("/proc/loadavg") as f:
                 row["load1"] = float(f.read().split()[0])
-            pids = [(p.name, p.proc.pid) for p in self.stack.running()]
-            for name, pid in [*pids, ("publisher (bench)", os.getpid())]:
+            for name, pid in [*self.stack.running(), ("publisher (bench)", os.getpid())]:
                 s = proc_sample(pid)
                 if s is not None:
                     row[name] = s

@@ -122,6 +122,7 @@ def process_figures(soak: Soak, readings: float) -> dict[str, Any]:
         ms_per_reading = None
         if len(work) >= 2 and readings:
             ms_per_reading = (work[-1][1] - work[0][1]) / readings * 1000
+        last5 = [r for t, r, _ in during if t >= soak.load.t_stop - 300]
         out[name] = {
             "cpu_ms_per_reading": _round(ms_per_reading, 3),
             "one_core_ceiling_per_s": _round(1000 / ms_per_reading if ms_per_reading else None, 0),
@@ -132,6 +133,11 @@ def process_figures(soak: Soak, readings: float) -> dict[str, Any]:
             "rss_slope_second_half_mib_per_min": _round(
                 slope_per_min([(t, r) for t, r, _ in during if t >= half]), 2
             ),
+            # The plateau: min and max RSS over the last five minutes of publishing.
+            "rss_last5min_mib": (round(min(last5), 1), round(max(last5), 1)) if last5 else None,
+            "rss_last5min_spread_pct": _round((max(last5) / min(last5) - 1) * 100, 1)
+            if last5
+            else None,
             "cpu_cores_while_publishing": _round(cores, 2),
             "cpu_seconds_total": round(series[-1][2], 1),
             "rss_series": [(round(t - soak.load.t_start), round(r, 1)) for t, r, _ in series],
@@ -144,6 +150,7 @@ def process_figures(soak: Soak, readings: float) -> dict[str, Any]:
             "busy_cores_while_publishing": round(busy / (tot / os.cpu_count()), 2) if tot else None,
             "cores": os.cpu_count(),
             "load1_median": statistics.median(s["load1"] for s in pub),
+            "load1_start_end": (pub[0]["load1"], pub[-1]["load1"]),
         }
     return out
 
@@ -289,7 +296,8 @@ def bottleneck(soak: Soak, win: list[dict[str, Any]], procs: dict[str, Any]) -> 
         ours = sum(busy.values())
         lines.append(
             f"machine: {m['busy_cores_while_publishing']} of {m['cores']} cores busy "
-            f"(everything, other engineers included), load1 median {m['load1_median']}; "
+            f"(everything, other engineers included), load1 median {m['load1_median']} "
+            f"(publish start, end: {m['load1_start_end']}); "
             f"this soak's processes used {ours:.2f} cores of it"
         )
         if (
@@ -319,10 +327,9 @@ def print_report(soak: Soak) -> None:
     ll, lp = r["latency"]["publish_to_learned"], r["latency"]["publish_to_prediction_emitted"]
     print("\n================ soak: figures ================")
     print(
-        f"setup: {a.devices:,} devices, {a.shards} shards, 1 bridge, {a.processors} processors, "
-        f"{a.publishers} publisher clients; moto "
-        f"{'with O(1) shard puts/gets (bench/moto_fast.py)' if a.moto_fix else 'as released (moto_server)'}"
-        f"; git {r.get('git')}; work dir {r['workdir']}"
+        f"setup: {a.devices:,} devices, {a.shards} shards, 1 bridge, iotcast process "
+        f"--workers {a.workers}, {a.publishers} publisher clients; kinesalite (Kinesis) and "
+        f"moto (S3, DynamoDB); git {r.get('git')}; work dir {r['workdir']}"
     )
     print(
         f"publish rate: target {a.rate:,.0f}/s, achieved {_fmt(p['achieved_per_s'], ',.1f')}/s "
@@ -381,7 +388,8 @@ def print_report(soak: Soak) -> None:
         print(
             f"  {name:18s} {f['rss_start_mib']:8.1f} {_fmt(f['rss_pub_start_mib'], '8.1f')} "
             f"{_fmt(f['rss_pub_end_mib'], '8.1f')} {f['rss_max_mib']:8.1f}  slope "
-            f"{_fmt(f['rss_slope_second_half_mib_per_min'], '+.2f')}  CPU "
+            f"{_fmt(f['rss_slope_second_half_mib_per_min'], '+.2f')}  last 5 min "
+            f"{f['rss_last5min_mib']} ({_fmt(f['rss_last5min_spread_pct'], '.1f')} %)  CPU "
             f"{_fmt(f['cpu_cores_while_publishing'], '.2f')} cores while publishing, "
             f"{f['cpu_seconds_total']:.0f} s in all, {_fmt(f['cpu_ms_per_reading'], '.2f')} ms "
             f"per reading (one full core at {_fmt(f['one_core_ceiling_per_s'], ',.0f')} readings/s)"

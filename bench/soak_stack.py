@@ -1,11 +1,12 @@
 """The soak's stack: the components and the real bridge and processors, supervised, stopped.
 
-On 127.0.0.1 (ports from :func:`iotcast.stack.free_port`): mosquitto, a moto
-server (Kinesis, S3, DynamoDB; with ``--moto-fix`` through ``bench/moto_fast.py``,
-its Kinesis shards O(1) per record), one ``iotcast bridge`` (it subscribes with
-one fixed client id and no shared subscription, so two bridges would each
-forward every message) and ``--processors`` ``iotcast process`` processes over
-a ``--shards`` stream.  They are the shell's children as in ``iotcast demo``:
+On 127.0.0.1 (ports from :func:`iotcast.stack.free_port`): the local AWS stack
+(kinesalite for Kinesis, a moto server for S3 and DynamoDB), mosquitto, one
+``iotcast bridge`` (it subscribes with one fixed client id and no shared
+subscription, so two bridges would each forward every message) and one
+``iotcast process --workers N`` over a ``--shards`` stream, its workers
+serving /metrics on consecutive ports (:class:`Worker`: each is polled and
+sampled on its own).  They are the shell's children as in ``iotcast demo``:
 the same command lines and environment (:func:`iotcast.cli.command_line`,
 :func:`iotcast.cli.local_env`) and the same supervision
 (:class:`iotcast.supervisor.ProcessList`, with its reaper: a soak killed
@@ -15,19 +16,50 @@ mid-run leaves nothing running).
 from __future__ import annotations
 
 import argparse
-import sys
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from iotcast.cli import command_line, local_env
 from iotcast.settings import Settings
-from iotcast.stack import HOST, ManagedProcess, free_port, http_ready, start_mosquitto, start_moto
+from iotcast.stack import (
+    HOST,
+    ManagedProcess,
+    free_port,
+    http_ready,
+    port_in_use,
+    start_kinesalite,
+    start_mosquitto,
+    start_moto,
+)
 from iotcast.supervisor import ProcessList
 
-__all__ = ["SoakStack"]
+__all__ = ["SoakStack", "Worker"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One processor worker: its name (``processor-<i>``), /metrics port and pid."""
+
+    name: str
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def free_ports(count: int) -> int:
+    """A port ``p`` with ``p`` ... ``p + count - 1`` free (the workers' /metrics)."""
+    while True:
+        p = free_port()
+        if p + count < 65536 and not any(port_in_use(p + i) for i in range(1, count)):
+            return p
 
 
 class SoakStack:
@@ -39,62 +71,71 @@ class SoakStack:
         self.say = say
         self.procs = ProcessList(registry=work)
         self.settings = Settings()
+        self.workers: list[Worker] = []
 
     def get(self, name: str) -> ManagedProcess:
         proc = self.procs.get(name)
         assert proc is not None, name
         return proc
 
-    def processors(self) -> list[ManagedProcess]:
-        return [p for p in self.procs.processes if p.name.startswith("processor-")]
+    def processors(self) -> list[Worker]:
+        """The processor workers (each polled and sampled on its own)."""
+        return self.workers
 
-    def running(self) -> list[ManagedProcess]:
-        """The processes to sample (the reaper is not part of the pipeline)."""
-        return [p for p in self.procs.processes if p.name != "reaper" and p.proc is not None]
+    def running(self) -> list[tuple[str, int]]:
+        """(name, pid) of the processes to sample: the stack, the bridge, the processor's
+        supervisor and each worker (the reaper is not part of the pipeline)."""
+        procs = [p for p in self.procs.processes if p.name != "reaper" and p.proc is not None]
+        return [(p.name, p.proc.pid) for p in procs] + [(w.name, w.pid) for w in self.workers]
 
     # ------------------------------------------------------------------ start
-    def _start_moto(self) -> ManagedProcess:
-        if not self.args.moto_fix:
-            return start_moto(self.work)
-        port = free_port()
-        argv = [sys.executable, str(ROOT / "bench" / "moto_fast.py"), "-H", HOST, "-p", str(port)]
-        moto = ManagedProcess(
-            "moto_server", argv, port, self.work / "moto.log", env=local_env(Settings())
-        )
-        return moto.start(ready=http_ready(f"{moto.url}/moto-api/"), timeout=60)
-
-    def _iotcast(self, name: str, command: str, *extra: str, ready_path: str) -> ManagedProcess:
-        port = free_port()
+    def _iotcast(
+        self, name: str, command: str, *extra: str, ready: Callable[[int], bool], ports: int = 1
+    ) -> ManagedProcess:
+        port = free_ports(ports)
         argv = command_line(self.settings, command, "--metrics-port", str(port), *extra)
         proc = ManagedProcess(
             name, argv, port, self.work / f"{name}.log", env=local_env(self.settings), cwd=str(ROOT)
         )
-        return self.procs.start(
-            proc, ready=http_ready(f"http://{HOST}:{port}{ready_path}"), timeout=90
+        return self.procs.start(proc, ready=lambda: ready(port), timeout=90)
+
+    def _workers_of(self, proc: ManagedProcess) -> list[Worker]:
+        found = re.findall(
+            r"worker (\d+)/\d+: pid (\d+), /metrics on :(\d+)", proc.log_path.read_text()
         )
+        return [Worker(f"processor-{i}", int(port), int(pid)) for i, pid, port in found]
 
     def start(self) -> None:
         a = self.args
-        self.say(f"work dir {self.work}; starting moto and mosquitto")
+        self.say(f"work dir {self.work}; starting kinesalite, moto and mosquitto")
         self.procs.start_reaper(self.work / "reaper.log")
-        moto = self.procs.adopt(self._start_moto)
+        kinesalite = self.procs.adopt(lambda: start_kinesalite(self.work))
+        moto = self.procs.adopt(lambda: start_moto(self.work))
         mosquitto = self.procs.adopt(lambda: start_mosquitto(self.work))
         mqtt_url = f"mqtt://{HOST}:{mosquitto.port}"
         self.settings = Settings.of(
-            endpoint_url=moto.url, mqtt_url=mqtt_url, bucket="iotcast-soak", app="soak"
+            endpoint_url=moto.url,
+            endpoints={"kinesis": kinesalite.url},
+            mqtt_url=mqtt_url,
+            bucket="iotcast-soak",
+            app="soak",
         )
         shards = ("--shards", str(a.shards))
         self._iotcast(
-            "bridge", "bridge", "--create-stream", *shards, *a.bridge_arg, ready_path="/healthz"
-        )
-        for i in range(1, a.processors + 1):
-            self._iotcast(
-                f"processor-{i}", "process", "--create-resources", *shards, *a.processor_arg,
-                ready_path="/metrics?name[]=iotcast_shard_owned",
-            )  # fmt: skip
-        self.say(
-            "started: " + ", ".join(f"{p.name} pid {p.proc.pid} :{p.port}" for p in self.running())
-        )
+            "bridge", "bridge", "--create-stream", *shards, *a.bridge_arg,
+            ready=lambda port: http_ready(f"http://{HOST}:{port}/healthz")(),
+        )  # fmt: skip
+        path = "/metrics?name[]=iotcast_shard_owned"
+        supervisor = self._iotcast(
+            "processor", "process", "--create-resources", *shards, "--workers", str(a.workers),
+            *a.processor_arg, ports=a.workers,
+            ready=lambda port: all(
+                http_ready(f"http://{HOST}:{port + i}{path}")() for i in range(a.workers)
+            ),
+        )  # fmt: skip
+        self.workers = self._workers_of(supervisor)
+        assert len(self.workers) == a.workers, supervisor.log_tail()
+        self.say("started: " + ", ".join(f"{n} pid {pid}" for n, pid in self.running()))
 
     def wait_for_shards(self, owned: Callable[[ManagedProcess], float], notes: list[str]) -> None:
         """Wait until every shard is owned and each processor holds at least one
@@ -117,12 +158,12 @@ class SoakStack:
         return self.get("bridge").stop(grace=60)
 
     def stop_processors(self, notes: list[str]) -> tuple[dict[str, int | None], float]:
-        """SIGTERM every processor at once (final checkpoints), SIGKILL after ``--stop-grace``;
-        returns the exit codes and the seconds the stop took."""
+        """SIGTERM the processor (its workers write their final checkpoints), SIGKILL after
+        ``--stop-grace``; returns the exit code and the seconds the stop took."""
         t0 = time.monotonic()
-        names = [p.name for p in self.processors()]
-        codes = {p.name: p.proc.returncode for p in self.processors() if not p.alive()}
-        codes.update(self.procs.stop(names, self.args.stop_grace))
+        supervisor = self.get("processor")
+        codes = {} if supervisor.alive() else {"processor": supervisor.proc.returncode}
+        codes.update(self.procs.stop(["processor"], self.args.stop_grace))
         for name in self.procs.killed:
             notes.append(
                 f"{name} did not stop within {self.args.stop_grace:.0f} s of SIGTERM: killed"

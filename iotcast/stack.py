@@ -103,6 +103,12 @@ class ManagedProcess:
     def start(
         self, ready: Callable[[], bool] | None = None, timeout: float = 30.0
     ) -> ManagedProcess:
+        """:meth:`spawn`, then :meth:`wait_ready`."""
+        self.spawn()
+        return self.wait_ready(ready, timeout)
+
+    def spawn(self) -> ManagedProcess:
+        """Start the process and return at once (its port must be free)."""
         if port_in_use(self.port):
             raise RuntimeError(
                 f"cannot start {self.name}: port {self.port} on {HOST} is already taken "
@@ -119,6 +125,14 @@ class ManagedProcess:
             start_new_session=True,
         )
         log.close()
+        return self
+
+    def wait_ready(
+        self, ready: Callable[[], bool] | None = None, timeout: float = 30.0
+    ) -> ManagedProcess:
+        """Until ``ready()`` (default: its port answers); fail if it exits or takes longer
+        than ``timeout`` seconds (then it is stopped)."""
+        assert self.proc is not None, "spawn() first"
         check = ready or (lambda: port_in_use(self.port))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

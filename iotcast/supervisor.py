@@ -126,6 +126,20 @@ class ProcessList:
             self._changed()
         return proc
 
+    def start_together(
+        self, procs: list[tuple[ManagedProcess, Callable[[], bool]]], timeout: float
+    ) -> None:
+        """Keep and start every process at once, then wait until each is ``ready()``
+        (their start-ups overlap: a Python child spends seconds importing)."""
+        self.processes.extend(proc for proc, _ in procs)
+        try:
+            for proc, _ in procs:
+                proc.spawn()
+        finally:
+            self._changed()
+        for proc, ready in procs:
+            proc.wait_ready(ready, timeout)
+
     def adopt(self, start: Callable[[], ManagedProcess]) -> ManagedProcess:
         """Keep a process started by one of :mod:`iotcast.stack`'s launchers.
 

@@ -80,12 +80,17 @@ def worker_ports(base: int | None, count: int) -> list[int | None]:
 
 
 def check_ports_free(ports: Sequence[int | None]) -> list[int]:
-    """The ports among ``ports`` that something already listens on (any interface)."""
+    """The ports among ``ports`` that something already listens on (any interface).
+
+    Bound as the /metrics server binds them (``SO_REUSEADDR``): a port whose last
+    connections linger in TIME_WAIT is free to it.
+    """
     taken = []
     for port in ports:
         if port is None:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
@@ -171,23 +176,26 @@ class WorkerPool:
                     proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass  # it has just exited
-        codes = []
-        waited_since = time.monotonic()
-        for i, proc in enumerate(self.procs):
-            while True:
-                try:
-                    code = proc.wait(10)
-                    break
-                except subprocess.TimeoutExpired:
-                    log.info(
-                        "waiting for worker %d/%d (pid %d): final checkpoint, %.0f s so far",
-                        i + 1, len(self.procs), proc.pid, time.monotonic() - waited_since,
-                    )  # fmt: skip
-            codes.append(code)
-            if code != 0 and not any(d == i for d, _ in self.died):
-                log.error("worker %d/%d (pid %d) stopped with %s",
-                          i + 1, len(self.procs), proc.pid, describe_exit(code))  # fmt: skip
-        if self.died or any(codes):
+        began = time.monotonic()
+        codes: dict[int, int] = {}
+        said = began
+        while len(codes) < len(self.procs):
+            for i, proc in enumerate(self.procs):
+                if i in codes or (code := proc.poll()) is None:
+                    continue
+                codes[i] = code
+                log.info("worker %d/%d (pid %d) exited (%s) %.1f s after the stop",
+                         i + 1, len(self.procs), proc.pid, describe_exit(code),
+                         time.monotonic() - began)  # fmt: skip
+                if code != 0 and not any(d == i for d, _ in self.died):
+                    log.error("worker %d/%d (pid %d) stopped with %s",
+                              i + 1, len(self.procs), proc.pid, describe_exit(code))  # fmt: skip
+            if time.monotonic() - said >= 10:
+                said = time.monotonic()
+                log.info("waiting for %d worker(s): final checkpoints, %.0f s so far",
+                         len(self.procs) - len(codes), said - began)  # fmt: skip
+            time.sleep(POLL_SECONDS / 4)
+        if self.died or any(codes.values()):
             return 1
         log.info("all %d workers stopped cleanly", len(self.procs))
         return 0

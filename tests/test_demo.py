@@ -452,7 +452,9 @@ def check_completed_demo(out: Path, output: str) -> None:
         json.loads(p.read_text())
         for p in (out / "checkpoints" / "checkpoints").glob("*/*/manifest.json")
     ]
-    assert {m["shard_id"] for m in manifests} == {"shardId-000000000000", "shardId-000000000001"}
+    assert {m["shard_id"] for m in manifests} == {
+        f"shardId-{i:012d}" for i in range(demo_stack.SHARDS)
+    }
     entries = {d: e for m in manifests for d, e in m["devices"].items()}
     assert {d: e["samples"] for d, e in entries.items()} == expected
     for entry in entries.values():

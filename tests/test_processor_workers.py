@@ -11,12 +11,14 @@ Across all of it every reading is learned exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -82,6 +84,16 @@ def owned(view: ManagedProcess) -> float:
     return sum(metric_values(scrape(view), "iotcast_shard_owned").values())
 
 
+@contextlib.contextmanager
+def stopped_after(proc: ManagedProcess) -> Iterator[ManagedProcess]:
+    """``proc`` for the block; whatever happens, not left running after it."""
+    try:
+        yield proc
+    finally:
+        if proc.alive():
+            proc.stop(60)
+
+
 @pytest.mark.timeout(300)
 def test_two_workers_share_the_stream_stop_together_and_survive_a_dead_worker(settings, tmp_path):
     create_resources(settings, 4)
@@ -92,11 +104,12 @@ def test_two_workers_share_the_stream_stop_together_and_survive_a_dead_worker(se
 
     # Both workers lease shards and learn; then one dies: reported, the other stops, exit 1.
     proc, views = start_workers(settings, tmp_path, *quick)
-    want_first = learned_counts(first, load_catalog(), TASK, MODELS)
-    wait_checkpointed(settings, want_first, 120, "the first readings checkpointed")
-    wait_for(lambda: all(owned(v) >= 1 for v in views), 60, "each worker to own a shard")
-    os.kill(worker_pids(proc)[2], signal.SIGKILL)
-    assert proc.proc.wait(60) == 1, proc.log_tail(30)
+    with stopped_after(proc):
+        want_first = learned_counts(first, load_catalog(), TASK, MODELS)
+        wait_checkpointed(settings, want_first, 120, "the first readings checkpointed")
+        wait_for(lambda: all(owned(v) >= 1 for v in views), 60, "each worker to own a shard")
+        os.kill(worker_pids(proc)[2], signal.SIGKILL)
+        assert proc.proc.wait(60) == 1, proc.log_tail(30)
     log = proc.log_path.read_text()
     assert "worker 2/2" in log and "exited by itself (signal SIGKILL)" in log, proc.log_tail(30)
     assert "worker 1/2 iotcast.commands.process: processor exited with code 0" in log
@@ -106,24 +119,24 @@ def test_two_workers_share_the_stream_stop_together_and_survive_a_dead_worker(se
     put_records(settings, items_of(second))
     slow = processor_flags(MODELS, checkpoint_seconds=600, session_timeout=3, heartbeat=1)
     proc, views = start_workers(settings, tmp_path, *slow, "--checkpoint-every", "1000000")
-    want = learned_counts(stream, load_catalog(), TASK, MODELS)
-    new = sum(want.values()) - sum(want_first.values())
-    wait_for(
-        lambda: sum(metric_sum(v, "iotcast_readings_learned_total") for v in views) >= new,
-        120,
-        f"{new} readings learned by the restarted workers",
-    )
-    status = subprocess.run(
-        [IOTCAST, *operator_argv(settings, "status", "--json", "--scrape")],
-        capture_output=True, text=True, timeout=60, env=local_env(settings),
-    )  # fmt: skip
-    components = json.loads(status.stdout)["components"]
-    assert sorted(int(c["url"].rsplit(":", 1)[1].split("/")[0]) for c in components) == [
-        v.port for v in views
-    ], components
-    assert all(c["reachable"] and c["shards_owned"] for c in components), components
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.proc.wait(60) == 0, proc.log_tail(30)
+    with stopped_after(proc):
+        want = learned_counts(stream, load_catalog(), TASK, MODELS)
+        new = sum(want.values()) - sum(want_first.values())
+        wait_for(
+            lambda: sum(metric_sum(v, "iotcast_readings_learned_total") for v in views) >= new,
+            120,
+            f"{new} readings learned by the restarted workers",
+        )
+        status = subprocess.run(
+            [IOTCAST, *operator_argv(settings, "status", "--json", "--scrape")],
+            capture_output=True, text=True, timeout=60, env=local_env(settings),
+        )  # fmt: skip
+        components = json.loads(status.stdout)["components"]
+        ports = sorted(int(c["url"].rsplit(":", 1)[1].split("/")[0]) for c in components)
+        assert ports == [v.port for v in views], components
+        assert all(c["reachable"] and c["shards_owned"] for c in components), components
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(60) == 0, proc.log_tail(30)
     assert "all 2 workers stopped cleanly" in proc.log_path.read_text()
     assert device_samples(settings) == want  # each reading learned once, across both runs
     for pid in worker_pids(proc).values():

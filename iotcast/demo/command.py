@@ -1,24 +1,25 @@
 """Run the whole local stack, replay a generated week through it, and show it working.
 
-    iotcast demo                      # a day of 3 devices, replayed in about 3 minutes
-    iotcast demo --days 7             # the week (on a 2-core machine with moto: most of an hour)
-    iotcast demo --days 0.25 --speed 0   # six hours of data, as fast as the pipeline goes
+    iotcast demo                      # a day of 3 devices, as fast as the pipeline goes
+    iotcast demo --days 7             # the week
+    iotcast demo --speed 480          # the day paced at 480 times real time (3 minutes)
     iotcast demo --hold               # keep the stack up afterwards (Ctrl-C stops it)
 
-On 127.0.0.1 it starts the moto server (Kinesis, S3, DynamoDB), mosquitto and
-Prometheus (with the rule files of monitoring/prometheus/rules), then the
-bridge and two stream processors as child processes; it generates the
-readings (``--days``, ``--devices``, ``--seed``), replays them through MQTT
-(``--speed``: times real time, 0 = as fast as possible), waits until the
-processors have accounted for every reading the bridge forwarded, runs the
-offline evaluation of the same file, and stops every process it started,
+It generates the readings (``--days``, ``--devices``, ``--seed``) and starts
+their offline evaluation; on 127.0.0.1 it starts kinesalite (Kinesis), the
+moto server (S3, DynamoDB), mosquitto and Prometheus (with the rule files of
+monitoring/prometheus/rules), then the bridge and the processor (``--workers``
+processes, two by default) as child processes; it replays the readings
+through MQTT (``--speed``: times real time, 0 = as fast as possible, the
+default), waits until the processors have accounted for every reading the
+bridge forwarded and the evaluation is done, and stops every process it started,
 cleanly (also on Ctrl-C or an error).  While it runs, a live view shows the
 figures scraped from the parts' /metrics pages.  At the end it prints where
 the evaluation report, the model checkpoints and the Prometheus data are, the
 final figures, and writes them to ``<out>/summary.json``.
 
 It refuses to start, saying why, when a port it needs is taken (defaults:
-mosquitto 1883, moto 5000, Prometheus 9090, metrics 9101-9103; each has a
+mosquitto 1883, kinesalite 4567, moto 5000, Prometheus 9090, metrics 9101-9103; each has a
 flag) or a component is missing (with how to install it).  Exit codes: 0 done,
 1 failed or stalled (the message names the part and its log), 2 refused,
 130 interrupted.
@@ -43,7 +44,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from iotcast.demo.run import DEFAULT_OUT, DEFAULT_REPLAY_SECONDS, Demo, DemoFailed, Options
+from iotcast.demo.run import DEFAULT_OUT, Demo, DemoFailed, Options
 from iotcast.demo.stack import DemoRefused, Ports, check_components, check_ports
 from iotcast.demo.summary import print_summary
 from iotcast.settings import Settings
@@ -74,9 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--speed",
         type=float,
-        default=None,
-        help="replay speed, times real time; 0 = as fast as possible "
-        f"(default: the data in about {DEFAULT_REPLAY_SECONDS:.0f} s)",
+        default=0.0,
+        help="replay speed, times real time (default 0: as fast as the pipeline takes it)",
     )
     g.add_argument(
         "--horizon",

@@ -39,7 +39,7 @@ def test_lane_batches_by_count_bytes_and_linger():
 
 def test_shard_index_matches_where_kinesis_puts_the_key(boto, settings):
     kinesis = boto("kinesis")
-    kinesis.create_stream(StreamName=settings.stream, ShardCount=4)
+    support.create_stream(settings, 4)  # and wait until ACTIVE: kinesalite lists no shard before
     ranges = open_shard_ranges(kinesis, settings.stream)
     assert len(ranges) == 4
     shard_ids = sorted(

@@ -103,6 +103,10 @@ class ProcessorOptions:
     ref: str | None = None
     s3_threads: int = 8
     record_limit: int = 10_000
+    # GetRecords per second and shard (async-kinesis' default is 1; Kinesis allows 5 per
+    # shard, shared by every consumer of it): a record waits for the next fetch, so at 1
+    # a reading spent up to a second in the stream before the processor saw it.
+    fetch_rate: int = 4
     # Records fetched and not yet handled, at most (+ one fetch): the backlog of a slow
     # processor stays in Kinesis, where the lag gauge sees it (stream.consumer.RecordBuffer).
     buffer_records: int = 20_000
@@ -196,6 +200,7 @@ class StreamProcessor:
             region_name=self.target.region,
             idle_timeout=opts.idle_timeout,
             sleep_time_no_records=0.5,
+            shard_fetch_rate=opts.fetch_rate,
             shard_refresh=opts.shard_refresh,
             record_limit=opts.record_limit,
             buffer_records=opts.buffer_records,

@@ -99,8 +99,8 @@ def test_a_slow_processor_leaves_its_backlog_in_the_stream(
     # On moto's Kinesis: kinesalite answers every GetRecords with MillisBehindLatest 0, and
     # that figure is how the fetches below show the backlog waiting in the stream.
     settings = settings_moto_only
-    # GetRecords asks for bound // 4 records, once a second per shard (async-kinesis' rate):
-    # 200 records/s here, above the slowed processor's 100/s, below its normal speed.
+    # GetRecords asks for bound // 4 records, up to ProcessorOptions.fetch_rate times a second
+    # per shard: far above the slowed processor's 100/s, so the bound is what holds it back.
     n, bound = 1500, 800
     support.create_resources(settings, 1)
     support.put_records(settings, _items(n))

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from iotcast.cli import local_env
-from iotcast.stack import ManagedProcess, free_port, port_in_use
+from iotcast.stack import ManagedProcess, port_in_use
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
@@ -49,13 +50,17 @@ TASK = TaskConfig(horizons=(0, 60))
 
 
 def two_free_ports() -> int:
-    """A port ``p`` with ``p`` and ``p + 1`` free (the two workers' /metrics)."""
-    return wait_for(
-        lambda: (p := free_port()) < 65535 and not port_in_use(p + 1) and p,
-        10,
-        "two consecutive free ports",
-        interval=0,
-    )
+    """A port ``p`` with ``p`` and ``p + 1`` free (the two workers' /metrics), below the
+    kernel's ephemeral range: the other tests' servers take ports from that range (bind to
+    port 0), so nothing of theirs can land on ``p + 1`` between this check and the workers'
+    start."""
+    rng = random.Random()
+
+    def pick() -> int | None:
+        p = rng.randrange(20_000, 32_000)
+        return p if not (port_in_use(p) or port_in_use(p + 1)) else None
+
+    return wait_for(pick, 10, "two consecutive free ports", interval=0)
 
 
 def start_workers(settings, tmp_path, *flags: str) -> tuple[ManagedProcess, list[ManagedProcess]]:

@@ -295,7 +295,7 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
         return f"{median_rate(n, runs[key], 'cpu'):8.0f}/s CPU {median_rate(n, runs[key], 'wall'):8.0f}/s wall"
 
     print(f"medians of {repeats} interleaved repeats; CPU = this process' CPU time")
-    print(f"(a) bare River loop                 {rates('a')}")
+    print(f"(a) bare model loop (replayed calls){rates('a')}")
     print(
         f"    DeviceModels.step alone         {rates('a2')}   "
         f"{median_ratio(runs['a2'], runs['a'], 'cpu'):.2f} of (a) CPU "
@@ -311,7 +311,7 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
     )
     print(
         f"b/a = {median_ratio(runs['b'], runs['a'], 'cpu'):.2f} CPU, "
-        f"{median_ratio(runs['b'], runs['a'], 'wall'):.2f} wall   (target >= 0.7; "
+        f"{median_ratio(runs['b'], runs['a'], 'wall'):.2f} wall   (target >= 0.85; "
         "median over repeats of the per-repeat ratio)"
     )
     return statistics.median(c.cpu for c in runs["b"]) / n
@@ -410,14 +410,15 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
             )
             ratios = [cr / dr for (cr, _), (dr, _) in zip(c_runs, d_runs, strict=True)]
             print(
-                f"c/d = {statistics.median(ratios):.2f} wall (target >= 0.8; per repeat: "
+                f"c/d = {statistics.median(ratios):.2f} wall (no target: one loop does (b)'s and (d)'s work; "
+                "per repeat: "
                 f"{', '.join(f'{x:.2f}' for x in ratios)})"
             )
             print(
                 f"    CPU per record: (c) {c_cpu * 1e6:.0f} us vs (b) core {b_cpu * 1e6:.0f} us + "
                 f"(d) transport {d_cpu * 1e6:.0f} us = {(b_cpu + d_cpu) * 1e6:.0f} us: "
-                f"(b+d)/c = {(b_cpu + d_cpu) / c_cpu:.2f} (1.0 = nothing beyond core and transport; "
-                "one event loop does both, so c/d <= d_cpu/(b_cpu + d_cpu) on one core)"
+                f"c/(b+d) = {c_cpu / (b_cpu + d_cpu):.2f} (target <= 1.15; 1.0 = nothing beyond "
+                "core and transport)"
             )
             q = statistics.quantiles(lat, n=100)
             print(

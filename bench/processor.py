@@ -242,7 +242,8 @@ def bench_memory(catalog, task, devices: int, per_device: int) -> float:
 
 
 def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[float, float, float]:
-    """Pickle size and time per device, S3 PUT (artifact + manifest) time per device, on moto."""
+    """Pickle size and CPU per device; S3 PUT (artifact + manifest) wall time and this
+    process' CPU per device, on moto."""
     day = [r for r in generate(days=1, seed=6) if r.device.startswith("b8")]
     dm = DeviceModels("b8", catalog, task)
     for r in day:
@@ -257,11 +258,12 @@ def bench_checkpoint(settings: Settings, catalog, task, devices: int) -> tuple[f
     s3 = settings.client("s3")
     s3.create_bucket(Bucket=settings.bucket)
     store = CheckpointStore(s3, settings.bucket, settings.app)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(devices):
         store.put_device(f"dev-{i}", 1, payload, dm.n_learned, {}, shard_id="s", sequence="1")
     put_s = (time.perf_counter() - t0) / devices
-    return len(payload), pickle_s, put_s
+    put_cpu = (time.process_time() - c0) / devices  # the client's: moto is another process
+    return len(payload), pickle_s, put_s, put_cpu
 
 
 def median_rate(n: int, clocks: list[Clock], attr: str) -> float:
@@ -425,7 +427,7 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
                 f"arrival -> metrics updated: p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms "
                 f"(over {len(lat)} records put at {args.paced_rate:g}/s once caught up)"
             )
-            size, pickle_s, put_s = bench_checkpoint(
+            size, pickle_s, put_s, put_cpu = bench_checkpoint(
                 base.replace(bucket="bench-ckpt", app="bench"),
                 catalog,
                 task,
@@ -434,7 +436,7 @@ def bench_stream(args, readings, payloads, catalog, task, b_cpu: float) -> None:
             print(
                 f"checkpoint per device (a day of readings): {size / 1024:.1f} KiB, pickle "
                 f"{pickle_s * 1000:.2f} ms CPU, S3 artifact+manifest PUT {put_s * 1000:.2f} ms "
-                "wall (moto, sequential)"
+                f"wall, {put_cpu * 1000:.2f} ms CPU in this process (moto, sequential)"
             )
         finally:
             if kinesalite:

@@ -110,8 +110,10 @@ def _processors(
 ) -> dict[str, Any]:
     """Processor tasks, their size, and whether CPU or memory decides their number."""
     cpu_per_reading = m["processor_cpu_seconds_per_reading"]
-    # Reading, learning and predicting, plus pickling every changed device at each checkpoint.
-    busy = rate * cpu_per_reading + active * m["checkpoint_cpu_seconds_per_device"] / every
+    # Reading, learning and predicting, plus pickling and PUTting (artifact and manifest: the
+    # boto3 client's CPU) every changed device at each checkpoint.
+    per_device = m["checkpoint_cpu_seconds_per_device"] + m["checkpoint_put_cpu_seconds_per_device"]
+    busy = rate * cpu_per_reading + active * per_device / every
     cores = busy / a["processor_cpu_utilisation"]
     # The processor is one Python event loop: one busy core per task, whatever the vCPU.
     vcpu = a["processor_task_vcpu"]

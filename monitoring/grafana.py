@@ -7,6 +7,10 @@ the dashboards' version numbers. Needs Grafana 9.1 or newer (the unified
 alerting provisioning API) and a service-account token with the Editor role.
 
 The command line is ``iotcast grafana push`` (:mod:`iotcast.commands.grafana`).
+The six calls it needs go through :mod:`urllib.request` (:class:`GrafanaClient`), not
+``grafana-client``: since 4.0 that library depends on niquests and urllib3-future, whose
+``.pth`` file rewrites ``site-packages/urllib3`` at every interpreter start, so boto3 in the
+bridge and the processor would run on that fork instead of urllib3.
 The files pushed are the ones Grafana provisions in the docker stack:
 
 >>> sorted(d["uid"] for d in load_dashboards())
@@ -18,21 +22,15 @@ The files pushed are the ones Grafana provisions in the docker stack:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import niquests
-from grafana_client import GrafanaApi
-from grafana_client.client import (
-    GrafanaClientError,
-    GrafanaException,
-    GrafanaServerError,
-    GrafanaUnauthorizedError,
-)
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from monitoring.alerting import (
     DATASOURCE_UID,
@@ -45,6 +43,7 @@ from monitoring.alerting import (
 __all__ = [
     "DASHBOARDS_DIR",
     "MIN_VERSION",
+    "GrafanaClient",
     "GrafanaPushError",
     "PushReport",
     "connect",
@@ -96,18 +95,56 @@ def with_datasource(obj: Any, uid: str) -> Any:
     return obj
 
 
-def _normalise_url(url: str) -> str:
-    # grafana-client appends "api" to the URL's path: "/grafana" must end in "/".
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise GrafanaPushError(f"--url {url!r}: expected http(s)://host[:port][/path]")
-    path = parts.path if parts.path.endswith("/") or not parts.path else parts.path + "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+class _Answer(Exception):
+    """Grafana answered with an HTTP error ``status``; ``message`` from its JSON body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status_code = status
 
 
-def _explain(exc: GrafanaException, url: str, doing: str) -> GrafanaPushError:
-    status = getattr(exc, "status_code", 0)
-    if isinstance(exc, GrafanaUnauthorizedError) or status == 401:
+class GrafanaClient:
+    """Grafana's HTTP API through the standard library: JSON in, JSON out, one auth header.
+
+    The credentials are a service-account token (Bearer) or the URL's user:password (Basic).
+    """
+
+    def __init__(self, url: str, token: str | None, timeout: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise GrafanaPushError(f"--url {url!r}: expected http(s)://host[:port][/path]")
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self.headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        elif parts.username:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None, provenance: bool = True) -> Any:
+        """``method`` on ``/api`` + ``path``; the decoded JSON answer, or :class:`_Answer`."""
+        headers = dict(self.headers)
+        if not provenance:  # rules stay editable in Grafana's UI
+            headers["X-Disable-Provenance"] = "true"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.base}/api{path}", data, headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read() or b"{}").get("message") or exc.reason
+            except (ValueError, AttributeError):
+                message = exc.reason
+            raise _Answer(exc.code, str(message)) from exc
+        return json.loads(raw) if raw else {}
+
+
+def _explain(exc: _Answer, url: str, doing: str) -> GrafanaPushError:
+    status = exc.status_code
+    if status == 401:
         return GrafanaPushError(
             f"Grafana at {url} rejected the credentials (401 Unauthorized) while {doing}: pass a "
             "valid service-account token with --token (Grafana: Administration > Users and access "
@@ -123,17 +160,15 @@ def _explain(exc: GrafanaException, url: str, doing: str) -> GrafanaPushError:
             f"Grafana at {url} has no alerting provisioning API (404 while {doing}): it needs "
             f"Grafana {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer with unified alerting enabled"
         )
-    if status == 0:
-        return GrafanaPushError(f"cannot reach Grafana at {url} while {doing}: {exc}")
-    kind = "server error" if isinstance(exc, GrafanaServerError) else "error"
+    kind = "server error" if status >= 500 else "error"
     return GrafanaPushError(f"Grafana at {url} answered {status} ({kind}) while {doing}: {exc}")
 
 
-def connect(url: str, token: str | None, timeout: float = 10.0) -> tuple[GrafanaApi, str]:
+def connect(url: str, token: str | None, timeout: float = 10.0) -> tuple[GrafanaClient, str]:
     """A client for ``url`` and the Grafana version, after checking auth and version."""
-    api = GrafanaApi.from_url(_normalise_url(url), credential=token or None, timeout=timeout)
-    info = _call(url, "reading its version", api.health.check) or {}
-    version = str(info.get("version") or "")
+    api = GrafanaClient(url, token, timeout)
+    info = _call(url, "reading its version", api.call, "GET", "/frontend/settings") or {}
+    version = str((info.get("buildInfo") or {}).get("version") or "")
     try:
         major, minor = (int(x) for x in version.split("-")[0].split(".")[:2])
     except ValueError as exc:
@@ -158,26 +193,19 @@ def _call(url: str, doing: str, fn: Any, *args: Any, missing_ok: bool = False, *
     """
     try:
         return fn(*args, **kw)
-    except GrafanaClientError as exc:
+    except _Answer as exc:
         if missing_ok and exc.status_code == 404:
             return _MISSING
         raise _explain(exc, url, doing) from exc
-    except GrafanaException as exc:
-        raise _explain(exc, url, doing) from exc
-    except niquests.exceptions.RequestException as exc:
+    except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS; not JSON
         raise GrafanaPushError(f"cannot reach Grafana at {url} while {doing}: {exc}") from exc
 
 
-def _ensure_folder(api: GrafanaApi, url: str, folder_uid: str) -> None:
+def _ensure_folder(api: GrafanaClient, url: str, folder_uid: str) -> None:
     doing = f"reading folder {folder_uid!r}"
-    if _call(url, doing, api.folder.get_folder, folder_uid, missing_ok=True) is _MISSING:
-        _call(
-            url,
-            f"creating folder {folder_uid!r}",
-            api.folder.create_folder,
-            FOLDER_TITLE,
-            uid=folder_uid,
-        )
+    if _call(url, doing, api.call, "GET", f"/folders/{folder_uid}", missing_ok=True) is _MISSING:
+        body = {"uid": folder_uid, "title": FOLDER_TITLE}
+        _call(url, f"creating folder {folder_uid!r}", api.call, "POST", "/folders", body)
 
 
 def _interval_seconds(interval: str) -> int:
@@ -186,7 +214,7 @@ def _interval_seconds(interval: str) -> int:
 
 
 def push(
-    api: GrafanaApi,
+    api: GrafanaClient,
     *,
     url: str,
     version: str,
@@ -205,9 +233,8 @@ def push(
             "overwrite": True,
             "message": "iotcast grafana push",
         }
-        answer = _call(
-            url, f"uploading dashboard {dash['uid']!r}", api.dashboard.update_dashboard, body
-        )
+        doing = f"uploading dashboard {dash['uid']!r}"
+        answer = _call(url, doing, api.call, "POST", "/dashboards/db", body)
         if answer.get("uid") not in (None, dash["uid"]):
             raise GrafanaPushError(
                 f"Grafana stored dashboard {dash['uid']!r} under uid {answer.get('uid')!r}"
@@ -218,28 +245,22 @@ def push(
         for rule in group["rules"]:
             body = to_api_rule(with_datasource(rule, datasource_uid), group["name"], folder_uid)
             uid = rule["uid"]
-            prov = api.alertingprovisioning
+            path = f"/v1/provisioning/alert-rules/{uid}"
             doing = f"uploading alert rule {uid!r}"
-            exists = _call(url, doing, prov.get_alertrule, uid, missing_ok=True) is not _MISSING
+            exists = _call(url, doing, api.call, "GET", path, missing_ok=True) is not _MISSING
             if exists:
-                _call(url, doing, prov.update_alertrule, uid, body, disable_provenance=True)
+                _call(url, doing, api.call, "PUT", path, body, provenance=False)
             else:
-                _call(url, doing, prov.create_alertrule, body, disable_provenance=True)
+                _call(
+                    url, doing, api.call, "POST", "/v1/provisioning/alert-rules", body,
+                    provenance=False,
+                )  # fmt: skip
             report.alert_rules.append((uid, "updated" if exists else "created"))
         doing = f"setting the interval of alert group {group['name']!r}"
-        current = _call(
-            url, doing, api.alertingprovisioning.get_rule_group, folder_uid, group["name"]
-        )
+        path = f"/v1/provisioning/folder/{folder_uid}/rule-groups/{group['name']}"
+        current = _call(url, doing, api.call, "GET", path)
         wanted = _interval_seconds(group.get("interval", GROUP_INTERVAL))
         if current.get("interval") != wanted:
             current["interval"] = wanted
-            _call(
-                url,
-                doing,
-                api.alertingprovisioning.update_rule_group,
-                folder_uid,
-                group["name"],
-                current,
-                disable_provenance=True,
-            )
+            _call(url, doing, api.call, "PUT", path, current, provenance=False)
     return report

@@ -213,3 +213,25 @@ def test_grafana_push_explains_an_unreachable_grafana(capsys) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["grafana", "push", "--url", url, "--token", TOKEN, "--timeout", "2"]) == 1
     assert f"cannot reach Grafana at {url}" in capsys.readouterr().err
+
+
+def test_the_url_credentials_become_basic_auth_and_leave_the_url() -> None:
+    from monitoring.grafana import GrafanaClient
+
+    api = GrafanaClient("http://admin:s%40cret@127.0.0.1:3000/grafana/", token=None)
+    assert api.base == "http://127.0.0.1:3000/grafana"
+    assert api.headers["Authorization"] == "Basic YWRtaW46c0BjcmV0"  # admin:s@cret
+    assert GrafanaClient("http://a:b@h:1", token="t").headers["Authorization"] == "Bearer t"
+
+
+def test_botocore_runs_on_urllib3_itself() -> None:
+    """urllib3-future (pulled in by niquests, e.g. by grafana-client 4+) installs a .pth that
+    rewrites site-packages/urllib3 at every interpreter start: boto3 in the bridge and the
+    processor would then run on a fork chosen by an unrelated dependency."""
+    import importlib.metadata
+
+    import urllib3
+
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("urllib3-future")
+    assert int(urllib3.__version__.split(".")[2]) < 900, urllib3.__version__  # forks: x.y.9PP

@@ -186,15 +186,11 @@ class Watcher:
         return snap
 
     def _leases(self) -> tuple[dict[str, str | None], int]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.table, ConsistentRead=True
+        )
         try:
-            while True:
-                page = self.dynamodb.scan(**kwargs)
-                items += page.get("Items", [])
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            items = [it for page in pages for it in page.get("Items", [])]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return {}, 0  # no processor has run for this app yet

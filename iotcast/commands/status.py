@@ -111,14 +111,9 @@ def _stream(kinesis: Any, name: str) -> dict[str, Any]:
 
 
 def _leases(dynamodb: Any, app: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    items, kwargs = [], {"TableName": lease_table(app), "ConsistentRead": True}
+    pages = dynamodb.get_paginator("scan").paginate(TableName=lease_table(app), ConsistentRead=True)
     try:
-        while True:
-            page = dynamodb.scan(**kwargs)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = [it for page in pages for it in page.get("Items", [])]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ResourceNotFoundException":
             return {}, []

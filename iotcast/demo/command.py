@@ -126,31 +126,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between progress lines without the live view (default 5)",
     )
     p = parser.add_argument_group("ports of the demo's stack on 127.0.0.1")
-    p.add_argument("--mqtt-port", type=int, default=Ports.mqtt, help="mosquitto (default 1883)")
-    p.add_argument(
-        "--kinesis-port", type=int, default=Ports.kinesis, help="kinesalite: Kinesis (default 4567)"
-    )
-    p.add_argument(
-        "--moto-port",
-        type=int,
-        default=Ports.moto,
-        help="moto server: S3, DynamoDB (default 5000)",
-    )
-    p.add_argument(
-        "--prometheus-port", type=int, default=Ports.prometheus, help="Prometheus (default 9090)"
-    )
-    p.add_argument(
-        "--bridge-metrics-port",
-        type=int,
-        default=Ports.bridge,
-        help="the bridge's /metrics (default 9101)",
-    )
-    p.add_argument(
-        "--processor-metrics-port",
-        type=int,
-        default=Ports.processor,
-        help="the processor workers' /metrics: worker i on this port + i (default 9102)",
-    )
+    for flag, default, what in (
+        ("--mqtt-port", Ports.mqtt, "mosquitto"),
+        ("--kinesis-port", Ports.kinesis, "kinesalite: Kinesis"),
+        ("--moto-port", Ports.moto, "moto server: S3, DynamoDB"),
+        ("--prometheus-port", Ports.prometheus, "Prometheus"),
+        ("--bridge-metrics-port", Ports.bridge, "the bridge's /metrics"),
+        (
+            "--processor-metrics-port",
+            Ports.processor,
+            "the processor workers' /metrics: worker i on this port + i",
+        ),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     g.add_argument(
         "--workers",
         type=int,

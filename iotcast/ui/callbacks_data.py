@@ -14,7 +14,7 @@ from iotcast.ui.layout import HIDDEN
 from iotcast.ui.text import t
 from iotcast.ui.workspace import LARGE_ROWS, Workspace
 
-__all__ = ["message", "progress_view", "register", "table"]
+__all__ = ["job_poller", "message", "progress_view", "register", "table"]
 
 SHOWN = {"display": "block"}
 
@@ -113,41 +113,51 @@ def _labels_and_choice(app: Any, ws: Workspace) -> None:
         return _start(ws, path, name, None), None, [], HIDDEN
 
 
-def _reading(app: Any, ws: Workspace) -> None:
+def job_poller(app: Any, ws: Workspace, prefix: str, store: str, doing: str, finish: Any) -> None:
+    """Register the poll of a background job whose parts are named ``prefix-...``: its
+    progress bar while it runs; once it ends, ``finish(job, info)`` gives the value for
+    the ``store`` (or ``no_update``) and the messages."""
+
     @app.callback(
-        Output("data-progress-box", "style"),
-        Output("data-progress", "value"),
-        Output("data-progress-text", "children"),
-        Output("dataset", "data"),
-        Output("data-msg", "data", allow_duplicate=True),
-        Output("data-job", "data", allow_duplicate=True),
+        Output(f"{prefix}-progress-box", "style"),
+        Output(f"{prefix}-progress", "value"),
+        Output(f"{prefix}-progress-text", "children"),
+        Output(store, "data"),
+        Output(f"{prefix}-msg", "data", allow_duplicate=True),
+        Output(f"{prefix}-job", "data", allow_duplicate=True),
         Input("poll", "n_intervals"),
-        State("data-job", "data"),
+        State(f"{prefix}-job", "data"),
         State("lang", "value"),
         prevent_initial_call=True,
     )
-    def poll(_n, job_info, lang):
-        job = ws.jobs.get(job_info["id"]) if job_info else None
+    def poll(_n, info, lang):
+        job = ws.jobs.get(info["id"]) if info else None
         if job is None:
             raise PreventUpdate
-        bar = progress_view(job, lang, "reading")
         if job.state == "running":
-            return *bar, no_update, no_update, no_update
-        if job.state != "done":
-            return HIDDEN, "0", "", no_update, _msg("err_read", error=job.error or job.state), None
-        s = job.result
-        dataset = {**job_info, "rows": s.rows, "devices": list(s.devices.device)}
-        msgs = _msg(
-            "loaded", "ok", name=job_info["name"], rows=f"{s.rows:,}", devices=len(s.devices)
+            return *progress_view(job, lang, doing), no_update, no_update, no_update
+        value, msgs = finish(job, info)
+        return HIDDEN, "0" if value is no_update else "100", "", value, msgs, None
+
+
+def _read_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
+    if job.state != "done":
+        return no_update, _msg("err_read", error=job.error or job.state)
+    s = job.result
+    if s.rows == 0:
+        return no_update, _msg("err_no_rows")
+    dataset = {**info, "rows": s.rows, "devices": list(s.devices.device)}
+    msgs = _msg("loaded", "ok", name=info["name"], rows=f"{s.rows:,}", devices=len(s.devices))
+    if s.bad_rows.count:
+        first = s.bad_rows.examples[0]
+        msgs += _msg(
+            "bad_rows", "warn", n=f"{s.bad_rows.count:,}", line=first.line, reason=first.reason
         )
-        if s.bad_rows.count:
-            first = s.bad_rows.examples[0]
-            msgs += _msg(
-                "bad_rows", "warn", n=f"{s.bad_rows.count:,}", line=first.line, reason=first.reason
-            )
-        if s.rows == 0:
-            return HIDDEN, "0", "", no_update, _msg("err_no_rows"), None
-        return HIDDEN, "100", "", dataset, msgs, None
+    return dataset, msgs
+
+
+def _reading(app: Any, ws: Workspace) -> None:
+    job_poller(app, ws, "data", "dataset", "reading", _read_result)
 
     @app.callback(
         Output("data-message", "children"), Input("data-msg", "data"), Input("lang", "value")

@@ -9,7 +9,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from iotcast.ui import charts
-from iotcast.ui.callbacks_data import message, progress_view, table
+from iotcast.ui.callbacks_data import job_poller, message, table
 from iotcast.ui.layout import HIDDEN
 from iotcast.ui.text import TARGETS, horizon_words, model_description, t, target_words
 from iotcast.ui.workspace import Question, Workspace
@@ -96,9 +96,9 @@ def _question(app: Any, ws: Workspace) -> None:
             references=bool(references),
         )
         job = ws.run(q, dataset["rows"])
-        return {"id": job.id, "models": list(q.models)}, _msg(
-            "cached", "info"
-        ) if job.state == "done" else []
+        cached = job.state == "done"
+        info = {"id": job.id, "models": list(q.models), "cached": cached}
+        return info, _msg("cached", "info") if cached else []
 
     @app.callback(
         Output("run-msg", "data", allow_duplicate=True),
@@ -111,32 +111,18 @@ def _question(app: Any, ws: Workspace) -> None:
         raise PreventUpdate
 
 
+def _run_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
+    if job.state == "cancelled":
+        return no_update, _msg("cancelled", "info")
+    if job.state == "failed":
+        return no_update, _msg("failed", error=job.error)
+    if info.get("cached"):  # the poll delivers the answer; the message stays "reused"
+        return info, _msg("cached", "info")
+    return info, _msg("done", "ok", rows=f"{job.result.result.rows:,}", secs=f"{job.seconds:.1f}")
+
+
 def _progress(app: Any, ws: Workspace) -> None:
-    @app.callback(
-        Output("run-progress-box", "style"),
-        Output("run-progress", "value"),
-        Output("run-progress-text", "children"),
-        Output("result", "data"),
-        Output("run-msg", "data", allow_duplicate=True),
-        Output("run-job", "data", allow_duplicate=True),
-        Input("poll", "n_intervals"),
-        State("run-job", "data"),
-        State("lang", "value"),
-        prevent_initial_call=True,
-    )
-    def poll(_n, info, lang):
-        job = ws.jobs.get(info["id"]) if info else None
-        if job is None:
-            raise PreventUpdate
-        bar = progress_view(job, lang, "running")
-        if job.state == "running":
-            return *bar, no_update, no_update, no_update
-        if job.state == "cancelled":
-            return HIDDEN, "0", "", no_update, _msg("cancelled", "info"), None
-        if job.state == "failed":
-            return HIDDEN, "0", "", no_update, _msg("failed", error=job.error), None
-        done = _msg("done", "ok", rows=f"{job.result.result.rows:,}", secs=f"{job.seconds:.1f}")
-        return HIDDEN, "100", "", info, done, None
+    job_poller(app, ws, "run", "result", "running", _run_result)
 
     @app.callback(
         Output("run-message", "children"), Input("run-msg", "data"), Input("lang", "value")

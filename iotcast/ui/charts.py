@@ -274,32 +274,28 @@ def _rolling_sentence(a: Analysis, device, horizon, best, lang, u: Units) -> str
 def _hour_sentence(a: Analysis, device, horizon, best, lang, u: Units) -> str:
     h = a.by_hour()
     h = h[(h.device == device) & (h.horizon == horizon) & (h.model == best)]
-    if len(h) < 2:
-        return ""
-    worst, easy = h.loc[h.mae.idxmax()], h.loc[h.mae.idxmin()]
-    return t(
-        lang,
-        "s_hour",
-        model=best,
-        worst=f"{int(worst.hour):02d}",
-        worst_mae=u.fmt_error(worst.mae),
-        easy=f"{int(easy.hour):02d}",
-        easy_mae=u.fmt_error(easy.mae),
-    )
+    return _extremes_sentence(h, "s_hour", best, lang, u, lambda r: f"{int(r.hour):02d}")
 
 
 def _scenario_sentence(a: Analysis, device, horizon, best, lang, u: Units) -> str:
     s = _scenario_frame(a, device, horizon)
     s = s[(s.model == best) & (s.n > 0)]
-    if len(s) < 2:
+    return _extremes_sentence(
+        s, "s_scenarios", best, lang, u, lambda r: scenario_words(lang, r.scenario)
+    )
+
+
+def _extremes_sentence(frame, key: str, model: str, lang, u: Units, words) -> str:
+    """The sentence naming the rows of ``frame`` with the highest and lowest MAE."""
+    if len(frame) < 2:
         return ""
-    worst, easy = s.loc[s.mae.idxmax()], s.loc[s.mae.idxmin()]
+    worst, easy = frame.loc[frame.mae.idxmax()], frame.loc[frame.mae.idxmin()]
     return t(
         lang,
-        "s_scenarios",
-        model=best,
-        worst=scenario_words(lang, worst.scenario),
+        key,
+        model=model,
+        worst=words(worst),
         worst_mae=u.fmt_error(worst.mae),
-        easy=scenario_words(lang, easy.scenario),
+        easy=words(easy),
         easy_mae=u.fmt_error(easy.mae),
     )

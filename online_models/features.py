@@ -109,18 +109,7 @@ class Standardizer:
         self.stats: dict[str, list[float]] = {}  # key -> [n, mean, m2]
 
     def learn_one(self, x: dict[str, float]) -> None:
-        stats = self.stats
-        for k, v in x.items():
-            st = stats.get(k)
-            if st is None:
-                stats[k] = [1.0, v, 0.0]
-                continue
-            n = st[0] + 1.0
-            d = v - st[1]
-            mean = st[1] + d / n
-            st[0] = n
-            st[1] = mean
-            st[2] += d * (v - mean)
+        self.learn_transform_one(x)
 
     def learn_transform_one(self, x: dict[str, float]) -> dict[str, float]:
         """``learn_one(x)`` then ``transform_one(x)`` in one pass (the same figures).

@@ -14,7 +14,7 @@ from online_models.report.base import (
     best_models,
     fmt,
     horizon_name,
-    plot_grid,
+    panel_plot,
     save_plot,
 )
 
@@ -69,24 +69,19 @@ def accuracy_section(res: EvalResult, out: Path) -> list[tuple]:
 
 
 def _rolling_plot(res: EvalResult, out: Path) -> str:
-    fig, axes = plot_grid(res, "Rolling MAE over time per model")
-    for i, device in enumerate(sorted(res.devices)):
-        for j, h in enumerate(res.task.horizons):
-            ax = axes[i][j]
-            pts = res.rolling.get((device, h), [])
-            if pts:
-                t0 = pts[0][0]
-                for m in sorted({m for _, d in pts for m in d}):
-                    ax.plot(
-                        [(t - t0) / 3600 for t, _ in pts],
-                        [d.get(m, math.nan) for _, d in pts],
-                        lw=1.2 if m == SERVED else 0.7,
-                        label=m,
-                    )
-                ax.legend(fontsize=5)
-            ax.set_title(f"{device} {horizon_name(h)}", fontsize=8)
-            ax.tick_params(labelsize=6)
-    return save_plot(fig, out, "rolling_mae.png")
+    def draw(ax, pts) -> None:
+        t0 = pts[0][0]
+        for m in sorted({m for _, d in pts for m in d}):
+            ax.plot(
+                [(t - t0) / 3600 for t, _ in pts],
+                [d.get(m, math.nan) for _, d in pts],
+                lw=1.2 if m == SERVED else 0.7,
+                label=m,
+            )
+        ax.legend(fontsize=5)
+
+    title = "Rolling MAE over time per model"
+    return panel_plot(res, out, "rolling_mae.png", title, res.rolling, draw)
 
 
 def _residual_plot(res: EvalResult, out: Path) -> str:

@@ -39,7 +39,7 @@ __all__ = [
     "html",
     "markdown",
     "pct",
-    "plot_grid",
+    "panel_plot",
     "save_plot",
 ]
 
@@ -106,8 +106,9 @@ def mae(res: EvalResult, device: str, model: str, h: int, scenario: str = "all")
     return g.mae if g is not None and g.n else None
 
 
-def plot_grid(res: EvalResult, title: str):
-    """A figure with one panel per device (rows) and horizon (columns)."""
+def panel_plot(res: EvalResult, out: Path, name: str, title: str, series, draw) -> str:
+    """A figure with one panel per device (rows) and horizon (columns), saved as ``name``:
+    ``draw(ax, points)`` for each device and horizon with points in ``series``."""
     devices = sorted(res.devices)
     horizons = list(res.task.horizons)
     fig, axes = plt.subplots(
@@ -117,7 +118,16 @@ def plot_grid(res: EvalResult, title: str):
         squeeze=False,
     )
     fig.suptitle(title)
-    return fig, axes
+    for i, device in enumerate(devices):
+        for j, h in enumerate(horizons):
+            ax = axes[i][j]
+            pts = series.get((device, h), [])
+            if pts:
+                draw(ax, pts)
+            ax.set_title(f"{device} {horizon_name(h)}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            ax.set_xlabel("hours", fontsize=6)
+    return save_plot(fig, out, name)
 
 
 def save_plot(fig, out: Path, name: str) -> str:

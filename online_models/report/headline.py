@@ -19,7 +19,7 @@ from pathlib import Path
 
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
-from online_models.report.base import fmt, horizon_name, mae, pct, plot_grid, save_plot
+from online_models.report.base import fmt, horizon_name, mae, panel_plot, pct
 
 __all__ = ["HEADLINE_BASELINES", "HeadlineRow", "headline_rows", "run_section", "headline_section"]
 
@@ -159,20 +159,14 @@ def headline_section(res: EvalResult, out: Path) -> list[tuple]:
 
 
 def _plot(res: EvalResult, out: Path) -> str:
-    fig, axes = plot_grid(res, "Actual vs the served forecast and persistence")
-    for i, device in enumerate(sorted(res.devices)):
-        for j, h in enumerate(res.task.horizons):
-            ax = axes[i][j]
-            pts = res.series.get((device, h), [])
-            if pts:
-                t0 = pts[0][0]
-                xs = [(p[0] - t0) / 3600 for p in pts]
-                ax.plot(xs, [p[1] for p in pts], lw=0.8, color="black", label="actual")
-                for model, color in ((SERVED, "tab:red"), ("persistence", "tab:blue")):
-                    ys = [p[2].get(model, math.nan) for p in pts]
-                    ax.plot(xs, ys, lw=0.6, color=color, alpha=0.8, label=model)
-                ax.legend(fontsize=6)
-            ax.set_title(f"{device} {horizon_name(h)}", fontsize=8)
-            ax.tick_params(labelsize=6)
-            ax.set_xlabel("hours", fontsize=6)
-    return save_plot(fig, out, "actual_vs_predicted.png")
+    def draw(ax, pts) -> None:
+        t0 = pts[0][0]
+        xs = [(p[0] - t0) / 3600 for p in pts]
+        ax.plot(xs, [p[1] for p in pts], lw=0.8, color="black", label="actual")
+        for model, color in ((SERVED, "tab:red"), ("persistence", "tab:blue")):
+            ys = [p[2].get(model, math.nan) for p in pts]
+            ax.plot(xs, ys, lw=0.6, color=color, alpha=0.8, label=model)
+        ax.legend(fontsize=6)
+
+    title = "Actual vs the served forecast and persistence"
+    return panel_plot(res, out, "actual_vs_predicted.png", title, res.series, draw)

@@ -42,7 +42,8 @@ from tests.test_security_iam import (
     _scrape,
     _wait,
     allowed,
-    for_moto,
+    create_users,
+    enforce_iam,
 )
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")
@@ -124,29 +125,8 @@ class DeployedStack(IamStack):
             # moto 5.2 stores a policy that CloudFormation gave it as an object in Python's
             # repr (single quotes), not JSON: read it as the literal it is.
             self.role_policies[user] = ast.literal_eval(doc) if isinstance(doc, str) else doc
-        self.keys = {}
-        for user, policy in [
-            ("admin", {"Version": "2012-10-17",
-                       "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
-            ("bridge", for_moto(self.role_policies["bridge"])),
-            ("processor", for_moto(self.role_policies["processor"])),
-        ]:  # fmt: skip
-            iam.create_user(UserName=user)
-            iam.put_user_policy(
-                UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy)
-            )
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            self.keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
-        import urllib.request
-
-        req = urllib.request.Request(
-            f"{self.url}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
+        self.keys = create_users(iam, self.role_policies)
+        enforce_iam(self.url)
 
     def task(self, output: str) -> tuple[list[str], dict[str, str]]:
         """The command and environment of a task definition the stack registered."""

@@ -108,6 +108,38 @@ def for_moto(policy: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ADMIN = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+
+
+def create_users(iam: Any, policies: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """An IAM user per role holding moto's copy of its policy, and ``admin`` allowed
+    everything; the access key of each."""
+    keys = {}
+    for user, policy in [("admin", ADMIN), *((u, for_moto(p)) for u, p in policies.items())]:
+        iam.create_user(UserName=user)
+        iam.put_user_policy(
+            UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy)
+        )
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+    return keys
+
+
+def enforce_iam(moto_url: str) -> None:
+    """From now on moto authenticates every call and checks it against the caller's policies."""
+    req = urllib.request.Request(
+        f"{moto_url}/moto-api/reset-auth",
+        data=b"0",
+        method="POST",
+        headers={"Content-Type": "text/plain"},  # not a form: moto reads the raw body
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
 def _match(pattern: str, value: str) -> bool:
     return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), value) is not None
 
@@ -153,20 +185,10 @@ class IamStack:
     def _set_up(self) -> None:
         """Users (admin, bridge, processor) with their policies and keys, the resources, then
         IAM enforcement on."""
-        self.keys: dict[str, tuple[str, str]] = {}
-        root = self.client("iam", ("testing", "testing"))
-        for user, policy in [
-            ("admin", {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
-            ("bridge", for_moto(render("bridge"))),
-            ("processor", for_moto(render("processor"))),
-        ]:  # fmt: skip
-            root.create_user(UserName=user)
-            root.put_user_policy(
-                UserName=user, PolicyName=f"{user}-policy", PolicyDocument=json.dumps(policy)
-            )
-            key = root.create_access_key(UserName=user)["AccessKey"]
-            self.keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+        iam = self.client("iam", ("testing", "testing"))
+        self.keys = create_users(
+            iam, {"bridge": render("bridge"), "processor": render("processor")}
+        )
         kinesis = self.client("kinesis", ("testing", "testing"))
         for stream in (NAMES["TelemetryStream"], NAMES["PredictionsStream"]):
             kinesis.create_stream(StreamName=stream, ShardCount=1)
@@ -177,15 +199,7 @@ class IamStack:
             AttributeDefinitions=[{"AttributeName": "shard_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        # From now on every call is authenticated and checked against the caller's policies.
-        req = urllib.request.Request(
-            f"{self.url}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},  # not a form: moto reads the raw body
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
+        enforce_iam(self.url)
 
     def client(self, service: str, key: tuple[str, str] | str) -> Any:
         key_id, secret = self.keys[key] if isinstance(key, str) else key

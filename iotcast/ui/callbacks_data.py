@@ -116,7 +116,7 @@ def _labels_and_choice(app: Any, ws: Workspace) -> None:
 def job_poller(app: Any, ws: Workspace, prefix: str, store: str, doing: str, finish: Any) -> None:
     """Register the poll of a background job whose parts are named ``prefix-...``: its
     progress bar while it runs; once it ends, ``finish(job, info)`` gives the value for
-    the ``store`` (or ``no_update``) and the messages."""
+    the ``store`` (or ``no_update``) and the messages, shown in ``prefix-message``."""
 
     @app.callback(
         Output(f"{prefix}-progress-box", "style"),
@@ -139,6 +139,14 @@ def job_poller(app: Any, ws: Workspace, prefix: str, store: str, doing: str, fin
         value, msgs = finish(job, info)
         return HIDDEN, "0" if value is no_update else "100", "", value, msgs, None
 
+    @app.callback(
+        Output(f"{prefix}-message", "children"),
+        Input(f"{prefix}-msg", "data"),
+        Input("lang", "value"),
+    )
+    def show_message(msgs, lang):
+        return message(msgs, lang)
+
 
 def _read_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
     if job.state != "done":
@@ -158,12 +166,6 @@ def _read_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
 
 def _reading(app: Any, ws: Workspace) -> None:
     job_poller(app, ws, "data", "dataset", "reading", _read_result)
-
-    @app.callback(
-        Output("data-message", "children"), Input("data-msg", "data"), Input("lang", "value")
-    )
-    def show_message(msgs, lang):
-        return message(msgs, lang)
 
     @app.callback(
         Output("large-text", "children"),

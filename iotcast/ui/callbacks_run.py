@@ -9,7 +9,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from iotcast.ui import charts
-from iotcast.ui.callbacks_data import job_poller, message, table
+from iotcast.ui.callbacks_data import job_poller, table
 from iotcast.ui.layout import HIDDEN
 from iotcast.ui.text import TARGETS, horizon_words, model_description, t, target_words
 from iotcast.ui.workspace import Question, Workspace
@@ -51,23 +51,30 @@ def register(app: Any, ws: Workspace) -> None:
 
 
 def _question(app: Any, ws: Workspace) -> None:
+    # Two callbacks, so that the models' costs arriving late redraw the models' options
+    # only: a click on an option while it is being redrawn is lost.
     @app.callback(
         Output("target", "options"),
         Output("horizons", "options"),
         Output("references", "options"),
+        Input("lang", "value"),
+    )
+    def choices(lang):
+        targets = [{"label": target_words(lang, k), "value": k} for k in TARGETS]
+        horizons = [{"label": horizon_words(lang, h), "value": h} for h in HORIZON_CHOICES]
+        return targets, horizons, [{"label": t(lang, "references"), "value": "on"}]
+
+    @app.callback(
         Output("models", "options"),
         Output("costs-shown", "data"),
         Input("lang", "value"),
         Input("poll", "n_intervals"),
         State("costs-shown", "data"),
     )
-    def choices(lang, _n, costs_shown):
+    def models(lang, _n, costs_shown):
         if ctx.triggered_id == "poll" and (costs_shown or not ws.costs):
             raise PreventUpdate
-        targets = [{"label": target_words(lang, k), "value": k} for k in TARGETS]
-        horizons = [{"label": horizon_words(lang, h), "value": h} for h in HORIZON_CHOICES]
-        refs = [{"label": t(lang, "references"), "value": "on"}]
-        return targets, horizons, refs, model_options(ws, lang), bool(ws.costs)
+        return model_options(ws, lang), bool(ws.costs)
 
     @app.callback(
         Output("run-job", "data"),
@@ -123,12 +130,6 @@ def _run_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
 
 def _progress(app: Any, ws: Workspace) -> None:
     job_poller(app, ws, "run", "result", "running", _run_result)
-
-    @app.callback(
-        Output("run-message", "children"), Input("run-msg", "data"), Input("lang", "value")
-    )
-    def show_message(msgs, lang):
-        return message(msgs, lang)
 
 
 def _results(app: Any, ws: Workspace) -> None:

@@ -69,7 +69,7 @@ class Anchored:
         if self.own_scaler is None:
             self.own_scaler = Standardizer()
         if learning:
-            self.own_scaler.learn_one(x)
+            return self.own_scaler.learn_transform_one(x)
         return self.own_scaler.transform_one(x)
 
     def _anchor(self, x: dict) -> float | None:

@@ -45,7 +45,7 @@ _HOW_TO_GET = {
     "prometheus": "apt-get install -y prometheus  (Debian package)",
     "promtool": "apt-get install -y prometheus  (Debian package, ships promtool)",
     "moto_server": "pip install 'moto[server]'  (into the project's .venv: ./dev setup)",
-    "kinesalite": "npm install --no-save kinesalite@3.3.3  (in the repository root; ./dev setup does it)",
+    "kinesalite": "npm ci  (in the repository root, from package-lock.json; ./dev setup does it)",
     "node": "apt-get install -y nodejs npm  (Debian packages; ./dev setup does it)",
 }
 

@@ -77,3 +77,14 @@ def test_installed_packages_are_exactly_the_lock() -> None:
         f"the environment drifted from {lock.name} (./dev setup remakes it from the lock):\n  "
         + "\n  ".join(differences)
     )
+
+
+def test_the_image_installs_the_locked_versions_without_the_test_tools() -> None:
+    project, image = (
+        locked(ROOT / "requirements.lock"),
+        locked(ROOT / "docker" / "requirements.lock"),
+    )
+    assert {name: project.get(name) for name in image} == image
+    assert "moto" in image and "pytest" not in image and "playwright" not in image
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile

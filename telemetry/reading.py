@@ -11,7 +11,10 @@ compact form) is the devices' own format::
 :class:`InvalidReading` with a machine ``reason`` (a fixed, small set, safe
 as a metric label) and a message a person can act on.
 
-Accepted ranges (a DHT22 thermometer/hygrometer and MQ-2 style gas sensors):
+A reading is ``ts``, a device id and **at least one sensor**.  Every sensor
+field is optional: absent, ``null`` (or an empty CSV cell) means the device has
+no such sensor, or none in this reading; a device's set of sensors may change
+from one reading to the next.
 
 ========== ============================== =========================================
 field      type                           accepted
@@ -20,20 +23,44 @@ ts         number (seconds since epoch)   2000-01-01 .. now + 1 day, finite
 device_id  string                         1..64 chars of ``A-Z a-z 0-9 : . _ -``,
                                           not only dots (``.``/``..`` are path
                                           segments in S3 keys and local copies)
-temp       number, °C                     -40 .. 80 (DHT22 range), finite
-humidity   number, %                      0 .. 100, finite
-co         number                         0 .. 100, finite
-lpg        number                         0 .. 100, finite
-smoke      number                         0 .. 100, finite
-light      boolean                        true / false (not 0/1)
-motion     boolean                        true / false (not 0/1)
+temp       number, °C, optional           -55 .. 125, finite (the span of common
+                                          digital sensors: DS18B20 -55..125,
+                                          SHT3x -40..125, BME280 -40..85, DHT22
+                                          -40..80)
+humidity   number, % RH, optional         0 .. 100, finite; up to 5 % RH beyond
+                                          either limit is *clipped* to it (see
+                                          below)
+co         number, optional               0 .. 100, finite
+lpg        number, optional               0 .. 100, finite
+smoke      number, optional               0 .. 100, finite
+light      boolean, optional              true / false (not 0/1)
+motion     boolean, optional              true / false (not 0/1)
+others     number, optional               any other key of ``data`` named like
+                                          ``pressure`` (``[a-z][a-z0-9_]*``, at
+                                          most 32 characters, up to 16 of them)
+                                          with a finite number: kept in
+                                          ``Reading.extra``; the processor uses
+                                          the ones its settings declare
 ========== ============================== =========================================
 
-Payloads larger than :data:`MAX_PAYLOAD_BYTES` are refused before parsing.
-Unknown extra keys are ignored (devices may grow fields).  Integers are
-accepted where numbers are expected and become floats.
+**Each field is judged on its own.**  A sensor value of the wrong type, not
+finite or out of its range is *dropped* from the reading and noted in
+``Reading.notes`` as ``(field, reason)``; the reading goes on with its other
+fields.  A value a little beyond a physical limit, within the sensor's stated
+tolerance, is a saturated sensor, not garbage: it is *clipped* to the limit and
+noted as ``(field, "clipped")``.  Tolerances (:data:`TOLERANCE`) come from
+datasheets: relative humidity's 5 % RH is the DHT22's (AM2302) maximum error
+(Aosong datasheet: ±2 % RH typical, ±5 % max), wider than the SHT31's (±2 %) and
+the BME280's (±3 %), so 100.5 % or 102 % in fog is 100 %.
 
-Reasons (:data:`REASONS`; the first problem found is reported):
+A payload is refused whole (``InvalidReading``, dead-lettered by the bridge)
+only when nothing usable is left: not JSON, not an object, no ``data`` object,
+a bad or missing ``ts`` or device id, a topic naming another device, or no
+valid sensor value at all (``no_sensor``, whose message names each field's
+problem).  Payloads larger than :data:`MAX_PAYLOAD_BYTES` are refused before
+parsing.  Integers are accepted where numbers are expected and become floats.
+
+Reasons (:data:`REASONS`: a payload's; :data:`FIELD_REASONS`: a dropped field's):
 
 ================= ==========================================================
 reason            when
@@ -41,16 +68,20 @@ reason            when
 too_large         more than :data:`MAX_PAYLOAD_BYTES` bytes
 invalid_json      not JSON (truncated, not UTF-8, nested beyond 1024 levels)
 not_finite        ``NaN``/``Infinity`` literals or numbers that overflow a
-                  double (``1e999``): JSON cannot carry them; or a non-finite
-                  value handed to :func:`make_reading`
+                  double (``1e999``): JSON cannot carry them (the payload);
+                  a non-finite value handed to :func:`make_reading` (a field)
 not_an_object     JSON, but not an object
-missing_field     ``data``, ``device_id``, ``ts`` or a sensor field absent
+missing_field     ``data``, ``device_id`` or ``ts`` absent
 wrong_type        e.g. a string for a number, ``0``/``1`` for a boolean
+                  (a field, or ``data``/``ts``/``device_id``)
 bad_device_id     empty, over 64 characters, a character outside the set, or
                   only dots (``.``, ``..``: a device id is an S3 key segment)
 bad_timestamp     before 2000, more than a day ahead (milliseconds are named)
 topic_mismatch    the topic is not ``iot/<device_id>/telemetry``
-out_of_range      a sensor value outside the table above
+out_of_range      a sensor value outside the table above, beyond tolerance
+                  (a field)
+no_sensor         no sensor value left: none sent, all ``null``, or every one
+                  dropped
 ================= ==========================================================
 
 :func:`make_reading` applies the same checks to values already parsed (the
@@ -67,11 +98,15 @@ is valid input, but :func:`is_glitch` flags it so that models skip it.
 ('b8:27:eb:bf:9d:51', 22.7, False)
 >>> decode_payload(encode(r)) == r
 True
+>>> th = decode_payload(b'{"data": {"temp": 21.5, "humidity": 100.5, "co": "high"},'
+...                     b' "device_id": "a1", "ts": 1594512094}')
+>>> th.temp, th.humidity, th.co, th.notes
+(21.5, 100.0, None, (('co', 'wrong_type'), ('humidity', 'clipped')))
 >>> try:
-...     decode_payload(b'{"data": {}, "device_id": "x", "ts": 1594512094}')
+...     decode_payload(b'{"data": {"temp": null}, "device_id": "x", "ts": 1594512094}')
 ... except InvalidReading as e:
 ...     print(e.reason, "-", e)
-missing_field - field 'data.co' is missing
+no_sensor - no usable sensor value: data holds none of co, humidity, light, lpg, motion, smoke, temp
 """
 
 from __future__ import annotations
@@ -79,16 +114,21 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
 
 __all__ = [
     "FIELDS",
+    "FIELD_REASONS",
     "MAX_DEVICE_ID_LENGTH",
+    "MAX_EXTRA_FIELDS",
     "MAX_PAYLOAD_BYTES",
     "REASONS",
     "RANGES",
+    "SENSORS",
+    "TOLERANCE",
     "InvalidReading",
     "Reading",
     "decode_payload",
@@ -105,14 +145,20 @@ MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
 FUTURE_SLACK_S = 86_400.0
 NUMERIC = ("co", "humidity", "lpg", "smoke", "temp")
 BOOLEAN = ("light", "motion")
-FIELDS = ("ts", "device", "co", "humidity", "light", "lpg", "motion", "smoke", "temp")
+SENSORS = ("co", "humidity", "light", "lpg", "motion", "smoke", "temp")
+FIELDS = ("ts", "device", *SENSORS)
 RANGES: dict[str, tuple[float, float]] = {
-    "temp": (-40.0, 80.0),
+    "temp": (-55.0, 125.0),
     "humidity": (0.0, 100.0),
     "co": (0.0, 100.0),
     "lpg": (0.0, 100.0),
     "smoke": (0.0, 100.0),
 }
+# Beyond a limit by at most this much is a saturated sensor: clipped to the limit (docstring).
+TOLERANCE: dict[str, float] = {"humidity": 5.0}
+FIELD_REASONS = ("wrong_type", "not_finite", "out_of_range")
+MAX_EXTRA_FIELDS = 16
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 REASONS = (
     "too_large",
     "invalid_json",
@@ -124,6 +170,7 @@ REASONS = (
     "bad_timestamp",
     "bad_device_id",
     "topic_mismatch",
+    "no_sensor",
 )
 # Dots-only ids ("." and "..") are refused: the id is a segment of S3 keys
 # (models/<app>/<device>/...) and of the paths their local copies are written to.
@@ -163,32 +210,65 @@ class InvalidReading(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One validated telemetry reading of one device (temperature in °C)."""
+    """One validated telemetry reading of one device (temperature in °C).
+
+    A sensor the reading does not carry is ``None``.  ``extra`` holds other numeric
+    fields of the payload as sorted ``(name, value)`` pairs; ``notes`` what validation
+    did to the payload's fields, as ``(field, reason)``: a :data:`FIELD_REASONS` value
+    for a dropped field, ``"clipped"`` for one brought back to its limit.
+
+    >>> r = Reading(1594512094.0, "a1", temp=21.5, extra=(("pressure", 1013.2),))
+    >>> r.sensors(), r.value("pressure"), r.value("humidity")
+    (('temp', 'pressure'), 1013.2, None)
+    """
 
     ts: float
     device: str
-    co: float
-    humidity: float
-    light: bool
-    lpg: float
-    motion: bool
-    smoke: float
-    temp: float
+    co: float | None = None
+    humidity: float | None = None
+    light: bool | None = None
+    lpg: float | None = None
+    motion: bool | None = None
+    smoke: float | None = None
+    temp: float | None = None
+    extra: tuple[tuple[str, float], ...] = ()
+    notes: tuple[tuple[str, str], ...] = ()
+
+    def value(self, name: str) -> float | None:
+        """The value of sensor or extra field ``name`` as a float (booleans 0/1), or None."""
+        if name in _SENSOR_SET:
+            v = getattr(self, name)
+            return None if v is None else float(v)
+        for key, v in self.extra:
+            if key == name:
+                return v
+        return None
+
+    def sensors(self) -> tuple[str, ...]:
+        """The names of the sensors and extra fields this reading carries."""
+        return tuple(k for k in SENSORS if getattr(self, k) is not None) + tuple(
+            k for k, _ in self.extra
+        )
 
     def to_payload(self) -> dict:
-        return {
-            "data": {
-                "co": self.co,
-                "humidity": self.humidity,
-                "light": self.light,
-                "lpg": self.lpg,
-                "motion": self.motion,
-                "smoke": self.smoke,
-                "temp": self.temp,
-            },
-            "device_id": self.device,
-            "ts": self.ts,
+        data: dict[str, object] = {
+            k: v
+            for k, v in (
+                ("co", self.co),
+                ("humidity", self.humidity),
+                ("light", self.light),
+                ("lpg", self.lpg),
+                ("motion", self.motion),
+                ("smoke", self.smoke),
+                ("temp", self.temp),
+            )
+            if v is not None
         }
+        data.update(self.extra)
+        return {"data": data, "device_id": self.device, "ts": self.ts}
+
+
+_SENSOR_SET = frozenset(SENSORS)
 
 
 class _Unfrozen:
@@ -203,6 +283,8 @@ class _Unfrozen:
     __slots__ = Reading.__slots__  # type: ignore[attr-defined]
 
     def __init__(self, ts, device, co, humidity, light, lpg, motion, smoke, temp) -> None:  # noqa: ANN001
+        self.extra = ()
+        self.notes = ()
         self.ts = ts
         self.device = device
         self.co = co
@@ -249,12 +331,12 @@ def device_from_topic(topic: str) -> str | None:
     return None
 
 
-def _missing(prefix: str, key: str) -> InvalidReading:
-    return InvalidReading("missing_field", f"field '{prefix}{key}' is missing")
+def _check_number(key: str, value: object, prefix: str = "data.") -> tuple[float, bool]:
+    """Validate one numeric sensor field (type, finiteness, range, tolerance).
 
-
-def _check_number(key: str, value: object, prefix: str = "data.") -> float:
-    """Validate one numeric sensor field (type, finiteness, range); return it as a float."""
+    Returns the value as a float and whether it was clipped to its range; raises
+    :class:`InvalidReading` (a :data:`FIELD_REASONS` reason) for a value to drop.
+    """
     if value.__class__ is float:
         pass
     elif value.__class__ is int:
@@ -267,11 +349,16 @@ def _check_number(key: str, value: object, prefix: str = "data.") -> float:
     if not math.isfinite(value):  # type: ignore[arg-type]
         raise InvalidReading("not_finite", f"field '{prefix}{key}' is {value!r}; it must be finite")
     lo, hi = RANGES[key]
-    if not lo <= value <= hi:  # type: ignore[operator]
-        raise InvalidReading(
-            "out_of_range", f"field '{prefix}{key}' = {value!r} is outside [{lo:g}, {hi:g}]"
-        )
-    return value  # type: ignore[return-value]
+    if lo <= value <= hi:  # type: ignore[operator]
+        return value, False  # type: ignore[return-value]
+    tolerance = TOLERANCE.get(key, 0.0)
+    if lo - tolerance <= value < lo:  # type: ignore[operator]
+        return lo, True
+    if hi < value <= hi + tolerance:  # type: ignore[operator]
+        return hi, True
+    raise InvalidReading(
+        "out_of_range", f"field '{prefix}{key}' = {value!r} is outside [{lo:g}, {hi:g}]"
+    )
 
 
 def _check_boolean(key: str, value: object, prefix: str = "data.") -> bool:
@@ -318,44 +405,105 @@ def _check_ts(ts: object, now: float | None) -> float:
     return ts  # type: ignore[return-value]
 
 
+def _judge_sensors(
+    fields: Iterable[tuple[str, object]], prefix: str
+) -> tuple[dict[str, object], tuple[tuple[str, float], ...], tuple[tuple[str, str], ...], list[str]]:
+    """Judge each field of a reading's data on its own (module docstring).
+
+    Returns the sensor values kept, the extra numeric fields, the notes (dropped and
+    clipped fields, in field order) and, for a message, what was wrong with each dropped one.
+    """
+    values: dict[str, object] = {}
+    extra: list[tuple[str, float]] = []
+    notes: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for key, value in fields:
+        if value is None:
+            continue  # no such sensor in this reading
+        if key in _SENSOR_SET:
+            try:
+                if key in RANGES:
+                    value, clipped = _check_number(key, value, prefix)
+                    if clipped:
+                        notes.append((key, "clipped"))
+                else:
+                    value = _check_boolean(key, value, prefix)
+            except InvalidReading as exc:
+                notes.append((key, exc.reason))
+                problems.append(str(exc))
+                continue
+            values[key] = value
+        elif (
+            (value.__class__ is float or value.__class__ is int)
+            and len(extra) < MAX_EXTRA_FIELDS
+            and key.__class__ is str
+            and _EXTRA_NAME.fullmatch(key)
+            and math.isfinite(value)  # type: ignore[arg-type]
+        ):
+            extra.append((key, float(value)))  # type: ignore[arg-type]
+    notes.sort()
+    return values, tuple(sorted(extra)), tuple(notes), problems
+
+
+def _no_sensor(prefix: str, problems: list[str]) -> InvalidReading:
+    if problems:
+        return InvalidReading("no_sensor", "no usable sensor value: " + "; ".join(problems))
+    return InvalidReading(
+        "no_sensor",
+        f"no usable sensor value: {prefix.rstrip('.') or 'the reading'} holds none of "
+        + ", ".join(SENSORS),
+    )
+
+
 def make_reading(
     ts: object,
     device: object,
-    co: object,
-    humidity: object,
-    light: object,
-    lpg: object,
-    motion: object,
-    smoke: object,
-    temp: object,
+    co: object = None,
+    humidity: object = None,
+    light: object = None,
+    lpg: object = None,
+    motion: object = None,
+    smoke: object = None,
+    temp: object = None,
     *,
+    extra: Iterable[tuple[str, object]] = (),
     now: float | None = None,
     prefix: str = "",
 ) -> Reading:
     """Validate already-parsed values (e.g. a CSV row) with the very checks of :func:`decode_payload`.
 
+    A sensor given as ``None`` is absent; a bad one is dropped and noted, a saturated one
+    clipped and noted; ``extra`` are other numeric fields as ``(name, value)`` pairs.
     ``prefix`` is put before sensor field names in messages (``"data."`` for payloads).
 
     >>> make_reading(1594512094.38, "b8:27:eb:bf:9d:51", 0.005, 51.0, False, 0.0076, False, 0.02, 22.7).temp
     22.7
-    >>> make_reading(1594512094.38, "dev", 0.005, 51.0, 1, 0.0076, False, 0.02, 22.7)
+    >>> r = make_reading(1594512094.38, "dev", humidity=51.0, light=1, temp=22.7)
+    >>> r.light, r.notes
+    (None, (('light', 'wrong_type'),))
+    >>> make_reading(1594512094.38, "dev", light=1)
     Traceback (most recent call last):
     ...
-    telemetry.reading.InvalidReading: field 'light' must be true or false (not 0/1), got 1
+    telemetry.reading.InvalidReading: no usable sensor value: field 'light' must be true or false (not 0/1), got 1
     """
     device = _check_device(device, "device" if not prefix else "device_id")
     ts = _check_ts(ts, now)
-    return Reading(
-        ts,
-        device,
-        _check_number("co", co, prefix),
-        _check_number("humidity", humidity, prefix),
-        _check_boolean("light", light, prefix),
-        _check_number("lpg", lpg, prefix),
-        _check_boolean("motion", motion, prefix),
-        _check_number("smoke", smoke, prefix),
-        _check_number("temp", temp, prefix),
+    values, extras, notes, problems = _judge_sensors(
+        (
+            ("co", co),
+            ("humidity", humidity),
+            ("light", light),
+            ("lpg", lpg),
+            ("motion", motion),
+            ("smoke", smoke),
+            ("temp", temp),
+            *extra,
+        ),
+        prefix,
     )
+    if not values and not extras:
+        raise _no_sensor(prefix, problems)
+    return Reading(ts, device, **values, extra=extras, notes=notes)  # type: ignore[arg-type]
 
 
 _NON_FINITE_LITERAL = re.compile(
@@ -399,16 +547,10 @@ def _decode_checked(obj: object, topic: str | None, now: float | None) -> Readin
             f"topic {topic[:100]!r} does not match device_id {device!r} "
             "(expected iot/<device_id>/telemetry)",
         )
-    values = []
-    for key in ("co", "humidity", "light", "lpg", "motion", "smoke", "temp"):
-        if key not in data:
-            raise _missing("data.", key)
-        value = data[key]
-        if key in RANGES:
-            values.append(_check_number(key, value))
-        else:
-            values.append(_check_boolean(key, value))
-    return Reading(ts, device, *values)
+    values, extras, notes, problems = _judge_sensors(data.items(), "data.")  # type: ignore[union-attr]
+    if not values and not extras:
+        raise _no_sensor("data.", problems)
+    return Reading(ts, device, **values, extra=extras, notes=notes)  # type: ignore[arg-type]
 
 
 _T_LO, _T_HI = RANGES["temp"]
@@ -493,6 +635,7 @@ def decode_payload(
         and (topic is None or topic == "iot/" + device + "/telemetry")
         and obj.__class__ is dict
         and data.__class__ is dict
+        and len(data) == 7
     ):
         return _build(ts, device, co, humidity, light, lpg, motion, smoke, temp)
     return _decode_checked(obj, topic, now)
@@ -504,4 +647,4 @@ def is_glitch(reading: Reading) -> bool:
     >>> is_glitch(Reading(1.6e9, "d", 0.0, 1.0, False, 0.0, False, 0.0, 0.0))
     True
     """
-    return reading.temp == 0.0 and reading.humidity < 5.0
+    return reading.temp == 0.0 and reading.humidity is not None and reading.humidity < 5.0

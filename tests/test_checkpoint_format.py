@@ -98,7 +98,9 @@ def test_every_fixture_loads_or_is_refused_with_what_to_do(settings, expected_js
         steps = [models.step(r) for r in probe if r.device == device]
         assert len(steps) == len(expected["devices"][device]["probe"])
         if fmt == checkpoint_format.FORMAT:
-            # The current format: the loaded models predict exactly what they did when written.
+            # The current format: the loaded models predict what they did when written, to the
+            # last few bits (a reordering of the same arithmetic, as when the scaler's learn
+            # and transform became one pass, moves a prediction by an ulp or two).
             got = [
                 {
                     "ts": r.ts,
@@ -107,7 +109,12 @@ def test_every_fixture_loads_or_is_refused_with_what_to_do(settings, expected_js
                 }
                 for r, s in zip((r for r in probe if r.device == device), steps, strict=True)
             ]
-            assert got == expected["devices"][device]["probe"], device
+            want = expected["devices"][device]["probe"]
+            assert [(g["ts"], g["status"]) for g in got] == [(w["ts"], w["status"]) for w in want]
+            for g, w in zip(got, want, strict=True):
+                assert [p[:2] for p in g["predictions"]] == [p[:2] for p in w["predictions"]]
+                values = [p[2] for p in g["predictions"]]
+                assert values == pytest.approx([p[2] for p in w["predictions"]], rel=1e-12), device
         else:
             # An older format, migrated: it goes on learning and predicting.
             assert any(s.predictions for s in steps)

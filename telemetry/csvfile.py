@@ -7,24 +7,48 @@
     "1.5945120943859746E9","b8:27:eb:bf:9d:51","0.004955938648391245","51.0","false",\
 "0.00765082227055719","false","0.02041127012241292","22.7"
 
-:func:`read_csv` streams it (constant memory) and validates every row with
-the very checks of :func:`telemetry.reading.make_reading`, so a file row and
-an MQTT payload are accepted or refused alike.  A bad row is reported to
-``on_bad_row`` (line number, reason, message) and skipped; reading goes on.
-:func:`write_csv` writes readings in the same format, byte for byte.
+:func:`read_csv` streams it (constant memory) and judges every row with the
+very checks of :func:`telemetry.reading.make_reading`, so a file row and an
+MQTT payload are judged alike (the contract: :mod:`telemetry.reading`):
+
+* an **empty cell** is an absent sensor (a temperature-only device's file has
+  every other sensor cell empty);
+* a **bad cell** (not a number, not ``"true"``/``"false"``, not finite, out of
+  range) drops that field, noted in the reading's ``notes`` as ``(field,
+  reason)``, and the row goes on; a humidity a little beyond 0/100 is clipped
+  and noted ``"clipped"``;
+* a row is refused whole only when nothing usable is left: a bad ``ts`` or
+  device, the wrong number of cells, or no usable sensor (``no_sensor``).  A
+  refused row is reported to ``on_bad_row`` (line number, reason, message)
+  and skipped; reading goes on.
+
+**Extra columns.**  The header may go on after the nine public columns with
+up to 16 extra numeric columns named like ``pressure`` (``[a-z][a-z0-9_]*``,
+at most 32 characters): their cells become the reading's ``extra`` fields, as
+a payload's other ``data`` keys do (an empty or non-numeric cell is ignored).
+Any other header is a :class:`CsvFormatError`.
+
+:func:`write_csv` writes readings in the same format, byte for byte, an
+absent sensor as an empty cell ``""`` (``extra=`` names extra columns to
+write), so files round-trip.  ``notes`` are not written: a file holds values.
+Full rows take a fast path (``bench/decode.py`` measures ``format_row``).
 
 >>> import io
 >>> text = (HEADER + '\\n"1.5945120943859746E9","b8:27:eb:bf:9d:51","0.004955938648391245",'
 ...         '"51.0","false","0.00765082227055719","false","0.02041127012241292","22.7"\\n'
-...         '"1.5945121E9","b8:27:eb:bf:9d:51","0.005","hot","false","0.007","false","0.02","22.7"\\n')
+...         '"1.5945121E9","4e:41:42:00:00:01","","","","","","","21.045"\\n'
+...         '"1.5945122E9","b8:27:eb:bf:9d:51","0.005","hot","false","0.007","false","0.02","22.7"\\n'
+...         '"1.5945123E9","4e:41:42:00:00:01","","","","","","","NaN"\\n')
 >>> bad = BadRows()
 >>> rows = list(read_csv(io.StringIO(text), on_bad_row=bad))
->>> rows[0].ts, rows[0].temp, bad.count, bad.examples[0].line, bad.examples[0].reason
-(1594512094.3859746, 22.7, 1, 3, 'wrong_type')
+>>> rows[0].temp, rows[1].temp, rows[1].humidity, rows[2].humidity, rows[2].notes
+(22.7, 21.045, None, None, (('humidity', 'wrong_type'),))
+>>> bad.count, bad.examples[0].line, bad.examples[0].reason
+(1, 5, 'no_sensor')
 >>> out = io.StringIO()
->>> write_csv(out, rows)
-1
->>> out.getvalue() == text.split("\\n", 2)[0] + "\\n" + text.split("\\n", 2)[1] + "\\n"
+>>> write_csv(out, rows[:2])
+2
+>>> out.getvalue() == "".join(text.splitlines(keepends=True)[:3])
 True
 """
 
@@ -35,12 +59,22 @@ import io
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
-from telemetry.reading import FIELDS, InvalidReading, Reading, _build, _plain_valid, make_reading
+from telemetry.reading import (
+    _EXTRA_NAME,
+    FIELDS,
+    MAX_EXTRA_FIELDS,
+    SENSORS,
+    InvalidReading,
+    Reading,
+    _build,
+    _plain_valid,
+    make_reading,
+)
 
 __all__ = [
     "HEADER",
@@ -58,6 +92,7 @@ log = logging.getLogger(__name__)
 HEADER = ",".join(f'"{name}"' for name in FIELDS)
 _BOOL = {"true": True, "false": False}
 _BOOL_TEXT = ("false", "true")
+_BOOLEAN = frozenset(("light", "motion"))
 
 PathOrFile = str | os.PathLike[str] | IO[str]
 
@@ -118,30 +153,67 @@ def _row_text(row: list[str]) -> str:
     return ",".join(f'"{v}"' for v in row)[:300]
 
 
-def _parse_row(row: list[str], now: float | None) -> Reading:
-    """The careful path: convert and validate one row field by field, naming the first failure."""
-    if len(row) != len(FIELDS):
+def _parse_row(row: list[str], now: float | None, extra: tuple[str, ...]) -> Reading:
+    """The careful path: convert one row cell by cell and judge it with :func:`make_reading`.
+
+    An empty sensor cell is an absent sensor; a cell that does not convert is handed over as
+    its text, so that :func:`make_reading` drops and notes it (``wrong_type``) like a payload's.
+    Extra cells that are empty or not numbers are ignored, as a payload's.
+    """
+    if len(row) != len(FIELDS) + len(extra):
+        expected = HEADER + "".join(f',"{name}"' for name in extra)
         raise InvalidReading(
-            "wrong_field_count", f"row has {len(row)} fields; expected {len(FIELDS)} ({HEADER})"
+            "wrong_field_count",
+            f"row has {len(row)} fields; expected {len(FIELDS) + len(extra)} ({expected})",
         )
+    ts: object = row[0]
+    try:
+        ts = float(row[0])
+    except ValueError:
+        pass  # make_reading names it: wrong_type
     values: dict[str, object] = {}
-    for name, text in zip(FIELDS, row, strict=True):
-        if name == "device":
-            values[name] = text
-        elif name in ("light", "motion"):
-            if text not in _BOOL:
-                raise InvalidReading(
-                    "wrong_type", f'field \'{name}\' must be "true" or "false", got {text!r:.40}'
-                )
-            values[name] = _BOOL[text]
+    for name, text in zip(SENSORS, row[2:9], strict=True):
+        if text == "":
+            continue  # no such sensor in this reading
+        if name in _BOOLEAN:
+            values[name] = _BOOL.get(text, text)
         else:
             try:
                 values[name] = float(text)
             except ValueError:
-                raise InvalidReading(
-                    "wrong_type", f"field '{name}' must be a number, got {text!r:.40}"
-                ) from None
-    return make_reading(**values, now=now)  # type: ignore[arg-type]
+                values[name] = text
+    pairs: list[tuple[str, float]] = []
+    for name, text in zip(extra, row[9:], strict=True):
+        if text:
+            try:
+                pairs.append((name, float(text)))
+            except ValueError:
+                pass  # not a number: ignored, as in a payload
+    return make_reading(ts, row[1], **values, extra=pairs, now=now)  # type: ignore[arg-type]
+
+
+def _extra_columns(header: list[str], source: PathOrFile) -> tuple[str, ...]:
+    """The extra numeric columns after the public ones, or :class:`CsvFormatError`."""
+    if tuple(header[: len(FIELDS)]) != FIELDS:
+        raise CsvFormatError(
+            f"{getattr(source, 'name', source)}: header {_row_text(header)!r} is not the "
+            f"public format's {HEADER}"
+        )
+    extra = tuple(header[len(FIELDS) :])
+    bad = [
+        name
+        for i, name in enumerate(extra)
+        if not _EXTRA_NAME.fullmatch(name) or name in FIELDS or name in extra[:i]
+    ]
+    if bad or len(extra) > MAX_EXTRA_FIELDS:
+        raise CsvFormatError(
+            f"{getattr(source, 'name', source)}: extra columns {', '.join(map(repr, extra))} "
+            f"after the public format's {HEADER}: each must be named like 'pressure' "
+            f"([a-z][a-z0-9_]*, at most 32 characters, not a public column, not repeated), "
+            f"at most {MAX_EXTRA_FIELDS} of them"
+            + (f"; not {', '.join(map(repr, bad))}" if bad else "")
+        )
+    return extra
 
 
 def read_csv(
@@ -152,10 +224,12 @@ def read_csv(
 ) -> Iterator[Reading]:
     """Stream the readings of a file in the public format, in file order.
 
-    ``source`` is a path or an open text file.  Bad rows go to ``on_bad_row``
-    (default: a log warning each) and are skipped; blank lines are ignored.
+    ``source`` is a path or an open text file.  Rows refused whole go to ``on_bad_row``
+    (default: a log warning each) and are skipped; blank lines are ignored.  A row that
+    lost a cell is yielded with it noted in ``Reading.notes`` (module docstring).
     ``now`` bounds future timestamps as in :func:`telemetry.reading.decode_payload`.
-    Raises :class:`CsvFormatError` if the header is not the public one.
+    Raises :class:`CsvFormatError` if the header is not the public one (optionally
+    followed by extra numeric columns).
     """
     report = on_bad_row or _log_bad_row
     with _opened(source, "r") as f:
@@ -163,13 +237,10 @@ def read_csv(
         header = next(reader, None)
         if header is None:
             return
-        if tuple(header) != FIELDS:
-            raise CsvFormatError(
-                f"{getattr(source, 'name', source)}: header {_row_text(header)!r} is not the "
-                f"public format's {HEADER}"
-            )
+        extra = _extra_columns(header, source)
         for row in reader:
             try:
+                # the fast path: a full row of the public format (extra columns: careful path)
                 ts_s, device, co_s, hum_s, light_s, lpg_s, motion_s, smoke_s, temp_s = row
                 ts = float(ts_s)
                 co = float(co_s)
@@ -182,12 +253,12 @@ def read_csv(
                         ts, device, co, humidity, _BOOL[light_s], lpg, _BOOL[motion_s], smoke, temp
                     )
                 else:
-                    raise ValueError  # let the careful path name the problem
+                    raise ValueError  # let the careful path judge each cell
             except (ValueError, KeyError):
                 if not row:
                     continue
                 try:
-                    reading = _parse_row(row, now)
+                    reading = _parse_row(row, now, extra)
                 except InvalidReading as exc:
                     report(BadRow(reader.line_num, exc.reason, str(exc), _row_text(row)))
                     continue
@@ -230,36 +301,63 @@ def java_double(x: float) -> str:
     return f"{sign}{stripped[0]}.{stripped[1:] or '0'}E{exponent}"
 
 
-def format_row(r: Reading) -> str:
-    """One line of the public format, with its newline.
+def _cell(value: float | bool | None) -> str:
+    """A sensor value as the public format writes it; an absent one as an empty cell."""
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return _BOOL_TEXT[value]
+    return repr(value) if 1e-3 <= value < 1e7 else java_double(value)
+
+
+def format_row(r: Reading, extra: Sequence[str] = ()) -> str:
+    """One line of the public format, with its newline; an absent sensor is an empty cell.
+
+    ``extra`` names extra columns written after the public ones (the reading's extra
+    fields of those names; empty where it has none).  ``Reading.notes`` are not written.
 
     >>> format_row(Reading(1594512094.3859746, "d", 0.0049, 51.0, False, 0.0076, True, 0.0204, 22.7))
     '"1.5945120943859746E9","d","0.0049","51.0","false","0.0076","true","0.0204","22.7"\\n'
+    >>> format_row(Reading(1594512094.0, "d", temp=21.5, extra=(("pressure", 1013.2),)), ["pressure"])
+    '"1.594512094E9","d","","","","","","","21.5","1013.2"\\n'
     """
-    co, humidity, lpg, smoke, temp = r.co, r.humidity, r.lpg, r.smoke, r.temp
-    return (
-        f'"{java_double(r.ts)}","{r.device}",'
-        f'"{repr(co) if 1e-3 <= co < 1e7 else java_double(co)}",'
-        f'"{repr(humidity) if 1e-3 <= humidity < 1e7 else java_double(humidity)}",'
-        f'"{_BOOL_TEXT[r.light]}",'
-        f'"{repr(lpg) if 1e-3 <= lpg < 1e7 else java_double(lpg)}",'
-        f'"{_BOOL_TEXT[r.motion]}",'
-        f'"{repr(smoke) if 1e-3 <= smoke < 1e7 else java_double(smoke)}",'
-        f'"{repr(temp) if 1e-3 <= temp < 1e7 else java_double(temp)}"\n'
-    )
+    if not extra:
+        co, humidity, lpg, smoke, temp = r.co, r.humidity, r.lpg, r.smoke, r.temp
+        try:  # the fast path: every sensor present (None fails a comparison or the lookup)
+            return (
+                f'"{java_double(r.ts)}","{r.device}",'
+                f'"{repr(co) if 1e-3 <= co < 1e7 else java_double(co)}",'
+                f'"{repr(humidity) if 1e-3 <= humidity < 1e7 else java_double(humidity)}",'
+                f'"{_BOOL_TEXT[r.light]}",'
+                f'"{repr(lpg) if 1e-3 <= lpg < 1e7 else java_double(lpg)}",'
+                f'"{_BOOL_TEXT[r.motion]}",'
+                f'"{repr(smoke) if 1e-3 <= smoke < 1e7 else java_double(smoke)}",'
+                f'"{repr(temp) if 1e-3 <= temp < 1e7 else java_double(temp)}"\n'
+            )
+        except TypeError:
+            pass
+    cells = [java_double(r.ts), r.device]
+    cells.extend(_cell(getattr(r, name)) for name in SENSORS)
+    if extra:
+        extras = dict(r.extra)
+        cells.extend(_cell(extras.get(name)) for name in extra)
+    return ",".join(f'"{c}"' for c in cells) + "\n"
 
 
-def write_csv(target: PathOrFile, readings: Iterable[Reading]) -> int:
+def write_csv(target: PathOrFile, readings: Iterable[Reading], extra: Sequence[str] = ()) -> int:
     """Write the header and ``readings`` in the public format; return the number of rows.
 
+    ``extra`` names extra numeric columns to write after the public ones (module docstring).
     Device ids are validated readings' ids (no quotes or commas), so fields need no escaping.
     """
+    extra = tuple(extra)
+    header = HEADER + "".join(f',"{name}"' for name in extra)
     n = 0
     with _opened(target, "w") as f:
-        f.write(HEADER + "\n")
+        f.write(header + "\n")
         chunk: list[str] = []
         for r in readings:
-            chunk.append(format_row(r))
+            chunk.append(format_row(r, extra))
             if len(chunk) >= 2048:
                 f.write("".join(chunk))
                 n += len(chunk)

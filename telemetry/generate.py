@@ -39,6 +39,20 @@ Faults, at low configurable rates (:class:`Faults`; defaults in brackets):
 * **glitches** [0.002 % of readings]: temperature 0.0 and humidity ~1 %, as
   the real file holds (:func:`telemetry.reading.is_glitch` flags them).
 
+Sensors, per device (:class:`Profile`; default: all seven, for good):
+
+* **a subset**: ``Profile.sensors``, e.g. temperature and humidity (a DHT22
+  or SHT31 board) or temperature alone; the others are absent (``None``) from
+  every reading.  The values are the very ones the full device would report
+  (the same draws), so a subset device is its full twin with fields left out;
+* **a sensor that dies**: ``Profile.dies`` holds ``(sensor, seconds after the
+  start)``; from then on that field is absent.  A device left with no sensor
+  falls silent.  Glitches need both temperature and humidity (the DHT22's
+  failure): a device without both has none.
+
+:func:`profiles_for` gives devices their sensors (``sensors=``, in turn) and
+deaths (``dies=``); :func:`generate` takes the same arguments, or ``profiles=``.
+
 With ``devices`` > 3, device ``k`` takes the profile ``k % 3`` with jitter
 (means, spreads, interval, phase) and a MAC-like id drawn from the seed.
 Every random draw comes from ``numpy.random.Generator``/``random.Random``
@@ -53,6 +67,14 @@ constant in the number of readings (streams are merged with :func:`heapq.merge`)
 True
 >>> all(abs(r.temp * 10 - round(r.temp * 10)) < 1e-9 for r in rows)
 True
+>>> mixed = list(generate(days=0.01, seed=1, sensors=[SENSORS, ("humidity", "temp"), ("temp",)],
+...                       dies=[(0, "co", 432.0)]))
+>>> sorted({r.sensors() for r in mixed})  # doctest: +NORMALIZE_WHITESPACE
+[('co', 'humidity', 'light', 'lpg', 'motion', 'smoke', 'temp'), ('humidity', 'light', 'lpg',
+  'motion', 'smoke', 'temp'), ('humidity', 'temp'), ('temp',)]
+>>> [r.temp for r in mixed if r.device == "1c:bf:ce:15:ec:4d"][:3] == [
+...     r.temp for r in rows if r.device == "1c:bf:ce:15:ec:4d"][:3]
+True
 """
 
 from __future__ import annotations
@@ -61,14 +83,23 @@ import dataclasses
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from telemetry.reading import Reading, _build
+from telemetry.reading import SENSORS, Reading, _build
 
-__all__ = ["PROFILES", "START_TS", "Faults", "Profile", "expected_rows", "generate", "profiles_for"]
+__all__ = [
+    "PROFILES",
+    "SENSORS",
+    "START_TS",
+    "Faults",
+    "Profile",
+    "expected_rows",
+    "generate",
+    "profiles_for",
+]
 
 START_TS = 1_594_512_000.0  # 2020-07-12T00:00:00Z, the start of the public data
 DAY = 86_400.0
@@ -124,6 +155,18 @@ class Profile:
     lpg: float
     smoke: float
     gas_sd: float  # sd of the latent log gas level
+    sensors: tuple[str, ...] = SENSORS  # the sensors the device has (module docstring)
+    dies: tuple[tuple[str, float], ...] = ()  # (sensor, s after the start): absent from then on
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in (*self.sensors, *(s for s, _ in self.dies)) if s not in SENSORS]
+        if unknown or not self.sensors:
+            raise ValueError(
+                f"device {self.device}: sensors must be one or more of {', '.join(SENSORS)}; "
+                + (f"not {', '.join(unknown)}" if unknown else "got none")
+            )
+        if any(not after >= 0.0 for _, after in self.dies):
+            raise ValueError(f"device {self.device}: a sensor dies at 0 s after the start or later")
 
     @property
     def temp_std(self) -> float:
@@ -154,13 +197,27 @@ def _mac(rng: random.Random) -> str:
     return ":".join(f"{b:02x}" for b in [first] + [rng.randrange(256) for _ in range(5)])
 
 
-def profiles_for(devices: int, seed: int = 0) -> list[Profile]:
+def profiles_for(
+    devices: int,
+    seed: int = 0,
+    *,
+    sensors: Sequence[Iterable[str]] = (),
+    dies: Iterable[tuple[int, str, float]] = (),
+) -> list[Profile]:
     """The three real profiles, then jittered copies of them with MAC-like ids.
+
+    ``sensors``: sensor sets the devices take in turn (device ``k`` has ``sensors[k %
+    len(sensors)]``); default: all seven.  ``dies``: ``(device index, sensor, seconds after
+    the start)`` for each sensor that stops for good.  Neither changes any value drawn.
 
     >>> [p.device for p in profiles_for(4, seed=0)][:3] == [p.device for p in PROFILES]
     True
     >>> len({p.device for p in profiles_for(1000, seed=0)})
     1000
+    >>> [p.sensors for p in profiles_for(3, sensors=[("temp", "humidity"), ("temp",)])]
+    [('humidity', 'temp'), ('temp',), ('humidity', 'temp')]
+    >>> profiles_for(2, dies=[(1, "humidity", 3600.0)])[1].dies
+    (('humidity', 3600.0),)
     """
     if devices < 1:
         raise ValueError(f"devices must be >= 1, got {devices}")
@@ -189,6 +246,29 @@ def profiles_for(devices: int, seed: int = 0) -> list[Profile]:
                 co=base.co * rng.uniform(0.85, 1.15),
             )
         )
+    sets = []
+    for chosen in sensors:
+        chosen = tuple(chosen)
+        unknown = [s for s in chosen if s not in SENSORS]
+        if unknown:
+            raise ValueError(
+                f"sensors must be one or more of {', '.join(SENSORS)}; not {', '.join(unknown)}"
+            )
+        sets.append(tuple(s for s in SENSORS if s in chosen))
+    deaths: dict[int, list[tuple[str, float]]] = {}
+    for index, sensor, after in dies:
+        if not 0 <= index < devices:
+            raise ValueError(f"dies: no device {index} among {devices} (0 .. {devices - 1})")
+        deaths.setdefault(index, []).append((sensor, float(after)))
+    if sets or deaths:
+        out = [
+            dataclasses.replace(
+                p,
+                sensors=sets[k % len(sets)] if sets else p.sensors,
+                dies=tuple(deaths.get(k, ())),
+            )
+            for k, p in enumerate(out)
+        ]
     return out
 
 
@@ -272,6 +352,12 @@ def _device_stream(
     ooo_p = faults.out_of_order_rate
     glitch_p = faults.glitch_rate
     device, mean, heat = p.device, p.temp_mean, p.light_heat
+    # sensors: the time each one ends (absent: at once; dies: then; otherwise never)
+    died = dict(p.dies)
+    ends = tuple((start + died.get(s, math.inf)) if s in p.sensors else -math.inf for s in SENSORS)
+    masked = any(e != math.inf for e in ends)
+    silent_from = max(ends)  # no sensor left: the device sends nothing
+    glitch_end = min(ends[SENSORS.index("humidity")], ends[SENSORS.index("temp")])
     hum_mean, hum_std = p.hum_mean, p.hum_std
     co0, lpg0, smoke0 = p.co, p.lpg, p.smoke
     # state
@@ -315,20 +401,42 @@ def _device_stream(
             elif u_stuck[i] < stuck_p:
                 stuck_until = t + prng.uniform(faults.stuck_min_s, faults.stuck_max_s)
                 stuck_temp, stuck_hum = temp, hum
+            sensed_temp, sensed_hum = temp, hum
             if u_glitch[i] < glitch_p:
                 temp, hum = 0.0, round(prng.uniform(0.8, 1.5), 1)
             gz = g + 0.03 * zt
-            reading = _build(
-                t,
-                device,
-                co0 * _exp(gz + n_co[i]),
-                hum,
-                light,
-                lpg0 * _exp(0.73 * gz + n_lpg[i]),
-                motion_l[i],
-                smoke0 * _exp(0.77 * gz + n_smoke[i]),
-                temp,
-            )
+            if masked:
+                if t >= silent_from:
+                    for _, r in held:
+                        seq += 1
+                        yield t, index, seq, r
+                    return
+                if t >= glitch_end:  # a glitch is temperature and humidity together
+                    temp, hum = sensed_temp, sensed_hum
+                values = (
+                    co0 * _exp(gz + n_co[i]),
+                    hum,
+                    light,
+                    lpg0 * _exp(0.73 * gz + n_lpg[i]),
+                    motion_l[i],
+                    smoke0 * _exp(0.77 * gz + n_smoke[i]),
+                    temp,
+                )
+                reading = _build(
+                    t, device, *(v if t < e else None for v, e in zip(values, ends, strict=True))
+                )
+            else:
+                reading = _build(
+                    t,
+                    device,
+                    co0 * _exp(gz + n_co[i]),
+                    hum,
+                    light,
+                    lpg0 * _exp(0.73 * gz + n_lpg[i]),
+                    motion_l[i],
+                    smoke0 * _exp(0.77 * gz + n_smoke[i]),
+                    temp,
+                )
             if u_ooo[i] < ooo_p:
                 held.append((prng.randint(1, 5), reading))
                 continue
@@ -355,16 +463,25 @@ def generate(
     start: float = START_TS,
     *,
     faults: Faults | None = None,
+    sensors: Sequence[Iterable[str]] = (),
+    dies: Iterable[tuple[int, str, float]] = (),
+    profiles: Sequence[Profile] | None = None,
 ) -> Iterator[Reading]:
     """Readings of ``devices`` devices over ``days`` days from ``start`` (epoch s), in arrival order.
 
     ``faults`` sets the fault rates (default :class:`Faults`; ``Faults.none()`` for clean data).
+    ``sensors`` and ``dies`` give the devices their sensors as in :func:`profiles_for`;
+    ``profiles`` replaces the devices altogether (then ``devices``, ``sensors`` and ``dies``
+    are not used).
     """
     if days <= 0:
         raise ValueError(f"days must be > 0, got {days}")
     faults = Faults() if faults is None else faults
     end = start + days * DAY
-    profiles = profiles_for(devices, seed)
+    if profiles is None:
+        profiles = profiles_for(devices, seed, sensors=sensors, dies=dies)
+    elif not profiles:
+        raise ValueError("profiles: give at least one device")
     budget = max(16, (1 << 16) // len(profiles))  # ~64k readings in flight: bounded memory
     streams = [
         _device_stream(

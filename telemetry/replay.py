@@ -10,6 +10,12 @@ unacknowledged messages keeps the pipe full without unbounded memory; if
 the connection drops, paho re-sends the unacknowledged messages after a
 reconnect (bounded retries), or the replay fails with a message.
 
+A reading goes out as it is, whatever its sensors: the payload carries the
+sensors the reading has and its extra numeric fields (``pressure``), and
+omits the absent ones (a temperature-only file replays as temperature-only
+payloads).  ``Reading.notes`` are not sent: a field dropped when the file was
+read is not in the payload, a clipped one goes as its limit.
+
 The command line is ``iotcast replay`` (:mod:`iotcast.commands.replay`).
 
 >>> from telemetry.broker import parse_mqtt_url

@@ -1,7 +1,11 @@
-"""The synthetic week has the documented properties of the three real devices and its faults."""
+"""The synthetic week has the documented properties of the three real devices and its faults;
+devices may have a subset of the sensors, and a sensor may die midway."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -10,7 +14,16 @@ import numpy as np
 import pytest
 
 from telemetry.csvfile import read_csv, write_csv
-from telemetry.generate import DAY, START_TS, Faults, generate
+from telemetry.generate import (
+    DAY,
+    PROFILES,
+    SENSORS,
+    START_TS,
+    Faults,
+    expected_rows,
+    generate,
+    profiles_for,
+)
 from telemetry.reading import Reading, decode_payload, encode, is_glitch
 
 VARIABLE, WARM, COOL = "1c:bf:ce:15:ec:4d", "b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a"
@@ -201,3 +214,127 @@ def test_diurnal_cycle_and_day_to_day_drift(by_device) -> None:
         day = (ts - START_TS) // DAY
         daily = np.array([temp[day == d].mean() for d in range(DAYS)])
         assert daily.std() > 0.2 * profile.temp_drift_sd  # days differ: drift, not a fixed cycle
+
+
+# --- devices with a subset of the sensors, and sensors that die ------------------------------
+
+TEMP_HUMIDITY = ("humidity", "temp")
+TEMP_ONLY = ("temp",)
+
+
+def test_default_output_is_byte_identical_to_before_sensor_subsets() -> None:
+    # The docs' figures come from generated data: the default arguments must keep making the
+    # very same readings.  Digest of this file as written by 1d00b86 (before subsets existed).
+    out = io.StringIO()
+    faults = Faults(glitch_rate=0.01, duplicate_rate=0.01, out_of_order_rate=0.01,
+                    stuck_per_day=20.0)  # fmt: skip
+    assert write_csv(out, generate(days=0.1, seed=3, devices=5, faults=faults)) == 8576
+    assert hashlib.sha256(out.getvalue().encode()).hexdigest() == (
+        "c9e14398e8ea70d8d99de7039db1cd7b240ba03840b1b131f80d9df7bed93e4a"
+    )
+
+
+def masked(r: Reading, sensors: tuple[str, ...]) -> Reading:
+    return dataclasses.replace(r, **{k: None for k in SENSORS if k not in sensors})
+
+
+def test_subset_devices_report_their_full_twins_values_with_the_other_fields_absent() -> None:
+    sets = [SENSORS, TEMP_HUMIDITY, TEMP_ONLY]
+    clean = Faults(glitch_rate=0.0)
+    full = list(generate(days=0.5, seed=4, devices=6, faults=clean))
+    mixed = list(generate(days=0.5, seed=4, devices=6, faults=clean, sensors=sets))
+    assert len(mixed) == len(full)
+    index = {p.device: k for k, p in enumerate(profiles_for(6, seed=4))}
+    kinds: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for m, f in zip(mixed, full, strict=True):
+        sensors = sets[index[f.device] % 3]
+        assert m == masked(f, sensors)  # same arrival order, same values, fields left out
+        assert m.sensors() == sensors and m.notes == ()
+        kinds[sensors].add(m.device)
+    assert {k: len(v) for k, v in kinds.items()} == {SENSORS: 2, TEMP_HUMIDITY: 2, TEMP_ONLY: 2}
+    for r in mixed[::53]:
+        assert decode_payload(encode(r), f"iot/{r.device}/telemetry") == r  # a valid payload
+
+
+def test_subset_devices_round_trip_through_a_csv_file_with_empty_cells(tmp_path: Path) -> None:
+    rs = list(generate(days=0.05, seed=6, sensors=[TEMP_HUMIDITY, TEMP_ONLY, SENSORS]))
+    path = tmp_path / "mixed.csv"
+    write_csv(path, rs)
+    lines = path.read_text().splitlines()
+    temp_only = next(line for line in lines if line.startswith('"') and PROFILES[1].device in line)
+    assert temp_only.split(",")[2:8] == ['""'] * 6
+    assert list(read_csv(path, on_bad_row=pytest.fail)) == rs
+
+
+def test_glitches_need_temperature_and_humidity_together() -> None:
+    faults = Faults(glitch_rate=0.05)
+    full = list(generate(days=0.05, seed=8, faults=faults))
+    only = list(generate(days=0.05, seed=8, faults=faults, sensors=[TEMP_ONLY]))
+    glitched = [k for k, r in enumerate(full) if is_glitch(r)]
+    assert len(glitched) > 20
+    assert all(only[k].temp != 0.0 for k in glitched)  # the real temperature, not 0.0
+    assert sum(r.temp == 0.0 for r in only) == 0
+    fine = [k for k, r in enumerate(full) if not is_glitch(r)]
+    assert all(only[k] == masked(full[k], TEMP_ONLY) for k in fine)
+
+
+def test_a_sensor_that_dies_midway_is_absent_from_then_on() -> None:
+    died_at = START_TS + DAY / 2
+    full = list(generate(days=1, seed=5))
+    rs = list(generate(days=1, seed=5, dies=[(1, "humidity", DAY / 2)]))
+    cool = PROFILES[1].device
+    assert len(rs) == len(full)
+    before = [r for r in rs if r.device == cool and r.ts < died_at]
+    after = [r for r in rs if r.device == cool and r.ts >= died_at]
+    assert len(before) > 5000 and len(after) > 5000
+    assert all(r.humidity is not None and len(r.sensors()) == 7 for r in before)
+    assert all(r.humidity is None and r.sensors() == tuple(s for s in SENSORS if s != "humidity")
+               for r in after)  # fmt: skip
+    for m, f in zip(rs, full, strict=True):  # everything else as before
+        assert m == (masked(f, tuple(s for s in SENSORS if s != "humidity"))
+                     if f.device == cool and f.ts >= died_at else f)  # fmt: skip
+
+
+def test_a_device_left_without_a_sensor_falls_silent() -> None:
+    rs = list(generate(days=0.5, seed=2, sensors=[TEMP_HUMIDITY],
+                       dies=[(0, "humidity", 3600.0), (0, "temp", 3 * 3600.0)]))  # fmt: skip
+    warm = [r for r in rs if r.device == PROFILES[0].device]
+    assert max(r.ts for r in warm) < START_TS + 3 * 3600.0
+    assert {r.sensors() for r in warm} == {TEMP_HUMIDITY, TEMP_ONLY}
+    others = {r.device for r in rs} - {PROFILES[0].device}
+    assert len(others) == 2 and max(r.ts for r in rs) > START_TS + 0.49 * DAY
+
+
+def test_explicit_profiles_replace_the_fleet() -> None:
+    th = dataclasses.replace(PROFILES[2], device="dht22-1", sensors=TEMP_HUMIDITY)
+    ds = dataclasses.replace(PROFILES[0], device="ds18b20-1", sensors=TEMP_ONLY,
+                             dies=(("temp", DAY / 4),))  # fmt: skip
+    rs = list(generate(days=0.5, seed=1, profiles=[th, ds]))
+    assert {r.device for r in rs} == {"dht22-1", "ds18b20-1"}
+    assert max(r.ts for r in rs if r.device == "ds18b20-1") < START_TS + DAY / 4
+    assert {r.sensors() for r in rs if r.device == "dht22-1"} == {TEMP_HUMIDITY}
+    assert expected_rows(0.5, 3, 1) > 0  # the progress estimate is of the default fleet
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"sensors": [("temp", "pressure")]}, "sensors must be one or more of"),
+        ({"sensors": [()]}, "got none"),
+        ({"dies": [(3, "temp", 10.0)]}, "no device 3 among 3"),
+        ({"dies": [(0, "tmp", 10.0)]}, "sensors must be one or more of"),
+        ({"dies": [(0, "temp", -1.0)]}, "dies at 0 s after the start or later"),
+        ({"profiles": []}, "at least one device"),
+    ],
+)
+def test_sensor_arguments_are_checked(kwargs: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        next(iter(generate(days=0.01, **kwargs)))
+
+
+def test_a_humidity_only_device_has_no_glitches_either() -> None:
+    faults = Faults(glitch_rate=0.05)
+    full = list(generate(days=0.05, seed=8, faults=faults))
+    only = list(generate(days=0.05, seed=8, faults=faults, sensors=[("humidity",)]))
+    glitched = [k for k, r in enumerate(full) if is_glitch(r)]
+    assert len(glitched) > 20 and all(only[k].humidity > 5.0 for k in glitched)

@@ -1,16 +1,22 @@
-"""The data contract: every rejection reason of decode_payload, with its message."""
+"""The data contract: a reading is ts, a device id and at least one sensor; each field is
+judged on its own (dropped and noted, clipped within tolerance, or kept); every reason a
+payload is refused whole, with its message."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import orjson
 import pytest
 
 from telemetry.reading import (
+    FIELD_REASONS,
     MAX_DEVICE_ID_LENGTH,
+    MAX_EXTRA_FIELDS,
     MAX_PAYLOAD_BYTES,
     REASONS,
+    SENSORS,
     InvalidReading,
     Reading,
     _decode_checked,
@@ -24,23 +30,20 @@ from telemetry.reading import (
 
 NOW = 1_600_000_000.0  # a fixed clock for the future-timestamp bound
 DEVICE = "b8:27:eb:bf:9d:51"
+FULL = {
+    "co": 0.004955938648391245,
+    "humidity": 51.0,
+    "light": False,
+    "lpg": 0.00765082227055719,
+    "motion": False,
+    "smoke": 0.02041127012241292,
+    "temp": 22.7,
+}
 
 
 def payload(**changes: object) -> dict:
     """A valid payload dict; ``data_<field>=...`` changes a sensor field, ``drop=...`` removes one."""
-    p = {
-        "data": {
-            "co": 0.004955938648391245,
-            "humidity": 51.0,
-            "light": False,
-            "lpg": 0.00765082227055719,
-            "motion": False,
-            "smoke": 0.02041127012241292,
-            "temp": 22.7,
-        },
-        "device_id": DEVICE,
-        "ts": 1594512094.3859746,
-    }
+    p = {"data": dict(FULL), "device_id": DEVICE, "ts": 1594512094.3859746}
     for key, value in changes.items():
         if key == "drop":
             for name in value:  # type: ignore[union-attr]
@@ -59,11 +62,30 @@ def raw(**changes: object) -> bytes:
     return orjson.dumps(payload(**changes))
 
 
+def device_payload(data: dict, device: str = "a1", ts: float = 1594512094.0) -> bytes:
+    return orjson.dumps({"data": data, "device_id": device, "ts": ts})
+
+
 def rejected(data: bytes | str, topic: str | None = None) -> InvalidReading:
     with pytest.raises(InvalidReading) as info:
         decode_payload(data, topic, now=NOW)
     assert info.value.reason in REASONS
     return info.value
+
+
+def assert_dropped(r: Reading, field: str, reason: str) -> None:
+    """``field`` is absent from ``r`` and noted with ``reason``; every other field survived."""
+    assert reason in FIELD_REASONS
+    assert getattr(r, field) is None
+    assert (field, reason) in r.notes
+    for name in SENSORS:
+        if name != field:
+            assert getattr(r, name) == FULL[name], name
+
+
+def assert_clipped(r: Reading, field: str, limit: float) -> None:
+    assert getattr(r, field) == limit
+    assert r.notes == ((field, "clipped"),)
 
 
 def test_valid_payload_decodes_to_the_reading_and_round_trips() -> None:
@@ -82,11 +104,45 @@ def test_integers_are_accepted_as_numbers_and_become_floats() -> None:
     assert type(r.ts) is float and type(r.temp) is float
 
 
-def test_unknown_extra_fields_are_ignored() -> None:
+def test_other_numeric_fields_are_kept_as_extras() -> None:
     p = payload()
-    p["firmware"] = "1.2"
-    p["data"]["pressure"] = 1013.0
-    assert decode_payload(orjson.dumps(p), now=NOW).temp == 22.7
+    p["firmware"] = "1.2"  # outside data: ignored
+    p["data"]["pressure"] = 1013.25
+    p["data"]["co2"] = 412  # an integer becomes a float
+    r = decode_payload(orjson.dumps(p), now=NOW)
+    assert r.temp == 22.7 and r.notes == ()
+    assert r.extra == (("co2", 412.0), ("pressure", 1013.25))  # sorted pairs
+    assert r.value("pressure") == 1013.25 and r.value("altitude") is None
+    assert r.sensors() == (*SENSORS, "co2", "pressure")
+    assert decode_payload(encode(r), now=NOW) == r
+    assert orjson.loads(encode(r))["data"]["pressure"] == 1013.25
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"firmware": "1.2"},
+        {"ok": True},  # a boolean is not a number
+        {"nested": {"a": 1.0}},
+        {"values": [1.0, 2.0]},
+        {"gone": None},
+        {"Pressure": 1013.0},  # names are lower case
+        {"2nd": 1.0},
+        {"with-dash": 1.0},
+        {"x" * 33: 1.0},  # longer than 32 characters
+    ],
+)
+def test_non_numeric_or_oddly_named_extras_are_ignored(junk: dict) -> None:
+    r = decode_payload(raw(**{f"data_{k}": v for k, v in junk.items()}), now=NOW)
+    assert r.extra == () and r.notes == ()
+    assert r == decode_payload(raw(), now=NOW)
+
+
+def test_at_most_sixteen_extras_are_kept() -> None:
+    many = {f"x{i:02d}": float(i) for i in range(MAX_EXTRA_FIELDS + 4)}
+    r = decode_payload(device_payload({"temp": 20.0, **many}), now=NOW)
+    assert len(r.extra) == MAX_EXTRA_FIELDS == 16
+    assert r.extra == tuple(sorted(many.items()))[:16]  # the first ones, in payload order
 
 
 def test_payload_over_the_size_bound_is_refused_before_parsing() -> None:
@@ -110,14 +166,93 @@ def test_not_an_object(data: bytes) -> None:
     assert "payload must be a JSON object" in str(e)
 
 
-@pytest.mark.parametrize(
-    "missing", ["data", "device_id", "ts", "data.co", "data.humidity", "data.light",
-                "data.lpg", "data.motion", "data.smoke", "data.temp"],
-)  # fmt: skip
+@pytest.mark.parametrize("missing", ["data", "device_id", "ts"])
 def test_missing_field_is_named(missing: str) -> None:
     e = rejected(raw(drop=[missing]))
     assert e.reason == "missing_field"
     assert str(e) == f"field '{missing}' is missing"
+
+
+@pytest.mark.parametrize("sensor", SENSORS)
+@pytest.mark.parametrize("how", ["absent", "null"])
+def test_an_absent_or_null_sensor_is_simply_not_in_the_reading(sensor: str, how: str) -> None:
+    data = raw(drop=[f"data.{sensor}"]) if how == "absent" else raw(**{f"data_{sensor}": None})
+    r = decode_payload(data, now=NOW)
+    assert getattr(r, sensor) is None and r.value(sensor) is None
+    assert r.notes == ()  # nothing was wrong: the device has no such sensor now
+    assert sensor not in r.sensors() and len(r.sensors()) == 6
+    for name in SENSORS:
+        if name != sensor:
+            assert getattr(r, name) == FULL[name]
+    assert sensor not in orjson.loads(encode(r))["data"]  # encode omits it
+    assert decode_payload(encode(r), now=NOW) == r
+
+
+def test_a_temperature_and_humidity_device() -> None:
+    # DHT22 / SHT31 / BME280 boards: the most common environment sensors
+    data = device_payload({"temp": 21.5, "humidity": 40.0})
+    r = decode_payload(data, "iot/a1/telemetry", now=NOW)
+    assert r == Reading(1594512094.0, "a1", humidity=40.0, temp=21.5)
+    assert r.sensors() == ("humidity", "temp") and r.notes == ()
+    assert (r.co, r.light, r.lpg, r.motion, r.smoke) == (None,) * 5
+    assert r.value("temp") == 21.5 and r.value("light") is None
+    assert orjson.loads(encode(r)) == {
+        "data": {"humidity": 40.0, "temp": 21.5}, "device_id": "a1", "ts": 1594512094.0,
+    }  # fmt: skip
+    assert decode_payload(encode(r), now=NOW) == r
+    assert not is_glitch(r)
+
+
+def test_a_temperature_only_device() -> None:
+    r = decode_payload(device_payload({"temp": -12.25}, "ds18b20-7"), now=NOW)
+    assert r.temp == -12.25 and r.humidity is None and r.sensors() == ("temp",)
+    assert decode_payload(encode(r), now=NOW) == r
+    assert not is_glitch(r)
+    assert make_reading(1594512094.0, "ds18b20-7", temp=-12.25) == r
+
+
+def test_a_device_may_change_its_sensors_from_one_reading_to_the_next() -> None:
+    first = decode_payload(device_payload({"temp": 20.0, "humidity": 50.0, "co": 0.01}), now=NOW)
+    later = decode_payload(device_payload({"temp": 20.1}, ts=1594512100.0), now=NOW)
+    added = decode_payload(
+        device_payload({"temp": 20.2, "humidity": 49.0, "pressure": 1001.0}, ts=1594512200.0),
+        now=NOW,
+    )
+    assert [r.sensors() for r in (first, later, added)] == [
+        ("co", "humidity", "temp"), ("temp",), ("humidity", "temp", "pressure"),
+    ]  # fmt: skip
+
+
+def test_a_reading_of_only_an_extra_numeric_field_is_a_reading() -> None:
+    r = decode_payload(device_payload({"pressure": 1013.0}), now=NOW)
+    assert r.sensors() == ("pressure",) and r.value("pressure") == 1013.0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"temp": None, "humidity": None},
+        {k: None for k in SENSORS},
+        {"firmware": "1.2", "ok": True},  # nothing numeric under a usable name
+    ],
+)
+def test_no_sensor_at_all_is_refused(data: dict) -> None:
+    e = rejected(device_payload(data))
+    assert e.reason == "no_sensor"
+    assert str(e) == (
+        "no usable sensor value: data holds none of co, humidity, light, lpg, motion, smoke, temp"
+    )
+
+
+def test_no_sensor_left_after_dropping_names_each_fields_problem() -> None:
+    e = rejected(device_payload({"temp": "warm", "humidity": 130.0, "light": 1, "co": None}))
+    assert e.reason == "no_sensor"
+    assert str(e) == (
+        "no usable sensor value: field 'data.temp' must be a number, got str 'warm'; "
+        "field 'data.humidity' = 130.0 is outside [0, 100]; "
+        "field 'data.light' must be true or false (not 0/1), got 1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,35 +265,54 @@ def test_missing_field_is_named(missing: str) -> None:
         ({"ts": "1594512094"}, "ts", "must be a number"),
         ({"ts": None}, "ts", "must be a number"),
         ({"ts": True}, "ts", "must be a number"),
-        ({"data_temp": "22.7"}, "data.temp", "must be a number"),
-        ({"data_humidity": None}, "data.humidity", "must be a number"),
-        ({"data_co": [0.1]}, "data.co", "must be a number"),
-        ({"data_smoke": {"v": 1}}, "data.smoke", "must be a number"),
-        ({"data_lpg": True}, "data.lpg", "must be a number"),
-        ({"data_light": "false"}, "data.light", "must be true or false"),
-        ({"data_motion": None}, "data.motion", "must be true or false"),
     ],
 )
-def test_wrong_type_is_named(changes: dict, field: str, says: str) -> None:
+def test_wrong_type_of_the_envelope_refuses_the_payload(
+    changes: dict, field: str, says: str
+) -> None:
     e = rejected(raw(**changes))
     assert e.reason == "wrong_type"
     assert f"field '{field}' {says}" in str(e)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("temp", "22.7", "must be a number, got str '22.7'"),
+        ("humidity", "51", "must be a number"),
+        ("co", [0.1], "must be a number, got list"),
+        ("smoke", {"v": 1}, "must be a number, got dict"),
+        ("lpg", True, "must be a number, got bool True"),
+        ("light", "false", "must be true or false"),
+        ("motion", 0.0, "must be true or false"),
+    ],
+)
+def test_a_sensor_of_the_wrong_type_is_dropped_and_noted(
+    field: str, value: object, says: str
+) -> None:
+    r = decode_payload(raw(**{f"data_{field}": value}), now=NOW)
+    assert_dropped(r, field, "wrong_type")
+    assert r.notes == ((field, "wrong_type"),)
+    alone = rejected(device_payload({field: value}))  # alone, its message says why
+    assert alone.reason == "no_sensor" and f"field 'data.{field}' {says}" in str(alone)
+
+
 @pytest.mark.parametrize("field", ["light", "motion"])
 @pytest.mark.parametrize("value", [0, 1])
-def test_booleans_given_as_numbers_are_refused(field: str, value: int) -> None:
-    e = rejected(raw(**{f"data_{field}": value}))
-    assert e.reason == "wrong_type"
-    assert str(e) == f"field 'data.{field}' must be true or false (not 0/1), got {value}"
+def test_booleans_given_as_numbers_are_dropped(field: str, value: int) -> None:
+    assert_dropped(decode_payload(raw(**{f"data_{field}": value}), now=NOW), field, "wrong_type")
+    e = rejected(device_payload({field: value}))
+    assert str(e) == (
+        f"no usable sensor value: field 'data.{field}' must be true or false (not 0/1), got {value}"
+    )
 
 
 @pytest.mark.parametrize(
     "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1e400"]
 )
-def test_non_finite_numbers_are_refused(literal: bytes) -> None:
+def test_non_finite_numbers_in_json_refuse_the_payload(literal: bytes) -> None:
     # JSON has no NaN/Infinity; orjson refuses the literals and numbers that overflow a
-    # double (1e999 would be inf): both are reported as not_finite, not as a parse error.
+    # double (1e999 would be inf): the payload cannot be parsed, so nothing of it is usable.
     data = raw().replace(b'"temp":22.7', b'"temp":' + literal)
     assert literal in data
     e = rejected(data)
@@ -166,26 +320,42 @@ def test_non_finite_numbers_are_refused(literal: bytes) -> None:
     assert "non-finite number" in str(e)
 
 
-def test_non_finite_values_from_other_parsers_are_refused() -> None:
+def test_non_finite_values_from_other_parsers_are_dropped_and_noted() -> None:
     # The careful path sees inf/nan when a caller hands over already-parsed values.
     for value in (math.inf, -math.inf, math.nan):
+        r = make_reading(1594512094.0, DEVICE, 0.01, 50.0, False, 0.01, False, 0.02, value)
+        assert r.temp is None and r.notes == (("temp", "not_finite"),) and r.humidity == 50.0
+        assert_dropped(_decode_checked(payload(data_temp=value), None, NOW), "temp", "not_finite")
         with pytest.raises(InvalidReading) as info:
-            make_reading(1594512094.0, DEVICE, 0.01, 50.0, False, 0.01, False, 0.02, value)
-        assert info.value.reason == "not_finite"
-        assert "'temp'" in str(info.value) and "must be finite" in str(info.value)
+            make_reading(1594512094.0, DEVICE, temp=value)
+        assert info.value.reason == "no_sensor"
+        assert "field 'temp' is" in str(info.value) and "must be finite" in str(info.value)
     with pytest.raises(InvalidReading) as info:
         _decode_checked(payload(ts=math.nan), None, NOW)
     assert info.value.reason == "not_finite"
 
 
+def test_integers_beyond_a_double_are_judged_not_raised() -> None:
+    # only an already-parsed value can be such an int (orjson makes big literals floats)
+    r = make_reading(1594512094.0, DEVICE, humidity=50.0, temp=10**400)
+    assert r.temp is None and r.notes == (("temp", "out_of_range"),)
+    r = make_reading(1594512094.0, DEVICE, temp=20.0, extra=[("pressure", 10**400)])
+    assert r.extra == ()
+    with pytest.raises(InvalidReading) as info:
+        make_reading(10**400, DEVICE, temp=20.0)
+    assert info.value.reason == "bad_timestamp"
+
+
 @pytest.mark.parametrize(
     ("field", "value", "bounds"),
     [
-        ("temp", -40.1, "[-40, 80]"),
-        ("temp", 80.5, "[-40, 80]"),
-        ("humidity", -0.1, "[0, 100]"),
-        ("humidity", 100.1, "[0, 100]"),
+        ("temp", -55.1, "[-55, 125]"),
+        ("temp", 125.5, "[-55, 125]"),
+        ("humidity", -5.1, "[0, 100]"),
+        ("humidity", 105.1, "[0, 100]"),
+        ("humidity", 151.0, "[0, 100]"),
         ("co", -0.001, "[0, 100]"),
+        ("co", 100.5, "[0, 100]"),  # no tolerance but humidity's
         ("co", 150.0, "[0, 100]"),
         ("lpg", -1.0, "[0, 100]"),
         ("lpg", 1000.0, "[0, 100]"),
@@ -193,15 +363,62 @@ def test_non_finite_values_from_other_parsers_are_refused() -> None:
         ("smoke", 101.0, "[0, 100]"),
     ],
 )
-def test_out_of_range_per_field(field: str, value: float, bounds: str) -> None:
-    e = rejected(raw(**{f"data_{field}": value}))
-    assert e.reason == "out_of_range"
-    assert str(e) == f"field 'data.{field}' = {value!r} is outside {bounds}"
+def test_out_of_range_is_dropped_and_noted_per_field(field: str, value: float, bounds: str) -> None:
+    assert_dropped(decode_payload(raw(**{f"data_{field}": value}), now=NOW), field, "out_of_range")
+    e = rejected(device_payload({field: value}))
+    assert e.reason == "no_sensor"
+    assert str(e) == f"no usable sensor value: field 'data.{field}' = {value!r} is outside {bounds}"
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [(100.5, 100.0), (102.0, 100.0), (105.0, 100.0), (-0.5, 0.0), (-5.0, 0.0), (100.0001, 100.0)],
+)
+def test_humidity_a_little_beyond_its_limits_is_clipped_and_noted(
+    value: float, limit: float
+) -> None:
+    # a saturated RH sensor (fog): within the DHT22's 5 % RH stated maximum error
+    r = decode_payload(raw(data_humidity=value), now=NOW)
+    assert_clipped(r, "humidity", limit)
+    assert r.temp == 22.7 and r.co == FULL["co"]  # the rest is untouched
+    th = make_reading(1594512094.0, "a1", humidity=value, temp=21.5)
+    assert_clipped(th, "humidity", limit)
+    assert th.temp == 21.5
+
+
+def test_clipping_and_dropping_are_noted_together_in_field_order() -> None:
+    r = decode_payload(
+        device_payload({"temp": 21.5, "humidity": 100.5, "co": "high", "smoke": -3.0}), now=NOW
+    )
+    assert (r.temp, r.humidity, r.co, r.smoke) == (21.5, 100.0, None, None)
+    assert r.notes == (("co", "wrong_type"), ("humidity", "clipped"), ("smoke", "out_of_range"))
 
 
 def test_range_bounds_are_inclusive() -> None:
-    r = decode_payload(raw(data_temp=-40.0, data_humidity=100.0, data_co=0.0), now=NOW)
-    assert (r.temp, r.humidity, r.co) == (-40.0, 100.0, 0.0)
+    for temp in (-55.0, 125.0):
+        r = decode_payload(raw(data_temp=temp, data_humidity=100.0, data_co=0.0), now=NOW)
+        assert (r.temp, r.humidity, r.co, r.notes) == (temp, 100.0, 0.0, ())
+    assert decode_payload(raw(data_humidity=0.0), now=NOW).notes == ()
+
+
+def test_make_reading_judges_like_decode_payload() -> None:
+    r = make_reading(1594512094.0, "a1", humidity=102.0, light=1, temp=21.5,
+                     extra=[("pressure", 1013.0), ("note", "x"), ("temp", 99.0)])  # fmt: skip
+    assert (r.temp, r.humidity, r.light) == (21.5, 100.0, None)  # an extra named temp is ignored
+    assert r.extra == (("pressure", 1013.0),)
+    assert r.notes == (("humidity", "clipped"), ("light", "wrong_type"))
+    same = decode_payload(
+        device_payload({"humidity": 102.0, "light": 1, "temp": 21.5, "pressure": 1013.0,
+                        "note": "x"}), now=NOW
+    )  # fmt: skip
+    assert same == r
+    with pytest.raises(InvalidReading) as info:
+        make_reading(1594512094.0, "a1")
+    assert info.value.reason == "no_sensor"
+    assert str(info.value) == (
+        "no usable sensor value: the reading holds none of co, humidity, light, lpg, motion, "
+        "smoke, temp"
+    )
 
 
 @pytest.mark.parametrize(
@@ -288,8 +505,12 @@ def test_every_reason_is_covered_by_a_test_here() -> None:
     import sys
 
     source = inspect.getsource(sys.modules[__name__])
-    for reason in REASONS:
-        assert f'reason == "{reason}"' in source, reason
+    for reason in FIELD_REASONS:  # a field dropped from a reading that goes on
+        assert re.search(rf'^ +assert_dropped\(.*, "{reason}"\)$', source, re.M), reason
+    for reason in REASONS:  # a payload refused whole (out_of_range: only ever a field's now)
+        assert f'reason == "{reason}"' in source or reason in FIELD_REASONS, reason
+    assert set(REASONS) - set(FIELD_REASONS) and set(FIELD_REASONS) <= set(REASONS)
+    assert "assert_clipped(" in source
 
 
 def test_str_payloads_decode_like_bytes() -> None:
@@ -303,11 +524,56 @@ def test_topics_and_glitches() -> None:
     glitch = decode_payload(raw(data_temp=0.0, data_humidity=1.1), now=NOW)
     assert is_glitch(glitch)
     assert not is_glitch(decode_payload(raw(), now=NOW))
+    assert not is_glitch(decode_payload(device_payload({"temp": 0.0}), now=NOW))  # no humidity
 
 
-def test_fast_path_and_careful_path_agree_on_valid_payloads() -> None:
-    for p in (payload(), payload(ts=1594512094), payload(data_temp=-40.0, data_light=True)):
+SUBSETS = [
+    {"temp": 21.5},
+    {"temp": 21.5, "humidity": 40.0},
+    {"humidity": 40.0, "light": True},
+    {"co": 0.01, "lpg": 0.02, "smoke": 0.03},
+    {"motion": False},
+    {"temp": 21.5, "pressure": 1013.25},
+    {"temp": 21.5, "humidity": 102.0},  # clipped
+    {"temp": "x", "humidity": 40.0},  # one dropped
+    {**FULL, "pressure": 990.0},
+]
+
+
+@pytest.mark.parametrize("data", SUBSETS)
+def test_fast_path_and_careful_path_agree(data: dict) -> None:
+    for p in (
+        payload(),
+        payload(ts=1594512094),
+        payload(data_temp=-55.0, data_light=True),
+        payload(data_humidity=100.5),
+        {"data": data, "device_id": "a1", "ts": 1594512094.0},
+    ):
         assert decode_payload(orjson.dumps(p), now=NOW) == _decode_checked(p, None, NOW)
+
+
+def test_valid_payloads_of_all_or_some_sensors_skip_the_careful_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import telemetry.reading
+
+    expected = [decode_payload(device_payload(d), now=NOW) for d in SUBSETS[:5]]
+
+    def careful(*args: object) -> None:
+        raise AssertionError("a plain valid payload went through the careful path")
+
+    monkeypatch.setattr(telemetry.reading, "_decode_checked", careful)
+    assert decode_payload(raw(), now=NOW).temp == 22.7
+    assert [decode_payload(device_payload(d), now=NOW) for d in SUBSETS[:5]] == expected
+
+
+@pytest.mark.parametrize("data", [d for d in SUBSETS if "x" not in d.values()])
+def test_encode_decode_round_trip_of_subsets_and_extras(data: dict) -> None:
+    r = decode_payload(device_payload(data), now=NOW)
+    again = decode_payload(encode(r), now=NOW)
+    assert again.sensors() == r.sensors()
+    # a clipped value is sent as its limit: the copy holds the value, not the note
+    assert again == Reading(r.ts, r.device, **{k: getattr(r, k) for k in SENSORS}, extra=r.extra)
 
 
 def test_decoded_readings_are_ordinary_frozen_readings() -> None:

@@ -1,7 +1,10 @@
-"""Replay publishes readings to a real mosquitto; a subscriber receives every one, in order."""
+"""Replay publishes readings to a real mosquitto; a subscriber receives every one, in order,
+whatever sensors each reading carries."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -14,9 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from iotcast.cli import main
 from iotcast.settings import Settings
 from iotcast.stack import ManagedProcess, free_port
-from telemetry.csvfile import write_csv
+from telemetry.csvfile import HEADER, write_csv
 from telemetry.generate import Faults, generate
-from telemetry.reading import Reading, decode_payload
+from telemetry.reading import SENSORS, Reading, decode_payload
 from telemetry.replay import ReplayError, replay
 from tests.mqtt_support import start_secure_broker
 
@@ -109,6 +112,54 @@ def test_paced_replay_follows_event_time_and_sends_late_rows_at_once(
     assert received_readings(subscriber.wait_for(5)) == rows
 
 
+def test_replay_of_subset_readings_sends_only_the_fields_each_has(
+    broker: Settings, subscriber: Subscriber
+) -> None:
+    base = 1_594_512_000.0
+    mixed = list(
+        generate(days=0.02, seed=3, faults=Faults.none(),
+                 sensors=[SENSORS, ("humidity", "temp"), ("temp",)],
+                 dies=[(0, "humidity", 0.01 * 86_400)])
+    )  # fmt: skip
+    rows = [
+        *mixed,
+        Reading(base, "bme280-1", humidity=40.0, temp=21.5, extra=(("pressure", 1013.25),)),
+        Reading(base + 1, "bmp180-1", extra=(("pressure", 1001.5),)),  # an extra field alone
+        Reading(base + 2, "sht31-1", humidity=100.0, temp=12.0, notes=(("humidity", "clipped"),)),
+        Reading(base + 3, "dht22-1", temp=19.0, notes=(("humidity", "out_of_range"),)),
+    ]
+    assert replay(broker.mqtt, rows) == len(rows)
+    got = subscriber.wait_for(len(rows))
+    assert len(got) == len(rows)
+    for (topic, payload), sent in zip(got, rows, strict=True):
+        data = json.loads(payload)["data"]
+        assert set(data) == set(sent.sensors())  # absent sensors are not in the payload
+        assert decode_payload(payload, topic) == dataclasses.replace(sent, notes=())
+    assert {r.sensors() for r in mixed} >= {SENSORS, ("humidity", "temp"), ("temp",)}
+
+
+def test_replay_command_publishes_a_temperature_only_file(
+    tmp_path: Path, mosquitto: ManagedProcess, subscriber: Subscriber, capsys
+) -> None:
+    # as the real temperature-only file holds it: every cell but ts, device and temp empty
+    path = tmp_path / "ambient.csv"
+    lines = [HEADER] + [
+        f'"{1372896000.0 + 3600 * k}","4e:41:42:00:00:01","","","","","","","{21.0 + k / 10}"'
+        for k in range(50)
+    ]
+    lines.append('"1372896000.0","4e:41:42:00:00:01","","","","","","",""')  # nothing usable
+    path.write_text("\n".join(lines) + "\n")
+    code = main(
+        ["replay", "--csv", str(path), "--speed", "0", "--quiet",
+         "--mqtt-url", f"mqtt://127.0.0.1:{mosquitto.port}"]
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "published 50 readings" in err and "skipped 1 bad rows" in err
+    got = subscriber.wait_for(50)
+    assert [json.loads(p)["data"] for _, p in got] == [{"temp": 21.0 + k / 10} for k in range(50)]
+
+
 def test_qos0_replay_publishes_too(broker: Settings, subscriber: Subscriber, readings) -> None:
     assert replay(broker.mqtt, readings[:300], qos=0) == 300
     assert len(subscriber.wait_for(300)) == 300
@@ -127,10 +178,13 @@ def test_replay_command_publishes_a_csv_file(
     path = tmp_path / "week.csv"
     rows = list(generate(days=0.02, seed=1, faults=Faults.none()))
     write_csv(path, rows)
-    with path.open("a") as f:  # one bad row: skipped and reported, the rest goes out
+    with path.open("a") as f:  # a bad cell: that field is left out; a bad row: skipped, reported
         f.write(
             '"1.5945121E9","b8:27:eb:bf:9d:51","x","51.0","false","0.007","false","0.02","22.7"\n'
+            '"1.5945121E9","b8:27:eb:bf:9d:51","x","","","","","",""\n'
         )
+    rows.append(Reading(1594512100.0, "b8:27:eb:bf:9d:51", None, 51.0, False, 0.007, False,
+                        0.02, 22.7))  # fmt: skip
     code = main(
         ["replay", "--csv", str(path), "--speed", "0", "--quiet",
          "--mqtt-url", f"mqtt://127.0.0.1:{mosquitto.port}"]

@@ -8,6 +8,8 @@ reports rows, per-device counts, the time span and the bad rows with reasons.
 Examples::
 
     iotcast data generate --out week.csv --days 7 --seed 1
+    iotcast data generate --out mixed.csv --devices 6 --sensors all,temp+humidity,temp \\
+        --sensor-dies 0:humidity@3.5
     iotcast data load --csv week.csv --json
 
 >>> import argparse
@@ -31,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from iotcast.settings import Settings
 from telemetry.csvfile import BadRows, CsvFormatError, read_csv, write_csv
-from telemetry.generate import expected_rows, generate
+from telemetry.generate import DAY, SENSORS, expected_rows, generate, profiles_for
 
 __all__ = ["HELP", "add_arguments", "run", "load_report"]
 
@@ -52,6 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--devices", type=int, default=3, help="number of devices (default 3, the real ones)"
     )
+    gen.add_argument(
+        "--sensors",
+        type=_sensor_sets,
+        default=(),
+        metavar="SETS",
+        help="sensor sets the devices take in turn: comma-separated, sensors of a set joined "
+        "with '+', 'all' for the seven (e.g. all,temp+humidity,temp; default: all)",
+    )
+    gen.add_argument(
+        "--sensor-dies",
+        type=_sensor_death,
+        action="append",
+        default=[],
+        metavar="DEVICE:SENSOR@DAYS",
+        help="device DEVICE's (0-based) SENSOR stops for good DAYS days after the start "
+        "(e.g. 1:humidity@3.5; repeatable)",
+    )
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     load = sub.add_parser(
         "load",
@@ -62,6 +81,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--csv", required=True, metavar="FILE", help="CSV file to read")
     load.add_argument("--json", action="store_true", help="print the report as JSON")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _sensor_sets(text: str) -> tuple[tuple[str, ...], ...]:
+    """``all,temp+humidity,temp`` -> the sensor sets (argparse type)."""
+    sets = []
+    for chosen in text.split(","):
+        names = SENSORS if chosen.strip() == "all" else tuple(chosen.strip().split("+"))
+        unknown = [n for n in names if n not in SENSORS]
+        if unknown or not chosen.strip():
+            raise argparse.ArgumentTypeError(
+                f"{chosen!r}: a set is 'all' or sensors joined with '+' "
+                f"({', '.join(SENSORS)}); not {', '.join(unknown) or 'empty'}"
+            )
+        sets.append(names)
+    return tuple(sets)
+
+
+def _sensor_death(text: str) -> tuple[int, str, float]:
+    """``1:humidity@3.5`` -> (1, "humidity", 3.5 days in seconds) (argparse type)."""
+    device, _, rest = text.partition(":")
+    sensor, _, days = rest.partition("@")
+    try:
+        index, after = int(device), float(days) * DAY
+    except ValueError:
+        index, after = -1, -1.0
+    if index < 0 or sensor not in SENSORS or not after >= 0.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected DEVICE:SENSOR@DAYS, e.g. 1:humidity@3.5 "
+            f"(device index from 0, a sensor of {', '.join(SENSORS)}, days >= 0)"
+        )
+    return index, sensor, after
 
 
 def _progress(console: Console, disabled: bool) -> Progress:
@@ -84,12 +134,20 @@ def load_report(path: str, progress: Progress | None = None) -> dict[str, Any]:
     """Read ``path`` and return rows, per-device counts, time span and bad rows (a JSON-able dict)."""
     bad = BadRows(keep=20)
     per_device: Counter[str] = Counter()
+    sensors: dict[str, set[str]] = {}
+    fields: Counter[str] = Counter()  # "field reason": values dropped or clipped in kept rows
     first = last = None
     n = 0
     task = progress.add_task("reading", total=None) if progress else None
     for r in read_csv(path, on_bad_row=bad):
         n += 1
         per_device[r.device] += 1
+        seen = sensors.get(r.device)
+        if seen is None:
+            seen = sensors[r.device] = set()
+        seen.update(r.sensors())
+        for field, reason in r.notes:
+            fields[f"{field} {reason}"] += 1
         ts = r.ts
         if first is None or ts < first:
             first = ts
@@ -101,6 +159,8 @@ def load_report(path: str, progress: Progress | None = None) -> dict[str, Any]:
         "file": path,
         "rows": n,
         "devices": dict(sorted(per_device.items())),
+        "sensors": {d: sorted(v) for d, v in sorted(sensors.items())},
+        "fields_dropped_or_clipped": dict(sorted(fields.items())),
         "first_ts": first,
         "last_ts": last,
         "first": _iso(first),
@@ -115,13 +175,25 @@ def load_report(path: str, progress: Progress | None = None) -> dict[str, Any]:
 
 
 def _run_generate(args: argparse.Namespace, console: Console) -> int:
+    try:  # the devices' sensors: checked before a file is written
+        profiles_for(args.devices, args.seed, sensors=args.sensors, dies=args.sensor_dies)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
     total = expected_rows(args.days, args.devices, args.seed)
     started = time.perf_counter()
     with _progress(console, args.quiet) as progress:
         task = progress.add_task(f"generating {args.out}", total=total)
 
         def counted():
-            for i, r in enumerate(generate(days=args.days, seed=args.seed, devices=args.devices)):
+            readings = generate(
+                days=args.days,
+                seed=args.seed,
+                devices=args.devices,
+                sensors=args.sensors,
+                dies=args.sensor_dies,
+            )
+            for i, r in enumerate(readings):
                 if i % 10_000 == 0:
                     progress.update(task, completed=i)
                 yield r
@@ -150,10 +222,13 @@ def _run_load(args: argparse.Namespace, console: Console) -> int:
         return 0
     console.print(f"{report['file']}: {report['rows']:,} readings")
     for device, count in report["devices"].items():
-        console.print(f"  {device}  {count:,}")
+        seen = ", ".join(report["sensors"].get(device, []))
+        console.print(f"  {device}  {count:,}  sensors: {seen}", markup=False)
     if report["rows"]:
         hours = report["span_seconds"] / 3600
         console.print(f"  from {report['first']} to {report['last']} ({hours:.1f} h)")
+    for what, count in report["fields_dropped_or_clipped"].items():
+        console.print(f"  values {what.split()[1]} ({what.split()[0]}): {count:,}")
     console.print(f"  bad rows: {report['bad_rows']:,}")
     for reason, count in report["bad_rows_by_reason"].items():
         console.print(f"    {reason}: {count:,}")

@@ -16,16 +16,9 @@ from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
 from tests import support
-from tests.ui_support import browser_page, screenshot, served
+from tests.ui_support import browser_page, pick, screenshot, served
 
 MODELS = "persistence,rolling_mean,linear"
-
-
-def pick(page, dropdown: str, text: str) -> None:
-    """Choose ``text`` in a Dash dropdown as a person does: open it, type, Enter."""
-    page.click(f"#{dropdown}")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
 
 
 def test_promote_from_the_page_changes_the_champion_models_show_reports(settings, tmp_path):

@@ -76,6 +76,32 @@ def browser_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
             context.close()
 
 
+def pick(page: Any, dropdown: str, text: str) -> None:
+    """Choose the option shown as ``text`` in the ``dcc.Dropdown`` with id ``dropdown`` as a
+    person does with the mouse: open it, wait for the option, click it; then wait until the
+    dropdown shows it.
+
+    Not by typing and Enter: Dash 4.0's dropdown ignores Enter in its search box, and from
+    4.1 on the first key typed lands on the closed dropdown's button, which hands the focus
+    to the search box a frame later; a key pressed meanwhile is lost ("lnear"), notably
+    while the options are still on their way from a callback, and Enter then selects
+    nothing. Clicking an option that is already chosen would clear it, so that one is left.
+    """
+    from playwright.sync_api import expect
+
+    trigger = page.locator(f"#{dropdown}")
+    trigger.click()
+    expect(trigger).to_have_attribute("aria-expanded", "true", timeout=30_000)
+    # the open list is the element the button says it controls
+    listbox = page.locator(f'[id="{trigger.get_attribute("aria-controls")}"]')
+    option = listbox.get_by_role("option", name=text, exact=True)  # waits for late options
+    if option.get_attribute("aria-selected") == "true":
+        page.keyboard.press("Escape")
+    else:
+        option.click()
+    expect(trigger).to_have_text(text, timeout=30_000)
+
+
 def screenshot(page: Any, folder: Path, name: str) -> Path:
     """A full-page PNG of the page's current state, in ``$IOTCAST_UI_SCREENSHOTS`` or ``folder``."""
     where = Path(os.environ.get("IOTCAST_UI_SCREENSHOTS") or folder)

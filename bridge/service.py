@@ -6,6 +6,12 @@ Wiring (each piece lives in its own module)::
         │  (Buffer: a slot per unsettled message; full -> wait)
         └──invalid──> dead-letter Lane ──> writer thread ──S3 put_object──> ack
 
+A reading goes on whatever its validation dropped or clipped (each value is
+counted by field and reason): as its original payload when validation changed
+anything (``Reading.notes``), so the telemetry stream keeps the raw values and the
+processor, decoding the same bytes, finds the same; re-encoded compactly
+otherwise.  Only a payload with nothing usable left is dead-lettered.
+
 A message is acknowledged to the broker only after Kinesis accepted its
 record or S3 holds its dead letter.  A crash therefore loses nothing (the
 broker redelivers what was not acknowledged: duplicates are possible and
@@ -51,7 +57,14 @@ from bridge.kinesis import (
 )
 from bridge.mqtt import TELEMETRY_TOPIC, Message, MqttSource
 from bridge.retry import Aborted, BridgeFailure, RetryPolicy
-from monitoring.metrics import BRIDGE_FORWARDED, BRIDGE_KINESIS_UP, BRIDGE_RECEIVED
+from monitoring.metrics import (
+    BRIDGE_FORWARDED,
+    BRIDGE_KINESIS_UP,
+    BRIDGE_RECEIVED,
+    BRIDGE_VALUES_CLIPPED,
+    BRIDGE_VALUES_DROPPED,
+    FieldNotes,
+)
 from telemetry.broker import MqttTarget
 from telemetry.reading import InvalidReading, decode_payload, encode
 
@@ -136,6 +149,7 @@ class Bridge:
         self._shard_ranges: list[tuple[int, int]] = [(0, 2**128 - 1)]
         self._threads: list[threading.Thread] = []
         self.received = 0
+        self._notes = FieldNotes(BRIDGE_VALUES_DROPPED, BRIDGE_VALUES_CLIPPED)
         self._forwarded = [0] * len(self.lanes)
         self.source = MqttSource(
             target.mqtt,
@@ -303,7 +317,11 @@ class Bridge:
         lane = self._device_lane.get(reading.device)
         if lane is None:  # sticky: a device's records stay in one lane, in order
             lane = self._device_lane[reading.device] = self._lane_for(reading.device)
-        data = encode(reading)
+        if reading.notes:  # a value dropped or clipped: the raw payload stays recoverable
+            self._notes.count(reading.notes)
+            data = msg.payload
+        else:
+            data = encode(reading)
         if not lane.put((msg, reading.device, data), len(data) + len(reading.device)):
             self.buffer.settle([msg], ack=False)
 

@@ -60,6 +60,7 @@ _SETTING_FLAGS = (
     "models_file",
     "hmac_key",
     "log_level",
+    "extra_features",  # iotcast process only
 )
 
 

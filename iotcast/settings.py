@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from botocore.exceptions import BotoCoreError
 from bridge.service import BridgeTarget
 from stream.runner import ProcessorTarget
 from telemetry.broker import BadMqttUrl, MqttTarget, parse_mqtt_url, redact_url
+from telemetry.reading import MAX_EXTRA_FIELDS, SENSORS
 
 __all__ = [
     "AWS_SERVICES",
@@ -66,11 +68,14 @@ __all__ = [
     "ConfigError",
     "Settings",
     "load_toml",
+    "parse_extra_features",
 ]
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"  # moto: S3 and DynamoDB (Kinesis for moto alone)
 LOCAL_KINESIS_ENDPOINT = "http://127.0.0.1:4567"  # kinesalite, at its own default port
 LOCAL_REGION = "us-east-1"
+# What Reading.extra accepts as a field name (telemetry/reading.py's table).
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # The AWS services iotcast talks to, by their SDK names (AWS_ENDPOINT_URL_<NAME upper>).
 AWS_SERVICES = ("kinesis", "s3", "dynamodb")
 
@@ -93,6 +98,7 @@ _ENV: dict[str, tuple[tuple[str, ...], Any]] = {
     "models_file": (("IOTCAST_MODELS_FILE",), None),
     "hmac_key": (("IOTCAST_HMAC_KEY",), None),
     "log_level": (("IOTCAST_LOG_LEVEL",), "INFO"),
+    "extra_features": (("IOTCAST_EXTRA_FEATURES",), None),
 }
 
 
@@ -117,6 +123,9 @@ class Settings:
     models_file: str | None = None
     hmac_key: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    # Extra numeric fields of the readings (e.g. ``pressure``) the processor's models use as
+    # features (TaskConfig.extra_features); other extra fields are ignored.
+    extra_features: tuple[str, ...] = ()
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
 
@@ -260,6 +269,7 @@ class Settings:
             if value is None:
                 value = toml.get(name, default)
             values[name] = value
+        values["extra_features"] = parse_extra_features(values["extra_features"])
         if values["metrics_port"] is not None:
             try:
                 values["metrics_port"] = int(values["metrics_port"])
@@ -298,6 +308,43 @@ class Settings:
         settings = cls(**values)
         settings.mqtt  # noqa: B018 - a bad URL fails here, early, with the message
         return settings
+
+
+def parse_extra_features(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Declared extra fields from a flag or the environment (``pressure,wind``) or a TOML list.
+
+    >>> parse_extra_features("pressure, wind,pressure"), parse_extra_features(None)
+    (('pressure', 'wind'), ())
+    >>> parse_extra_features(["temp"])
+    Traceback (most recent call last):
+    ...
+    iotcast.settings.ConfigError: extra feature 'temp' is a sensor of the data contract (always a feature); declare other numeric fields, e.g. pressure
+    """
+    if value is None:
+        return ()
+    names = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for raw in names:
+        name = str(raw).strip()
+        if not name:
+            continue
+        if name in SENSORS:
+            raise ConfigError(
+                f"extra feature {name!r} is a sensor of the data contract (always a feature); "
+                "declare other numeric fields, e.g. pressure"
+            )
+        if not _EXTRA_NAME.fullmatch(name):
+            raise ConfigError(
+                f"extra feature {name!r}: a field name is a lower-case letter, then up to 31 "
+                "lower-case letters, digits or _ (as the readings' extra fields are)"
+            )
+        if name not in out:
+            out.append(name)
+    if len(out) > MAX_EXTRA_FIELDS:
+        raise ConfigError(
+            f"{len(out)} extra features declared; a reading carries at most {MAX_EXTRA_FIELDS}"
+        )
+    return tuple(out)
 
 
 def _ignore_configured_endpoints(env: Mapping[str, str]) -> bool:

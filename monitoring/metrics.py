@@ -4,7 +4,8 @@ Dashboards and alert rules refer to these names; code elsewhere only calls
 ``.labels(...).set/inc/observe``.  Names carry base units (``_seconds``,
 ``_celsius``), counters end in ``_total``, labels are ``device``, ``model``,
 ``horizon`` (seconds, as a string; ``0`` is the nowcast), ``shard``,
-``reason``, ``code``.
+``reason``, ``code``, ``field`` (one of :data:`FIELD_LABELS`: a sensor of the
+data contract, or ``extra`` for any other field a device sends).
 
 The number of distinct ``device`` label values is capped: :func:`device_label`
 returns the device itself for the first ``cap`` devices seen and
@@ -31,15 +32,22 @@ from prometheus_client.utils import floatToGoString
 
 __all__ = [
     "DeviceLabels",
+    "FIELD_LABELS",
+    "FieldNotes",
     "OVERFLOW_DEVICE",
     "RESIDUAL_BOUNDS",
     "SCORES",
     "ScoreSeries",
     "device_label",
+    "field_label",
     "set_device_label_cap",
 ]
 
 OVERFLOW_DEVICE = "_overflow"
+# The ``field`` label of the dropped/clipped counters: a sensor of the data contract, or
+# "extra" for any other field (their names come from devices: never a label of their own).
+FIELD_LABELS = ("co", "humidity", "light", "lpg", "motion", "smoke", "temp", "extra")
+_SENSOR_FIELDS = frozenset(FIELD_LABELS[:-1])
 DEFAULT_DEVICE_LABEL_CAP = 1000
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -82,6 +90,20 @@ BRIDGE_MQTT_CONNECTED = Gauge(
 BRIDGE_KINESIS_UP = Gauge(
     "iotcast_bridge_kinesis_up", "1 while the last Kinesis call succeeded, 0 after a failed one."
 )
+BRIDGE_VALUES_DROPPED = Counter(
+    "iotcast_bridge_values_dropped_total",
+    "Sensor values the bridge's validation dropped from readings it forwarded (the reading went "
+    "on with its other fields), by field (a sensor, or extra) and reason (wrong_type, "
+    "not_finite, out_of_range). Such a reading is forwarded as its original payload.",
+    ["field", "reason"],
+)
+BRIDGE_VALUES_CLIPPED = Counter(
+    "iotcast_bridge_values_clipped_total",
+    "Sensor values just beyond a physical limit, within the sensor's tolerance (relative "
+    "humidity 100.5 %), clipped to the limit by the bridge's validation, by field and reason "
+    "(clipped). Such a reading is forwarded as its original payload.",
+    ["field", "reason"],
+)
 BRIDGE_REORDERED = Counter(
     "iotcast_bridge_reordered_total",
     "Records that landed behind a newer record of their device: PutRecords refused them "
@@ -109,6 +131,25 @@ READINGS_LATE = Counter(
 )
 READINGS_GLITCH = Counter(
     "iotcast_readings_glitch_total", "Sensor glitch readings flagged and skipped.", ["device"]
+)
+READINGS_NO_TARGET = Counter(
+    "iotcast_readings_no_target_total",
+    "Readings not learned because they lack the target sensor, by shard (a device that has "
+    "never reported the target has no model set and no per-device series).",
+    ["shard"],
+)
+VALUES_DROPPED = Counter(
+    "iotcast_values_dropped_total",
+    "Sensor values dropped from decoded records by validation (the reading went on with its "
+    "other fields), by field (a sensor, or extra) and reason (wrong_type, not_finite, "
+    "out_of_range).",
+    ["field", "reason"],
+)
+VALUES_CLIPPED = Counter(
+    "iotcast_values_clipped_total",
+    "Sensor values of decoded records just beyond a physical limit, within the sensor's "
+    "tolerance (relative humidity 100.5 %), clipped to the limit, by field and reason (clipped).",
+    ["field", "reason"],
 )
 RECORDS_POISON = Counter(
     "iotcast_records_poison_total",
@@ -346,6 +387,47 @@ _labels = DeviceLabels()
 def device_label(device: str) -> str:
     """The label value to report ``device`` under (itself, or the overflow label)."""
     return _labels(device)
+
+
+def field_label(field: str) -> str:
+    """The ``field`` label of a dropped or clipped value: the sensor, or ``extra``.
+
+    >>> field_label("humidity"), field_label("pressure")
+    ('humidity', 'extra')
+    """
+    return field if field in _SENSOR_FIELDS else "extra"
+
+
+class FieldNotes:
+    """Counts a reading's notes (``Reading.notes``: dropped and clipped values) into a
+    dropped and a clipped counter, with the children looked up once per (field, reason).
+
+    >>> from prometheus_client import CollectorRegistry, Counter
+    >>> reg = CollectorRegistry()
+    >>> dropped = Counter("d", "dropped", ["field", "reason"], registry=reg)
+    >>> clipped = Counter("c", "clipped", ["field", "reason"], registry=reg)
+    >>> notes = FieldNotes(dropped, clipped)
+    >>> notes.count((("co", "wrong_type"), ("humidity", "clipped"), ("wind", "not_finite")))
+    >>> reg.get_sample_value("d_total", {"field": "extra", "reason": "not_finite"})
+    1.0
+    >>> reg.get_sample_value("c_total", {"field": "humidity", "reason": "clipped"})
+    1.0
+    """
+
+    def __init__(self, dropped: Counter, clipped: Counter) -> None:
+        self.dropped = dropped
+        self.clipped = clipped
+        self._children: dict[tuple[str, str], Counter] = {}
+
+    def count(self, notes: tuple[tuple[str, str], ...]) -> None:
+        children = self._children
+        for note in notes:
+            child = children.get(note)
+            if child is None:
+                field, reason = note
+                counter = self.clipped if reason == "clipped" else self.dropped
+                child = children[note] = counter.labels(field_label(field), reason)
+            child.inc()
 
 
 def set_device_label_cap(cap: int) -> None:

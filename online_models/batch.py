@@ -11,6 +11,11 @@ checkpoint holds only what predicts. At most ``max_samples`` pairs are kept
 (every second one is dropped when full, and the stride doubles): memory is
 bounded whatever the cadence.
 
+A feature a sample lacks (a sensor the reading does not carry) is NaN, never a
+made-up number: scikit-learn's forest learns at each split which side missing
+values go to (``missing_go_to_left``), and the copied trees follow it. Features
+first seen after the first sample join as further columns (NaN before).
+
 >>> import random
 >>> rng = random.Random(0)
 >>> f = FrozenForest(train_seconds=100, n_estimators=5, max_depth=4)
@@ -19,14 +24,20 @@ bounded whatever the cadence.
 ...     f.learn_one({"dt": 1.0, "a": a}, 2.0 * a)
 >>> f.fitted, round(f.predict_one({"dt": 1.0, "a": 0.5}), 1)
 (True, 1.0)
+>>> f.predict_one({"dt": 1.0}) is not None  # "a" missing: the trees' missing-value side
+True
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
 __all__ = ["FrozenForest"]
+
+_NAN = math.nan
 
 
 class FrozenForest:
@@ -37,6 +48,7 @@ class FrozenForest:
     """
 
     first_ts: float | None = None  # checkpoints written before this attribute existed
+    known: set[str] | None = None  # the names in ``keys`` while training (built on demand)
 
     def __init__(
         self,
@@ -72,6 +84,13 @@ class FrozenForest:
             return
         if self.keys is None:
             self.keys = tuple(sorted(x))
+        known = self.known
+        if known is None:
+            known = self.known = set(self.keys)
+        if len(known) < len(x) or not known.issuperset(x):
+            new = [k for k in x if k not in known]
+            self.keys = (*self.keys, *new)
+            known.update(new)
         ts = getattr(x, "ts", None)  # the device loop's features carry their time
         if ts is None:
             self.elapsed += float(x.get("dt", 0.0))
@@ -83,7 +102,7 @@ class FrozenForest:
             self._fit()
             return
         if self.seen % self.stride == 0:
-            self.rows.append([float(x.get(k, 0.0)) for k in self.keys])
+            self.rows.append([float(x.get(k, _NAN)) for k in self.keys])
             self.ys.append(y)
             if len(self.rows) >= self.max_samples:
                 self.rows = self.rows[::2]
@@ -93,7 +112,9 @@ class FrozenForest:
 
     def _fit(self) -> None:
         forest = RandomForestRegressor(**self.params)
-        forest.fit(np.asarray(self.rows), np.asarray(self.ys))
+        width = len(self.keys)
+        rows = [r if len(r) == width else r + [_NAN] * (width - len(r)) for r in self.rows]
+        forest.fit(np.asarray(rows), np.asarray(self.ys))
         for est in forest.estimators_:
             t = est.tree_
             self.trees.append(
@@ -103,21 +124,29 @@ class FrozenForest:
                     t.feature.tolist(),
                     t.threshold.tolist(),
                     t.value[:, 0, 0].tolist(),
+                    bytes(t.missing_go_to_left),  # where a missing value goes, per node
                 )
             )
         self.n_train = len(self.rows)
         self.rows = None
         self.ys = None
+        self.known = None
         self.fitted = True
 
     def predict_one(self, x: dict) -> float | None:
         if not self.fitted:
             return None
-        row = [float(x.get(k, 0.0)) for k in self.keys]
+        row = [float(x.get(k, _NAN)) for k in self.keys]
         total = 0.0
-        for left, right, feature, threshold, value in self.trees:
+        for tree in self.trees:
+            left, right, feature, threshold, value = tree[:5]
+            to_left = tree[5] if len(tree) > 5 else None  # None: fitted before missing values
             node = 0
             while left[node] != -1:
-                node = left[node] if row[feature[node]] <= threshold[node] else right[node]
+                v = row[feature[node]]
+                if v <= threshold[node] or (v != v and to_left is not None and to_left[node]):
+                    node = left[node]
+                else:
+                    node = right[node]
             total += value[node]
         return total / len(self.trees)

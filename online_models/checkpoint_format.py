@@ -31,8 +31,8 @@ True
 >>> try:
 ...     check(FORMAT + 1, "d1")
 ... except IncompatibleFormat as e:
-...     print(e.format, "newer" in str(e))
-3 True
+...     print(e.format == FORMAT + 1, "newer" in str(e))
+True True
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ __all__ = [
 # The format this code writes.  Bump it when DeviceModels' pickled state changes.
 # 2: the guarded model set (horizon features, the forecast grid, the served series, the
 #    ridge and the ensemble in the default set).
-FORMAT = 2
+# 3: any subset of sensors: each tracked variable's own last time (``FeatureState.seen``)
+#    and the declared extras; each pending forecast keeps the names of its features (a
+#    shared tuple, ``Pending.keys``, interned in ``DeviceModels.key_sets``); the
+#    ``n_no_target`` count.
+FORMAT = 3
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -68,22 +72,43 @@ def _as_is(models: Any) -> Any:
 
 
 def _from_1(models: Any) -> Any:
-    """Format 1 -> 2: the device keeps every model whose spec is unchanged (state, scores,
+    """Format 1 -> 3: the device keeps every model whose spec is unchanged (state, scores,
     champion) and gains the models the built-in catalog now runs by default; its pending
-    forecasts (of the old layout) are dropped and counted."""
+    forecasts (of the old layout) are dropped and counted; then as format 2."""
     from online_models.catalog import load_catalog
     from online_models.device import upgrade
 
     catalog = load_catalog()
     names = [*catalog.select("default").names]
     names += [s.name for s in models.catalog if s.name in catalog and s.name not in names]
-    return upgrade(models, catalog, names)
+    return _from_2(upgrade(models, catalog, names))
+
+
+def _from_2(models: Any) -> Any:
+    """Format 2 -> 3: every reading carried every sensor, so each tracked variable was last
+    seen at the device's last reading, every pending forecast kept the features of the
+    first reading's names (``feature_keys``), and no reading lacked the target."""
+    fs = models.features
+    if "seen" not in fs.__dict__:
+        fs.seen = dict.fromkeys(fs.prev, fs.last_ts)
+        fs.extras = ()
+    state = models.__dict__
+    state.setdefault("n_no_target", 0)
+    keys = models.feature_keys
+    if "key_sets" not in state:
+        models.key_sets = {} if keys is None else {keys: keys}
+    for hz in models.horizons.values():
+        pending = hz.pending
+        if "keys" not in pending.__dict__:
+            pending.keys = [keys if flags & 3 else None for flags in pending.flags]
+    return models
 
 
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
     1: _from_1,
-    2: _as_is,
+    2: _from_2,
+    3: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an

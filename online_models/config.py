@@ -14,15 +14,23 @@ It is plain, frozen and picklable: it travels inside every checkpoint.
 Traceback (most recent call last):
 ...
 ValueError: target 'pressure' is not a numeric sensor; choose one of co, humidity, lpg, smoke, temp
+>>> TaskConfig(extra_features=("pressure",)).extra_features
+('pressure',)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+
+from online_models.features import clashes
+from telemetry.reading import MAX_EXTRA_FIELDS, SENSORS
 
 __all__ = ["TARGETS", "TaskConfig"]
 
 TARGETS = ("co", "humidity", "lpg", "smoke", "temp")
+# the names an extra numeric field of a payload may have (telemetry.reading keeps the same)
+_EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,14 @@ class TaskConfig:
             oldest are dropped (and counted) beyond it.
         forecasts_per_horizon: forecasts at horizon ``h`` are made on a grid of
             ``h / forecasts_per_horizon`` seconds (at most one per reading).
+        extra_features: extra numeric fields of the readings (``Reading.extra``, e.g.
+            ``pressure``) that become features, with their own history
+            (:mod:`online_models.features`); undeclared extras are ignored.
+
+    >>> TaskConfig(extra_features=("temp",))
+    Traceback (most recent call last):
+    ...
+    ValueError: extra_features: 'temp' is a sensor (its features exist already); declare only other fields
     """
 
     target: str = "temp"
@@ -69,6 +85,7 @@ class TaskConfig:
     drift_grace: int = 500
     max_pending: int = 20_000
     forecasts_per_horizon: int = 60
+    extra_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -90,6 +107,32 @@ class TaskConfig:
             raise ValueError(
                 "window, promote_min_samples, max_pending and forecasts_per_horizon must be >= 1"
             )
+        if isinstance(self.extra_features, str):
+            raise ValueError(
+                f"extra_features must be a sequence of names, got the string {self.extra_features!r}"
+            )
+        extras = tuple(self.extra_features)
+        for name in extras:
+            if not isinstance(name, str) or not _EXTRA_NAME.fullmatch(name):
+                raise ValueError(
+                    f"extra_features: {name!r} is not a field name (a-z, then a-z 0-9 _, "
+                    "at most 32 characters)"
+                )
+            if name in SENSORS:
+                raise ValueError(
+                    f"extra_features: {name!r} is a sensor (its features exist already); "
+                    "declare only other fields"
+                )
+            if clashes(name):
+                raise ValueError(
+                    f"extra_features: {name!r} is the name of a derived feature (a time feature "
+                    "or a <name>_d1/_dev<w>/_sd<w> history); rename the field"
+                )
+        if len(set(extras)) != len(extras) or len(extras) > MAX_EXTRA_FIELDS:
+            raise ValueError(
+                f"extra_features must be distinct, at most {MAX_EXTRA_FIELDS}, got {extras!r}"
+            )
+        object.__setattr__(self, "extra_features", extras)
 
     @property
     def forecast_horizons(self) -> tuple[int, ...]:

@@ -6,16 +6,20 @@ interval), gaps (silences over 5 minutes, the models' ``gap`` feature),
 duplicates and late arrivals (a timestamp at or before the newest seen so
 far: what the model sets skip), glitches (temperature 0.0 with humidity near 1 %:
 what the models do not learn), the share of readings with the light on and
-with motion; and each sensor's mean per time bin, for small charts (at most
-``points`` bins per device). Memory is bounded by the bins, not by the file.
+with motion (of the readings that carry that sensor; empty for a device
+without it), the sensors and extra fields the device sent (``sensors``) and
+how many values validation dropped or clipped (``dropped``, ``clipped``: from
+``Reading.notes``); and each sensor's mean per time bin, for small charts (at
+most ``points`` bins per device; empty where a device has no such sensor).
+Memory is bounded by the bins, not by the file.
 
 >>> from telemetry.generate import generate
 >>> s = summarize(generate(days=0.5, seed=1))
 >>> list(s.devices.columns)  # doctest: +NORMALIZE_WHITESPACE
 ['device', 'rows', 'first', 'last', 'span_hours', 'cadence_s', 'gaps', 'duplicates', 'late',
- 'glitches', 'light_pct', 'motion_pct']
->>> int(s.devices.rows.sum()) == s.rows, len(s.devices)
-(True, 3)
+ 'glitches', 'light_pct', 'motion_pct', 'sensors', 'dropped', 'clipped']
+>>> int(s.devices.rows.sum()) == s.rows, len(s.devices), s.devices.sensors[0]
+(True, 3, 'co, humidity, light, lpg, motion, smoke, temp')
 >>> list(s.sensors.columns)
 ['device', 'time', 'temp', 'humidity', 'co', 'lpg', 'smoke']
 >>> bool(s.sensors.groupby("device").size().max() <= 400)
@@ -34,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from online_models.analysis import Source, readings_of
+from online_models.evaluate import DeviceInput
 from online_models.features import GAP_S
 from telemetry.csvfile import BadRows
 from telemetry.reading import FIELDS
@@ -82,6 +87,7 @@ class _Totals:
         self.per_device: pd.DataFrame | None = None
         self.bins: pd.DataFrame | None = None
         self.intervals: dict[str, Counter] = {}  # per device: interval (0.1 s) -> count
+        self.inputs: dict[str, DeviceInput] = {}  # per device: sensors sent, values dropped
 
     def add(self, rows: list[tuple]) -> None:
         df = pd.DataFrame.from_records(rows, columns=list(FIELDS))
@@ -104,7 +110,9 @@ class _Totals:
             late=("late", "sum"),
             glitches=("glitches", "sum"),
             light=("light", "sum"),
+            light_n=("light", "count"),
             motion=("motion", "sum"),
+            motion_n=("motion", "count"),
         )
         self.per_device = _combine(self.per_device, stats)
         self.newest.update(stats["last"].combine(pd.Series(self.newest), max, np.nan).to_dict())
@@ -153,7 +161,12 @@ def summarize(
     totals = _Totals()
     chunk: list[tuple] = []
     rows = 0
+    inputs = totals.inputs
     for r in readings_of(source, limit=limit, bad_rows=bad, progress=progress):
+        inp = inputs.get(r.device)
+        if inp is None:
+            inp = inputs[r.device] = DeviceInput()
+        inp.add(r)
         chunk.append((r.ts, r.device, r.co, r.humidity, r.light, r.lpg, r.motion, r.smoke, r.temp))
         if len(chunk) >= CHUNK_ROWS:
             totals.add(chunk)
@@ -167,13 +180,17 @@ def summarize(
 
 def _devices(t: _Totals) -> pd.DataFrame:
     cols = ["device", "rows", "first", "last", "span_hours", "cadence_s", "gaps", "duplicates"]
-    cols += ["late", "glitches", "light_pct", "motion_pct"]
+    cols += ["late", "glitches", "light_pct", "motion_pct", "sensors", "dropped", "clipped"]
     if t.per_device is None:
         return pd.DataFrame(columns=cols)
     d = t.per_device.reset_index().sort_values("device").reset_index(drop=True)
     d["span_hours"] = (d["last"] - d["first"]) / 3600.0
-    d["light_pct"] = 100.0 * d.light / d.rows
-    d["motion_pct"] = 100.0 * d.motion / d.rows
+    d["light_pct"] = 100.0 * d.light / d.light_n.where(d.light_n > 0)
+    d["motion_pct"] = 100.0 * d.motion / d.motion_n.where(d.motion_n > 0)
+    inputs = [t.inputs.get(device, DeviceInput()) for device in d.device]
+    d["sensors"] = [", ".join(inp.seen()) for inp in inputs]
+    d["dropped"] = [sum(inp.dropped.values()) for inp in inputs]
+    d["clipped"] = [sum(inp.clipped.values()) for inp in inputs]
     d["first"] = pd.to_datetime(d["first"], unit="s", utc=True)
     d["last"] = pd.to_datetime(d["last"], unit="s", utc=True)
     d["cadence_s"] = [_median(t.intervals.get(device, Counter())) for device in d.device]

@@ -4,13 +4,18 @@
 ``iotcast evaluate`` runs offline: one object, one verb, :meth:`DeviceModels.step`.
 For each reading, in time order:
 
-1. drop it if it is not newer than the last learned reading (``duplicate``
+1. set it aside, untouched, if it does not carry the target (``no_target``:
+   a device may report any subset of its sensors; such a reading is neither
+   learned nor scored, and leaves the device's time and history as they were,
+   so a later reading with the target, at any newer time, is learned);
+2. drop it if it is not newer than the last learned reading (``duplicate``
    when equal, ``late`` when older) or a sensor glitch (``glitch``);
-2. compute its features (from this reading and earlier ones only);
-3. nowcast (horizon 0): every model predicts the target from the features
+3. compute its features (from this reading and earlier ones only; the
+   sensors it does not carry have none, :mod:`online_models.features`);
+4. nowcast (horizon 0): every model predicts the target from the features
    *without* the target's own value and history, is scored against the
    reading's value at once, then learns it;
-4. forecasts (horizon ``h``): forecasts made earlier whose target time
+5. forecasts (horizon ``h``): forecasts made earlier whose target time
    ``made + h`` has come (``<=`` this reading's time) are scored against this
    reading, the first at or after their target time, and the models learn
    (features then, value now); the series models learn this reading's value;
@@ -21,7 +26,7 @@ For each reading, in time order:
    hour ahead carry the same information: the grid bounds the work and the
    memory per horizon, and each score's weight in the learners and the
    combination is the share of the horizon it covers;
-5. model selection and drift detection on the scores (events returned and logged).
+6. model selection and drift detection on the scores (events returned and logged).
 
 **The served forecast.** Per horizon, the forecast the processor publishes
 is the champion's at the moment it is made (persistence's when the
@@ -55,6 +60,8 @@ deterministic: the same readings give the same predictions.
 [('persistence', 22.5, 22.6)]
 >>> dm.summary()["champion"]
 {'0': 'persistence', '60': 'ensemble'}
+>>> dm.step(Reading(1594512070.0, "d1", humidity=52.0)).status, dm.n_no_target, dm.last_ts
+('no_target', 1, 1594512061.0)
 """
 
 from __future__ import annotations
@@ -76,6 +83,10 @@ from telemetry.reading import Reading, is_glitch
 __all__ = ["SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult", "upgrade"]
 
 log = logging.getLogger(__name__)
+
+_NO_TARGET = StepResult("no_target")
+# distinct feature-name sets a device interns (beyond it, it starts afresh: only sharing is lost)
+_MAX_KEY_SETS = 64
 
 
 class DeviceModels:
@@ -113,9 +124,11 @@ class DeviceModels:
         self.catalog = catalog.select(models)
         if not len(self.catalog):
             raise ValueError(f"no models selected from the catalog by {models!r}")
-        self.features = FeatureState(self.task.target)
+        self.features = FeatureState(self.task.target, self.task.extra_features)
         self.scaler = Standardizer() if any(s.scale for s in self.catalog) else None
-        self.feature_keys: tuple[str, ...] | None = None
+        self.feature_keys: tuple[str, ...] | None = None  # the first learned reading's
+        # each distinct set of feature names, one tuple object (shared by pending forecasts)
+        self.key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.horizons: dict[int, HorizonModels] = {}
         for h in self.task.horizons:
             specs = self.catalog.for_horizon(h)
@@ -130,6 +143,7 @@ class DeviceModels:
         self.n_duplicate = 0
         self.n_late = 0
         self.n_glitch = 0
+        self.n_no_target = 0
         self.n_dropped = 0
         self.n_promotions = 0
         self.n_drifts = 0
@@ -162,6 +176,10 @@ class DeviceModels:
             raise ValueError(
                 f"reading of device {reading.device!r} given to {self.device!r}'s models"
             )
+        y = getattr(reading, self.task.target)
+        if y is None:
+            self.n_no_target += 1
+            return _NO_TARGET
         ts = reading.ts
         if self.last_ts is not None and ts <= self.last_ts:
             if ts == self.last_ts:
@@ -175,10 +193,11 @@ class DeviceModels:
         x = Features(self.features.update(reading))
         x.ts = ts
         if self.feature_keys is None:
-            self.feature_keys = tuple(x)
+            keys = self.feature_keys = tuple(x)
+            self.key_sets[keys] = keys
         if self.scaler is not None:
             x.scaled = self.scaler.learn_transform_one(x)
-        y = float(getattr(reading, self.task.target))
+        y = float(y)
         self.guard.observe(y)
         lo, hi = self.guard.bounds()
         if self.hfeatures is not None:
@@ -200,21 +219,41 @@ class DeviceModels:
     def keep(self, x: Features, raw: bool, scaled: bool) -> tuple | None:
         """The features a forecast learns from once its actual arrives (raw and/or standardised,
         as the horizon's learners need them), shared by the horizons forecasting at this
-        reading: single-precision floats, pickled as bytes."""
+        reading: single-precision floats, pickled as bytes, and their names (the reading's
+        sensors decide them): one tuple per distinct set of names, shared by every forecast
+        that has it, so that a checkpoint stores each set once.
+
+        >>> from online_models.catalog import load_catalog
+        >>> dm = DeviceModels("d1", load_catalog())
+        >>> a = dm.keep(Features({"temp": 21.0, "dt": 5.0}), True, False)
+        >>> b = dm.keep(Features({"temp": 21.5, "dt": 4.0}), True, False)
+        >>> a[3], a[3] is b[3], list(b[0]), b[2]
+        (('temp', 'dt'), True, [21.5, 4.0], 21.5)
+        """
         if not (raw or scaled):
             return None
         twin = getattr(x, "scaled", None) if scaled else None
+        names = tuple(x)
+        keys = self.key_sets.get(names)
+        if keys is None:
+            if len(self.key_sets) >= _MAX_KEY_SETS:
+                self.key_sets = {}
+            keys = self.key_sets[names] = names
         return (
             array("f", x.values()) if raw else None,
             array("f", twin.values()) if twin is not None else None,
             x[self.task.target],  # the anchor of the learners' change, exact
+            keys,  # the standardised twin has the same names in the same order
         )
 
     def kept_features(
-        self, raw: Sequence[float] | None, scaled: Sequence[float] | None, value: float
+        self,
+        raw: Sequence[float] | None,
+        scaled: Sequence[float] | None,
+        value: float,
+        keys: tuple[str, ...],
     ) -> Features:
         """The features (and standardised twin) of a pending forecast, from what it kept."""
-        keys = self.feature_keys
         xm = Features(zip(keys, raw, strict=True)) if raw is not None else Features()
         xm[self.task.target] = value
         if scaled is not None:
@@ -279,6 +318,7 @@ class DeviceModels:
             "n_duplicate": self.n_duplicate,
             "n_late": self.n_late,
             "n_glitch": self.n_glitch,
+            "n_no_target": self.n_no_target,
             "n_dropped": self.n_dropped,
             "n_promotions": self.n_promotions,
             "n_drifts": self.n_drifts,
@@ -341,8 +381,14 @@ def upgrade(
     new = DeviceModels(old.device, catalog, old.task, models=models, timing=timing)
     for key in ("features", "feature_keys", "last_ts"):
         setattr(new, key, state[key])
-    for key in ("n_learned", "n_duplicate", "n_late", "n_glitch", "n_dropped", "n_promotions"):
+    for key in (
+        "n_learned", "n_duplicate", "n_late", "n_glitch", "n_no_target", "n_dropped",
+        "n_promotions",
+    ):  # fmt: skip
         setattr(new, key, state.get(key, 0))
+    new.key_sets = dict(state.get("key_sets") or {})
+    if new.feature_keys is not None:
+        new.key_sets.setdefault(new.feature_keys, new.feature_keys)
     new.n_drifts = state.get("n_drifts", 0)
     if new.scaler is not None and state.get("scaler") is not None:
         new.scaler = state["scaler"]

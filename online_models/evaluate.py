@@ -23,7 +23,15 @@ stream processor keeps) and collects, with bounded memory:
 The device profile (stable cool / variable / stable warm) is derived at the
 end from the device's temperature statistics: ``variable`` when the standard
 deviation exceeds 1 °C, otherwise ``stable warm`` at a mean of 21 °C or more
-and ``stable cool`` below.
+and ``stable cool`` below (``no temperature`` for a device that reports none).
+
+Devices may send any subset of sensors. Per device, :class:`DeviceInput` counts
+what it sent: the readings, which sensors (and extra fields) they carried, the
+values validation dropped (by field and reason) or clipped (``Reading.notes``).
+A device gets a model set at its first reading that carries the target; one that
+never reports the target gets no model set and no figures, and its readings
+count as ``no_target``. :func:`nothing_usable` says, in words, why an
+evaluation learned nothing (``iotcast evaluate`` then exits non-zero).
 
 >>> from telemetry.generate import generate
 >>> from online_models.catalog import load_catalog
@@ -34,6 +42,8 @@ and ``stable cool`` below.
 >>> row = res.figure("b8:27:eb:bf:9d:51", "persistence", 60)
 >>> row["n"] > 0 and row["mae"] >= 0
 True
+>>> res.inputs["b8:27:eb:bf:9d:51"].seen()
+('co', 'humidity', 'light', 'lpg', 'motion', 'smoke', 'temp')
 """
 
 from __future__ import annotations
@@ -54,13 +64,16 @@ from online_models.device import DeviceModels
 from online_models.features import GAP_S
 from online_models.records import SERVED, Event
 from online_models.scoring import ErrorTotals
+from telemetry.csvfile import BadRows
 from telemetry.reading import Reading, is_glitch
 
 __all__ = [
+    "DeviceInput",
     "EvalResult",
     "PLOT_STEP_S",
     "MAX_DRIFT_GROUPS",
     "merge_results",
+    "nothing_usable",
     "profile_of",
     "prequential",
 ]
@@ -72,14 +85,18 @@ FIRST_DAY_S = 86_400.0
 MAX_DRIFT_GROUPS = 30
 MAX_EVENTS = 2000
 HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 120
+MAX_FIELD_NAMES = 64  # distinct field names counted per device (extras may be any name)
+NO_TEMPERATURE = "no temperature"
 
 
-def profile_of(mean: float, std: float) -> str:
-    """Device profile from its temperature mean and standard deviation (°C).
+def profile_of(mean: float, std: float, n: int = 1) -> str:
+    """Device profile from its temperature mean and standard deviation (°C) over ``n`` values.
 
-    >>> profile_of(26.0, 2.0), profile_of(22.3, 0.5), profile_of(19.4, 0.6)
-    ('variable', 'stable warm', 'stable cool')
+    >>> profile_of(26.0, 2.0), profile_of(22.3, 0.5), profile_of(19.4, 0.6), profile_of(0.0, 0.0, 0)
+    ('variable', 'stable warm', 'stable cool', 'no temperature')
     """
+    if n == 0:
+        return NO_TEMPERATURE
     if std > 1.0:
         return "variable"
     return "stable warm" if mean >= 21.0 else "stable cool"
@@ -102,6 +119,46 @@ class _Welford:
     @property
     def std(self) -> float:
         return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+
+@dataclass
+class DeviceInput:
+    """What one device sent: readings, the sensors and extra fields they carried, and the
+    values validation dropped (by field and reason) or clipped (from ``Reading.notes``).
+
+    >>> inp = DeviceInput()
+    >>> inp.add(Reading(1.6e9, "d", temp=21.0, notes=(("humidity", "out_of_range"),)))
+    >>> inp.add(Reading(1.6e9 + 5, "d", temp=21.1, humidity=100.0, notes=(("humidity", "clipped"),)))
+    >>> inp.seen(), inp.sensors["humidity"], dict(inp.dropped), dict(inp.clipped)
+    (('humidity', 'temp'), 1, {('humidity', 'out_of_range'): 1}, {'humidity': 1})
+    """
+
+    readings: int = 0
+    sensors: Counter = field(default_factory=Counter)  # name -> readings that carried it
+    dropped: Counter = field(default_factory=Counter)  # (field, reason) -> values dropped
+    clipped: Counter = field(default_factory=Counter)  # field -> values clipped
+
+    def add(self, reading: Reading) -> None:
+        self.readings += 1
+        sensors = self.sensors
+        for name in reading.sensors():
+            if name in sensors or len(sensors) < MAX_FIELD_NAMES:
+                sensors[name] += 1
+        for name, why in reading.notes:
+            if why == "clipped":
+                self.clipped[name] += 1
+            else:
+                self.dropped[(name, why)] += 1
+
+    def seen(self) -> tuple[str, ...]:
+        """The names of the sensors and extra fields the device sent, sorted."""
+        return tuple(sorted(self.sensors))
+
+    def merge(self, other: DeviceInput) -> None:
+        self.readings += other.readings
+        self.sensors.update(other.sensors)
+        self.dropped.update(other.dropped)
+        self.clipped.update(other.clipped)
 
 
 @dataclass
@@ -157,6 +214,7 @@ class EvalResult:
     size_bytes: dict[str, float] = field(default_factory=dict)
     checkpoint_bytes: dict[str, int] = field(default_factory=dict)
     first_ts: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, DeviceInput] = field(default_factory=dict)  # every device, even without
 
     @property
     def rows_per_s(self) -> float:
@@ -236,16 +294,16 @@ def _conditions(tr: _DeviceTrack, reading: Reading, target: str) -> tuple[str, .
     if reading.motion:
         tr.last_motion_ts = ts
     if not is_glitch(reading):
-        tr.temp.add(reading.temp)
+        if reading.temp is not None:
+            tr.temp.add(reading.temp)
         tr.target.add(float(getattr(reading, target)))
     hour = int((ts % 86_400.0) // 3600)
-    flags = (
-        "all",
-        "day" if 6 <= hour < 18 else "night",
-        "light_on" if reading.light else "light_off",
-        "motion" if ts - tr.last_motion_ts <= MOTION_S else "no_motion",
-        f"hour_{hour:02d}",
-    )
+    flags: tuple[str, ...] = ("all", "day" if 6 <= hour < 18 else "night")
+    if reading.light is not None:  # a device without a light (motion) sensor is in neither
+        flags += ("light_on" if reading.light else "light_off",)
+    if reading.motion is not None:
+        flags += ("motion" if ts - tr.last_motion_ts <= MOTION_S else "no_motion",)
+    flags += (f"hour_{hour:02d}",)
     if ts - tr.gap_end_ts < AFTER_S:
         flags += ("after_gap",)
     if ts - tr.first_ts >= FIRST_DAY_S:
@@ -361,6 +419,8 @@ def prequential(
     tracks: dict[str, _DeviceTrack] = {}
     files = _PredictionFiles(save_predictions, predictions_dir)
     max_h = max(task.horizons)
+    target = task.target
+    inputs = res.inputs
     start = time.perf_counter()
     cpu_start = time.process_time()
     try:
@@ -369,8 +429,15 @@ def prequential(
             if progress is not None and res.rows % 1000 == 0:
                 progress(res.rows)
             device = reading.device
+            inp = inputs.get(device)
+            if inp is None:
+                inp = inputs[device] = DeviceInput()
+            inp.add(reading)
             dm = res.devices.get(device)
             if dm is None:
+                if getattr(reading, target) is None:  # no model set before the target shows
+                    res.statuses["no_target"] += 1
+                    continue
                 dm = res.devices[device] = DeviceModels(
                     device, selected, task, models="all", timing=True, observers=observers
                 )
@@ -421,6 +488,8 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.rolling.update(p.rolling)
         out.checkpoint_bytes.update(p.checkpoint_bytes)
         out.first_ts.update(p.first_ts)
+        for device, inp in p.inputs.items():
+            out.inputs.setdefault(device, DeviceInput()).merge(inp)
         for k, counts in p.hist.items():
             mine = out.hist.setdefault(k, [0] * len(counts))
             for i, c in enumerate(counts):
@@ -441,16 +510,17 @@ def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:
     for device, dm in res.devices.items():
         tr = tracks[device]
         res.first_ts[device] = tr.first_ts
-        res.profiles[device] = profile_of(tr.temp.mean, tr.temp.std)
+        res.profiles[device] = profile_of(tr.temp.mean, tr.temp.std, tr.temp.n)
         res.device_figures[device] = {
             "rows_learned": dm.n_learned,
-            "temp_mean": tr.temp.mean,
-            "temp_std": tr.temp.std,
+            "temp_mean": tr.temp.mean if tr.temp.n else math.nan,
+            "temp_std": tr.temp.std if tr.temp.n else math.nan,
             "target_mean": tr.target.mean,
             "target_std": tr.target.std,
             "glitches": dm.n_glitch,
             "duplicates": dm.n_duplicate,
             "late": dm.n_late,
+            "no_target": dm.n_no_target,
         }
         total_n += dm.n_learned
         for name, ns in dm.cost_ns.items():
@@ -466,3 +536,48 @@ def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:
     for name in res.models:
         res.cost_us[name] = total_cost[name] / total_n / 1000.0 if total_n else float("nan")
         res.size_bytes[name] = size_sum[name] / n_dev
+
+
+def nothing_usable(res: EvalResult, bad_rows: BadRows | None = None) -> str | None:
+    """Why an evaluation learned from no reading at all, in words a person can act on
+    (``None`` when it learned something): the rows refused and why, with the first
+    examples; readings without the target, and which sensors the devices did send;
+    duplicates, late readings and glitches.
+
+    >>> from online_models.catalog import load_catalog
+    >>> res = prequential([Reading(1.6e9, "d", humidity=40.0)], load_catalog(), TaskConfig())
+    >>> print(nothing_usable(res))
+    no usable reading: 1 reading does not carry the target 'temp' (device d sent humidity)
+    >>> nothing_usable(prequential([], load_catalog(), TaskConfig()))
+    'no usable reading: no data rows'
+    """
+    if res.statuses.get("learned", 0):
+        return None
+    reasons = []
+    if bad_rows is not None and bad_rows.count:
+        counts = ", ".join(f"{why} {n:,}" for why, n in bad_rows.by_reason.most_common())
+        examples = "; ".join(f"line {b.line}: {b.message}" for b in bad_rows.examples[:3])
+        reasons.append(f"{_plural(bad_rows.count, 'row')} refused ({counts}), e.g. {examples}")
+    no_target = res.statuses.get("no_target", 0)
+    if no_target:
+        sent = "; ".join(
+            f"device {device} sent {', '.join(inp.seen()) or 'nothing'}"
+            for device, inp in sorted(res.inputs.items())[:5]
+        )
+        more = f"; {len(res.inputs) - 5:,} more devices" if len(res.inputs) > 5 else ""
+        verb = "does" if no_target == 1 else "do"
+        reasons.append(
+            f"{_plural(no_target, 'reading')} {verb} not carry the target {res.task.target!r} "
+            f"({sent}{more})"
+        )
+    for status, what in (("duplicate", "duplicate"), ("late", "late"), ("glitch", "glitch")):
+        n = res.statuses.get(status, 0)
+        if n:
+            reasons.append(f"{_plural(n, 'reading')} skipped as {what}")
+    if not reasons:
+        reasons.append("no data rows")
+    return "no usable reading: " + "; ".join(reasons)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

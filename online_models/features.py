@@ -3,14 +3,29 @@
 :class:`FeatureState` turns each reading into a flat dict of floats using
 only that reading and the ones before it:
 
-- co-sensor values: ``co``, ``humidity``, ``lpg``, ``smoke``, ``temp``, ``light``, ``motion``;
+- co-sensor values: ``co``, ``humidity``, ``lpg``, ``smoke``, ``temp``, ``light``, ``motion``,
+  and the extra numeric fields the task declares (``TaskConfig.extra_features``, e.g. ``pressure``);
 - time of day and day of week as sine/cosine (``tod_sin``, ``tod_cos``, ``dow_sin``, ``dow_cos``, UTC);
 - time since the previous reading, ``dt`` (seconds, capped at a day) and ``gap`` (1.0 after more than 5 min);
-- for temperature, humidity and the target: the change since the previous
-  reading (``<v>_d1``) and, per window ``w`` in :data:`WINDOWS` (seconds), the
+- for temperature, humidity, the target and each declared extra: the change since the
+  previous value (``<v>_d1``) and, per window ``w`` in :data:`WINDOWS` (seconds), the
   deviation from the time-weighted exponential mean (``<v>_dev<w>``) and the
   exponential standard deviation (``<v>_sd<w>``): rolling means and spreads
   with a constant-size state, correct under irregular intervals.
+
+**Any subset of sensors.** A sensor the reading does not carry has no feature: the key
+is missing from the dict, never a made-up value (the light and motion flags too: only
+when reported), and so are its change, deviations and spreads. Each tracked variable is
+its own irregularly sampled series: its history advances only when it is reported, by
+the time since *its own* last value, exactly as the whole device's does after a silence.
+When a sensor comes back after an absence, ``<v>_d1`` is the change since its last value
+and each window's mean forgets in proportion to the absence (``1 - exp(-absence / w)``):
+after a missed reading or two the history continues, after hours it has in effect
+restarted at the new value; no threshold decides which. A variable seen for the first
+time starts as at a device's first reading (change 0, deviation 0, spread 0). Declared
+extras get the same history: a pressure's value says little about the weather, its
+tendency (``pressure_dev3600``: the change against its hourly mean) is the classic
+predictor. Readings with all seven sensors give exactly the features they always did.
 
 :func:`nowcast_view` removes everything derived from the target (its value,
 changes, deviations and spreads): the nowcast is a virtual sensor that never
@@ -24,16 +39,29 @@ sees the thermometer it replaces.
 (4.0, 0.1, 1.0)
 >>> sorted(k for k in nowcast_view(x2, "temp") if k.startswith("temp"))
 []
+>>> x3 = fs.update(Reading(1594512008.0, "d", temp=22.7))  # a temperature alone
+>>> sorted(k for k in x3 if not k.startswith(("temp", "tod", "dow")))
+['dt', 'gap']
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 
 from telemetry.reading import Reading
 
-__all__ = ["WINDOWS", "FeatureState", "Features", "Standardizer", "nowcast_view", "target_keys"]
+__all__ = [
+    "TIME_FEATURES",
+    "WINDOWS",
+    "FeatureState",
+    "Features",
+    "Standardizer",
+    "clashes",
+    "nowcast_view",
+    "target_keys",
+]
 
 WINDOWS = (60, 600, 3600)
 DAY = 86_400.0
@@ -41,12 +69,25 @@ WEEK = 7 * DAY
 MAX_DT = DAY
 GAP_S = 300.0
 _TAU = 2.0 * math.pi
+TIME_FEATURES = ("tod_sin", "tod_cos", "dow_sin", "dow_cos", "dt", "gap")
+_HISTORY_KEY = re.compile(r".*_(?:d1|dev[0-9]+|sd[0-9]+)")
 
 
-def _tracked(target: str) -> tuple[str, ...]:
+def clashes(name: str) -> bool:
+    """True when a field named ``name`` would collide with a derived feature's name
+    (a time feature, or a name like ``<v>_d1``, ``<v>_dev600``, ``<v>_sd60``).
+
+    >>> clashes("pressure"), clashes("dt"), clashes("pressure_dev600")
+    (False, True, True)
+    """
+    return name in TIME_FEATURES or _HISTORY_KEY.fullmatch(name) is not None
+
+
+def _tracked(target: str, extras: tuple[str, ...] = ()) -> tuple[str, ...]:
     out = ["temp", "humidity"]
-    if target not in out:
-        out.append(target)
+    for name in (target, *extras):
+        if name not in out:
+            out.append(name)
     return tuple(out)
 
 
@@ -164,7 +205,8 @@ class FeatureState:
     ``update(reading)`` must be called in time order, once per learned reading
     (the device loop drops duplicates, late readings and glitches before).
     The state is a few floats per tracked variable and window, whatever the
-    stream's length.
+    stream's length. ``extras`` are the extra numeric fields that become
+    features (``TaskConfig.extra_features``); other extras are ignored.
 
     >>> from telemetry.reading import Reading
     >>> fs = FeatureState()
@@ -172,13 +214,19 @@ class FeatureState:
     ...     x = fs.update(Reading(1594512000.0 + 5 * i, "d", 0.005, 50.0, False, 0.007, False, 0.02, 22.0 + i))
     >>> round(x["temp_dev60"], 3) > 0, x["dt"]
     (True, 5.0)
+    >>> fs = FeatureState(extras=("pressure",))
+    >>> x = fs.update(Reading(1594512000.0, "d", temp=21.0, extra=(("pressure", 1013.2), ("wind", 3.0))))
+    >>> x["pressure"], x["pressure_d1"], "wind" in x, "humidity" in x
+    (1013.2, 0.0, False, False)
     """
 
-    def __init__(self, target: str = "temp") -> None:
+    def __init__(self, target: str = "temp", extras: tuple[str, ...] = ()) -> None:
         self.target = target
-        self.tracked = _tracked(target)
+        self.extras = tuple(extras)
+        self.tracked = _tracked(target, self.extras)
         self.last_ts: float | None = None
-        self.prev: dict[str, float] = {}
+        self.prev: dict[str, float] = {}  # per tracked variable: its last value
+        self.seen: dict[str, float] = {}  # per tracked variable: the time of its last value
         # per variable, per window: [mean, variance]
         self.ew: dict[str, list[list[float]]] = {}
 
@@ -189,35 +237,79 @@ class FeatureState:
         dt = 0.0 if last_ts is None else min(max(ts - last_ts, 0.0), MAX_DT)
         day_phase = (ts % DAY) / DAY * _TAU
         week_phase = ((ts + 4 * DAY) % WEEK) / WEEK * _TAU  # epoch day 0 was a Thursday
-        x: dict[str, float] = {
-            "co": reading.co,
-            "humidity": reading.humidity,
-            "lpg": reading.lpg,
-            "smoke": reading.smoke,
-            "temp": reading.temp,
-            "light": 1.0 if reading.light else 0.0,
-            "motion": 1.0 if reading.motion else 0.0,
-            "tod_sin": math.sin(day_phase),
-            "tod_cos": math.cos(day_phase),
-            "dow_sin": math.sin(week_phase),
-            "dow_cos": math.cos(week_phase),
-            "dt": dt,
-            "gap": 1.0 if dt > GAP_S else 0.0,
-        }
-        first = last_ts is None
-        alphas = [1.0 - math.exp(-dt / w) for w in WINDOWS]  # the same for every variable
+        co = reading.co
+        humidity = reading.humidity
+        lpg = reading.lpg
+        smoke = reading.smoke
+        temp = reading.temp
+        light = reading.light
+        motion = reading.motion
+        if (
+            co is not None
+            and humidity is not None
+            and lpg is not None
+            and smoke is not None
+            and temp is not None
+            and light is not None
+            and motion is not None
+        ):  # all seven sensors: the common case, in one literal
+            x: dict[str, float] = {
+                "co": co,
+                "humidity": humidity,
+                "lpg": lpg,
+                "smoke": smoke,
+                "temp": temp,
+                "light": 1.0 if light else 0.0,
+                "motion": 1.0 if motion else 0.0,
+            }
+        else:
+            x = {}
+            for key, value in (
+                ("co", co), ("humidity", humidity), ("lpg", lpg), ("smoke", smoke), ("temp", temp),
+            ):  # fmt: skip
+                if value is not None:
+                    x[key] = value
+            if light is not None:
+                x["light"] = 1.0 if light else 0.0
+            if motion is not None:
+                x["motion"] = 1.0 if motion else 0.0
+        x["tod_sin"] = math.sin(day_phase)
+        x["tod_cos"] = math.cos(day_phase)
+        x["dow_sin"] = math.sin(week_phase)
+        x["dow_cos"] = math.cos(week_phase)
+        x["dt"] = dt
+        x["gap"] = 1.0 if dt > GAP_S else 0.0
+        if self.extras and reading.extra:
+            extras = self.extras
+            for key, value in reading.extra:
+                if key in extras:
+                    x[key] = value
+        alphas = [1.0 - math.exp(-dt / w) for w in WINDOWS]  # for variables seen at last_ts
         prev = self.prev
+        seen = self.seen
         ew = self.ew
         sqrt = math.sqrt
         for name in self.tracked:
+            value = x.get(name)
+            if value is None:
+                continue  # not reported: no features, the history waits
             d1_key, window_keys = _keys(name)
-            value = float(getattr(reading, name))
-            x[d1_key] = 0.0 if first else value - prev[name]
-            prev[name] = value
-            states = ew.get(name)
-            if states is None:
+            since = seen.get(name)
+            if since is None:  # first sight: as at a device's first reading
+                x[d1_key] = 0.0
                 states = ew[name] = [[value, 0.0] for _ in WINDOWS]
-            for alpha, st, (dev_key, sd_key) in zip(alphas, states, window_keys, strict=True):
+                a = _NO_TIME
+            else:
+                x[d1_key] = value - prev[name]
+                states = ew[name]
+                if since == last_ts:
+                    a = alphas
+                else:  # back after an absence: its own time since its last value
+                    own = min(max(ts - since, 0.0), MAX_DT)
+                    a = [1.0 - math.exp(-own / w) for w in WINDOWS]
+            prev[name] = value
+            seen[name] = ts
+            for alpha, st, (dev_key, sd_key) in zip(a, states, window_keys, strict=True):
                 diff = value - st[0]
                 incr = alpha * diff
                 st[0] += incr
@@ -226,6 +318,9 @@ class FeatureState:
                 x[sd_key] = sqrt(st[1]) if st[1] > 0.0 else 0.0
         self.last_ts = ts
         return x
+
+
+_NO_TIME = [0.0] * len(WINDOWS)
 
 
 @functools.cache

@@ -17,11 +17,15 @@ persistence's: what the processor serves in its place, and what is scored
 for it, so that a model pays for its failures and every running sum stays
 finite. The device's other models go on.
 
->>> g = Guard("d1", "temp")
+>>> g = Guard("d1", "temp")  # the contract's -55 .. 125 °C, widened by 5 % of its span
 >>> g.bounds()
-(-46.0, 86.0)
+(-64.0, 134.0)
 >>> g.observe(20.0); g.bounds()
-(14.0, 26.0)
+(11.0, 29.0)
+
+The guard knows only the target: the other sensors, present or not, are not its
+business, and a device that never reported the target has no guard at all
+(no model set). Its range starts at the first value it observes.
 """
 
 from __future__ import annotations

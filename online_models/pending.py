@@ -3,19 +3,26 @@
 A forecast made at ``t`` for ``t + h`` waits until the first reading at or
 after ``t + h``; then it is scored and its models learn from what it kept:
 the reading's features (single precision, raw and/or standardised), the
-horizon features and the value then. :class:`Pending` holds these in flat
-arrays, one column per field, instead of a tuple of Python objects per
-forecast: a day-trained device's pending forecasts take a third of the
-memory (each float a 4- or 8-byte slot, not a 24-byte object), and they
-pickle as a few byte strings.
+names of those features, the horizon features and the value then.
+:class:`Pending` holds these in flat arrays, one column per field, instead of
+a tuple of Python objects per forecast: a day-trained device's pending
+forecasts take a third of the memory (each float a 4- or 8-byte slot, not a
+24-byte object), and they pickle as a few byte strings.
+
+A reading's feature names depend on the sensors it carries, so each forecast
+keeps a reference to its key tuple. The device hands the same tuple object
+for the same set of names (:meth:`~online_models.device.DeviceModels.keep`),
+so a checkpoint pickles each distinct set once and a forecast costs a memo
+reference (a few bytes), like its ``source``.
 
 >>> p = Pending(("persistence", "linear"))
->>> p.append(10.0, 70.0, 0.5, (21.0, None), 21.0, "persistence", (None, [0.5, -1.0], 21.0), None)
+>>> keys = ("temp", "humidity")
+>>> p.append(10.0, 70.0, 0.5, (21.0, None), 21.0, "persistence", (None, [0.5, -1.0], 21.0, keys), None)
 >>> len(p), p.first_made(), p.due(60.0), len(p)
 (1, 10.0, None, 1)
 >>> made, target, kept, hx, w, preds, served, source = p.due(70.0)
->>> made, preds, served, source, list(kept[1]), kept[2]
-(10.0, (21.0, None), 21.0, 'persistence', [0.5, -1.0], 21.0)
+>>> made, preds, served, source, list(kept[1]), kept[2], kept[3]
+(10.0, (21.0, None), 21.0, 'persistence', [0.5, -1.0], 21.0, ('temp', 'humidity'))
 >>> len(p)
 0
 """
@@ -41,10 +48,11 @@ class Pending:
         self.preds = array("d")  # one per model and forecast, NaN for none
         self.sources: list[str] = []  # which model the served forecast came from
         self.flags = array("b")  # bit 0: raw features kept, bit 1: scaled, bit 2: horizon features
+        self.keys: list[tuple[str, ...] | None] = []  # the names of the kept features, shared
         self.raw = array("f")
         self.scaled = array("f")
         self.hx = array("d")
-        self.widths = [0, 0, 0]  # floats per forecast in raw, scaled, hx
+        self.widths = [0, 0, 0]  # floats per forecast in hx (raw and scaled: len of its keys)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -53,22 +61,23 @@ class Pending:
         return self.head[0]
 
     def append(self, made, target, w, preds, served, source, kept, hx) -> None:
-        """One forecast: ``kept`` is (raw, scaled, value) or None; ``hx`` the horizon features."""
+        """One forecast: ``kept`` is (raw, scaled, value, keys) or None, where raw and scaled
+        (either may be None) hold one float per name in ``keys``; ``hx`` the horizon features."""
         self.head.extend((made, target, w, _NAN if served is None else served, _NAN))
         self.preds.extend(_NAN if p is None else p for p in preds)
         self.sources.append(source)
         flags = 0
+        keys = None
         if kept is not None:
-            raw, scaled, anchor = kept
+            raw, scaled, anchor, keys = kept
             self.head[-1] = anchor
             if raw is not None:
                 self.raw.extend(raw)
-                self.widths[0] = len(raw)
                 flags |= 1
             if scaled is not None:
                 self.scaled.extend(scaled)
-                self.widths[1] = len(scaled)
                 flags |= 2
+        self.keys.append(keys)
         if hx is not None:
             self.hx.extend(hx)
             self.widths[2] = len(hx)
@@ -91,18 +100,19 @@ class Pending:
         del self.preds[:n]
         source = self.sources.pop(0)
         flags = self.flags.pop(0)
+        keys = self.keys.pop(0)
         raw = scaled = hx = None
         if flags & 1:
-            k = self.widths[0]
+            k = len(keys)
             raw = self.raw[:k]
             del self.raw[:k]
         if flags & 2:
-            k = self.widths[1]
+            k = len(keys)
             scaled = self.scaled[:k]
             del self.scaled[:k]
         if flags & 4:
             k = self.widths[2]
             hx = self.hx[:k]
             del self.hx[:k]
-        kept = (raw, scaled, anchor) if flags & 3 else None
+        kept = (raw, scaled, anchor, keys) if flags & 3 else None
         return made, target, kept, hx, w, preds, None if served != served else served, source

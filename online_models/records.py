@@ -74,7 +74,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """Outcome of one reading: ``status`` is learned, duplicate, late or glitch.
+    """Outcome of one reading: ``status`` is learned, duplicate, late, glitch or no_target
+    (the reading does not carry the target: not learned, not scored, nothing predicted).
 
     >>> StepResult("duplicate").predictions
     ()

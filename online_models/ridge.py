@@ -24,6 +24,12 @@ evidence, not sixty). The statistics are updated at every sample and the
 system solved every ``solve_every`` samples (O(d²) a sample, O(d³) a solve,
 d = 11 here). Scaled inputs are clipped to ±:data:`CLIP`.
 
+A feature missing from a sample (a sensor the reading does not carry) enters it as
+0: there is no centring, so it adds nothing to the forecast and no evidence about
+its own coefficient, which is what River's linear models do with a missing key; its
+running scale is left as it was. A feature first seen after the start joins the
+system with a zero coefficient and the prior on it.
+
 >>> import random
 >>> rng = random.Random(1)
 >>> m = ForgettingRidge(horizon=60, memory=86_400.0, prior=1.0)
@@ -34,6 +40,9 @@ d = 11 here). Scaled inputs are clipped to ±:data:`CLIP`.
 1.5
 >>> ForgettingRidge(horizon=60).predict_one({"a": 1.0})
 0.0
+>>> m.learn_one({"a": 1.0, "c": 2.0}, 1.5)  # "b" missing, "c" new
+>>> m.keys, round(m.predict_one({"a": 1.0, "b": 1.0}), 1)
+(('a', 'b', 'c'), 1.5)
 """
 
 from __future__ import annotations
@@ -91,29 +100,72 @@ class ForgettingRidge:
         self.sq = np.zeros(d)
         self.scale = np.ones(d)
 
-    def _array(self, x: dict) -> np.ndarray:
+    def _array(self, x: dict, same: bool | None = None) -> tuple[np.ndarray, list[int] | None]:
+        """The sample as a vector (the intercept's 1 last), and the positions of the known
+        features it lacks (None when it has them all); ``same``: x's keys are :attr:`keys`."""
         keys = self.keys
-        if len(x) == len(keys) and tuple(x) == keys:
+        missing = None
+        if same is None:
+            same = len(x) == len(keys) and tuple(x) == keys
+        if same:
             values = list(x.values())
         else:
-            values = [float(x.get(k, 0.0)) for k in keys]
+            values = []
+            missing = []
+            for i, k in enumerate(keys):
+                v = x.get(k)
+                if v is None:
+                    missing.append(i)
+                    values.append(0.0)
+                else:
+                    values.append(float(v))
         values.append(1.0)
-        return np.array(values)
+        return np.array(values), missing
+
+    def _grow(self, x: dict) -> None:
+        """Add the features of ``x`` not seen before (zero statistics, before the intercept)."""
+        new = [k for k in x if k not in self.keys]
+        if not new:
+            return
+        d, m = len(self.keys), len(new)
+        self.keys = (*self.keys, *new)
+        S = np.zeros((d + m + 1, d + m + 1))
+        S[:d, :d] = self.S[:d, :d]
+        S[:d, -1] = self.S[:d, -1]
+        S[-1, :d] = self.S[-1, :d]
+        S[-1, -1] = self.S[-1, -1]
+        self.S = S
+
+        def widen(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.concatenate((a[:d], np.full(m, fill), a[d:]))
+
+        self.b = widen(self.b, 0.0)
+        self.coef = widen(self.coef, 0.0)
+        self.sq = widen(self.sq, 0.0)
+        self.scale = widen(self.scale, 1.0)
 
     def predict_one(self, x: dict) -> float:
         if self.keys is None:
             return 0.0
-        return float(self.coef @ _clipped(self._array(x) / self.scale)) * self.scale_y
+        return float(self.coef @ _clipped(self._array(x)[0] / self.scale)) * self.scale_y
 
     def learn_one(self, x: dict, y: float, w: float = 1.0) -> None:
         if self.keys is None:
             self._start(x)
-        v = self._array(x)
+        same = len(x) == len(self.keys) and tuple(x) == self.keys
+        if not same:
+            self._grow(x)
+        v, missing = self._array(x, same)
         lam = math.exp(-w * self.horizon / self.memory)
         n = self.n * lam + w
         self.n = n
         a = w / n
-        self.sq += a * (v * v - self.sq)
+        if missing:
+            kept = self.sq[missing]
+            self.sq += a * (v * v - self.sq)
+            self.sq[missing] = kept
+        else:
+            self.sq += a * (v * v - self.sq)
         self.sq_y += a * (y * y - self.sq_y)
         k = self.k
         if k < 64 or k % 16 == 0:

@@ -7,12 +7,23 @@ no network I/O of its own (the benchmark runs it bare):
    the models: skipped (compared as integers);
 2. decode (the data contract); what is not a reading is dead-lettered with
    its reason, shard and sequence number (written with the next checkpoint);
-3. the device's :class:`~online_models.device.DeviceModels` (a fresh set
+   the values validation dropped or clipped (``Reading.notes``) are counted
+   by field and reason, for every decoded record;
+3. a reading without the task's target (``temp`` by default) of a device
+   that has no model set yet is counted as ``no_target`` and goes no
+   further: a device gets its model set, forecasts and per-device series
+   with its first reading of the target;
+4. the device's :class:`~online_models.device.DeviceModels` (a fresh set
    from the catalog for a new device, up to ``max_devices`` per process)
-   steps the reading: it drops a not-newer (device, ts) as duplicate or late
-   and glitches, else predicts, scores and learns;
-4. metrics (the processor section of :mod:`monitoring.metrics`) and
+   steps the reading: it drops a not-newer (device, ts) as duplicate or late,
+   glitches and readings without the target (``no_target``), else predicts,
+   scores and learns;
+5. metrics (the processor section of :mod:`monitoring.metrics`) and
    prediction records (to the output writer, when one is given).
+
+Every decoded record has exactly one outcome: ``learned``, ``duplicate``,
+``late``, ``glitch``, ``no_target`` or ``device_limit`` (``poison`` when it does
+not decode), which is what the exactly-once accounting adds up.
 
 Error figures that summarise (MAE, rolling MAE/RMSE, champion) and the last predictions are read from
 the models' own accumulators, the ones the offline evaluation uses, and
@@ -30,6 +41,10 @@ refreshed per device at most every ``figures_interval`` seconds and by
 ('learned', 'duplicate', 'poison')
 >>> st.last_seq, sorted(st.dirty), len(st.dead_letters)
 ('3', ['d1'], 1)
+>>> core.handle(st, "4", b'{"data": {"humidity": 40.0}, "device_id": "h1", "ts": 1594512000}')
+'no_target'
+>>> sorted(st.devices)
+['d1']
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ from bisect import bisect_left
 from typing import Any
 
 from monitoring import metrics as m
-from monitoring.metrics import device_label
+from monitoring.metrics import FieldNotes, device_label
 from online_models.records import SERVED
 from stream.output import dead_letter_line
 from stream.state import DeviceSlot, ShardState
@@ -149,6 +164,9 @@ class StreamCore:
         from online_models.device import DeviceModels
 
         self._new_models = lambda device: DeviceModels(device, catalog, task, models=models)
+        self.target = task.target
+        self._notes = FieldNotes(m.VALUES_DROPPED, m.VALUES_CLIPPED)
+        self._no_target: dict[str, Any] = {}
         self.writer = writer
         self.predictions = predictions if writer is not None else "none"
         self.max_devices = max_devices
@@ -177,7 +195,7 @@ class StreamCore:
 
     # ------------------------------------------------------------------- hot path
     def handle(self, state: ShardState, seq: str, data: bytes, arrived: float | None = None) -> str:
-        """Handle one record; returns its outcome (learned, duplicate, late, glitch, poison, ...)."""
+        """Handle one record; returns its outcome (see the module docstring)."""
         if state.skip_through is not None and int(seq) <= state.skip_through:
             state.replayed += 1
             return "replayed"
@@ -194,9 +212,13 @@ class StreamCore:
             state.dead_letters.append(dead_letter_line(data, exc.reason, str(exc), shard, seq))
             m.RECORDS_POISON.labels(shard, exc.reason).inc()
             return "poison"
+        if reading.notes:
+            self._notes.count(reading.notes)
         device = reading.device
         slot = state.devices.get(device)
         if slot is None:
+            if getattr(reading, self.target) is None:
+                return self._count_no_target(shard)
             if self.devices_held >= self.max_devices:
                 message = (
                     f"this process already holds {self.devices_held} devices (--max-devices); "
@@ -211,15 +233,17 @@ class StreamCore:
             self.devices_held += 1
             m.DEVICES_HELD.set(self.devices_held)
         result = slot.models.step(reading)
-        dm = self.device_metrics(device)
         status = result.status
+        if status == "no_target":
+            return self._count_no_target(shard)
+        dm = self.device_metrics(device)
         if status != "learned":
             getattr(dm, status).inc()
             return status
         state.dirty.add(device)
         dm.learned.inc()
         ts = reading.ts
-        dm.actual.set(reading.temp)
+        dm.actual.set(getattr(reading, self.target))  # learned: the target is there
         dm.last_ts.set(ts)
         now = time.time()
         dm.received.set(now)
@@ -258,8 +282,16 @@ class StreamCore:
                 self.latencies.append(lat)
         return status
 
+    def _count_no_target(self, shard: str) -> str:
+        counter = self._no_target.get(shard)
+        if counter is None:
+            counter = self._no_target[shard] = m.READINGS_NO_TARGET.labels(shard)
+        counter.inc()
+        return "no_target"
+
     def _emit(self, slot: DeviceSlot, reading: Any, predictions: Any) -> None:
         served_only = self.predictions == "champion"
+        actual = getattr(reading, self.target)
         out = []
         for p in predictions:
             if (p.model == SERVED) != served_only:
@@ -272,7 +304,7 @@ class StreamCore:
                     "horizon": p.horizon,
                     "prediction": p.value,
                     "target_ts": p.target_ts,
-                    "actual": reading.temp if p.horizon == 0 else None,
+                    "actual": actual if p.horizon == 0 else None,
                 }
             )
         if out:

@@ -69,13 +69,10 @@ def malformed(n: int, seed: int = 2) -> list[tuple[str, bytes, str]]:
             "missing_field",
             lambda i: orjson.dumps({k: v for k, v in good.items() if k != "ts"} | {"n": i}),
         ),
-        (
-            "wrong_type",
-            lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": "hot"}, "n": i}),
-        ),
-        (
-            "out_of_range",
-            lambda i: orjson.dumps({**good, "data": {**good["data"], "temp": 900.0 + i}}),
+        ("wrong_type", lambda i: orjson.dumps({**good, "ts": f"{i}"})),
+        (  # every sensor value dropped (a bad one alone is dropped and the reading goes on)
+            "no_sensor",
+            lambda i: orjson.dumps({**good, "data": {"temp": 900.0 + i, "humidity": "wet"}}),
         ),
         ("bad_timestamp", lambda i: orjson.dumps({**good, "ts": 12.0 + i})),
         ("bad_device_id", lambda i: orjson.dumps({**good, "device_id": f"bad id {i}!"})),

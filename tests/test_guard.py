@@ -87,13 +87,45 @@ def test_a_model_that_raises_while_learning_is_reset() -> None:
 
 def test_the_plausible_range_follows_the_observed_one_within_the_contract() -> None:
     dm = _models(horizons=(0,))
-    assert dm.bounds() == (-46.0, 86.0)  # nothing seen: the data contract's, widened by 5 %
+    assert dm.bounds() == (-64.0, 134.0)  # nothing seen: the contract's -55..125, widened by 5 %
     dm.step(reading(0, 20.0))
-    assert dm.bounds() == (14.0, 26.0)  # at least 5 % of the contract's 120 °C on each side
+    assert dm.bounds() == (11.0, 29.0)  # at least 5 % of the contract's 180 °C on each side
     dm.step(reading(1, 30.0))
     assert dm.bounds() == (10.0, 40.0)  # the observed span on each side
-    dm.step(reading(2, 79.0))
-    assert dm.bounds() == (-39.0, 86.0)  # 20 - 59 below; never 5 % beyond the contract
+    dm.step(reading(2, 120.0))
+    assert dm.bounds() == (-64.0, 134.0)  # the span, 100, each side: never 5 % beyond the contract
+
+
+class NeedsHumidity:
+    """A guest model written for seven-sensor readings: it indexes ``x["humidity"]``."""
+
+    def predict_one(self, x):
+        return x["temp"] + 0.0 * x["humidity"]
+
+    def learn_one(self, x, y, w=1.0):
+        x["humidity"]
+
+
+def test_a_model_that_needs_an_absent_sensor_is_reset_alone_and_the_device_goes_on() -> None:
+    dm = _models()
+    for i in range(5):
+        dm.step(reading(i, 21.0 + 0.1 * i))
+    dm.horizons[60].models["linear"] = NeedsHumidity()
+    temp_only = Reading(1_600_000_000.0 + 60 * 5, DEVICE, temp=21.6)
+    result = dm.step(temp_only)
+    assert result.status == "learned"
+    resets = [e for e in result.events if e.kind == "model_reset"]
+    assert [(e.model, e.horizon, e.figures["reason"]) for e in resets] == [
+        ("linear", 60, "exception")
+    ]
+    assert "KeyError" in resets[0].reason
+    served = [p for p in result.predictions if p.model == "served"]
+    assert served and all(math.isfinite(p.value) for p in result.predictions)
+    # the humidity sensor is gone for good: the fresh model copes, nothing more is reset
+    for i in range(6, 40):
+        r = dm.step(Reading(1_600_000_000.0 + 60 * i, DEVICE, temp=21.0 + 0.01 * i))
+        assert r.status == "learned" and not [e for e in r.events if e.kind == "model_reset"]
+    assert dm.n_resets == 1
 
 
 def test_the_served_forecast_is_the_champions_or_persistence() -> None:

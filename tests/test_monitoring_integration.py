@@ -7,7 +7,9 @@ the two processes and our rules) -> its HTTP API.
 
 The feed: a short replay of generated telemetry (three devices, with the
 generator's duplicates and out-of-order readings), one glitch reading, one
-payload that is not JSON (dead letter at the bridge), one Kinesis record that
+payload that is not JSON (dead letter at the bridge), one reading with a value
+dropped and one clipped, one reading without the target (a humidity-only
+device), one Kinesis record that
 is not a reading (poison at the processor), and, put straight into Kinesis
 (the bridge's throughput is not the subject here), a synthetic device whose
 temperature is a function of humidity (a nowcast model beats persistence and
@@ -29,6 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -52,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "monitoring" / "prometheus"
 
 SYNTHETIC = "synthetic-0"
+OUTCOMES = ("learned", "duplicate", "late", "glitch", "no_target")  # a decoded reading's
 # Promotion after the selection's 5000-prediction cool-down (then 500 readings of
 # grace); the noise jumps at 7000. ADWIN sees blocks of 50 residuals and checks
 # every 32 blocks, so the first check with enough calm blocks before the jump is
@@ -238,6 +242,15 @@ def pipeline(
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
         client.publish(topic_for("bad-device"), b"this is not json", qos=1).wait_for_publish(10)
+        # A value dropped (co), one clipped (humidity at saturation), and a reading without
+        # the target (a device that never reports it: no model set, no series).
+        noted = {"temp": 22.0, "humidity": 101.0, "co": "high"}
+        device = readings[0].device
+        for topic, body in (
+            (topic_for(device), {"data": noted, "device_id": device, "ts": glitch.ts + 1}),
+            (topic_for("humid-0"), {"data": {"humidity": 40.0}, "device_id": "humid-0", "ts": glitch.ts}),
+        ):  # fmt: skip
+            client.publish(topic, orjson.dumps(body), qos=1).wait_for_publish(10)
         client.disconnect()
         client.loop_stop()
 
@@ -258,16 +271,13 @@ def pipeline(
 
         def processor_done() -> tuple[bool, dict]:
             s = scrape(processor_port)
-            figures = {
-                kind: total(s, f"iotcast_readings_{kind}_total")
-                for kind in ("learned", "duplicate", "late", "glitch")
-            }
+            figures = {kind: total(s, f"iotcast_readings_{kind}_total") for kind in OUTCOMES}
             figures.update(
                 expected=expected,
                 poison=total(s, "iotcast_records_poison_total"),
                 processed=total(s, "iotcast_readings_processed_total"),
             )
-            seen = sum(figures[k] for k in ("learned", "duplicate", "late", "glitch"))
+            seen = sum(figures[k] for k in OUTCOMES)
             return seen >= expected and figures["poison"] >= 1, figures
 
         _wait("the processor to take every forwarded reading", processor_done, 240, procs)
@@ -326,14 +336,22 @@ def test_prometheus_sees_every_reading_accounted_for(pipeline: Pipeline) -> None
 
     forwarded = scalar("sum(iotcast_bridge_readings_forwarded_total)")
     assert forwarded >= pipeline.published
-    seen = sum(
-        scalar(f"sum(iotcast_readings_{kind}_total)")
-        for kind in ("learned", "duplicate", "late", "glitch")
-    )
+    seen = sum(scalar(f"sum(iotcast_readings_{kind}_total)") for kind in OUTCOMES)
     assert seen == forwarded + pipeline.direct
+    assert scalar("sum(iotcast_readings_no_target_total)") == 1
     assert scalar("sum(iotcast_readings_glitch_total)") >= 1
     assert scalar("sum(iotcast_bridge_dead_letters_total)") >= 1
     assert scalar("sum(iotcast_records_poison_total)") >= 1
+    # The bridge forwards the noted reading as sent; the processor finds the same values.
+    for prefix in ("iotcast_bridge_", "iotcast_"):
+        dropped = pipeline.query(f"{prefix}values_dropped_total")
+        assert {(r["metric"]["field"], r["metric"]["reason"], r["value"][1]) for r in dropped} == {
+            ("co", "wrong_type", "1")
+        }
+        clipped = pipeline.query(f"{prefix}values_clipped_total")
+        assert {(r["metric"]["field"], r["metric"]["reason"], r["value"][1]) for r in clipped} == {
+            ("humidity", "clipped", "1")
+        }
 
 
 def _declared() -> dict[str, str]:

@@ -4,7 +4,9 @@ Streams the file through the very per-device model sets the stream processor
 runs (predict, score, learn, reading by reading) and writes to --out:
 report.md, report.html (plots inline), metrics.csv (every figure), the PNG
 plots and, with --save-predictions, every scored prediction of the chosen
-device and model under predictions/.
+device and model under predictions/. A file with no usable reading at all
+(every row refused, no reading carrying the target, nothing but duplicates)
+writes no report: the reasons go to stderr and the exit status is 1.
 
 Example:
 
@@ -121,7 +123,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from online_models.evaluate import prequential
+    from online_models.evaluate import nothing_usable, prequential
     from online_models.report import write_report
     from telemetry.csvfile import BadRows, CsvFormatError, read_csv
 
@@ -182,6 +184,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         progress.update(bar, completed=res.rows)
     if bad.count:
         log.warning("skipped %d bad rows: %s", bad.count, dict(bad.by_reason))
+    problem = nothing_usable(res, bad)
+    if problem is not None:
+        if args.json:
+            print(json.dumps({"rows": res.rows, "bad_rows": bad.count, "error": problem}, indent=2))
+        print(f"iotcast evaluate: {path}: {problem}", file=sys.stderr)
+        return 1
     write_report(res, out, source=str(path))
     headline = _headline(res, bad.count, out)
     if args.json:

@@ -18,12 +18,19 @@ two workers, /metrics on 9102 and 9103)::
 
     iotcast process --create-resources --workers 2 --metrics-port 9102 --checkpoint-seconds 10
 
+Readings may carry any subset of the sensors: a device gets a model set, forecasts
+and per-device series with its first reading of the target (``temp``); readings
+without it are counted (``iotcast_readings_no_target_total``), not learned.  Extra
+numeric fields become features only when declared (``--extra-features pressure``).
+
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
 >>> p.parse_args(["--checkpoint-every", "500"]).checkpoint_every
 500
 >>> p.parse_args(["--workers", "2", "--workers", "1"]).workers
 1
+>>> p.parse_args(["--extra-features", "pressure,wind"]).extra_features
+'pressure,wind'
 """
 
 from __future__ import annotations
@@ -113,6 +120,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--horizons",
         default=None,
         help="comma-separated horizons in seconds, 0 = nowcast (default: the task's 0,60,900,3600)",
+    )
+    g.add_argument(
+        "--extra-features",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated extra numeric fields of the readings (e.g. pressure,wind) the "
+        "models use as features; other extra fields are ignored (env IOTCAST_EXTRA_FEATURES; "
+        "default: none)",
     )
     g.add_argument(
         "--shard-refresh",
@@ -217,7 +232,9 @@ def run_processor(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key or ""
     set_device_label_cap(args.device_label_cap)
     hs = horizons(args)
-    task = TaskConfig(horizons=hs) if hs else TaskConfig()
+    task = TaskConfig(extra_features=settings.extra_features)
+    if hs:
+        task = task.replace(horizons=hs)
     catalog = load_catalog(settings.models_file)
     if args.create_resources and not args.worker:  # the workers' supervisor did it
         create_resources(settings, args.shards)

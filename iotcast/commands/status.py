@@ -11,7 +11,8 @@ Reads what the parts leave behind, so it needs none of them running:
 - components: each ``--scrape URL`` (a bridge's or processor's /metrics) or, with
   ``--scrape`` alone, each live processor's (the URL its presence item advertises:
   every worker of ``iotcast process --workers N``), reachable or not, with its key
-  figures;
+  figures, among them the sensor values its validation dropped or clipped, by field and
+  reason;
 - devices (from the manifests): champion per horizon, checkpoint version, samples learned,
   the champion's rolling MAE; with ``--scrape``, the champion the processors hold right now;
 - operator commands of the last 24 h (``iotcast models promote|rollback``) and who applied them.
@@ -30,6 +31,10 @@ Example (local stack: every live processor worker's /metrics; then the bridge's 
 (['http://h:9102/metrics'], ['http://b:9101/metrics'])
 >>> figures_from_metrics('iotcast_champion_info{device="d1",model="linear"} 1.0\\n')["champions"]
 {'d1': 'linear'}
+>>> text = ('iotcast_values_dropped_total{field="co",reason="wrong_type"} 3.0\\n'
+...         'iotcast_values_clipped_total{field="humidity",reason="clipped"} 2.0\\n')
+>>> figures_from_metrics(text)["values"]
+{'co wrong_type': 3.0, 'humidity clipped': 2.0}
 """
 
 from __future__ import annotations
@@ -206,8 +211,17 @@ def figures_from_metrics(text: str) -> dict[str, Any]:
             shards_owned=owned,
             devices_held=total("iotcast_devices_held"),
             learned=total("iotcast_readings_learned_total"),
+            no_target=total("iotcast_readings_no_target_total"),
             lag_seconds={lb["shard"]: v for lb, v in samples.get("iotcast_shard_lag_seconds", [])},
         )
+    prefix = "iotcast_bridge_" if is_bridge and not is_processor else "iotcast_"
+    values: dict[str, float] = {}
+    for kind in ("dropped", "clipped"):
+        for lb, v in samples.get(f"{prefix}values_{kind}_total", []):
+            if v:
+                key = f"{lb['field']} {lb['reason']}"
+                values[key] = values.get(key, 0.0) + v
+    out["values"] = dict(sorted(values.items()))  # dropped or clipped, "field reason" -> count
     out["champions"] = {
         lb["device"]: lb["model"] for lb, v in samples.get("iotcast_champion_info", []) if v == 1
     }
@@ -452,7 +466,12 @@ def _components_table(components: list[dict[str, Any]]) -> Any:
             lag = max(c.get("lag_seconds", {}).values(), default=0.0)
             figs = (
                 f"shards {','.join(c.get('shards_owned', [])) or '-'}, devices {c.get('devices_held', 0):.0f}, "
-                f"learned {c.get('learned', 0):.0f}, max lag {lag:.1f}s"
+                f"learned {c.get('learned', 0):.0f}, no target {c.get('no_target', 0):.0f}, "
+                f"max lag {lag:.1f}s"
+            )
+        if c.get("values"):
+            figs += "; values dropped/clipped: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in c["values"].items()
             )
         table.add_row(c["url"], "yes", c["role"], figs)
     return table

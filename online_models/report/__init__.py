@@ -4,7 +4,9 @@
 into a directory, one module per section with its plot beside it:
 :mod:`~online_models.report.headline` (the run; the served forecast against
 its champion and the baselines), :mod:`~online_models.report.accuracy`
-(every model, rolling error, residuals), :mod:`~online_models.report.conditions`
+(every model, rolling error, residuals), :mod:`~online_models.report.sensors`
+(what each device sent: sensors, values dropped and clipped),
+:mod:`~online_models.report.conditions`
 (device profile, scenarios, hour of day, after drifts),
 :mod:`~online_models.report.events` (promotions, drifts, model resets),
 :mod:`~online_models.report.cost`; :mod:`~online_models.report.metrics_csv`
@@ -36,6 +38,7 @@ from online_models.report.cost import cost_section
 from online_models.report.events import events_section, resets_section
 from online_models.report.headline import HeadlineRow, headline_rows, headline_section, run_section
 from online_models.report.metrics_csv import write_metrics_csv
+from online_models.report.sensors import sensors_section
 
 __all__ = [
     "SECTIONS",
@@ -48,6 +51,7 @@ __all__ = [
 
 SECTIONS = (
     "Run",
+    "Sensors per device",
     "Headline",
     "Accuracy per device, model and horizon",
     "By device profile",
@@ -65,6 +69,7 @@ def write_report(res: EvalResult, out: str | Path, source: str = "") -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     blocks: list[tuple] = [("h1", f"iotcast evaluation: {res.task.target}")]
     blocks += run_section(res, source)
+    blocks += sensors_section(res)
     blocks += headline_section(res, out)
     blocks += accuracy_section(res, out)
     blocks += profile_section(res)

@@ -1,7 +1,9 @@
 """``metrics.csv``: every figure of an evaluation in long form, one per row.
 
 Columns ``kind,device,model,horizon,scenario,metric,value``; floats as
-``repr`` (exact). Kinds: ``run``, ``device``, ``error`` (model ``served`` is
+``repr`` (exact). Kinds: ``run``, ``device`` (its figures, and for every device that
+sent a reading: ``readings``, ``sensor_<name>`` readings that carried it,
+``dropped_<field>_<reason>`` and ``clipped_<field>`` values), ``error`` (model ``served`` is
 the published forecast), ``best``, ``cost``, ``event``, ``reset``.
 """
 
@@ -36,6 +38,15 @@ def _rows(res: EvalResult, source: str) -> Iterable[tuple]:
         for k, v in res.device_figures[device].items():
             yield ("device", device, "", "", "", k, v)
         yield ("device", device, "", "", "", "checkpoint_bytes", res.checkpoint_bytes[device])
+    for device in sorted(res.inputs):
+        inp = res.inputs[device]
+        yield ("device", device, "", "", "", "readings", inp.readings)
+        for name in inp.seen():
+            yield ("device", device, "", "", "", f"sensor_{name}", inp.sensors[name])
+        for (name, why), n in sorted(inp.dropped.items()):
+            yield ("device", device, "", "", "", f"dropped_{name}_{why}", n)
+        for name, n in sorted(inp.clipped.items()):
+            yield ("device", device, "", "", "", f"clipped_{name}", n)
     for device, model, h in res.pairs():
         for k, v in res.figure(device, model, h).items():
             yield ("error", device, model, h, "all", k, v)

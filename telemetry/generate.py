@@ -358,8 +358,7 @@ def _device_stream(
     masked = any(e != math.inf for e in ends)
     silent_from = max(ends)  # no sensor left: the device sends nothing
     glitch_end = min(ends[SENSORS.index("humidity")], ends[SENSORS.index("temp")])
-    hum_mean, hum_std = p.hum_mean, p.hum_std
-    co0, lpg0, smoke0 = p.co, p.lpg, p.smoke
+    hum_mean, hum_std, co0, lpg0, smoke0 = p.hum_mean, p.hum_std, p.co, p.lpg, p.smoke
     # state
     t = start + prng.uniform(0.0, p.interval_s)
     e_temp = prng.gauss(0.0, p.temp_noise_sd)
@@ -405,6 +404,15 @@ def _device_stream(
             if u_glitch[i] < glitch_p:
                 temp, hum = 0.0, round(prng.uniform(0.8, 1.5), 1)
             gz = g + 0.03 * zt
+            values = (
+                co0 * _exp(gz + n_co[i]),
+                hum,
+                light,
+                lpg0 * _exp(0.73 * gz + n_lpg[i]),
+                motion_l[i],
+                smoke0 * _exp(0.77 * gz + n_smoke[i]),
+                temp,
+            )
             if masked:
                 if t >= silent_from:
                     for _, r in held:
@@ -412,31 +420,12 @@ def _device_stream(
                         yield t, index, seq, r
                     return
                 if t >= glitch_end:  # a glitch is temperature and humidity together
-                    temp, hum = sensed_temp, sensed_hum
-                values = (
-                    co0 * _exp(gz + n_co[i]),
-                    hum,
-                    light,
-                    lpg0 * _exp(0.73 * gz + n_lpg[i]),
-                    motion_l[i],
-                    smoke0 * _exp(0.77 * gz + n_smoke[i]),
-                    temp,
-                )
+                    values = (*values[:1], sensed_hum, *values[2:6], sensed_temp)
                 reading = _build(
                     t, device, *(v if t < e else None for v, e in zip(values, ends, strict=True))
                 )
             else:
-                reading = _build(
-                    t,
-                    device,
-                    co0 * _exp(gz + n_co[i]),
-                    hum,
-                    light,
-                    lpg0 * _exp(0.73 * gz + n_lpg[i]),
-                    motion_l[i],
-                    smoke0 * _exp(0.77 * gz + n_smoke[i]),
-                    temp,
-                )
+                reading = _build(t, device, *values)
             if u_ooo[i] < ooo_p:
                 held.append((prng.randint(1, 5), reading))
                 continue

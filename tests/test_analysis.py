@@ -1,18 +1,23 @@
 """The notebook API (``online_models.analysis``) and the data summary: the very figures of
-``iotcast evaluate``, predictions that recompute them, and counts that agree with the models'."""
+``iotcast evaluate``, predictions that recompute them, and counts that agree with the models'
+and, for what the page says was left out, with ``iotcast data load``'s."""
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from iotcast.cli import main
+from iotcast.commands.data import load_report
+from iotcast.ui.workspace import Contents
 from online_models.analysis import Cancelled, evaluate
 from online_models.data_summary import count_rows, summarize
-from telemetry.csvfile import write_csv
+from telemetry.csvfile import HEADER, write_csv
 from telemetry.generate import generate
+from tests.ui_support import T_ONLY, TH, mixed_file
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +92,42 @@ def test_the_summary_counts_what_the_models_skip(data):
     assert (s.devices.cadence_s > 0).all() and (s.devices.span_hours > 7).all()
     assert s.sensors.groupby("device").size().max() <= 50
     assert summarize(data, limit=1000).rows == 1000
+
+
+def test_what_the_page_says_was_left_out_is_what_iotcast_data_load_reports(tmp_path):
+    path = mixed_file(tmp_path / "mixed.csv")
+    c = Contents.read(path)
+    report = load_report(str(path))
+    assert c.summary.rows == report["rows"] == sum(report["devices"].values())
+    assert {d: sorted(c.sensors(d)) for d in c.devices} == report["sensors"]
+    notes: Counter[str] = Counter()
+    for inp in c.inputs.values():
+        notes.update({f"{field} {why}": n for (field, why), n in inp.dropped.items()})
+        notes.update({f"{field} clipped": n for field, n in inp.clipped.items()})
+    assert notes == report["fields_dropped_or_clipped"]
+    assert notes == {
+        "humidity wrong_type": 4,
+        "humidity out_of_range": 2,
+        "humidity clipped": 3,
+        "temp out_of_range": 1,
+    }
+    assert c.summary.bad_rows.by_reason == report["bad_rows_by_reason"]
+    assert report["bad_rows_by_reason"] == {"no_sensor": 2, "bad_timestamp": 1}
+    # the summary's own columns agree
+    d = c.summary.devices.set_index("device")
+    assert (d.dropped[TH], d.clipped[TH], d.dropped[T_ONLY], d.clipped[T_ONLY]) == (7, 3, 0, 0)
+    # what can be asked: humidity of one device; the nowcast only where another sensor is
+    assert c.targets() == {"temp": 2, "humidity": 1} and c.targets([T_ONLY]) == {"temp": 1}
+    assert c.nowcast_possible("temp", [TH]) and c.nowcast_possible("humidity", [T_ONLY, TH])
+    assert not c.nowcast_possible("temp", [T_ONLY])
+    assert not c.nowcast_possible("humidity", [T_ONLY])
+    # the first rows only
+    assert Contents.read(path, limit=100).summary.rows == 100
+
+
+def test_a_file_with_no_usable_reading_reads_as_nothing_with_its_reasons(tmp_path):
+    path = tmp_path / "nothing.csv"
+    path.write_text(HEADER + "\n" + '"1.5945E9","a1","","","","","","",""\n' * 3)
+    c = Contents.read(path)
+    assert c.summary.rows == 0 and c.devices == [] and c.targets() == {}
+    assert dict(c.summary.bad_rows.by_reason) == {"no_sensor": 3}

@@ -14,7 +14,8 @@ from iotcast.cli import main
 from iotcast.settings import Settings
 from iotcast.ui import callbacks_data, create_app
 from iotcast.ui.workspace import Workspace
-from tests.ui_support import browser_page, screenshot, served
+from telemetry.csvfile import HEADER
+from tests.ui_support import T_ONLY, TH, browser_page, mixed_file, screenshot, served
 
 DEVICE = "1c:bf:ce:15:ec:4d"
 
@@ -149,3 +150,95 @@ def test_a_person_asks_a_question_reads_the_answer_in_two_languages_and_bad_file
         screenshot(page, shots, "4-bad-file")
         # Everything the page loaded came from this machine's page server.
         assert {u.split("/")[2] for u in page.urls if u.startswith("http")} == {url.split("/")[2]}
+
+
+def labels(page, where: str) -> list[str]:
+    return [s.strip() for s in page.locator(f"{where} label").all_inner_texts()]
+
+
+def test_the_page_offers_the_targets_the_file_has_and_says_what_was_left_out(page_url, tmp_path):
+    url, _ws = page_url
+    path = mixed_file(tmp_path / "mixed.csv")
+    with browser_page() as page:
+        page.goto(url)
+        page.fill("#path", str(path))
+        page.click("#open")
+        page.wait_for_selector("#data-message:has-text('readings of 2 devices')")
+        assert "3 rows could not be used" in page.inner_text("#data-message")
+        page.wait_for_selector(f"#summary-table td:has-text('{T_ONLY}')")
+        # Per device: the sensors it sent; no light or motion sensor is said, not "nan %".
+        cells = {
+            row.locator("td").first.inner_text(): row.locator("td").all_inner_texts()
+            for row in page.locator("#summary-table tbody tr").all()
+        }
+        assert cells[TH][1] == "temperature, humidity"
+        assert cells[T_ONLY][1] == "temperature"
+        assert cells[T_ONLY][-2:] == ["no sensor", "no sensor"]
+        # What was left out, in words.
+        said = page.inner_text("#left-out")
+        assert (
+            "3 rows were refused whole, as nothing usable was left in them: "
+            "no usable sensor value (2), an impossible time (1)."
+        ) in said, said
+        assert (
+            f"{TH}: dropped 6 humidity values (4 unreadable, 2 beyond what the sensor can "
+            "measure); 1 temperature value (beyond what the sensor can measure); "
+            "3 humidity values set to the sensor's limit."
+        ) in said, said
+        assert T_ONLY + ":" not in said
+        # The targets are the file's; humidity says that one device of the two has it.
+        assert labels(page, "#target") == ["temperature", "humidity (1 of 2 devices)"]
+        nowcast = page.locator("#horizons label", has_text="now (virtual sensor)").locator("input")
+        assert nowcast.is_enabled()
+        screenshot(page, tmp_path, "6-left-out")
+
+        # The temperature-only device alone: temperature only, and no virtual sensor, said.
+        page.locator("#devices label", has_text=TH).click()
+        page.wait_for_selector("#nowcast-note:has-text('no other sensor')")
+        assert labels(page, "#target") == ["temperature"]
+        assert nowcast.is_disabled()
+        page.locator("#devices label", has_text=TH).click()
+        page.wait_for_selector("#target label:has-text('humidity')")
+        assert nowcast.is_enabled()
+        assert page.inner_text("#nowcast-note").strip() == ""
+
+        # Humidity for both: the device without it is left out, and the page says so.
+        page.locator("#target label", has_text="humidity").click()
+        page.click("#run")
+        page.wait_for_selector("#leaderboard-table")
+        page.wait_for_selector("#run-message:has-text('Done')")
+        assert f"Left out, as they have no humidity sensor: {T_ONLY}." in page.inner_text(
+            "#run-message"
+        )
+        screenshot(page, tmp_path, "7-humidity")
+
+        # A file with no usable reading: said, nothing breaks, the file before stays.
+        empty = HEADER + "\n" + '"1.5945E9","a1","","","","","","",""\n' * 3
+        page.set_input_files(
+            "#upload input[type=file]",
+            files=[{"name": "nothing.csv", "mimeType": "text/csv", "buffer": empty.encode()}],
+        )
+        page.wait_for_selector(
+            "#data-message .error:has-text(\"None of the file's 3 rows holds a usable reading: "
+            'no usable sensor value (3). The first is line 2.")'
+        )
+        assert page.locator("#leaderboard-table").is_visible()
+
+
+REAL_TEMP_ONLY = Path(__file__).parents[2] / "shared/data/real/nab_ambient_temperature.csv"
+
+
+@pytest.mark.skipif(not REAL_TEMP_ONLY.exists(), reason="the real series are kept beside the repo")
+def test_the_real_temperature_only_file_offers_temperature_alone(page_url):
+    url, _ws = page_url
+    with browser_page() as page:
+        page.goto(url)
+        page.fill("#path", str(REAL_TEMP_ONLY))
+        page.click("#open")
+        page.wait_for_selector("#data-message:has-text('7,267 readings of one device')")
+        page.wait_for_selector("#left-out:has-text('Nothing: every value of every row was read')")
+        page.wait_for_selector("#nowcast-note:has-text('no other sensor')")
+        assert labels(page, "#target") == ["temperature"]
+        assert page.locator("#horizons label", has_text="now").locator("input").is_disabled()
+        row = page.locator("#summary-table tbody tr").first.locator("td").all_inner_texts()
+        assert row[1] == "temperature" and row[-2:] == ["no sensor", "no sensor"]

@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 from iotcast.ui import text
+from telemetry.reading import FIELD_REASONS, SENSORS
 
 UI = Path(text.__file__).parent
 
@@ -27,6 +28,9 @@ def test_every_string_has_english_and_spanish_with_the_same_fields() -> None:
         text.TARGETS,
         text.SCENARIOS,
         text.MODELS_ES,
+        text.SENSOR_WORDS,
+        text.VALUE_REASONS,
+        text.ROW_REASONS,
     ):
         assert all(len(pair) == 2 and all(p.strip() for p in pair) for pair in table.values())
 
@@ -37,3 +41,11 @@ def test_every_key_the_page_names_is_in_the_one_place() -> None:
     named |= set(re.findall(r"""\blabel\(\s*["']([a-z_]+)""", source))
     named |= set(re.findall(r"""_msg\(\s*["']([a-z_]+)["']""", source))
     assert named and named <= set(text.TEXT), sorted(named - set(text.TEXT))
+
+
+def test_every_sensor_and_every_reason_a_file_row_can_get_has_words() -> None:
+    assert set(SENSORS) <= set(text.SENSOR_WORDS)
+    assert set(FIELD_REASONS) <= set(text.VALUE_REASONS)
+    # why a CSV row is refused whole: a bad ts or device, its cells, or no sensor left
+    row_reasons = {"no_sensor", "bad_timestamp", "bad_device_id", "wrong_field_count", "wrong_type"}
+    assert row_reasons <= set(text.ROW_REASONS)

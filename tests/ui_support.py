@@ -5,12 +5,14 @@ Chromium is the system one (``/usr/bin/chromium``, installed by ``./dev``): Play
 own browser download cannot be reached here. Every network feature Chromium has of its
 own is off, and each browser gets a fresh profile. Screenshots go to
 ``$IOTCAST_UI_SCREENSHOTS`` when set (``docs/ui/`` holds three of them), else beside
-the test's temporary files.
+the test's temporary files. :func:`mixed_file` writes a file of two kinds of device with
+values to drop and rows to refuse, for the page and for the figures it shows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import os
 import tempfile
@@ -22,6 +24,8 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from iotcast.stack import free_port
+from telemetry.csvfile import write_csv
+from telemetry.generate import generate
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -108,4 +112,32 @@ def screenshot(page: Any, folder: Path, name: str) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     path = where / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+# A temperature-and-humidity device and a temperature-only one, with values to drop or clip
+# and rows with nothing usable left.
+TH, T_ONLY = "b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a"
+
+
+def mixed_file(path: Path) -> Path:
+    """A quarter day of TH (temp+humidity) and T_ONLY (temp); in TH's rows, 4 humidity cells
+    unreadable, 2 beyond 0-100 %, 3 saturated at 100.5 % and one temperature of 999 °C;
+    then 3 rows refused whole (2 without any sensor value, 1 from 1985)."""
+    sets = (("temp", "humidity"), ("temp",))
+    write_csv(path, generate(days=0.25, seed=4, devices=2, sensors=sets))
+    with open(path, newline="") as f:
+        header, *body = list(csv.reader(f))
+    th = [r for r in body if r[1] == TH]
+    for rows, column, value in (
+        (th[10:14], 3, "hot"),
+        (th[20:22], 3, "130.0"),
+        (th[30:33], 3, "100.5"),
+        (th[40:41], 8, "999.0"),
+    ):
+        for r in rows:
+            r[column] = value
+    body += [[th[-1][0], TH, *[""] * 7]] * 2 + [["5.0E8", T_ONLY, *[""] * 6, "21.0"]]
+    with open(path, "w", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL).writerows([header, *body])
     return path

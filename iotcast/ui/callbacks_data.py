@@ -3,6 +3,8 @@ the language of every fixed label."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +13,44 @@ from dash.exceptions import PreventUpdate
 
 from iotcast.ui.charts import sensor_figure
 from iotcast.ui.layout import HIDDEN
-from iotcast.ui.text import t
-from iotcast.ui.workspace import LARGE_ROWS, Workspace
+from iotcast.ui.text import (
+    row_reason_words,
+    sensor_words,
+    t,
+    target_words,
+    value_reason_words,
+    values_words,
+)
+from iotcast.ui.workspace import LARGE_ROWS, Contents, Workspace
 
-__all__ = ["job_poller", "message", "progress_view", "register", "table"]
+__all__ = ["job_poller", "left_out", "message", "progress_view", "register", "row_reasons", "table"]
 
 SHOWN = {"display": "block"}
 
 
 def message(msgs: list[dict[str, Any]] | None, lang: str) -> list[html.Div]:
-    """Stored messages (``{"key", "fields", "kind"}``) in ``lang``."""
-    return [
-        html.Div(
-            t(lang, m["key"], **m.get("fields", {})), className=f"message {m.get('kind', 'info')}"
+    """Stored messages (``{"key", "fields", "kind"}``) in ``lang``. Codes are stored and said
+    in ``lang``: a field ``sensor`` (``humidity``), ``reason`` (why a row was refused) or
+    ``reasons`` (reason -> rows)."""
+    out = []
+    for m in msgs or []:
+        fields = dict(m.get("fields", {}))
+        if "sensor" in fields:
+            fields["sensor"] = target_words(lang, fields["sensor"])
+        if "reason" in fields:
+            fields["reason"] = row_reason_words(lang, fields["reason"])
+        if "reasons" in fields:
+            fields["reasons"] = row_reasons(lang, fields["reasons"])
+        out.append(
+            html.Div(t(lang, m["key"], **fields), className=f"message {m.get('kind', 'info')}")
         )
-        for m in msgs or []
-    ]
+    return out
+
+
+def row_reasons(lang: str, counts: dict[str, int]) -> str:
+    """Why rows were refused, most frequent first: "no usable sensor value (10), …"."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{row_reason_words(lang, r)} ({n:,})" for r, n in ranked)
 
 
 def table(header: list[str], rows: list[list[Any]], **kwargs: Any) -> html.Table:
@@ -151,16 +175,22 @@ def job_poller(app: Any, ws: Workspace, prefix: str, store: str, doing: str, fin
 def _read_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
     if job.state != "done":
         return no_update, _msg("err_read", error=job.error or job.state)
-    s = job.result
+    c: Contents = job.result
+    s, bad = c.summary, c.summary.bad_rows
+    if s.rows == 0 and bad.count:
+        line = bad.examples[0].line
+        reasons = dict(bad.by_reason.most_common())
+        return no_update, _msg(
+            "err_nothing_usable", rows=f"{bad.count:,}", reasons=reasons, line=line
+        )
     if s.rows == 0:
         return no_update, _msg("err_no_rows")
-    dataset = {**info, "rows": s.rows, "devices": list(s.devices.device)}
-    msgs = _msg("loaded", "ok", name=info["name"], rows=f"{s.rows:,}", devices=len(s.devices))
-    if s.bad_rows.count:
-        first = s.bad_rows.examples[0]
-        msgs += _msg(
-            "bad_rows", "warn", n=f"{s.bad_rows.count:,}", line=first.line, reason=first.reason
-        )
+    dataset = {**info, "rows": s.rows, "devices": c.devices}
+    key, rows = "loaded_1" if len(s.devices) == 1 else "loaded", f"{s.rows:,}"
+    msgs = _msg(key, "ok", name=info["name"], rows=rows, devices=len(s.devices))
+    if bad.count:
+        first = bad.examples[0]
+        msgs += _msg("bad_rows", "warn", n=f"{bad.count:,}", line=first.line, reason=first.reason)
     return dataset, msgs
 
 
@@ -188,11 +218,11 @@ def _reading(app: Any, ws: Workspace) -> None:
         job = ws.jobs.get(dataset["job"]) if dataset else None
         if job is None or job.result is None:
             return [], [], []
-        s = job.result
-        devices = list(s.devices.device)
+        c: Contents = job.result
+        devices = c.devices
         options = [{"label": d, "value": d} for d in devices]
         keep = [d for d in chosen or [] if d in devices] if ctx.triggered_id != "dataset" else []
-        return _summary(s, lang, unit), options, keep or devices
+        return _summary(c, lang, unit), options, keep or devices
 
 
 def _start(ws: Workspace, path: Path, name: str, limit: int | None) -> dict[str, Any]:
@@ -200,9 +230,83 @@ def _start(ws: Workspace, path: Path, name: str, limit: int | None) -> dict[str,
     return {"id": job.id, "job": job.id, "path": str(path), "name": name, "limit": limit}
 
 
-def _summary(s, lang: str, unit: str) -> list:
+def _pct(value: float, lang: str, digits: int) -> str:
+    """A share of readings, or "no sensor" for a device without that sensor (NaN)."""
+    return t(lang, "no_sensor") if value != value else f"{value:.{digits}f} %"
+
+
+def sensors_text(c: Contents, device: str, lang: str) -> str:
+    """The sensors ``device`` sent, in words; one missing from some readings (a sensor that
+    died, or was added) with the share of readings that carried it (a value dropped counts
+    as carried: the sensor was there)."""
+    inp = c.inputs[device]
+    dropped: Counter[str] = Counter()
+    for (sensor, _reason), n in inp.dropped.items():
+        dropped[sensor] += n
+    words = []
+    for sensor, n in c.sensors(device).items():
+        word = sensor_words(lang, sensor)
+        carried = n + dropped[sensor]
+        if carried >= inp.readings:
+            words.append(word)
+        else:  # floor: a sensor missing from one reading of 10,000 is not "100 %"
+            pct = math.floor(100.0 * carried / inp.readings)
+            words.append(t(lang, "share", sensor=word, pct=pct))
+    return ", ".join(words)
+
+
+def left_out(c: Contents, lang: str) -> list[html.Component]:
+    """What reading the file left out, in sentences: the rows refused whole (by reason), then
+    per device the values dropped (by sensor and reason) and the values set to a sensor's
+    limit; or that nothing was."""
+    bad = c.summary.bad_rows
+    out: list[html.Component] = []
+    if bad.count:
+        line = bad.examples[0].line if bad.examples else "?"
+        reasons = row_reasons(lang, dict(bad.by_reason))
+        out.append(
+            html.P(
+                t(lang, "left_rows", n=f"{bad.count:,}", reasons=reasons, line=line), id="left-rows"
+            )
+        )
+    items = []
+    for device in c.devices:
+        inp = c.inputs[device]
+        parts = []
+        if inp.dropped:
+            by_sensor: dict[str, dict[str, int]] = {}
+            for (sensor, reason), n in sorted(inp.dropped.items()):
+                by_sensor.setdefault(sensor, {})[reason] = n
+            what = []
+            for sensor, reasons in sorted(by_sensor.items(), key=lambda kv: -sum(kv[1].values())):
+                ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+                why = ", ".join(  # the counts only when there are several reasons
+                    f"{n:,} {value_reason_words(lang, r)}"
+                    if len(ranked) > 1
+                    else value_reason_words(lang, r)
+                    for r, n in ranked
+                )
+                what.append(f"{values_words(lang, sum(reasons.values()), sensor)} ({why})")
+            parts.append(t(lang, "left_dropped", what="; ".join(what)))
+        if inp.clipped:
+            what = [values_words(lang, n, sensor) for sensor, n in inp.clipped.most_common()]
+            parts.append(t(lang, "left_clipped", what=", ".join(what)))
+        if parts:
+            items.append(html.Li([html.B(f"{device}:"), " " + "; ".join(parts) + "."]))
+    if items:
+        out.append(html.Ul(items, className="left-out"))
+    if out:
+        out.append(html.P(t(lang, "left_note"), className="muted"))
+    else:
+        out.append(html.P(t(lang, "left_nothing")))
+    return [html.H3(t(lang, "left_out")), html.Div(out, id="left-out")]
+
+
+def _summary(c: Contents, lang: str, unit: str) -> list:
+    s = c.summary
     header = [
-        t(lang, k) for k in ("col_device", "col_rows", "col_span", "col_hours", "col_cadence")
+        t(lang, k)
+        for k in ("col_device", "col_sensors", "col_rows", "col_span", "col_hours", "col_cadence")
     ]
     header += [
         t(lang, k)
@@ -211,16 +315,17 @@ def _summary(s, lang: str, unit: str) -> list:
     rows = [
         [
             d.device,
+            sensors_text(c, d.device, lang),
             f"{d.rows:,}",
             f"{d.first:%Y-%m-%d %H:%M} – {d.last:%Y-%m-%d %H:%M}",
             f"{d.span_hours:.1f}",
-            t(lang, "seconds", s=f"{d.cadence_s:.1f}"),
+            "–" if d.cadence_s != d.cadence_s else t(lang, "seconds", s=f"{d.cadence_s:.1f}"),
             f"{d.gaps:,}",
             f"{d.duplicates:,}",
             f"{d.late:,}",
             f"{d.glitches:,}",
-            f"{d.light_pct:.1f} %",
-            f"{d.motion_pct:.2f} %",
+            _pct(d.light_pct, lang, 1),
+            _pct(d.motion_pct, lang, 2),
         ]
         for d in s.devices.itertuples()
     ]
@@ -229,6 +334,7 @@ def _summary(s, lang: str, unit: str) -> list:
         table(header, rows, id="summary-table", className="figures"),
     ]
     out.append(html.P(t(lang, "summary_note"), className="muted"))
+    out += left_out(c, lang)
     for device in s.devices.device:
         out.append(html.H4(device))
         out.append(

@@ -11,9 +11,10 @@ from dash.exceptions import PreventUpdate
 from iotcast.ui import charts
 from iotcast.ui.callbacks_data import job_poller, table
 from iotcast.ui.layout import HIDDEN
-from iotcast.ui.text import TARGETS, horizon_words, model_description, t, target_words
-from iotcast.ui.workspace import Question, Workspace
+from iotcast.ui.text import horizon_words, model_description, t, target_words
+from iotcast.ui.workspace import TARGET_ORDER, Contents, Question, Workspace
 from online_models.analysis import BASELINES
+from online_models.evaluate import DeviceInput
 
 __all__ = ["HORIZON_CHOICES", "register"]
 
@@ -50,31 +51,88 @@ def register(app: Any, ws: Workspace) -> None:
     _results(app, ws)
 
 
-def _question(app: Any, ws: Workspace) -> None:
-    # Two callbacks, so that the models' costs arriving late redraw the models' options
-    # only: a click on an option while it is being redrawn is lost.
+def _targets(app: Any, ws: Workspace) -> None:
+    # The targets are the numeric sensors the chosen devices have; the nowcast is offered when
+    # one of them has another sensor. Values are written only when they must change (a target
+    # the devices lack, the nowcast no longer possible): a click landing meanwhile stays.
     @app.callback(
         Output("target", "options"),
+        Output("target", "value"),
+        Output("target-note", "children"),
         Output("horizons", "options"),
+        Output("horizons", "value"),
+        Output("nowcast-note", "children"),
         Output("references", "options"),
         Input("lang", "value"),
+        Input("dataset", "data"),
+        Input("devices", "value"),
+        Input("target", "value"),
+        State("horizons", "value"),
     )
-    def choices(lang):
-        targets = [{"label": target_words(lang, k), "value": k} for k in TARGETS]
-        horizons = [{"label": horizon_words(lang, h), "value": h} for h in HORIZON_CHOICES]
-        return targets, horizons, [{"label": t(lang, "references"), "value": "on"}]
+    def choices(lang, dataset, devices, target, horizons):
+        contents = _contents(ws, dataset)
+        references = [{"label": t(lang, "references"), "value": "on"}]
+        chosen = target
+        if contents is None:  # no file yet: every target, every horizon
+            targets, pool, nowcast = dict.fromkeys(TARGET_ORDER, 0), [], True
+        else:
+            pool = [d for d in devices or [] if d in contents.inputs] or contents.devices
+            targets = contents.targets(pool)
+            if chosen not in targets and targets:
+                chosen = next(iter(targets))
+            nowcast = chosen in targets and contents.nowcast_possible(chosen, pool)
+        target_opts = [
+            {"label": _target_label(lang, k, n, len(pool)), "value": k} for k, n in targets.items()
+        ]
+        horizon_opts = [
+            {"label": horizon_words(lang, h), "value": h, "disabled": h == 0 and not nowcast}
+            for h in HORIZON_CHOICES
+        ]
+        keep = [h for h in horizons or [] if h != 0 or nowcast]
+        if not targets:
+            target_note, nowcast_note = t(lang, "no_target"), ""
+        else:
+            target_note = ""
+            said = target_words(lang, chosen)
+            nowcast_note = "" if nowcast else t(lang, "nowcast_none", sensor=said)
+        return (
+            target_opts,
+            chosen if chosen != target else no_update,
+            target_note,
+            horizon_opts,
+            keep if keep != (horizons or []) else no_update,
+            nowcast_note,
+            references,
+        )
+
+
+def _question(app: Any, ws: Workspace) -> None:
+    # The models' options have callbacks of their own, so that the costs arriving late
+    # redraw them only: a click on an option while it is being redrawn is lost.
+    _targets(app, ws)
 
     @app.callback(
         Output("models", "options"),
         Output("costs-shown", "data"),
         Input("lang", "value"),
-        Input("poll", "n_intervals"),
-        State("costs-shown", "data"),
     )
-    def models(lang, _n, costs_shown):
-        if ctx.triggered_id == "poll" and (costs_shown or not ws.costs):
-            raise PreventUpdate
+    def models(lang):
         return model_options(ws, lang), bool(ws.costs)
+
+    # Apart from the language's, which must not be re-triggered by the poll: the browser drops
+    # an answer whose callback fired again before it came (the options never showed).
+    @app.callback(
+        Output("models", "options", allow_duplicate=True),
+        Output("costs-shown", "data", allow_duplicate=True),
+        Input("poll", "n_intervals"),
+        State("lang", "value"),
+        State("costs-shown", "data"),
+        prevent_initial_call=True,
+    )
+    def costs(_n, lang, costs_shown):
+        if costs_shown or not ws.costs:
+            raise PreventUpdate
+        return model_options(ws, lang), True
 
     @app.callback(
         Output("run-job", "data"),
@@ -89,10 +147,17 @@ def _question(app: Any, ws: Workspace) -> None:
         prevent_initial_call=True,
     )
     def run(_n, dataset, devices, target, horizons, models, references):
-        if not dataset:
+        contents = _contents(ws, dataset)
+        if contents is None:
             return None, _msg("no_data")
         if not devices or not horizons or not models:
             return None, _msg("need_choice")
+        lacking = [
+            d for d in devices if target not in contents.inputs.get(d, DeviceInput()).sensors
+        ]
+        devices = [d for d in devices if d not in lacking]
+        if not devices:
+            return None, _msg("target_none", sensor=target)
         q = Question(
             path=dataset["path"],
             limit=dataset.get("limit"),
@@ -104,8 +169,9 @@ def _question(app: Any, ws: Workspace) -> None:
         )
         job = ws.run(q, dataset["rows"])
         cached = job.state == "done"
-        info = {"id": job.id, "models": list(q.models), "cached": cached}
-        return info, _msg("cached", "info") if cached else []
+        info = {"id": job.id, "models": list(q.models), "cached": cached, "lacking": lacking}
+        info["target"] = target
+        return info, (_msg("cached", "info") if cached else []) + _left_out(info)
 
     @app.callback(
         Output("run-msg", "data", allow_duplicate=True),
@@ -118,14 +184,23 @@ def _question(app: Any, ws: Workspace) -> None:
         raise PreventUpdate
 
 
+def _left_out(info: dict) -> list[dict[str, Any]]:
+    """The devices left out of a run for lacking its target, said with its answer."""
+    if not info.get("lacking"):
+        return []
+    lacking = ", ".join(info["lacking"])
+    return _msg("target_left_out", "info", sensor=info["target"], devices=lacking)
+
+
 def _run_result(job: Any, info: dict) -> tuple[Any, list[dict[str, Any]]]:
     if job.state == "cancelled":
         return no_update, _msg("cancelled", "info")
     if job.state == "failed":
         return no_update, _msg("failed", error=job.error)
     if info.get("cached"):  # the poll delivers the answer; the message stays "reused"
-        return info, _msg("cached", "info")
-    return info, _msg("done", "ok", rows=f"{job.result.result.rows:,}", secs=f"{job.seconds:.1f}")
+        return info, _msg("cached", "info") + _left_out(info)
+    rows, secs = f"{job.result.result.rows:,}", f"{job.seconds:.1f}"
+    return info, _msg("done", "ok", rows=rows, secs=secs) + _left_out(info)
 
 
 def _progress(app: Any, ws: Workspace) -> None:
@@ -204,6 +279,18 @@ def _results(app: Any, ws: Workspace) -> None:
             a.write_report(out)
         name = "report.html" if ctx.triggered_id == "dl-html" else "metrics.csv"
         return dcc.send_file(str(out / name), filename=f"iotcast-{a.result.task.target}-{name}")
+
+
+def _target_label(lang: str, target: str, n: int, total: int) -> str:
+    """The target in words, with how many of the devices have it when not all do."""
+    words = target_words(lang, target)
+    return words if n in (0, total) else t(lang, "target_some", sensor=words, n=n, total=total)
+
+
+def _contents(ws: Workspace, dataset: dict | None) -> Contents | None:
+    """The file read (its summary and what each device sent), once its reading is done."""
+    job = ws.jobs.get(dataset["job"]) if dataset else None
+    return job.result if job is not None and job.state == "done" else None
 
 
 def _analysis(ws: Workspace, info: dict | None):

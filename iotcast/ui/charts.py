@@ -85,12 +85,13 @@ def _name(model: str, lang: str) -> str:
 
 # ------------------------------------------------------------------ the data
 def sensor_figure(summary: DataSummary, device: str, lang: str, unit: str) -> go.Figure:
-    """One small chart per sensor of one device (bin means over time)."""
+    """One small chart per sensor of one device (bin means over time): the sensors it has."""
     df = summary.sensors[summary.sensors.device == device]
+    shown = [s for s in SENSORS if df[s].notna().any()] or ["temp"]
     fig = make_subplots(
-        rows=1, cols=len(SENSORS), subplot_titles=[target_words(lang, s) for s in SENSORS]
+        rows=1, cols=len(shown), subplot_titles=[target_words(lang, s) for s in shown]
     )
-    for i, sensor in enumerate(SENSORS, start=1):
+    for i, sensor in enumerate(shown, start=1):
         u = Units(sensor, unit)
         ys = df[sensor].map(u.value)
         fig.add_trace(

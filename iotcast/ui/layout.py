@@ -118,11 +118,18 @@ def _question(default_models: list[str]) -> html.Section:
                             dcc.Checklist(id="devices", options=[], value=[]),
                         ]
                     ),
-                    html.Div([label("target", html.H3), dcc.RadioItems(id="target", value="temp")]),
+                    html.Div(
+                        [
+                            label("target", html.H3),
+                            dcc.RadioItems(id="target", value="temp"),
+                            html.P(id="target-note", className="muted"),
+                        ]
+                    ),
                     html.Div(
                         [
                             label("horizons", html.H3),
                             dcc.Checklist(id="horizons", value=[900, 3600]),
+                            html.P(id="nowcast-note", className="muted"),
                         ]
                     ),
                 ],

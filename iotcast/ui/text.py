@@ -22,9 +22,13 @@ __all__ = [
     "horizon_words",
     "horizon_ahead",
     "model_description",
+    "row_reason_words",
     "scenario_words",
+    "sensor_words",
     "t",
     "target_words",
+    "value_reason_words",
+    "values_words",
 ]
 
 LANGUAGES = ("en", "es")
@@ -63,9 +67,20 @@ TEXT: dict[str, tuple[str, str]] = {
         "{name}: {rows} readings of {devices} devices.",
         "{name}: {rows} lecturas de {devices} dispositivos.",
     ),
+    "loaded_1": (
+        "{name}: {rows} readings of one device.",
+        "{name}: {rows} lecturas de un dispositivo.",
+    ),
     "bad_rows": (
-        "{n} rows could not be read and were skipped (first: line {line}, {reason}).",
-        "{n} filas no se pudieron leer y se omitieron (primera: línea {line}, {reason}).",
+        "{n} rows could not be used and were skipped (first: line {line}, {reason}).",
+        "{n} filas no se pudieron usar y se omitieron (primera: línea {line}, {reason}).",
+    ),
+    "err_nothing_usable": (
+        "None of the file's {rows} rows holds a usable reading: {reasons}. The first is line "
+        "{line}. A reading needs a time, a device name and at least one sensor value.",
+        "Ninguna de las {rows} filas del archivo contiene una lectura utilizable: {reasons}. "
+        "La primera es la línea {line}. Una lectura necesita una hora, un nombre de "
+        "dispositivo y al menos un valor de sensor.",
     ),
     "err_empty": (
         "The file is empty: there is nothing to analyse.",
@@ -105,6 +120,34 @@ TEXT: dict[str, tuple[str, str]] = {
     "col_glitches": ("glitches", "fallos del sensor"),
     "col_light": ("light on", "luz encendida"),
     "col_motion": ("motion", "movimiento"),
+    "col_sensors": ("sensors", "sensores"),
+    "no_sensor": ("no sensor", "sin sensor"),
+    "share": ("{sensor} ({pct} % of readings)", "{sensor} ({pct} % de las lecturas)"),
+    "left_out": ("What was left out", "Qué se dejó fuera"),
+    "left_nothing": (
+        "Nothing: every value of every row was read as it is.",
+        "Nada: cada valor de cada fila se leyó tal cual.",
+    ),
+    "left_rows": (
+        "{n} rows were refused whole, as nothing usable was left in them: {reasons}. The first "
+        "is line {line}.",
+        "{n} filas se rechazaron enteras, porque no quedaba nada utilizable en ellas: "
+        "{reasons}. La primera es la línea {line}.",
+    ),
+    "left_dropped": ("dropped {what}", "se descartaron {what}"),
+    "left_clipped": ("{what} set to the sensor's limit", "{what} llevados al límite del sensor"),
+    "n_value": ("{n} {sensor} value", "{n} valor de {sensor}"),
+    "n_values": ("{n} {sensor} values", "{n} valores de {sensor}"),
+    "left_note": (
+        "A dropped value is left out and the rest of its reading is kept. A value a little "
+        "beyond what a sensor can measure (humidity up to 105 %) is a saturated sensor, as in "
+        "fog: it is kept, at the limit (100 %). A row is refused whole only when nothing "
+        "usable is left in it.",
+        "Un valor descartado se deja fuera y el resto de su lectura se conserva. Un valor un "
+        "poco más allá de lo que un sensor puede medir (humedad hasta 105 %) es un sensor "
+        "saturado, como en la niebla: se conserva, en el límite (100 %). Una fila se rechaza "
+        "entera solo cuando no queda nada utilizable en ella.",
+    ),
     "summary_note": (
         "Duplicates, out-of-order readings and glitches (temperature 0 with humidity near "
         "1 %) are skipped by the models, as the live system does.",
@@ -123,6 +166,29 @@ TEXT: dict[str, tuple[str, str]] = {
     "horizons": ("When", "Cuándo"),
     "models": ("Models", "Modelos"),
     "baseline": ("baseline", "referencia"),
+    "target_some": ("{sensor} ({n} of {total} devices)", "{sensor} ({n} de {total} dispositivos)"),
+    "no_target": (
+        "The chosen devices measure nothing that can be predicted (temperature, humidity, CO, "
+        "LPG or smoke).",
+        "Los dispositivos elegidos no miden nada que se pueda predecir (temperatura, humedad, "
+        "CO, GLP o humo).",
+    ),
+    "nowcast_none": (
+        "“Now (virtual sensor)” estimates {sensor} from a device's other sensors: the chosen "
+        "devices have no other sensor, so it is not offered.",
+        "«Ahora (sensor virtual)» estima el valor de {sensor} a partir de los otros sensores de un "
+        "dispositivo: los dispositivos elegidos no tienen otro sensor, así que no se ofrece.",
+    ),
+    "target_none": (
+        "None of the chosen devices measures {sensor}: choose another device or something "
+        "else to predict.",
+        "Ninguno de los dispositivos elegidos mide {sensor}: elija otro dispositivo u otra cosa "
+        "que predecir.",
+    ),
+    "target_left_out": (
+        "Left out, as they have no {sensor} sensor: {devices}.",
+        "Se dejan fuera, porque no tienen sensor de {sensor}: {devices}.",
+    ),
     "cost": ("≈ {us} µs per reading", "≈ {us} µs por lectura"),
     "cost_unknown": ("cost: measuring…", "coste: midiendo…"),
     "cost_note": (
@@ -284,6 +350,35 @@ TARGETS: dict[str, tuple[str, str]] = {
     "lpg": ("liquefied gas (LPG)", "gas licuado (GLP)"),
     "smoke": ("smoke", "humo"),
 }
+# Sensors in a list ("temperature, humidity, CO"): short words
+SENSOR_WORDS: dict[str, tuple[str, str]] = {
+    "temp": ("temperature", "temperatura"),
+    "humidity": ("humidity", "humedad"),
+    "co": ("CO", "CO"),
+    "lpg": ("LPG", "GLP"),
+    "smoke": ("smoke", "humo"),
+    "light": ("light", "luz"),
+    "motion": ("motion", "movimiento"),
+}
+# Why a value was dropped (telemetry.reading.FIELD_REASONS), after a count: "10 unreadable"
+VALUE_REASONS: dict[str, tuple[str, str]] = {
+    "wrong_type": ("unreadable", "ilegibles"),
+    "not_finite": ("infinite or not a number", "infinitos o no numéricos"),
+    "out_of_range": (
+        "beyond what the sensor can measure",
+        "más allá de lo que el sensor puede medir",
+    ),
+}
+# Why a row was refused whole (telemetry.reading.REASONS, and the CSV's own)
+ROW_REASONS: dict[str, tuple[str, str]] = {
+    "no_sensor": ("no usable sensor value", "ningún valor de sensor utilizable"),
+    "bad_timestamp": ("an impossible time", "una hora imposible"),
+    "bad_device_id": ("a device name that is not valid", "un nombre de dispositivo no válido"),
+    "wrong_field_count": ("the wrong number of cells", "un número de celdas incorrecto"),
+    "wrong_type": ("an unreadable time or device name", "una hora o un dispositivo ilegible"),
+    "not_finite": ("a time that is not a number", "una hora que no es un número"),
+    "missing_field": ("no time or no device name", "sin hora o sin nombre de dispositivo"),
+}
 SCENARIOS: dict[str, tuple[str, str]] = {
     "day": ("by day (06-18 h UTC)", "de día (06-18 h UTC)"),
     "night": ("at night", "de noche"),
@@ -369,6 +464,31 @@ def horizon_ahead(lang: str, seconds: int, capital: bool = False) -> str:
 
 def target_words(lang: str, target: str) -> str:
     return _pick(TARGETS[target], lang) if target in TARGETS else target
+
+
+def sensor_words(lang: str, sensor: str) -> str:
+    """A sensor's short name in a list; an extra field (``pressure``) as it is named."""
+    return _pick(SENSOR_WORDS[sensor], lang) if sensor in SENSOR_WORDS else sensor
+
+
+def value_reason_words(lang: str, reason: str) -> str:
+    return _pick(VALUE_REASONS[reason], lang) if reason in VALUE_REASONS else reason
+
+
+def row_reason_words(lang: str, reason: str) -> str:
+    """Why a row was refused whole, in words ("an impossible time").
+
+    >>> row_reason_words("en", "no_sensor"), row_reason_words("es", "bad_timestamp")
+    ('no usable sensor value', 'una hora imposible')
+    """
+    return _pick(ROW_REASONS[reason], lang) if reason in ROW_REASONS else reason.replace("_", " ")
+
+
+def values_words(lang: str, n: int, sensor: str) -> str:
+    """``n`` values of ``sensor``: "1 humidity value", "12 valores de humedad"."""
+    return t(
+        lang, "n_value" if n == 1 else "n_values", n=f"{n:,}", sensor=sensor_words(lang, sensor)
+    )
 
 
 def scenario_words(lang: str, scenario: str) -> str:

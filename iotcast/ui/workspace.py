@@ -2,7 +2,9 @@
 
 A :class:`Workspace` holds the settings, the model catalog, a folder for uploads and
 the generated sample, the :class:`~iotcast.ui.jobs.Jobs`, and each model's measured
-cost per reading. It knows no HTML: the page asks it, and tests may too.
+cost per reading. Reading a file gives its :class:`Contents`: the data summary and,
+per device, the sensors it sent and the values validation dropped or clipped, hence
+the targets the file can answer for. It knows no HTML: the page asks it, and tests may too.
 
 >>> import tempfile, pathlib
 >>> ws = Workspace(folder=pathlib.Path(tempfile.mkdtemp()), measure_costs=False)
@@ -10,6 +12,8 @@ cost per reading. It knows no HTML: the page asks it, and tests may too.
 'err_columns'
 >>> (ws.folder / "x.png").write_bytes(b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00") and ws.check(ws.folder / "x.png").key
 'err_not_csv'
+>>> from telemetry.csvfile import HEADER  # extra number columns after the public ones: fine
+>>> (ws.folder / "p.csv").write_text(HEADER + ',"pressure"\\n') and ws.check(ws.folder / "p.csv")
 """
 
 from __future__ import annotations
@@ -20,21 +24,27 @@ import hashlib
 import io
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iotcast.settings import Settings
 from iotcast.ui.jobs import Job, Jobs
-from online_models.analysis import Analysis, evaluate
+from online_models.analysis import Analysis, Source, evaluate, readings_of
 from online_models.catalog import Catalog, load_catalog
+from online_models.config import TARGETS
 from online_models.data_summary import DataSummary, count_rows, summarize
-from telemetry.reading import FIELDS
+from online_models.evaluate import DeviceInput
+from telemetry.csvfile import BadRows, CsvFormatError, read_csv
+from telemetry.reading import FIELDS, SENSORS, Reading
 
-__all__ = ["LARGE_ROWS", "Problem", "Question", "Workspace"]
+__all__ = ["LARGE_ROWS", "Contents", "Problem", "Question", "Workspace"]
 
 LARGE_ROWS = 300_000  # more rows than this: the page offers to read only the first ones
 DEFAULT_LIMIT = 200_000
+# the numeric sensors a question may predict, in the page's order
+TARGET_ORDER = tuple(k for k in ("temp", "humidity", "co", "lpg", "smoke") if k in TARGETS)
 SAMPLE_DAYS = 2
 SAMPLE_SEED = 1
 
@@ -65,6 +75,74 @@ class Question:
         if set(self.models) == set(catalog.select("default").names):
             return "default"
         return ",".join(self.models)
+
+
+@dataclass
+class Contents:
+    """A file as read for the page: its :class:`DataSummary` (``summary``) and, per device,
+    what it sent (``inputs``: readings, sensors, values dropped by field and reason, values
+    clipped by field). The same :class:`DeviceInput` ``iotcast evaluate`` reports.
+
+    >>> from telemetry.generate import generate
+    >>> c = Contents.read(generate(days=0.05, seed=1, sensors=(("temp",), ("temp", "humidity"))))
+    >>> c.targets()
+    {'temp': 3, 'humidity': 1}
+    >>> sorted(c.nowcast_possible("temp", [d]) for d in c.devices)  # one device has humidity
+    [False, False, True]
+    """
+
+    summary: DataSummary
+    inputs: dict[str, DeviceInput]
+
+    @classmethod
+    def read(
+        cls,
+        source: Source,
+        limit: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Contents:
+        """Read ``source`` (its first ``limit`` rows) once: the summary and the inputs."""
+        bad = BadRows()
+        inputs: dict[str, DeviceInput] = {}
+
+        def tallied() -> Iterator[Reading]:
+            for r in readings_of(source, limit=limit, bad_rows=bad, progress=progress):
+                inp = inputs.get(r.device)
+                if inp is None:
+                    inp = inputs[r.device] = DeviceInput()
+                inp.add(r)
+                yield r
+
+        summary = summarize(tallied())
+        summary.bad_rows = bad  # the rows refused whole were met here, not by summarize
+        return cls(summary, inputs)
+
+    @property
+    def devices(self) -> list[str]:
+        return list(self.summary.devices.device)
+
+    def sensors(self, device: str) -> dict[str, int]:
+        """The sensors (and extra fields) ``device`` sent, in the page's order, with how
+        many of its readings carried each."""
+        sent = self.inputs[device].sensors
+        known = [s for s in (*TARGET_ORDER, *SENSORS) if s in sent]
+        order = list(dict.fromkeys(known)) + sorted(set(sent) - set(known))
+        return {s: sent[s] for s in order}
+
+    def targets(self, devices: Iterable[str] | None = None) -> dict[str, int]:
+        """Each numeric sensor of ``devices`` (default: every device) that can be predicted,
+        with how many of them have it; in the page's order."""
+        chosen = self.devices if devices is None else [d for d in devices if d in self.inputs]
+        have = {k: sum(k in self.inputs[d].sensors for d in chosen) for k in TARGET_ORDER}
+        return {k: n for k, n in have.items() if n}
+
+    def nowcast_possible(self, target: str, devices: Iterable[str]) -> bool:
+        """True when one of ``devices`` with ``target`` has another sensor: the nowcast (the
+        virtual sensor) estimates the target from a device's other sensors, never its own."""
+        return any(
+            target in inp.sensors and any(s != target for s in inp.sensors if s in SENSORS)
+            for inp in (self.inputs[d] for d in devices if d in self.inputs)
+        )
 
 
 def _fingerprint(path: Path) -> tuple[str, int, int]:
@@ -115,8 +193,11 @@ class Workspace:
         if not first.strip():
             return Problem("err_empty")
         header = next(csv.reader(io.StringIO(first)), [])
-        if tuple(header) == FIELDS:
+        try:  # the public columns, maybe followed by extra number columns (e.g. pressure)
+            next(read_csv(io.StringIO(first + "\n")), None)
             return None
+        except CsvFormatError:
+            pass
         if len(header) < 2:
             return Problem("err_not_csv", {"name": name})
         return Problem(
@@ -154,13 +235,13 @@ class Workspace:
 
     # -------------------------------------------------------------------- jobs
     def summarize(self, path: Path, limit: int | None) -> Job:
-        """Read the file (the first ``limit`` rows) into a :class:`DataSummary`, in the background."""
+        """Read the file (the first ``limit`` rows) into its :class:`Contents`, in the background."""
         path = Path(path)
 
-        def work(progress) -> DataSummary:
+        def work(progress) -> Contents:
             total = min(count_rows(path), limit or 1 << 62)
             progress(0, total)
-            return summarize(path, limit=limit, progress=lambda n: progress(n, total))
+            return Contents.read(path, limit, progress=lambda n: progress(n, total))
 
         return self.jobs.start(("summary", _fingerprint(path), limit), work)
 

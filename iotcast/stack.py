@@ -310,7 +310,14 @@ def start_kinesalite(
     """
     node, module = require_kinesalite()
     port = port or free_port()
+    # kinesalite 3.3.3 rethrows a request's error from its handler ("aborted",
+    # ECONNRESET: a client killed while it sent), which ends the process and every
+    # test or demo on it; such an error is said in the log and the server goes on
+    # (tests/test_stack.py).  Any other uncaught error still ends it.
     script = (
+        "process.on('uncaughtException', e => { if (e.code === 'ECONNRESET') {"
+        " console.error('kinesalite: a client aborted its request:', e.code); return }"
+        " console.error(e); process.exit(1) });"
         "require(process.argv[1])({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0,"
         " shardLimit: +process.argv[3]}).listen(+process.argv[2], '127.0.0.1')"
     )

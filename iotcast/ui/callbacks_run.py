@@ -68,8 +68,10 @@ def _targets(app: Any, ws: Workspace) -> None:
         Input("devices", "value"),
         Input("target", "value"),
         State("horizons", "value"),
+        State("target", "options"),
+        State("horizons", "options"),
     )
-    def choices(lang, dataset, devices, target, horizons):
+    def choices(lang, dataset, devices, target, horizons, shown_targets, shown_horizons):
         contents = _contents(ws, dataset)
         references = [{"label": t(lang, "references"), "value": "on"}]
         chosen = target
@@ -95,11 +97,12 @@ def _targets(app: Any, ws: Workspace) -> None:
             target_note = ""
             said = target_words(lang, chosen)
             nowcast_note = "" if nowcast else t(lang, "nowcast_none", sensor=said)
+        # Options are redrawn only when they change: a click on one being redrawn is lost.
         return (
-            target_opts,
+            target_opts if target_opts != shown_targets else no_update,
             chosen if chosen != target else no_update,
             target_note,
-            horizon_opts,
+            horizon_opts if horizon_opts != shown_horizons else no_update,
             keep if keep != (horizons or []) else no_update,
             nowcast_note,
             references,

@@ -30,6 +30,8 @@ from prometheus_client import metrics as _client_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
+from telemetry.reading import SENSORS
+
 __all__ = [
     "DeviceLabels",
     "FIELD_LABELS",
@@ -46,8 +48,8 @@ __all__ = [
 OVERFLOW_DEVICE = "_overflow"
 # The ``field`` label of the dropped/clipped counters: a sensor of the data contract, or
 # "extra" for any other field (their names come from devices: never a label of their own).
-FIELD_LABELS = ("co", "humidity", "light", "lpg", "motion", "smoke", "temp", "extra")
-_SENSOR_FIELDS = frozenset(FIELD_LABELS[:-1])
+FIELD_LABELS = (*SENSORS, "extra")
+_SENSOR_FIELDS = frozenset(SENSORS)
 DEFAULT_DEVICE_LABEL_CAP = 1000
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

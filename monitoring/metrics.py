@@ -2,20 +2,25 @@
 
 Dashboards and alert rules refer to these names; code elsewhere only calls
 ``.labels(...).set/inc/observe``.  Names carry base units (``_seconds``,
-``_celsius``), counters end in ``_total``, labels are ``device``, ``model``,
-``horizon`` (seconds, as a string; ``0`` is the nowcast), ``shard``,
-``reason``, ``code``, ``field`` (one of :data:`FIELD_LABELS`: a sensor of the
-data contract, or ``extra`` for any other field a device sends).
+``_celsius``), counters end in ``_total``, labels are ``model``, ``horizon``
+(seconds, as a string; ``0`` is the nowcast), ``shard``, ``reason``, ``code``,
+``kind``, ``field`` (one of :data:`FIELD_LABELS`: a sensor of the data contract,
+or ``extra`` for any other field a device sends) and, on the few series that
+name devices, ``device`` and ``rank``.
 
-The number of distinct ``device`` label values is capped: :func:`device_label`
-returns the device itself for the first ``cap`` devices seen and
-:data:`OVERFLOW_DEVICE` after that, counting each overflowed reading.
+A processor's series do not grow with its devices (``docs/monitoring.md``):
 
->>> labels = DeviceLabels(cap=2)
->>> [labels("a"), labels("b"), labels("c"), labels("a")]
-['a', 'b', '_overflow', 'a']
->>> labels.overflowed
-1
+- fleet figures: readings by shard and outcome, the error distribution of
+  every model by horizon (:data:`ERROR`, a histogram: the served forecast's
+  and persistence's side by side), champions, promotions, drifts, resets and
+  events by kind; per shard: devices, lag, checkpoint age;
+- the k worst devices now (:data:`WORST_RATIO`): k x horizons gauges whose
+  device label rotates;
+- the per-device series of the watched devices only (at most
+  :data:`MAX_WATCHED`, ``--watch``).
+
+What happens to any one device (first reading, promotion, drift, reset, gone
+quiet) is an event record (:mod:`stream.events`), not a series.
 """
 
 from __future__ import annotations
@@ -33,29 +38,30 @@ from prometheus_client.utils import floatToGoString
 from telemetry.reading import SENSORS
 
 __all__ = [
-    "DeviceLabels",
+    "DEFAULT_WORST_K",
+    "ERRORS",
+    "ERROR_BOUNDS",
     "FIELD_LABELS",
     "FieldNotes",
-    "OVERFLOW_DEVICE",
+    "MAX_WATCHED",
     "RESIDUAL_BOUNDS",
     "SCORES",
     "ScoreSeries",
-    "device_label",
     "field_label",
-    "set_device_label_cap",
 ]
 
-OVERFLOW_DEVICE = "_overflow"
 # The ``field`` label of the dropped/clipped counters: a sensor of the data contract, or
 # "extra" for any other field (their names come from devices: never a label of their own).
 FIELD_LABELS = (*SENSORS, "extra")
 _SENSOR_FIELDS = frozenset(SENSORS)
-DEFAULT_DEVICE_LABEL_CAP = 1000
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RESIDUAL_BUCKETS = (-5, -2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2, 5)
 RESIDUAL_BOUNDS = tuple(float(b) for b in _RESIDUAL_BUCKETS) + (math.inf,)
-_LE = tuple(floatToGoString(b) for b in RESIDUAL_BOUNDS)
+_ERROR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+ERROR_BOUNDS = tuple(float(b) for b in _ERROR_BUCKETS) + (math.inf,)
+MAX_WATCHED = 50  # devices on the watch list, at most (each costs the per-device series)
+DEFAULT_WORST_K = 5
 
 # ----------------------------------------------------------------------- bridge
 BRIDGE_RECEIVED = Counter(
@@ -113,31 +119,34 @@ BRIDGE_REORDERED = Counter(
 )
 
 # -------------------------------------------------------------------- processor
+# Fleet figures: their series depend on shards, models, horizons and reasons, never on
+# devices.  Per-device detail is for the watched devices only (below), the k worst devices
+# (WORST_*) and the event log (stream.events).
 READINGS_PROCESSED = Counter(
     "iotcast_readings_processed_total",
     "Kinesis records decoded by the processor, by shard.",
     ["shard"],
 )
 READINGS_LEARNED = Counter(
-    "iotcast_readings_learned_total", "Readings learned (each exactly once), by device.", ["device"]
+    "iotcast_readings_learned_total", "Readings learned (each exactly once), by shard.", ["shard"]
 )
 READINGS_DUPLICATE = Counter(
     "iotcast_readings_duplicate_total",
-    "Readings not learned because (device, ts) was already learned.",
-    ["device"],
+    "Readings not learned because (device, ts) was already learned, by shard.",
+    ["shard"],
 )
 READINGS_LATE = Counter(
     "iotcast_readings_late_total",
-    "Readings not learned because they are older than the newest one learned.",
-    ["device"],
+    "Readings not learned because they are older than the newest one learned, by shard.",
+    ["shard"],
 )
 READINGS_GLITCH = Counter(
-    "iotcast_readings_glitch_total", "Sensor glitch readings flagged and skipped.", ["device"]
+    "iotcast_readings_glitch_total", "Sensor glitch readings flagged and skipped, by shard.", ["shard"]
 )
 READINGS_NO_TARGET = Counter(
     "iotcast_readings_no_target_total",
     "Readings not learned because they lack the target sensor, by shard (a device that has "
-    "never reported the target has no model set and no per-device series).",
+    "never reported the target has no model set).",
     ["shard"],
 )
 VALUES_DROPPED = Counter(
@@ -158,86 +167,66 @@ RECORDS_POISON = Counter(
     "Kinesis records that are not readings, dead-lettered by the processor.",
     ["shard", "reason"],
 )
-PREDICTION = Gauge(
-    "iotcast_prediction_celsius",
-    "Last prediction of the target, by device, model and horizon (seconds).",
-    ["device", "model", "horizon"],
-)
-ACTUAL = Gauge("iotcast_actual_celsius", "Last actual value of the target, by device.", ["device"])
-ROLLING_MAE = Gauge(
-    "iotcast_rolling_mae_celsius",
-    "Rolling mean absolute error of scored predictions.",
-    ["device", "model", "horizon"],
-)
-ROLLING_RMSE = Gauge(
-    "iotcast_rolling_rmse_celsius",
-    "Rolling root mean squared error of scored predictions.",
-    ["device", "model", "horizon"],
-)
-MAE = Gauge(
-    "iotcast_mae_celsius",
-    "Mean absolute error of all scored predictions since the model started (prequential).",
-    ["device", "model", "horizon"],
-)
-# The residual histogram and the scored counter are declared here (name, labels, buckets)
-# but not registered: their samples come from SCORES (a ScoreSeries, below), plain
-# accumulators the hot loop updates for ~1 us a score instead of ~3 us through
-# .observe()/.inc(); the exposition is the same as these two metrics would give.
-RESIDUAL = Histogram(
-    "iotcast_residual_celsius",
-    "Residuals (actual - predicted) of scored predictions.",
-    ["device", "model", "horizon"],
-    buckets=_RESIDUAL_BUCKETS,
+# Declared, not registered: its samples come from ERRORS (a ScoreSeries), as RESIDUAL's.
+ERROR = Histogram(
+    "iotcast_error_celsius",
+    "Absolute error |actual - predicted| of every scored prediction of the fleet, by model "
+    "and horizon (seconds); model=\"served\" is the forecast the processor publishes (the "
+    "champion's at the time, persistence's where it had none). _sum / _count is the fleet's "
+    "MAE, the score-weighted mean of the devices' prequential MAEs.",
+    ["model", "horizon"],
+    buckets=_ERROR_BUCKETS,
     registry=None,
 )
-SCORED = Counter(
-    "iotcast_predictions_scored_total",
-    "Predictions scored against the actual value.",
-    ["device", "model", "horizon"],
-    registry=None,
-)
-CHAMPION = Gauge(
-    "iotcast_champion_info", "1 for the current champion model of a device.", ["device", "model"]
-)
-MODEL_VERSION = Gauge(
-    "iotcast_model_version", "Checkpoint version of a device's model set.", ["device"]
+CHAMPIONS = Gauge(
+    "iotcast_champions",
+    "Devices held whose champion at this horizon (seconds) is this model.",
+    ["model", "horizon"],
 )
 PROMOTIONS = Counter(
     "iotcast_promotions_total",
-    "Champion changes, by device and new champion (automatic or by an operator).",
-    ["device", "model"],
+    "Champion changes, by new champion (automatic or by an operator).",
+    ["model"],
 )
 MODEL_RESETS = Counter(
     "iotcast_model_resets_total",
     "Models the guard reset to a fresh one (it raised, forecast a non-finite value or one "
-    "outside the plausible range), by device, model, horizon (seconds) and reason.",
-    ["device", "model", "horizon", "reason"],
+    "outside the plausible range), by model, horizon (seconds) and reason.",
+    ["model", "horizon", "reason"],
 )
 DRIFTS = Counter(
     "iotcast_drift_detected_total",
-    "ADWIN drift detections on the champion's absolute residuals.",
-    ["device", "model"],
+    "ADWIN drift detections on the champion's absolute residuals, by champion.",
+    ["model"],
 )
-LAST_READING_TS = Gauge(
-    "iotcast_last_reading_timestamp_seconds",
-    "Event time (epoch seconds) of the newest reading learned, by device.",
-    ["device"],
-)
-LAST_READING_RECEIVED = Gauge(
-    "iotcast_last_reading_received_timestamp_seconds",
-    "Wall-clock time (epoch seconds) the processor received a device's newest reading "
-    "(processing time; the silent-device alert uses it, since event time may be a replay's past).",
-    ["device"],
-)
-DEVICE_INTERVAL = Gauge(
-    "iotcast_device_interval_seconds",
-    "Smoothed interval between a device's readings (its usual cadence).",
-    ["device"],
+EVENTS = Counter(
+    "iotcast_events_total",
+    "Per-device events recorded (the event log, stream.events), by kind: first_reading, "
+    "promotion, drift, model_reset, quiet.",
+    ["kind"],
 )
 DEVICES_HELD = Gauge("iotcast_devices_held", "Devices whose models this process holds.")
-DEVICE_LABEL_OVERFLOW = Counter(
-    "iotcast_device_label_overflow_total",
-    "Readings reported under the overflow device label (label cap reached).",
+SHARD_DEVICES = Gauge("iotcast_shard_devices", "Devices of a shard this process holds.", ["shard"])
+DEVICES_QUIET = Gauge(
+    "iotcast_devices_quiet",
+    "Devices held with no reading received for more than 10 times their usual interval "
+    "(at least 60 s; 300 s while the interval is not known).",
+)
+DEVICES_RESET = Gauge(
+    "iotcast_devices_reset_last_hour",
+    "Devices held with at least one model reset in the last hour (wall clock).",
+)
+WATCHED = Gauge("iotcast_watched_devices", "Devices on the watch list (per-device series).")
+WORST_RATIO = Gauge(
+    "iotcast_worst_device_error_ratio",
+    "The k devices with the highest served rolling MAE relative to persistence's, per horizon "
+    "(rank 1 = worst): served rolling MAE / persistence rolling MAE. The set rotates.",
+    ["horizon", "rank", "device"],
+)
+WORST_MAE = Gauge(
+    "iotcast_worst_device_mae_celsius",
+    "Served rolling MAE of the worst-k devices (same labels as iotcast_worst_device_error_ratio).",
+    ["horizon", "rank", "device"],
 )
 SHARD_OWNED = Gauge(
     "iotcast_shard_owned", "1 for each shard this process holds the lease of.", ["shard"]
@@ -273,122 +262,185 @@ PREDICTIONS_EMITTED = Counter(
     "iotcast_predictions_emitted_total", "Prediction records written to the output stream."
 )
 
+# ------------------------------------------------------------ watched devices only
+# The series below carry a device label and exist only for the devices on the watch list
+# (``--watch``, IOTCAST_WATCH; at most MAX_WATCHED).
+DEVICE_READINGS = Counter(
+    "iotcast_device_readings_total",
+    "Readings of a watched device, by outcome (learned, duplicate, late, glitch).",
+    ["device", "outcome"],
+)
+PREDICTION = Gauge(
+    "iotcast_prediction_celsius",
+    "Last prediction of the target, by watched device, model and horizon (seconds).",
+    ["device", "model", "horizon"],
+)
+ACTUAL = Gauge(
+    "iotcast_actual_celsius", "Last actual value of the target, by watched device.", ["device"]
+)
+ROLLING_MAE = Gauge(
+    "iotcast_rolling_mae_celsius",
+    "Rolling mean absolute error of scored predictions, by watched device.",
+    ["device", "model", "horizon"],
+)
+ROLLING_RMSE = Gauge(
+    "iotcast_rolling_rmse_celsius",
+    "Rolling root mean squared error of scored predictions, by watched device.",
+    ["device", "model", "horizon"],
+)
+MAE = Gauge(
+    "iotcast_mae_celsius",
+    "Mean absolute error of all scored predictions since the model started (prequential), "
+    "by watched device.",
+    ["device", "model", "horizon"],
+)
+# The residual histogram and the scored counter are declared here (name, labels, buckets)
+# but not registered: their samples come from SCORES (a ScoreSeries, below), plain
+# accumulators the hot loop updates for ~1 us a score instead of ~3 us through
+# .observe()/.inc(); the exposition is the same as these two metrics would give.
+RESIDUAL = Histogram(
+    "iotcast_residual_celsius",
+    "Residuals (actual - predicted) of scored predictions, by watched device.",
+    ["device", "model", "horizon"],
+    buckets=_RESIDUAL_BUCKETS,
+    registry=None,
+)
+SCORED = Counter(
+    "iotcast_predictions_scored_total",
+    "Predictions scored against the actual value, by watched device.",
+    ["device", "model", "horizon"],
+    registry=None,
+)
+CHAMPION = Gauge(
+    "iotcast_champion_info",
+    "1 for the current champion model of a watched device (first horizon).",
+    ["device", "model"],
+)
+MODEL_VERSION = Gauge(
+    "iotcast_model_version", "Checkpoint version of a watched device's model set.", ["device"]
+)
+LAST_READING_TS = Gauge(
+    "iotcast_last_reading_timestamp_seconds",
+    "Event time (epoch seconds) of the newest reading learned, by watched device.",
+    ["device"],
+)
+LAST_READING_RECEIVED = Gauge(
+    "iotcast_last_reading_received_timestamp_seconds",
+    "Wall-clock time (epoch seconds) the processor received a watched device's newest reading "
+    "(processing time; the silent-device alert uses it, since event time may be a replay's past).",
+    ["device"],
+)
+DEVICE_INTERVAL = Gauge(
+    "iotcast_device_interval_seconds",
+    "Smoothed interval between a watched device's readings (its usual cadence).",
+    ["device"],
+)
+
 
 def _use_created() -> bool:
     return bool(getattr(_client_metrics, "_use_created", True))
 
 
 class ScoreSeries:
-    """Exports :data:`RESIDUAL` and :data:`SCORED` from plain per-series accumulators.
+    """Exports a histogram (and optionally a counter of the same observations) from plain
+    per-label-set accumulators.
 
-    ``series(device, model, horizon)`` gives the accumulator of one label set:
-    a list of the residual histogram's non-cumulative bucket counts
-    (``len(RESIDUAL_BOUNDS)`` of them, the last one ``+Inf``), then the sum of
-    residuals, the count of NaN residuals (scored, in no bucket) and the
-    creation time. :meth:`add` is the hot path's update;
-    :meth:`collect` (the ``/metrics`` thread) copies each list before reading
-    it and yields exactly the samples the declared Histogram and Counter give.
+    ``series(*labelvalues)`` gives the accumulator of one label set: a list of the
+    histogram's non-cumulative bucket counts (one per bound of :attr:`bounds`, the last
+    ``+Inf``), then the sum of observations, the count of NaN observations (counted by the
+    counter, in no bucket) and the creation time. :meth:`add` is the hot path's update;
+    :meth:`collect` (the ``/metrics`` thread) copies each list before reading it and yields
+    exactly the samples the declared Histogram and Counter give.
 
     >>> from prometheus_client import CollectorRegistry, generate_latest
     >>> scores = ScoreSeries(RESIDUAL, SCORED, registry=CollectorRegistry())
     >>> acc = scores.series("d1", "linear", "60")
-    >>> ScoreSeries.add(acc, 0.3); ScoreSeries.add(acc, -7.0)
+    >>> scores.add(acc, 0.3); scores.add(acc, -7.0)
     >>> text = generate_latest(scores.registry).decode()
     >>> 'iotcast_residual_celsius_bucket{device="d1",horizon="60",le="0.5",model="linear"} 2.0' in text
     True
     >>> 'iotcast_predictions_scored_total{device="d1",horizon="60",model="linear"} 2.0' in text
     True
+    >>> errors = ScoreSeries(ERROR, registry=CollectorRegistry())
+    >>> acc = errors.series("served", "3600"); errors.add(acc, 0.25); errors.add(acc, 0.5)
+    >>> text = generate_latest(errors.registry).decode()
+    >>> 'iotcast_error_celsius_sum{horizon="3600",model="served"} 0.75' in text
+    True
     """
 
-    SUM = len(_RESIDUAL_BUCKETS) + 1
-    NAN = SUM + 1
-    CREATED = NAN + 1
-
-    def __init__(self, residual: Histogram, scored: Counter, registry=REGISTRY) -> None:
-        self.residual = residual
-        self.scored = scored
+    def __init__(
+        self, histogram: Histogram, counter: Counter | None = None, registry=REGISTRY
+    ) -> None:
+        self.histogram = histogram
+        self.counter = counter
         self.registry = registry
-        self._series: dict[tuple[str, str, str], list[float]] = {}
+        self.labelnames = tuple(histogram._labelnames)
+        self.bounds = tuple(float(b) for b in histogram._upper_bounds)
+        self._le = tuple(floatToGoString(b) for b in self.bounds)
+        self.SUM = len(self.bounds)
+        self.NAN = self.SUM + 1
+        self.CREATED = self.NAN + 1
+        self._series: dict[tuple[str, ...], list[float]] = {}
         self._lock = threading.Lock()
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
-    def series(self, device: str, model: str, horizon: str) -> list[float]:
-        key = (device, model, horizon)
-        acc = self._series.get(key)
+    def series(self, *labelvalues: str) -> list[float]:
+        acc = self._series.get(labelvalues)
         if acc is None:
             with self._lock:
-                acc = self._series.get(key)
+                acc = self._series.get(labelvalues)
                 if acc is None:
                     acc = [0.0] * self.CREATED + [time.time()]
-                    self._series[key] = acc
+                    self._series[labelvalues] = acc
         return acc
 
-    @staticmethod
-    def add(acc: list[float], residual: float, _bounds=RESIDUAL_BOUNDS, _sum=SUM) -> None:
-        """One scored residual (what ``Histogram.observe`` plus ``Counter.inc`` count)."""
-        if residual == residual:
-            acc[bisect_left(_bounds, residual)] += 1.0
+    def remove(self, *labelvalues: str) -> None:
+        with self._lock:
+            self._series.pop(labelvalues, None)
+
+    def add(self, acc: list[float], value: float) -> None:
+        """One observation (what ``Histogram.observe`` plus ``Counter.inc`` count)."""
+        if value == value:
+            acc[bisect_left(self.bounds, value)] += 1.0
         else:
-            acc[_sum + 1] += 1.0
-        acc[_sum] += residual
+            acc[self.NAN] += 1.0
+        acc[self.SUM] += value
 
     def describe(self) -> list[Metric]:
-        return [self.residual._get_metric(), self.scored._get_metric()]
+        metrics = [self.histogram._get_metric()]
+        return metrics + ([self.counter._get_metric()] if self.counter is not None else [])
 
     def collect(self) -> list[Metric]:
-        hist = self.residual._get_metric()
-        total = self.scored._get_metric()
-        hname, cname = self.residual._name, self.scored._name
+        hist = self.histogram._get_metric()
+        total = self.counter._get_metric() if self.counter is not None else None
+        hname = self.histogram._name
         created = _use_created()
+        export_sum = self.bounds[0] >= 0  # prometheus_client exports _sum only then
         with self._lock:
             items = list(self._series.items())
-        for (device, model, horizon), acc in items:
+        for values, acc in items:
             acc = list(acc)  # one C-level copy: the hot loop may be adding to it
-            labels = {"device": device, "model": model, "horizon": horizon}
+            labels = dict(zip(self.labelnames, values, strict=True))
             cumulative = 0.0
-            for le, n in zip(_LE, acc, strict=False):
+            for le, n in zip(self._le, acc, strict=False):
                 cumulative += n
                 hist.add_sample(hname + "_bucket", {**labels, "le": le}, cumulative)
             hist.add_sample(hname + "_count", labels, cumulative)
-            if RESIDUAL_BOUNDS[0] >= 0:  # prometheus_client exports _sum only then
+            if export_sum:
                 hist.add_sample(hname + "_sum", labels, acc[self.SUM])
-            total.add_sample(cname + "_total", labels, cumulative + acc[self.NAN])
             if created:
                 hist.add_sample(hname + "_created", labels, acc[self.CREATED])
-                total.add_sample(cname + "_created", labels, acc[self.CREATED])
-        return [hist, total]
+            if total is not None:
+                cname = self.counter._name
+                total.add_sample(cname + "_total", labels, cumulative + acc[self.NAN])
+                if created:
+                    total.add_sample(cname + "_created", labels, acc[self.CREATED])
+        return [hist] if total is None else [hist, total]
 
 
-SCORES = ScoreSeries(RESIDUAL, SCORED)
-
-
-class DeviceLabels:
-    """Caps distinct ``device`` label values; thread-safe."""
-
-    def __init__(self, cap: int = DEFAULT_DEVICE_LABEL_CAP) -> None:
-        self.cap = cap
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-        self.overflowed = 0
-
-    def __call__(self, device: str) -> str:
-        if device in self._seen:
-            return device
-        with self._lock:
-            if len(self._seen) < self.cap:
-                self._seen.add(device)
-                return device
-            self.overflowed += 1
-        DEVICE_LABEL_OVERFLOW.inc()
-        return OVERFLOW_DEVICE
-
-
-_labels = DeviceLabels()
-
-
-def device_label(device: str) -> str:
-    """The label value to report ``device`` under (itself, or the overflow label)."""
-    return _labels(device)
+SCORES = ScoreSeries(RESIDUAL, SCORED)  # watched devices
+ERRORS = ScoreSeries(ERROR)  # the fleet
 
 
 def field_label(field: str) -> str:
@@ -430,9 +482,3 @@ class FieldNotes:
                 counter = self.clipped if reason == "clipped" else self.dropped
                 child = children[note] = counter.labels(field_label(field), reason)
             child.inc()
-
-
-def set_device_label_cap(cap: int) -> None:
-    """Set the process-wide cap on distinct device labels (call once at start-up)."""
-    global _labels
-    _labels = DeviceLabels(cap)

@@ -61,6 +61,7 @@ _SETTING_FLAGS = (
     "hmac_key",
     "log_level",
     "extra_features",  # iotcast process only
+    "watch",  # iotcast process only
 )
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "Settings",
     "load_toml",
     "parse_extra_features",
+    "parse_watch_list",
 ]
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:5000"  # moto: S3 and DynamoDB (Kinesis for moto alone)
@@ -99,6 +100,7 @@ _ENV: dict[str, tuple[tuple[str, ...], Any]] = {
     "hmac_key": (("IOTCAST_HMAC_KEY",), None),
     "log_level": (("IOTCAST_LOG_LEVEL",), "INFO"),
     "extra_features": (("IOTCAST_EXTRA_FEATURES",), None),
+    "watch": (("IOTCAST_WATCH",), None),
 }
 
 
@@ -126,6 +128,8 @@ class Settings:
     # Extra numeric fields of the readings (e.g. ``pressure``) the processor's models use as
     # features (TaskConfig.extra_features); other extra fields are ignored.
     extra_features: tuple[str, ...] = ()
+    # Devices the processor gives per-device series (iotcast process --watch); at most 50.
+    watch: tuple[str, ...] = ()
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
 
@@ -270,6 +274,7 @@ class Settings:
                 value = toml.get(name, default)
             values[name] = value
         values["extra_features"] = parse_extra_features(values["extra_features"])
+        values["watch"] = parse_watch_list(values["watch"])
         if values["metrics_port"] is not None:
             try:
                 values["metrics_port"] = int(values["metrics_port"])
@@ -308,6 +313,18 @@ class Settings:
         settings = cls(**values)
         settings.mqtt  # noqa: B018 - a bad URL fails here, early, with the message
         return settings
+
+
+def parse_watch_list(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Watched devices from a flag or the environment (``d1,d2``) or a TOML list, sorted.
+
+    >>> parse_watch_list(" d2,d1,,d2"), parse_watch_list(None)
+    (('d1', 'd2'), ())
+    """
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(sorted({str(d).strip() for d in items if str(d).strip()}))
 
 
 def parse_extra_features(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -26,12 +26,12 @@ quiet) is an event record (:mod:`stream.events`), not a series.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from bisect import bisect_left
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client import metrics as _client_metrics
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
@@ -60,6 +60,8 @@ _RESIDUAL_BUCKETS = (-5, -2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2, 5)
 RESIDUAL_BOUNDS = tuple(float(b) for b in _RESIDUAL_BUCKETS) + (math.inf,)
 _ERROR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 ERROR_BOUNDS = tuple(float(b) for b in _ERROR_BUCKETS) + (math.inf,)
+_FLEET_LABELS = ("model", "horizon")  # of the fleet's error histogram
+_DEVICE_LABELS = ("device", "model", "horizon")  # of a watched device's residual histogram
 MAX_WATCHED = 50  # devices on the watch list, at most (each costs the per-device series)
 DEFAULT_WORST_K = 5
 
@@ -141,7 +143,9 @@ READINGS_LATE = Counter(
     ["shard"],
 )
 READINGS_GLITCH = Counter(
-    "iotcast_readings_glitch_total", "Sensor glitch readings flagged and skipped, by shard.", ["shard"]
+    "iotcast_readings_glitch_total",
+    "Sensor glitch readings flagged and skipped, by shard.",
+    ["shard"],
 )
 READINGS_NO_TARGET = Counter(
     "iotcast_readings_no_target_total",
@@ -171,10 +175,10 @@ RECORDS_POISON = Counter(
 ERROR = Histogram(
     "iotcast_error_celsius",
     "Absolute error |actual - predicted| of every scored prediction of the fleet, by model "
-    "and horizon (seconds); model=\"served\" is the forecast the processor publishes (the "
+    'and horizon (seconds); model="served" is the forecast the processor publishes (the '
     "champion's at the time, persistence's where it had none). _sum / _count is the fleet's "
     "MAE, the score-weighted mean of the devices' prequential MAEs.",
-    ["model", "horizon"],
+    _FLEET_LABELS,
     buckets=_ERROR_BUCKETS,
     registry=None,
 )
@@ -301,14 +305,14 @@ MAE = Gauge(
 RESIDUAL = Histogram(
     "iotcast_residual_celsius",
     "Residuals (actual - predicted) of scored predictions, by watched device.",
-    ["device", "model", "horizon"],
+    _DEVICE_LABELS,
     buckets=_RESIDUAL_BUCKETS,
     registry=None,
 )
 SCORED = Counter(
     "iotcast_predictions_scored_total",
     "Predictions scored against the actual value, by watched device.",
-    ["device", "model", "horizon"],
+    _DEVICE_LABELS,
     registry=None,
 )
 CHAMPION = Gauge(
@@ -338,13 +342,18 @@ DEVICE_INTERVAL = Gauge(
 
 
 def _use_created() -> bool:
-    return bool(getattr(_client_metrics, "_use_created", True))
+    """Whether prometheus_client exports ``_created`` samples (what its own metrics do: the
+    same environment variable, read the same way; ``disable_created_metrics()`` is not used)."""
+    flag = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False")
+    return flag.lower() not in ("true", "1", "t")
 
 
 class ScoreSeries:
     """Exports a histogram (and optionally a counter of the same observations) from plain
-    per-label-set accumulators.
+    per-label-set accumulators, through prometheus_client's public collector API.
 
+    ``histogram`` and ``counter`` are the declared metrics (not registered: this collector
+    gives their samples); ``labelnames`` and ``buckets`` are the ones they were declared with.
     ``series(*labelvalues)`` gives the accumulator of one label set: a list of the
     histogram's non-cumulative bucket counts (one per bound of :attr:`bounds`, the last
     ``+Inf``), then the sum of observations, the count of NaN observations (counted by the
@@ -353,7 +362,8 @@ class ScoreSeries:
     exactly the samples the declared Histogram and Counter give.
 
     >>> from prometheus_client import CollectorRegistry, generate_latest
-    >>> scores = ScoreSeries(RESIDUAL, SCORED, registry=CollectorRegistry())
+    >>> scores = ScoreSeries(RESIDUAL, _DEVICE_LABELS, _RESIDUAL_BUCKETS, SCORED,
+    ...                      registry=CollectorRegistry())
     >>> acc = scores.series("d1", "linear", "60")
     >>> scores.add(acc, 0.3); scores.add(acc, -7.0)
     >>> text = generate_latest(scores.registry).decode()
@@ -361,7 +371,7 @@ class ScoreSeries:
     True
     >>> 'iotcast_predictions_scored_total{device="d1",horizon="60",model="linear"} 2.0' in text
     True
-    >>> errors = ScoreSeries(ERROR, registry=CollectorRegistry())
+    >>> errors = ScoreSeries(ERROR, _FLEET_LABELS, _ERROR_BUCKETS, registry=CollectorRegistry())
     >>> acc = errors.series("served", "3600"); errors.add(acc, 0.25); errors.add(acc, 0.5)
     >>> text = generate_latest(errors.registry).decode()
     >>> 'iotcast_error_celsius_sum{horizon="3600",model="served"} 0.75' in text
@@ -369,13 +379,18 @@ class ScoreSeries:
     """
 
     def __init__(
-        self, histogram: Histogram, counter: Counter | None = None, registry=REGISTRY
+        self,
+        histogram: Histogram,
+        labelnames: tuple[str, ...],
+        buckets: tuple[float, ...],
+        counter: Counter | None = None,
+        registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
-        self.histogram = histogram
-        self.counter = counter
+        (self._hist_family,) = histogram.describe()
+        self._counter_family = counter.describe()[0] if counter is not None else None
         self.registry = registry
-        self.labelnames = tuple(histogram._labelnames)
-        self.bounds = tuple(float(b) for b in histogram._upper_bounds)
+        self.labelnames = labelnames
+        self.bounds = tuple(float(b) for b in buckets) + (math.inf,)
         self._le = tuple(floatToGoString(b) for b in self.bounds)
         self.SUM = len(self.bounds)
         self.NAN = self.SUM + 1
@@ -395,10 +410,6 @@ class ScoreSeries:
                     self._series[labelvalues] = acc
         return acc
 
-    def remove(self, *labelvalues: str) -> None:
-        with self._lock:
-            self._series.pop(labelvalues, None)
-
     def add(self, acc: list[float], value: float) -> None:
         """One observation (what ``Histogram.observe`` plus ``Counter.inc`` count)."""
         if value == value:
@@ -408,13 +419,18 @@ class ScoreSeries:
         acc[self.SUM] += value
 
     def describe(self) -> list[Metric]:
-        metrics = [self.histogram._get_metric()]
-        return metrics + ([self.counter._get_metric()] if self.counter is not None else [])
+        return [self._family(self._hist_family)] + (
+            [self._family(self._counter_family)] if self._counter_family is not None else []
+        )
+
+    @staticmethod
+    def _family(declared: Metric) -> Metric:
+        return Metric(declared.name, declared.documentation, declared.type)
 
     def collect(self) -> list[Metric]:
-        hist = self.histogram._get_metric()
-        total = self.counter._get_metric() if self.counter is not None else None
-        hname = self.histogram._name
+        hist = self._family(self._hist_family)
+        total = self._family(self._counter_family) if self._counter_family else None
+        hname = hist.name
         created = _use_created()
         export_sum = self.bounds[0] >= 0  # prometheus_client exports _sum only then
         with self._lock:
@@ -432,15 +448,14 @@ class ScoreSeries:
             if created:
                 hist.add_sample(hname + "_created", labels, acc[self.CREATED])
             if total is not None:
-                cname = self.counter._name
-                total.add_sample(cname + "_total", labels, cumulative + acc[self.NAN])
+                total.add_sample(total.name + "_total", labels, cumulative + acc[self.NAN])
                 if created:
-                    total.add_sample(cname + "_created", labels, acc[self.CREATED])
+                    total.add_sample(total.name + "_created", labels, acc[self.CREATED])
         return [hist] if total is None else [hist, total]
 
 
-SCORES = ScoreSeries(RESIDUAL, SCORED)  # watched devices
-ERRORS = ScoreSeries(ERROR)  # the fleet
+SCORES = ScoreSeries(RESIDUAL, _DEVICE_LABELS, _RESIDUAL_BUCKETS, SCORED)  # watched devices
+ERRORS = ScoreSeries(ERROR, _FLEET_LABELS, _ERROR_BUCKETS)  # the fleet
 
 
 def field_label(field: str) -> str:

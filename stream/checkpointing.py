@@ -29,8 +29,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from monitoring import metrics as m
-from monitoring.metrics import device_label
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest
+from stream.events import events_key
 from stream.lease_table import LeaseTable, LostLease
 from stream.output import dead_letter_key
 from stream.state import ShardState, Snapshot
@@ -50,6 +50,7 @@ class Checkpointer:
         table: LeaseTable,
         stats: dict[str, int],
         on_lost_lease: Callable[[ShardState], Awaitable[None]],
+        watch: frozenset[str] = frozenset(),
     ) -> None:
         """Write through ``store`` (S3), the artifacts on ``pool``'s threads, and the leases
         (DynamoDB, set once the processor runs); ``table`` says whether this process still
@@ -59,6 +60,7 @@ class Checkpointer:
         self.table = table
         self.stats = stats
         self.on_lost_lease = on_lost_lease
+        self.watch = watch  # devices whose checkpoint version is a series
         self.leases: Any = None  # the LeaseCheckpointer, once the processor runs
 
     async def checkpoint(
@@ -72,10 +74,7 @@ class Checkpointer:
             if not final:
                 return False
             await asyncio.gather(state.inflight, return_exceptions=True)
-        nothing_new = (
-            not state.dirty and not state.dead_letters and state.last_seq == state.committed_seq
-        )
-        if nothing_new and not finished:
+        if not state.pending() and not finished:
             return True
         snap = state.snapshot(finished=finished)
         task = asyncio.ensure_future(self._write(state, snap))
@@ -91,9 +90,7 @@ class Checkpointer:
                 m.CHECKPOINT_AGE.labels(state.shard_id).set(now - state.last_checkpoint)
                 if state.ending or (state.inflight is not None and not state.inflight.done()):
                     continue
-                if now - state.last_checkpoint >= every and (
-                    state.dirty or state.dead_letters or state.last_seq != state.committed_seq
-                ):
+                if now - state.last_checkpoint >= every and state.pending():
                     spawn(self.checkpoint(state))
 
     async def _write(self, state: ShardState, snap: Snapshot) -> bool:
@@ -118,8 +115,8 @@ class Checkpointer:
             )
             return False
         state.committed_ok(snap, entries)
-        for device, entry in entries.items():
-            m.MODEL_VERSION.labels(device_label(device)).set(entry.version)
+        for device in self.watch.intersection(entries):
+            m.MODEL_VERSION.labels(device).set(entries[device].version)
         if snap.sequence is not None and self.leases is not None:
             try:
                 await self.leases.commit(state.shard_id, snap.sequence)
@@ -148,10 +145,17 @@ class Checkpointer:
         return True
 
     def _write_s3(self, snap: Snapshot) -> dict[str, DeviceEntry]:
-        """On a worker thread: dead letters, artifacts, then (still the owner?) the manifest."""
+        """On a worker thread: dead letters, events, artifacts, then (still the owner?) the
+        manifest."""
         if snap.dead_letters:
             self.store.put_object(
                 dead_letter_key(), b"".join(snap.dead_letters), "application/x-ndjson"
+            )
+        if snap.events:
+            self.store.put_object(
+                events_key(self.store.app, snap.shard_id),
+                b"".join(snap.events),
+                "application/x-ndjson",
             )
         futures = [
             (

@@ -59,7 +59,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from monitoring import metrics as m
+from online_models.records import Event
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint, signed_json, verified_body
 from stream.registry import ModelRegistry, UnknownVersion
 
@@ -383,11 +383,12 @@ class ControlChannel:
             )
         state.dirty.add(device)
         after = slot.models.summary()["champion"]
-        label = m.device_label(device)
-        for model in {after[h] for h in after if after[h] != before.get(h)}:
-            m.PROMOTIONS.labels(label, model).inc()
-        _champion_info(label, slot.models)
-        core.refresh_figures([state])  # the other figures, as the loop keeps them
+        for h in sorted(after, key=int):
+            if after[h] != before.get(h):
+                figures = {"old": before.get(h), "by": command.by, "command": command.id}
+                reason = f"operator command {command.id}: {command.describe()}"
+                core.event(state, device, Event("promotion", after[h], int(h), reason, figures))
+        core.refresh_watched(state, device)
         log.info(
             "operator command %s applied to %s (%s): %s",
             command.id,
@@ -418,16 +419,6 @@ class ControlChannel:
         await asyncio.to_thread(self.log.acknowledge, ack)
         self.applied.append(ack)
         return ack
-
-
-def _champion_info(label: str, models: Any) -> None:
-    """``iotcast_champion_info`` as the processor exports it: the first horizon's champion."""
-    summary = models.summary()
-    first = str(models.task.horizons[0])
-    champion = summary["champion"].get(first)
-    for row in summary["models"]:
-        if str(row["horizon"]) == first:
-            m.CHAMPION.labels(label, row["model"]).set(1.0 if row["model"] == champion else 0.0)
 
 
 def _now() -> str:

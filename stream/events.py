@@ -81,7 +81,9 @@ def event_record(device: str, event: Event, shard: str, at: float) -> bytes:
 def events_key(app: str, shard: str, now_iso: str | None = None) -> str:
     """The S3 key of one checkpoint's events: by app and day, then time, shard, a unique tail."""
     now = now_iso or datetime.now(UTC).isoformat(timespec="seconds")
-    return f"{PREFIX}{app}/{now[:10]}/{now[11:19].replace(':', '')}-{shard}-{uuid.uuid4().hex}.jsonl"
+    return (
+        f"{PREFIX}{app}/{now[:10]}/{now[11:19].replace(':', '')}-{shard}-{uuid.uuid4().hex}.jsonl"
+    )
 
 
 def event_identity(event: dict[str, Any]) -> tuple[Any, ...]:

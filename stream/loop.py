@@ -18,17 +18,20 @@ no network I/O of its own (the benchmark runs it bare):
    steps the reading: it drops a not-newer (device, ts) as duplicate or late,
    glitches and readings without the target (``no_target``), else predicts,
    scores and learns;
-5. metrics (the processor section of :mod:`monitoring.metrics`) and
-   prediction records (to the output writer, when one is given).
+5. figures: the fleet's (:mod:`stream.fleet`: readings by shard and
+   outcome, the error histogram by model and horizon, events), the watched
+   devices' series (:mod:`stream.watch`), and prediction records (to the
+   output writer, when one is given).
 
 Every decoded record has exactly one outcome: ``learned``, ``duplicate``,
 ``late``, ``glitch``, ``no_target`` or ``device_limit`` (``poison`` when it does
 not decode), which is what the exactly-once accounting adds up.
 
-Error figures that summarise (MAE, rolling MAE/RMSE, champion) and the last predictions are read from
-the models' own accumulators, the ones the offline evaluation uses, and
-refreshed per device at most every ``figures_interval`` seconds and by
+The watched devices' summary gauges (MAE, rolling MAE/RMSE, champion, last
+predictions) are read from the models' own accumulators, the ones the offline
+evaluation uses, refreshed at most every ``figures_interval`` seconds and by
 :meth:`StreamCore.refresh_figures` (called when the stream is idle).
+:meth:`StreamCore.sweep` sets the fleet's gauges and finds quiet devices.
 
 >>> from online_models.catalog import load_catalog
 >>> from online_models.config import TaskConfig
@@ -49,95 +52,33 @@ refreshed per device at most every ``figures_interval`` seconds and by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from bisect import bisect_left
 from typing import Any
 
 from monitoring import metrics as m
-from monitoring.metrics import FieldNotes, device_label
-from online_models.records import SERVED
+from monitoring.metrics import FieldNotes
+from online_models.records import SERVED, Event
+from stream.fleet import Fleet
 from stream.output import dead_letter_line
 from stream.state import DeviceSlot, ShardState
+from stream.watch import WatchedDevice
 from telemetry.reading import InvalidReading, decode_payload
 
 __all__ = ["StreamCore"]
 
 log = logging.getLogger(__name__)
 
-BOUNDS, SUM, NAN = m.RESIDUAL_BOUNDS, m.ScoreSeries.SUM, m.ScoreSeries.NAN
-
-
-class _DeviceMetrics:
-    """Labelled metric children of one device, looked up once."""
-
-    __slots__ = (
-        "label",
-        "learned",
-        "duplicate",
-        "late",
-        "glitch",
-        "actual",
-        "last_ts",
-        "received",
-        "interval",
-        "pairs",
-        "last",
-        "figures_at",
-        "stale",
-        "champions",
-        "predictions",
-        "prev_ts",
-        "ewma",
-    )
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.learned = m.READINGS_LEARNED.labels(label)
-        self.duplicate = m.READINGS_DUPLICATE.labels(label)
-        self.late = m.READINGS_LATE.labels(label)
-        self.glitch = m.READINGS_GLITCH.labels(label)
-        self.actual = m.ACTUAL.labels(label)
-        self.last_ts = m.LAST_READING_TS.labels(label)
-        self.received = m.LAST_READING_RECEIVED.labels(label)
-        self.interval = m.DEVICE_INTERVAL.labels(label)
-        self.pairs: dict[tuple[str, int], tuple[Any, ...]] = {}
-        self.last: dict[tuple[str, int], Any] = {}  # prediction gauges
-        self.figures_at = 0.0
-        self.stale = False
-        self.champions: dict[str, Any] = {}
-        self.predictions: tuple = ()  # the last learned reading's predictions
-        self.prev_ts: float | None = None
-        self.ewma: float | None = None
-
-    def pair(self, model: str, horizon: int) -> tuple[Any, ...]:
-        """(residual/scored accumulator, mae, rolling mae, rolling rmse) children: a model's
-        error series, created at its first score (no error gauge reads 0 before one)."""
-        key = (model, horizon)
-        children = self.pairs.get(key)
-        if children is None:
-            h = str(horizon)
-            children = (
-                m.SCORES.series(self.label, model, h),
-                m.MAE.labels(self.label, model, h),
-                m.ROLLING_MAE.labels(self.label, model, h),
-                m.ROLLING_RMSE.labels(self.label, model, h),
-            )
-            self.pairs[key] = children
-        return children
-
-    def prediction(self, model: str, horizon: int) -> Any:
-        key = (model, horizon)
-        child = self.last.get(key)
-        if child is None:
-            child = self.last[key] = m.PREDICTION.labels(self.label, model, str(horizon))
-        return child
-
-    def champion(self, model: str) -> Any:
-        child = self.champions.get(model)
-        if child is None:
-            child = self.champions[model] = m.CHAMPION.labels(self.label, model)
-        return child
+BOUNDS, SUM, NAN = m.RESIDUAL_BOUNDS, m.SCORES.SUM, m.SCORES.NAN
+OUTCOMES = (
+    ("learned", m.READINGS_LEARNED),
+    ("duplicate", m.READINGS_DUPLICATE),
+    ("late", m.READINGS_LATE),
+    ("glitch", m.READINGS_GLITCH),
+    ("no_target", m.READINGS_NO_TARGET),
+)
 
 
 class StreamCore:
@@ -146,7 +87,8 @@ class StreamCore:
     ``predictions``: ``"champion"`` (the served forecast per horizon: the
     champion's, or persistence's where the champion has none; the record's
     ``model`` says which), ``"all"`` (every model's) or ``"none"``; records
-    go to ``writer.add``.
+    go to ``writer.add``, with the events (``"kind": "event"``).
+    ``watch``: the devices that get per-device series.
     """
 
     def __init__(
@@ -160,38 +102,46 @@ class StreamCore:
         models: str = "default",
         figures_interval: float = 1.0,
         latencies: list[float] | None = None,
+        watch: frozenset[str] = frozenset(),
+        worst_k: int = m.DEFAULT_WORST_K,
     ) -> None:
         from online_models.device import DeviceModels
 
         self._new_models = lambda device: DeviceModels(device, catalog, task, models=models)
         self.target = task.target
         self._notes = FieldNotes(m.VALUES_DROPPED, m.VALUES_CLIPPED)
-        self._no_target: dict[str, Any] = {}
         self.writer = writer
         self.predictions = predictions if writer is not None else "none"
         self.max_devices = max_devices
         self.figures_interval = figures_interval
+        self._figures_at = 0.0
         self.latencies = latencies
         self.devices_held = 0
-        self._dm: dict[str, _DeviceMetrics] = {}
-        self._processed: dict[str, Any] = {}
-
-    def device_metrics(self, device: str) -> _DeviceMetrics:
-        dm = self._dm.get(device)
-        if dm is None:
-            dm = self._dm[device] = _DeviceMetrics(device_label(device))
-        return dm
+        self.fleet = Fleet(writer, worst_k)
+        self.watch = watch
+        self.watched: dict[str, WatchedDevice] = {d: WatchedDevice(d) for d in sorted(watch)}
+        m.WATCHED.set(len(watch))
+        self._stale: set[str] = set()  # watched devices learned since their last refresh
+        self._outcomes: dict[str, dict[str, Any]] = {}  # shard -> outcome -> counter child
 
     def adopt(self, state: ShardState) -> None:
-        """Count the devices a newly leased shard brings."""
+        """Count the devices a newly leased shard brings (quiet from now if they stay silent)."""
         self.devices_held += len(state.devices)
         m.DEVICES_HELD.set(self.devices_held)
+        m.SHARD_DEVICES.labels(state.shard_id).set(len(state.devices))
+        now = time.time()
         for device, slot in state.devices.items():
-            self._refresh(self.device_metrics(device), slot, force=True)
+            self.fleet.activity(device, now)
+            watched = self.watched.get(device)
+            if watched is not None:
+                watched.refresh(slot.models)
 
     def release(self, state: ShardState) -> None:
         self.devices_held -= len(state.devices)
         m.DEVICES_HELD.set(self.devices_held)
+        with contextlib.suppress(KeyError):  # a shard handed over before its first sweep
+            m.SHARD_DEVICES.remove(state.shard_id)
+        self.fleet.forget(state.devices)
 
     # ------------------------------------------------------------------- hot path
     def handle(self, state: ShardState, seq: str, data: bytes, arrived: float | None = None) -> str:
@@ -200,10 +150,8 @@ class StreamCore:
             state.replayed += 1
             return "replayed"
         shard = state.shard_id
-        counter = self._processed.get(shard)
-        if counter is None:
-            counter = self._processed[shard] = m.READINGS_PROCESSED.labels(shard)
-        counter.inc()
+        outcomes = self._outcomes.get(shard) or self._shard_outcomes(shard)
+        outcomes["processed"].inc()
         state.last_seq = seq
         state.since_checkpoint += 1
         try:
@@ -218,63 +166,30 @@ class StreamCore:
         slot = state.devices.get(device)
         if slot is None:
             if getattr(reading, self.target) is None:
-                return self._count_no_target(shard)
+                outcomes["no_target"].inc()
+                return "no_target"
             if self.devices_held >= self.max_devices:
-                message = (
-                    f"this process already holds {self.devices_held} devices (--max-devices); "
-                    "add processes or raise the limit"
-                )
-                state.dead_letters.append(
-                    dead_letter_line(data, "device_limit", message, shard, seq)
-                )
-                m.RECORDS_POISON.labels(shard, "device_limit").inc()
-                return "device_limit"
-            slot = state.devices[device] = DeviceSlot(self._new_models(device))
-            self.devices_held += 1
-            m.DEVICES_HELD.set(self.devices_held)
+                return self._device_limit(state, data, seq)
+            slot = self._new_device(state, device, reading.ts)
         result = slot.models.step(reading)
         status = result.status
-        if status == "no_target":
-            return self._count_no_target(shard)
-        dm = self.device_metrics(device)
+        outcomes[status].inc()
+        watched = self.watched.get(device) if self.watch else None
         if status != "learned":
-            getattr(dm, status).inc()
+            if watched is not None and status != "no_target":
+                watched.outcomes[status].inc()
             return status
         state.dirty.add(device)
-        dm.learned.inc()
-        ts = reading.ts
-        dm.actual.set(getattr(reading, self.target))  # learned: the target is there
-        dm.last_ts.set(ts)
         now = time.time()
-        dm.received.set(now)
-        if dm.prev_ts is not None:
-            gap = ts - dm.prev_ts
-            dm.ewma = gap if dm.ewma is None else dm.ewma + 0.05 * (gap - dm.ewma)
-        dm.prev_ts = ts
-        dm.predictions = result.predictions  # gauges set with the figures (below)
-        pairs = dm.pairs
-        for s in result.scores:  # ScoreSeries.add, inlined: a dozen scores a reading
-            key = (s.model, s.horizon)
-            acc = (pairs.get(key) or dm.pair(*key))[0]
-            residual = s.actual - s.predicted
-            if residual == residual:
-                acc[bisect_left(BOUNDS, residual)] += 1.0
-            else:
-                acc[NAN] += 1.0
-            acc[SUM] += residual
+        act = self.fleet.activities.get(device) or self.fleet.activity(device, now)
+        act.arrived(reading.ts, now)
+        self.fleet.score(result.scores)
         for e in result.events:
-            if e.kind == "promotion":
-                m.PROMOTIONS.labels(dm.label, e.model).inc()
-            elif e.kind == "drift":
-                m.DRIFTS.labels(dm.label, e.model).inc()
-            elif e.kind == "model_reset":
-                m.MODEL_RESETS.labels(dm.label, e.model, str(e.horizon), e.figures["reason"]).inc()
-        if result.events or now - dm.figures_at >= self.figures_interval:
-            self._refresh(dm, slot)
-        else:
-            dm.stale = True
+            self.fleet.event(state, device, e, now)
+        if watched is not None:
+            self._watched(watched, slot, reading, result, act.interval, now)
         if self.predictions != "none" and result.predictions:
-            self._emit(slot, reading, result.predictions)
+            self._emit(reading, result.predictions)
         if arrived is not None:
             lat = time.monotonic() - arrived
             m.PROCESSING_SECONDS.observe(lat)
@@ -282,14 +197,60 @@ class StreamCore:
                 self.latencies.append(lat)
         return status
 
-    def _count_no_target(self, shard: str) -> str:
-        counter = self._no_target.get(shard)
-        if counter is None:
-            counter = self._no_target[shard] = m.READINGS_NO_TARGET.labels(shard)
-        counter.inc()
-        return "no_target"
+    def _shard_outcomes(self, shard: str) -> dict[str, Any]:
+        children = {name: metric.labels(shard) for name, metric in OUTCOMES}
+        children["processed"] = m.READINGS_PROCESSED.labels(shard)
+        self._outcomes[shard] = children
+        return children
 
-    def _emit(self, slot: DeviceSlot, reading: Any, predictions: Any) -> None:
+    def _device_limit(self, state: ShardState, data: bytes, seq: str) -> str:
+        message = (
+            f"this process already holds {self.devices_held} devices (--max-devices); "
+            "add processes or raise the limit"
+        )
+        state.dead_letters.append(
+            dead_letter_line(data, "device_limit", message, state.shard_id, seq)
+        )
+        m.RECORDS_POISON.labels(state.shard_id, "device_limit").inc()
+        return "device_limit"
+
+    def _new_device(self, state: ShardState, device: str, ts: float) -> DeviceSlot:
+        """A device's first reading of the target: a fresh model set, and an event."""
+        slot = state.devices[device] = DeviceSlot(self._new_models(device))
+        self.devices_held += 1
+        m.DEVICES_HELD.set(self.devices_held)
+        reason = f"first reading of the target ({self.target}): a fresh model set"
+        self.fleet.event(state, device, Event("first_reading", "", 0, reason, {}, ts), time.time())
+        return slot
+
+    def _watched(
+        self,
+        w: WatchedDevice,
+        slot: DeviceSlot,
+        reading: Any,
+        result: Any,
+        interval: float | None,
+        now: float,
+    ) -> None:
+        w.learned(getattr(reading, self.target), reading.ts, now, interval)
+        w.predictions = result.predictions  # gauges set with the figures (below)
+        errors = w.errors
+        for s in result.scores:  # ScoreSeries.add, inlined
+            key = (s.model, s.horizon)
+            acc = (errors.get(key) or w.error_children(*key))[0]
+            residual = s.actual - s.predicted
+            if residual == residual:
+                acc[bisect_left(BOUNDS, residual)] += 1.0
+            else:
+                acc[NAN] += 1.0
+            acc[SUM] += residual
+        self._stale.add(w.device)
+        if result.events or now - self._figures_at >= self.figures_interval:
+            self._figures_at = now
+            self._stale.discard(w.device)
+            w.refresh(slot.models)
+
+    def _emit(self, reading: Any, predictions: Any) -> None:
         served_only = self.predictions == "champion"
         actual = getattr(reading, self.target)
         out = []
@@ -298,6 +259,7 @@ class StreamCore:
                 continue  # "champion": the served forecast only; "all": every model's
             out.append(
                 {
+                    "kind": "prediction",
                     "device": reading.device,
                     "ts": p.ts,
                     "model": p.source or p.model,
@@ -311,34 +273,27 @@ class StreamCore:
             self.writer.add(out)
 
     # -------------------------------------------------------------------- figures
-    def _refresh(self, dm: _DeviceMetrics, slot: DeviceSlot, force: bool = False) -> None:
-        """Set the summary gauges of one device from its models' accumulators."""
-        models = slot.models
-        dm.figures_at = time.time()
-        dm.stale = False
-        for p in dm.predictions:
-            dm.prediction(p.model, p.horizon).set(p.value)
-        if dm.ewma is not None:
-            dm.interval.set(dm.ewma)
-        first = models.task.horizons[0]
-        for h, hz in models.horizons.items():
-            champion = hz.selector.champion
-            for name in (*hz.names, SERVED):
-                stats = hz.served if name == SERVED else hz.stats[name]
-                if stats.n:
-                    _, mae, rolling_mae, rolling_rmse = dm.pair(name, h)
-                    mae.set(stats.mae)
-                    rolling_mae.set(stats.rolling_mae)
-                    rolling_rmse.set(stats.rolling_rmse)
-                if h == first and name != SERVED:
-                    dm.champion(name).set(1.0 if name == champion else 0.0)
-        if force and models.last_ts is not None:
-            dm.last_ts.set(models.last_ts)
+    def event(self, state: ShardState, device: str, event: Event) -> None:
+        """An event that did not come from a reading (an operator's promotion, say)."""
+        self.fleet.event(state, device, event, time.time())
+
+    def refresh_watched(self, state: ShardState, device: str) -> None:
+        """A watched device's summary gauges, now (an operator changed its models)."""
+        watched = self.watched.get(device)
+        if watched is not None and device in state.devices:
+            self._stale.discard(device)
+            watched.refresh(state.devices[device].models)
 
     def refresh_figures(self, states: list[ShardState]) -> None:
-        """Bring the summary gauges of devices learned since their last refresh up to date."""
+        """Bring the watched devices' summary gauges up to date."""
+        if not self.watched:
+            return
         for state in states:
-            for device, slot in state.devices.items():
-                dm = self._dm.get(device)
-                if dm is not None and dm.stale:
-                    self._refresh(dm, slot)
+            for device in self.watch.intersection(state.devices):
+                if device in self._stale:
+                    self._stale.discard(device)
+                    self.watched[device].refresh(state.devices[device].models)
+
+    def sweep(self, states: list[ShardState]) -> None:
+        """The fleet's gauges (quiet, reset, champions, worst-k) and quiet-device events."""
+        self.fleet.sweep(states)

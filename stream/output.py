@@ -1,8 +1,10 @@
 """What the processor writes besides checkpoints: prediction records and dead letters.
 
-:class:`PredictionWriter` sends prediction records to the output stream
-(``iot-predictions``) in batched PutRecords from a background thread, so the
-hot loop only appends to a buffer.  Records PutRecords reports as failed are
+:class:`PredictionWriter` sends prediction records (``"kind": "prediction"``)
+and event records (``"kind": "event"``, :mod:`stream.events`) to the output
+stream (``iot-predictions``) in batched PutRecords from a background thread, so
+the hot loop only appends to a buffer; ``iotcast_predictions_emitted_total``
+counts the predictions.  Records PutRecords reports as failed are
 retried with a bound; what still fails is logged and counted.
 
 :func:`dead_letter_line` formats a record that is not a reading in the
@@ -139,10 +141,22 @@ class PredictionWriter:
                 return
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
-        entries = [{"Data": orjson.dumps(r), "PartitionKey": r["device"]} for r in batch]
+        entries = [
+            {
+                "Data": orjson.dumps(r),
+                "PartitionKey": r["device"],
+                "_event": r.get("kind") == "event",
+            }
+            for r in batch
+        ]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                resp = self.kinesis.put_records(StreamName=self.stream, Records=entries)
+                resp = self.kinesis.put_records(
+                    StreamName=self.stream,
+                    Records=[
+                        {"Data": e["Data"], "PartitionKey": e["PartitionKey"]} for e in entries
+                    ],
+                )
             except Exception as exc:  # noqa: BLE001 - any transport error: retried with a bound below
                 if attempt == MAX_ATTEMPTS or self._expired():
                     self.failed += len(entries)
@@ -159,7 +173,8 @@ class PredictionWriter:
             failed = [e for e, r in zip(entries, resp["Records"], strict=True) if "ErrorCode" in r]
             ok = len(entries) - len(failed)
             self.sent += ok
-            PREDICTIONS_EMITTED.inc(ok)
+            events = sum(e["_event"] for e in entries) - sum(e["_event"] for e in failed)
+            PREDICTIONS_EMITTED.inc(ok - events)
             if not failed:
                 return
             entries = failed

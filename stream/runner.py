@@ -112,6 +112,10 @@ class ProcessorOptions:
     buffer_records: int = 20_000
     # Where this process serves /metrics, advertised in its presence item (iotcast status).
     metrics_url: str | None = None
+    # Devices with per-device series (at most monitoring.metrics.MAX_WATCHED).
+    watch: frozenset[str] = frozenset()
+    worst_k: int = 5  # devices per horizon in the worst-k gauges
+    sweep_seconds: float = 5.0  # the fleet's gauges and quiet devices, this often
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -155,6 +159,8 @@ class StreamProcessor:
             predictions=options.predictions,
             max_devices=options.max_devices,
             models=options.models,
+            watch=options.watch,
+            worst_k=options.worst_k,
         )
         self.pool = ThreadPoolExecutor(options.s3_threads, thread_name_prefix="checkpoint")
         self.stats = {"records": 0, "stale": 0, "handovers": 0, "checkpoints": 0}
@@ -166,7 +172,12 @@ class StreamProcessor:
             metrics_url=options.metrics_url,
         )
         self.checkpoints = Checkpointer(
-            self.store, self.pool, self.table, self.stats, on_lost_lease=self._lost_lease
+            self.store,
+            self.pool,
+            self.table,
+            self.stats,
+            on_lost_lease=self._lost_lease,
+            watch=options.watch,
         )
         self.shards = ShardLifecycle(
             self.store, self.pool, self.table, self.core, self.checkpoints, self.stats
@@ -216,6 +227,7 @@ class StreamProcessor:
             ),
             asyncio.create_task(self.sharing.run(stop)),
             asyncio.create_task(self.control.run(self)),  # operator promote/rollback
+            asyncio.create_task(self._sweeper()),
         ]
         try:
             while not stop.is_set():
@@ -235,6 +247,12 @@ class StreamProcessor:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._shutdown()
         return 0
+
+    async def _sweeper(self) -> None:
+        """The fleet's gauges and quiet devices (StreamCore.sweep), every few seconds."""
+        while True:
+            await asyncio.sleep(self.options.sweep_seconds)
+            self.core.sweep(list(self.states.values()))
 
     async def handle_batch(self, batch: RecordBatch, stop: asyncio.Event) -> None:
         """The hot path: a batch, record by record, checkpointing at record boundaries as due
@@ -299,6 +317,7 @@ class StreamProcessor:
                     result,
                 )
         self.core.refresh_figures(list(self.states.values()))
+        self.core.sweep(list(self.states.values()))
         log.info("final checkpoints written; releasing leases")
         if self.consumer is not None:
             await self.consumer.close()

@@ -78,6 +78,7 @@ class Snapshot:
     committed: dict[str, DeviceEntry]
     dead_letters: list[bytes]
     finished: bool = False
+    events: list[bytes] = field(default_factory=list)  # event records (stream.events)
     taken: float = field(default_factory=time.monotonic)
 
 
@@ -111,11 +112,18 @@ class ShardState:
                 slot.version = entry.version
         self.dirty: set[str] = set()
         self.dead_letters: list[bytes] = []
+        self.events: list[bytes] = []  # written to S3 with the next checkpoint
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.inflight: asyncio.Task | None = None
         self.ending = False  # shard closed: finish it once its last records are handled
         self.replayed = 0
+
+    def pending(self) -> bool:
+        """Something a checkpoint would write: models, dead letters, events or a position."""
+        return bool(
+            self.dirty or self.dead_letters or self.events or self.last_seq != self.committed_seq
+        )
 
     def snapshot(self, *, finished: bool = False) -> Snapshot:
         """Freeze what the next checkpoint writes; the state carries on from here."""
@@ -135,10 +143,11 @@ class ShardState:
             )
         self.dirty.clear()
         dead, self.dead_letters = self.dead_letters, []
+        events, self.events = self.events, []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         return Snapshot(
-            self.shard_id, self.last_seq, artifacts, dict(self.committed), dead, finished
+            self.shard_id, self.last_seq, artifacts, dict(self.committed), dead, finished, events
         )
 
     def committed_ok(self, snap: Snapshot, entries: dict[str, DeviceEntry]) -> None:
@@ -148,6 +157,7 @@ class ShardState:
             self.finished = True
 
     def failed(self, snap: Snapshot) -> None:
-        """A checkpoint did not reach S3: its devices and dead letters go into the next one."""
+        """A checkpoint did not reach S3: its devices, dead letters and events go into the next."""
         self.dirty.update(d for d, *_ in snap.artifacts if d in self.devices)
         self.dead_letters[:0] = snap.dead_letters
+        self.events[:0] = snap.events

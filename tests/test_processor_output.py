@@ -26,15 +26,20 @@ def _read_stream(settings, name: str) -> list[dict]:
     return out
 
 
-def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_path):
+def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(settings, tmp_path):
+    """Predictions and events on the output stream; fleet series for every device, the
+    per-device series for the watched one only."""
     support.create_stream(settings, shards=1)
     support.create_stream(settings, shards=1, name=settings.predictions_stream)
     support.create_bucket(settings)
     readings = list(itertools.islice(generate(days=1, seed=31), 400))
+    devices = sorted({r.device for r in readings})
+    watched = devices[0]
     support.put_records(settings, support.items_of(readings) + [(b"\x00garbage", "x")])
     flags = support.processor_flags(
         "persistence,rolling_mean", session_timeout=None, heartbeat=None, predictions="champion"
     )
+    flags += ("--watch", watched)
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
         support.wait_for(
             lambda: (
@@ -51,13 +56,22 @@ def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_
         support.wait_for(
             lambda: support.metric_sum(proc, "iotcast_checkpoints_total") > 0, 60, "a checkpoint"
         )
+        support.wait_for(
+            lambda: support.metric_values(support.scrape(proc), "iotcast_worst_device_error_ratio"),
+            30,
+            "the worst-k gauges (the fleet sweep)",
+        )
         text = support.scrape(proc)
     records = _read_stream(settings, settings.predictions_stream)
+    predictions = [r for r in records if r["kind"] == "prediction"]
+    events = [r for r in records if r["kind"] == "event"]
+    assert len(predictions) + len(events) == len(records)
     learned = sum(support.metric_values(text, "iotcast_readings_learned_total").values())
     assert learned > 350
     # One champion prediction per learned reading and horizon (the first reading has no 60 s forecast).
-    assert len(records) >= learned and len(records) <= 2 * learned
-    assert set(records[0]) == {
+    assert len(predictions) >= learned and len(predictions) <= 2 * learned
+    assert set(predictions[0]) == {
+        "kind",
         "device",
         "ts",
         "model",
@@ -66,25 +80,51 @@ def test_champion_predictions_reach_the_output_stream_and_metrics(settings, tmp_
         "target_ts",
         "actual",
     }
-    nowcasts = [r for r in records if r["horizon"] == 0]
+    nowcasts = [r for r in predictions if r["horizon"] == 0]
     assert nowcasts and all(r["actual"] is not None and r["target_ts"] == r["ts"] for r in nowcasts)
     assert all(
         r["actual"] is None and r["target_ts"] == r["ts"] + 60
-        for r in records
+        for r in predictions
         if r["horizon"] == 60
+    )
+    firsts = sorted(e["device"] for e in events if e["event"] == "first_reading")
+    assert firsts == devices
+    assert support.metric_values(text, "iotcast_events_total")['kind="first_reading"'] == len(
+        devices
     )
     assert support.metric_values(text, "iotcast_records_poison_total") == {
         'reason="invalid_json",shard="shardId-000000000000"': 1.0
     }
     for name in (
-        "iotcast_mae_celsius",
-        "iotcast_rolling_mae_celsius",
-        "iotcast_prediction_celsius",
-        "iotcast_champion_info",
+        "iotcast_error_celsius_count",
+        "iotcast_champions",
         "iotcast_shard_owned",
+        "iotcast_shard_devices",
         "iotcast_checkpoints_total",
         "iotcast_processing_seconds_count",
         "iotcast_devices_held",
         "iotcast_shard_lag_seconds",
     ):
         assert support.metric_values(text, name), name
+    served = support.metric_values(text, "iotcast_error_celsius_count")
+    assert served['horizon="60",model="served"'] > 0
+    for name in (
+        "iotcast_mae_celsius",
+        "iotcast_rolling_mae_celsius",
+        "iotcast_prediction_celsius",
+        "iotcast_champion_info",
+        "iotcast_device_readings_total",
+    ):
+        labelled = support.metric_values(text, name)
+        assert labelled and all(f'device="{watched}"' in k for k in labelled), name
+    named = {
+        k.split('device="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("iotcast_") and 'device="' in line
+        for k in [line]
+    }
+    worst = {
+        k.split('device="')[1].split('"')[0]
+        for k in support.metric_values(text, "iotcast_worst_device_error_ratio")
+    }
+    assert named == {watched} | worst, "only watched and worst-k devices are named in /metrics"

@@ -18,10 +18,15 @@ two workers, /metrics on 9102 and 9103)::
 
     iotcast process --create-resources --workers 2 --metrics-port 9102 --checkpoint-seconds 10
 
-Readings may carry any subset of the sensors: a device gets a model set, forecasts
-and per-device series with its first reading of the target (``temp``); readings
+Readings may carry any subset of the sensors: a device gets a model set and forecasts
+with its first reading of the target (``temp``); readings
 without it are counted (``iotcast_readings_no_target_total``), not learned.  Extra
 numeric fields become features only when declared (``--extra-features pressure``).
+
+/metrics holds fleet figures whose series do not grow with devices; the devices named
+by ``--watch`` (at most 50) get per-device series, the ``--worst-k`` worst devices per
+horizon a rotating gauge each, and every device's events go to S3, the log and the
+predictions stream (``iotcast status --device D`` reads them).
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
@@ -31,6 +36,8 @@ numeric fields become features only when declared (``--extra-features pressure``
 1
 >>> p.parse_args(["--extra-features", "pressure,wind"]).extra_features
 'pressure,wind'
+>>> p.parse_args(["--watch", "d1,d2"]).watch, p.parse_args([]).worst_k
+('d1,d2', 5)
 """
 
 from __future__ import annotations
@@ -146,11 +153,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"here {available_cores()})",
     )
     g.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N", set for a worker
-    g.add_argument(
-        "--device-label-cap",
+    m = parser.add_argument_group(
+        "monitoring (the fleet's series do not grow with devices; docs/monitoring.md)"
+    )
+    m.add_argument(
+        "--watch",
+        default=None,
+        metavar="DEVICES",
+        help="comma-separated devices that get per-device series (predictions, errors, "
+        "champion, last reading), at most 50 (env IOTCAST_WATCH; default: none). Every "
+        "device's events (first reading, promotion, drift, reset, quiet) are in "
+        "'iotcast status --device D' either way",
+    )
+    m.add_argument(
+        "--worst-k",
         type=int,
-        default=1000,
-        help="distinct device label values in metrics; more go under _overflow (default 1000)",
+        default=5,
+        metavar="K",
+        help="devices per horizon in the worst-now gauges (served error over persistence's; "
+        "default 5, 0 for none)",
     )
 
 
@@ -218,10 +239,10 @@ def run_workers(settings: Settings, args: argparse.Namespace, workers: int) -> i
 
 def run_processor(settings: Settings, args: argparse.Namespace) -> int:
     """One processor process (a worker of ``--workers N``, or the only one)."""
-    from monitoring.metrics import set_device_label_cap
     from online_models.catalog import load_catalog
     from online_models.config import TaskConfig
     from stream.runner import ProcessorOptions, StreamProcessor
+    from stream.watch import parse_watch
 
     if args.worker:  # "i/N": say which worker in every log line
         for handler in logging.getLogger().handlers:
@@ -230,7 +251,12 @@ def run_processor(settings: Settings, args: argparse.Namespace) -> int:
     if settings.aws_access_key_id and not os.environ.get("AWS_ACCESS_KEY_ID"):
         os.environ["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
         os.environ["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key or ""
-    set_device_label_cap(args.device_label_cap)
+    try:
+        watch = parse_watch(settings.watch)
+    except ValueError as exc:
+        raise ConfigError(f"--watch: {exc}") from exc
+    if args.worst_k < 0:
+        raise ConfigError("--worst-k must be 0 or more")
     hs = horizons(args)
     task = TaskConfig(extra_features=settings.extra_features)
     if hs:
@@ -254,6 +280,8 @@ def run_processor(settings: Settings, args: argparse.Namespace) -> int:
         models=args.models,
         shard_refresh=args.shard_refresh,
         metrics_url=metrics_url,
+        watch=watch,
+        worst_k=args.worst_k,
     )
     processor = StreamProcessor(settings.processor_target(), options, catalog, task)
 

@@ -1,0 +1,143 @@
+"""The fleet's figures and events, on the bare hot loop (stream.loop.StreamCore with the real
+models; no network): series that do not grow with devices, the watch list, the worst-k
+gauges as devices change rank, quiet devices and their events."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from online_models.catalog import load_catalog
+from online_models.config import TaskConfig
+from stream.fleet import QUIET_UNKNOWN
+from stream.loop import StreamCore
+from stream.state import ShardState
+from telemetry.generate import generate
+from telemetry.reading import encode
+
+TASK = TaskConfig(horizons=(0, 60))
+MODELS = "persistence,rolling_mean,linear"
+
+
+def _feed(core: StreamCore, state: ShardState, readings) -> None:
+    for i, r in enumerate(readings, 1):
+        core.handle(state, str(i), encode(r))
+
+
+def _device_labels() -> set[str]:
+    """Every device named by any iotcast_* series of the process's registry."""
+    return {
+        s.labels["device"]
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("iotcast_")
+        for s in metric.samples
+        if "device" in s.labels
+    }
+
+
+def test_only_watched_and_worst_devices_are_named_and_the_fleet_histogram_counts_every_score():
+    readings = sorted(generate(days=0.02, seed=11, devices=12), key=lambda r: r.ts)
+    devices = sorted({r.device for r in readings})
+    watched = devices[0]
+    core = StreamCore(load_catalog(), TASK, models=MODELS, watch=frozenset({watched}), worst_k=2)
+    state = ShardState("shardId-fleet-1", epoch=1)
+    before = {
+        (mdl, h): REGISTRY.get_sample_value(
+            "iotcast_error_celsius_count", {"model": mdl, "horizon": h}
+        )
+        or 0.0
+        for mdl in ("served", "persistence")
+        for h in ("0", "60")
+    }
+    _feed(core, state, readings)
+    core.sweep([state])
+    named = _device_labels()
+    worst = {
+        s.labels["device"]
+        for metric in REGISTRY.collect()
+        if metric.name == "iotcast_worst_device_error_ratio"
+        for s in metric.samples
+    }
+    assert len(worst) <= 2 * len(TASK.horizons)
+    assert watched in named and named - {watched} <= worst
+    # Every score of every device is in the fleet's histogram: n of the models' own figures.
+    for (model, h), was in before.items():
+        n = sum(slot.models.stats(model, int(h)).n for slot in state.devices.values())
+        got = REGISTRY.get_sample_value(
+            "iotcast_error_celsius_count", {"model": model, "horizon": h}
+        )
+        assert got - was == n and n > 0, (model, h)
+    assert REGISTRY.get_sample_value("iotcast_shard_devices", {"shard": state.shard_id}) == len(
+        devices
+    )
+    champions = sum(
+        REGISTRY.get_sample_value("iotcast_champions", {"model": mdl, "horizon": "60"}) or 0
+        for mdl in MODELS.split(",")
+    )
+    assert champions == len(devices)
+
+
+def test_the_worst_devices_rotate_as_their_rank_changes():
+    readings = sorted(generate(days=0.02, seed=12, devices=6), key=lambda r: r.ts)
+    core = StreamCore(load_catalog(), TASK, models=MODELS, worst_k=1)
+    state = ShardState("shardId-fleet-2", epoch=1)
+    _feed(core, state, readings)
+    core.sweep([state])
+
+    def worst_at_60() -> str:
+        (device,) = [
+            s.labels["device"]
+            for metric in REGISTRY.collect()
+            if metric.name == "iotcast_worst_device_error_ratio"
+            for s in metric.samples
+            if s.labels["horizon"] == "60"
+        ]
+        return device
+
+    first = worst_at_60()
+    # Make another device's served forecast much worse than its persistence: it takes rank 1.
+    other = next(d for d in sorted(state.devices) if d != first)
+    hz = state.devices[other].models.horizons[60]
+    for _ in range(3000):
+        hz.served.update(30.0, 0.0)
+    core.sweep([state])
+    assert worst_at_60() == other
+
+
+def test_a_silent_device_goes_quiet_once_with_an_event_and_comes_back():
+    readings = list(itertools.islice(generate(days=0.02, seed=13, devices=2), 200))
+    core = StreamCore(load_catalog(), TASK, models=MODELS)
+    state = ShardState("shardId-fleet-3", epoch=1)
+    _feed(core, state, readings)
+    assert {orjson.loads(e)["event"] for e in state.events} == {"first_reading"}
+    state.events.clear()
+    device = sorted(state.devices)[0]
+    act = core.fleet.activities[device]
+    now = act.received + max(act.quiet_after(), QUIET_UNKNOWN) + 1
+    core.fleet.sweep([state], now=now)
+    core.fleet.sweep([state], now=now + 10)  # still quiet: no second event
+    quiet = [orjson.loads(e) for e in state.events]
+    assert {e["device"] for e in quiet} == set(state.devices)  # both stopped sending
+    assert all(e["event"] == "quiet" and e["ts"] is None for e in quiet)
+    assert len(quiet) == len(state.devices)
+    assert REGISTRY.get_sample_value("iotcast_devices_quiet") == len(state.devices)
+    last = {r.device: r for r in readings}  # each device's newest reading, an hour later
+    back = [dataclasses.replace(r, ts=r.ts + 3600) for r in last.values()]
+    for i, r in enumerate(back, len(readings) + 1):
+        core.handle(state, str(i), encode(r))
+    assert not any(core.fleet.activities[d].quiet for d in state.devices)
+    core.fleet.sweep([state], now=time.time())
+    assert REGISTRY.get_sample_value("iotcast_devices_quiet") == 0
+
+
+@pytest.mark.parametrize("count", [51])
+def test_a_watch_list_above_the_maximum_is_refused_with_the_reason(count):
+    from stream.watch import parse_watch
+
+    with pytest.raises(ValueError, match="at most 50"):
+        parse_watch([f"d{i}" for i in range(count)])

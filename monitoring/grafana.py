@@ -14,7 +14,7 @@ bridge and the processor would run on that fork instead of urllib3.
 The files pushed are the ones Grafana provisions in the docker stack:
 
 >>> sorted(d["uid"] for d in load_dashboards())
-['iotcast-bridge', 'iotcast-device', 'iotcast-overview']
+['iotcast-bridge', 'iotcast-device', 'iotcast-models', 'iotcast-overview']
 >>> dash = with_datasource(load_dashboards()[0], "my-prom")
 >>> {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])}
 {'my-prom'}

@@ -50,18 +50,26 @@ VARIABLES = {
 # ------------------------------------------------------------------ helpers
 def module_metric_names() -> set[str]:
     """Every series name the metrics module can expose."""
-    names: set[str] = set()
+    return set(module_metric_labels())
+
+
+def module_metric_labels() -> dict[str, tuple[str, ...]]:
+    """Every series name the metrics module can expose -> the label names of its metric."""
+    out: dict[str, tuple[str, ...]] = {}
     for obj in vars(monitoring.metrics).values():
-        if not isinstance(obj, MetricWrapperBase):
-            continue
-        name, kind = obj._name, obj._type
-        if kind == "counter":
-            names |= {f"{name}_total", f"{name}_created"}
-        elif kind == "histogram":
-            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
-        else:
-            names.add(name)
-    return names
+        if isinstance(obj, MetricWrapperBase):
+            out |= dict.fromkeys(_series_names(obj), tuple(obj._labelnames))
+    return out
+
+
+def _series_names(obj: MetricWrapperBase) -> set[str]:
+    """The names of the series a metric object exposes (a counter's _total, ...)."""
+    name, kind = obj._name, obj._type
+    if kind == "counter":
+        return {f"{name}_total", f"{name}_created"}
+    if kind == "histogram":
+        return {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+    return {name}
 
 
 def recording_rules() -> dict[str, str]:
@@ -71,6 +79,27 @@ def recording_rules() -> dict[str, str]:
             for rule in group["rules"]:
                 if "record" in rule:
                     out[rule["record"]] = rule["expr"]
+    return out
+
+
+def source_metric_names(expr: str, rules: dict[str, str] | None = None) -> set[str]:
+    """The metrics an expression reads, recording rules replaced by what they read.
+
+    >>> sorted(source_metric_names("a:b:rate1m / c", {"a:b:rate1m": "sum(rate(b_total[1m]))"}))
+    ['b_total', 'c']
+    """
+    rules = recording_rules() if rules is None else rules
+    out: set[str] = set()
+    todo, seen = list(metric_names(expr)), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in rules:
+            todo += metric_names(rules[name])
+        else:
+            out.add(name)
     return out
 
 
@@ -114,14 +143,14 @@ def metric_names(expr: str) -> set[str]:
     return {n for n in names if n.lower() not in _KEYWORDS and not re.fullmatch(r"\d.*", n)}
 
 
-def substitute(expr: str) -> str:
+def substitute(expr: str, variables: dict[str, str] = VARIABLES) -> str:
     """Replace Grafana template variables (``$device``, ``${horizon}``, ``$__rate_interval``)."""
 
     def value(m: re.Match) -> str:
         name = m.group(1) or m.group(2)
-        if name not in VARIABLES:
+        if name not in variables:
             raise KeyError(f"unknown Grafana variable ${name} in {expr!r}")
-        return VARIABLES[name]
+        return variables[name]
 
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
 
@@ -235,6 +264,28 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     assert alerts - silent == set(), "alerts without a not-firing test"
 
 
+def test_fleet_rules_read_no_watched_device_series() -> None:
+    """The fleet's alerts and recording rules work with an empty watch list: they read no
+    series with a device label but the worst-k gauges, directly or through a recording rule."""
+    fleet = [
+        (rule.get("alert") or rule["record"], rule["expr"])
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        if group["name"] in {"iotcast-fleet", "iotcast-recording-fleet"}
+        for rule in group["rules"]
+    ]
+    assert len(fleet) > 20
+    labels = module_metric_labels()
+    per_device = {
+        f"{name}: {metric}"
+        for name, expr in fleet
+        for metric in source_metric_names(expr)
+        if "device" in labels.get(metric, ()) and metric not in WORST_K
+    }
+    assert per_device == set()
+    assert any("iotcast_error_celsius_sum" in source_metric_names(e) for _, e in fleet)
+
+
 def test_service_discovery_files_list_targets() -> None:
     config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -266,21 +317,101 @@ def test_dashboard_loads_with_uid_and_live_refresh(path: Path) -> None:
             assert t["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
 
 
-def test_dashboards_are_the_overview_device_and_bridge() -> None:
+def test_dashboards_are_the_overview_models_device_and_bridge() -> None:
     uids = {json.loads(p.read_text())["uid"] for p in DASHBOARDS}
-    assert uids == {"iotcast-overview", "iotcast-device", "iotcast-bridge"}
+    assert uids == {"iotcast-overview", "iotcast-models", "iotcast-device", "iotcast-bridge"}
 
 
-def test_device_dashboard_has_a_device_variable_and_event_annotations() -> None:
-    dash = json.loads((GRAFANA_DIR / "dashboards" / "device.json").read_text())
+def _dashboard(name: str) -> dict:
+    return json.loads((GRAFANA_DIR / "dashboards" / name).read_text())
+
+
+def _used(name: str) -> set[str]:
+    """Metric names the queries of one dashboard read."""
+    return set().union(
+        *(
+            metric_names(substitute(e))
+            for where, e in dashboard_expressions()
+            if where.startswith(name)
+        )
+    )
+
+
+WORST_K = {"iotcast_worst_device_error_ratio", "iotcast_worst_device_mae_celsius"}
+
+
+def test_fleet_dashboards_read_no_per_device_series_but_the_worst_k() -> None:
+    """The overview, models and bridge dashboards read series that do not grow with the
+    fleet: none with a device label but the worst-k gauges (k x horizons series)."""
+    labels = module_metric_labels()
+    per_device = {
+        f"{name}: {metric}"
+        for name in ("overview.json", "models.json", "bridge.json")
+        for metric in _used(name)
+        if "device" in labels.get(metric, ()) and metric not in WORST_K
+    }
+    assert per_device == set()
+    assert _used("overview.json") >= {
+        "iotcast_readings_learned_total", "iotcast_readings_duplicate_total",
+        "iotcast_readings_late_total", "iotcast_readings_glitch_total",
+        "iotcast_readings_no_target_total", "iotcast_devices_held", "iotcast_devices_quiet",
+        "iotcast_devices_reset_last_hour", "iotcast_shard_lag_seconds",
+        "iotcast_checkpoint_age_seconds", "iotcast_shard_devices", "iotcast_error_celsius_sum",
+        "iotcast_error_celsius_count", "iotcast_champions", "iotcast_promotions_total",
+        "iotcast_drift_detected_total", "iotcast_model_resets_total", "iotcast_events_total",
+        "iotcast_values_dropped_total",
+    }  # fmt: skip
+    assert not _used("overview.json") & WORST_K  # the worst devices are on the models dashboard
+
+
+def test_models_dashboard_has_error_distributions_and_the_worst_k_table() -> None:
+    dash = _dashboard("models.json")
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert {"horizon", "model"} <= set(variables)
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    assert [r.get("repeat") for r in rows].count("horizon") == 1  # distributions per horizon
+    exprs = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+    heatmaps = [p for p in dash["panels"] if p["type"] == "heatmap"]
+    assert {next(m for m in ("served", "persistence") if f'model="{m}"' in p["targets"][0]["expr"])
+            for p in heatmaps} == {"served", "persistence"}  # fmt: skip
+    assert all("iotcast_error_celsius_bucket" in p["targets"][0]["expr"] for p in heatmaps)
+    quantiles = [e for es in exprs.values() for e in es if e.startswith("histogram_quantile")]
+    assert quantiles and all(
+        "by (model" in e and "iotcast_error_celsius_bucket" in e for e in quantiles
+    )
+    (table,) = [p for p in dash["panels"] if p["type"] == "table"]
+    targets = {t["refId"]: t for t in table["targets"]}
+    assert all(t["instant"] and t["format"] == "table" for t in targets.values())
+    assert "iotcast_worst_device_error_ratio" in targets["A"]["expr"]
+    assert "iotcast_worst_device_mae_celsius" in targets["B"]["expr"]
+    organize = next(t for t in table["transformations"] if t["id"] == "organize")["options"]
+    columns = sorted(organize["indexByName"], key=organize["indexByName"].get)
+    renamed = [organize["renameByName"].get(c, c) for c in columns]
+    assert renamed == ["horizon", "rank", "device", "served / persistence", "served MAE"]
+
+
+def test_device_dashboard_shows_watched_devices_only() -> None:
+    """Its device variable lists the devices with watched-only series, its description says
+    how to watch one, and every query and annotation reads that one device's series."""
+    dash = _dashboard("device.json")
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert {"device", "horizon", "model"} <= set(variables)
-    assert not variables["device"]["multi"]
+    device = variables["device"]
+    assert not device["multi"]
+    assert device["query"]["query"] == "label_values(iotcast_actual_celsius, device)"
+    assert "--watch" in dash["description"] and "IOTCAST_WATCH" in dash["description"]
     annotations = {a["name"] for a in dash["annotations"]["list"]}
-    assert {"Promotions", "Drift", "Model versions"} <= annotations
-    exprs = [e for where, e in dashboard_expressions() if where.startswith("device.json: panel")]
+    assert {"Promotions", "Model versions"} <= annotations
+    exprs = [
+        e
+        for where, e in dashboard_expressions()
+        if where.startswith("device.json") and ": variable 'device'" not in where
+    ]
     assert all('device="$device"' in e for e in exprs)
-    assert any("iotcast_prediction_celsius" in e and "offset ${horizon}s" in e for e in exprs)
+    labels = module_metric_labels()
+    assert all("device" in labels[name] for name in _used("device.json"))
+    assert any("iotcast_prediction_celsius" in e and "offset ${horizon}s1ms" in e for e in exprs)
+    assert any("iotcast_device_readings_total" in e for e in exprs)
 
 
 def test_every_query_parses_in_a_real_prometheus(prometheus: ManagedProcess) -> None:
@@ -293,6 +424,13 @@ def test_every_query_parses_in_a_real_prometheus(prometheus: ManagedProcess) -> 
         for where, expr in expressions
         if (err := query_error(prometheus, substitute(expr)))
     ]
+    # and at the nowcast's horizon, 0 (Prometheus refuses "offset 0s")
+    nowcast = {**VARIABLES, "horizon": "0"}
+    errors += [
+        f"{where} (horizon 0): {err}\n    {expr}"
+        for where, expr in dashboard_expressions()
+        if (err := query_error(prometheus, substitute(expr, nowcast)))
+    ]
     assert errors == [], "\n".join(errors)
 
 
@@ -301,14 +439,16 @@ def test_a_broken_query_is_caught(prometheus: ManagedProcess) -> None:
     assert query_error(prometheus, "rate(iotcast_readings_learned_total[5m]") is not None
     assert query_error(prometheus, "rate(iotcast_actual_celsius)") is not None  # type error
     assert query_error(prometheus, substitute('iotcast_actual_celsius{device="$device"}')) is None
+    assert query_error(prometheus, "iotcast_actual_celsius offset 0s") is not None
 
 
 def test_every_metric_used_is_declared_in_the_metrics_module() -> None:
     declared = module_metric_names()
     recorded = recording_rules()
-    for name, expr in recorded.items():
-        assert metric_names(expr) <= declared | PROMETHEUS_BUILTINS, f"recording rule {name}"
     allowed = declared | set(recorded) | PROMETHEUS_BUILTINS
+    for name, expr in recorded.items():  # from our metrics, or from other recording rules
+        assert metric_names(expr) <= allowed - {name}, f"recording rule {name}"
+        assert source_metric_names(name) <= declared | PROMETHEUS_BUILTINS, f"recording rule {name}"
     expressions = (
         dashboard_expressions() + grafana_alert_expressions() + prometheus_rule_expressions()
     )
@@ -319,7 +459,8 @@ def test_every_metric_used_is_declared_in_the_metrics_module() -> None:
     }
     assert unknown == set()
     used = set().union(*(metric_names(substitute(e)) for _, e in expressions))
-    assert "iotcast_rolling_mae_celsius" in used and "iotcast_champion_info" in used
+    assert {"iotcast_rolling_mae_celsius", "iotcast_champion_info"} <= used
+    assert {"iotcast_error_celsius_bucket", "iotcast_worst_device_error_ratio"} <= used
 
 
 def test_an_undeclared_metric_is_caught() -> None:
@@ -353,11 +494,13 @@ def test_grafana_provisioning_points_at_the_provisioned_datasource() -> None:
 
 
 # ------------------------------------------------------- residual/scored export
-def test_score_series_exposes_what_the_declared_histogram_and_counter_would() -> None:
-    """The processor's residual histogram and scored counter come from plain accumulators
-    (monitoring.metrics.ScoreSeries); their exposition equals that of a real Histogram and
-    Counter declared like RESIDUAL and SCORED and fed the same residuals (NaN, infinities
-    and bucket bounds included), in both exposition formats."""
+@pytest.mark.parametrize("which", ["residual", "error"])
+def test_score_series_exposes_what_the_declared_histogram_and_counter_would(which: str) -> None:
+    """The processor's histograms that the hot loop feeds come from plain accumulators
+    (monitoring.metrics.ScoreSeries): a watched device's residual histogram and scored
+    counter, the fleet's absolute-error histogram. Their exposition equals that of a real
+    Histogram (and Counter) declared like them and fed the same values (NaN, infinities and
+    bucket bounds included), in both exposition formats."""
     import math
     import random
 
@@ -366,23 +509,29 @@ def test_score_series_exposes_what_the_declared_histogram_and_counter_would() ->
 
     m = monitoring.metrics
     plain, ours = CollectorRegistry(), CollectorRegistry()
-    labels = ["device", "model", "horizon"]
-    hist = Histogram(
-        m.RESIDUAL._name,
-        m.RESIDUAL._documentation,
-        labels,
-        buckets=m.RESIDUAL_BOUNDS,
-        registry=plain,
-    )
-    count = Counter(m.SCORED._name, m.SCORED._documentation, labels, registry=plain)
-    series = m.ScoreSeries(m.RESIDUAL, m.SCORED, registry=ours)
+    if which == "residual":
+        declared, scored, bounds = m.RESIDUAL, m.SCORED, m.RESIDUAL_BOUNDS
+        labels: tuple[str, ...] = ("device", "model", "horizon")
+    else:
+        declared, scored, bounds, labels = m.ERROR, None, m.ERROR_BOUNDS, ("model", "horizon")
+    (family,) = declared.describe()
+    hist = Histogram(family.name, family.documentation, labels, buckets=bounds, registry=plain)
+    count = None
+    if scored is not None:
+        (cfam,) = scored.describe()
+        count = Counter(cfam.name, cfam.documentation, labels, registry=plain)
+    series = m.ScoreSeries(declared, labels, bounds[:-1], scored, registry=ours)
     rng = random.Random(7)
-    values = [rng.gauss(0.0, 2.0) for _ in range(2000)] + list(m.RESIDUAL_BOUNDS)
+    values = [rng.gauss(0.0, 2.0) for _ in range(2000)] + list(bounds)
     values += [-0.0, math.inf, -math.inf, math.nan]
+    if which == "error":  # absolute errors: never negative
+        values = [abs(v) for v in values]
     for v in values:
         key = (rng.choice(["d1", "d2"]), rng.choice(["linear", "persistence"]), rng.choice("06"))
+        key = key[-len(labels) :]
         hist.labels(*key).observe(v)
-        count.labels(*key).inc()
+        if count is not None:
+            count.labels(*key).inc()
         series.add(series.series(*key), v)
 
     def lines(text: bytes) -> list[str]:  # creation times differ by construction

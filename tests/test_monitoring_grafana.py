@@ -188,7 +188,7 @@ def test_grafana_push_points_everything_at_the_given_datasource(grafana: FakeGra
 def test_grafana_push_under_a_url_path_prefix() -> None:
     with FakeGrafana(prefix="/grafana") as fake:
         assert main(["grafana", "push", "--url", fake.url, "--token", TOKEN, "--no-alerts"]) == 0
-        assert len(fake.dashboards) == 3 and not fake.rules
+        assert len(fake.dashboards) == len(load_dashboards()) and not fake.rules
         assert all(path.startswith("/grafana/api/") for _, path, _, _ in fake.requests)
 
 

@@ -15,6 +15,10 @@ is not a reading (poison at the processor), and, put straight into Kinesis
 temperature is a function of humidity (a nowcast model beats persistence and
 is promoted after the selection's cool-down) and whose noise then jumps
 (ADWIN drift), so that every labelled metric has had a reason to appear.
+
+The processor watches the synthetic device and two of the three generated
+ones (``--watch``): they get the per-device series, the third only its share
+of the fleet figures and, perhaps, a place among the ``--worst-k 2`` worst.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import random
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +51,14 @@ from telemetry.reading import Reading, encode, topic_for
 from telemetry.replay import replay
 from tests import support
 from tests.faultproxy import FaultProxy
+from tests.test_monitoring import (
+    PROMETHEUS_BUILTINS,
+    VARIABLES,
+    dashboard_expressions,
+    module_metric_labels,
+    source_metric_names,
+    substitute,
+)
 
 # About two minutes on a loaded 2-core machine: the processor's throughput bounds it.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -55,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "monitoring" / "prometheus"
 
 SYNTHETIC = "synthetic-0"
+WORST_K = 2
 OUTCOMES = ("learned", "duplicate", "late", "glitch", "no_target")  # a decoded reading's
 # Promotion after the selection's 5000-prediction cool-down (then 500 readings of
 # grace); the noise jumps at 7000. ADWIN sees blocks of 50 residuals and checks
@@ -126,7 +139,8 @@ class Pipeline:
     processor: ManagedProcess
     bridge_port: int
     processor_port: int
-    devices: set[str]
+    devices: set[str]  # every device with the target sensor
+    watched: set[str]  # the processor's watch list: all of them but one
     published: int
     direct: int
     proxy: FaultProxy
@@ -203,6 +217,12 @@ def pipeline(
         proxy = FaultProxy.before(settings, throttle_share=0.1)
         stack.callback(proxy.close)
 
+        readings = list(generate(days=0.02, seed=5, devices=3))  # about 1,200 readings
+        generated = sorted({r.device for r in readings})
+        # The glitch and the noted reading below go to readings[0]'s device: watched.
+        unwatched = next(d for d in generated if d != readings[0].device)
+        watched = {*generated, SYNTHETIC} - {unwatched}
+
         quiet = settings.replace(log_level="WARNING")
         bridge = support.start_bridge(proxy.route(quiet), work, ready=_serves_metrics, timeout=60)
         stack.callback(bridge.stop)
@@ -211,6 +231,7 @@ def pipeline(
         processor = support.start_processor(
             quiet, work, "--create-resources", "--horizons", HORIZONS, "--models", MODELS,
             "--checkpoint-seconds", "2", "--models-file", str(models_file),
+            "--watch", ",".join(sorted(watched)), "--worst-k", str(WORST_K),
             ready=_serves_metrics, timeout=60,
         )  # fmt: skip
         stack.callback(processor.stop)
@@ -218,7 +239,6 @@ def pipeline(
         prometheus = start_prometheus(work, _prometheus_config(work, bridge_port, processor_port))
         stack.callback(prometheus.stop)
 
-        readings = list(generate(days=0.02, seed=5, devices=3))  # about 1,200 readings
         glitch = Reading(
             readings[-1].ts + 1, readings[0].device, 0.0, 1.0, False, 0.0, False, 0.0, 0.0
         )
@@ -284,49 +304,67 @@ def pipeline(
         time.sleep(3)  # two more scrapes and rule evaluations
         yield Pipeline(
             settings, prometheus, bridge, processor, bridge_port, processor_port,
-            {r.device for r in readings} | {SYNTHETIC}, published, len(synthetic), proxy,
+            {*generated, SYNTHETIC}, watched, published, len(synthetic), proxy,
         )  # fmt: skip
 
 
-def test_prometheus_has_per_device_mae_and_prediction_series(pipeline: Pipeline) -> None:
+WORST = {"iotcast_worst_device_error_ratio", "iotcast_worst_device_mae_celsius"}
+
+
+def _poll(
+    query: Callable[[], list[dict]], done: Callable[[list[dict]], bool], timeout: float = 20
+) -> list[dict]:
+    """``query()`` until ``done(result)`` or the timeout (rules see a scrape a few seconds old)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = query()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(1)
+
+
+def test_prometheus_has_per_device_series_of_the_watched_devices_only(pipeline: Pipeline) -> None:
     up = pipeline.query('up{job=~"iotcast-.*"}')
     assert {(r["metric"]["job"], r["value"][1]) for r in up} == {
         ("iotcast-bridge", "1"),
         ("iotcast-processor", "1"),
     }
     mae = pipeline.query('iotcast_rolling_mae_celsius{job="iotcast-processor"}')
-    assert {r["metric"]["device"] for r in mae} == pipeline.devices
+    assert {r["metric"]["device"] for r in mae} == pipeline.watched
     assert {r["metric"]["horizon"] for r in mae} == set(HORIZONS.split(","))
-    assert {"persistence", "linear"} <= {r["metric"]["model"] for r in mae}
+    assert {"persistence", "linear", "served"} <= {r["metric"]["model"] for r in mae}
     values = [float(r["value"][1]) for r in mae]
     assert all(math.isfinite(v) and v >= 0 for v in values) and max(values) > 0
     predictions = pipeline.query('iotcast_prediction_celsius{job="iotcast-processor"}')
-    assert {r["metric"]["device"] for r in predictions} == pipeline.devices
+    assert {r["metric"]["device"] for r in predictions} == pipeline.watched
     wild = [
         (r["metric"]["model"], r["metric"]["horizon"], r["metric"]["device"], r["value"][1])
         for r in predictions
         if not -20 < float(r["value"][1]) < 60
     ]
     assert wild == []
-    # The recording rules work on real series: one champion MAE per device and
-    # horizon (given a few evaluation rounds to see the last devices' series).
-    deadline = time.monotonic() + 20
-    while True:
-        champion = pipeline.query("device_horizon:iotcast_champion_rolling_mae_celsius:max")
-        pairs = [(r["metric"]["device"], r["metric"]["horizon"]) for r in champion]
-        if {d for d, _ in pairs} == pipeline.devices or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert len(pairs) == len(set(pairs)) and {d for d, _ in pairs} == pipeline.devices
-    # Every open shard has an owner (polled: the rule sees a scrape a few seconds old).
-    deadline = time.monotonic() + 20
-    while True:
-        owned = pipeline.query("iotcast:stream_shards:max - iotcast:shards_owned:count")
-        unowned = [float(r["value"][1]) for r in owned]
-        if unowned == [0.0] or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert unowned == [0.0]
+    readings = pipeline.query("sum by (device) (iotcast_device_readings_total)")
+    assert {r["metric"]["device"] for r in readings} == pipeline.watched
+    # The device not watched: no series names it, but perhaps the worst-k gauges.
+    (unwatched,) = pipeline.devices - pipeline.watched
+    named = pipeline.query(
+        f'count by (__name__) ({{__name__=~"iotcast_.+", device="{unwatched}"}})'
+    )
+    assert {r["metric"]["__name__"] for r in named} <= WORST
+    # The recording rules work on the watched devices' series: one champion MAE per
+    # device and horizon.
+    champion = _poll(
+        lambda: pipeline.query("device_horizon:iotcast_champion_rolling_mae_celsius:max"),
+        lambda result: {r["metric"]["device"] for r in result} == pipeline.watched,
+    )
+    pairs = [(r["metric"]["device"], r["metric"]["horizon"]) for r in champion]
+    assert len(pairs) == len(set(pairs)) and {d for d, _ in pairs} == pipeline.watched
+    # Every open shard has an owner.
+    owned = _poll(
+        lambda: pipeline.query("iotcast:stream_shards:max - iotcast:shards_owned:count"),
+        lambda result: [float(r["value"][1]) for r in result] == [0.0],
+    )
+    assert [float(r["value"][1]) for r in owned] == [0.0]
 
 
 def test_prometheus_sees_every_reading_accounted_for(pipeline: Pipeline) -> None:
@@ -342,6 +380,13 @@ def test_prometheus_sees_every_reading_accounted_for(pipeline: Pipeline) -> None
     assert scalar("sum(iotcast_readings_glitch_total)") >= 1
     assert scalar("sum(iotcast_bridge_dead_letters_total)") >= 1
     assert scalar("sum(iotcast_records_poison_total)") >= 1
+    # Counted per shard (one here), not per device.
+    learned = pipeline.query("iotcast_readings_learned_total")
+    assert [sorted(r["metric"]) for r in learned] == [["__name__", "instance", "job", "shard"]]
+    # The watched devices' own counts are part of the fleet's, not all of it.
+    watched = scalar('sum(iotcast_device_readings_total{outcome="learned"})')
+    assert 0 < watched < scalar("sum(iotcast_readings_learned_total)")
+    assert scalar('sum(iotcast_device_readings_total{outcome="glitch"})') >= 1
     # The bridge forwards the noted reading as sent; the processor finds the same values.
     for prefix in ("iotcast_bridge_", "iotcast_"):
         dropped = pipeline.query(f"{prefix}values_dropped_total")
@@ -352,6 +397,58 @@ def test_prometheus_sees_every_reading_accounted_for(pipeline: Pipeline) -> None
         assert {(r["metric"]["field"], r["metric"]["reason"], r["value"][1]) for r in clipped} == {
             ("humidity", "clipped", "1")
         }
+
+
+def test_fleet_figures_name_no_device_but_the_worst_k(pipeline: Pipeline) -> None:
+    def by(expr: str, *labels: str) -> dict[tuple[str, ...], float]:
+        return {
+            tuple(r["metric"].get(k, "") for k in labels): float(r["value"][1])
+            for r in pipeline.query(expr)
+        }
+
+    horizons = HORIZONS.split(",")
+    # Only the watched devices' series and the worst-k gauges carry a device label.
+    named = by('count by (__name__) ({__name__=~"iotcast_.+", device!=""})', "__name__")
+    labels = module_metric_labels()
+    assert {name for (name,) in named} <= {n for n, ls in labels.items() if "device" in ls}
+    # ... the watched devices' and the k worst's only.
+    devices = by('count by (device) ({__name__=~"iotcast_.+", device!=""})', "device")
+    assert {d for (d,) in devices} <= pipeline.watched | {
+        r["metric"]["device"] for r in pipeline.query("iotcast_worst_device_error_ratio")
+    }
+    # The error histogram: the served forecast's and persistence's at every horizon.
+    counts = by("sum by (model, horizon) (iotcast_error_celsius_count)", "model", "horizon")
+    for model in ("served", "persistence", "linear"):
+        assert all(counts.get((model, h), 0) > 0 for h in horizons), (model, counts)
+    # Every device held has one champion per horizon.
+    held = by("sum(iotcast_devices_held)")[()]
+    assert held == len(pipeline.devices)
+    assert by("sum by (horizon) (iotcast_champions)", "horizon") == {(h,): held for h in horizons}
+    assert by("sum(iotcast_watched_devices)") == {(): len(pipeline.watched)}
+    # The k worst devices per horizon, ranked 1..n.
+    worst = pipeline.query("iotcast_worst_device_error_ratio")
+    for h in horizons:
+        ranks = sorted(r["metric"]["rank"] for r in worst if r["metric"]["horizon"] == h)
+        assert ranks == [str(i) for i in range(1, len(ranks) + 1)] and 0 < len(ranks) <= WORST_K
+    assert {r["metric"]["device"] for r in worst} <= pipeline.devices
+    assert all(math.isfinite(float(r["value"][1])) and float(r["value"][1]) > 0 for r in worst)
+
+    def key(r: dict) -> tuple[str, str, str]:
+        return r["metric"]["horizon"], r["metric"]["rank"], r["metric"]["device"]
+
+    mae = pipeline.query("iotcast_worst_device_mae_celsius")
+    assert {key(r) for r in mae} == {key(r) for r in worst}
+    # Events by kind, and the counters by model they match.
+    events = by("sum by (kind) (iotcast_events_total)", "kind")
+    assert events[("first_reading",)] == len(pipeline.devices)
+    for kind, counter in (
+        ("promotion", "iotcast_promotions_total"),
+        ("drift", "iotcast_drift_detected_total"),
+        ("model_reset", "iotcast_model_resets_total"),
+    ):
+        assert events[(kind,)] >= 1 and by(f"sum({counter})") == {(): events[(kind,)]}
+    resets = by("sum by (model) (iotcast_model_resets_total)", "model")
+    assert resets.get(("wild_linear",), 0) >= 1
 
 
 def _declared() -> dict[str, str]:
@@ -375,21 +472,48 @@ def test_every_declared_metric_is_exported_by_the_bridge_or_the_processor(
     assert missing == [], f"declared in monitoring/metrics.py but never exported: {missing}"
 
 
-def test_alert_rules_fire_on_the_real_promotion_drift_and_resets(pipeline: Pipeline) -> None:
-    """Our alert rules, evaluated by Prometheus on the processor's real counters."""
-    wanted = {
-        ("IotcastChampionPromoted", SYNTHETIC),
-        ("IotcastDriftDetected", SYNTHETIC),
-        ("IotcastModelResetsRepeated", SYNTHETIC),
+def test_every_dashboard_query_reads_metrics_a_real_scrape_exports(pipeline: Pipeline) -> None:
+    """Every metric a dashboard query names (recording rules resolved through
+    recording.yml) is in a scrape of the processor (watching devices) or the bridge, and
+    every panel query and template variable returns series in the real Prometheus."""
+    samples = {**scrape(pipeline.bridge_port), **scrape(pipeline.processor_port)}
+    exported = {k.split("{")[0] for k in samples}
+    expressions = dashboard_expressions()
+    used = {
+        where: source_metric_names(substitute(e)) - PROMETHEUS_BUILTINS for where, e in expressions
     }
-    deadline = time.monotonic() + 20
-    while True:
-        alerts = pipeline.query('ALERTS{alertstate="firing"}')
-        firing = {(a["metric"]["alertname"], a["metric"].get("device")) for a in alerts}
-        if wanted <= firing or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert wanted <= firing
-    assert not {name for name, _ in firing} & {"IotcastTargetDown", "IotcastShardUnowned"}
-    promoted = [a for a in alerts if a["metric"]["alertname"] == "IotcastChampionPromoted"]
-    assert {a["metric"]["device"] for a in promoted} == {SYNTHETIC}
+    missing = {f"{where}: {sorted(n - exported)}" for where, n in used.items() if n - exported}
+    assert missing == set()
+    assert len(set().union(*used.values())) > 40
+    # horizon 0: the stack is younger than the other horizons, and the device dashboard
+    # draws a prediction at the time it is for (offset by its horizon)
+    variables = {**VARIABLES, "device": SYNTHETIC, "horizon": "0", "model": "linear"}
+    may_be_empty = {  # the device is perhaps not among the k worst now
+        "device.json: panel 'Among the worst devices now' A",
+    }
+    empty = [
+        f"{where}: {expr}"
+        for where, expr in expressions
+        if ": annotation" not in where  # they show events, when there are some
+        and where not in may_be_empty
+        and not pipeline.query(substitute(expr, variables))
+    ]
+    assert empty == []
+
+
+def test_alert_rules_fire_on_the_real_promotion_drift_and_resets(pipeline: Pipeline) -> None:
+    """Our fleet alert rules, evaluated by Prometheus on the processor's real counters: they
+    name the model, never the device (that is in the event log)."""
+    wanted = {"IotcastChampionPromoted", "IotcastDriftDetected", "IotcastModelResetsRepeated"}
+    alerts = _poll(
+        lambda: pipeline.query('ALERTS{alertstate="firing"}'),
+        lambda result: wanted <= {a["metric"]["alertname"] for a in result},
+    )
+    firing: dict[str, list[dict[str, str]]] = {}
+    for a in alerts:
+        firing.setdefault(a["metric"]["alertname"], []).append(a["metric"])
+    assert wanted <= set(firing)
+    assert not set(firing) & {"IotcastTargetDown", "IotcastShardUnowned"}
+    assert [m for name in wanted for m in firing[name] if "device" in m] == []
+    assert {m["model"] for m in firing["IotcastModelResetsRepeated"]} == {"wild_linear"}
+    assert {m["model"] for m in firing["IotcastChampionPromoted"]} == {"linear"}

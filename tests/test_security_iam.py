@@ -311,6 +311,8 @@ def test_policies_name_only_our_resources_and_no_wildcard_actions() -> None:
     assert not allowed(processor, "kinesis:PutRecords", stream + NAMES["TelemetryStream"])
     assert not allowed(processor, "s3:GetObject", "arn:aws:s3:::iam-bucket/models/otherapp/x")
     assert not allowed(processor, "s3:GetObject", "arn:aws:s3:::iam-bucket/dead-letter/x")
+    assert allowed(processor, "s3:PutObject", "arn:aws:s3:::iam-bucket/events/iamapp/d/x.jsonl")
+    assert not allowed(processor, "s3:PutObject", "arn:aws:s3:::iam-bucket/events/other/x")
     assert not allowed(processor, "dynamodb:DeleteTable", f"arn:aws:dynamodb:{REGION}:"
                        f"{ACCOUNT}:table/kinesis-checkpoints-iamapp")  # fmt: skip
 

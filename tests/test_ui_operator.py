@@ -1,6 +1,7 @@
 """Promote a model from the analysis page against a running stack (moto server and a real
-``iotcast process``): after the confirmation, the processor applies it and
-``iotcast models show`` reports the new champion."""
+``iotcast process``): after the confirmation, the processor applies it,
+``iotcast models show`` reports the new champion, and the page's "What happened today"
+lists the device's first reading and the operator's promotion."""
 
 from __future__ import annotations
 
@@ -46,6 +47,17 @@ def test_promote_from_the_page_changes_the_champion_models_show_reports(settings
             page.wait_for_selector("#fleet-result:has-text('applied by')", timeout=60_000)
             result = page.inner_text("#fleet-result")
             assert f"{device}: applied by" in result and "champion linear" in result, result
+
+            def happened() -> str:  # the event goes to S3 with the next checkpoint
+                page.click("#refresh")
+                page.wait_for_timeout(500)
+                text = page.inner_text("#fleet-events")
+                return text if "became the champion" in text else ""
+
+            text = support.wait_for(happened, 30, "the promotion in What happened today")
+            assert "First reading: its models start learning." in text, text
+            assert "linear became the champion, 1 minute ahead (before: " in text, text
+            assert "by analysis page: linear follows the humid afternoons" in text, text
             screenshot(page, tmp_path, "5-fleet")
 
         def champions() -> dict:

@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 from iotcast.ui import text
+from stream.events import EVENT_KINDS
 from telemetry.reading import FIELD_REASONS, SENSORS
 
 UI = Path(text.__file__).parent
@@ -31,6 +32,8 @@ def test_every_string_has_english_and_spanish_with_the_same_fields() -> None:
         text.SENSOR_WORDS,
         text.VALUE_REASONS,
         text.ROW_REASONS,
+        text.EVENTS,
+        text.RESET_REASONS,
     ):
         assert all(len(pair) == 2 and all(p.strip() for p in pair) for pair in table.values())
 
@@ -49,3 +52,11 @@ def test_every_sensor_and_every_reason_a_file_row_can_get_has_words() -> None:
     # why a CSV row is refused whole: a bad ts or device, its cells, or no sensor left
     row_reasons = {"no_sensor", "bad_timestamp", "bad_device_id", "wrong_field_count", "wrong_type"}
     assert row_reasons <= set(text.ROW_REASONS)
+
+
+def test_every_kind_of_event_and_every_reset_reason_has_words() -> None:
+    assert set(EVENT_KINDS) <= set(text.EVENTS)
+    assert all(fields(en) <= {"model", "horizon", "old", "why"} for en, _ in text.EVENTS.values())
+    guard = (Path(text.__file__).parents[2] / "online_models" / "guard.py").read_text()
+    reasons = set(re.findall(r'"(exception|non_finite|out_of_range)"', guard))
+    assert reasons == set(text.RESET_REASONS)

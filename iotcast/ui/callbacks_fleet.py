@@ -1,5 +1,6 @@
 """Callbacks of the live fleet: devices and champions from S3, promote and roll back after a
-confirmation (through ``iotcast models promote|rollback``, see :mod:`iotcast.ui.fleet`)."""
+confirmation (through ``iotcast models promote|rollback``, see :mod:`iotcast.ui.fleet`), and
+what happened to the chosen device today (its events, :func:`iotcast.ui.fleet.device_events`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,60 @@ from dash import Input, Output, State, ctx, html
 from dash.exceptions import PreventUpdate
 
 from iotcast.ui.callbacks_data import table
-from iotcast.ui.fleet import Fleet, fleet, operator_command
+from iotcast.ui.fleet import DeviceEvents, Fleet, device_events, fleet, operator_command
 from iotcast.ui.layout import HIDDEN
-from iotcast.ui.text import horizon_words, t
+from iotcast.ui.text import event_words, horizon_words, t
 from iotcast.ui.workspace import Workspace
 
-__all__ = ["register"]
+__all__ = ["events_view", "register"]
 
 
 def register(app: Any, ws: Workspace) -> None:
     _listing(app, ws)
     _actions(app, ws)
+    _events(app, ws)
+
+
+def _events(app: Any, ws: Workspace) -> None:
+    @app.callback(
+        Output("fleet-events", "children"),
+        Input("fleet-device", "value"),
+        Input("fleet", "data"),
+        Input("lang", "value"),
+    )
+    def happened(device, _data, lang):
+        if not device:
+            return html.P(t(lang, "events_pick"), className="muted")
+        return events_view(lang, device_events(ws.settings, device))
+
+
+def events_view(lang: str, found: DeviceEvents) -> html.Div | html.P:
+    """A device's events of today as a list: time (UTC), what happened in words, and the
+    processor's reason; or in words why there is none."""
+    if found.error:
+        text = t(lang, "events_error", device=found.device, where=found.where, error=found.error)
+        return html.P(text, className="message warn")
+    if not found.rows:
+        return html.P(t(lang, "events_none", device=found.device), className="muted")
+    items = [
+        html.Li(
+            [
+                html.Span(str(e.get("at") or "")[11:19], className="when"),
+                " ",
+                html.Span(event_words(lang, e), className="what"),
+                " ",
+                html.Span(str(e.get("reason") or ""), className="muted why"),
+            ],
+            className=f"event {e.get('event')}",
+        )
+        for e in found.rows
+    ]
+    return html.Div(
+        [
+            html.P(t(lang, "events_of", n=len(found.rows), device=found.device)),
+            html.Ul(items, id="fleet-events-list", className="events"),
+        ]
+    )
 
 
 def _listing(app: Any, ws: Workspace) -> None:

@@ -1,8 +1,10 @@
-"""The live fleet for the page: devices and champions from the S3 manifests, and the
-operator's promote and rollback.
+"""The live fleet for the page: devices and champions from the S3 manifests, what happened
+to a device today, and the operator's promote and rollback.
 
 :func:`fleet` reads the shard manifests through :class:`stream.registry.ModelRegistry`,
-as ``iotcast status`` and ``iotcast models list`` do. :func:`operator_command` runs
+as ``iotcast status`` and ``iotcast models list`` do. :func:`device_events` reads a
+device's events (first reading, promotions, drifts, model resets, gone quiet) through
+:func:`stream.events.read_events`, as ``iotcast status --device`` does. :func:`operator_command` runs
 ``iotcast models promote|rollback`` itself, as a child process with the page's
 settings: the very command an operator types (its checks, the command written under
 ``control/<app>/commands/``, the wait for the processors' acknowledgements, its
@@ -24,7 +26,15 @@ from typing import Any
 
 from iotcast.settings import Settings
 
-__all__ = ["CommandResult", "Fleet", "fleet", "operator_argv", "operator_command"]
+__all__ = [
+    "CommandResult",
+    "DeviceEvents",
+    "Fleet",
+    "device_events",
+    "fleet",
+    "operator_argv",
+    "operator_command",
+]
 
 
 @dataclass
@@ -70,6 +80,42 @@ def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
             }
         )
     return Fleet(rows=rows, where=where)
+
+
+@dataclass
+class DeviceEvents:
+    """A device's events of the period, oldest first (``rows``: the records of
+    :mod:`stream.events`), or why none could be read."""
+
+    device: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    where: str = ""
+
+
+def device_events(
+    settings: Settings, device: str, days: int = 1, timeout: float = 3.0
+) -> DeviceEvents:
+    """What happened to ``device`` in the last ``days`` days (today, UTC, included), as the
+    processors recorded it in S3 with their checkpoints; repeats of a replay dropped."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stream.events import read_events
+
+    where = f"s3://{settings.bucket}/events/{settings.app}/"
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1})
+    try:
+        s3 = _s3(settings, config)
+        rows = read_events(s3, settings.bucket, settings.app, days=days, device=device)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchBucket":
+            return DeviceEvents(device, where=where)  # no checkpoint yet: nothing happened
+        return DeviceEvents(device, error=f"{type(exc).__name__}: {exc}"[:300], where=where)
+    except (BotoCoreError, OSError, ValueError) as exc:
+        return DeviceEvents(device, error=f"{type(exc).__name__}: {exc}"[:300], where=where)
+    rows.sort(key=lambda e: (str(e.get("at", "")), e.get("ts") or 0.0))
+    return DeviceEvents(device, rows=rows, where=where)
 
 
 def _s3(settings: Settings, config: Any) -> Any:

@@ -230,6 +230,8 @@ def _fleet() -> html.Section:
             dcc.ConfirmDialog(id="confirm-promote"),
             dcc.ConfirmDialog(id="confirm-rollback"),
             html.Pre(id="fleet-result", className="result"),
+            label("events_today", html.H3),
+            html.Div(id="fleet-events", role="status"),
         ],
     )
 

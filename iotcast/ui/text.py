@@ -16,9 +16,14 @@ text is the one translated).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "EVENTS",
     "LANGUAGES",
+    "RESET_REASONS",
     "TEXT",
+    "event_words",
     "horizon_words",
     "horizon_ahead",
     "model_description",
@@ -319,7 +324,60 @@ TEXT: dict[str, tuple[str, str]] = {
         "Elija primero un dispositivo y un modelo.",
     ),
     "command_ok": ("Done (exit 0):", "Hecho (salida 0):"),
+    "events_today": ("What happened today", "Qué pasó hoy"),
+    "events_pick": (
+        "Choose a device above to see what happened to it today.",
+        "Elija arriba un dispositivo para ver qué le pasó hoy.",
+    ),
+    "events_none": (
+        "Nothing was recorded for {device} today (UTC): no first reading, new champion, drift, reset or silence.",
+        "No se registró nada para {device} hoy (UTC): ni primera lectura, ni nuevo campeón, ni cambio de régimen, ni reinicio, ni silencio.",
+    ),
+    "events_error": (
+        "The events of {device} could not be read from {where} ({error}). Refresh to try again.",
+        "No se pudieron leer los sucesos de {device} en {where} ({error}). Pulse Actualizar para reintentar.",
+    ),
+    "events_of": (
+        "{n} event(s) of {device} today, times in UTC:",
+        "{n} suceso(s) de {device} hoy, horas en UTC:",
+    ),
     "command_failed": ("Refused (exit {code}):", "Rechazado (salida {code}):"),
+}
+
+# What happened to a device (stream.events), as a sentence; {model}, {horizon}, {old}, {why}
+EVENTS: dict[str, tuple[str, str]] = {
+    "first_reading": (
+        "First reading: its models start learning.",
+        "Primera lectura: sus modelos empiezan a aprender.",
+    ),
+    "promotion": (
+        "{model} became the champion, {horizon} (before: {old}).",
+        "{model} pasó a ser el campeón, {horizon} (antes: {old}).",
+    ),
+    "drift": (
+        "The error of the champion {model} changed, {horizon}: a drift.",
+        "El error del campeón {model} cambió, {horizon}: un cambio de régimen.",
+    ),
+    "model_reset": (
+        "{model} was started afresh, {horizon}: {why}.",
+        "{model} se reinició desde cero, {horizon}: {why}.",
+    ),
+    "quiet": (
+        "The device went quiet: no reading for much longer than its usual interval.",
+        "El dispositivo se quedó en silencio: sin lecturas durante mucho más de lo habitual.",
+    ),
+}
+# Why the guard reset a model (online_models.guard), after "was started afresh: "
+RESET_REASONS: dict[str, tuple[str, str]] = {
+    "exception": ("it failed with an error", "falló con un error"),
+    "non_finite": (
+        "it forecast a value that is not a number",
+        "previó un valor que no es un número",
+    ),
+    "out_of_range": (
+        "it forecast a value far outside what the device has measured",
+        "previó un valor muy lejos de lo que el dispositivo ha medido",
+    ),
 }
 
 HORIZONS: dict[int, tuple[str, str]] = {
@@ -493,6 +551,33 @@ def values_words(lang: str, n: int, sensor: str) -> str:
 
 def scenario_words(lang: str, scenario: str) -> str:
     return _pick(SCENARIOS[scenario], lang) if scenario in SCENARIOS else scenario
+
+
+def event_words(lang: str, event: dict[str, Any]) -> str:
+    """What happened to a device (an event record of :mod:`stream.events`) as a sentence;
+    the processor's own reason, in English, stays beside it on the page.
+
+    >>> e = {"event": "promotion", "model": "linear", "horizon": 900,
+    ...      "figures": {"old": "persistence"}}
+    >>> event_words("en", e)
+    'linear became the champion, 15 minutes ahead (before: persistence).'
+    >>> event_words("es", {"event": "model_reset", "model": "ridge", "horizon": 0,
+    ...                    "figures": {"reason": "exception"}})
+    'ridge se reinició desde cero, como sensor virtual (ahora): falló con un error.'
+    """
+    kind = str(event.get("event"))
+    if kind not in EVENTS:
+        return kind.replace("_", " ")
+    figures = event.get("figures") or {}
+    horizon = event.get("horizon")
+    when = horizon_ahead(lang, int(horizon), capital=True) if horizon is not None else ""
+    why = str(figures.get("reason", ""))
+    return _pick(EVENTS[kind], lang).format(
+        model=event.get("model") or "",
+        horizon=when[:1].lower() + when[1:],
+        old=figures.get("old") or "-",
+        why=_pick(RESET_REASONS[why], lang) if why in RESET_REASONS else why.replace("_", " "),
+    )
 
 
 def model_description(lang: str, name: str, catalog_text: str) -> str:

@@ -61,6 +61,7 @@ from online_models.catalog import Catalog, load_catalog
 from online_models.config import TaskConfig
 from online_models.evaluate import EvalResult, prequential
 from online_models.records import SERVED
+from online_models.report.hours import hour_errors
 from telemetry.csvfile import BadRows, read_csv
 from telemetry.reading import Reading
 
@@ -118,30 +119,6 @@ def readings_of(
             yield reading
     if progress is not None:
         progress(n)
-
-
-def hour_errors(res: EvalResult, pooled: bool = False) -> pd.DataFrame:
-    """MAE by hour of day (UTC) of the prediction's making, per device, model and horizon;
-    ``pooled``: all devices together (each device's scores counted once each). Read from
-    the evaluation's ``hour_HH`` groups: bounded, whatever the file's length.
-
-    >>> from telemetry.generate import generate
-    >>> from online_models.catalog import load_catalog
-    >>> res = prequential(generate(days=0.05, seed=1), load_catalog(), TaskConfig(horizons=(60,)))
-    >>> h = hour_errors(res, pooled=True)
-    >>> list(h.columns), int(h.n.sum()) == sum(g.n for k, g in res.groups.items() if k[3].startswith("hour_"))
-    (['model', 'horizon', 'hour', 'n', 'mae'], True)
-    """
-    rows = [
-        {"device": d, "model": m, "horizon": h, "hour": int(s[5:]), "n": g.n, "sum_abs": g.sum_abs}
-        for (d, m, h, s), g in res.groups.items()
-        if s.startswith("hour_")
-    ]
-    df = _frame(rows, ["device", "model", "horizon", "hour", "n", "sum_abs"])
-    keys = ["model", "horizon", "hour"] if pooled else ["device", "model", "horizon", "hour"]
-    out = df.groupby(keys, as_index=False)[["n", "sum_abs"]].sum()
-    out["mae"] = out.sum_abs / out.n
-    return out.drop(columns="sum_abs").sort_values(keys).reset_index(drop=True)
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:

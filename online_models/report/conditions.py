@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from online_models.analysis import hour_errors
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
 from online_models.report.base import fmt, horizon_name, save_plot
+from online_models.report.hours import hour_errors
 
 __all__ = ["SCENARIO_FAMILIES", "drift_section", "profile_section", "scenario_section"]
 

@@ -30,6 +30,9 @@ import os
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -38,6 +41,8 @@ from prometheus_client.utils import floatToGoString
 from telemetry.reading import SENSORS
 
 __all__ = [
+    "Declared",
+    "declared",
     "DEFAULT_WORST_K",
     "ERRORS",
     "ERROR_BOUNDS",
@@ -65,56 +70,94 @@ _DEVICE_LABELS = ("device", "model", "horizon")  # of a watched device's residua
 MAX_WATCHED = 50  # devices on the watch list, at most (each costs the per-device series)
 DEFAULT_WORST_K = 5
 
+
+@dataclass(frozen=True)
+class Declared:
+    """What a metric was declared as: its name, kind and label names."""
+
+    name: str
+    kind: str  # counter, gauge, histogram
+    labelnames: tuple[str, ...]
+
+
+_DECLARED: dict[str, Declared] = {}
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+def _declare(
+    cls: type[_M], name: str, documentation: str, labelnames: Sequence[str] = (), **kwargs: Any
+) -> _M:
+    """Declare a metric (``cls(name, documentation, labelnames, **kwargs)``) and note it."""
+    metric = cls(name, documentation, labelnames, **kwargs)
+    (family,) = metric.describe()
+    _DECLARED[family.name] = Declared(family.name, family.type, tuple(labelnames))
+    return metric
+
+
 # ----------------------------------------------------------------------- bridge
-BRIDGE_RECEIVED = Counter(
-    "iotcast_bridge_messages_received_total", "MQTT messages received by the bridge."
+BRIDGE_RECEIVED = _declare(
+    Counter, "iotcast_bridge_messages_received_total", "MQTT messages received by the bridge."
 )
-BRIDGE_FORWARDED = Counter(
-    "iotcast_bridge_readings_forwarded_total", "Readings accepted by Kinesis (PutRecords)."
+BRIDGE_FORWARDED = _declare(
+    Counter, "iotcast_bridge_readings_forwarded_total", "Readings accepted by Kinesis (PutRecords)."
 )
-BRIDGE_DEAD_LETTERS = Counter(
+BRIDGE_DEAD_LETTERS = _declare(
+    Counter,
     "iotcast_bridge_dead_letters_total",
     "Messages written to the dead letter, by validation reason.",
     ["reason"],
 )
-BRIDGE_RETRIES = Counter(
+BRIDGE_RETRIES = _declare(
+    Counter,
     "iotcast_bridge_retries_total",
     "Records or calls retried, by error code (e.g. ProvisionedThroughputExceededException).",
     ["code"],
 )
-BRIDGE_BUFFER = Gauge("iotcast_bridge_buffer_records", "Records waiting in the bridge's buffer.")
-BRIDGE_BUFFER_CAPACITY = Gauge(
+BRIDGE_BUFFER = _declare(
+    Gauge, "iotcast_bridge_buffer_records", "Records waiting in the bridge's buffer."
+)
+BRIDGE_BUFFER_CAPACITY = _declare(
+    Gauge,
     "iotcast_bridge_buffer_capacity_records",
     "Capacity of the bridge's buffer (backpressure above it).",
 )
-BRIDGE_PUT_SECONDS = Histogram(
-    "iotcast_bridge_put_records_seconds", "PutRecords call latency.", buckets=_LATENCY_BUCKETS
+BRIDGE_PUT_SECONDS = _declare(
+    Histogram,
+    "iotcast_bridge_put_records_seconds",
+    "PutRecords call latency.",
+    buckets=_LATENCY_BUCKETS,
 )
-BRIDGE_OLDEST_UNACKED = Gauge(
+BRIDGE_OLDEST_UNACKED = _declare(
+    Gauge,
     "iotcast_bridge_oldest_unacked_age_seconds",
     "Age of the oldest MQTT message received but not yet acknowledged.",
 )
-BRIDGE_MQTT_CONNECTED = Gauge(
-    "iotcast_bridge_mqtt_connected", "1 while the bridge is connected to the MQTT broker."
+BRIDGE_MQTT_CONNECTED = _declare(
+    Gauge, "iotcast_bridge_mqtt_connected", "1 while the bridge is connected to the MQTT broker."
 )
-BRIDGE_KINESIS_UP = Gauge(
-    "iotcast_bridge_kinesis_up", "1 while the last Kinesis call succeeded, 0 after a failed one."
+BRIDGE_KINESIS_UP = _declare(
+    Gauge,
+    "iotcast_bridge_kinesis_up",
+    "1 while the last Kinesis call succeeded, 0 after a failed one.",
 )
-BRIDGE_VALUES_DROPPED = Counter(
+BRIDGE_VALUES_DROPPED = _declare(
+    Counter,
     "iotcast_bridge_values_dropped_total",
     "Sensor values the bridge's validation dropped from readings it forwarded (the reading went "
     "on with its other fields), by field (a sensor, or extra) and reason (wrong_type, "
     "not_finite, out_of_range). Such a reading is forwarded as its original payload.",
     ["field", "reason"],
 )
-BRIDGE_VALUES_CLIPPED = Counter(
+BRIDGE_VALUES_CLIPPED = _declare(
+    Counter,
     "iotcast_bridge_values_clipped_total",
     "Sensor values just beyond a physical limit, within the sensor's tolerance (relative "
     "humidity 100.5 %), clipped to the limit by the bridge's validation, by field and reason "
     "(clipped). Such a reading is forwarded as its original payload.",
     ["field", "reason"],
 )
-BRIDGE_REORDERED = Counter(
+BRIDGE_REORDERED = _declare(
+    Counter,
     "iotcast_bridge_reordered_total",
     "Records that landed behind a newer record of their device: PutRecords refused them "
     "mid-run (InternalFailure) while later ones were accepted.",
@@ -124,55 +167,67 @@ BRIDGE_REORDERED = Counter(
 # Fleet figures: their series depend on shards, models, horizons and reasons, never on
 # devices.  Per-device detail is for the watched devices only (below), the k worst devices
 # (WORST_*) and the event log (stream.events).
-READINGS_PROCESSED = Counter(
+READINGS_PROCESSED = _declare(
+    Counter,
     "iotcast_readings_processed_total",
     "Kinesis records decoded by the processor, by shard.",
     ["shard"],
 )
-READINGS_LEARNED = Counter(
-    "iotcast_readings_learned_total", "Readings learned (each exactly once), by shard.", ["shard"]
+READINGS_LEARNED = _declare(
+    Counter,
+    "iotcast_readings_learned_total",
+    "Readings learned (each exactly once), by shard.",
+    ["shard"],
 )
-READINGS_DUPLICATE = Counter(
+READINGS_DUPLICATE = _declare(
+    Counter,
     "iotcast_readings_duplicate_total",
     "Readings not learned because (device, ts) was already learned, by shard.",
     ["shard"],
 )
-READINGS_LATE = Counter(
+READINGS_LATE = _declare(
+    Counter,
     "iotcast_readings_late_total",
     "Readings not learned because they are older than the newest one learned, by shard.",
     ["shard"],
 )
-READINGS_GLITCH = Counter(
+READINGS_GLITCH = _declare(
+    Counter,
     "iotcast_readings_glitch_total",
     "Sensor glitch readings flagged and skipped, by shard.",
     ["shard"],
 )
-READINGS_NO_TARGET = Counter(
+READINGS_NO_TARGET = _declare(
+    Counter,
     "iotcast_readings_no_target_total",
     "Readings not learned because they lack the target sensor, by shard (a device that has "
     "never reported the target has no model set).",
     ["shard"],
 )
-VALUES_DROPPED = Counter(
+VALUES_DROPPED = _declare(
+    Counter,
     "iotcast_values_dropped_total",
     "Sensor values dropped from decoded records by validation (the reading went on with its "
     "other fields), by field (a sensor, or extra) and reason (wrong_type, not_finite, "
     "out_of_range).",
     ["field", "reason"],
 )
-VALUES_CLIPPED = Counter(
+VALUES_CLIPPED = _declare(
+    Counter,
     "iotcast_values_clipped_total",
     "Sensor values of decoded records just beyond a physical limit, within the sensor's "
     "tolerance (relative humidity 100.5 %), clipped to the limit, by field and reason (clipped).",
     ["field", "reason"],
 )
-RECORDS_POISON = Counter(
+RECORDS_POISON = _declare(
+    Counter,
     "iotcast_records_poison_total",
     "Kinesis records that are not readings, dead-lettered by the processor.",
     ["shard", "reason"],
 )
 # Declared, not registered: its samples come from ERRORS (a ScoreSeries), as RESIDUAL's.
-ERROR = Histogram(
+ERROR = _declare(
+    Histogram,
     "iotcast_error_celsius",
     "Absolute error |actual - predicted| of every scored prediction of the fleet, by model "
     'and horizon (seconds); model="served" is the forecast the processor publishes (the '
@@ -182,117 +237,143 @@ ERROR = Histogram(
     buckets=_ERROR_BUCKETS,
     registry=None,
 )
-CHAMPIONS = Gauge(
+CHAMPIONS = _declare(
+    Gauge,
     "iotcast_champions",
     "Devices held whose champion at this horizon (seconds) is this model.",
     ["model", "horizon"],
 )
-PROMOTIONS = Counter(
+PROMOTIONS = _declare(
+    Counter,
     "iotcast_promotions_total",
     "Champion changes, by new champion (automatic or by an operator).",
     ["model"],
 )
-MODEL_RESETS = Counter(
+MODEL_RESETS = _declare(
+    Counter,
     "iotcast_model_resets_total",
     "Models the guard reset to a fresh one (it raised, forecast a non-finite value or one "
     "outside the plausible range), by model, horizon (seconds) and reason.",
     ["model", "horizon", "reason"],
 )
-DRIFTS = Counter(
+DRIFTS = _declare(
+    Counter,
     "iotcast_drift_detected_total",
     "ADWIN drift detections on the champion's absolute residuals, by champion.",
     ["model"],
 )
-EVENTS = Counter(
+EVENTS = _declare(
+    Counter,
     "iotcast_events_total",
     "Per-device events recorded (the event log, stream.events), by kind: first_reading, "
     "promotion, drift, model_reset, quiet.",
     ["kind"],
 )
-DEVICES_HELD = Gauge("iotcast_devices_held", "Devices whose models this process holds.")
-SHARD_DEVICES = Gauge("iotcast_shard_devices", "Devices of a shard this process holds.", ["shard"])
-DEVICES_QUIET = Gauge(
+DEVICES_HELD = _declare(Gauge, "iotcast_devices_held", "Devices whose models this process holds.")
+SHARD_DEVICES = _declare(
+    Gauge, "iotcast_shard_devices", "Devices of a shard this process holds.", ["shard"]
+)
+DEVICES_QUIET = _declare(
+    Gauge,
     "iotcast_devices_quiet",
     "Devices held with no reading received for more than 10 times their usual interval "
     "(at least 60 s; 300 s while the interval is not known).",
 )
-DEVICES_RESET = Gauge(
+DEVICES_RESET = _declare(
+    Gauge,
     "iotcast_devices_reset_last_hour",
     "Devices held with at least one model reset in the last hour (wall clock).",
 )
-WATCHED = Gauge("iotcast_watched_devices", "Devices on the watch list (per-device series).")
-WORST_RATIO = Gauge(
+WATCHED = _declare(
+    Gauge, "iotcast_watched_devices", "Devices on the watch list (per-device series)."
+)
+WORST_RATIO = _declare(
+    Gauge,
     "iotcast_worst_device_error_ratio",
     "The k devices with the highest served rolling MAE relative to persistence's, per horizon "
     "(rank 1 = worst): served rolling MAE / persistence rolling MAE. The set rotates.",
     ["horizon", "rank", "device"],
 )
-WORST_MAE = Gauge(
+WORST_MAE = _declare(
+    Gauge,
     "iotcast_worst_device_mae_celsius",
     "Served rolling MAE of the worst-k devices (same labels as iotcast_worst_device_error_ratio).",
     ["horizon", "rank", "device"],
 )
-SHARD_OWNED = Gauge(
-    "iotcast_shard_owned", "1 for each shard this process holds the lease of.", ["shard"]
+SHARD_OWNED = _declare(
+    Gauge, "iotcast_shard_owned", "1 for each shard this process holds the lease of.", ["shard"]
 )
-STREAM_SHARDS = Gauge("iotcast_stream_shards", "Open shards of the telemetry stream.")
-SHARD_LAG = Gauge(
+STREAM_SHARDS = _declare(Gauge, "iotcast_stream_shards", "Open shards of the telemetry stream.")
+SHARD_LAG = _declare(
+    Gauge,
     "iotcast_shard_lag_seconds",
     "How far the record being processed is behind the newest record known in the shard "
     "(arrival times; records fetched but not yet processed count as lag).",
     ["shard"],
 )
-CHECKPOINT_AGE = Gauge(
+CHECKPOINT_AGE = _declare(
+    Gauge,
     "iotcast_checkpoint_age_seconds",
     "Seconds since the shard's last completed checkpoint.",
     ["shard"],
 )
-CHECKPOINT_SECONDS = Histogram(
+CHECKPOINT_SECONDS = _declare(
+    Histogram,
     "iotcast_checkpoint_seconds",
     "Time to write one shard checkpoint (S3 then DynamoDB).",
     buckets=_LATENCY_BUCKETS,
 )
-CHECKPOINTS = Counter(
+CHECKPOINTS = _declare(
+    Counter,
     "iotcast_checkpoints_total",
     "Shard checkpoints, by outcome (ok, retry, failed).",
     ["shard", "outcome"],
 )
-PROCESSING_SECONDS = Histogram(
+PROCESSING_SECONDS = _declare(
+    Histogram,
     "iotcast_processing_seconds",
     "Time from a record's arrival in the processor to its metrics being updated.",
     buckets=_LATENCY_BUCKETS,
 )
-PREDICTIONS_EMITTED = Counter(
-    "iotcast_predictions_emitted_total", "Prediction records written to the output stream."
+PREDICTIONS_EMITTED = _declare(
+    Counter, "iotcast_predictions_emitted_total", "Prediction records written to the output stream."
 )
 
 # ------------------------------------------------------------ watched devices only
 # The series below carry a device label and exist only for the devices on the watch list
 # (``--watch``, IOTCAST_WATCH; at most MAX_WATCHED).
-DEVICE_READINGS = Counter(
+DEVICE_READINGS = _declare(
+    Counter,
     "iotcast_device_readings_total",
     "Readings of a watched device, by outcome (learned, duplicate, late, glitch).",
     ["device", "outcome"],
 )
-PREDICTION = Gauge(
+PREDICTION = _declare(
+    Gauge,
     "iotcast_prediction_celsius",
     "Last prediction of the target, by watched device, model and horizon (seconds).",
     ["device", "model", "horizon"],
 )
-ACTUAL = Gauge(
-    "iotcast_actual_celsius", "Last actual value of the target, by watched device.", ["device"]
+ACTUAL = _declare(
+    Gauge,
+    "iotcast_actual_celsius",
+    "Last actual value of the target, by watched device.",
+    ["device"],
 )
-ROLLING_MAE = Gauge(
+ROLLING_MAE = _declare(
+    Gauge,
     "iotcast_rolling_mae_celsius",
     "Rolling mean absolute error of scored predictions, by watched device.",
     ["device", "model", "horizon"],
 )
-ROLLING_RMSE = Gauge(
+ROLLING_RMSE = _declare(
+    Gauge,
     "iotcast_rolling_rmse_celsius",
     "Rolling root mean squared error of scored predictions, by watched device.",
     ["device", "model", "horizon"],
 )
-MAE = Gauge(
+MAE = _declare(
+    Gauge,
     "iotcast_mae_celsius",
     "Mean absolute error of all scored predictions since the model started (prequential), "
     "by watched device.",
@@ -302,43 +383,63 @@ MAE = Gauge(
 # but not registered: their samples come from SCORES (a ScoreSeries, below), plain
 # accumulators the hot loop updates for ~1 us a score instead of ~3 us through
 # .observe()/.inc(); the exposition is the same as these two metrics would give.
-RESIDUAL = Histogram(
+RESIDUAL = _declare(
+    Histogram,
     "iotcast_residual_celsius",
     "Residuals (actual - predicted) of scored predictions, by watched device.",
     _DEVICE_LABELS,
     buckets=_RESIDUAL_BUCKETS,
     registry=None,
 )
-SCORED = Counter(
+SCORED = _declare(
+    Counter,
     "iotcast_predictions_scored_total",
     "Predictions scored against the actual value, by watched device.",
     _DEVICE_LABELS,
     registry=None,
 )
-CHAMPION = Gauge(
+CHAMPION = _declare(
+    Gauge,
     "iotcast_champion_info",
     "1 for the current champion model of a watched device (first horizon).",
     ["device", "model"],
 )
-MODEL_VERSION = Gauge(
-    "iotcast_model_version", "Checkpoint version of a watched device's model set.", ["device"]
+MODEL_VERSION = _declare(
+    Gauge,
+    "iotcast_model_version",
+    "Checkpoint version of a watched device's model set.",
+    ["device"],
 )
-LAST_READING_TS = Gauge(
+LAST_READING_TS = _declare(
+    Gauge,
     "iotcast_last_reading_timestamp_seconds",
     "Event time (epoch seconds) of the newest reading learned, by watched device.",
     ["device"],
 )
-LAST_READING_RECEIVED = Gauge(
+LAST_READING_RECEIVED = _declare(
+    Gauge,
     "iotcast_last_reading_received_timestamp_seconds",
     "Wall-clock time (epoch seconds) the processor received a watched device's newest reading "
     "(processing time; the silent-device alert uses it, since event time may be a replay's past).",
     ["device"],
 )
-DEVICE_INTERVAL = Gauge(
+DEVICE_INTERVAL = _declare(
+    Gauge,
     "iotcast_device_interval_seconds",
     "Smoothed interval between a watched device's readings (its usual cadence).",
     ["device"],
 )
+
+
+def declared() -> dict[str, Declared]:
+    """Every metric of this module: name (a counter's without ``_total``) -> kind and labels.
+
+    >>> d = declared()["iotcast_error_celsius"]; (d.kind, d.labelnames)
+    ('histogram', ('model', 'horizon'))
+    >>> declared()["iotcast_readings_learned"].kind
+    'counter'
+    """
+    return dict(_DECLARED)
 
 
 def _use_created() -> bool:
@@ -473,8 +574,8 @@ class FieldNotes:
 
     >>> from prometheus_client import CollectorRegistry, Counter
     >>> reg = CollectorRegistry()
-    >>> dropped = Counter("d", "dropped", ["field", "reason"], registry=reg)
-    >>> clipped = Counter("c", "clipped", ["field", "reason"], registry=reg)
+    >>> dropped = _declare(Counter, "d", "dropped", ["field", "reason"], registry=reg)
+    >>> clipped = _declare(Counter, "c", "clipped", ["field", "reason"], registry=reg)
     >>> notes = FieldNotes(dropped, clipped)
     >>> notes.count((("co", "wrong_type"), ("humidity", "clipped"), ("wind", "not_finite")))
     >>> reg.get_sample_value("d_total", {"field": "extra", "reason": "not_finite"})

@@ -428,6 +428,19 @@ class LeaseCheckpointer:
 
     async def close(self) -> None:
         await self.inner.close()
+        await self._close_resource()
+
+    async def abandon(self) -> None:
+        """Stop heartbeating without releasing the leases (what a crash leaves behind: the
+        leases expire after ``session_timeout``); for tests of takeover and heartbeats."""
+        self.inner._heartbeat_stopping = True
+        task = getattr(self.inner, "heartbeat_task", None)  # set by its first allocate
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._close_resource()
+
+    async def _close_resource(self) -> None:
         if self._resource_cm is not None:
             await self._resource_cm.__aexit__(None, None, None)
             self._resource_cm = None

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
 
 import monitoring.metrics
 from iotcast.stack import ManagedProcess, require, start_prometheus
@@ -56,15 +55,13 @@ def module_metric_names() -> set[str]:
 def module_metric_labels() -> dict[str, tuple[str, ...]]:
     """Every series name the metrics module can expose -> the label names of its metric."""
     out: dict[str, tuple[str, ...]] = {}
-    for obj in vars(monitoring.metrics).values():
-        if isinstance(obj, MetricWrapperBase):
-            out |= dict.fromkeys(_series_names(obj), tuple(obj._labelnames))
+    for metric in monitoring.metrics.declared().values():
+        out |= dict.fromkeys(_series_names(metric.name, metric.kind), metric.labelnames)
     return out
 
 
-def _series_names(obj: MetricWrapperBase) -> set[str]:
-    """The names of the series a metric object exposes (a counter's _total, ...)."""
-    name, kind = obj._name, obj._type
+def _series_names(name: str, kind: str) -> set[str]:
+    """The names of the series a metric exposes (a counter's _total, ...)."""
     if kind == "counter":
         return {f"{name}_total", f"{name}_created"}
     if kind == "histogram":

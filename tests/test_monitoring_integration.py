@@ -39,7 +39,6 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring.metrics
@@ -452,11 +451,7 @@ def test_fleet_figures_name_no_device_but_the_worst_k(pipeline: Pipeline) -> Non
 
 
 def _declared() -> dict[str, str]:
-    return {
-        obj._name: obj._type
-        for obj in vars(monitoring.metrics).values()
-        if isinstance(obj, MetricWrapperBase)
-    }
+    return {name: metric.kind for name, metric in monitoring.metrics.declared().items()}
 
 
 def test_every_declared_metric_is_exported_by_the_bridge_or_the_processor(

@@ -54,11 +54,7 @@ def test_lease_heartbeats_resume_after_a_dynamodb_outage(moto_server, unique, mo
                 await asyncio.to_thread(lease_ts),
             )
         finally:
-            leases.inner._heartbeat_stopping = True
-            leases.inner.heartbeat_task.cancel()
-            await asyncio.gather(leases.inner.heartbeat_task, return_exceptions=True)
-            if leases._resource_cm is not None:
-                await leases._resource_cm.__aexit__(None, None, None)
+            await leases.abandon()
 
     try:
         alive, failures, restored, ts = asyncio.run(scenario())

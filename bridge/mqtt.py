@@ -280,4 +280,6 @@ class MqttSource:
         log.info("MQTT: %s", self.last_error)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        self.on_message(Message(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))
+        # a received payload is bytes (paho's bytearray is for messages it publishes)
+        payload: bytes = msg.payload  # type: ignore[assignment]
+        self.on_message(Message(msg.topic, payload, msg.mid, msg.qos, self.generation))

@@ -97,5 +97,6 @@ class Attempts:
             )
         delay = self.policy.delay(self.count)
         self.count += 1
-        if self.sleep(delay) or self.abort.is_set():
+        sleep = self.sleep or self.abort.wait  # set by __post_init__
+        if sleep(delay) or self.abort.is_set():
             raise Aborted(f"{self.what}: shutting down while retrying ({code})")

@@ -488,7 +488,7 @@ class ScoreSeries:
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
         (self._hist_family,) = histogram.describe()
-        self._counter_family = counter.describe()[0] if counter is not None else None
+        self._counter_family = next(iter(counter.describe())) if counter is not None else None
         self.registry = registry
         self.labelnames = labelnames
         self.bounds = tuple(float(b) for b in buckets) + (math.inf,)

@@ -50,10 +50,11 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -62,7 +63,7 @@ from online_models.config import TaskConfig
 from online_models.evaluate import EvalResult, prequential
 from online_models.records import SERVED
 from online_models.report.hours import hour_errors
-from telemetry.csvfile import BadRows, read_csv
+from telemetry.csvfile import BadRows, PathOrFile, read_csv
 from telemetry.reading import Reading
 
 __all__ = [
@@ -104,7 +105,8 @@ def readings_of(
     (True, {'b8:27:eb:bf:9d:51'})
     """
     if isinstance(source, str | os.PathLike | io.IOBase):
-        it: Iterable[Reading] = read_csv(source, on_bad_row=bad_rows)
+        # an open file is a text one (``io.IOBase`` is what isinstance can tell)
+        it: Iterable[Reading] = read_csv(cast("PathOrFile", source), on_bad_row=bad_rows)
     else:
         it = source
     if limit is not None:
@@ -121,7 +123,7 @@ def readings_of(
         progress(n)
 
 
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+def _frame(rows: Sequence[Mapping[str, object]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 

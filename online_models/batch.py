@@ -39,6 +39,13 @@ __all__ = ["FrozenForest"]
 
 _NAN = math.nan
 
+# A copied tree: children left and right, feature, threshold, value, per node; then where a
+# missing value goes, per node (absent in checkpoints of before missing values were learned).
+_Tree = (
+    tuple[list[int], list[int], list[int], list[float], list[float]]
+    | tuple[list[int], list[int], list[int], list[float], list[float], bytes]
+)
+
 
 class FrozenForest:
     """Random forest fitted on the first ``train_seconds`` of pairs, then frozen.
@@ -75,13 +82,15 @@ class FrozenForest:
         self.keys: tuple[str, ...] | None = None
         self.rows: list[list[float]] | None = []
         self.ys: list[float] | None = []
-        self.trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
+        self.trees: list[_Tree] = []
         self.fitted = False
         self.n_train = 0
 
-    def learn_one(self, x: dict, y: float) -> None:
+    def learn_one(self, x: dict[str, float], y: float) -> None:
         if self.fitted:
             return
+        rows, ys = self.rows, self.ys
+        assert rows is not None and ys is not None  # dropped only once fitted
         if self.keys is None:
             self.keys = tuple(sorted(x))
         known = self.known
@@ -98,23 +107,23 @@ class FrozenForest:
             if self.first_ts is None:
                 self.first_ts = ts
             self.elapsed = ts - self.first_ts
-        if self.elapsed >= self.train_seconds and self.rows:
-            self._fit()
+        if self.elapsed >= self.train_seconds and rows:
+            self._fit(self.keys, rows, ys)
             return
         if self.seen % self.stride == 0:
-            self.rows.append([float(x.get(k, _NAN)) for k in self.keys])
-            self.ys.append(y)
-            if len(self.rows) >= self.max_samples:
-                self.rows = self.rows[::2]
-                self.ys = self.ys[::2]
+            rows.append([float(x.get(k, _NAN)) for k in self.keys])
+            ys.append(y)
+            if len(rows) >= self.max_samples:
+                self.rows = rows[::2]
+                self.ys = ys[::2]
                 self.stride *= 2
         self.seen += 1
 
-    def _fit(self) -> None:
+    def _fit(self, keys: tuple[str, ...], samples: list[list[float]], ys: list[float]) -> None:
         forest = RandomForestRegressor(**self.params)
-        width = len(self.keys)
-        rows = [r if len(r) == width else r + [_NAN] * (width - len(r)) for r in self.rows]
-        forest.fit(np.asarray(rows), np.asarray(self.ys))
+        width = len(keys)
+        rows = [r if len(r) == width else r + [_NAN] * (width - len(r)) for r in samples]
+        forest.fit(np.asarray(rows), np.asarray(ys))
         for est in forest.estimators_:
             t = est.tree_
             self.trees.append(
@@ -127,14 +136,14 @@ class FrozenForest:
                     bytes(t.missing_go_to_left),  # where a missing value goes, per node
                 )
             )
-        self.n_train = len(self.rows)
+        self.n_train = len(samples)
         self.rows = None
         self.ys = None
         self.known = None
         self.fitted = True
 
-    def predict_one(self, x: dict) -> float | None:
-        if not self.fitted:
+    def predict_one(self, x: dict[str, float]) -> float | None:
+        if not self.fitted or self.keys is None:
             return None
         row = [float(x.get(k, _NAN)) for k in self.keys]
         total = 0.0

@@ -26,7 +26,10 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from river import base
+from river.time_series.base import Forecaster
 
 from online_models.adapters import Anchored, Resampled
 
@@ -66,9 +69,10 @@ def _resolve(path: str) -> type:
         raise CatalogError(f"class {path!r} is not under {', '.join(_ALLOWED_PREFIXES)}")
     module_name, _, attr = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        cls: type = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise CatalogError(f"class {path!r} cannot be imported: {exc}") from exc
+    return cls
 
 
 def _build_value(value: Any) -> Any:
@@ -113,17 +117,19 @@ class ModelSpec:
             return False
         return self.horizons is None or horizon in self.horizons
 
-    def build(self, target: str, horizon: int):
+    def build(self, target: str, horizon: int) -> base.Regressor:
         """A fresh, untrained model for ``target`` at ``horizon`` seconds."""
         cls = _resolve(self.cls)
         params = {k: _build_value(v) for k, v in self.params.items()}
         try:
+            # a baseline, seasonal or combination class is a River regressor; the other
+            # kinds name any model with learn_one and predict_one, wrapped below
             if self.kind == "baseline":
-                return cls(target=target, **params)
+                return cast(base.Regressor, cls(target=target, **params))
             if self.kind == "seasonal":
-                return cls(**params)
+                return cast(base.Regressor, cls(**params))
             if self.kind == "combination":
-                return cls(horizon=horizon, **params)
+                return cast(base.Regressor, cls(horizon=horizon, **params))
             if self.kind == "series":
                 build = functools.partial(_series, cls, self.params, self.season, self.season_param)
                 build(max(self.step, 1))  # fail now on bad params, not at the 9th reading
@@ -141,12 +147,14 @@ class ModelSpec:
         return self.kind == "series"
 
 
-def _series(cls: type, params: dict, season: int | None, season_param: str | None, step: int):
+def _series(
+    cls: type, params: dict[str, Any], season: int | None, season_param: str | None, step: int
+) -> Forecaster:
     """A series model for ``step``-second bins: a daily ``season`` becomes whole bins."""
     kwargs = {k: _build_value(v) for k, v in params.items()}
     if season and season_param:
         kwargs[season_param] = max(int(season // step), 1)
-    return cls(**kwargs)
+    return cast(Forecaster, cls(**kwargs))
 
 
 @dataclass(frozen=True)

@@ -144,5 +144,6 @@ class TaskConfig:
         """True when horizon 0 (the virtual sensor) is asked for."""
         return 0 in self.horizons
 
-    def replace(self, **changes) -> TaskConfig:
-        return replace(self, **changes)
+    def replace(self, **changes: object) -> TaskConfig:
+        """A copy with ``changes`` (field names and values), checked as by the constructor."""
+        return replace(self, **changes)  # type: ignore[arg-type]  # __post_init__ checks them

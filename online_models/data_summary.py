@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,20 @@ class DataSummary:
     bad_rows: BadRows = field(default_factory=BadRows)
 
 
+# One reading as a row of :data:`FIELDS`: ts, device, then the sensors (None where absent).
+_Row = tuple[
+    float,
+    str,
+    float | None,
+    float | None,
+    bool | None,
+    float | None,
+    bool | None,
+    float | None,
+    float | None,
+]
+
+
 class _Totals:
     """The running totals of :func:`summarize`, one chunk at a time."""
 
@@ -86,10 +101,10 @@ class _Totals:
         self.newest: dict[str, float] = {}  # per device: the newest timestamp so far
         self.per_device: pd.DataFrame | None = None
         self.bins: pd.DataFrame | None = None
-        self.intervals: dict[str, Counter] = {}  # per device: interval (0.1 s) -> count
+        self.intervals: dict[str, Counter[float]] = {}  # per device: interval (0.1 s) -> count
         self.inputs: dict[str, DeviceInput] = {}  # per device: sensors sent, values dropped
 
-    def add(self, rows: list[tuple]) -> None:
+    def add(self, rows: list[_Row]) -> None:
         df = pd.DataFrame.from_records(rows, columns=list(FIELDS))
         by = df.groupby("device", sort=False)
         # the newest timestamp before each row, within the chunk and from the chunks before
@@ -115,9 +130,11 @@ class _Totals:
             motion_n=("motion", "count"),
         )
         self.per_device = _combine(self.per_device, stats)
-        self.newest.update(stats["last"].combine(pd.Series(self.newest), max, np.nan).to_dict())
+        newest = stats["last"].combine(pd.Series(self.newest), max, np.nan).to_dict()
+        self.newest.update(cast("dict[str, float]", newest))
         step = pd.DataFrame({"device": df.device, "step": dt.clip(upper=86_400.0).round(1)})
-        for (device, value), n in step[dt > 0].value_counts().items():
+        for key, n in step[dt > 0].value_counts().items():
+            device, value = cast("tuple[str, float]", key)
             self.intervals.setdefault(device, Counter())[value] += n
         good = df[~df.glitches]
         bins = good.groupby(["device", (good.ts // BIN_S) * BIN_S])[list(SENSORS)].agg(
@@ -135,7 +152,7 @@ def _combine(a: pd.DataFrame | None, b: pd.DataFrame) -> pd.DataFrame:
     return both
 
 
-def _median(counts: Counter) -> float:
+def _median(counts: Counter[float]) -> float:
     total = sum(counts.values())
     if not total:
         return math.nan
@@ -159,7 +176,7 @@ def summarize(
     :func:`online_models.analysis.evaluate` (raise ``Cancelled`` from it to stop)."""
     bad = BadRows()
     totals = _Totals()
-    chunk: list[tuple] = []
+    chunk: list[_Row] = []
     rows = 0
     inputs = totals.inputs
     for r in readings_of(source, limit=limit, bad_rows=bad, progress=progress):
@@ -204,7 +221,8 @@ def _sensors(t: _Totals, points: int) -> pd.DataFrame:
     if t.bins is None or t.bins.empty:
         return pd.DataFrame(columns=cols)
     b = t.bins.copy()
-    b.columns = [f"{sensor}_{what}" for sensor, what in b.columns]
+    pairs = cast("Iterable[tuple[str, str]]", b.columns)  # (sensor, "sum" or "count")
+    b.columns = [f"{sensor}_{what}" for sensor, what in pairs]
     b.index = b.index.set_names(["device", "bin"])
     b = b.reset_index()
     span = b.groupby("device").bin.agg(lambda s: s.max() - s.min())

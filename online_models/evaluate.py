@@ -62,7 +62,7 @@ from online_models.catalog import Catalog
 from online_models.config import TaskConfig
 from online_models.device import DeviceModels
 from online_models.features import GAP_S
-from online_models.records import SERVED, Event
+from online_models.records import SERVED, Event, Score
 from online_models.scoring import ErrorTotals
 from telemetry.csvfile import BadRows
 from telemetry.reading import Reading, is_glitch
@@ -134,9 +134,9 @@ class DeviceInput:
     """
 
     readings: int = 0
-    sensors: Counter = field(default_factory=Counter)  # name -> readings that carried it
-    dropped: Counter = field(default_factory=Counter)  # (field, reason) -> values dropped
-    clipped: Counter = field(default_factory=Counter)  # field -> values clipped
+    sensors: Counter[str] = field(default_factory=Counter)  # name -> readings that carried it
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (field, reason) -> values
+    clipped: Counter[str] = field(default_factory=Counter)  # field -> values clipped
 
     def add(self, reading: Reading) -> None:
         self.readings += 1
@@ -178,7 +178,7 @@ class _DeviceTrack:
         default_factory=dict
     )  # horizon -> (group, until)
     flags: dict[float, tuple[str, ...]] = field(default_factory=dict)
-    order: deque = field(default_factory=deque)
+    order: deque[float] = field(default_factory=deque)
     next_sample: float = 0.0
 
 
@@ -194,14 +194,14 @@ class EvalResult:
     models: tuple[str, ...]
     devices: dict[str, DeviceModels]
     rows: int = 0
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
     cpu_s: float = 0.0
     groups: dict[tuple[str, str, int, str], ErrorTotals] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)
     device_figures: dict[str, dict[str, float]] = field(default_factory=dict)
     events: list[tuple[str, Event]] = field(default_factory=list)
-    event_counts: Counter = field(default_factory=Counter)
+    event_counts: Counter[tuple[str, str, str, int]] = field(default_factory=Counter)
     drift_groups: list[tuple[str, str, Event]] = field(default_factory=list)  # group, device, event
     series: dict[tuple[str, int], list[tuple[float, float, dict[str, float]]]] = field(
         default_factory=dict
@@ -230,13 +230,15 @@ class EvalResult:
         set's own accumulators)."""
         return self.devices[device].stats(model, horizon).as_dict()
 
-    def scenario(self, device: str, model: str, horizon: int, scenario: str) -> dict | None:
+    def scenario(
+        self, device: str, model: str, horizon: int, scenario: str
+    ) -> dict[str, float | int | None] | None:
         g = self.groups.get((device, model, horizon, scenario))
         return None if g is None else g.as_dict()
 
     def pairs(self) -> list[tuple[str, str, int]]:
         """(device, model, horizon) triples that ran, the served forecast last, in report order."""
-        out = []
+        out: list[tuple[str, str, int]] = []
         for device in sorted(self.devices):
             dm = self.devices[device]
             for h, hz in dm.horizons.items():
@@ -258,12 +260,13 @@ class _PredictionFiles:
                 raise ValueError("save_predictions needs predictions_dir")
             self.directory.mkdir(parents=True, exist_ok=True)
 
-    def write(self, device: str, s: Any) -> None:
+    def write(self, device: str, s: Score) -> None:
         key = (device, s.model)
         if key not in self.pairs:
             return
         w = self.files.get(key)
         if w is None:
+            assert self.directory is not None  # __init__ refuses pairs without one
             safe = device.replace(":", "-")
             f = open(self.directory / f"{safe}__{s.model}.csv", "w", newline="")  # noqa: SIM115
             w = self.files[key] = (f, csv.writer(f))
@@ -311,7 +314,9 @@ def _conditions(tr: _DeviceTrack, reading: Reading, target: str) -> tuple[str, .
     return flags
 
 
-def _events(res: EvalResult, tr: _DeviceTrack, device: str, events, ts: float) -> None:
+def _events(
+    res: EvalResult, tr: _DeviceTrack, device: str, events: Iterable[Event], ts: float
+) -> None:
     """Count the step's events; a drift opens an "after drift" hour for its horizon."""
     for event in events:
         res.event_counts[(device, event.kind, event.model, event.horizon)] += 1
@@ -325,14 +330,25 @@ def _events(res: EvalResult, tr: _DeviceTrack, device: str, events, ts: float) -
                 tr.drift_group[event.horizon] = (name, ts + AFTER_S)
 
 
-def _add(groups: dict, key: tuple, predicted: float, actual: float) -> None:
+def _add(
+    groups: dict[tuple[str, str, int, str], ErrorTotals],
+    key: tuple[str, str, int, str],
+    predicted: float,
+    actual: float,
+) -> None:
     g = groups.get(key)
     if g is None:
         g = groups[key] = ErrorTotals()
     g.update(predicted, actual)
 
 
-def _scores(res: EvalResult, tr: _DeviceTrack, device: str, scores, files) -> dict:
+def _scores(
+    res: EvalResult,
+    tr: _DeviceTrack,
+    device: str,
+    scores: Iterable[Score],
+    files: _PredictionFiles,
+) -> dict[int, dict[str, tuple[float, float, float]]]:
     """Group each score by the conditions at its making; histograms; the last per model."""
     groups = res.groups
     last_by_h: dict[int, dict[str, tuple[float, float, float]]] = {}
@@ -362,7 +378,14 @@ def _scores(res: EvalResult, tr: _DeviceTrack, device: str, scores, files) -> di
     return last_by_h
 
 
-def _sample(res: EvalResult, tr: _DeviceTrack, dm: DeviceModels, device: str, ts, last_by_h):
+def _sample(
+    res: EvalResult,
+    tr: _DeviceTrack,
+    dm: DeviceModels,
+    device: str,
+    ts: float,
+    last_by_h: dict[int, dict[str, tuple[float, float, float]]],
+) -> None:
     """Downsampled series for the plots: one point per PLOT_STEP_S per device and horizon."""
     if ts < tr.next_sample or not last_by_h:
         return
@@ -373,9 +396,14 @@ def _sample(res: EvalResult, tr: _DeviceTrack, dm: DeviceModels, device: str, ts
             (any_model[0], any_model[2], {m: v[1] for m, v in per_model.items()})
         )
         hz = dm.horizons[h]
-        rolling = {m: hz.stats[m].rolling_mae for m in hz.names if hz.stats[m].n}
-        if hz.served.n:
-            rolling[SERVED] = hz.served.rolling_mae
+        rolling: dict[str, float] = {}
+        for m in hz.names:
+            mae = hz.stats[m].rolling_mae  # None only before its first score
+            if mae is not None:
+                rolling[m] = mae
+        served = hz.served.rolling_mae
+        if served is not None:
+            rolling[SERVED] = served
         res.rolling.setdefault((device, h), []).append((ts, rolling))
 
 
@@ -504,9 +532,9 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
 
 
 def _finish(res: EvalResult, tracks: dict[str, _DeviceTrack]) -> None:
-    total_cost: Counter = Counter()
+    total_cost: Counter[str] = Counter()
     total_n = 0
-    size_sum: Counter = Counter()
+    size_sum: Counter[str] = Counter()
     for device, dm in res.devices.items():
         tr = tracks[device]
         res.first_ts[device] = tr.first_ts

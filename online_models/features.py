@@ -114,7 +114,7 @@ def nowcast_view(x: dict[str, float], target: str) -> dict[str, float]:
     return out
 
 
-class Features(dict):
+class Features(dict[str, float]):
     """A feature dict that may carry its standardised twin in ``.scaled``.
 
     The device loop standardises each reading's features once (one shared

@@ -57,7 +57,7 @@ _CADENCE_RATE = 0.02
 _MAX_FILL_S = 6 * 3600.0
 
 
-class HorizonX(dict):
+class HorizonX(dict[str, float]):
     """The horizon features of one forecast (a dict), with the value now (``anchor``) and the
     value one day before the target time (``day_before``, or ``None``) beside them.
 
@@ -186,7 +186,10 @@ class HorizonFeatures:
         cos, sin = math.cos, math.sin
         then = self.ring.at(target - DAY)
         before = self.ring.at(ts - DAY)
-        has = then is not None and before is not None
+        if then is not None and before is not None:
+            season, season_d, has_day = then - value, then - before, 1.0
+        else:
+            season = season_d = has_day = 0.0
         x = HorizonX(
             {
                 "m_q": means[index[h / 4]] - value,
@@ -196,9 +199,9 @@ class HorizonFeatures:
                 "s1": (sin(p1) - sin(p0)) / d1,
                 "c2": (cos(2 * p1) - cos(2 * p0)) / d2,
                 "s2": (sin(2 * p1) - sin(2 * p0)) / d2,
-                "season": then - value if has else 0.0,
-                "season_d": then - before if has else 0.0,
-                "has_day": 1.0 if has else 0.0,
+                "season": season,
+                "season_d": season_d,
+                "has_day": has_day,
             }
         )
         x.anchor = value

@@ -31,9 +31,26 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["Pending"]
+__all__ = ["Due", "Kept", "Pending"]
+
+# What a forecast keeps of its reading: (raw features or None, standardised ones or None,
+# the target's value then, the features' names); :meth:`Pending.due` gives the floats back
+# as single-precision arrays.
+Kept = tuple[Sequence[float] | None, Sequence[float] | None, float, tuple[str, ...]]
+# A due forecast: (made, target, kept or None, horizon features or None, weight,
+# predictions (None where a model made none), served value or None, source).
+Due = tuple[
+    float,
+    float,
+    Kept | None,
+    "array[float] | None",
+    float,
+    tuple[float | None, ...],
+    float | None,
+    str,
+]
 
 _NAN = math.nan
 _HEAD = 5  # made, target, weight, served value, anchor of the kept features
@@ -60,7 +77,17 @@ class Pending:
     def first_made(self) -> float:
         return self.head[0]
 
-    def append(self, made, target, w, preds, served, source, kept, hx) -> None:
+    def append(
+        self,
+        made: float,
+        target: float,
+        w: float,
+        preds: Iterable[float | None],
+        served: float | None,
+        source: str,
+        kept: Kept | None,
+        hx: Sequence[float] | None,
+    ) -> None:
         """One forecast: ``kept`` is (raw, scaled, value, keys) or None, where raw and scaled
         (either may be None) hold one float per name in ``keys``; ``hx`` the horizon features."""
         self.head.extend((made, target, w, _NAN if served is None else served, _NAN))
@@ -84,7 +111,7 @@ class Pending:
             flags |= 4
         self.flags.append(flags)
 
-    def due(self, ts: float) -> tuple | None:
+    def due(self, ts: float) -> Due | None:
         """The oldest forecast if its target time has come (removed), else None:
         (made, target, kept or None, horizon features or None, weight, predictions, served,
         source)."""
@@ -92,7 +119,7 @@ class Pending:
             return None
         return self.popleft()
 
-    def popleft(self) -> tuple:
+    def popleft(self) -> Due:
         made, target, w, served, anchor = self.head[:_HEAD]
         del self.head[:_HEAD]
         n = len(self.names)
@@ -101,18 +128,22 @@ class Pending:
         source = self.sources.pop(0)
         flags = self.flags.pop(0)
         keys = self.keys.pop(0)
-        raw = scaled = hx = None
-        if flags & 1:
+        kept: Kept | None = None
+        if flags & 3:
+            assert keys is not None  # set whenever features are kept
             k = len(keys)
-            raw = self.raw[:k]
-            del self.raw[:k]
-        if flags & 2:
-            k = len(keys)
-            scaled = self.scaled[:k]
-            del self.scaled[:k]
+            raw: array[float] | None = None
+            scaled: array[float] | None = None
+            if flags & 1:
+                raw = self.raw[:k]
+                del self.raw[:k]
+            if flags & 2:
+                scaled = self.scaled[:k]
+                del self.scaled[:k]
+            kept = (raw, scaled, anchor, keys)
+        hx: array[float] | None = None
         if flags & 4:
             k = self.widths[2]
             hx = self.hx[:k]
             del self.hx[:k]
-        kept = (raw, scaled, anchor, keys) if flags & 3 else None
         return made, target, kept, hx, w, preds, None if served != served else served, source

@@ -12,9 +12,18 @@ Plain frozen dataclasses, cheap to build and to serialise (``asdict``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
-__all__ = ["SERVED", "Event", "Prediction", "Score", "StepResult"]
+__all__ = [
+    "SERVED",
+    "DeviceSummary",
+    "Event",
+    "ModelSummary",
+    "Prediction",
+    "ResetCount",
+    "Score",
+    "StepResult",
+]
 
 SERVED = "served"  # the pseudo-model of the forecast the processor publishes
 
@@ -85,3 +94,47 @@ class StepResult:
     predictions: tuple[Prediction, ...] = ()
     scores: tuple[Score, ...] = ()
     events: tuple[Event, ...] = ()
+
+
+class ModelSummary(TypedDict):
+    """One model (or ``"served"``) at one horizon in :class:`DeviceSummary`: its error figures
+    (``ErrorStats.as_dict()``)."""
+
+    model: str
+    horizon: int
+    n: int
+    mae: float | None
+    rmse: float | None
+    r2: float | None
+    bias: float | None
+    rolling_mae: float | None
+    rolling_rmse: float | None
+
+
+class ResetCount(TypedDict):
+    """How often the guard reset one model at one horizon."""
+
+    model: str
+    horizon: int
+    count: int
+
+
+class DeviceSummary(TypedDict):
+    """A device's figures as ``DeviceModels.summary()`` gives them, JSON-ready: counts by
+    outcome, the champion by horizon (a string key), the errors of every model and horizon."""
+
+    device: str
+    target: str
+    n_learned: int
+    n_duplicate: int
+    n_late: int
+    n_glitch: int
+    n_no_target: int
+    n_dropped: int
+    n_promotions: int
+    n_drifts: int
+    n_resets: int
+    last_ts: float | None
+    champion: dict[str, str]
+    models: list[ModelSummary]
+    resets: list[ResetCount]

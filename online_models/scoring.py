@@ -23,11 +23,44 @@ horizon).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import cast
 
 __all__ = ["ErrorStats", "ErrorTotals"]
 
 
-class ErrorStats:
+class _Totals:
+    """The figures of the totals, shared by :class:`ErrorStats` and :class:`ErrorTotals`."""
+
+    __slots__ = ()
+
+    n: int
+    sum_abs: float
+    sum_sq: float
+    sum_err: float
+    m2_y: float
+
+    @property
+    def mae(self) -> float | None:
+        return self.sum_abs / self.n if self.n else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.sum_sq / self.n) if self.n else None
+
+    @property
+    def bias(self) -> float | None:
+        """Mean residual (actual - predicted)."""
+        return self.sum_err / self.n if self.n else None
+
+    @property
+    def r2(self) -> float | None:
+        if self.n < 2 or self.m2_y <= 0.0:
+            return None
+        return 1.0 - self.sum_sq / self.m2_y
+
+
+class ErrorStats(_Totals):
     """Prequential error figures of one model at one horizon (see the module docstring).
 
     >>> ErrorStats().mae is None
@@ -46,8 +79,8 @@ class ErrorStats:
         self.roll_sq = 0.0
         self.roll_w = 0.0
 
-    def __setstate__(self, state: dict) -> None:
-        recent = state.pop("recent", None)
+    def __setstate__(self, state: dict[str, object]) -> None:
+        recent = cast("Sequence[float] | None", state.pop("recent", None))
         if recent is not None:  # a checkpoint of the exact window (model-set format 1)
             k = len(recent)
             state["roll_abs"] = sum(abs(e) for e in recent)
@@ -79,25 +112,6 @@ class ErrorStats:
         return err
 
     @property
-    def mae(self) -> float | None:
-        return self.sum_abs / self.n if self.n else None
-
-    @property
-    def rmse(self) -> float | None:
-        return math.sqrt(self.sum_sq / self.n) if self.n else None
-
-    @property
-    def bias(self) -> float | None:
-        """Mean residual (actual - predicted)."""
-        return self.sum_err / self.n if self.n else None
-
-    @property
-    def r2(self) -> float | None:
-        if self.n < 2 or self.m2_y <= 0.0:
-            return None
-        return 1.0 - self.sum_sq / self.m2_y
-
-    @property
     def rolling_n(self) -> int:
         """Scores in the rolling figures: all of them, up to ``window``."""
         return min(self.n, self.window)
@@ -122,7 +136,7 @@ class ErrorStats:
         }
 
 
-class ErrorTotals:
+class ErrorTotals(_Totals):
     """Totals only (no rolling window): MAE, RMSE, R² and bias of a group of scored predictions.
 
     The same formulas as :class:`ErrorStats`; used for the evaluation's scenario groups.
@@ -152,11 +166,6 @@ class ErrorTotals:
         delta = actual - self.mean_y
         self.mean_y += delta / self.n
         self.m2_y += delta * (actual - self.mean_y)
-
-    mae = ErrorStats.mae
-    rmse = ErrorStats.rmse
-    bias = ErrorStats.bias
-    r2 = ErrorStats.r2
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {"n": self.n, "mae": self.mae, "rmse": self.rmse, "r2": self.r2, "bias": self.bias}

@@ -78,7 +78,7 @@ class Selector:
             return None
         champion_mae = current.rolling_mae
         champ_since = self.since.get(self.champion)
-        if champ_since is None:
+        if champ_since is None or champion_mae is None:
             return None
         champion_since_mae = champ_since[0] / champ_since[1]
         best, best_mae = None, champion_mae * (1.0 - self.margin)
@@ -89,7 +89,7 @@ class Selector:
             if since is None or since[0] / since[1] >= champion_since_mae * (1.0 - self.margin):
                 continue
             mae = s.rolling_mae
-            if mae < best_mae:
+            if mae is not None and mae < best_mae:
                 best, best_mae = name, mae
         if best is None:
             return None

@@ -5,8 +5,9 @@ DynamoDB), ``state`` (per-shard and per-device state), ``loop`` (the hot
 path: decode, step the device's models, metrics), ``checkpoint`` (the S3
 manifest protocol), ``registry`` (model versions in S3), ``control`` (the
 operator command channel a running processor obeys), ``output`` (prediction
-records, dead-letter lines) and ``runner`` (:class:`StreamProcessor`, the
-process that ties them together).  Its command line is ``iotcast process``
+records, dead-letter lines), ``aws`` (what it uses of the boto3 clients, as
+types) and ``runner`` (:class:`StreamProcessor`, the process that ties them
+together).  Its command line is ``iotcast process``
 (:mod:`iotcast.commands.process`); the operator commands that read its S3
 and DynamoDB state are the shell's (``iotcast status``, ``iotcast models``).
 

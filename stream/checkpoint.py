@@ -31,18 +31,27 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 import orjson
 from botocore.exceptions import ClientError
 
 from online_models import checkpoint_format
+from stream.aws import S3Client
+
+if TYPE_CHECKING:
+    from online_models.device import DeviceModels
+
+_R = TypeVar("_R")
 
 __all__ = [
     "CheckpointStore",
     "DeviceEntry",
+    "EntryMetrics",
+    "ModelFigures",
     "ShardManifest",
     "TamperedCheckpoint",
     "device_artifact_key",
@@ -78,7 +87,7 @@ def _sign(body: bytes, key: str) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
-def signed_json(body: dict[str, Any], hmac_key: str | None) -> bytes:
+def signed_json(body: dict[str, object], hmac_key: str | None) -> bytes:
     """``body`` as indented JSON, with an HMAC-SHA256 ``signature`` of its canonical form when a key is set.
 
     >>> verified_body(signed_json({"a": 1}, "k"), "k", "doc")
@@ -90,10 +99,11 @@ def signed_json(body: dict[str, Any], hmac_key: str | None) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
 
 
-def verified_body(raw: bytes, hmac_key: str | None, what: str) -> dict[str, Any]:
+def verified_body(raw: bytes, hmac_key: str | None, what: str) -> dict[str, object]:
     """Parse a document written by :func:`signed_json`; with a key, check its signature.
 
-    ``what`` names the document in the :class:`TamperedCheckpoint` raised on failure.
+    ``what`` names the document in the :class:`TamperedCheckpoint` raised on failure; the
+    caller checks the fields it reads.
     """
     try:
         body = orjson.loads(raw)
@@ -111,7 +121,7 @@ def verified_body(raw: bytes, hmac_key: str | None, what: str) -> dict[str, Any]
                 "bad_signature",
                 f"{what} fails its HMAC-SHA256 signature (tampered, or written with another key)",
             )
-    return body
+    return cast("dict[str, object]", body)
 
 
 def shard_manifest_key(app: str, shard_id: str) -> str:
@@ -125,6 +135,24 @@ def device_artifact_key(app: str, device: str, version_id: str) -> str:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class ModelFigures(TypedDict, total=False):
+    """One model's figures at one horizon in a manifest (``ErrorStats.as_dict()``, in part)."""
+
+    n: int | None
+    mae: float | None
+    rmse: float | None
+    rolling_mae: float | None
+
+
+class EntryMetrics(TypedDict, total=False):
+    """What a manifest keeps of a device's figures (:func:`stream.state.entry_metrics`):
+    champion by horizon (a string), the last reading's time, figures by ``model@horizon``."""
+
+    champion: dict[str, str]
+    last_ts: float | None
+    models: dict[str, ModelFigures]
 
 
 @dataclass(frozen=True)
@@ -143,7 +171,7 @@ class DeviceEntry:
     key: str
     sha256: str
     samples: int
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: EntryMetrics = field(default_factory=lambda: EntryMetrics())
     size: int = 0
     format: int = checkpoint_format.LEGACY
 
@@ -170,7 +198,7 @@ class ShardManifest:
     writer: str = ""
 
     def to_json(self, hmac_key: str | None = None) -> bytes:
-        body = {
+        body: dict[str, object] = {
             "shard_id": self.shard_id,
             "sequence": self.sequence,
             "finished": self.finished,
@@ -182,7 +210,7 @@ class ShardManifest:
 
     @classmethod
     def from_json(cls, raw: bytes, hmac_key: str | None = None) -> ShardManifest:
-        body = verified_body(raw, hmac_key, "manifest")
+        body: Any = verified_body(raw, hmac_key, "manifest")  # fields checked here
         try:
             return cls(
                 shard_id=body["shard_id"],
@@ -211,7 +239,7 @@ class CheckpointStore:
     'checkpoints/iotcast/shardId-000000000000/manifest.json'
     """
 
-    def __init__(self, s3: Any, bucket: str, app: str, hmac_key: str | None = None) -> None:
+    def __init__(self, s3: S3Client, bucket: str, app: str, hmac_key: str | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.app = app
@@ -225,7 +253,7 @@ class CheckpointStore:
         version: int,
         payload: bytes,
         samples: int,
-        metrics: dict[str, Any],
+        metrics: EntryMetrics,
         *,
         shard_id: str,
         sequence: str | None,
@@ -307,7 +335,7 @@ class CheckpointStore:
             )
         return payload
 
-    def load_models(self, device: str, entry: DeviceEntry) -> Any:
+    def load_models(self, device: str, entry: DeviceEntry) -> DeviceModels:
         """The device's ``DeviceModels``: format checked, bytes verified, unpickled, migrated.
 
         A format this code cannot read raises :class:`TamperedCheckpoint` with reason
@@ -321,7 +349,9 @@ class CheckpointStore:
             raise TamperedCheckpoint("incompatible_format", str(exc)) from None
 
 
-def retry(call: Any, *args: Any, attempts: int = 5, delay: float = 0.2, **kwargs: Any) -> Any:
+def retry(
+    call: Callable[..., _R], *args: object, attempts: int = 5, delay: float = 0.2, **kwargs: object
+) -> _R:
     """Call ``call`` up to ``attempts`` times on S3/DynamoDB client errors, then raise."""
     for attempt in range(1, attempts + 1):
         try:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,6 +34,9 @@ from stream.events import events_key
 from stream.lease_table import LeaseTable, LostLease
 from stream.output import dead_letter_key
 from stream.state import ShardState, Snapshot
+
+if TYPE_CHECKING:
+    from stream.consumer import LeaseCheckpointer
 
 __all__ = ["Checkpointer"]
 
@@ -61,7 +64,7 @@ class Checkpointer:
         self.stats = stats
         self.on_lost_lease = on_lost_lease
         self.watch = watch  # devices whose checkpoint version is a series
-        self.leases: Any = None  # the LeaseCheckpointer, once the processor runs
+        self.leases: LeaseCheckpointer | None = None  # once the processor runs
 
     async def checkpoint(
         self, state: ShardState, *, final: bool = False, finished: bool = False
@@ -81,7 +84,12 @@ class Checkpointer:
         state.inflight = task
         return await task if final else True
 
-    async def ticker(self, states: dict[str, ShardState], every: float, spawn: Any) -> None:
+    async def ticker(
+        self,
+        states: dict[str, ShardState],
+        every: float,
+        spawn: Callable[[Coroutine[object, None, bool]], object],
+    ) -> None:
         """Time-based checkpoints (``spawn``-ed) and the checkpoint age, four times a second."""
         while True:
             await asyncio.sleep(0.25)

@@ -42,10 +42,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -56,6 +57,9 @@ from kinesis.processors import Processor
 from monitoring.metrics import SHARD_LAG
 
 __all__ = [
+    "GetRecordsOutput",
+    "KinesisRecordRow",
+    "KinesisShard",
     "LeaseCheckpointer",
     "LeaseConsumer",
     "LeaseHooks",
@@ -79,6 +83,36 @@ def lease_table(app: str) -> str:
     'kinesis-checkpoints-iotcast'
     """
     return f"kinesis-checkpoints-{app}"
+
+
+class KinesisShard(TypedDict, total=False):
+    """A shard as async-kinesis keeps it: Kinesis' description (ListShards), with the fields
+    async-kinesis adds while it reads the shard."""
+
+    ShardId: str
+    ParentShardId: str
+    AdjacentParentShardId: str
+    HashKeyRange: dict[str, str]  # StartingHashKey, EndingHashKey (decimal strings)
+    SequenceNumberRange: dict[str, str]  # StartingSequenceNumber, EndingSequenceNumber
+    ShardIterator: str
+    LastSequenceNumber: str
+    fetch: asyncio.Task[object] | None  # async-kinesis' fetch in flight
+
+
+class KinesisRecordRow(TypedDict, total=False):
+    """One record of a GetRecords answer; :meth:`LeaseConsumer.get_records` hands
+    async-kinesis one row whose ``Data`` is the whole :class:`RecordBatch`."""
+
+    SequenceNumber: str
+    Data: bytes | RecordBatch
+    PartitionKey: str
+    ApproximateArrivalTimestamp: datetime
+
+
+class GetRecordsOutput(TypedDict, total=False):
+    Records: list[KinesisRecordRow]
+    NextShardIterator: str
+    MillisBehindLatest: int
 
 
 @dataclass(slots=True, eq=False)
@@ -232,6 +266,8 @@ class _BufferedQueue(asyncio.Queue):
     drop the batch and move its iterator past it.
     """
 
+    _queue: deque[Any]  # asyncio.Queue's items (what its _init, _put and _get use)
+
     def __init__(self, buffer: RecordBuffer) -> None:
         super().__init__(maxsize=0)
         self.buffer = buffer
@@ -271,7 +307,7 @@ class PassThrough(Processor):
     [b'raw']
     """
 
-    def parse(self, data: Any):
+    def parse(self, data: bytes) -> Iterator[bytes]:
         yield data
 
 
@@ -347,7 +383,7 @@ class LeaseCheckpointer:
         hooks: LeaseHooks,
         *,
         endpoint_url: str | None,
-        region: str,
+        region: str | None,
         session_timeout: float = 60,
         heartbeat: float = 15,
         cooldown: float | None = None,
@@ -386,7 +422,7 @@ class LeaseCheckpointer:
     def get_ref(self) -> str:
         return self.inner.get_ref()
 
-    def get_all_checkpoints(self) -> dict[str, Any]:
+    def get_all_checkpoints(self) -> dict[str, str]:
         return self.inner.get_all_checkpoints()
 
     def is_allocated(self, shard_id: str) -> bool:
@@ -520,7 +556,7 @@ class LeaseConsumer(Consumer):
         shard_refresh: float = 60.0,
         buffer_records: int = 20_000,
         record_limit: int = 10_000,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> None:
         chunk = max(1, min(record_limit, buffer_records // 4))
         super().__init__(
@@ -537,7 +573,7 @@ class LeaseConsumer(Consumer):
         self.queue = _BufferedQueue(self.buffer)
         self._progress: dict[str, _ShardProgress] = {}
 
-    async def get_records(self, shard: dict[str, Any]) -> dict[str, Any] | None:
+    async def get_records(self, shard: KinesisShard) -> GetRecordsOutput | None:
         """One GetRecords of the shard, once the buffer has room for its records."""
         shard_id = shard["ShardId"]
         hold = await self.buffer.reserve()
@@ -643,7 +679,7 @@ class LeaseConsumer(Consumer):
                 await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
         raise AssertionError("unreachable")
 
-    async def next_items(self, limit: int = 1000) -> list[Any]:
+    async def next_items(self, limit: int = 1000) -> list[RecordBatch | ShardEnd]:
         """Up to ``limit`` queued items (batches, shard ends) holding at most one fetch's worth
         of records (``record_limit``; the first item always); [] after ``idle_timeout`` without any.
 
@@ -691,7 +727,7 @@ class LeaseConsumer(Consumer):
         self._closed_shards.add(shard_id)
         self._exhausted_parents.add(shard_id)
 
-    def open_shards(self) -> list[dict[str, Any]]:
+    def open_shards(self) -> list[KinesisShard]:
         return [
             s
             for s in self.shards or ()

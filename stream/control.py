@@ -54,7 +54,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
@@ -62,12 +62,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from online_models.records import Event
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint, signed_json, verified_body
 from stream.registry import ModelRegistry, UnknownVersion
+from stream.state import ShardState
+
+if TYPE_CHECKING:
+    from stream.loop import StreamCore
 
 __all__ = [
     "COMMAND_TTL",
+    "Ack",
     "Command",
     "ControlChannel",
     "ControlLog",
+    "Processor",
     "ack_key",
     "command_key",
 ]
@@ -88,6 +94,34 @@ def command_key(app: str, command_id: str) -> str:
 
 def ack_key(app: str, command_id: str, device: str) -> str:
     return f"control/{app}/applied/{command_id}/{device}.json"
+
+
+class Ack(TypedDict, total=False):
+    """An acknowledgement, ``control/<app>/applied/<command-id>/<device>.json``: which
+    command, device, shard and process; ``outcome`` (``applying``, then ``applied`` or
+    ``refused``), the device's checkpoint ``version`` then, what happened and when."""
+
+    command: str
+    kind: str
+    device: str
+    shard: str
+    process: str
+    outcome: str
+    message: str
+    version: int
+    at: str
+    champion: dict[str, str]
+    samples: int
+
+
+class Processor(Protocol):
+    """What :meth:`ControlChannel.run` reads of the processor: its shards and its core."""
+
+    @property
+    def states(self) -> dict[str, ShardState]: ...
+
+    @property
+    def core(self) -> StreamCore: ...
 
 
 @dataclass(frozen=True)
@@ -144,13 +178,13 @@ class Command:
         return f"{what} by {self.by or '?'}: {self.reason or '(no reason given)'}"
 
     def to_json(self, hmac_key: str | None = None) -> bytes:
-        body: dict[str, Any] = asdict(self)
+        body: dict[str, object] = asdict(self)
         body["devices"] = list(self.devices)
         return signed_json(body, hmac_key)
 
     @classmethod
     def from_json(cls, raw: bytes, hmac_key: str | None = None) -> Command:
-        body = verified_body(raw, hmac_key, "command")
+        body: Any = verified_body(raw, hmac_key, "command")  # its fields are checked here
         try:
             body["devices"] = tuple(body["devices"])
             command = cls(**body)
@@ -211,12 +245,12 @@ class ControlLog:
                 out.append(command)
         return out
 
-    def acks(self, commands: list[Command]) -> dict[tuple[str, str], dict[str, Any]]:
+    def acks(self, commands: list[Command]) -> dict[tuple[str, str], Ack]:
         """(command id, device) -> acknowledgement, for the given commands."""
         if not commands:
             return {}
         prefix = f"control/{self.app}/applied/"
-        out = {}
+        out: dict[tuple[str, str], Ack] = {}
         first = min(c.id for c in commands)
         ids = {c.id for c in commands}
         for key in self._keys(prefix, start_after=prefix + first[:-1]):
@@ -227,7 +261,7 @@ class ControlLog:
             out[(command_id, body["device"])] = body
         return out
 
-    def acknowledge(self, ack: dict[str, Any]) -> None:
+    def acknowledge(self, ack: Ack) -> None:
         key = ack_key(self.app, ack["command"], ack["device"])
         self.store.put_object(
             key, orjson.dumps(ack, option=orjson.OPT_SORT_KEYS), "application/json"
@@ -238,7 +272,7 @@ class ControlLog:
 class _Held:
     """A leased shard's state as the control channel saw it when the processor loaded it."""
 
-    state: Any  # stream.state.ShardState
+    state: ShardState
     loaded: dict[str, int]  # device -> checkpoint version loaded
     evaluated: bool = False
     done: set[tuple[str, str]] = field(default_factory=set)
@@ -259,13 +293,13 @@ class ControlChannel:
         self.interval = interval
         self._held: dict[str, _Held] = {}
         self._round = asyncio.Lock()  # one round at a time, however many tasks run it
-        self.applied: list[dict[str, Any]] = []  # acknowledgements written by this process
+        self.applied: list[Ack] = []  # acknowledgements written by this process
 
-    def adopt(self, state: Any) -> None:
+    def adopt(self, state: ShardState) -> None:
         """A shard was just loaded: remember the checkpoint version of each of its devices."""
         self._held[state.shard_id] = _Held(state, {d: s.version for d, s in state.devices.items()})
 
-    async def run(self, processor: Any) -> None:
+    async def run(self, processor: Processor) -> None:
         """Poll and apply every ``interval`` seconds until cancelled; S3 errors retry next round."""
         while True:
             await asyncio.sleep(self.interval)
@@ -276,12 +310,12 @@ class ControlChannel:
                     "control channel round failed (%s); retrying in %.0fs", exc, self.interval
                 )
 
-    async def tick(self, states: dict[str, Any], core: Any) -> list[dict[str, Any]]:
+    async def tick(self, states: dict[str, ShardState], core: StreamCore) -> list[Ack]:
         """One round: apply what is pending to the devices in ``states``; returns the acks written."""
         async with self._round:
             return await self._tick(states, core)
 
-    async def _tick(self, states: dict[str, Any], core: Any) -> list[dict[str, Any]]:
+    async def _tick(self, states: dict[str, ShardState], core: StreamCore) -> list[Ack]:
         if not states:
             return []
         commands = await asyncio.to_thread(self.log.commands)
@@ -306,7 +340,7 @@ class ControlChannel:
                     if ack.get("outcome") == "refused" or int(ack.get("version", -1)) < loaded:
                         held.done.add((command_id, device))
                 held.evaluated = True
-        written = []
+        written: list[Ack] = []
         for command in commands:
             for device in command.devices:
                 for shard_id, held in list(self._held.items()):
@@ -314,16 +348,16 @@ class ControlChannel:
                         continue
                     if states.get(shard_id) is not held.state:
                         continue
-                    ack = await self._apply(command, device, held, core)
-                    if ack is not None:
-                        written.append(ack)
+                    result = await self._apply(command, device, held, core)
+                    if result is not None:
+                        written.append(result)
         return written
 
     async def _apply(
-        self, command: Command, device: str, held: _Held, core: Any
-    ) -> dict[str, Any] | None:
+        self, command: Command, device: str, held: _Held, core: StreamCore
+    ) -> Ack | None:
         state = held.state
-        base = {
+        base: Ack = {
             "command": command.id,
             "kind": command.kind,
             "device": device,
@@ -355,7 +389,7 @@ class ControlChannel:
             if slot is None:
                 return None
             version_now = slot.version
-            intent = {**base, "outcome": "applying", "version": version_now, "at": _now()}
+            intent: Ack = {**base, "outcome": "applying", "version": version_now, "at": _now()}
             await asyncio.to_thread(self.log.acknowledge, intent)
             slot = state.devices.get(device)
             if slot is None or held.state is not state:
@@ -396,7 +430,7 @@ class ControlChannel:
             command.describe(),
             message,
         )
-        ack = {
+        ack: Ack = {
             **intent,
             "outcome": "applied",
             "message": message,
@@ -406,7 +440,7 @@ class ControlChannel:
         }
         return await self._finish(held, ack)
 
-    async def _finish(self, held: _Held, ack: dict[str, Any]) -> dict[str, Any]:
+    async def _finish(self, held: _Held, ack: Ack) -> Ack:
         held.done.add((ack["command"], ack["device"]))
         if ack["outcome"] == "refused":
             log.error(

@@ -35,14 +35,16 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Literal, TypedDict, cast
 
 import orjson
 
 from online_models.records import Event
+from stream.aws import S3Client
 
 __all__ = [
     "EVENT_KINDS",
+    "EventRecord",
     "event_identity",
     "event_record",
     "events_key",
@@ -54,6 +56,26 @@ EVENT_KINDS = ("first_reading", "promotion", "drift", "model_reset", "quiet")
 PREFIX = "events/"
 
 log = logging.getLogger("iotcast.events")
+
+
+class EventRecord(TypedDict):
+    """One event as :func:`event_record` writes it (see the module docstring)."""
+
+    kind: Literal["event"]
+    event: str
+    device: str
+    ts: float | None
+    at: str
+    model: str | None
+    horizon: int | None
+    reason: str
+    figures: dict[str, object]
+    shard: str
+
+
+# What makes two records the same event: event, device, ts (or the minute, for quiet),
+# model, horizon.
+EventIdentity = tuple[str | None, str | None, float | str | None, str | None, int | None]
 
 
 def event_record(device: str, event: Event, shard: str, at: float) -> bytes:
@@ -86,7 +108,7 @@ def events_key(app: str, shard: str, now_iso: str | None = None) -> str:
     )
 
 
-def event_identity(event: dict[str, Any]) -> tuple[Any, ...]:
+def event_identity(event: EventRecord) -> EventIdentity:
     """What makes two records the same event (a replay after a crash makes it twice).
 
     >>> a = {"event": "drift", "device": "d1", "ts": 5.0, "model": "linear", "horizon": 900,
@@ -94,26 +116,26 @@ def event_identity(event: dict[str, Any]) -> tuple[Any, ...]:
     >>> event_identity(a) == event_identity({**a, "at": "y"})
     True
     """
-    ts = event.get("ts")
+    ts: float | str | None = event.get("ts")
     if ts is None:  # quiet: no reading caused it; one a minute at most per device
         ts = str(event.get("at", ""))[:16]
     return (event.get("event"), event.get("device"), ts, event.get("model"), event.get("horizon"))
 
 
 def read_events(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     app: str,
     *,
     days: int = 1,
     device: str | None = None,
     now: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EventRecord]:
     """The events of the last ``days`` days (today included) from S3, oldest first,
     repeats dropped; only ``device``'s when given. Blocks (boto3)."""
     now = now or datetime.now(UTC)
-    seen: set[tuple[Any, ...]] = set()
-    out: list[dict[str, Any]] = []
+    seen: set[EventIdentity] = set()
+    out: list[EventRecord] = []
     for key in _keys(s3, bucket, f"{PREFIX}{app}/", _days(now, days)):
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         for event in _parse(body.splitlines()):
@@ -131,7 +153,7 @@ def _days(now: datetime, days: int) -> list[str]:
     return [(now - timedelta(days=i)).date().isoformat() for i in range(max(days, 1) - 1, -1, -1)]
 
 
-def _keys(s3: Any, bucket: str, prefix: str, days: list[str]) -> Iterator[str]:
+def _keys(s3: S3Client, bucket: str, prefix: str, days: list[str]) -> Iterator[str]:
     paginator = s3.get_paginator("list_objects_v2")
     for day in days:
         for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}{day}/"):
@@ -139,11 +161,11 @@ def _keys(s3: Any, bucket: str, prefix: str, days: list[str]) -> Iterator[str]:
                 yield obj["Key"]
 
 
-def _parse(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+def _parse(lines: Iterable[bytes]) -> Iterator[EventRecord]:
     for line in lines:
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # a torn line of a partial write; the replay wrote the event again
         if isinstance(event, dict) and event.get("kind") == "event":
-            yield event
+            yield cast(EventRecord, event)  # as written by event_record

@@ -36,7 +36,7 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -44,6 +44,12 @@ from monitoring import metrics as m
 from online_models.records import Event, Score
 from stream.events import event_record
 from stream.state import ShardState
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter as PromCounter
+
+    from online_models.device import DeviceModels
+    from stream.output import RecordSink
 
 __all__ = ["Activity", "Fleet"]
 
@@ -92,12 +98,12 @@ class Activity:
 class Fleet:
     """The fleet's figures and events (see the module docstring)."""
 
-    def __init__(self, writer: Any | None = None, worst_k: int = m.DEFAULT_WORST_K) -> None:
+    def __init__(self, writer: RecordSink | None = None, worst_k: int = m.DEFAULT_WORST_K) -> None:
         self.writer = writer
         self.worst_k = worst_k
         self.activities: dict[str, Activity] = {}
         self._errors: dict[tuple[str, int], list[float]] = {}
-        self._kinds: dict[str, Any] = {}
+        self._kinds: dict[str, PromCounter] = {}
 
     def activity(self, device: str, now: float | None = None) -> Activity:
         act = self.activities.get(device)
@@ -179,7 +185,7 @@ class Fleet:
 
     def _figures(
         self,
-        models: Any,
+        models: DeviceModels,
         device: str,
         champions: Counter[tuple[str, int]],
         ratios: dict[int, list[tuple[float, float, str]]],

@@ -30,6 +30,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stream.aws import DynamoDBClient, Item
+
 __all__ = ["PRESENCE_PREFIX", "LeaseTable", "LostLease"]
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class LeaseTable:
 
     def __init__(
         self,
-        dynamodb: Any,
+        dynamodb: DynamoDBClient,
         table: str,
         ref: str,
         *,
@@ -117,7 +119,7 @@ class LeaseTable:
     def write_presence(self) -> int:
         """Write this process's presence item; return the live processes (at least 1)."""
         now = time.time()
-        item = {
+        item: Item = {
             "shard_id": {"S": self.presence_key},
             "ts": {"N": str(int(now))},
             "ttl": {"N": str(int(now + 86_400))},
@@ -136,8 +138,8 @@ class LeaseTable:
         live = sum(1 for it in items if now - float(it["ts"]["N"]) < self.session_timeout)
         return max(live, 1)
 
-    def _presence_items(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _presence_items(self) -> list[Item]:
+        items: list[Item] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "ConsistentRead": True,

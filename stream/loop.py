@@ -56,16 +56,22 @@ import contextlib
 import logging
 import time
 from bisect import bisect_left
-from typing import Any
+from typing import TYPE_CHECKING
 
 from monitoring import metrics as m
 from monitoring.metrics import FieldNotes
-from online_models.records import SERVED, Event
+from online_models.records import SERVED, Event, Prediction, StepResult
 from stream.fleet import Fleet
-from stream.output import dead_letter_line
+from stream.output import OutputRecord, RecordSink, dead_letter_line
 from stream.state import DeviceSlot, ShardState
 from stream.watch import WatchedDevice
-from telemetry.reading import InvalidReading, decode_payload
+from telemetry.reading import InvalidReading, Reading, decode_payload
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from online_models.catalog import Catalog
+    from online_models.config import TaskConfig
 
 __all__ = ["StreamCore"]
 
@@ -93,10 +99,10 @@ class StreamCore:
 
     def __init__(
         self,
-        catalog: Any,
-        task: Any,
+        catalog: Catalog,
+        task: TaskConfig,
         *,
-        writer: Any | None = None,
+        writer: RecordSink | None = None,
         predictions: str = "champion",
         max_devices: int = 100_000,
         models: str = "default",
@@ -122,7 +128,7 @@ class StreamCore:
         self.watched: dict[str, WatchedDevice] = {d: WatchedDevice(d) for d in sorted(watch)}
         m.WATCHED.set(len(watch))
         self._stale: set[str] = set()  # watched devices learned since their last refresh
-        self._outcomes: dict[str, dict[str, Any]] = {}  # shard -> outcome -> counter child
+        self._outcomes: dict[str, dict[str, Counter]] = {}  # shard -> outcome -> counter child
 
     def adopt(self, state: ShardState) -> None:
         """Count the devices a newly leased shard brings (quiet from now if they stay silent)."""
@@ -197,7 +203,7 @@ class StreamCore:
                 self.latencies.append(lat)
         return status
 
-    def _shard_outcomes(self, shard: str) -> dict[str, Any]:
+    def _shard_outcomes(self, shard: str) -> dict[str, Counter]:
         children = {name: metric.labels(shard) for name, metric in OUTCOMES}
         children["processed"] = m.READINGS_PROCESSED.labels(shard)
         self._outcomes[shard] = children
@@ -227,8 +233,8 @@ class StreamCore:
         self,
         w: WatchedDevice,
         slot: DeviceSlot,
-        reading: Any,
-        result: Any,
+        reading: Reading,
+        result: StepResult,
         interval: float | None,
         now: float,
     ) -> None:
@@ -250,10 +256,10 @@ class StreamCore:
             self._stale.discard(w.device)
             w.refresh(slot.models)
 
-    def _emit(self, reading: Any, predictions: Any) -> None:
+    def _emit(self, reading: Reading, predictions: tuple[Prediction, ...]) -> None:
         served_only = self.predictions == "champion"
         actual = getattr(reading, self.target)
-        out = []
+        out: list[OutputRecord] = []
         for p in predictions:
             if (p.model == SERVED) != served_only:
                 continue  # "champion": the served forecast only; "all": every model's
@@ -269,7 +275,7 @@ class StreamCore:
                     "actual": actual if p.horizon == 0 else None,
                 }
             )
-        if out:
+        if out and self.writer is not None:  # a writer: predictions are not "none"
             self.writer.add(out)
 
     # -------------------------------------------------------------------- figures

@@ -29,14 +29,24 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, Protocol, TypedDict
 
 import orjson
 
 from monitoring.metrics import PREDICTIONS_EMITTED
+from stream.aws import KinesisClient, PutRecordsEntry
+from stream.events import EventRecord
 
-__all__ = ["PredictionWriter", "dead_letter_key", "dead_letter_line"]
+__all__ = [
+    "OutputRecord",
+    "PredictionRecord",
+    "PredictionWriter",
+    "RecordSink",
+    "dead_letter_key",
+    "dead_letter_line",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +84,33 @@ def dead_letter_key(now_iso: str | None = None) -> str:
     return f"dead-letter/{now[:10]}/{now[11:19].replace(':', '')}-{uuid.uuid4().hex}.jsonl"
 
 
+class PredictionRecord(TypedDict):
+    """One prediction on the output stream (``actual``: the reading's value, for a nowcast)."""
+
+    kind: Literal["prediction"]
+    device: str
+    ts: float
+    model: str
+    horizon: int
+    prediction: float
+    target_ts: float
+    actual: float | None
+
+
+# What goes to the output stream: predictions and events, told apart by "kind".
+OutputRecord = PredictionRecord | EventRecord
+
+
+class RecordSink(Protocol):
+    """Where the processor's output records go (:class:`PredictionWriter`, or a test's stand-in)."""
+
+    def add(self, records: Sequence[OutputRecord]) -> None: ...
+
+
+class _Entry(PutRecordsEntry):
+    _event: bool  # an event record (not counted as a prediction)
+
+
 class PredictionWriter:
     """Batches prediction records into PutRecords on a background thread.
 
@@ -91,11 +128,11 @@ class PredictionWriter:
     (1, 0)
     """
 
-    def __init__(self, kinesis: Any, stream: str, *, max_buffer: int = 200_000) -> None:
+    def __init__(self, kinesis: KinesisClient, stream: str, *, max_buffer: int = 200_000) -> None:
         self.kinesis = kinesis
         self.stream = stream
         self.max_buffer = max_buffer
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[OutputRecord] = []
         self._lock = threading.Lock()
         self._wake = queue.Queue[bool]()
         self._stopping = False
@@ -107,7 +144,7 @@ class PredictionWriter:
         self._thread = threading.Thread(target=self._run, name="predictions", daemon=True)
         self._thread.start()
 
-    def add(self, records: list[dict[str, Any]]) -> None:
+    def add(self, records: Sequence[OutputRecord]) -> None:
         with self._lock:
             if len(self._buffer) >= self.max_buffer:
                 self.dropped += len(records)
@@ -123,7 +160,7 @@ class PredictionWriter:
             if len(self._buffer) >= MAX_BATCH:
                 self._wake.put(True)
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[OutputRecord]:
         with self._lock:
             batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
         return batch
@@ -140,8 +177,8 @@ class PredictionWriter:
                 self._drop_unsent()
                 return
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        entries = [
+    def _send(self, batch: list[OutputRecord]) -> None:
+        entries: list[_Entry] = [
             {
                 "Data": orjson.dumps(r),
                 "PartitionKey": r["device"],

@@ -23,15 +23,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import orjson
 from botocore.exceptions import ClientError
 
 from online_models import checkpoint_format
-from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
+from stream.checkpoint import (
+    CheckpointStore,
+    DeviceEntry,
+    EntryMetrics,
+    ModelFigures,
+    ShardManifest,
+    TamperedCheckpoint,
+)
+
+if TYPE_CHECKING:
+    from online_models.device import DeviceModels
 
 __all__ = [
+    "ArtifactManifest",
     "ModelRegistry",
     "UnknownVersion",
     "Version",
@@ -63,7 +74,24 @@ def version_matches(version_id: str, ref: str) -> bool:
     return parse_version(version_id) == parse_version(ref)
 
 
-def verify_beside(raw: bytes, hmac_key: str | None) -> dict[str, Any]:
+class ArtifactManifest(TypedDict, total=False):
+    """An artifact's ``manifest.json`` (:meth:`stream.checkpoint.CheckpointStore.put_device`):
+    the device's :class:`~stream.checkpoint.DeviceEntry` and where it was written from."""
+
+    device: str
+    shard_id: str
+    sequence: str | None
+    created: str
+    version: int
+    key: str
+    sha256: str
+    samples: int
+    metrics: EntryMetrics
+    size: int
+    format: int
+
+
+def verify_beside(raw: bytes, hmac_key: str | None) -> ArtifactManifest:
     """The body of an artifact's ``manifest.json``, its signature checked when a key is set."""
     try:
         body = orjson.loads(raw)
@@ -85,7 +113,7 @@ def verify_beside(raw: bytes, hmac_key: str | None) -> dict[str, Any]:
                 "bad_signature",
                 f"manifest of {body.get('key')!r} fails its HMAC-SHA256 signature (tampered, or another key)",
             )
-    return body
+    return cast(ArtifactManifest, body)  # what put_device writes; the reader checks what it uses
 
 
 @dataclass(frozen=True)
@@ -102,7 +130,7 @@ class Version:
     created: str = ""
     shard_id: str = ""
     sequence: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: EntryMetrics = field(default_factory=lambda: EntryMetrics())
     format: int = checkpoint_format.LEGACY
 
     @property
@@ -114,13 +142,13 @@ class Version:
     def champion(self) -> dict[str, str]:
         return dict(self.metrics.get("champion", {}))
 
-    def figures(self, model: str, horizon: str | int) -> dict[str, Any]:
-        return dict(self.metrics.get("models", {}).get(f"{model}@{horizon}", {}))
+    def figures(self, model: str, horizon: str | int) -> ModelFigures:
+        return self.metrics.get("models", {}).get(f"{model}@{horizon}", ModelFigures()).copy()
 
     def model_names(self) -> list[str]:
         return sorted({k.split("@", 1)[0] for k in self.metrics.get("models", {})})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "device": self.device,
             "version_id": self.version_id,
@@ -245,7 +273,7 @@ class ModelRegistry:
         """The artifact's bytes, checked against the manifest's sha256."""
         return self.store.load_device(version.device, version.entry)
 
-    def load(self, version: Version) -> Any:
+    def load(self, version: Version) -> DeviceModels:
         """The version's ``DeviceModels``: format checked, sha256 matched, then unpickled."""
         models = self.store.load_models(version.device, version.entry)
         if getattr(models, "device", version.device) != version.device:

@@ -28,10 +28,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -47,11 +47,16 @@ from stream.shards import ShardLifecycle
 from stream.sharing import FairShare
 from stream.state import ShardState
 
+if TYPE_CHECKING:
+    from online_models.catalog import Catalog
+    from online_models.config import TaskConfig
+
 __all__ = ["ProcessorOptions", "ProcessorTarget", "StreamProcessor"]
 
 log = logging.getLogger(__name__)
 
 YIELD_SECONDS = 0.02
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ class StreamProcessor:
     """
 
     def __init__(
-        self, target: ProcessorTarget, options: ProcessorOptions, catalog: Any, task: Any
+        self, target: ProcessorTarget, options: ProcessorOptions, catalog: Catalog, task: TaskConfig
     ) -> None:
         self.target = target
         self.options = options
@@ -258,6 +263,7 @@ class StreamProcessor:
         """The hot path: a batch, record by record, checkpointing at record boundaries as due
         and yielding to the event loop every few milliseconds (lease heartbeats, S3 writes)."""
         handle = self.core.handle
+        assert self.consumer is not None  # run() made it
         handled = self.consumer.handled  # the lag gauge, at every yield and the batch's end
         states = self.states
         stats = self.stats
@@ -294,7 +300,7 @@ class StreamProcessor:
                 state.ending = True
                 self._spawn(self.shards.finish(state))
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[object, None, _T]) -> asyncio.Task[_T]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -30,12 +30,12 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from monitoring import metrics as m
 from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest, TamperedCheckpoint
 from stream.checkpointing import Checkpointer
-from stream.consumer import LeaseHooks
+from stream.consumer import KinesisShard, LeaseCheckpointer, LeaseConsumer, LeaseHooks
+from stream.control import ControlChannel
 from stream.lease_table import LeaseTable
 from stream.loop import StreamCore
 from stream.state import DeviceSlot, ShardState, device_hash
@@ -45,7 +45,7 @@ __all__ = ["ShardLifecycle"]
 log = logging.getLogger(__name__)
 
 
-def _parents(shard: dict[str, Any]) -> list[str]:
+def _parents(shard: KinesisShard) -> list[str]:
     return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
 
 
@@ -67,15 +67,17 @@ class ShardLifecycle(LeaseHooks):
     stats: dict[str, int]
     states: dict[str, ShardState] = field(default_factory=dict, init=False)
     finished: set[str] = field(default_factory=set, init=False)  # final manifest says so
-    leases: Any = field(default=None, init=False)
-    consumer: Any = field(default=None, init=False)
-    control: Any = field(default=None, init=False)
+    leases: LeaseCheckpointer | None = field(default=None, init=False)
+    consumer: LeaseConsumer | None = field(default=None, init=False)
+    control: ControlChannel | None = field(default=None, init=False)
     _tried: dict[str, float] = field(default_factory=dict, init=False)
 
-    def attach(self, leases: Any, consumer: Any, control: Any) -> None:
+    def attach(
+        self, leases: LeaseCheckpointer, consumer: LeaseConsumer, control: ControlChannel
+    ) -> None:
         self.leases, self.consumer, self.control = leases, consumer, control
 
-    def shard(self, shard_id: str) -> dict[str, Any] | None:
+    def shard(self, shard_id: str) -> KinesisShard | None:
         """The shard's description from the consumer's last listing, if listed."""
         for s in (self.consumer.shards if self.consumer else None) or ():
             if s["ShardId"] == shard_id:
@@ -108,6 +110,7 @@ class ShardLifecycle(LeaseHooks):
         try:
             state, resume = await asyncio.to_thread(self._load_state, shard_id, sequence, epoch)
         except TamperedCheckpoint as exc:
+            assert self.leases is not None  # attached: async-kinesis calls this
             self.leases.refused.add(shard_id)
             m.CHECKPOINTS.labels(shard_id, "tampered").inc()
             log.error(
@@ -135,6 +138,7 @@ class ShardLifecycle(LeaseHooks):
         return resume
 
     async def on_shard_end(self, shard_id: str) -> None:
+        assert self.consumer is not None  # attached: async-kinesis calls this
         await self.consumer.shard_closed_marker(shard_id)
 
     # ----------------------------------------------------------------- resume
@@ -183,7 +187,7 @@ class ShardLifecycle(LeaseHooks):
 
         return dict(self.pool.map(load, entries.items()))
 
-    def _inherit(self, shard: dict[str, Any]) -> dict[str, DeviceSlot]:
+    def _inherit(self, shard: KinesisShard) -> dict[str, DeviceSlot]:
         """A child shard's devices: from its parents' final manifests, by partition-key hash."""
         parents = _parents(shard)
         if not parents:
@@ -204,6 +208,7 @@ class ShardLifecycle(LeaseHooks):
     async def hand_over(self, shard_id: str) -> None:
         """Give a shard to another process: stop reading it, final checkpoint, release the lease."""
         state = self.states.get(shard_id)
+        assert self.leases is not None and self.consumer is not None  # attached: running
         self.leases.give_up(shard_id)
         self.consumer.stop_fetching(shard_id)
         if state is not None:
@@ -238,6 +243,7 @@ class ShardLifecycle(LeaseHooks):
             return
         self.finished.add(state.shard_id)
         self.drop(state)
+        assert self.leases is not None  # attached: running
         await self.leases.release(state.shard_id)
         log.info("shard %s finished at %s; its children may start", state.shard_id, state.last_seq)
 

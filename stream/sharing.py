@@ -60,6 +60,7 @@ class FairShare:
     async def rebalance(self) -> None:
         lifecycle = self.shards
         consumer = lifecycle.consumer
+        assert consumer is not None  # attached before the processor runs this
         listed = consumer.shards or []
         for s in listed:
             sid = s["ShardId"]

@@ -22,10 +22,14 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from online_models import checkpoint_format
-from stream.checkpoint import DeviceEntry, ShardManifest
+from online_models.records import DeviceSummary
+from stream.checkpoint import DeviceEntry, EntryMetrics, ShardManifest
+
+if TYPE_CHECKING:
+    from online_models.device import DeviceModels
 
 __all__ = ["DeviceSlot", "ShardState", "Snapshot", "device_hash", "entry_metrics"]
 
@@ -35,14 +39,17 @@ def device_hash(device: str) -> int:
     return int(hashlib.md5(device.encode()).hexdigest(), 16)
 
 
-def entry_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+def entry_metrics(summary: DeviceSummary) -> EntryMetrics:
     """The figures a manifest keeps for a device (from ``DeviceModels.summary()``)."""
     return {
         "champion": summary.get("champion", {}),
         "last_ts": summary.get("last_ts"),
         "models": {
             f"{m['model']}@{m['horizon']}": {
-                k: m.get(k) for k in ("n", "mae", "rmse", "rolling_mae")
+                "n": m.get("n"),
+                "mae": m.get("mae"),
+                "rmse": m.get("rmse"),
+                "rolling_mae": m.get("rolling_mae"),
             }
             for m in summary.get("models", [])
         },
@@ -57,7 +64,7 @@ class DeviceSlot:
     4
     """
 
-    models: Any  # online_models.device.DeviceModels
+    models: DeviceModels
     version: int = 0
     last_arrival: float = 0.0
 
@@ -73,7 +80,7 @@ class Snapshot:
     shard_id: str
     sequence: str | None
     artifacts: list[
-        tuple[str, int, bytes, int, dict[str, Any]]
+        tuple[str, int, bytes, int, EntryMetrics]
     ]  # device, version, pickle, samples, metrics
     committed: dict[str, DeviceEntry]
     dead_letters: list[bytes]
@@ -115,7 +122,7 @@ class ShardState:
         self.events: list[bytes] = []  # written to S3 with the next checkpoint
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.inflight: asyncio.Task | None = None
+        self.inflight: asyncio.Task[bool] | None = None
         self.ending = False  # shard closed: finish it once its last records are handled
         self.replayed = 0
 
@@ -131,7 +138,8 @@ class ShardState:
         for device in sorted(self.dirty):
             slot = self.devices[device]
             slot.version += 1
-            summary = slot.models.summary()
+            # TODO(issue 24): DeviceModels.summary() -> DeviceSummary, then no cast
+            summary = cast(DeviceSummary, slot.models.summary())
             artifacts.append(
                 (
                     device,

@@ -19,10 +19,19 @@ ValueError: 60 devices on the watch list; at most 50 (each costs its own series:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from monitoring import metrics as m
 from online_models.records import SERVED, Prediction
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
+    from online_models.device import DeviceModels
+
+# A model's error series at a horizon: the residual/scored accumulator (ScoreSeries.series),
+# then the MAE, rolling MAE and rolling RMSE gauges.
+ErrorChildren = tuple[list[float], "Gauge", "Gauge", "Gauge"]
 
 __all__ = ["WatchedDevice", "parse_watch"]
 
@@ -67,16 +76,16 @@ class WatchedDevice:
         self.last_ts = m.LAST_READING_TS.labels(device)
         self.received = m.LAST_READING_RECEIVED.labels(device)
         self.interval = m.DEVICE_INTERVAL.labels(device)
-        self.errors: dict[tuple[str, int], tuple[Any, ...]] = {}
-        self.last: dict[tuple[str, int], Any] = {}  # prediction gauges
-        self.champions: dict[str, Any] = {}
+        self.errors: dict[tuple[str, int], ErrorChildren] = {}
+        self.last: dict[tuple[str, int], Gauge] = {}  # prediction gauges
+        self.champions: dict[str, Gauge] = {}
         self.predictions: tuple[Prediction, ...] = ()  # the last learned reading's
 
     def residuals(self, model: str, horizon: int) -> list[float]:
         """The residual/scored accumulator of a model at a horizon (created at its first score)."""
         return self.error_children(model, horizon)[0]
 
-    def error_children(self, model: str, horizon: int) -> tuple[Any, ...]:
+    def error_children(self, model: str, horizon: int) -> ErrorChildren:
         """(residual/scored accumulator, mae, rolling mae, rolling rmse) children: a model's
         error series, created at its first score (no error gauge reads 0 before one)."""
         key = (model, horizon)
@@ -100,7 +109,7 @@ class WatchedDevice:
         if interval is not None:
             self.interval.set(interval)
 
-    def refresh(self, models: Any) -> None:
+    def refresh(self, models: DeviceModels) -> None:
         """Set the summary gauges from the device's models' accumulators."""
         for p in self.predictions:
             key = (p.model, p.horizon)
@@ -113,17 +122,18 @@ class WatchedDevice:
             champion = hz.selector.champion
             for name in (*hz.names, SERVED):
                 stats = models.stats(name, h)
-                if stats.n:
+                scored = stats.mae, stats.rolling_mae, stats.rolling_rmse  # None before a score
+                if scored[0] is not None and scored[1] is not None and scored[2] is not None:
                     _, mae, rolling_mae, rolling_rmse = self.error_children(name, h)
-                    mae.set(stats.mae)
-                    rolling_mae.set(stats.rolling_mae)
-                    rolling_rmse.set(stats.rolling_rmse)
+                    mae.set(scored[0])
+                    rolling_mae.set(scored[1])
+                    rolling_rmse.set(scored[2])
                 if h == first and name != SERVED:
                     self.champion(name).set(1.0 if name == champion else 0.0)
         if models.last_ts is not None:
             self.last_ts.set(models.last_ts)
 
-    def champion(self, model: str) -> Any:
+    def champion(self, model: str) -> Gauge:
         child = self.champions.get(model)
         if child is None:
             child = self.champions[model] = m.CHAMPION.labels(self.device, model)

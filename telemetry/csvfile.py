@@ -62,7 +62,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Protocol
 
 from telemetry.reading import (
     _EXTRA_NAME,
@@ -95,6 +95,20 @@ _BOOL_TEXT = ("false", "true")
 _BOOLEAN = frozenset(("light", "motion"))
 
 PathOrFile = str | os.PathLike[str] | IO[str]
+
+
+class _EverySensor(Protocol):
+    """A :class:`Reading` as :func:`format_row`'s fast path takes it: every sensor present."""
+
+    ts: float
+    device: str
+    co: float
+    humidity: float
+    light: bool
+    lpg: float
+    motion: bool
+    smoke: float
+    temp: float
 
 
 class CsvFormatError(ValueError):
@@ -305,7 +319,7 @@ def _cell(value: float | bool | None) -> str:
     """A sensor value as the public format writes it; an absent one as an empty cell."""
     if value is None:
         return ""
-    if value is True or value is False:
+    if isinstance(value, bool):
         return _BOOL_TEXT[value]
     return repr(value) if 1e-3 <= value < 1e7 else java_double(value)
 
@@ -322,15 +336,17 @@ def format_row(r: Reading, extra: Sequence[str] = ()) -> str:
     '"1.594512094E9","d","","","","","","","21.5","1013.2"\\n'
     """
     if not extra:
-        co, humidity, lpg, smoke, temp = r.co, r.humidity, r.lpg, r.smoke, r.temp
-        try:  # the fast path: every sensor present (None fails a comparison or the lookup)
+        # the fast path: every sensor present (None fails a comparison or the lookup)
+        full: _EverySensor = r  # type: ignore[assignment]
+        co, humidity, lpg, smoke, temp = full.co, full.humidity, full.lpg, full.smoke, full.temp
+        try:
             return (
                 f'"{java_double(r.ts)}","{r.device}",'
                 f'"{repr(co) if 1e-3 <= co < 1e7 else java_double(co)}",'
                 f'"{repr(humidity) if 1e-3 <= humidity < 1e7 else java_double(humidity)}",'
-                f'"{_BOOL_TEXT[r.light]}",'
+                f'"{_BOOL_TEXT[full.light]}",'
                 f'"{repr(lpg) if 1e-3 <= lpg < 1e7 else java_double(lpg)}",'
-                f'"{_BOOL_TEXT[r.motion]}",'
+                f'"{_BOOL_TEXT[full.motion]}",'
                 f'"{repr(smoke) if 1e-3 <= smoke < 1e7 else java_double(smoke)}",'
                 f'"{repr(temp) if 1e-3 <= temp < 1e7 else java_double(temp)}"\n'
             )

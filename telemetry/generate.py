@@ -85,6 +85,7 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -286,8 +287,9 @@ def _draws(
     gap_p: float,
     drift: tuple[np.ndarray, np.ndarray],
     light_rates: tuple[float, float],
-) -> list[list]:
-    """The next ``chunk`` readings' draws after time ``t``, as lists (numpy, a chunk at a time):
+) -> list[list[Any]]:
+    """The next ``chunk`` readings' draws after time ``t``, as lists (numpy, a chunk at a time,
+    ``tolist()``: Python floats, and bools for the motion draws):
     arrival times, the smooth temperature, the AR factors and innovations, the light chain's
     switch probabilities, the uniforms of the faults and the gases' noises."""
     shape = 4.0

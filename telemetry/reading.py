@@ -251,7 +251,7 @@ class Reading:
             k for k, _ in self.extra
         )
 
-    def to_payload(self) -> dict:
+    def to_payload(self) -> dict[str, object]:
         """The devices' payload as a dict: the sensors present, then the extra fields."""
         data: dict[str, object] = {
             "co": self.co,
@@ -289,9 +289,20 @@ class _Unfrozen:
     which calls ``object.__setattr__`` once per field.
     """
 
-    __slots__ = Reading.__slots__  # type: ignore[attr-defined]
+    __slots__ = Reading.__slots__
 
-    def __init__(self, ts, device, co, humidity, light, lpg, motion, smoke, temp) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        ts: float,
+        device: str,
+        co: float | None,
+        humidity: float | None,
+        light: bool | None,
+        lpg: float | None,
+        motion: bool | None,
+        smoke: float | None,
+        temp: float | None,
+    ) -> None:
         self.extra = ()
         self.notes = ()
         self.ts = ts
@@ -308,13 +319,13 @@ class _Unfrozen:
 def _build(
     ts: float,
     device: str,
-    co: float,
-    humidity: float,
-    light: bool,
-    lpg: float,
-    motion: bool,
-    smoke: float,
-    temp: float,
+    co: float | None,
+    humidity: float | None,
+    light: bool | None,
+    lpg: float | None,
+    motion: bool | None,
+    smoke: float | None,
+    temp: float | None,
 ) -> Reading:
     """``Reading(...)`` for values already validated, without the frozen dataclass' slow ``__init__``."""
     r = _Unfrozen(ts, device, co, humidity, light, lpg, motion, smoke, temp)
@@ -350,7 +361,7 @@ def _check_number(key: str, value: object, prefix: str = "data.") -> tuple[float
         pass
     elif value.__class__ is int:
         try:
-            value = float(value)  # type: ignore[arg-type]
+            value = float(value)
         except OverflowError:  # beyond a double (only an already-parsed int can be)
             lo, hi = RANGES[key]
             raise InvalidReading(
@@ -361,15 +372,15 @@ def _check_number(key: str, value: object, prefix: str = "data.") -> tuple[float
             "wrong_type",
             f"field '{prefix}{key}' must be a number, got {type(value).__name__} {value!r:.40}",
         )
-    if not math.isfinite(value):  # type: ignore[arg-type]
+    if not math.isfinite(value):
         raise InvalidReading("not_finite", f"field '{prefix}{key}' is {value!r}; it must be finite")
     lo, hi = RANGES[key]
-    if lo <= value <= hi:  # type: ignore[operator]
-        return value, False  # type: ignore[return-value]
+    if lo <= value <= hi:
+        return value, False
     tolerance = TOLERANCE.get(key, 0.0)
-    if lo - tolerance <= value < lo:  # type: ignore[operator]
+    if lo - tolerance <= value < lo:
         return lo, True
-    if hi < value <= hi + tolerance:  # type: ignore[operator]
+    if hi < value <= hi + tolerance:
         return hi, True
     raise InvalidReading(
         "out_of_range", f"field '{prefix}{key}' = {value!r} is outside [{lo:g}, {hi:g}]"
@@ -392,37 +403,37 @@ def _check_device(device: object, key: str = "device_id") -> str:
     if not _device_ok(device):
         raise InvalidReading(
             "bad_device_id",
-            f"{key} {device[:80]!r} must be 1..{MAX_DEVICE_ID_LENGTH} characters of "  # type: ignore[index]
+            f"{key} {device[:80]!r} must be 1..{MAX_DEVICE_ID_LENGTH} characters of "
             "A-Z a-z 0-9 : . _ -, not only dots",
         )
-    return device  # type: ignore[return-value]
+    return device
 
 
 def _check_ts(ts: object, now: float | None) -> float:
     if ts.__class__ is int:
-        if not -1e18 < ts < 1e18:  # type: ignore[operator]
+        if not -1e18 < ts < 1e18:
             raise InvalidReading(
                 "bad_timestamp",
                 f"ts = {ts!r:.40} is not a plausible epoch in seconds (2000-01-01 .. now + 1 day)",
             )
-        ts = float(ts)  # type: ignore[arg-type]
+        ts = float(ts)
     elif ts.__class__ is not float:
         raise InvalidReading(
             "wrong_type",
             f"field 'ts' must be a number (epoch seconds), got {type(ts).__name__} {ts!r:.40}",
         )
-    if not math.isfinite(ts):  # type: ignore[arg-type]
+    if not math.isfinite(ts):
         raise InvalidReading("not_finite", f"field 'ts' is {ts!r}; it must be finite")
     limit = (_time() if now is None else now) + FUTURE_SLACK_S
-    if not MIN_TS <= ts <= limit:  # type: ignore[operator]
+    if not MIN_TS <= ts <= limit:
         hint = ""
-        if ts > limit and MIN_TS <= ts / 1000.0 <= limit:  # type: ignore[operator]
+        if ts > limit and MIN_TS <= ts / 1000.0 <= limit:
             hint = "; it looks like milliseconds, send seconds"
         raise InvalidReading(
             "bad_timestamp",
             f"ts = {ts!r} is not a plausible epoch in seconds (2000-01-01 .. now + 1 day){hint}",
         )
-    return ts  # type: ignore[return-value]
+    return ts
 
 
 def _judge_sensors(
@@ -457,14 +468,14 @@ def _judge_sensors(
             values[key] = value
         elif (
             (
-                (value.__class__ is float and math.isfinite(value))  # type: ignore[arg-type]
-                or (value.__class__ is int and -1e300 < value < 1e300)  # type: ignore[operator]
+                (value.__class__ is float and math.isfinite(value))
+                or (value.__class__ is int and -1e300 < value < 1e300)
             )
             and len(extra) < MAX_EXTRA_FIELDS
             and key.__class__ is str
             and _EXTRA_NAME.fullmatch(key)
         ):
-            extra.append((key, float(value)))  # type: ignore[arg-type]
+            extra.append((key, float(value)))
     notes.sort()
     return values, tuple(sorted(extra)), tuple(notes), problems
 
@@ -552,26 +563,26 @@ def _decode_checked(obj: object, topic: str | None, now: float | None) -> Readin
         raise InvalidReading(
             "not_an_object", f"payload must be a JSON object, got {type(obj).__name__}"
         )
-    if "data" not in obj:  # type: ignore[operator]
+    if "data" not in obj:
         raise InvalidReading("missing_field", "field 'data' is missing")
-    data = obj["data"]  # type: ignore[index]
+    data = obj["data"]
     if data.__class__ is not dict:
         raise InvalidReading(
             "wrong_type", f"field 'data' must be an object, got {type(data).__name__}"
         )
-    if "device_id" not in obj:  # type: ignore[operator]
+    if "device_id" not in obj:
         raise InvalidReading("missing_field", "field 'device_id' is missing")
-    device = _check_device(obj["device_id"])  # type: ignore[index]
-    if "ts" not in obj:  # type: ignore[operator]
+    device = _check_device(obj["device_id"])
+    if "ts" not in obj:
         raise InvalidReading("missing_field", "field 'ts' is missing")
-    ts = _check_ts(obj["ts"], now)  # type: ignore[index]
+    ts = _check_ts(obj["ts"], now)
     if topic is not None and device_from_topic(topic) != device:
         raise InvalidReading(
             "topic_mismatch",
             f"topic {topic[:100]!r} does not match device_id {device!r} "
             "(expected iot/<device_id>/telemetry)",
         )
-    values, extras, notes, problems = _judge_sensors(data.items(), "data.")  # type: ignore[union-attr]
+    values, extras, notes, problems = _judge_sensors(data.items(), "data.")
     if not values and not extras:
         raise _no_sensor("data.", problems)
     return Reading(ts, device, **values, extra=extras, notes=notes)  # type: ignore[arg-type]
@@ -612,7 +623,9 @@ _SUBSET_SLOTS: dict[str, tuple[int, tuple[float, float] | None]] = {
 }
 
 
-def _plain_subset(obj: dict, data: object, topic: str | None, now: float | None) -> Reading | None:
+def _plain_subset(
+    obj: dict[str, object], data: object, topic: str | None, now: float | None
+) -> Reading | None:
     """The common case of a device with some of the sensors: every field present a valid float
     or boolean, no ``null``, no other key.  Its reading, or None: ask the careful path."""
     ts = obj.get("ts")
@@ -621,15 +634,15 @@ def _plain_subset(obj: dict, data: object, topic: str | None, now: float | None)
         data.__class__ is dict
         and data
         and ts.__class__ is float
-        and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S  # type: ignore[operator]
+        and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
         and device.__class__ is str
-        and (device in _GOOD_DEVICES or _device_ok(device))  # type: ignore[arg-type]
-        and (topic is None or topic == "iot/" + device + "/telemetry")  # type: ignore[operator]
+        and (device in _GOOD_DEVICES or _device_ok(device))
+        and (topic is None or topic == "iot/" + device + "/telemetry")
     ):
         return None
     values: list[object] = [None] * 7
     slots = _SUBSET_SLOTS
-    for key, value in data.items():  # type: ignore[attr-defined]
+    for key, value in data.items():
         slot = slots.get(key)
         if slot is None:
             return None

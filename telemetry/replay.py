@@ -36,7 +36,10 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -73,16 +76,37 @@ class _Acks:
         self.connected = False
         self.connect_failure: str | None = None
 
-    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
         self.acked += 1
 
-    def on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             self.connect_failure = str(reason_code)
         else:
             self.connected = True
 
-    def on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self.connected = False
 
 
@@ -157,11 +181,11 @@ def _service(
     log.warning("MQTT connection to %s lost (%s); reconnecting", where, rc.name)
     while True:
         try:
-            rc = client.reconnect()
+            reconnected = client.reconnect() == _SUCCESS
         except OSError as exc:
-            rc = None
+            reconnected = False
             log.warning("reconnect to %s failed: %s; retrying", where, exc)
-        if rc == _SUCCESS:
+        if reconnected:
             start = time.monotonic()
             while not acks.connected and time.monotonic() - start < 10.0:
                 if client.loop(0.1) != _SUCCESS:

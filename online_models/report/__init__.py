@@ -32,7 +32,7 @@ from pathlib import Path
 
 from online_models.evaluate import EvalResult
 from online_models.report.accuracy import accuracy_section
-from online_models.report.base import best_models, html, markdown
+from online_models.report.base import Block, best_models, html, markdown
 from online_models.report.conditions import drift_section, profile_section, scenario_section
 from online_models.report.cost import cost_section
 from online_models.report.events import events_section, resets_section
@@ -67,7 +67,7 @@ def write_report(res: EvalResult, out: str | Path, source: str = "") -> list[Pat
     """Write report.md, report.html, metrics.csv and the PNGs into ``out``; return the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    blocks: list[tuple] = [("h1", f"iotcast evaluation: {res.task.target}")]
+    blocks: list[Block] = [("h1", f"iotcast evaluation: {res.task.target}")]
     blocks += run_section(res, source)
     blocks += sensors_section(res)
     blocks += headline_section(res, out)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 from online_models.evaluate import HIST_BINS, HIST_HI, HIST_LO, EvalResult
 from online_models.records import SERVED
 from online_models.report.base import (
     BASELINES,
+    Block,
     best_models,
     fmt,
     horizon_name,
@@ -21,7 +24,7 @@ from online_models.report.base import (
 __all__ = ["accuracy_section"]
 
 
-def accuracy_section(res: EvalResult, out: Path) -> list[tuple]:
+def accuracy_section(res: EvalResult, out: Path) -> list[Block]:
     best = best_models(res)
     rows = []
     for device, model, h in res.pairs():
@@ -69,7 +72,7 @@ def accuracy_section(res: EvalResult, out: Path) -> list[tuple]:
 
 
 def _rolling_plot(res: EvalResult, out: Path) -> str:
-    def draw(ax, pts) -> None:
+    def draw(ax: Axes, pts: Sequence[tuple[float, dict[str, float]]]) -> None:
         t0 = pts[0][0]
         for m in sorted({m for _, d in pts for m in d}):
             ax.plot(

@@ -20,18 +20,23 @@ from __future__ import annotations
 import base64
 import html as _html
 import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from online_models.evaluate import EvalResult  # noqa: E402
 from online_models.records import SERVED  # noqa: E402
 
 __all__ = [
     "BASELINES",
+    "Block",
     "best_models",
     "best_other",
     "fmt",
@@ -44,6 +49,15 @@ __all__ = [
 ]
 
 BASELINES = ("persistence", "rolling_mean", "seasonal_naive", "batch_forest")
+
+# One block of a report (module docstring): a heading or paragraph, a table (header, rows)
+# or a plot (file name, caption).
+Block = (
+    tuple[Literal["h1", "h2", "h3", "p"], str]
+    | tuple[Literal["table"], Sequence[str], Sequence[Sequence[object]]]
+    | tuple[Literal["img"], str, str]
+)
+_Point = TypeVar("_Point")
 
 
 def fmt(v: float | int | None, digits: int = 4) -> str:
@@ -106,7 +120,14 @@ def mae(res: EvalResult, device: str, model: str, h: int, scenario: str = "all")
     return g.mae if g is not None and g.n else None
 
 
-def panel_plot(res: EvalResult, out: Path, name: str, title: str, series, draw) -> str:
+def panel_plot(
+    res: EvalResult,
+    out: Path,
+    name: str,
+    title: str,
+    series: Mapping[tuple[str, int], Sequence[_Point]],
+    draw: Callable[[Axes, Sequence[_Point]], object],
+) -> str:
     """A figure with one panel per device (rows) and horizon (columns), saved as ``name``:
     ``draw(ax, points)`` for each device and horizon with points in ``series``."""
     devices = sorted(res.devices)
@@ -130,14 +151,14 @@ def panel_plot(res: EvalResult, out: Path, name: str, title: str, series, draw) 
     return save_plot(fig, out, name)
 
 
-def save_plot(fig, out: Path, name: str) -> str:
+def save_plot(fig: Figure, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / name, dpi=80)
     plt.close(fig)
     return name
 
 
-def markdown(blocks: list[tuple]) -> str:
+def markdown(blocks: Sequence[Block]) -> str:
     out = []
     for b in blocks:
         if b[0] in ("h1", "h2", "h3"):
@@ -156,7 +177,7 @@ def markdown(blocks: list[tuple]) -> str:
     return "\n".join(out) + "\n"
 
 
-def html(blocks: list[tuple], out: Path) -> str:
+def html(blocks: Sequence[Block], out: Path) -> str:
     esc = _html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>iotcast evaluation</title>",

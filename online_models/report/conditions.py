@@ -9,7 +9,7 @@ import pandas as pd
 
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
-from online_models.report.base import fmt, horizon_name, save_plot
+from online_models.report.base import Block, fmt, horizon_name, save_plot
 from online_models.report.hours import hour_errors
 
 __all__ = ["SCENARIO_FAMILIES", "drift_section", "profile_section", "scenario_section"]
@@ -24,7 +24,7 @@ SCENARIO_FAMILIES = (
 )
 
 
-def profile_section(res: EvalResult) -> list[tuple]:
+def profile_section(res: EvalResult) -> list[Block]:
     devices = [
         [
             d,
@@ -72,8 +72,8 @@ def _profile_totals(res: EvalResult) -> dict[tuple[int, str, str], tuple[int, fl
     return {k: (int(n), float(s)) for k, n, s in zip(sums.index, sums.n, sums.sum_abs, strict=True)}
 
 
-def scenario_section(res: EvalResult, out: Path) -> list[tuple]:
-    blocks: list[tuple] = [
+def scenario_section(res: EvalResult, out: Path) -> list[Block]:
+    blocks: list[Block] = [
         ("h2", "By scenario"),
         ("p", "Scenario = conditions at the reading the prediction was made at. Cells: MAE (n)."),
     ]
@@ -112,8 +112,8 @@ def _hour_plot(res: EvalResult, out: Path) -> str:
     return save_plot(fig, out, "error_by_hour.png")
 
 
-def drift_section(res: EvalResult) -> list[tuple]:
-    blocks: list[tuple] = [("h2", "After each detected drift")]
+def drift_section(res: EvalResult) -> list[Block]:
+    blocks: list[Block] = [("h2", "After each detected drift")]
     if not res.drift_groups:
         return [*blocks, ("p", "No drift detected.")]
     rows = []

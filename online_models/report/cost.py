@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from online_models.evaluate import EvalResult
-from online_models.report.base import fmt
+from online_models.report.base import Block, fmt
 
 __all__ = ["cost_section"]
 
 
-def cost_section(res: EvalResult) -> list[tuple]:
+def cost_section(res: EvalResult) -> list[Block]:
     rows = []
     for model in res.models:
         spec = next((s for dm in res.devices.values() for s in dm.catalog if s.name == model), None)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from online_models.evaluate import EvalResult
-from online_models.report.base import fmt, horizon_name
+from online_models.report.base import Block, fmt, horizon_name
 
 __all__ = ["events_section", "resets_section"]
 
 
-def events_section(res: EvalResult) -> list[tuple]:
-    blocks: list[tuple] = [("h2", "Events")]
+def events_section(res: EvalResult) -> list[Block]:
+    blocks: list[Block] = [("h2", "Events")]
     rows = [
         [d, horizon_name(h), kind, m, fmt(n)]
         for (d, kind, m, h), n in sorted(res.event_counts.items())
@@ -34,9 +34,9 @@ def events_section(res: EvalResult) -> list[tuple]:
     return blocks
 
 
-def resets_section(res: EvalResult) -> list[tuple]:
+def resets_section(res: EvalResult) -> list[Block]:
     """Models the guard reset: how often, why, and the first reason given."""
-    blocks: list[tuple] = [
+    blocks: list[Block] = [
         ("h2", "Model resets"),
         (
             "p",

@@ -14,12 +14,15 @@ actual value and persistence.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.axes import Axes
+
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
-from online_models.report.base import fmt, horizon_name, mae, panel_plot, pct
+from online_models.report.base import Block, fmt, horizon_name, mae, panel_plot, pct
 
 __all__ = ["HEADLINE_BASELINES", "HeadlineRow", "headline_rows", "run_section", "headline_section"]
 
@@ -73,7 +76,7 @@ def headline_rows(res: EvalResult, scenario: str = "all") -> list[HeadlineRow]:
     return rows
 
 
-def run_section(res: EvalResult, source: str) -> list[tuple]:
+def run_section(res: EvalResult, source: str) -> list[Block]:
     task = res.task
     statuses = " / ".join(
         fmt(res.statuses.get(k, 0)) for k in ("learned", "duplicate", "late", "glitch")
@@ -93,7 +96,7 @@ def run_section(res: EvalResult, source: str) -> list[tuple]:
     return [("h2", "Run"), ("table", ["item", "value"], rows)]
 
 
-def _table(res: EvalResult, scenario: str) -> tuple:
+def _table(res: EvalResult, scenario: str) -> Block:
     rows = []
     for r in headline_rows(res, scenario):
         extra = []
@@ -130,8 +133,8 @@ def _table(res: EvalResult, scenario: str) -> tuple:
     return ("table", header, rows)
 
 
-def headline_section(res: EvalResult, out: Path) -> list[tuple]:
-    blocks: list[tuple] = [("h2", "Headline")]
+def headline_section(res: EvalResult, out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "Headline")]
     blocks.append(
         (
             "p",
@@ -159,7 +162,7 @@ def headline_section(res: EvalResult, out: Path) -> list[tuple]:
 
 
 def _plot(res: EvalResult, out: Path) -> str:
-    def draw(ax, pts) -> None:
+    def draw(ax: Axes, pts: Sequence[tuple[float, float, dict[str, float]]]) -> None:
         t0 = pts[0][0]
         xs = [(p[0] - t0) / 3600 for p in pts]
         ax.plot(xs, [p[1] for p in pts], lw=0.8, color="black", label="actual")

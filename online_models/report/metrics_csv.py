@@ -19,7 +19,7 @@ from online_models.report.base import best_models
 __all__ = ["write_metrics_csv"]
 
 
-def _rows(res: EvalResult, source: str) -> Iterable[tuple]:
+def _rows(res: EvalResult, source: str) -> Iterable[tuple[object, ...]]:
     run = {
         "source": source,
         "rows": res.rows,

@@ -25,7 +25,7 @@ no model set and no figures.
 from __future__ import annotations
 
 from online_models.evaluate import DeviceInput, EvalResult
-from online_models.report.base import fmt
+from online_models.report.base import Block, fmt
 
 __all__ = ["MAX_ROWS", "sensors_section"]
 
@@ -49,14 +49,14 @@ def _clipped(inp: DeviceInput) -> str:
     return ", ".join(f"{name} {n:,}" for name, n in sorted(inp.clipped.items())) or "-"
 
 
-def sensors_section(res: EvalResult) -> list[tuple]:
+def sensors_section(res: EvalResult) -> list[Block]:
     devices = sorted(res.inputs)
     rows = [
         [d, fmt(res.inputs[d].readings), _sensors(res.inputs[d]), _dropped(res.inputs[d]),
          _clipped(res.inputs[d])]
         for d in devices[:MAX_ROWS]
     ]  # fmt: skip
-    blocks: list[tuple] = [
+    blocks: list[Block] = [
         ("h2", "Sensors per device"),
         (
             "table",

@@ -27,14 +27,17 @@ Measured (printed at the end; ``--json FILE`` writes them too):
 * throughput held end to end: readings learned per second by the
   processors (their /metrics, polled every ``--poll`` s) per ``--window`` s
   window: min / median / max while publishing;
-* latency, two ways: (1) publish -> learned: each poll reads every device's
+* latency, two ways: (1) publish -> learned: the processors watch
+  ``--watch`` devices spread over the fleet (``iotcast process --watch``: the
+  only devices with per-device series); each poll reads a watched device's
   ``iotcast_last_reading_timestamp_seconds`` (its newest learned ``ts``) and
   ``iotcast_last_reading_received_timestamp_seconds`` (when it was learned)
   and joins them with the publisher's record (a sample of one reading per
-  device per poll); (2) publish -> prediction emitted: the output stream
-  ``iot-predictions`` is read after the run (within ``--read-seconds``) and
-  each record's ``ApproximateArrivalTimestamp`` joined on (device, ts) with
-  the publisher's record (the first record of a reading counts);
+  watched device per poll); (2) publish -> prediction emitted: the output
+  stream ``iot-predictions`` is read after the run (within ``--read-seconds``;
+  its event records are skipped) and each prediction's
+  ``ApproximateArrivalTimestamp`` joined on (device, ts) with the publisher's
+  record (the first record of a reading counts);
 * RSS and CPU of each process (bridge, each processor worker and their
   supervisor, mosquitto, kinesalite, moto, this bench = the publisher) from
   /proc every ``--sample-every`` s; the RSS slope over the second half of the
@@ -47,7 +50,7 @@ Measured (printed at the end; ``--json FILE`` writes them too):
   manifest's sequence number, or still in the broker (read from the bridge's
   persistent session once the bridge is stopped); what is in none of them
   is lost and counted by device.  Duplicates/late/glitches come from the
-  processors' /metrics, dead letters from S3.
+  processors' /metrics (the fleet's counts, by shard), dead letters from S3.
 * CPU per reading of each process and the stream rate at which it would need
   one full core (a Python process does not go past one core).
 
@@ -190,6 +193,7 @@ NUMBERS = (
     ("--drain-timeout", float, 300, "wait at most this long for the backlog"),
     ("--stall", float, 90, "stop waiting after this long without progress"),
     ("--read-seconds", float, 240, "time budget to read iot-predictions"),
+    ("--watch", int, 50, "devices watched, spread over the fleet (at most 50; 0: none)"),
     ("--balance-timeout", float, 90, "wait for every processor to own a shard"),
     ("--stop-grace", float, 180, "seconds a processor has after SIGTERM for its final checkpoint"),
 )

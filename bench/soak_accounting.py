@@ -2,17 +2,20 @@
 
 While it runs, :class:`Watch` samples RSS and CPU of every process from /proc
 (every ``--sample-every`` s) and polls the processors' and the bridge's
-/metrics (every ``--poll`` s): counters, lag, and each device's newest
-learned reading joined with the publisher's log (publish -> learned latency).
+/metrics (every ``--poll`` s): the fleet's counters (by shard), lag, and each
+watched device's newest learned reading joined with the publisher's log
+(publish -> learned latency; only the watched devices have per-device series).
 
 After the publisher stops, :func:`drain` waits for the backlog; after the
 graceful stop, :func:`account` finds every published reading: learned (the
 first ``samples`` readings of its device in the S3 shard manifests), or still
 in Kinesis after its shard manifest's sequence number, or still in the broker
 (read from the bridge's persistent session once the bridge is stopped); what
-is in none of them is lost and counted by device.  :func:`read_predictions`
-reads the output stream and joins each prediction with the publish time of
-its reading (publish -> prediction emitted).
+is in none of them is lost and counted by device (the per-device books come
+from the manifests, Kinesis and the broker, never from /metrics).
+:func:`read_predictions` reads the output stream, skips its event records
+(``"kind": "event"``), and joins each prediction with the publish time of its
+reading (publish -> prediction emitted).
 
 >>> parse_metrics('a_total{device="x"} 3.0\\nb 1\\n# HELP c d\\n')
 {'a_total': {'device="x"': 3.0}, 'b': {'': 1.0}}
@@ -39,22 +42,28 @@ from iotcast.settings import Settings
 from iotcast.stack import HOST
 from stream.checkpoint import CheckpointStore
 
-__all__ = ["Watch", "account", "drain", "read_predictions"]
+__all__ = ["Watch", "account", "drain", "is_prediction", "read_predictions"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-PROCESSOR_METRICS = (
+# The fleet's figures (summed over their shard label), then the watched devices' gauges.
+FLEET_METRICS = (
     "iotcast_readings_learned_total",
     "iotcast_readings_duplicate_total",
     "iotcast_readings_late_total",
     "iotcast_readings_glitch_total",
+    "iotcast_readings_no_target_total",
     "iotcast_records_poison_total",
     "iotcast_readings_processed_total",
     "iotcast_shard_lag_seconds",
     "iotcast_shard_owned",
     "iotcast_predictions_emitted_total",
     "iotcast_devices_held",
+    "iotcast_events_total",
+)
+PROCESSOR_METRICS = (
+    *FLEET_METRICS,
     "iotcast_last_reading_timestamp_seconds",
     "iotcast_last_reading_received_timestamp_seconds",
 )
@@ -175,7 +184,7 @@ class Watch:
             except OSError:
                 per.append({})
                 continue
-            per.append({n: total(m, n) for n in PROCESSOR_METRICS[:10]})
+            per.append({n: total(m, n) for n in FLEET_METRICS})
             for name, series in m.items():
                 target = merged.setdefault(name, {})
                 if name in ("iotcast_shard_lag_seconds", "iotcast_shard_owned"):
@@ -187,7 +196,7 @@ class Watch:
                 else:
                     for k, v in series.items():
                         target[k] = target.get(k, 0.0) + v
-        for n in PROCESSOR_METRICS[:10]:
+        for n in FLEET_METRICS:
             row[n] = total(merged, n)
         row["lag_max"] = max(merged.get("iotcast_shard_lag_seconds", {}).values(), default=None)
         row["per_processor"] = per
@@ -205,7 +214,8 @@ class Watch:
             pass
         row["published"] = self.load.sent()
         row["acked"] = self.load.acked()
-        # publish -> learned: each device's newest learned reading, joined with the publisher's log
+        # publish -> learned: each watched device's newest learned reading, joined with the
+        # publisher's log
         last_ts = merged.get("iotcast_last_reading_timestamp_seconds", {})
         received = merged.get("iotcast_last_reading_received_timestamp_seconds", {})
         lat = []
@@ -229,12 +239,13 @@ class Watch:
 
 # ------------------------------------------------------------------ drain
 def accounted(row: dict[str, Any]) -> float:
-    """Readings the pipeline took a decision on, by one poll's figures."""
+    """Readings the pipeline took a decision on, by one poll's figures (the fleet's)."""
     return (
         row.get("iotcast_readings_learned_total", 0)
         + row.get("iotcast_readings_duplicate_total", 0)
         + row.get("iotcast_readings_late_total", 0)
         + row.get("iotcast_readings_glitch_total", 0)
+        + row.get("iotcast_readings_no_target_total", 0)
         + row.get("bridge_dead_letters", 0)
     )
 
@@ -386,6 +397,7 @@ def account(
     dup = final.get("iotcast_readings_duplicate_total", 0)
     late = final.get("iotcast_readings_late_total", 0)
     glitch = final.get("iotcast_readings_glitch_total", 0)
+    no_target = final.get("iotcast_readings_no_target_total", 0)
     return {
         "published_sent": sent,
         "published_acked": acked,
@@ -394,6 +406,7 @@ def account(
         "duplicates": dup,
         "late": late,
         "glitches": glitch,
+        "no_target": no_target,
         "bridge_forwarded": final.get("bridge_forwarded", 0),
         "dead_lettered_bridge_metric": final.get("bridge_dead_letters", 0),
         "dead_letter_lines_s3": dead,
@@ -407,11 +420,22 @@ def account(
     }
 
 
+def is_prediction(record: dict[str, Any]) -> bool:
+    """A prediction record of the predictions stream (not an event; no kind: an old one).
+
+    >>> is_prediction({"device": "d", "ts": 1.0}), is_prediction({"kind": "event"})
+    (True, False)
+    """
+    return record.get("kind", "prediction") == "prediction"
+
+
 def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str, Any]:
-    """The predictions stream, first record per (device, ts), joined with the publish times."""
+    """The predictions stream, first prediction per (device, ts), joined with the publish
+    times; its event records are counted by event, not joined."""
     s = settings
     kinesis = s.client("kinesis")
     first: dict[tuple[str, float], float] = {}
+    events: dict[str, int] = {}
     records = 0
     started = time.monotonic()
     complete = True
@@ -428,6 +452,10 @@ def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str
             resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
             for rec in resp["Records"]:
                 d = orjson.loads(rec["Data"])
+                if not is_prediction(d):
+                    kind = str(d.get("event", d.get("kind")))
+                    events[kind] = events.get(kind, 0) + 1
+                    continue
                 key = (d["device"], d["ts"])
                 arrived = rec["ApproximateArrivalTimestamp"].timestamp()
                 if key not in first or arrived < first[key]:
@@ -448,6 +476,7 @@ def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str
     return {
         "records_read": records,
         "readings_with_a_prediction": len(first),
+        "events": dict(sorted(events.items())),
         "complete": complete,
         "read_seconds": round(time.monotonic() - started, 1),
         "unmatched": unmatched,

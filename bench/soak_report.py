@@ -5,8 +5,8 @@ Measured (printed at the end; ``--json FILE`` writes them too):
 * publish rate: target vs achieved (PUBACKed), per window and overall;
 * throughput held end to end: readings learned per second by the processors
   per ``--window`` s window: min / median / max while publishing;
-* latency, two ways: publish -> learned (a sample of one reading per device
-  per poll) and publish -> prediction emitted (every reading with a
+* latency, two ways: publish -> learned (a sample of one reading per watched
+  device per poll) and publish -> prediction emitted (every reading with a
   prediction, read from ``iot-predictions`` after the run);
 * RSS and CPU of each process; the RSS slope over the second half of the
   publishing phase (MB/min);
@@ -21,13 +21,26 @@ Measured (printed at the end; ``--json FILE`` writes them too):
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bench.soak import Soak
+from bench.soak_accounting import Watch
+from bench.soak_load import Load
+
+
+class Soak(Protocol):
+    """What the report reads of a soak run (``bench.soak.Soak``; a Protocol, so this module
+    does not import the one that imports it)."""
+
+    args: argparse.Namespace
+    load: Load
+    notes: list[str]
+    report: dict[str, Any]
+    t_stop_begin: float
+    watch: Watch
 
 __all__ = ["pct", "print_report", "slope_per_min", "summarize"]
 
@@ -210,8 +223,8 @@ def summarize(soak: Soak, preds: dict[str, Any]) -> None:
                 "max_s": _round(max(lat_l, default=None), 3),
                 "p50_all_s": _round(pct(lat_l_all, 0.5), 3),
                 "p99_all_s": _round(pct(lat_l_all, 0.99), 3),
-                "how": "every poll: each device's newest learned reading (gauges), joined with "
-                "the publisher's log; after warm-up, while publishing",
+                "how": "every poll: each watched device's newest learned reading (its gauges), "
+                "joined with the publisher's log; after warm-up, while publishing",
             },
             "publish_to_prediction_emitted": {
                 "readings": len(lat_p),
@@ -360,7 +373,7 @@ def print_report(soak: Soak) -> None:
             f"{_fmt(w['learned_latency_p50_s'], '.2f')}/{_fmt(w['learned_latency_p99_s'], '.2f')}"
         )
     print(
-        f"latency publish -> learned ({ll['samples']:,} samples, one per device per poll, after "
+        f"latency publish -> learned ({ll['samples']:,} samples, one per watched device per poll, after "
         f"warm-up): p50 {_fmt(ll['p50_s'], '.3f')} s, p99 {_fmt(ll['p99_s'], '.3f')} s, "
         f"max {_fmt(ll['max_s'], '.3f')} s (whole run: p50 {_fmt(ll['p50_all_s'], '.3f')}, "
         f"p99 {_fmt(ll['p99_all_s'], '.3f')})"
@@ -369,7 +382,8 @@ def print_report(soak: Soak) -> None:
         f"latency publish -> prediction emitted ({lp['readings']:,} readings joined of "
         f"{lp['readings_with_a_prediction']:,} with a prediction, {lp['records_read']:,} records "
         f"read in {lp['read_seconds']} s, {'all' if lp['complete'] else 'NOT all: time budget'}; "
-        f"unmatched {lp['unmatched']}): p50 {_fmt(lp['p50_s'], '.3f')} s, "
+        f"unmatched {lp['unmatched']}; event records skipped "
+        f"{sum((lp.get('events') or {}).values()):,}): p50 {_fmt(lp['p50_s'], '.3f')} s, "
         f"p99 {_fmt(lp['p99_s'], '.3f')} s, max {_fmt(lp['max_s'], '.3f')} s (whole run: "
         f"p50 {_fmt(lp['p50_all_s'], '.3f')}, p99 {_fmt(lp['p99_all_s'], '.3f')})"
     )

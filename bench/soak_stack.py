@@ -6,8 +6,10 @@ On 127.0.0.1 (ports from :func:`iotcast.stack.free_port`): the local AWS stack
 subscription, so two bridges would each forward every message) and one
 ``iotcast process --workers N`` over a ``--shards`` stream, its workers
 serving /metrics on consecutive ports (:class:`Worker`: each is polled and
-sampled on its own).  They are the shell's children as in ``iotcast demo``:
-the same command lines and environment (:func:`iotcast.cli.command_line`,
+sampled on its own) and watching ``--watch`` devices spread over the fleet
+(:func:`watched`: their per-device series sample the publish -> learned
+latency).  They are the shell's children as in ``iotcast demo``: the same
+command lines and environment (:func:`iotcast.cli.command_line`,
 :func:`iotcast.cli.local_env`) and the same supervision
 (:class:`iotcast.supervisor.ProcessList`, with its reaper: a soak killed
 mid-run leaves nothing running).
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.soak_load import make_devices
 from iotcast.cli import command_line, local_env
 from iotcast.settings import Settings
 from iotcast.stack import (
@@ -35,10 +38,22 @@ from iotcast.stack import (
     start_moto,
 )
 from iotcast.supervisor import ProcessList
+from monitoring.metrics import MAX_WATCHED
 
-__all__ = ["SoakStack", "Worker"]
+__all__ = ["SoakStack", "Worker", "watched"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def watched(devices: int, count: int) -> list[str]:
+    """``count`` device ids (at most :data:`MAX_WATCHED`) spread evenly over the fleet.
+
+    >>> watched(1000, 3)
+    ['02:50:00:00:00:00', '02:50:00:00:01:4d', '02:50:00:00:02:9a']
+    """
+    count = max(0, min(count, devices, MAX_WATCHED))
+    ids = [d.id for d in make_devices(devices)]
+    return [ids[i * devices // count] for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -126,9 +141,10 @@ class SoakStack:
             ready=lambda port: http_ready(f"http://{HOST}:{port}/healthz")(),
         )  # fmt: skip
         path = "/metrics?name[]=iotcast_shard_owned"
+        watch = watched(a.devices, a.watch)
         supervisor = self._iotcast(
             "processor", "process", "--create-resources", *shards, "--workers", str(a.workers),
-            *a.processor_arg, ports=a.workers,
+            *(["--watch", ",".join(watch)] if watch else []), *a.processor_arg, ports=a.workers,
             ready=lambda port: all(
                 http_ready(f"http://{HOST}:{port + i}{path}")() for i in range(a.workers)
             ),

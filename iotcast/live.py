@@ -7,19 +7,25 @@ folds the bridge's and every processor's into one :class:`Snapshot`,
 :func:`render` draws it as ``rich`` tables and :func:`progress_line` as one
 line of text for logs and CI (when stdout is not a terminal).
 
-Counters are summed over processors.  A device's gauges (champion, rolling
-MAE, last actual and prediction) are taken from the processor whose
-``iotcast_last_reading_timestamp_seconds`` for that device is newest, since a
-processor that handed the device's shard over keeps exporting its old values.
+What it reads does not grow with the fleet: the fleet's counts (readings by
+shard and outcome), the fleet's error distributions (served and persistence
+per horizon, :class:`FleetError`), the worst device per horizon, and the
+per-device series of the watched devices only (``iotcast process --watch``).
+Counters and histograms are summed over processors.  A watched device's gauges
+(champion, rolling MAE, last actual and prediction) are taken from the
+processor whose ``iotcast_last_reading_timestamp_seconds`` for that device is
+newest, since a processor that handed the device's shard over keeps exporting
+its old values.
 
 >>> bridge = parse_metrics('iotcast_bridge_readings_forwarded_total 10\\n'
 ...                        'iotcast_bridge_messages_received_total 11\\n'
 ...                        'iotcast_bridge_dead_letters_total{reason="bad_json"} 1\\n')
->>> proc = parse_metrics('iotcast_readings_learned_total{device="a"} 9\\n'
-...                      'iotcast_readings_glitch_total{device="a"} 1\\n')
+>>> proc = parse_metrics('iotcast_readings_learned_total{shard="s0"} 9\\n'
+...                      'iotcast_readings_glitch_total{shard="s0"} 1\\n'
+...                      'iotcast_device_readings_total{device="a",outcome="learned"} 4\\n')
 >>> snap = aggregate(bridge, [proc])
->>> snap.forwarded, snap.dead_lettered, snap.learned, snap.accounted
-(10, 1, 9, 10)
+>>> snap.forwarded, snap.dead_lettered, snap.learned, snap.accounted, snap.learned_by_device
+(10, 1, 9, 10, {'a': 4})
 >>> progress_line(snap, replayed=11, total=11)
 'replayed 11/11  received 11  forwarded 10  dead-lettered 1  learned 9  duplicates 0  late 0  glitches 1'
 """
@@ -40,7 +46,9 @@ from rich.text import Text
 
 __all__ = [
     "DeviceView",
+    "FleetError",
     "METRIC_NAMES",
+    "OUTCOMES",
     "Parsed",
     "Scraper",
     "Snapshot",
@@ -56,13 +64,21 @@ RECEIVED = "iotcast_bridge_messages_received_total"
 FORWARDED = "iotcast_bridge_readings_forwarded_total"
 DEAD_LETTERS = "iotcast_bridge_dead_letters_total"
 BUFFER = "iotcast_bridge_buffer_records"
+# the fleet, by shard
 LEARNED = "iotcast_readings_learned_total"
 DUPLICATES = "iotcast_readings_duplicate_total"
 LATE = "iotcast_readings_late_total"
 GLITCHES = "iotcast_readings_glitch_total"
+NO_TARGET = "iotcast_readings_no_target_total"
 POISON = "iotcast_records_poison_total"
 SHARD_LAG = "iotcast_shard_lag_seconds"
 SHARD_OWNED = "iotcast_shard_owned"
+DEVICES_HELD = "iotcast_devices_held"
+ERROR_SUM = "iotcast_error_celsius_sum"
+ERROR_COUNT = "iotcast_error_celsius_count"
+WORST_RATIO = "iotcast_worst_device_error_ratio"
+# the watched devices
+DEVICE_READINGS = "iotcast_device_readings_total"
 CHAMPION = "iotcast_champion_info"
 ROLLING_MAE = "iotcast_rolling_mae_celsius"
 MAE = "iotcast_mae_celsius"
@@ -70,6 +86,8 @@ ACTUAL = "iotcast_actual_celsius"
 PREDICTION = "iotcast_prediction_celsius"
 LAST_TS = "iotcast_last_reading_timestamp_seconds"
 FORECAST_MODELS = ("served", "persistence", "rolling_mean", "seasonal_naive")
+#: the outcome label of iotcast_device_readings_total (a watched device's readings)
+OUTCOMES = ("learned", "duplicate", "late", "glitch")
 
 METRIC_NAMES = (
     RECEIVED,
@@ -80,9 +98,15 @@ METRIC_NAMES = (
     DUPLICATES,
     LATE,
     GLITCHES,
+    NO_TARGET,
     POISON,
     SHARD_LAG,
     SHARD_OWNED,
+    DEVICES_HELD,
+    ERROR_SUM,
+    ERROR_COUNT,
+    WORST_RATIO,
+    DEVICE_READINGS,
     CHAMPION,
     ROLLING_MAE,
     MAE,
@@ -130,7 +154,7 @@ def _by(page: Parsed | None, name: str, label: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class DeviceView:
-    """What the view shows for one device.
+    """What the view shows for one watched device.
 
     >>> DeviceView("a", learned=5, champion="linear").champion
     'linear'
@@ -149,8 +173,34 @@ class DeviceView:
 
 
 @dataclass(frozen=True)
+class FleetError:
+    """The fleet's error at one horizon: the served forecast's MAE and persistence's (from
+    the ``iotcast_error_celsius`` histograms: _sum / _count), and the worst device now.
+
+    >>> FleetError("900", served_mae=0.3, persistence_mae=0.5, scored=10).gain
+    0.4
+    """
+
+    horizon: str
+    served_mae: float | None = None
+    persistence_mae: float | None = None
+    scored: int = 0
+    worst_device: str | None = None
+    worst_ratio: float | None = None
+
+    @property
+    def gain(self) -> float | None:
+        """How much smaller the served MAE is than persistence's (0.25 = 25 % better)."""
+        p, s = self.persistence_mae, self.served_mae
+        return None if not p or s is None else (p - s) / p
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The whole pipeline's figures at one moment.
+
+    ``learned_by_device`` and ``device_readings`` (device -> outcome -> readings) are
+    the watched devices'; the other counts are the fleet's.
 
     >>> Snapshot(learned=3, duplicates=1).accounted
     4
@@ -167,20 +217,25 @@ class Snapshot:
     duplicates: int = 0
     late: int = 0
     glitches: int = 0
+    no_target: int = 0
     poison: int = 0
+    devices_held: int = 0
     learned_by_device: Mapping[str, int] = field(default_factory=dict)
+    device_readings: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     shard_lag: Mapping[str, float] = field(default_factory=dict)
+    fleet: tuple[FleetError, ...] = ()
     devices: tuple[DeviceView, ...] = ()
-    # device -> horizon (s, as the label holds it) -> model -> prequential MAE, for the
-    # served forecast and the baselines (FORECAST_MODELS)
+    # watched device -> horizon (s, as the label holds it) -> model -> prequential MAE, for
+    # the served forecast and the baselines (FORECAST_MODELS)
     forecasts: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     horizon: str = "0"
     baseline: str = "persistence"
 
     @property
     def accounted(self) -> int:
-        """Readings the processors took a decision on: learned, duplicate, late or glitch."""
-        return self.learned + self.duplicates + self.late + self.glitches
+        """Readings the processors took a decision on: learned, duplicate, late, glitch or
+        without the target."""
+        return self.learned + self.duplicates + self.late + self.glitches + self.no_target
 
     def figures(self) -> dict[str, object]:
         """The counters as a plain dict (for the summary file)."""
@@ -193,9 +248,23 @@ class Snapshot:
             "duplicates": self.duplicates,
             "late": self.late,
             "glitches": self.glitches,
+            "no_target": self.no_target,
             "poison": self.poison,
+            "devices_held": self.devices_held,
             "learned_by_device": dict(self.learned_by_device),
+            "device_readings": {d: dict(v) for d, v in self.device_readings.items()},
             "shard_lag_seconds": dict(self.shard_lag),
+            "fleet_error": [
+                {
+                    "horizon": int(f.horizon or 0),
+                    "served_mae": f.served_mae,
+                    "persistence_mae": f.persistence_mae,
+                    "scored": f.scored,
+                    "worst_device": f.worst_device,
+                    "worst_ratio": f.worst_ratio,
+                }
+                for f in self.fleet
+            ],
         }
 
 
@@ -248,6 +317,39 @@ def _maes(page: Parsed, device: str) -> dict[str, dict[str, float]]:
     return {h: out[h] for h in sorted(out, key=lambda h: float(h or 0))}
 
 
+def _fleet(pages: Sequence[Parsed]) -> tuple[FleetError, ...]:
+    """Per horizon: the fleet's served and persistence MAE (histograms summed over the
+    processors) and the worst device of all the processors' worst-k."""
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    worst: dict[str, tuple[float, str]] = {}
+    for page in pages:
+        for name, into in ((ERROR_SUM, sums), (ERROR_COUNT, counts)):
+            for labels, value in page.get(name, ()):
+                into[(labels.get("model", ""), labels.get("horizon", ""))] += value
+        for labels, value in page.get(WORST_RATIO, ()):
+            h = labels.get("horizon", "")
+            if value == value and (h not in worst or value > worst[h][0]):
+                worst[h] = (value, labels.get("device", ""))
+
+    def mae(model: str, h: str) -> float | None:
+        n = counts.get((model, h), 0.0)
+        return sums[(model, h)] / n if n else None
+
+    horizons = {h for _, h in counts} | set(worst)
+    return tuple(
+        FleetError(
+            horizon=h,
+            served_mae=mae("served", h),
+            persistence_mae=mae("persistence", h),
+            scored=int(counts.get(("served", h), 0)),
+            worst_device=worst[h][1] if h in worst else None,
+            worst_ratio=worst[h][0] if h in worst else None,
+        )
+        for h in sorted(horizons, key=lambda h: float(h or 0))
+    )
+
+
 def aggregate(
     bridge: Parsed | None,
     processors: Sequence[Parsed | None],
@@ -262,10 +364,13 @@ def aggregate(
     rows compare the champion with.
     """
     pages = [p for p in processors if p is not None]
-    learned_by_device: dict[str, float] = defaultdict(float)
+    readings: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for page in pages:
-        for device, value in _by(page, LEARNED, "device").items():
-            learned_by_device[device] += value
+        for labels, value in page.get(DEVICE_READINGS, ()):
+            readings[labels.get("device", "")][labels.get("outcome", "")] += value
+    device_readings = {
+        d: {o: int(by.get(o, 0)) for o in OUTCOMES} for d, by in sorted(readings.items())
+    }
 
     # A shard's lag comes from the processor that owns it (else the largest reported).
     lag: dict[str, float] = {}
@@ -279,21 +384,26 @@ def aggregate(
                 owned_lag[shard] = value
     lag.update(owned_lag)
 
-    # A device's gauges come from the processor that learned it most recently.
+    # A watched device's gauges come from the processor that learned it most recently.
     newest: dict[str, tuple[float, Parsed]] = {}
     for page in pages:
         seen = {labels.get("device") for labels, _ in page.get(CHAMPION, ())}
-        seen |= {labels.get("device") for labels, _ in page.get(LEARNED, ())}
+        seen |= {labels.get("device") for labels, _ in page.get(DEVICE_READINGS, ())}
         for device in seen - {None}:
             ts = _select(page, LAST_TS, device=device)
             ts = float("-inf") if ts is None else ts
             if device not in newest or ts > newest[device][0]:
                 newest[device] = (ts, page)
+    learned_by_device = {d: by["learned"] for d, by in device_readings.items()}
     devices = tuple(
-        _device_view(d, newest[d][1], int(learned_by_device.get(d, 0)), horizon, baseline)
+        _device_view(d, newest[d][1], learned_by_device.get(d, 0), horizon, baseline)
         for d in sorted(newest)
     )
     dead = _by(bridge, DEAD_LETTERS, "reason")
+
+    def fleet(name: str) -> int:
+        return int(sum(_total(p, name) for p in pages))
+
     return Snapshot(
         bridge_up=bridge is not None,
         processors_up=tuple(p is not None for p in processors),
@@ -302,13 +412,17 @@ def aggregate(
         dead_lettered=int(sum(dead.values())),
         dead_letters_by_reason={k: int(v) for k, v in dead.items()},
         buffered=int(_total(bridge, BUFFER)),
-        learned=int(sum(_total(p, LEARNED) for p in pages)),
-        duplicates=int(sum(_total(p, DUPLICATES) for p in pages)),
-        late=int(sum(_total(p, LATE) for p in pages)),
-        glitches=int(sum(_total(p, GLITCHES) for p in pages)),
-        poison=int(sum(_total(p, POISON) for p in pages)),
-        learned_by_device={k: int(v) for k, v in sorted(learned_by_device.items())},
+        learned=fleet(LEARNED),
+        duplicates=fleet(DUPLICATES),
+        late=fleet(LATE),
+        glitches=fleet(GLITCHES),
+        no_target=fleet(NO_TARGET),
+        poison=fleet(POISON),
+        devices_held=fleet(DEVICES_HELD),
+        learned_by_device=learned_by_device,
+        device_readings=device_readings,
         shard_lag=dict(sorted(lag.items())),
+        fleet=_fleet(pages),
         devices=devices,
         forecasts={d: _maes(newest[d][1], d) for d in sorted(newest)},
         horizon=horizon,
@@ -372,6 +486,8 @@ def progress_line(snap: Snapshot, replayed: int, total: int | None) -> str:
         f"forwarded {snap.forwarded}  dead-lettered {snap.dead_lettered}  learned {snap.learned}  "
         f"duplicates {snap.duplicates}  late {snap.late}  glitches {snap.glitches}"
     )
+    if snap.no_target:
+        line += f"  no target {snap.no_target}"
     if snap.shard_lag:
         line += "  lag " + " ".join(
             f"{_short_shard(s)}={v:.1f}s" for s, v in snap.shard_lag.items()
@@ -395,13 +511,16 @@ def render(
     title: str = "iotcast demo",
     footer: str | None = None,
 ) -> Group:
-    """The live view: pipeline counters, lag per shard and one row per device.
+    """The live view: pipeline counters, lag per shard, the fleet's error per horizon and
+    one row per watched device.
 
     >>> import io
     >>> from rich.console import Console
     >>> console = Console(width=120, file=io.StringIO(), record=True)
-    >>> console.print(render(Snapshot(learned=7, devices=(DeviceView("a", 7, "linear"),)), 8, 10))
-    >>> "linear" in console.export_text()
+    >>> fleet = (FleetError("900", 0.3, 0.4, 10, "d7", 1.8),)
+    >>> snap = Snapshot(learned=7, fleet=fleet, devices=(DeviceView("a", 7, "linear"),))
+    >>> console.print(render(snap, 8, 10))
+    >>> text = console.export_text(); "linear" in text and "+25.0%" in text and "d7" in text
     True
     """
     up = (
@@ -420,6 +539,7 @@ def render(
         "duplicates",
         "late",
         "glitches",
+        "devices",
         "bridge / processors",
     ):
         pipeline.add_column(column, justify="right")
@@ -433,6 +553,7 @@ def render(
         str(snap.duplicates),
         str(snap.late),
         str(snap.glitches),
+        str(snap.devices_held),
         up,
     )
     lag = Table(title="lag per shard", title_justify="left", show_edge=False)
@@ -440,8 +561,34 @@ def render(
     lag.add_column("lag (s)", justify="right")
     for shard, seconds in snap.shard_lag.items():
         lag.add_row(shard, f"{seconds:.1f}")
+    fleet = Table(
+        title="the fleet (prequential MAE of every scored prediction, °C; worst = served "
+        "rolling MAE / persistence's)",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column, justify in (
+        ("horizon", "right"),
+        ("scored", "right"),
+        ("served MAE", "right"),
+        ("persistence MAE", "right"),
+        ("vs pers.", "right"),
+        ("worst device", "left"),
+        ("worst", "right"),
+    ):
+        fleet.add_column(column, justify=justify)
+    for f in snap.fleet:
+        fleet.add_row(
+            f"{f.horizon} s",
+            str(f.scored),
+            _num(f.served_mae),
+            _num(f.persistence_mae),
+            _num(None if f.gain is None else 100 * f.gain, "{:+.1f}%"),
+            Text(f.worst_device or "-"),  # an id as it is: ":ab:" is no emoji, "[x]" no markup
+            _num(f.worst_ratio, "{:.2f}"),
+        )
     devices = Table(
-        title=f"devices (horizon {snap.horizon} s; MAE = rolling mean absolute error, °C)",
+        title=f"watched devices (horizon {snap.horizon} s; MAE = rolling mean absolute error, °C)",
         title_justify="left",
         show_edge=False,
     )
@@ -457,7 +604,7 @@ def render(
         devices.add_column(column, justify=justify)
     for d in snap.devices:
         devices.add_row(
-            d.device,
+            Text(d.device),
             str(d.learned),
             d.champion or "-",
             _num(d.champion_rolling_mae),
@@ -465,7 +612,7 @@ def render(
             _num(d.actual, "{:.1f}"),
             _num(d.predicted, "{:.2f}"),
         )
-    parts: list = [pipeline, lag, devices]
+    parts: list = [pipeline, lag, fleet, devices]
     if footer:
         parts.append(Text(footer, style="dim"))
     return Group(*parts)

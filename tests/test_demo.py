@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from rich.console import Console
 
 from iotcast import live
@@ -239,9 +238,11 @@ def _names_declared_in_monitoring() -> set[str]:
     import monitoring.metrics as m
 
     names = set()
-    for value in vars(m).values():
-        if isinstance(value, MetricWrapperBase):
-            names.add(value._name + ("_total" if value._type == "counter" else ""))
+    for name, metric in m.declared().items():
+        if metric.kind == "histogram":
+            names |= {name + s for s in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(name + ("_total" if metric.kind == "counter" else ""))
     return names
 
 
@@ -261,13 +262,25 @@ def _bridge_page() -> str:
 
 
 def _processor_page(
-    devices: dict[str, tuple[int, float]], shards: dict[str, tuple[int, float]], champion: str
+    devices: dict[str, tuple[int, float]],
+    shards: dict[str, tuple[int, float]],
+    champion: str,
+    errors: dict[tuple[str, str], tuple[float, int]] | None = None,
+    worst: tuple[str, str, float] | None = None,
+    unwatched: int = 0,
 ) -> str:
-    """devices: device -> (learned, last ts); shards: shard -> (owned, lag)."""
+    """A processor's page: its shards' counts and the watched ``devices``.
+
+    devices: watched device -> (learned, last ts); shards: shard -> (owned, lag); errors:
+    (model, horizon) -> (sum, count) of the fleet's error histogram; worst: (horizon,
+    device, ratio) of rank 1; unwatched: readings learned of a device not watched."""
     r = CollectorRegistry()
-    learned = Counter("iotcast_readings_learned", "", ["device"], registry=r)
-    glitch = Counter("iotcast_readings_glitch", "", ["device"], registry=r)
-    dup = Counter("iotcast_readings_duplicate", "", ["device"], registry=r)
+    fleet = {
+        outcome: Counter(f"iotcast_readings_{outcome}", "", ["shard"], registry=r)
+        for outcome in ("learned", "glitch", "duplicate", "no_target")
+    }
+    held = Gauge("iotcast_devices_held", "", registry=r)
+    readings = Counter("iotcast_device_readings", "", ["device", "outcome"], registry=r)
     last = Gauge("iotcast_last_reading_timestamp_seconds", "", ["device"], registry=r)
     info = Gauge("iotcast_champion_info", "", ["device", "model"], registry=r)
     rolling = Gauge("iotcast_rolling_mae_celsius", "", ["device", "model", "horizon"], registry=r)
@@ -276,10 +289,17 @@ def _processor_page(
     pred = Gauge("iotcast_prediction_celsius", "", ["device", "model", "horizon"], registry=r)
     owned = Gauge("iotcast_shard_owned", "", ["shard"], registry=r)
     lag = Gauge("iotcast_shard_lag_seconds", "", ["shard"], registry=r)
+    ratio = Gauge("iotcast_worst_device_error_ratio", "", ["horizon", "rank", "device"], registry=r)
+    error = Histogram("iotcast_error_celsius", "", ["model", "horizon"], buckets=(1.0,), registry=r)
+    # The fleet's counts: the watched devices' readings, and one device not watched.
+    shard = next(iter(shards))
+    fleet["learned"].labels(shard).inc(unwatched)
     for device, (n, ts) in devices.items():
-        learned.labels(device).inc(n)
-        glitch.labels(device).inc(1)
-        dup.labels(device).inc(0)
+        fleet["learned"].labels(shard).inc(n)
+        fleet["glitch"].labels(shard).inc(1)
+        readings.labels(device, "learned").inc(n)
+        readings.labels(device, "glitch").inc(1)
+        readings.labels(device, "duplicate").inc(0)
         last.labels(device).set(ts)
         info.labels(device, "persistence").set(0)
         info.labels(device, champion).set(1)
@@ -289,9 +309,19 @@ def _processor_page(
             rolling.labels(device, model, "60").set(9.0)
         actual.labels(device).set(22.5)
         pred.labels(device, champion, "0").set(22.43)
-    for shard, (is_owned, seconds) in shards.items():
-        owned.labels(shard).set(is_owned)
-        lag.labels(shard).set(seconds)
+    fleet["duplicate"].labels(shard).inc(0)
+    fleet["no_target"].labels(shard).inc(0)
+    held.set(len(devices) + (unwatched > 0))
+    for shard_id, (is_owned, seconds) in shards.items():
+        owned.labels(shard_id).set(is_owned)
+        lag.labels(shard_id).set(seconds)
+    for (model, h), (total, count) in (errors or {}).items():
+        child = error.labels(model, h)
+        for _ in range(count - 1):
+            child.observe(0.0)
+        child.observe(total)
+    if worst is not None:
+        ratio.labels(worst[0], "1", worst[1]).set(worst[2])
     return generate_latest(r).decode()
 
 
@@ -316,13 +346,22 @@ def _serve(pages: dict[str, str]) -> tuple[http.server.HTTPServer, int]:
 
 
 def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
-    # processor 1 held device "a" until ts 100, then processor 2 took its shard over.
+    # processor 1 held watched device "a" until ts 100, then processor 2 took its shard over.
     p1 = _processor_page(
         {"a": (400, 100.0), "b": (300, 200.0)},
         {"shardId-000000000000": (0, 7.0), "shardId-000000000001": (1, 0.5)},
         champion="persistence",
+        errors={("served", "900"): (3.0, 10), ("persistence", "900"): (4.0, 10)},
+        worst=("900", "z", 1.5),
+        unwatched=5,
     )
-    p2 = _processor_page({"a": (297, 150.0)}, {"shardId-000000000000": (1, 1.5)}, champion="linear")
+    p2 = _processor_page(
+        {"a": (297, 150.0)},
+        {"shardId-000000000000": (1, 1.5)},
+        champion="linear",
+        errors={("served", "900"): (1.0, 10), ("persistence", "900"): (4.0, 10)},
+        worst=("900", "y", 2.5),
+    )
     server, port = _serve({"/bridge": _bridge_page(), "/p1": p1, "/p2": p2})
     try:
         base = f"http://127.0.0.1:{port}"
@@ -334,9 +373,16 @@ def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
     assert snap.bridge_up and snap.processors_up == (True, True, False)
     assert (snap.received, snap.forwarded, snap.dead_lettered) == (1003, 1000, 3)
     assert snap.dead_letters_by_reason == {"bad_json": 2, "out_of_range": 1}
+    # the fleet's counts (by shard), and the watched devices' readings (by device)
+    assert (snap.learned, snap.glitches, snap.duplicates, snap.no_target) == (1002, 3, 0, 0)
+    assert snap.accounted == 1005 and snap.devices_held == 4
     assert snap.learned_by_device == {"a": 697, "b": 300}
-    assert (snap.learned, snap.glitches, snap.duplicates) == (997, 3, 0)
-    assert snap.accounted == 1000
+    assert snap.device_readings["a"] == {"learned": 697, "duplicate": 0, "late": 0, "glitch": 2}
+    # the fleet's error: the histograms summed over the processors; the worst of all
+    (fleet,) = snap.fleet
+    assert (fleet.horizon, fleet.scored) == ("900", 20)
+    assert (fleet.worst_device, fleet.worst_ratio) == ("y", 2.5)
+    assert fleet.served_mae == pytest.approx(0.2) and fleet.persistence_mae == pytest.approx(0.4)
     assert snap.shard_lag == {"shardId-000000000000": 1.5, "shardId-000000000001": 0.5}
     a, b = snap.devices
     assert (a.device, a.champion, a.learned) == ("a", "linear", 697)
@@ -348,21 +394,52 @@ def test_collect_sums_counters_and_takes_device_gauges_from_the_newest_holder():
     assert not down.bridge_up and down.forwarded == 0
 
 
-def test_live_view_renders_the_pipeline_lag_and_devices():
+def test_live_view_renders_the_pipeline_lag_fleet_and_watched_devices():
     p = _processor_page(
-        {"b8:27:eb:bf:9d:51": (1234, 100.0)}, {"shardId-000000000001": (1, 2.25)}, "linear"
+        {"b8:27:eb:bf:9d:51": (1234, 100.0)},
+        {"shardId-000000000001": (1, 2.25)},
+        "linear",
+        errors={("served", "3600"): (6.0, 20), ("persistence", "3600"): (8.0, 20)},
+        worst=("3600", "c6:ab:dc:89:11:7e", 1.75),
+        unwatched=66,
     )
     snap = live.aggregate(live.parse_metrics(_bridge_page()), [live.parse_metrics(p), None])
     console = Console(width=140, file=io.StringIO(), record=True)
     console.print(live.render(snap, replayed=1003, total=2000, footer="Prometheus http://x"))
     text = console.export_text()
     for expected in ("1003/2000", "1000", "shardId-000000000001", "2.2", "b8:27:eb:bf:9d:51",
-                     "1234", "linear", "0.110", "0.250", "22.5", "22.43", "up / up DOWN",
+                     "1234", "1300", "linear", "0.110", "0.250", "22.5", "22.43", "up / up DOWN",
+                     "3600 s", "0.300", "0.400", "+25.0%", "c6:ab:dc:89:11:7e", "1.75",
                      "Prometheus http://x"):  # fmt: skip
         assert expected in text, (expected, text)
     line = live.progress_line(snap, 1003, 2000)
     assert line.startswith("replayed 1003/2000  received 1003  forwarded 1000  dead-lettered 3")
     assert line.endswith("lag 1=2.2s")
+
+
+def test_summary_prints_the_fleet_and_the_watched_devices_ids_as_they_are():
+    """A device id is printed as it is: ":ab:" is an emoji code to rich, "[x]" markup."""
+    ids = ("c6:ab:dc:89:11:7e", "d[b]1")
+    rows = [{"horizon": 900, "scored": 10, "served_mae": 0.3, "persistence_mae": 0.4,
+             "worst_device": ids[0], "worst_ratio": 1.5}]  # fmt: skip
+    s = {
+        "outcome": "done", "elapsed_seconds": 1.0, "horizon": "0", "baseline": "persistence",
+        "stream": {"learned": 7, "fleet_error": rows, "devices_held": 1000},
+        "devices": {d: {"learned": 7, "champion": "linear", "champion_mae": 0.1,
+                        "baseline_mae": 0.2} for d in ids},
+        "forecasts": [{"device": ids[0], "horizon": 900, "served": 0.3, "persistence": 0.4}],
+        "agreement": {"prometheus": True, "manifests": False, "evaluation": None},
+        "report": "r", "checkpoints_s3": "s3://b/", "checkpoints_dir": "c",
+        "prometheus_data": "p", "logs": "l", "out": "o",
+        "urls": {"prometheus": "P", "bridge_metrics": "B", "processor_metrics": ["Q"]},
+    }  # fmt: skip
+    console = Console(width=80, file=io.StringIO(), record=True)
+    demo_summary.print_summary(console, s)
+    text = console.export_text()
+    for expected in (*ids, "the fleet (1000 devices)", "+25.0%", "1.50", "watched devices",
+                     "prometheus: agree  manifests: DISAGREE  evaluation: not checked"):  # fmt: skip
+        assert expected in text, (expected, text)
+    assert text.count(ids[0]) == 3  # the worst device, a watched device's two rows
 
 
 def test_stall_message_names_the_stage_that_stopped():
@@ -416,8 +493,9 @@ def test_demo_runs_a_day_to_completion_and_its_figures_agree(out_dir):
     check_completed_demo(out, output)
 
 
-def check_completed_demo(out: Path, output: str) -> None:
-    """Everything a completed ``iotcast demo`` run must show (see the test above)."""
+def check_completed_demo(out: Path, output: str, devices: int = 3) -> None:
+    """Everything a completed ``iotcast demo`` run of ``devices`` devices must show (see the
+    test above): the fleet's counts, and the per-device figures of the three it watches."""
     log = output[-6000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["outcome"] == "done", log
@@ -435,17 +513,23 @@ def check_completed_demo(out: Path, output: str) -> None:
     assert s["generated"] == s["replayed"] == generated
     assert stream["forwarded"] + stream["dead_lettered"] >= generated
     expected = _expected_learned(csv)
-    assert len(expected) == 3
-    assert stream["learned_by_device"] == expected
+    assert len(expected) == devices
+    watched = sorted(s["watched"])
+    assert len(watched) == 3 and set(watched) <= set(expected)
     assert stream["learned"] == sum(expected.values())
+    assert stream["learned_by_device"] == {d: expected[d] for d in watched}
+    assert {d: r["learned"] for d, r in stream["device_readings"].items()} == {
+        d: expected[d] for d in watched
+    }
     assert f"learned {stream['learned']}" in output
 
-    # ... agree with Prometheus' (queried by the demo before it stopped Prometheus) ...
+    # ... agree with Prometheus' (queried by the demo before it stopped Prometheus): the
+    # fleet's counts, and the readings of the watched devices, the only ones with series.
     prom = s["prometheus"]
     assert prom["scraped_after_done"]
-    for key in ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
-                "learned_by_device"):  # fmt: skip
+    for key in demo_summary.COMPARED:
         assert prom[key] == stream[key], key
+    assert sorted(prom["device_readings"]) == watched
 
     # ... and with the checkpoint manifests copied out of moto (read here, independently).
     manifests = [
@@ -457,6 +541,9 @@ def check_completed_demo(out: Path, output: str) -> None:
     }
     entries = {d: e for m in manifests for d, e in m["devices"].items()}
     assert {d: e["samples"] for d, e in entries.items()} == expected
+    ckpt = s["checkpoints"]  # the summary keeps the totals and the watched devices' entries
+    assert (ckpt["device_count"], ckpt["samples"]) == (devices, stream["learned"])
+    assert {d: e["samples"] for d, e in ckpt["devices"].items()} == stream["learned_by_device"]
     for entry in entries.values():
         artifact = (out / "checkpoints" / entry["key"]).read_bytes()
         assert hashlib.sha256(artifact).hexdigest() == entry["sha256"]
@@ -466,7 +553,7 @@ def check_completed_demo(out: Path, output: str) -> None:
     # of persistence equals the offline evaluation's (same code, same readings).
     assert (out / "report" / "report.md").exists()
     offline = demo_summary.offline_mae(out / "report" / "metrics.csv")
-    assert set(s["devices"]) == set(expected)
+    assert sorted(s["devices"]) == watched
     for device, d in s["devices"].items():
         assert d["champion"], device
         champion = offline[(device, d["champion"], "0")]

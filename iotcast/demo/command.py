@@ -14,7 +14,10 @@ through MQTT (``--speed``: times real time, 0 = as fast as possible, the
 default), waits until the processors have accounted for every reading the
 bridge forwarded and the evaluation is done, and stops every process it started,
 cleanly (also on Ctrl-C or an error).  While it runs, a live view shows the
-figures scraped from the parts' /metrics pages.  At the end it prints where
+figures scraped from the parts' /metrics pages: the fleet's counts and error
+per horizon, and the three showcased devices (the generator's real ones, which
+the processors watch: ``iotcast process --watch``) one per row; the offline
+evaluation is theirs.  At the end it prints where
 the evaluation report, the model checkpoints and the Prometheus data are, the
 final figures, and writes them to ``<out>/summary.json``.
 
@@ -70,7 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="days of readings to generate (default 1; 7 = the week)",
     )
-    g.add_argument("--devices", type=int, default=3, help="devices to generate (default 3)")
+    g.add_argument(
+        "--devices",
+        type=int,
+        default=3,
+        help="devices to generate (default 3); the first three are watched, shown and evaluated",
+    )
     g.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     g.add_argument(
         "--speed",

@@ -1,7 +1,7 @@
 """One run of the demo: generate, replay, watch until every reading is accounted for, stop.
 
 :class:`Demo` generates the readings, starts the offline evaluation of
-the file (it runs while the stack starts), starts the stack
+the showcased devices' readings (it runs while the stack starts), starts the stack
 (:class:`~iotcast.demo.stack.DemoStack`), replays the readings through MQTT
 on a thread, and watches the parts'
 /metrics until the processors took a decision on every reading the bridge
@@ -11,6 +11,15 @@ seconds.  :meth:`Demo.shutdown` stops every process it started (after
 copying the checkpoints out of moto) whatever happened; :meth:`Demo.finish`
 writes the summary (:mod:`iotcast.demo.summary`).
 
+The demo showcases the three real devices of the generator (:func:`showcased`,
+the first three of any fleet it generates): the processors watch them
+(``iotcast process --watch``: their per-device series), the live view and the
+summary show them one per row, and the offline evaluation runs over their
+readings alone (the stream's per-device figures are checked against it; the
+other devices of a large fleet are counted in the fleet's figures only).
+
+>>> showcased(1000, seed=1)
+('00:0f:00:70:91:0a', '1c:bf:ce:15:ec:4d', 'b8:27:eb:bf:9d:51')
 >>> up = dict(bridge_up=True)
 >>> pipeline_done(Snapshot(forwarded=10, dead_lettered=1, learned=9, glitches=1, **up), 11, True)
 True
@@ -22,7 +31,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +48,18 @@ from iotcast.stack import HOST
 from iotcast.supervisor import INTERRUPTS, ProcessList, StopFailed
 from telemetry.broker import MqttTarget
 from telemetry.csvfile import read_csv, write_csv
-from telemetry.generate import generate
+from telemetry.generate import generate, profiles_for
 from telemetry.replay import BackgroundReplay
 
-__all__ = ["Demo", "DemoFailed", "Options", "diagnose_stall", "pipeline_done"]
+__all__ = ["Demo", "DemoFailed", "Options", "diagnose_stall", "pipeline_done", "showcased"]
 
 DEFAULT_OUT = "demo-output"
+SHOWCASED = 3  # devices watched, shown and evaluated one by one
+
+
+def showcased(devices: int, seed: int) -> tuple[str, ...]:
+    """The devices the demo watches and shows: the generator's first (the real ones)."""
+    return tuple(sorted(p.device for p in profiles_for(min(devices, SHOWCASED), seed)))
 
 
 class DemoFailed(RuntimeError):
@@ -77,6 +92,9 @@ class Options:
 
 
 FIGURES_SETTLE_S = 2.5
+# The stack's components have this long to stop on SIGTERM: the moto server holding a large
+# fleet's checkpoints (1,000 devices: ~60,000 objects) takes over 10 s on a busy machine.
+STACK_STOP_GRACE = 30.0
 
 
 def pipeline_done(snap: Snapshot, replayed: int, replay_finished: bool) -> bool:
@@ -118,13 +136,18 @@ def diagnose_stall(snap: Snapshot, replayed: int, total: int | None, seconds: fl
 
 
 class Workload:
-    """The demo's readings: generated into a CSV file, replayed through MQTT on a thread,
-    evaluated offline by an ``iotcast evaluate`` child of the stack."""
+    """The demo's readings: generated into a CSV file, replayed through MQTT on a thread;
+    the showcased devices' readings evaluated offline by an ``iotcast evaluate`` child of
+    the stack (from a CSV file of their own when the fleet has more devices)."""
 
-    def __init__(self, opts: Options, csv: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, opts: Options, csv: Path, say: Callable[[str], None], showcase: Sequence[str] = ()
+    ) -> None:
         self.opts = opts
         self.csv = csv
         self.say = say
+        self.showcase = tuple(showcase)
+        self.evaluated_csv = csv
         self.total: int | None = None
         self.replayed = 0
         self.replay: BackgroundReplay | None = None
@@ -143,10 +166,17 @@ class Workload:
 
         write_csv(self.csv, counted())
         self.total = count
+        if opts.devices > len(self.showcase):
+            # The offline evaluation is per device: the showcased devices' figures are the
+            # same from a file of their readings alone (in the same order), in a fraction
+            # of the time (the whole fleet's would take longer than the stream).
+            keep = frozenset(self.showcase)
+            self.evaluated_csv = self.csv.with_name("showcased.csv")
+            write_csv(self.evaluated_csv, (r for r in read_csv(self.csv) if r.device in keep))
         return count
 
     def start_evaluation(self, stack: DemoStack, report: Path) -> None:
-        csv, out = str(self.csv), str(report)
+        csv, out = str(self.evaluated_csv), str(report)
         proc = stack.iotcast("evaluate", "evaluate", "--csv", csv, "--out", out, "--no-progress")
         stack.procs.start(proc, ready=lambda: True)
 
@@ -199,14 +229,18 @@ class Demo:
             aws_secret_access_key="testing",
         )
         self.procs = ProcessList(registry=self.out)
-        self.stack = DemoStack(self.settings, opts.ports, self.procs, self.out / "stack", self.logs)
+        self.watched = showcased(opts.devices, opts.seed)
+        self.stack = DemoStack(
+            self.settings, opts.ports, self.procs, self.out / "stack", self.logs,
+            watch=self.watched,
+        )  # fmt: skip
         self.scraper = Scraper(
             self.stack.bridge_url,
             self.stack.processor_urls,
             horizon=opts.horizon,
             baseline=opts.baseline,
         )
-        self.load = Workload(opts, self.csv, self.say)
+        self.load = Workload(opts, self.csv, self.say, self.watched)
         self.summary: dict[str, Any] = {}
         self.started = time.monotonic()
 
@@ -219,7 +253,7 @@ class Demo:
         self.out.mkdir(parents=True, exist_ok=True)
         for name in ("stack", "checkpoints", "report", "logs"):
             shutil.rmtree(self.out / name, ignore_errors=True)
-        for name in ("summary.json", "pids.json", "readings.csv"):
+        for name in ("summary.json", "pids.json", "readings.csv", "showcased.csv"):
             (self.out / name).unlink(missing_ok=True)
         self.logs.mkdir(parents=True)
         self.stack.work.mkdir(parents=True)
@@ -308,7 +342,7 @@ class Demo:
             if not pipeline_done(snap, self.load.progress(), self.load.replay_finished()):
                 stable["since"] = None
                 return False
-            figures = (snap.devices, snap.forecasts)
+            figures = (snap.devices, snap.forecasts, snap.fleet)
             now = time.monotonic()
             if stable["since"] is None or figures != stable["figures"]:
                 stable["since"], stable["figures"] = now, figures
@@ -409,7 +443,7 @@ class Demo:
                 except (BotoCoreError, ClientError, OSError, ValueError, KeyError) as exc:
                     errors.append(f"could not copy the checkpoints out of moto: {exc}")
             try:
-                codes.update(self.procs.stop_all(grace=10))
+                codes.update(self.procs.stop_all(grace=STACK_STOP_GRACE))
             except StopFailed as exc:
                 errors.append(str(exc))
             self.load.stop(5)
@@ -429,11 +463,13 @@ class Demo:
                 self.say(f"[red]error:[/] {error}")
 
     def download_checkpoints(self) -> dict[str, Any]:
-        """Copy the shard manifests and each device's newest checkpoint out of moto."""
+        """Copy the shard manifests and each device's newest checkpoint out of moto; the
+        summary keeps the fleet's totals and the watched devices' entries."""
         s3 = self.settings.client("s3")
-        return summary.download_checkpoints(
+        copied = summary.download_checkpoints(
             s3, self.settings.bucket, self.settings.app, self.checkpoints
         )
+        return summary.checkpoint_figures(copied, self.watched)
 
     # -------------------------------------------------------------- summary
     def finish(self, outcome: str, message: str | None = None) -> dict[str, Any]:
@@ -445,6 +481,8 @@ class Demo:
             elapsed_seconds=round(time.monotonic() - self.started, 1),
             out=str(self.out),
             csv=str(self.csv),
+            watched=list(self.watched),
+            evaluated_csv=str(self.load.evaluated_csv) if self.opts.evaluate else None,
             generated=self.load.total,
             replayed=self.load.replayed,
             speed=self.load.speed(),

@@ -6,7 +6,8 @@ binary.  :class:`DemoStack` then starts, in a :class:`~iotcast.supervisor.Proces
 the local AWS stack (kinesalite for Kinesis, the moto server for S3 and
 DynamoDB), mosquitto, Prometheus with the rule files ``promtool`` accepts
 (:func:`rule_files`, :func:`prometheus_config`), the bridge and the processor
-workers (one ``iotcast process --workers N``) as ``iotcast`` child processes.
+workers (one ``iotcast process --workers N --watch <the showcased devices>``) as
+``iotcast`` child processes.
 
 >>> [(name, port) for name, port, _ in Ports().named()]
 [('mosquitto', 1883), ('kinesalite', 4567), ('moto server', 5000), ('prometheus', 9090), ('bridge /metrics', 9101), ('processor worker 1 /metrics', 9102), ('processor worker 2 /metrics', 9103)]
@@ -207,7 +208,8 @@ class DemoStack:
     """The demo's processes: where they listen, how they are started, and their list.
 
     ``settings`` point at the stack (the moto server and mosquitto on ``ports``);
-    ``work`` holds the components' data and logs, ``logs`` the iotcast children's.
+    ``work`` holds the components' data and logs, ``logs`` the iotcast children's;
+    the processors watch the devices of ``watch`` (their per-device series).
     """
 
     settings: Settings
@@ -217,6 +219,7 @@ class DemoStack:
     logs: Path
     rule_files: list[Path] = field(default_factory=list)
     rules_rejected: dict[str, str] = field(default_factory=dict)
+    watch: tuple[str, ...] = ()
 
     @property
     def bridge_url(self) -> str:
@@ -277,13 +280,22 @@ class DemoStack:
         proc = self.iotcast(
             "processor", "process", "--create-resources", "--shards", str(SHARDS),
             "--checkpoint-seconds", "5", "--heartbeat", str(HEARTBEAT_SECONDS),
-            "--workers", str(ports.workers),
+            "--workers", str(ports.workers), *self.watch_flags(),
             "--metrics-port", str(ports.processor), port=ports.processor,
         )  # fmt: skip
         every_worker = [http_ready(url) for url in self.processor_urls]
         self.procs.start_together(
             [(bridge, health), (proc, lambda: all(up() for up in every_worker))], timeout=90
         )
+
+    def watch_flags(self) -> list[str]:
+        """``iotcast process``'s flags for the watch list (none when it is empty).
+
+        >>> DemoStack(Settings(), Ports(), ProcessList(), Path("w"), Path("l"),
+        ...           watch=("a", "b")).watch_flags()
+        ['--watch', 'a,b']
+        """
+        return ["--watch", ",".join(self.watch)] if self.watch else []
 
     def operator_command(self, command: str) -> str:
         """The command line of an operator command (``status``, ``models list``) pointed at

@@ -1,22 +1,25 @@
 """The demo's summary: its figures, the checks behind them, and how it is printed.
 
-At the end of a run the demo's figures (scraped from the parts' /metrics)
-are checked three ways, each answering True, False or None (not checked):
+At the end of a run the demo's figures (scraped from the parts' /metrics:
+the fleet's counts, and the per-device figures of the watched devices) are
+checked three ways, each answering True, False or None (not checked):
 
 - against Prometheus (:func:`query_prometheus`, once it has scraped every
-  target after the pipeline was done);
+  target after the pipeline was done): the fleet's counts, and each watched
+  device's readings by outcome;
 - against the checkpoint manifests copied out of S3 (:func:`download_checkpoints`):
-  the samples of each device's newest model equal the readings it learned;
-- against the offline evaluation of the same readings (:func:`offline_mae`):
-  the stream's prequential MAE equals the offline one (same code, same
-  readings per device).
+  the samples of the devices' newest models add up to the fleet's readings
+  learned, and each watched device's equal the readings it learned;
+- against the offline evaluation of the watched devices' readings
+  (:func:`offline_mae`): their stream's prequential MAE equals the offline one
+  (same code, same readings per device).
 
 :func:`agreement` says which agree; :func:`print_summary` prints the summary
 (also in ``<out>/summary.json``).
 
->>> agreement({"stream": {"learned": 3, "learned_by_device": {"a": 3}},
-...            "prometheus": {"learned": 3, "learned_by_device": {"a": 3}},
-...            "checkpoints": {"devices": {"a": {"samples": 3}}},
+>>> agreement({"stream": {"learned": 5, "learned_by_device": {"a": 3}},
+...            "prometheus": {"learned": 5, "learned_by_device": {"a": 3}},
+...            "checkpoints": {"devices": {"a": {"samples": 3}, "b": {"samples": 2}}},
 ...            "devices": {"a": {"champion_mae": 0.1, "offline_champion_mae": 0.1,
 ...                              "baseline_mae": 0.2, "offline_baseline_mae": 0.2}}})
 {'prometheus': True, 'manifests': True, 'evaluation': True}
@@ -42,14 +45,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from iotcast.live import DeviceView
+from iotcast.live import OUTCOMES, DeviceView
 
 __all__ = [
     "PROMETHEUS_QUERIES",
     "agreement",
     "device_rows",
     "forecast_rows",
+    "checkpoint_figures",
     "download_checkpoints",
     "offline_mae",
     "print_summary",
@@ -64,8 +69,14 @@ PROMETHEUS_QUERIES = {
     "duplicates": "sum(iotcast_readings_duplicate_total)",
     "late": "sum(iotcast_readings_late_total)",
     "glitches": "sum(iotcast_readings_glitch_total)",
-    "learned_by_device": "sum by (device) (iotcast_readings_learned_total)",
+    "no_target": "sum(iotcast_readings_no_target_total)",
+    # the watched devices'
+    "learned_by_device": 'sum by (device) (iotcast_device_readings_total{outcome="learned"})',
+    "device_readings": "sum by (device, outcome) (iotcast_device_readings_total)",
 }
+# The figures compared with Prometheus': the fleet's counts, the watched devices' readings.
+COMPARED = ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
+            "no_target", "learned_by_device", "device_readings")  # fmt: skip
 
 
 # ------------------------------------------------------------------ figures
@@ -151,6 +162,13 @@ def query_prometheus(prometheus_url: str, since: float, timeout: float = 20.0) -
         data = _get_json(f"{prometheus_url}/api/v1/query?{q}", timeout=30)["data"]["result"]
         if name == "learned_by_device":
             result[name] = {r["metric"].get("device", ""): int(float(r["value"][1])) for r in data}
+        elif name == "device_readings":
+            by: dict[str, dict[str, int]] = {}
+            for r in data:
+                device = r["metric"].get("device", "")
+                outcome = r["metric"].get("outcome", "")
+                by.setdefault(device, {o: 0 for o in OUTCOMES})[outcome] = int(float(r["value"][1]))
+            result[name] = dict(sorted(by.items()))
         else:
             result[name] = int(float(data[0]["value"][1])) if data else 0
     return result
@@ -206,6 +224,36 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
     return {"shards": shards, "devices": devices}
 
 
+def checkpoint_figures(copied: dict[str, Any], watched: Iterable[str]) -> dict[str, Any]:
+    """What the summary keeps of :func:`download_checkpoints`' answer (the manifests
+    themselves are in the copy): each shard's manifest with its device entries counted,
+    the watched devices' entries, and the fleet's totals: devices, samples, and artifacts
+    whose digest is the manifest's.
+
+    >>> copied = {"shards": {"s0": {"sequence": "9", "devices": {"a": {}, "b": {}}}},
+    ...           "devices": {"a": {"samples": 3, "sha256_ok": True},
+    ...                       "b": {"samples": 2, "sha256_ok": True}}}
+    >>> f = checkpoint_figures(copied, ["a"])
+    >>> f["shards"], f["devices"], f["device_count"], f["samples"], f["sha256_ok"]
+    ({'s0': {'sequence': '9', 'devices': 2}}, {'a': {'samples': 3, 'sha256_ok': True}}, 2, 5, 2)
+    """
+    devices = copied.get("devices") or {}
+    shards = {
+        shard: {**manifest, "devices": len(manifest.get("devices") or {})}
+        for shard, manifest in (copied.get("shards") or {}).items()
+    }
+    out = {
+        "shards": shards,
+        "devices": {d: devices[d] for d in sorted(watched) if d in devices},
+        "device_count": len(devices),
+        "samples": sum(e.get("samples") or 0 for e in devices.values()),
+        "sha256_ok": sum(1 for e in devices.values() if e.get("sha256_ok")),
+    }
+    if "note" in copied:
+        out["note"] = copied["note"]
+    return out
+
+
 def offline_mae(metrics_csv: Path) -> dict[tuple[str, str, str], float]:
     r"""(device, model, horizon) -> MAE over the whole file, from the evaluation's metrics.csv.
 
@@ -229,23 +277,27 @@ def offline_mae(metrics_csv: Path) -> dict[tuple[str, str, str], float]:
 def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
     """Do the stream's figures agree with Prometheus' and with the checkpoint manifests?
 
-    ... and the stream's prequential MAE with the offline evaluation's (same code, same
-    readings per device: equal to float precision)?  (Example: the module docstring.)
+    ... and the watched devices' prequential MAE with the offline evaluation's (same code,
+    same readings per device: equal to float precision)?  (Example: the module docstring.)
+    The fleet's counts and the watched devices' readings are compared with Prometheus';
+    the manifests' samples add up to the fleet's readings learned, and a watched device's
+    are the readings it learned.
     """
     stream = summary.get("stream") or {}
     prom = summary.get("prometheus")
     ckpt = summary.get("checkpoints")
     out: dict[str, bool | None] = {"prometheus": None, "manifests": None, "evaluation": None}
     if stream and prom:
-        out["prometheus"] = all(
-            prom.get(k) == stream.get(k)
-            for k in ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
-                      "learned_by_device")
-            if k in prom
-        )  # fmt: skip
+        out["prometheus"] = all(prom.get(k) == stream.get(k) for k in COMPARED if k in prom)
     if stream and ckpt:
-        samples = {d: v.get("samples") for d, v in (ckpt.get("devices") or {}).items()}
-        out["manifests"] = samples == stream.get("learned_by_device")
+        samples = {d: v.get("samples") or 0 for d, v in (ckpt.get("devices") or {}).items()}
+        watched = stream.get("learned_by_device") or {}
+        total = ckpt.get("samples", sum(samples.values()))
+        out["manifests"] = (
+            total == stream.get("learned")
+            and all(samples.get(d, 0) == n for d, n in watched.items())
+            and ckpt.get("sha256_ok", 0) == ckpt.get("device_count", 0)
+        )
     pairs = [
         (d.get(f"{which}_mae"), d.get(f"offline_{which}_mae"))
         for d in (summary.get("devices") or {}).values()
@@ -275,9 +327,12 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             f"generated {s.get('generated')}  replayed {s.get('replayed')}  "
             f"forwarded {stream.get('forwarded')}  dead-lettered {stream.get('dead_lettered')}  "
             f"learned {stream.get('learned')}  duplicates {stream.get('duplicates')}  "
-            f"late {stream.get('late')}  glitches {stream.get('glitches')}",
+            f"late {stream.get('late')}  glitches {stream.get('glitches')}"
+            + (f"  no target {stream['no_target']}" if stream.get("no_target") else ""),
             highlight=False,
         )
+    if stream.get("fleet_error"):
+        console.print(_fleet_table(stream["fleet_error"], stream.get("devices_held")))
     devices = s.get("devices") or {}
     if devices:
         console.print(_devices_table(s, devices))
@@ -301,11 +356,32 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     )
 
 
+def _fleet_table(rows: list[dict[str, Any]], devices: int | None) -> Table:
+    """The fleet's prequential MAE per horizon, served against persistence (80 cols)."""
+    table = Table(
+        title=f"the fleet ({devices if devices is not None else '?'} devices): prequential MAE "
+        "of every scored prediction, °C",
+        title_justify="left", show_edge=False,
+    )  # fmt: skip
+    for column in ("horizon", "scored", "served", "persist.", "vs pers.", "worst device", "ratio"):
+        table.add_column(column, no_wrap=True)
+    for r in rows:
+        p, served = r.get("persistence_mae"), r.get("served_mae")
+        gain = "-" if not p or served is None else f"{100 * (p - served) / p:+.1f}%"
+        ratio = r.get("worst_ratio")
+        table.add_row(
+            f"{r['horizon']} s", str(r.get("scored", 0)), _fmt(served), _fmt(p), gain,
+            Text(r.get("worst_device") or "-"), "-" if ratio is None else f"{ratio:.2f}",
+        )  # fmt: skip
+    return table
+
+
 def _devices_table(s: dict[str, Any], devices: dict[str, dict[str, Any]]) -> Table:
-    """Per device: readings learned and checkpointed, the champion at ``--horizon`` (80 cols)."""
+    """Per watched device: readings learned and checkpointed, the champion at ``--horizon``
+    (80 cols)."""
     h = s["horizon"]
     table = Table(
-        title=f"per device (horizon {'0: the nowcast' if str(h) == '0' else f'{h} s'}; "
+        title=f"watched devices (horizon {'0: the nowcast' if str(h) == '0' else f'{h} s'}; "
         "prequential MAE, °C)",
         title_justify="left", show_edge=False,
     )  # fmt: skip
@@ -314,7 +390,7 @@ def _devices_table(s: dict[str, Any], devices: dict[str, dict[str, Any]]) -> Tab
     manifests = (s.get("checkpoints") or {}).get("devices") or {}
     for device, d in devices.items():
         table.add_row(
-            device, str(d["learned"]), str((manifests.get(device) or {}).get("samples", "-")),
+            Text(device), str(d["learned"]), str((manifests.get(device) or {}).get("samples", "-")),
             (d["champion"] or "-")[:14], _fmt(d["champion_mae"]), _fmt(d["baseline_mae"]),
         )  # fmt: skip
     return table
@@ -323,7 +399,7 @@ def _devices_table(s: dict[str, Any], devices: dict[str, dict[str, Any]]) -> Tab
 def _forecasts_table(rows: list[dict[str, Any]]) -> Table:
     """The forecasts: the served one against the baselines, per device and horizon (80 cols)."""
     table = Table(
-        title="forecasts: prequential MAE, °C (vs pers.: + = served better)",
+        title="watched devices' forecasts: prequential MAE, °C (vs pers.: + = served better)",
         title_justify="left", show_edge=False,
     )  # fmt: skip
     for column in ("device", "horizon", "served", "persist.", "r.mean", "seas.", "vs pers."):
@@ -332,7 +408,7 @@ def _forecasts_table(rows: list[dict[str, Any]]) -> Table:
         p = r.get("persistence")
         gain = "-" if not p or r.get("served") is None else f"{100 * (p - r['served']) / p:+.1f}%"
         table.add_row(
-            r["device"], f"{r['horizon']} s", _fmt(r.get("served")), _fmt(p),
+            Text(r["device"]), f"{r['horizon']} s", _fmt(r.get("served")), _fmt(p),
             _fmt(r.get("rolling_mean")), _fmt(r.get("seasonal_naive")), gain,
         )  # fmt: skip
     return table

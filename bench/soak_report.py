@@ -42,6 +42,7 @@ class Soak(Protocol):
     t_stop_begin: float
     watch: Watch
 
+
 __all__ = ["pct", "print_report", "slope_per_min", "summarize"]
 
 

@@ -31,15 +31,32 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from river import base
+from river.base.typing import FeatureName
+from river.time_series.base import Forecaster
 
 from online_models.features import Standardizer
 
 __all__ = ["STEPS", "Anchored", "Resampled", "fit_step"]
 
 
-class Anchored:
+class Anchored(base.Wrapper[base.Regressor], base.Regressor):
     """A regressor that learns ``y - anchor`` (see the module docstring).
+
+    A River wrapper: the parameters below are its ``__init__`` arguments under the same
+    names (``clone()`` gives a fresh one, the regressor cloned), the learned state (the
+    running mean, its own scaler) is private.
+
+    Parameters:
+        regressor: the model that learns the change.
+        target: the name of the target among the features (its value is the anchor).
+        scaled: the regressor sees standardised features.
+        weighted: ``learn_one``'s sample weight ``w`` is passed on to the regressor.
 
     >>> from online_models.baselines import Persistence
     >>> a = Anchored(Persistence("zero"), "temp")  # a model that predicts nothing
@@ -47,55 +64,84 @@ class Anchored:
     True
     """
 
-    weighted = False  # checkpoints written before this attribute existed load unweighted
-
     def __init__(
-        self, regressor, target: str, scaled: bool = False, weighted: bool = False
+        self, regressor: base.Regressor, target: str, scaled: bool = False, weighted: bool = False
     ) -> None:
         self.regressor = regressor
         self.target = target
         self.scaled = scaled
         self.weighted = weighted
-        self.own_scaler: Standardizer | None = None
-        self.n = 0
-        self.mean = 0.0
+        self._scaler: Standardizer | None = None
+        self._n = 0
+        self._mean = 0.0
 
-    def _inputs(self, x: dict, learning: bool) -> dict:
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        from online_models.ridge import ForgettingRidge
+
+        # River's checks run regressors on TrumpApproval: anchored at one of its polls
+        yield {"regressor": ForgettingRidge(), "target": "gallup", "weighted": True}
+
+    def _unit_test_skips(self) -> set[str]:
+        # its verbs take River's sample weight ``w`` and no other keyword: nothing to pass
+        # through (River's own TargetTransformRegressor takes no keywords either)
+        return {"check_wrapper_accepts_kwargs"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Load a pickle of either layout: checkpoints of model-set format 3 and older kept the
+        learned state as ``own_scaler``, ``n`` and ``mean`` (and older ones had no ``weighted``:
+        they load unweighted)."""
+        if "_n" not in state:
+            state = dict(state)
+            state["_scaler"] = state.pop("own_scaler")
+            state["_n"] = state.pop("n")
+            state["_mean"] = state.pop("mean")
+            state.setdefault("weighted", False)
+        self.__dict__.update(state)
+
+    @property
+    def _wrapped_model(self) -> base.Regressor:
+        return self.regressor
+
+    def _inputs(self, x: Mapping[FeatureName, float], learning: bool) -> dict[FeatureName, Any]:
+        """What the regressor sees: ``x`` (a dict), or its standardised twin (a str -> float
+        dict: River types a regressor's input ``dict[Hashable, Any]``)."""
         if not self.scaled:
-            return x
-        shared = getattr(x, "scaled", None)
+            return x  # type: ignore[return-value]
+        shared: dict[FeatureName, Any] | None = getattr(x, "scaled", None)
         if shared is not None:
             return shared
-        if self.own_scaler is None:
-            self.own_scaler = Standardizer()
+        if self._scaler is None:
+            self._scaler = Standardizer()
         if learning:
-            return self.own_scaler.learn_transform_one(x)
-        return self.own_scaler.transform_one(x)
+            return self._scaler.learn_transform_one(x)  # type: ignore[arg-type, return-value]
+        return self._scaler.transform_one(x)  # type: ignore[arg-type, return-value]
 
-    def _anchor(self, x: dict) -> float | None:
-        value = x.get(self.target)
+    def _anchor(self, x: Mapping[FeatureName, float]) -> float | None:
+        value: float | None = x.get(self.target)
         if value is not None:
             return value
-        value = getattr(x, "anchor", None)  # horizon features carry the value now beside them
-        if value is not None:
-            return value
-        return self.mean if self.n else None
+        now: float | None = getattr(x, "anchor", None)  # horizon features carry the value now
+        if now is not None:
+            return now
+        return self._mean if self._n else None
 
-    def learn_one(self, x: dict, y: float, w: float = 1.0) -> None:
+    def learn_one(self, x: Mapping[FeatureName, float], y: float, w: float = 1.0) -> None:
         anchor = self._anchor(x)
         delta = y - (y if anchor is None else anchor)
         if self.weighted:
-            self.regressor.learn_one(self._inputs(x, True), delta, w)
+            # a weighted regressor (ForgettingRidge) takes River's sample weight
+            self.regressor.learn_one(self._inputs(x, True), delta, w)  # type: ignore[call-arg]
         else:
             self.regressor.learn_one(self._inputs(x, True), delta)
-        self.n += 1
-        self.mean += (y - self.mean) / self.n
+        self._n += 1
+        self._mean += (y - self._mean) / self._n
 
-    def predict_one(self, x: dict) -> float | None:
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float | None:  # type: ignore[override]
         anchor = self._anchor(x)
         if anchor is None:
             return None
-        delta = self.regressor.predict_one(self._inputs(x, False))
+        delta: float | None = self.regressor.predict_one(self._inputs(x, False))
         if delta is None or not math.isfinite(delta):
             return None
         return anchor + delta
@@ -122,28 +168,41 @@ def fit_step(minimum: float, cadence: float, horizon: int) -> int:
     return STEPS[-1]
 
 
-class Resampled:
+class Resampled(base.Regressor):
     """A River time-series model fed with bin means (see the module docstring).
 
     The bin width is chosen from the data: after ``probe`` readings the
     median interval between them gives the cadence, and :func:`fit_step`
-    the width (at least ``step``); then ``build(step)`` makes the model
-    (a daily ``season``, when given, becomes ``season // step`` bins). Until
+    the width (:attr:`bin_width`, at least ``step``); then ``build(bin_width)`` makes the
+    model (a daily ``season``, when given, becomes ``season // bin_width`` bins). Until
     then it forecasts nothing. Series models see ``{"ts": t}``; ``learn_one``
     takes the reading's value.
+
+    A River regressor on ``{"ts": t}``: the parameters below are its ``__init__``
+    arguments under the same names (``clone()`` gives a fresh one), the bins, the model
+    built and its forecasts are private.
+
+    Parameters:
+        build: makes the series model for a bin width in seconds.
+        horizon: the forecast horizon in seconds.
+        step: the narrowest bin width in seconds.
+        anchored: forecast the reading now plus the model's predicted change.
+        min_bins: closed bins before the first forecast.
+        max_fill: the longest gap, in bins, filled with the last mean.
+        probe: readings whose median interval gives the cadence.
 
     >>> import math
     >>> from river import time_series
     >>> m = Resampled(lambda step: time_series.SNARIMAX(p=2, d=1, q=0), horizon=120, min_bins=3)
     >>> for i in range(600):
     ...     m.learn_one({"ts": 10.0 * i}, 20.0 + math.sin(i / 50))
-    >>> m.step, 19.0 < m.predict_one({"ts": 5990.0}) < 21.5
+    >>> m.bin_width, 19.0 < m.predict_one({"ts": 5990.0}) < 21.5
     (60, True)
     """
 
     def __init__(
         self,
-        build,
+        build: Callable[[int], Forecaster],
         horizon: int,
         step: int = 60,
         anchored: bool = True,
@@ -152,73 +211,114 @@ class Resampled:
         probe: int = 9,
     ) -> None:
         self.build = build
-        self.model = None
         self.horizon = horizon
-        self.min_step = step
-        self.step: int | None = None
+        self.step = step
         self.anchored = anchored
         self.min_bins = min_bins
         self.max_fill = max_fill
         self.probe = probe
-        self.times: list[float] = []
-        self.k_max = 0
-        self.open_bin: int | None = None
-        self.open_sum = 0.0
-        self.open_n = 0
-        self.last_value: float | None = None
-        self.last_mean: float | None = None
-        self.closed = 0
-        self.cache: list[float] | None = None  # forecasts for bins open_bin, open_bin+1, ...
-        self.cache_bin: int | None = None
+        self._model: Forecaster | None = None
+        self._step = 0  # the bin width, once chosen
+        self._times: list[float] = []
+        self._k_max = 0
+        self._open_bin: int | None = None
+        self._open_sum = 0.0
+        self._open_n = 0
+        self._last_value: float | None = None
+        self._last_mean: float | None = None
+        self._closed = 0
+        self._cache: list[float] | None = None  # forecasts for bins open_bin, open_bin+1, ...
+        self._cache_bin: int | None = None
 
-    def _start(self) -> None:
-        times = self.times
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        from river import time_series
+
+        yield {"build": functools.partial(time_series.SNARIMAX, 2, 1, 0), "horizon": 120}
+
+    def _unit_test_skips(self) -> set[str]:
+        # its one feature is the time: dropping three features at random leaves none
+        return {"check_emerging_features", "check_disappearing_features"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Load a pickle of either layout: checkpoints of model-set formats 2 and 3 kept the
+        narrowest width as ``min_step``, the chosen one as ``step`` (None until chosen), and
+        the learned state under public names; format 1 had one fixed width, ``step``, and no
+        ``build`` nor ``probe`` (:func:`~online_models.device.upgrade` gives it the catalog's)."""
+        if "_model" not in state:
+            state = {(f"_{k}" if k in _RESAMPLED_STATE else k): v for k, v in state.items()}
+            state["step"] = state.pop("min_step", state["_step"])
+            if state["_step"] is None:
+                state["_step"] = 0
+            state.setdefault("_times", [])
+        self.__dict__.update(state)
+
+    @property
+    def bin_width(self) -> int | None:
+        """The bin width in seconds, once chosen from the data (None before)."""
+        return self._step or None
+
+    def _start(self) -> Forecaster:
+        times = self._times
         gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-        step = fit_step(self.min_step, gaps[len(gaps) // 2], self.horizon)
-        self.step = step
-        self.model = self.build(step)
-        self.k_max = int(math.ceil(self.horizon / step)) + 1
-        self.times = []
+        step = fit_step(self.step, gaps[len(gaps) // 2], self.horizon)
+        self._step = step
+        self._model = model = self.build(step)
+        self._k_max = int(math.ceil(self.horizon / step)) + 1
+        self._times = []
+        return model
 
-    def _feed(self, value: float) -> None:
-        self.model.learn_one(value)
-        self.closed += 1
+    def _feed(self, model: Forecaster, value: float) -> None:
+        model.learn_one(value)
+        self._closed += 1
 
-    def learn_one(self, x: dict, y: float) -> None:
-        if self.model is None:
-            self.times.append(x["ts"])
-            self.last_value = y
-            if len(self.times) < self.probe:
+    def learn_one(self, x: Mapping[FeatureName, float], y: float) -> None:
+        model = self._model
+        if model is None:
+            self._times.append(x["ts"])
+            self._last_value = y
+            if len(self._times) < self.probe:
                 return
-            self._start()
-        b = int(x["ts"] // self.step)
-        if self.open_bin is None:
-            self.open_bin = b
-        if b != self.open_bin:
-            mean = self.open_sum / self.open_n
-            self._feed(mean)
-            for _ in range(min(b - self.open_bin - 1, self.max_fill)):
-                self._feed(mean)
-            self.last_mean = mean
-            self.open_bin = b
-            self.open_sum = 0.0
-            self.open_n = 0
-            self.cache = None
-        self.open_sum += y
-        self.open_n += 1
-        self.last_value = y
+            model = self._start()
+        b = int(x["ts"] // self._step)
+        if self._open_bin is None:
+            self._open_bin = b
+        if b != self._open_bin:
+            mean = self._open_sum / self._open_n
+            self._feed(model, mean)
+            for _ in range(min(b - self._open_bin - 1, self.max_fill)):
+                self._feed(model, mean)
+            self._last_mean = mean
+            self._open_bin = b
+            self._open_sum = 0.0
+            self._open_n = 0
+            self._cache = None
+        self._open_sum += y
+        self._open_n += 1
+        self._last_value = y
 
-    def predict_one(self, x: dict) -> float | None:
-        if self.model is None or self.closed < self.min_bins or self.open_bin is None:
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float | None:  # type: ignore[override]
+        model = self._model
+        if model is None or self._closed < self.min_bins or self._open_bin is None:
             return None
-        if getattr(self.model, "level", True) is not True and not self.model.level:
+        level = getattr(model, "level", True)
+        if level is not True and not level:
             return None  # Holt-Winters: still gathering its first season
-        if self.cache is None or self.cache_bin != self.open_bin:
-            self.cache = [float(v) for v in self.model.forecast(horizon=self.k_max)]
-            self.cache_bin = self.open_bin
-        k = int((x["ts"] + self.horizon) // self.step) - self.open_bin
-        k = min(max(k, 0), self.k_max - 1)
-        value = self.cache[k]
-        if self.anchored and self.last_value is not None:
-            value = self.last_value + (value - self.cache[0])
+        if self._cache is None or self._cache_bin != self._open_bin:
+            self._cache = [float(v) for v in model.forecast(horizon=self._k_max)]
+            self._cache_bin = self._open_bin
+        k = int((x["ts"] + self.horizon) // self._step) - self._open_bin
+        k = min(max(k, 0), self._k_max - 1)
+        value = self._cache[k]
+        if self.anchored and self._last_value is not None:
+            value = self._last_value + (value - self._cache[0])
         return value if math.isfinite(value) else float("nan")
+
+
+# the learned state, kept under these public names by checkpoints of model-set format 3 and older
+_RESAMPLED_STATE = frozenset(
+    (
+        "model", "step", "times", "k_max", "open_bin", "open_sum", "open_n", "last_value",
+        "last_mean", "closed", "cache", "cache_bin",
+    )
+)  # fmt: skip

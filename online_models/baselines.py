@@ -1,7 +1,8 @@
 """Baselines every honest report shows beside the models: last value, rolling mean, seasonal naive.
 
-They answer to the same two verbs as the River models (``learn_one``,
-``predict_one``) and return ``None`` while they cannot predict yet.
+They are River regressors (parameters are ``__init__`` arguments, state is private),
+answer to the same two verbs as the River models (``learn_one``, ``predict_one``) and
+return ``None`` while they cannot predict yet.
 
 - :class:`Persistence`: the last known value of the target (for a forecast,
   the value at the time the forecast is made; for the nowcast, the previous
@@ -22,14 +23,21 @@ They answer to the same two verbs as the River models (``learn_one``,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+
+from river import base
+from river.base.typing import FeatureName
 
 from online_models.features import WINDOWS
 
 __all__ = ["Persistence", "RollingMean", "SeasonalNaive"]
 
 
-class Persistence:
+class Persistence(base.Regressor):
     """Last value: the target now (forecast) or at the previous reading (nowcast).
+
+    Parameters:
+        target: the name of the target among the features.
 
     >>> Persistence("temp").predict_one({"humidity": 50.0}) is None
     True
@@ -37,21 +45,29 @@ class Persistence:
 
     def __init__(self, target: str = "temp") -> None:
         self.target = target
-        self.last: float | None = None
+        self._last: float | None = None
 
-    def learn_one(self, x: dict, y: float) -> None:
-        self.last = y
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # checkpoints of model-set format 3 and older kept the last value as ``last``
+        self.__dict__.update(_renamed(state, "_last", "last"))
 
-    def predict_one(self, x: dict) -> float | None:
-        value = x.get(self.target)
-        return self.last if value is None else value
+    def learn_one(self, x: Mapping[FeatureName, float], y: float) -> None:
+        self._last = y
+
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float | None:  # type: ignore[override]
+        value: float | None = x.get(self.target)
+        return self._last if value is None else value
 
 
-class RollingMean:
+class RollingMean(base.Regressor):
     """Time-weighted mean of the target over ``window`` seconds (one of the feature windows).
 
     With the target's features present (forecasts) it reads the mean from them;
     otherwise (nowcast) it keeps its own exponential mean of the learned values.
+
+    Parameters:
+        target: the name of the target among the features.
+        window: the mean's time constant in seconds, one of the features' windows.
 
     >>> m = RollingMean("temp", window=600)
     >>> m.predict_one({"temp": 22.0, "temp_dev600": 0.5})
@@ -66,28 +82,33 @@ class RollingMean:
             raise ValueError(f"window must be one of {WINDOWS} seconds, got {window!r}")
         self.target = target
         self.window = window
-        self.mean: float | None = None
+        self._mean: float | None = None
 
-    def learn_one(self, x: dict, y: float) -> None:
-        if self.mean is None:
-            self.mean = y
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # checkpoints of model-set format 3 and older kept the mean as ``mean``
+        self.__dict__.update(_renamed(state, "_mean", "mean"))
+
+    def learn_one(self, x: Mapping[FeatureName, float], y: float) -> None:
+        if self._mean is None:
+            self._mean = y
             return
         alpha = 1.0 - math.exp(-float(x.get("dt", 0.0)) / self.window)
-        self.mean += alpha * (y - self.mean)
+        self._mean += alpha * (y - self._mean)
 
-    def predict_one(self, x: dict) -> float | None:
-        value = x.get(self.target)
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float | None:  # type: ignore[override]
+        value: float | None = x.get(self.target)
         if value is None:
-            return self.mean
-        return value - x[f"{self.target}_dev{self.window}"]
+            return self._mean
+        dev: float = x[f"{self.target}_dev{self.window}"]
+        return value - dev
 
 
-class SeasonalNaive:
+class SeasonalNaive(base.Regressor):
     """The value one day before the target time: the mean of the 5-minute bin it falls in.
 
     It reads the device's day of history that the horizon features keep
     (:class:`~online_models.horizon.HorizonFeatures`), so it holds no state
-    of its own; ``None`` until a day of history exists.
+    of its own (and has no parameter); ``None`` until a day of history exists.
 
     >>> from online_models.horizon import HorizonX
     >>> x = HorizonX(); x.anchor = 21.0; x.day_before = 20.4
@@ -97,8 +118,18 @@ class SeasonalNaive:
     True
     """
 
-    def learn_one(self, x: dict, y: float) -> None:
+    def learn_one(self, x: Mapping[FeatureName, float], y: float) -> None:
         pass
 
-    def predict_one(self, x: dict) -> float | None:
-        return getattr(x, "day_before", None)
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float | None:  # type: ignore[override]
+        value: float | None = getattr(x, "day_before", None)
+        return value
+
+
+def _renamed(state: dict[str, object], new: str, old: str) -> dict[str, object]:
+    """``state`` with ``old`` renamed ``new`` (a pickle of the older layout), else as it is."""
+    if new in state or old not in state:
+        return state
+    state = dict(state)
+    state[new] = state.pop(old)
+    return state

@@ -40,7 +40,10 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from online_models.device import DeviceModels
 
 __all__ = [
     "FORMAT",
@@ -60,7 +63,10 @@ __all__ = [
 #    and the declared extras; each pending forecast keeps the names of its features (a
 #    shared tuple, ``Pending.keys``, interned in ``DeviceModels.key_sets``); the
 #    ``n_no_target`` count.
-FORMAT = 3
+# 4: the project's models are River estimators: hyperparameters under their ``__init__``
+#    names, learned state private (``ForgettingRidge._coef``, ``ExpWeighted._loss``,
+#    ``Resampled.step`` now the narrowest bin width, the chosen one ``_step``...).
+FORMAT = 4
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -104,11 +110,20 @@ def _from_2(models: Any) -> Any:
     return models
 
 
+def _from_3(models: Any) -> Any:
+    """Format 3 -> 4: nothing to do here. Each model class maps its own learned state from
+    the public names format 3 pickled to its private ones, in ``__setstate__``, wherever the
+    object sits (in a wrapper, in any horizon); a format-4 processor reads format 3 as it is.
+    The format changed so that a processor of format 3 refuses what this code writes."""
+    return models
+
+
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
     1: _from_1,
     2: _from_2,
-    3: _as_is,
+    3: _from_3,
+    4: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an
@@ -156,17 +171,17 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def dumps(models: Any) -> bytes:
+def dumps(models: DeviceModels) -> bytes:
     """The artifact of ``models`` in format :data:`FORMAT`."""
     return pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def loads(payload: bytes, fmt: int, device: str) -> Any:
+def loads(payload: bytes, fmt: int, device: str) -> DeviceModels:
     """The current ``DeviceModels`` from an artifact of format ``fmt`` (checked first, migrated).
 
     Only call it on bytes whose sha256 (and, with a key, signature) has been verified:
     unpickling runs code.
     """
     check(fmt, device)
-    models = _Unpickler(io.BytesIO(payload)).load()
-    return READS[fmt](models)
+    models: DeviceModels = READS[fmt](_Unpickler(io.BytesIO(payload)).load())
+    return models

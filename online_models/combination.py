@@ -35,13 +35,21 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from river import base
+from river.base.typing import FeatureName
 
 __all__ = ["ExpWeighted"]
 
 
-class ExpWeighted:
+class ExpWeighted(base.Regressor):
     """Exponentially weighted average of expert forecasts (see the module docstring).
+
+    A River regressor whose features are the experts' forecasts: the parameters below are
+    its ``__init__`` arguments under the same names (``clone()`` gives a fresh one), the
+    discounted losses are private (:meth:`weights` reads them).
 
     Parameters:
         horizon: the forecast horizon in seconds (a score of weight ``w``
@@ -68,38 +76,56 @@ class ExpWeighted:
         self.temper = float(temper)
         if loss not in ("squared", "absolute"):
             raise ValueError(f"loss must be squared or absolute, got {loss!r}")
-        self.absolute = loss == "absolute"
+        self.loss = loss
         self.fallback = fallback
-        self.loss = dict.fromkeys(self.experts, 0.0)
-        self.weight = 0.0  # of the scores so far, discounted
+        self._absolute = loss == "absolute"
+        self._loss = dict.fromkeys(self.experts, 0.0)  # each expert's discounted loss
+        self._weight = 0.0  # of the scores so far, discounted
+
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        # River's checks run regressors on TrumpApproval: its polls are the experts
+        yield {"experts": ("gallup", "ipsos", "rasmussen", "you_gov"), "fallback": "gallup"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Load a pickle of either layout: checkpoints of model-set format 3 and older kept the
+        losses as ``loss`` (a dict), ``weight`` and ``absolute``."""
+        if "_loss" not in state:
+            state = dict(state)
+            state["_loss"] = state.pop("loss")
+            state["_weight"] = state.pop("weight")
+            state["_absolute"] = absolute = state.pop("absolute")
+            state["loss"] = "absolute" if absolute else "squared"
+        self.__dict__.update(state)
 
     def weights(self) -> dict[str, float]:
         """The current weight of each expert (they sum to 1)."""
-        loss = self.loss
+        loss = self._loss
         best = min(loss.values())
-        mse = best / self.weight if self.weight > 0.0 else 0.0  # the best's mean loss
+        mse = best / self._weight if self._weight > 0.0 else 0.0  # the best's mean loss
         if mse <= 1e-12:
             # no error to speak of yet: the experts on par with the best share
             raw = {k: 1.0 if v <= best + 1e-12 else 0.0 for k, v in loss.items()}
         else:
             exp = math.exp
-            scale = (-1.0 if self.absolute else -0.5) * self.temper / mse
+            scale = (-1.0 if self._absolute else -0.5) * self.temper / mse
             raw = {k: exp((v - best) * scale) for k, v in loss.items()}
         total = sum(raw.values())
         return {k: v / total for k, v in raw.items()}
 
-    def predict_one(self, x: dict[str, float | None]) -> float | None:
-        loss = self.loss
+    def predict_one(self, x: Mapping[FeatureName, float | None]) -> float | None:  # type: ignore[override]
+        # (None: no expert has a forecast yet, where River's regressors always answer)
+        loss = self._loss
         present = [(k, v) for k in self.experts if (v := x.get(k)) is not None]
         if not present:
             return None
         best = min(loss[k] for k, _ in present)
-        mse = best / self.weight if self.weight > 0.0 else 0.0
+        mse = best / self._weight if self._weight > 0.0 else 0.0
         if mse <= 1e-12:
-            picked = [v for k, v in present if loss[k] <= best + 1e-12]
+            picked: list[float] = [v for k, v in present if loss[k] <= best + 1e-12]
             return sum(picked) / len(picked)
         exp = math.exp
-        scale = (-1.0 if self.absolute else -0.5) * self.temper / mse
+        scale = (-1.0 if self._absolute else -0.5) * self.temper / mse
         total = 0.0
         acc = 0.0
         for k, v in present:
@@ -108,17 +134,17 @@ class ExpWeighted:
             acc += wk * v
         return acc / total
 
-    def learn_one(self, x: dict[str, float | None], y: float, w: float = 1.0) -> None:
+    def learn_one(self, x: Mapping[FeatureName, float | None], y: float, w: float = 1.0) -> None:
         fallback = x.get(self.fallback)
         lam = math.exp(-w * self.horizon / self.memory)
-        self.weight = self.weight * lam + w
-        loss = self.loss
+        self._weight = self._weight * lam + w
+        loss = self._loss
         for k in self.experts:
             v = x.get(k)
             if v is None:
                 v = fallback
             if v is None:
-                err = 0.0 if self.weight <= w else (loss[k] / (self.weight - w)) ** 0.5
+                err = 0.0 if self._weight <= w else (loss[k] / (self._weight - w)) ** 0.5
             else:
                 err = y - v
-            loss[k] = loss[k] * lam + w * (abs(err) if self.absolute else err * err)
+            loss[k] = loss[k] * lam + w * (abs(err) if self._absolute else err * err)

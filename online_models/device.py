@@ -37,8 +37,8 @@ the models: the figure a user gets, not the best model in hindsight.
 guard: an exception, a non-finite forecast, or one far outside the plausible
 range (the device's observed range widened on each side by its span, and by
 at least 5 % of the data contract's range; never more than that 5 % beyond
-the contract's bounds) resets that model alone to a fresh one from the
-catalog, with a ``model_reset`` event.
+the contract's bounds) resets that model alone to a fresh one, its
+``clone()`` (the same parameters, no learned state), with a ``model_reset`` event.
 The rejected forecast is replaced by persistence's (what would have been
 served) and scored as such, so a model pays for its failures and every
 running sum stays finite. The device's other models go on.
@@ -66,9 +66,15 @@ deterministic: the same readings give the same predictions.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import types
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import cast
+
+from river import base
 
 from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
@@ -76,7 +82,16 @@ from online_models.features import Features, FeatureState, Standardizer
 from online_models.guard import Guard
 from online_models.horizon import HorizonFeatures
 from online_models.horizon_models import HorizonModels
-from online_models.records import SERVED, Event, Prediction, Score, StepResult
+from online_models.pending import Kept
+from online_models.records import (
+    SERVED,
+    DeviceSummary,
+    Event,
+    ModelSummary,
+    Prediction,
+    Score,
+    StepResult,
+)
 from online_models.scoring import ErrorStats
 from telemetry.reading import Reading, is_glitch
 
@@ -205,7 +220,7 @@ class DeviceModels:
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
-        kept: dict[tuple[bool, bool], tuple | None] = {}  # this reading's, as forecasts keep it
+        kept: dict[tuple[bool, bool], Kept | None] = {}  # this reading's, as forecasts keep it
         for h, hz in self.horizons.items():
             if h == 0:
                 hz.nowcast(self, x, y, ts, lo, hi, predictions, scores, events)
@@ -216,7 +231,7 @@ class DeviceModels:
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
 
-    def keep(self, x: Features, raw: bool, scaled: bool) -> tuple | None:
+    def keep(self, x: Features, raw: bool, scaled: bool) -> Kept | None:
         """The features a forecast learns from once its actual arrives (raw and/or standardised,
         as the horizon's learners need them), shared by the horizons forecasting at this
         reading: single-precision floats, pickled as bytes, and their names (the reading's
@@ -309,7 +324,7 @@ class DeviceModels:
         """How many times the guard reset each (horizon, model)."""
         return {(h, n): c for h, hz in self.horizons.items() for n, c in hz.resets.items()}
 
-    def summary(self) -> dict:
+    def summary(self) -> DeviceSummary:
         """JSON-ready figures: counts, champions (horizon as a string key), per model x horizon errors."""
         return {
             "device": self.device,
@@ -326,24 +341,94 @@ class DeviceModels:
             "last_ts": self.last_ts,
             "champion": {str(h): hz.selector.champion for h, hz in self.horizons.items()},
             "models": [
-                {"model": name, "horizon": h, **hz.stats[name].as_dict()}
+                _figures(name, h, hz.stats[name])
                 for h, hz in self.horizons.items()
                 for name in hz.names
             ]
-            + [
-                {"model": SERVED, "horizon": h, **hz.served.as_dict()}
-                for h, hz in self.horizons.items()
-            ],
+            + [_figures(SERVED, h, hz.served) for h, hz in self.horizons.items()],
             "resets": [
                 {"model": n, "horizon": h, "count": c} for (h, n), c in self.resets().items()
             ],
         }
 
 
-def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
-    """True when a model's learned state under spec ``a`` is valid under spec ``b``."""
-    keys = ("cls", "kind", "params", "scale", "step", "season", "season_param")
-    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
+def _figures(model: str, horizon: int, stats: ErrorStats) -> ModelSummary:
+    """One entry of :meth:`DeviceModels.summary`'s ``models``."""
+    return cast(ModelSummary, {"model": model, "horizon": horizon, **stats.as_dict()})
+
+
+def _same_model(a: ModelSpec, old: object, b: ModelSpec, new: object) -> bool:
+    """True when the learned state of ``old`` (built from spec ``a``) is valid in place of
+    ``new`` (a fresh one built from spec ``b``): the same kind of model, of the same class,
+    with the same hyperparameters (River's ``_get_params()``, nested estimators included).
+    A model whose parameters hold something River cannot compare (the frozen forest) is
+    judged by its specs, as before the models were River estimators.
+
+    >>> from online_models.catalog import load_catalog
+    >>> cat = load_catalog()
+    >>> ridge, linear = cat["ridge"], cat["linear"]
+    >>> _same_model(ridge, ridge.build("temp", 60), ridge, ridge.build("temp", 60))
+    True
+    >>> _same_model(ridge, ridge.build("temp", 60), ridge, ridge.build("temp", 900))
+    False
+    >>> _same_model(linear, linear.build("temp", 60), ridge, ridge.build("temp", 60))
+    False
+    """
+    if a.kind != b.kind or type(old) is not type(new):
+        return False
+    mine, theirs = _hyperparameters(old), _hyperparameters(new)
+    if mine is None or theirs is None:
+        keys = ("cls", "kind", "params", "scale", "step", "season", "season_param")
+        return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
+    return mine == theirs
+
+
+def _completed(old: base.Regressor, new: base.Regressor) -> base.Regressor:
+    """``old`` with the hyperparameters its older layout lacks taken from ``new``, a fresh
+    model of the same spec (format 1's series models had no ``build`` nor ``probe``), so that
+    it clones like ``new``."""
+    if isinstance(old, base.Base) and type(old) is type(new):
+        state = vars(old)
+        for key in inspect.signature(type(new)).parameters:
+            if key not in state:
+                setattr(old, key, getattr(new, key))
+    return old
+
+
+class _Opaque(Exception):
+    """A hyperparameter that is neither a River estimator nor a plain value."""
+
+
+def _hyperparameters(model: object) -> dict[str, object] | None:
+    """``model``'s River ``_get_params()`` as values that compare (a factory,
+    ``functools.partial``, as what it calls with), or None when it is not a River estimator
+    or holds another kind of object."""
+    if not isinstance(model, base.Base):
+        return None
+    try:
+        return {k: _comparable(v) for k, v in model._get_params().items()}
+    except (_Opaque, AttributeError):  # AttributeError: a parameter an old pickle lacks
+        return None
+
+
+def _comparable(value: object) -> object:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple | list):
+        if len(value) == 2 and isinstance(value[0], type) and isinstance(value[1], dict):
+            return value[0], {k: _comparable(v) for k, v in value[1].items()}  # an estimator
+        return type(value)(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, functools.partial):
+        return value.func, _comparable(value.args), _comparable(value.keywords)
+    raise _Opaque(type(value).__name__)
+
+
+# values River's ``clone()`` copies and ``==`` compares by what they are
+_PLAIN = (
+    type(None), bool, int, float, str, bytes, type, types.FunctionType, types.BuiltinFunctionType,
+)  # fmt: skip
 
 
 def upgrade(
@@ -353,7 +438,8 @@ def upgrade(
 
     What a device keeps across a new model set (a new release's catalog, or an
     older checkpoint format): its counts and reading features; per horizon,
-    every model whose spec is unchanged (state and scores), the champion if it
+    every model of the same kind, class and hyperparameters (River's
+    ``_get_params()``: state and scores), the champion if it
     still runs, the drift detector and, when the horizon's models are the same,
     its pending forecasts (else they are dropped and counted in
     ``n_dropped``). New models start fresh; models no longer selected are gone.
@@ -415,10 +501,10 @@ def upgrade(
         o = ohz.__dict__
         kept = [
             n for n in hz.names if n in o["models"] and n in old_specs
-            and _same_model(old_specs[n], hz.specs[n])
+            and _same_model(old_specs[n], o["models"][n], hz.specs[n], hz.models[n])
         ]  # fmt: skip
         for name in kept:
-            hz.models[name] = o["models"][name]
+            hz.models[name] = _completed(o["models"][name], hz.models[name])
             hz.stats[name] = o["stats"][name]
         if o["selector"].champion in hz.names:
             hz.selector = o["selector"]

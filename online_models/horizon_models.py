@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from online_models.catalog import ModelSpec
 from online_models.config import TaskConfig
 from online_models.drift import DriftWatch
-from online_models.features import nowcast_view
+from online_models.features import Features, nowcast_view
+from online_models.guard import Guard, fresh_model
 from online_models.horizon import NAMES as HORIZON_NAMES
-from online_models.horizon import HorizonX
-from online_models.pending import Pending
+from online_models.horizon import HorizonFeatures, HorizonX
+from online_models.pending import Due, Kept, Pending
 from online_models.records import SERVED, Event, Prediction, Score
 from online_models.scoring import ErrorStats
 from online_models.selection import Selector
@@ -34,6 +36,33 @@ from online_models.selection import Selector
 __all__ = ["HorizonModels"]
 
 log = logging.getLogger("online_models.device")
+
+
+class Device(Protocol):
+    """What the horizon's verbs read and count of their device
+    (:class:`~online_models.device.DeviceModels`)."""
+
+    device: str
+    task: TaskConfig
+    guard: Guard
+    last_value: float | None
+    n_dropped: int
+    n_promotions: int
+    n_drifts: int
+
+    @property
+    def hfeatures(self) -> HorizonFeatures | None: ...
+
+    def keep(self, x: Features, raw: bool, scaled: bool) -> Kept | None: ...
+
+    def kept_features(
+        self,
+        raw: Sequence[float] | None,
+        scaled: Sequence[float] | None,
+        value: float,
+        keys: tuple[str, ...],
+    ) -> Features: ...
+
 
 # at a forecast horizon; baselines read the value and its means from the features there, and
 # learn only at the nowcast
@@ -90,7 +119,18 @@ class HorizonModels:
         self.resets: dict[str, int] = {}
 
     # ------------------------------------------------------------------ nowcast
-    def nowcast(self, dm: Any, x, y, ts, lo, hi, predictions, scores, events) -> None:
+    def nowcast(
+        self,
+        dm: Device,
+        x: Features,
+        y: float,
+        ts: float,
+        lo: float,
+        hi: float,
+        predictions: list[Prediction],
+        scores: list[Score],
+        events: list[Event],
+    ) -> None:
         """Every model predicts the target now without its own history, is scored, learns."""
         guard = dm.guard
         xn = nowcast_view(x, dm.task.target)
@@ -109,7 +149,7 @@ class HorizonModels:
                 predictions.append(Prediction(name, 0, ts, ts, p))
                 scored.append((name, p, ts, ts))
         value, source = self.served_value(made, fallback, rejected)
-        served = []
+        served: list[tuple[float | None, float, float]] = []
         if value is not None:
             predictions.append(Prediction(SERVED, 0, ts, ts, value, source))
             served.append((value, ts, ts))
@@ -127,10 +167,22 @@ class HorizonModels:
         return fallback, "persistence"
 
     # ---------------------------------------------------------------- forecasts
-    def step(self, dm: Any, x, kept: dict, y, ts, lo, hi, predictions, scores, events) -> None:
+    def step(
+        self,
+        dm: Device,
+        x: Features,
+        kept: dict[tuple[bool, bool], Kept | None],
+        y: float,
+        ts: float,
+        lo: float,
+        hi: float,
+        predictions: list[Prediction],
+        scores: list[Score],
+        events: list[Event],
+    ) -> None:
         """Score and learn what is due, feed the series models, forecast on the grid."""
         scored: list[tuple[str, float, float, float]] = []
-        served: list[tuple[float, float, float]] = []
+        served: list[tuple[float | None, float, float]] = []
         due = self.pending.due
         while (item := due(ts)) is not None:
             self._learn(dm, item, y, ts, scored, served, events)
@@ -144,15 +196,28 @@ class HorizonModels:
         if scored or served:
             self.score(dm, scored, served, y, ts, scores, events)
 
-    def _forecast(self, dm: Any, x, kept, y, ts, lo, hi, predictions, events) -> None:
+    def _forecast(
+        self,
+        dm: Device,
+        x: Features,
+        kept: Kept | None,
+        y: float,
+        ts: float,
+        lo: float,
+        hi: float,
+        predictions: list[Prediction],
+        events: list[Event],
+    ) -> None:
         h = self.horizon
         every = self.every
         self.next_at = (ts // every + 1.0) * every if every > 0 else ts
         w = (every if self.last_made is None else min(ts - self.last_made, h)) / h
         self.last_made = ts
         target_ts = ts + h
-        hx = dm.hfeatures.vector(h, ts, y) if self.on_horizon else None
+        hf = dm.hfeatures  # (there are horizon features wherever there is a forecast horizon)
+        hx = hf.vector(h, ts, y) if self.on_horizon and hf is not None else None
         xs = {"ts": ts}
+        xi: Mapping[str, float | None]
         made: dict[str, float | None] = {}
         rejected: set[str] = set()
         guard = dm.guard
@@ -160,7 +225,7 @@ class HorizonModels:
             if name in self.series:
                 xi = xs
             elif name in self.on_horizon:
-                xi = hx
+                xi = hx  # type: ignore[assignment]  # (set: the horizon has such models)
             elif name in self.combos:
                 xi = made
             else:
@@ -169,9 +234,10 @@ class HorizonModels:
             if p is not None:
                 predictions.append(Prediction(name, h, ts, target_ts, p))
         value, source = self.served_value(made, y, rejected)
-        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source))
+        # (never None: the value now stands in for a champion without a forecast)
+        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source))  # type: ignore[arg-type]
         kept_hx = None
-        if self.horizon_learners:
+        if self.horizon_learners and hx is not None:  # (horizon learners forecast on hx)
             kept_hx = array("d", hx.values())
             kept_hx.append(y)
         preds = tuple(made[n] for n in self.names)
@@ -180,7 +246,16 @@ class HorizonModels:
             self.pending.popleft()
             dm.n_dropped += 1
 
-    def _learn(self, dm: Any, item: tuple, y, ts, scored, served, events) -> None:
+    def _learn(
+        self,
+        dm: Device,
+        item: Due,
+        y: float,
+        ts: float,
+        scored: list[tuple[str, float, float, float]],
+        served: list[tuple[float | None, float, float]],
+        events: list[Event],
+    ) -> None:
         """Score one due forecast and teach its models the actual value."""
         made_ts, due_ts, kept, kept_hx, w, preds, value, _ = item
         names = self.names
@@ -205,7 +280,16 @@ class HorizonModels:
                 guard.learn(self, name, experts, y, ts, events, w)
 
     # -------------------------------------------------------------- selection
-    def score(self, dm: Any, scored, served, y: float, ts: float, scores, events) -> None:
+    def score(
+        self,
+        dm: Device,
+        scored: list[tuple[str, float, float, float]],
+        served: list[tuple[float | None, float, float]],
+        y: float,
+        ts: float,
+        scores: list[Score],
+        events: list[Event],
+    ) -> None:
         """Add the scores to the errors; watch the champion for drift; maybe promote."""
         h = self.horizon
         stats = self.stats
@@ -224,10 +308,10 @@ class HorizonModels:
                     self._on_drift(dm, event)
                     events.append(event)
         update = self.served.update
-        for p, made_ts, target_ts in served:
-            if p is not None:
-                update(p, y)
-                append(Score(SERVED, h, made_ts, target_ts, p, y))
+        for value, made_ts, target_ts in served:
+            if value is not None:
+                update(value, y)
+                append(Score(SERVED, h, made_ts, target_ts, value, y))
         if self.observers:
             stats = {n: st for n, st in stats.items() if n not in self.observers}
         event = selector.consider(stats, h, ts)
@@ -238,7 +322,7 @@ class HorizonModels:
             )
             events.append(event)
 
-    def _on_drift(self, dm: Any, event: Event) -> None:
+    def _on_drift(self, dm: Device, event: Event) -> None:
         dm.n_drifts += 1
         log.info(
             "device %s horizon %ss: drift on %s: %s", dm.device, self.horizon, event.model,
@@ -246,6 +330,8 @@ class HorizonModels:
         )  # fmt: skip
         if dm.task.drift_reset:
             name = event.model
-            self.models[name] = self.specs[name].build(dm.task.target, self.horizon)
+            self.models[name] = fresh_model(
+                self.models[name], self.specs[name], dm.task.target, self.horizon
+            )
             self.drift.restart()
             event.figures["reset"] = True

@@ -48,18 +48,33 @@ system with a zero coefficient and the prior on it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from river import base
+from river.base.typing import FeatureName
 
 __all__ = ["CLIP", "ForgettingRidge"]
+
+_Vector = npt.NDArray[np.floating[Any]]
+# the learned state's arrays before the first sample (the first sample sizes them)
+_EMPTY: _Vector = np.zeros(0)
+# the learned state, kept under these public names by checkpoints of model-set format 3 and older
+_STATE = frozenset(("keys", "S", "b", "coef", "sq", "sq_y", "scale", "scale_y", "n", "k"))
 
 # scaled inputs are clipped to this many root mean squares: a feature far beyond anything
 # seen (a step after a silence) must not multiply a coefficient fitted on small values
 CLIP = 5.0
 
 
-class ForgettingRidge:
+class ForgettingRidge(base.Regressor):
     """Least squares with exponential forgetting and a ridge prior (see the module docstring).
+
+    A River regressor: the parameters below are its ``__init__`` arguments under the same
+    names (``clone()`` gives a fresh one), the learned state is private; :attr:`keys`
+    names the features learned so far.
 
     Parameters:
         horizon: the forecast horizon in seconds (a sample of weight ``w`` ages
@@ -67,6 +82,12 @@ class ForgettingRidge:
         memory: the forgetting time constant in seconds.
         prior: the ridge prior's weight, in (weighted) samples.
         solve_every: samples between two solves of the normal equations.
+
+    >>> m = ForgettingRidge(horizon=60, prior=1.0)
+    >>> m.learn_one({"a": 1.0}, 2.0)
+    >>> fresh = m.clone()
+    >>> m.keys, fresh.keys, fresh._get_params() == m._get_params()
+    (('a',), None, True)
     """
 
     def __init__(
@@ -80,30 +101,50 @@ class ForgettingRidge:
         self.memory = float(memory)
         self.prior = float(prior)
         self.solve_every = int(solve_every)
-        self.keys: tuple[str, ...] | None = None
-        self.S: np.ndarray | None = None  # weighted sum of x xᵀ (scaled, with intercept)
-        self.b: np.ndarray | None = None  # weighted sum of y x
-        self.coef: np.ndarray | None = None  # in scaled units
-        self.sq: np.ndarray | None = None  # running mean square of each feature
-        self.sq_y = 0.0
-        self.scale: np.ndarray | None = None
-        self.scale_y = 1.0
-        self.n = 0.0  # weight of the samples (forgotten as they age)
-        self.k = 0
+        self._keys: tuple[FeatureName, ...] | None = None
+        self._S = _EMPTY  # weighted sum of x xᵀ (scaled, with intercept)
+        self._b = _EMPTY  # weighted sum of y x
+        self._coef = _EMPTY  # in scaled units
+        self._sq = _EMPTY  # running mean square of each feature
+        self._sq_y = 0.0
+        self._scale = _EMPTY
+        self._scale_y = 1.0
+        self._n = 0.0  # weight of the samples (forgotten as they age)
+        self._k = 0
 
-    def _start(self, x: dict) -> None:
-        self.keys = tuple(x)
-        d = len(self.keys) + 1
-        self.S = np.zeros((d, d))
-        self.b = np.zeros(d)
-        self.coef = np.zeros(d)
-        self.sq = np.zeros(d)
-        self.scale = np.ones(d)
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Load a pickle of either layout: checkpoints of model-set format 3 and older kept the
+        learned state under public names (``keys``, ``S``, ``coef``...)."""
+        if "_keys" not in state:
+            state = {(f"_{k}" if k in _STATE else k): v for k, v in state.items()}
+            for k in ("_S", "_b", "_coef", "_sq", "_scale"):
+                if state[k] is None:
+                    state[k] = _EMPTY
+        self.__dict__.update(state)
 
-    def _array(self, x: dict, same: bool | None = None) -> tuple[np.ndarray, list[int] | None]:
+    @property
+    def keys(self) -> tuple[FeatureName, ...] | None:
+        """The names of the features learned so far, in the order of the coefficients."""
+        return self._keys
+
+    def _start(self, x: Mapping[FeatureName, float]) -> tuple[FeatureName, ...]:
+        self._keys = keys = tuple(x)
+        d = len(keys) + 1
+        self._S = np.zeros((d, d))
+        self._b = np.zeros(d)
+        self._coef = np.zeros(d)
+        self._sq = np.zeros(d)
+        self._scale = np.ones(d)
+        return keys
+
+    def _array(
+        self,
+        x: Mapping[FeatureName, float],
+        keys: tuple[FeatureName, ...],
+        same: bool | None = None,
+    ) -> tuple[_Vector, list[int] | None]:
         """The sample as a vector (the intercept's 1 last), and the positions of the known
-        features it lacks (None when it has them all); ``same``: x's keys are :attr:`keys`."""
-        keys = self.keys
+        features it lacks (None when it has them all); ``same``: x's keys are ``keys``."""
         missing = None
         if same is None:
             same = len(x) == len(keys) and tuple(x) == keys
@@ -122,95 +163,99 @@ class ForgettingRidge:
         values.append(1.0)
         return np.array(values), missing
 
-    def _grow(self, x: dict) -> None:
+    def _grow(self, x: Mapping[FeatureName, float], keys: tuple[FeatureName, ...]) -> None:
         """Add the features of ``x`` not seen before (zero statistics, before the intercept)."""
-        new = [k for k in x if k not in self.keys]
+        new = [k for k in x if k not in keys]
         if not new:
             return
-        d, m = len(self.keys), len(new)
-        self.keys = (*self.keys, *new)
+        d, m = len(keys), len(new)
+        self._keys = (*keys, *new)
         S = np.zeros((d + m + 1, d + m + 1))
-        S[:d, :d] = self.S[:d, :d]
-        S[:d, -1] = self.S[:d, -1]
-        S[-1, :d] = self.S[-1, :d]
-        S[-1, -1] = self.S[-1, -1]
-        self.S = S
+        S[:d, :d] = self._S[:d, :d]
+        S[:d, -1] = self._S[:d, -1]
+        S[-1, :d] = self._S[-1, :d]
+        S[-1, -1] = self._S[-1, -1]
+        self._S = S
 
-        def widen(a: np.ndarray, fill: float) -> np.ndarray:
+        def widen(a: _Vector, fill: float) -> _Vector:
             return np.concatenate((a[:d], np.full(m, fill), a[d:]))
 
-        self.b = widen(self.b, 0.0)
-        self.coef = widen(self.coef, 0.0)
-        self.sq = widen(self.sq, 0.0)
-        self.scale = widen(self.scale, 1.0)
+        self._b = widen(self._b, 0.0)
+        self._coef = widen(self._coef, 0.0)
+        self._sq = widen(self._sq, 0.0)
+        self._scale = widen(self._scale, 1.0)
 
-    def predict_one(self, x: dict) -> float:
-        if self.keys is None:
+    def predict_one(self, x: Mapping[FeatureName, float]) -> float:
+        keys = self._keys
+        if keys is None:
             return 0.0
-        return float(self.coef @ _clipped(self._array(x)[0] / self.scale)) * self.scale_y
+        return float(self._coef @ _clipped(self._array(x, keys)[0] / self._scale)) * self._scale_y
 
-    def learn_one(self, x: dict, y: float, w: float = 1.0) -> None:
-        if self.keys is None:
-            self._start(x)
-        same = len(x) == len(self.keys) and tuple(x) == self.keys
+    def learn_one(self, x: Mapping[FeatureName, float], y: float, w: float = 1.0) -> None:
+        keys = self._keys
+        if keys is None:
+            keys = self._start(x)
+        same = len(x) == len(keys) and tuple(x) == keys
         if not same:
-            self._grow(x)
-        v, missing = self._array(x, same)
+            self._grow(x, keys)
+            keys = self._keys
+            assert keys is not None
+        v, missing = self._array(x, keys, same)
         lam = math.exp(-w * self.horizon / self.memory)
-        n = self.n * lam + w
-        self.n = n
+        n = self._n * lam + w
+        self._n = n
         a = w / n
         if missing:
-            kept = self.sq[missing]
-            self.sq += a * (v * v - self.sq)
-            self.sq[missing] = kept
+            kept = self._sq[missing]
+            self._sq += a * (v * v - self._sq)
+            self._sq[missing] = kept
         else:
-            self.sq += a * (v * v - self.sq)
-        self.sq_y += a * (y * y - self.sq_y)
-        k = self.k
+            self._sq += a * (v * v - self._sq)
+        self._sq_y += a * (y * y - self._sq_y)
+        k = self._k
         if k < 64 or k % 16 == 0:
             self._rescale()
-        xs = _clipped(v / self.scale)
-        ys = y / self.scale_y
-        S = self.S
+        xs = _clipped(v / self._scale)
+        ys = y / self._scale_y
+        S = self._S
         S *= lam
         S += xs[:, None] * (w * xs)
-        b = self.b
+        b = self._b
         b *= lam
         b += (w * ys) * xs
-        self.k = k + 1
+        self._k = k + 1
         if k < 16 or k % self.solve_every == 0:
             self._solve()
 
     def _rescale(self) -> None:
         """Scale features and target by their running RMS (stored sums follow)."""
-        scale = np.sqrt(self.sq)
+        scale = np.sqrt(self._sq)
         scale[scale <= 1e-12] = 1.0
         scale[-1] = 1.0
-        scale_y = math.sqrt(self.sq_y)
+        scale_y = math.sqrt(self._sq_y)
         if not scale_y > 1e-12:
             scale_y = 1.0
-        r = self.scale / scale
-        ry = self.scale_y / scale_y
-        self.S *= np.outer(r, r)
-        self.b *= r * ry
-        self.coef *= ry / r  # the same predictions until the next solve
-        self.scale = scale
-        self.scale_y = scale_y
+        r = self._scale / scale
+        ry = self._scale_y / scale_y
+        self._S *= np.outer(r, r)
+        self._b *= r * ry
+        self._coef *= ry / r  # the same predictions until the next solve
+        self._scale = scale
+        self._scale_y = scale_y
 
     def _solve(self) -> None:
-        d = len(self.b)
-        A = self.S + np.diag(np.full(d, self.prior))
+        d = len(self._b)
+        A = self._S + np.diag(np.full(d, self.prior))
         A[-1, -1] -= 0.99 * self.prior  # the intercept is barely held
         try:
-            coef = np.linalg.solve(A, self.b)
+            coef = np.linalg.solve(A, self._b)
         except np.linalg.LinAlgError:
             return  # keep the last solution; the next sample brings new evidence
         if np.all(np.isfinite(coef)):
-            self.coef = coef
+            self._coef = coef
 
 
-def _clipped(a: np.ndarray) -> np.ndarray:
+def _clipped(a: _Vector) -> _Vector:
     """``a`` clipped to ±CLIP in place (two ufuncs: np.clip's Python wrapper costs more)."""
     np.minimum(a, CLIP, out=a)
     return np.maximum(a, -CLIP, out=a)

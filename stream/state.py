@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from online_models import checkpoint_format
 from online_models.records import DeviceSummary
@@ -138,8 +138,7 @@ class ShardState:
         for device in sorted(self.dirty):
             slot = self.devices[device]
             slot.version += 1
-            # TODO(issue 24): DeviceModels.summary() -> DeviceSummary, then no cast
-            summary = cast(DeviceSummary, slot.models.summary())
+            summary = slot.models.summary()
             artifacts.append(
                 (
                     device,

@@ -27,25 +27,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("stream", "online_models")
-
-# Modules another change of issue 24 is rewriting (River base classes, the guard's
-# verdict, the step's typed result): listed until it lands, then this set empties.
-# Strict: the test of a module below fails once the module is clean, to drop it here.
-PENDING = {
-    "online_models/adapters.py",  # TODO(issue 24): River base helper
-    "online_models/baselines.py",  # TODO(issue 24): River base helper
-    "online_models/checkpoint_format.py",  # TODO(issue 24): River base helper
-    "online_models/combination.py",  # TODO(issue 24): River base helper
-    "online_models/device.py",  # TODO(issue 24): River base helper (summary() -> DeviceSummary)
-    "online_models/guard.py",  # TODO(issue 24): River base helper
-    "online_models/horizon_models.py",  # TODO(issue 24): River base helper
-    "online_models/ridge.py",  # TODO(issue 24): River base helper
-}
-
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -147,19 +130,8 @@ ANY_ALIASES = _any_aliases(MODULES)
 
 
 def test_no_any_in_public_signatures() -> None:
-    found = [
-        line
-        for path, tree in MODULES.items()
-        if path not in PENDING
-        for line in offenders(tree, path, ANY_ALIASES)
-    ]
+    found = [line for path, tree in MODULES.items() for line in offenders(tree, path, ANY_ALIASES)]
     assert not found, "Any in a public signature:\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("path", sorted(PENDING))
-@pytest.mark.xfail(strict=True, reason="TODO(issue 24): River base helper rewrites it")
-def test_pending_module_has_no_any_in_public_signatures(path: str) -> None:
-    assert not offenders(MODULES[path], path, ANY_ALIASES)
 
 
 def test_a_planted_any_is_caught(tmp_path: Path) -> None:

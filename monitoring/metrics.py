@@ -511,6 +511,11 @@ class ScoreSeries:
                     self._series[labelvalues] = acc
         return acc
 
+    def remove(self, *labelvalues: str) -> None:
+        """Forget one label set's series (what ``Histogram.remove`` does)."""
+        with self._lock:
+            self._series.pop(labelvalues, None)
+
     def add(self, acc: list[float], value: float) -> None:
         """One observation (what ``Histogram.observe`` plus ``Counter.inc`` count)."""
         if value == value:
@@ -574,8 +579,8 @@ class FieldNotes:
 
     >>> from prometheus_client import CollectorRegistry, Counter
     >>> reg = CollectorRegistry()
-    >>> dropped = _declare(Counter, "d", "dropped", ["field", "reason"], registry=reg)
-    >>> clipped = _declare(Counter, "c", "clipped", ["field", "reason"], registry=reg)
+    >>> dropped = Counter("d", "dropped", ["field", "reason"], registry=reg)
+    >>> clipped = Counter("c", "clipped", ["field", "reason"], registry=reg)
     >>> notes = FieldNotes(dropped, clipped)
     >>> notes.count((("co", "wrong_type"), ("humidity", "clipped"), ("wind", "not_finite")))
     >>> reg.get_sample_value("d_total", {"field": "extra", "reason": "not_finite"})

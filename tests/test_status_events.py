@@ -63,7 +63,10 @@ def words(text: str) -> str:
 
 
 def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """The clock the tests write events at: now, or 1 a.m. UTC when it is earlier (events
+    dated 30 minutes back must still fall on today, also just after midnight)."""
+    real = datetime.now(UTC).replace(microsecond=0)
+    return max(real, real.replace(hour=1, minute=0, second=0))
 
 
 PROMOTION = Event(

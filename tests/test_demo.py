@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,9 +58,13 @@ def free_ports() -> demo_stack.Ports:
     ports: set[int] = set()
     while len(ports) < 5:
         ports.add(free_port())
-    while True:  # the two workers' /metrics: a port and the next
-        p = free_port()
-        if not ({p, p + 1} & ports or local_stack.port_in_use(p + 1)):
+    # The two workers' /metrics: a port and the next, below the ephemeral range (a port
+    # the kernel just called free there is soon some client's outbound port: the next one
+    # was taken by the time the second worker bound it).
+    rng = random.Random()
+    while True:
+        p = rng.randrange(20_000, 32_000)
+        if not ({p, p + 1} & ports or local_stack.port_in_use(p) or local_stack.port_in_use(p + 1)):
             break
     a, b, c, d, e = sorted(ports)
     return demo_stack.Ports(mqtt=a, kinesis=b, moto=c, prometheus=d, bridge=e, processor=p)

@@ -1,7 +1,8 @@
-"""Is the bridge ever the bottleneck?  One run, fresh servers, fresh streams.
+"""Is the bridge ever the bottleneck, and what does a reading cost it?  One run, fresh
+servers, fresh streams.
 
-Starts its own moto server and mosquitto (iotcast.stack), then measures,
-with the same N readings:
+Starts its own Kinesis (kinesalite by default, or the moto server: --kinesis), a moto
+server for S3 and mosquitto (iotcast.stack), then measures, with the same N readings:
 
 (a) raw MQTT QoS 1 receive throughput: the readings are queued in the broker
     for a persistent session, then a bare paho subscriber drains them;
@@ -11,18 +12,28 @@ with the same N readings:
     session, then the bridge (in this process) drains them into another
     fresh stream with the same shard count; readings/s from its start until
     Kinesis accepted the last one, and the CPU seconds the process spent
-    per 1,000 readings in that window (the bench itself only sleeps).
+    per 1,000 readings in that window (the bench itself only sleeps), packed
+    records (today's default) and then one record per reading (--record-format
+    single, the bridge before packing), each into a fresh stream;
+(d) a paced fleet (--fleet-devices devices, one reading each per
+    --fleet-interval seconds, for --fleet-seconds): the bridge runs while the
+    readings are published live, once packed and once single; Kinesis records
+    per reading in the telemetry stream, and CPU per reading.
 
 moto's PutRecords slows as a shard fills (DESIGN.md), so (b) and (c) use
-fresh streams of equal size.  Prints the figures and c / min(a, b).
+fresh streams of equal size.  Prints the figures, c / min(a, b), the records
+per reading and the load average beside each CPU figure (a loaded machine
+halves them: compare figures of one run).
 
     .venv/bin/python bench/bridge.py --readings 30000 --devices 12 --shards 4
+    .venv/bin/python bench/bridge.py --readings 20000 --fleet-devices 1000 --fleet-seconds 30
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -39,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.kinesis import open_shard_ranges, shard_index  # noqa: E402
 from bridge.service import Bridge, BridgeOptions  # noqa: E402
 from iotcast.settings import Settings  # noqa: E402
-from iotcast.stack import start_mosquitto, start_moto  # noqa: E402
+from iotcast.stack import start_kinesalite, start_mosquitto, start_moto  # noqa: E402
 from telemetry.reading import Reading, encode, topic_for  # noqa: E402
 
 
@@ -183,14 +194,22 @@ def raw_put_records_aioboto3(settings: Settings, stream: str, data: list[Reading
     return asyncio.run(go())
 
 
-def bridge_run(settings: Settings, messages, lanes: int, linger: float) -> tuple[float, float]:
-    """(c) readings/s of the bridge draining the broker into the stream, and CPU ms per 1,000."""
-    client_id = "bench-bridge"
+def bridge_run(
+    settings: Settings, messages, lanes: int, linger: float, record_format: str
+) -> tuple[float, float, float]:
+    """(c) readings/s of the bridge draining the broker into the stream, CPU ms per 1,000,
+    and Kinesis records per reading."""
+    client_id = f"bench-bridge-{record_format}"
     queue_for_session(settings.mqtt.port, client_id, messages)
     n = len(messages)
-    bridge = Bridge(
-        settings.bridge_target(), BridgeOptions(client_id=client_id, lanes=lanes, linger=linger)
+    options = BridgeOptions(
+        client_id=client_id,
+        lanes=lanes,
+        linger=linger,
+        record_format=record_format,
+        share_group="",
     )
+    bridge = Bridge(settings.bridge_target(), options)
     cpu0, t0 = time.process_time(), time.perf_counter()
     bridge.start()
     while bridge.forwarded < n:
@@ -199,10 +218,77 @@ def bridge_run(settings: Settings, messages, lanes: int, linger: float) -> tuple
             raise SystemExit(f"bridge forwarded {bridge.forwarded} of {n} in 600 s")
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     bridge.stop(10)
-    return n / elapsed, cpu / n * 1e6
+    return n / elapsed, cpu / n * 1e6, bridge.records / n
+
+
+def fleet_run(
+    settings: Settings, devices: int, interval: float, seconds: float, record_format: str, linger
+) -> tuple[int, float, float]:
+    """(d) a paced fleet through a running bridge: readings, CPU ms per 1,000, records per reading.
+
+    The publisher runs in another process (mosquitto_pub would be too slow; a paho client
+    in a thread would bill its CPU to the bridge), so the CPU is the bridge's alone.
+    """
+    import subprocess
+
+    client_id = f"bench-fleet-{record_format}"
+    options = BridgeOptions(
+        client_id=client_id, linger=linger, record_format=record_format, share_group=""
+    )
+    bridge = Bridge(settings.bridge_target(), options)
+    bridge.start()
+    n = int(devices * seconds / interval)
+    cpu0 = time.process_time()
+    subprocess.run(
+        [sys.executable, __file__, "--publish-fleet", str(settings.mqtt.port), str(devices),
+         str(interval), str(seconds)],
+        check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while bridge.forwarded < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cpu = time.process_time() - cpu0
+    forwarded, records = bridge.forwarded, bridge.records
+    bridge.stop(10)
+    if forwarded < n:
+        raise SystemExit(f"fleet: bridge forwarded {forwarded} of {n}")
+    return n, cpu / n * 1e6, records / n
+
+
+def publish_fleet(port: int, devices: int, interval: float, seconds: float) -> None:
+    """Publish ``devices`` devices, one reading each per ``interval`` s, for ``seconds``."""
+    names = [f"fleet-{i:05d}" for i in range(devices)]
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    rate = devices / interval
+    n = int(devices * seconds / interval)
+    start, infos = time.perf_counter(), []
+    base = time.time() - 3600
+    for i in range(n):
+        ahead = i / rate - (time.perf_counter() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+        r = Reading(
+            base + i / rate, names[i % devices], 0.005, 50.0, False, 0.007, False, 0.02, 22.5
+        )
+        infos.append(pub.publish(topic_for(r.device), encode(r), qos=1))
+    for info in infos:
+        info.wait_for_publish(120)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--publish-fleet":
+        port, devices, interval, seconds = sys.argv[2:6]
+        publish_fleet(int(port), int(devices), float(interval), float(seconds))
+        return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -210,48 +296,99 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=12)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--lanes", type=int, default=4)
-    p.add_argument("--linger-ms", type=float, default=25.0)
+    p.add_argument("--linger-ms", type=float, default=250.0, help="packed records (default 250)")
+    p.add_argument(
+        "--single-linger-ms", type=float, default=25.0, help="one record per reading (default 25)"
+    )
+    p.add_argument("--kinesis", choices=("kinesalite", "moto"), default="kinesalite")
+    p.add_argument("--fleet-devices", type=int, default=1000, help="(d): 0 skips it")
+    p.add_argument("--fleet-interval", type=float, default=5.0)
+    p.add_argument("--fleet-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--fleet-shards",
+        type=int,
+        default=1,
+        help="(d)'s stream (default 1: 200 readings/s of 200 B is far below one shard's "
+        "1,000 records/s and 1 MiB/s; packed, each shard gets ~1/linger records/s)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = readings(args.readings, args.devices)
     messages = [(topic_for(r.device), encode(r)) for r in data]
+    rows: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         moto = start_moto(Path(tmp))
+        kinesalite = (
+            start_kinesalite(Path(tmp) / "kinesalite", shard_limit=10_000)
+            if args.kinesis == "kinesalite"
+            else None
+        )
         broker = start_mosquitto(Path(tmp) / "broker", persistence=False)
         try:
             mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
             settings = Settings.of(
-                endpoint_url=moto.url, mqtt_url=mqtt_url, stream="bench-bridge", bucket="bench"
+                endpoint_url=moto.url,
+                endpoints={"kinesis": kinesalite.url} if kinesalite else None,
+                mqtt_url=mqtt_url,
+                stream="bench-bridge",
+                bucket="bench",
             )
             kinesis = settings.client("kinesis")
             settings.client("s3").create_bucket(Bucket="bench")
-            for name in ("bench-raw", "bench-raw-parallel", "bench-raw-aio", "bench-bridge"):
+            names = ("bench-raw", "bench-raw-parallel", "bench-raw-aio", "bench-bridge")
+            for name in (*names, "bench-bridge-single"):
                 make_stream(kinesis, name, args.shards)
             a, a_cpu = raw_mqtt(broker.port, messages)
+            rows.append(("(a)  raw MQTT QoS 1 receive, bare paho", a, a_cpu, load()))
             b, b_cpu = raw_put_records(kinesis, "bench-raw", data)
+            rows.append(("(b)  raw PutRecords, bare boto3, 500/call", b, b_cpu, load()))
             bp, bp_cpu = raw_put_records(kinesis, "bench-raw-parallel", data, threads=args.lanes)
+            rows.append((f"(b') same, {args.lanes} threads by shard", bp, bp_cpu, load()))
             ba, ba_cpu = raw_put_records_aioboto3(settings, "bench-raw-aio", data, args.lanes)
-            c, c_cpu = bridge_run(settings, messages, args.lanes, args.linger_ms / 1000)
+            rows.append((f"(b'') same with aioboto3, {args.lanes} tasks", ba, ba_cpu, load()))
+            c, c_cpu, c_rec = bridge_run(
+                settings, messages, args.lanes, args.linger_ms / 1000, "packed"
+            )
+            rows.append(("(c)  bridge, packed records", c, c_cpu, load()))
+            single = settings.replace(stream="bench-bridge-single")
+            cs, cs_cpu, cs_rec = bridge_run(
+                single, messages, args.lanes, args.single_linger_ms / 1000, "single"
+            )
+            rows.append(("(c') bridge, one record per reading", cs, cs_cpu, load()))
+            fleet = []
+            if args.fleet_devices:
+                for fmt, linger in (("packed", args.linger_ms), ("single", args.single_linger_ms)):
+                    stream = f"bench-fleet-{fmt}"
+                    make_stream(kinesis, stream, args.fleet_shards)
+                    fleet.append(
+                        (fmt, *fleet_run(settings.replace(stream=stream), args.fleet_devices,
+                                         args.fleet_interval, args.fleet_seconds, fmt,
+                                         linger / 1000), load())
+                    )  # fmt: skip
         finally:
             broker.stop()
+            if kinesalite:
+                kinesalite.stop()
             moto.stop()
     print(
         f"readings {args.readings}, devices {args.devices}, shards {args.shards}, "
-        f"bridge lanes {args.lanes}, linger {args.linger_ms:g} ms"
+        f"bridge lanes {args.lanes}, linger {args.linger_ms:g} ms packed / "
+        f"{args.single_linger_ms:g} ms single, Kinesis: {args.kinesis}"
     )
-    rows = [
-        ("(a)  raw MQTT QoS 1 receive, bare paho", a, a_cpu),
-        ("(b)  raw PutRecords, bare boto3, 500/call", b, b_cpu),
-        (f"(b') same, {args.lanes} threads by shard", bp, bp_cpu),
-        (f"(b'') same with aioboto3, {args.lanes} tasks", ba, ba_cpu),
-        ("(c)  bridge, mosquitto -> Kinesis", c, c_cpu),
-    ]
-    for name, rate, cpu in rows:
-        print(f"{name:44s} {rate:9.0f} readings/s   CPU {cpu:6.1f} ms per 1,000")
+    for name, rate, cpu, at in rows:
+        print(f"{name:44s} {rate:9.0f} readings/s   CPU {cpu:6.1f} ms per 1,000   ({at})")
     print(f"c / min(a, b)  = {c / min(a, b):.0%}   (target >= 80 %)")
     print(
         f"c / min(a, b') = {c / min(a, bp):.0%}   (against raw calls as parallel as the bridge's)"
     )
+    print(f"(c)  records per reading: telemetry {c_rec:.4f}  (packed, draining a backlog)")
+    print(f"(c') records per reading: telemetry {cs_rec:.4f}  (single)")
+    for fmt, n, cpu, rec, at in fleet:
+        print(
+            f"(d)  fleet {args.fleet_devices} devices x 1 per {args.fleet_interval:g} s, {fmt:6s}: "
+            f"{n} readings, CPU {cpu:6.1f} µs per reading (idle included), "
+            f"records per reading: telemetry {rec:.4f}   ({at})"
+        )
 
 
 if __name__ == "__main__":

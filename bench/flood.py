@@ -2,7 +2,7 @@
 
 Feeds three real devices' readings (watched: ``StreamCore(watch=...)``),
 interleaved with one reading each of ``--devices`` new ids (100,000 by
-default), into :class:`stream.loop.StreamCore` with the real catalog (default
+default), into :class:`stream.core.StreamCore` with the real catalog (default
 models, horizons 0/60/900/3600) and ``--max-devices``.  Every
 ``--checkpoint-every`` records it takes the shard's snapshot, as the
 processor's checkpoint does (pickles of changed devices, dead-letter lines
@@ -29,7 +29,7 @@ from prometheus_client import REGISTRY
 
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
-from stream.loop import StreamCore
+from stream.core import StreamCore
 from stream.state import ShardState
 from telemetry.generate import Faults, generate
 from telemetry.reading import Reading, encode

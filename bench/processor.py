@@ -6,8 +6,11 @@ In one run over the same generated readings:
     sets of the devices make (recorded from a real run: nowcast, forecasts on
     the grid, learning when the actual arrives), replayed on fresh models with
     the same precomputed inputs, nothing else;
-(b) the processor's core (:class:`stream.loop.StreamCore`): decode, features,
-    models, scoring, metrics, checkpoint snapshots (pickling); no network;
+(b) the processor's core (:class:`stream.core.StreamCore`): decode, features,
+    models, scoring, metrics, checkpoint snapshots (pickling); no network; one
+    reading a record (the format before packing), and (b') the same readings in
+    packed records of ``--per-record`` readings (``telemetry.envelope``, the
+    bridge's default);
 (c) the whole processor (:class:`stream.runner.StreamProcessor`) consuming the
     local stream (Kinesis: kinesalite if installed, else moto; S3 and DynamoDB:
     moto), against
@@ -51,9 +54,10 @@ from online_models.config import TaskConfig  # noqa: E402
 from online_models.device import DeviceModels  # noqa: E402
 from online_models.guard import Guard  # noqa: E402
 from stream.checkpoint import CheckpointStore  # noqa: E402
-from stream.loop import StreamCore  # noqa: E402
+from stream.core import StreamCore  # noqa: E402
 from stream.runner import ProcessorOptions, StreamProcessor  # noqa: E402
 from stream.state import ShardState  # noqa: E402
+from telemetry.envelope import pack  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
 from telemetry.reading import decode_payload, encode  # noqa: E402
 
@@ -118,10 +122,11 @@ def bench_bare(calls, catalog, task) -> Clock:
 
 
 def bench_core(payloads, catalog, task, checkpoint_every: int) -> Clock:
-    """(b): StreamCore over raw payloads, with a checkpoint snapshot every N records
-    (and one at the end: the processor's checkpoint on a graceful stop)."""
+    """(b): StreamCore over records (one reading each, or packed), with a checkpoint
+    snapshot every N records (and one at the end: the processor's checkpoint on a
+    graceful stop)."""
     core = StreamCore(catalog, task)
-    state = ShardState("shardId-bench", epoch=1)
+    state = ShardState(BENCH_SHARD, epoch=1)
     with Clock() as clock:
         for i, data in enumerate(payloads, 1):
             core.handle(state, str(i), data, time.monotonic())
@@ -129,6 +134,17 @@ def bench_core(payloads, catalog, task, checkpoint_every: int) -> Clock:
                 state.snapshot()
         state.snapshot()
     return clock
+
+
+BENCH_SHARD = "shardId-bench"
+
+
+def packed(payloads: list[bytes], per_record: int) -> list[bytes]:
+    """The payloads in packed records of ``per_record`` readings, addressed to the bench's
+    shard (as the bridge packs them)."""
+    return [
+        pack(payloads[i : i + per_record], BENCH_SHARD) for i in range(0, len(payloads), per_record)
+    ]
 
 
 def put_stream(settings: Settings, payloads: list[tuple[bytes, str]], shards: int) -> None:
@@ -277,11 +293,15 @@ def median_ratio(num: list[Clock], den: list[Clock], attr: str) -> float:
     )
 
 
-def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
-    """(a), (a2), (b) interleaved ``repeats`` times on the same readings; medians printed."""
+def bench_core_parts(
+    readings, payloads, catalog, task, repeats: int, per_record: int = 100
+) -> float:
+    """(a), (a2), (b), (b') interleaved ``repeats`` times on the same readings; medians
+    printed."""
     n = len(readings)
     every = ProcessorOptions().checkpoint_every
-    runs: dict[str, list[Clock]] = {"a": [], "a2": [], "b": [], "b1k": []}
+    runs: dict[str, list[Clock]] = {"a": [], "a2": [], "b": [], "bp": [], "b1k": []}
+    records = packed(payloads, per_record)
     calls = record_model_calls(readings, catalog, task)
     for _ in range(repeats):
         gc.collect()
@@ -290,6 +310,8 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
         runs["a2"].append(bench_step(readings, catalog, task))
         gc.collect()
         runs["b"].append(bench_core(payloads, catalog, task, every))
+        gc.collect()
+        runs["bp"].append(bench_core(records, catalog, task, max(1, every // per_record)))
         gc.collect()
         runs["b1k"].append(bench_core(payloads, catalog, task, 1000))
 
@@ -306,6 +328,11 @@ def bench_core_parts(readings, payloads, catalog, task, repeats: int) -> float:
     print(
         f"(b) processor core, no network      {rates('b')}   "
         f"(decode, metrics, checkpoint snapshot every {every} records and at the end)"
+    )
+    print(
+        f"(b') same, packed records          {rates('bp')}   "
+        f"{median_ratio(runs['bp'], runs['b'], 'cpu'):.2f} of (b) CPU ({len(records)} records "
+        f"of {per_record} readings; snapshot every {max(1, every // per_record)} records)"
     )
     print(
         f"    same, snapshot every 1000       {rates('b1k')}   "
@@ -340,6 +367,9 @@ def main() -> None:
         "--memory-devices", default="1000,10000", help="device counts for the memory figure"
     )
     parser.add_argument("--no-stream", action="store_true", help="skip (c), (d), latency, S3")
+    parser.add_argument(
+        "--per-record", type=int, default=100, help="readings a packed record holds in (b')"
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -352,7 +382,9 @@ def main() -> None:
         f"{len({r.device for r in readings})}, models: {', '.join(catalog.select('default').names)}, "
         f"horizons: {task.horizons}; load average {os.getloadavg()[0]:.1f}"
     )
-    b_cpu = bench_core_parts(readings, payloads, catalog, task, args.repeats)
+    b_cpu = bench_core_parts(
+        readings, payloads, catalog, task, args.repeats, per_record=args.per_record
+    )
     if not args.no_stream:
         bench_stream(args, readings, payloads, catalog, task, b_cpu)
     for n in (int(x) for x in args.memory_devices.split(",") if x):

@@ -13,9 +13,11 @@ in Kinesis after its shard manifest's sequence number, or still in the broker
 (read from the bridge's persistent session once the bridge is stopped); what
 is in none of them is lost and counted by device (the per-device books come
 from the manifests, Kinesis and the broker, never from /metrics).
-:func:`read_predictions` reads the output stream, skips its event records
-(``"kind": "event"``), and joins each prediction with the publish time of its
-reading (publish -> prediction emitted).
+:func:`read_predictions` reads the output stream (packed records: many output
+records a Kinesis record), skips its event records (``"kind": "event"``), and joins
+each prediction record (one per reading, every horizon) with the publish time of its
+reading (publish -> prediction emitted). Telemetry records are read as the processor
+reads them (:func:`readings_of`).
 
 >>> parse_metrics('a_total{device="x"} 3.0\\nb 1\\n# HELP c d\\n')
 {'a_total': {'device="x"': 3.0}, 'b': {'': 1.0}}
@@ -41,8 +43,11 @@ from bench.soak_stack import SoakStack
 from iotcast.settings import Settings
 from iotcast.stack import HOST
 from stream.checkpoint import CheckpointStore
+from stream.records import decode_records
+from telemetry.envelope import EnvelopeError, unpack
+from telemetry.reading import Reading, decode_message
 
-__all__ = ["Watch", "account", "drain", "is_prediction", "read_predictions"]
+__all__ = ["Watch", "account", "drain", "is_prediction", "read_predictions", "readings_of"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -358,10 +363,10 @@ def account(
         it = kinesis.get_shard_iterator(StreamName=s.stream, ShardId=sid, **kw)["ShardIterator"]
         while it:
             resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            in_kinesis += len(resp["Records"])
             for rec in resp["Records"]:
-                d = orjson.loads(rec["Data"])
-                after.setdefault(d["device_id"], set()).add(d["ts"])
+                for r in readings_of(sid, rec["Data"]):
+                    in_kinesis += 1
+                    after.setdefault(r.device, set()).add(r.ts)
             if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
                 break
             it = resp.get("NextShardIterator")
@@ -420,6 +425,19 @@ def account(
     }
 
 
+def readings_of(shard: str, data: bytes) -> list[Reading]:
+    """The readings the processor reads in record ``data`` of ``shard`` (packed, or one
+    message as an older bridge or the IoT rule wrote it; a stray copy addressed to another
+    shard holds none for it; parts that are not readings are left out)."""
+    try:
+        u = unpack(data)
+    except EnvelopeError:
+        return []
+    if u.shard and u.shard != shard:
+        return []
+    return [p for m in u for p in decode_message(m).parts if isinstance(p, Reading)]
+
+
 def is_prediction(record: dict[str, Any]) -> bool:
     """A prediction record of the predictions stream (not an event; no kind: an old one).
 
@@ -436,7 +454,7 @@ def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str
     kinesis = s.client("kinesis")
     first: dict[tuple[str, float], float] = {}
     events: dict[str, int] = {}
-    records = 0
+    records = predictions = 0
     started = time.monotonic()
     complete = True
     for shard in kinesis.list_shards(StreamName=s.predictions_stream)["Shards"]:
@@ -451,15 +469,16 @@ def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str
                 break
             resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
             for rec in resp["Records"]:
-                d = orjson.loads(rec["Data"])
-                if not is_prediction(d):
-                    kind = str(d.get("event", d.get("kind")))
-                    events[kind] = events.get(kind, 0) + 1
-                    continue
-                key = (d["device"], d["ts"])
                 arrived = rec["ApproximateArrivalTimestamp"].timestamp()
-                if key not in first or arrived < first[key]:
-                    first[key] = arrived
+                for d in decode_records(rec["Data"]):  # packed: many a Kinesis record
+                    if not is_prediction(d):
+                        kind = str(d.get("event", d.get("kind")))
+                        events[kind] = events.get(kind, 0) + 1
+                        continue
+                    predictions += 1
+                    key = (d["device"], d["ts"])  # every horizon in one record (version 2)
+                    if key not in first or arrived < first[key]:
+                        first[key] = arrived
             records += len(resp["Records"])
             if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
                 break
@@ -475,6 +494,8 @@ def read_predictions(settings: Settings, load: Load, seconds: float) -> dict[str
     lat.sort()
     return {
         "records_read": records,
+        "prediction_records": predictions,
+        "records_per_prediction": round(records / predictions, 4) if predictions else None,
         "readings_with_a_prediction": len(first),
         "events": dict(sorted(events.items())),
         "complete": complete,

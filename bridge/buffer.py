@@ -15,6 +15,16 @@ network thread, so nothing more is read from the broker; with the MQTT
 False
 >>> buf.settle(["m1"], ack=True); acked, len(buf)
 (['m1'], 1)
+
+A message may carry several readings (a device's batch), each settled on its own
+(forwarded, or dead-lettered): the message is settled when its last part is, and
+acknowledged only when every part was delivered (:meth:`Buffer.settle_parts`).
+
+>>> held = Held("m2", parts=2)
+>>> buf.settle_parts([held], ok=True); acked
+['m1']
+>>> buf.settle_parts([held], ok=True); acked, len(buf)
+(['m1', 'm2'], 0)
 """
 
 from __future__ import annotations
@@ -22,11 +32,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from monitoring.metrics import BRIDGE_BUFFER, BRIDGE_BUFFER_CAPACITY, BRIDGE_OLDEST_UNACKED
 
-__all__ = ["Buffer"]
+__all__ = ["Buffer", "Held"]
+
+
+@dataclass(eq=False, slots=True)
+class Held:
+    """A message in the buffer and how many of its parts (readings) are not settled yet."""
+
+    message: Any
+    parts: int
+    ok: bool = True
 
 
 class Buffer:
@@ -38,6 +58,7 @@ class Buffer:
         self._slots = threading.Semaphore(capacity)
         self._held: dict[int, tuple[Any, float]] = {}  # id(message) -> (message, arrival), in order
         self._lock = threading.Lock()
+        self._parts_lock = threading.Lock()
         self.acked = 0
         self.unacked_released = 0
         BRIDGE_BUFFER_CAPACITY.set(capacity)
@@ -65,6 +86,22 @@ class Buffer:
             with self._lock:
                 del self._held[id(message)]
             self._slots.release()
+
+    def settle_parts(self, parts: Iterable[Held], ok: bool) -> None:
+        """One part of each of ``parts`` is settled (delivered when ``ok``); a message whose
+        last part this was is settled, acknowledged when all its parts were delivered."""
+        acked: list[Any] = []
+        released: list[Any] = []
+        with self._parts_lock:
+            for held in parts:
+                held.parts -= 1
+                held.ok = held.ok and ok
+                if held.parts == 0:
+                    (acked if held.ok else released).append(held.message)
+        if acked:
+            self.settle(acked, ack=True)
+        if released:
+            self.settle(released, ack=False)
 
     def oldest_age(self) -> float:
         """Seconds since the oldest unsettled message arrived (0 when empty)."""

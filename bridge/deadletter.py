@@ -8,6 +8,10 @@ batch's first message), one object a line::
      "reason": "out_of_range", "message": "field 'data.temp' = 999.0 is outside [-40, 80]",
      "payload_b64": "eyJk...", "source": "bridge"}
 
+A reading refused out of a device's batch (an array of readings) is its own line:
+``payload_b64`` holds that reading alone (compact JSON) and ``"part"`` its index in
+the batch; a line without ``part`` holds the whole message.
+
 The messages are acknowledged to the broker only after S3 accepted the
 object.  A failing write is retried like a Kinesis failure (bounded, then
 :class:`~bridge.retry.BridgeFailure`); nothing is dropped.  A refusal that
@@ -57,10 +61,15 @@ log = logging.getLogger(__name__)
 
 
 def dead_letter_entry(
-    topic: str, payload: bytes, reason: str, message: str, received_at: float
-) -> dict:
+    topic: str,
+    payload: bytes,
+    reason: str,
+    message: str,
+    received_at: float,
+    part: int | None = None,
+) -> dict[str, object]:
     """One dead-letter line (see the module docstring for the format)."""
-    return {
+    entry: dict[str, object] = {
         "received_at": datetime.fromtimestamp(received_at, UTC).isoformat(),
         "topic": topic,
         "reason": reason,
@@ -68,6 +77,9 @@ def dead_letter_entry(
         "payload_b64": base64.b64encode(payload).decode("ascii"),
         "source": "bridge",
     }
+    if part is not None:
+        entry["part"] = part
+    return entry
 
 
 def dead_letter_key(first_received_at: float, unique: str | None = None) -> str:

@@ -27,8 +27,8 @@ records that landed behind a newer record of their key that way.
 ...             return {"FailedRecordCount": sum("ErrorCode" in r for r in res), "Records": res}
 ...         return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "2"}] * len(Records)}
 >>> sender = KinesisSender(FakeKinesis(), "s", RetryPolicy(base=0.0), threading.Event())
->>> sender.put([("a", b"1"), ("b", b"2"), ("c", b"3")])
-2
+>>> sender.put([Entry("a", b"1"), Entry("b", b"2"), Entry("c", b"3")])
+Put(calls=2, shards=['', '', ''])
 >>> sender.client.calls
 [['a', 'b', 'c'], ['a', 'c']]
 """
@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import botocore.exceptions
 from botocore.config import Config
@@ -56,8 +56,12 @@ from monitoring.metrics import (
 )
 
 __all__ = [
+    "Entry",
     "KinesisSender",
     "PERMANENT_ERRORS",
+    "Put",
+    "Shard",
+    "ShardMap",
     "READ_TIMEOUT",
     "client_config",
     "ensure_stream",
@@ -120,9 +124,25 @@ def error_code(exc: Exception) -> str:
     return type(exc).__name__
 
 
+class Entry(NamedTuple):
+    """One record of a PutRecords call; ``hash_key`` (decimal) overrides the key's MD5."""
+
+    partition_key: str
+    data: bytes
+    hash_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """What a :meth:`KinesisSender.put` took: calls made, and the shard each record landed on."""
+
+    calls: int
+    shards: list[str]
+
+
 @dataclass(eq=False)
 class KinesisSender:
-    """Sends batches of ``(partition_key, data)`` records to one stream, until all are accepted.
+    """Sends batches of :class:`Entry` records to one stream, until all are accepted.
 
     ``reordered`` counts the records sent again after a later one of their batch was accepted;
     ``last_ok`` is when Kinesis last accepted a call (monotonic clock).
@@ -135,9 +155,10 @@ class KinesisSender:
     reordered: int = field(default=0, init=False)
     last_ok: float = field(default=0.0, init=False)
 
-    def put(self, records: Sequence[tuple[str, bytes]]) -> int:
-        """Send ``records`` until Kinesis accepted all; returns the number of calls made."""
-        pending = list(records)
+    def put(self, records: Sequence[Entry]) -> Put:
+        """Send ``records`` until Kinesis accepted all; the calls made and where each landed."""
+        pending = list(enumerate(records))
+        landed = [""] * len(records)
         attempts = Attempts(
             self.policy,
             f"PutRecords to Kinesis stream {self.stream!r}",
@@ -153,7 +174,16 @@ class KinesisSender:
             try:
                 resp = self.client.put_records(
                     StreamName=self.stream,
-                    Records=[{"PartitionKey": key, "Data": data} for key, data in pending],
+                    Records=[
+                        {"PartitionKey": e.partition_key, "Data": e.data}
+                        if e.hash_key is None
+                        else {
+                            "PartitionKey": e.partition_key,
+                            "Data": e.data,
+                            "ExplicitHashKey": e.hash_key,
+                        }
+                        for _, e in pending
+                    ],
                 )
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
                 BRIDGE_KINESIS_UP.set(0)
@@ -180,29 +210,34 @@ class KinesisSender:
             BRIDGE_PUT_SECONDS.observe(time.perf_counter() - started)
             BRIDGE_KINESIS_UP.set(1)
             self.last_ok = time.monotonic()
+            results = resp["Records"]
             if not resp.get("FailedRecordCount"):
+                for (i, _), result in zip(pending, results, strict=True):
+                    landed[i] = result.get("ShardId", "")
                 self.reordered += len(out_of_order)
                 BRIDGE_REORDERED.inc(len(out_of_order))
-                return calls
-            refused: list[tuple[str, bytes]] = []
+                return Put(calls, landed)
+            refused: list[tuple[int, Entry]] = []
             codes: dict[str, int] = {}
             accepted_later: set[str] = set()  # keys with an accepted record behind this one
-            for record, result in zip(reversed(pending), reversed(resp["Records"]), strict=True):
+            for record, result in zip(reversed(pending), reversed(results), strict=True):
                 code = result.get("ErrorCode")
+                key = record[1].hash_key or record[1].partition_key
                 if code:
                     refused.append(record)
                     codes[code] = codes.get(code, 0) + 1
-                    if record[0] in accepted_later and id(record) not in out_of_order:
-                        out_of_order.add(id(record))  # it will land after a newer record
+                    if key in accepted_later and record[0] not in out_of_order:
+                        out_of_order.add(record[0])  # it will land after a newer record
                 else:
-                    accepted_later.add(record[0])
+                    landed[record[0]] = result.get("ShardId", "")
+                    accepted_later.add(key)
             refused.reverse()
             for code, n in codes.items():
                 BRIDGE_RETRIES.labels(code).inc(n)
             pending = refused
             first = next(iter(codes))
             attempts.failed(first, f"{len(refused)} of {len(resp['Records'])} records refused")
-        return calls
+        return Put(calls, landed)
 
 
 def ensure_stream(client, stream: str, *, create: bool, shards: int, timeout: float = 60.0) -> int:
@@ -266,3 +301,75 @@ def shard_index(ranges: list[tuple[int, int]], partition_key: str) -> int:
     h = int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
     i = bisect.bisect_right(ranges, (h, 2**128)) - 1
     return max(0, min(i, len(ranges) - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """An open shard: its id and hash-key range (inclusive)."""
+
+    id: str
+    start: int
+    end: int
+
+
+class ShardMap:
+    """The stream's open shards by hash range, as the bridge last listed them.
+
+    :meth:`shard_for` says which shard a partition key's MD5 falls in (remembered per
+    key); :meth:`refresh` lists the shards again, after a reshard made a record land
+    on another shard than the one addressed.  Safe to call from several threads (a
+    refresh replaces the whole map at once).
+    """
+
+    def __init__(self, client: Any, stream: str, shards: Sequence[Shard] = ()) -> None:
+        self.client = client
+        self.stream = stream
+        self.refreshed = 0
+        self._set(list(shards) or [Shard("", 0, 2**128 - 1)])
+
+    def _set(self, shards: list[Shard]) -> None:
+        shards.sort(key=lambda s: s.start)
+        self._state: tuple[list[Shard], list[int], dict[str, Shard]] = (
+            shards,
+            [s.start for s in shards],
+            {},
+        )
+
+    def refresh(self) -> None:
+        """List the stream's open shards again (ListShards, all pages)."""
+        shards = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        while True:
+            resp = self.client.list_shards(**kwargs)
+            for s in resp["Shards"]:
+                if "EndingSequenceNumber" in s.get("SequenceNumberRange", {}):
+                    continue  # closed (split or merged)
+                r = s["HashKeyRange"]
+                shards.append(
+                    Shard(s["ShardId"], int(r["StartingHashKey"]), int(r["EndingHashKey"]))
+                )
+            if not resp.get("NextToken"):
+                break
+            kwargs = {"NextToken": resp["NextToken"]}
+        if shards:
+            self._set(shards)
+            self.refreshed += 1
+
+    @property
+    def shards(self) -> list[Shard]:
+        return self._state[0]
+
+    def shard_for(self, key: str) -> Shard:
+        """The open shard Kinesis puts partition key ``key`` on.
+
+        >>> m = ShardMap(None, "s", [Shard("a", 0, 2**127 - 1), Shard("b", 2**127, 2**128 - 1)])
+        >>> m.shard_for("b8:27:eb:bf:9d:51").id
+        'b'
+        """
+        shards, starts, known = self._state
+        shard = known.get(key)
+        if shard is None:
+            h = int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
+            i = bisect.bisect_right(starts, h) - 1
+            shard = known[key] = shards[max(0, min(i, len(shards) - 1))]
+        return shard

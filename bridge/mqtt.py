@@ -1,5 +1,16 @@
 """The MQTT side of the bridge: a persistent QoS 1 session with manual acknowledgement.
 
+Several bridges share the devices' messages through an MQTT 5 shared
+subscription (``$share/<group>/iot/+/telemetry``, :func:`subscription`): the
+broker hands each message to one member.  Each bridge has its own client id and
+its own persistent session, so a message sent to a bridge that dies stays in
+that bridge's session and is redelivered when it comes back under the same id
+(mosquitto issue #2662: with a non-persistent session it would be lost).  Two
+processes with one client id take the session from each other: when the broker
+says so (DISCONNECT reason 0x8E), the one taken over stops with a
+:class:`~bridge.retry.BridgeFailure` saying so (``on_fatal``); mosquitto 2.0.11
+only closes the connection, and the two keep taking it back.
+
 The session survives the bridge: a fixed client id, ``clean_start=False`` and
 a ``SessionExpiryInterval`` (both are needed with MQTT 5), so the broker keeps
 queuing messages while the bridge is down and redelivers every message that
@@ -43,7 +54,7 @@ from bridge.retry import BridgeFailure
 from monitoring.metrics import BRIDGE_MQTT_CONNECTED
 from telemetry.broker import MqttTarget
 
-__all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC"]
+__all__ = ["Message", "MqttSource", "TELEMETRY_TOPIC", "subscription"]
 
 TELEMETRY_TOPIC = "iot/+/telemetry"
 FLUSH_BARRIER_TOPIC = "iotcast/bridge/flush-barrier"
@@ -51,6 +62,27 @@ log = logging.getLogger(__name__)
 # CONNACK reason codes that retrying cannot fix: bad user name or password (MQTT 5 0x86,
 # 3.1.1 4), not authorized (0x87, 3.1.1 5), banned (0x8A), bad authentication method (0x8C).
 _AUTH_REFUSALS = frozenset({0x86, 0x87, 0x8A, 0x8C, 4, 5})
+_SESSION_TAKEN_OVER = 0x8E
+
+
+def subscription(topic: str, group: str = "") -> str:
+    """The filter to subscribe to: ``topic`` shared in ``group`` (``$share/...``), or as is.
+
+    >>> subscription("iot/+/telemetry", "iotcast"), subscription("iot/+/telemetry")
+    ('$share/iotcast/iot/+/telemetry', 'iot/+/telemetry')
+    """
+    if not group:
+        return topic
+    if any(c in group for c in "/+#"):
+        raise ValueError(f"share group {group!r} must not hold '/', '+' or '#'")
+    return f"$share/{group}/{topic}"
+
+
+def _plain(topic: str) -> str | None:
+    """The unshared filter of a ``$share/<group>/<filter>`` subscription, else None."""
+    if topic.startswith("$share/"):
+        return topic.split("/", 2)[2]
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -83,11 +115,13 @@ class MqttSource:
         topic: str = TELEMETRY_TOPIC,
         session_expiry: int = 86_400,
         keepalive: int = 30,
+        on_fatal: Callable[[BridgeFailure], None] | None = None,
     ) -> None:
         self.target = target
         self.client_id = client_id
         self.topic = topic
         self.on_message = on_message
+        self.on_fatal = on_fatal
         self.receive_maximum = max(1, min(receive_maximum, 65_535))
         self.session_expiry = session_expiry
         self.keepalive = keepalive
@@ -241,6 +275,11 @@ class MqttSource:
             self.session_present = bool(flags.session_present)
             self._set_connected(True)
         client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+        plain = _plain(self.topic)
+        if plain is not None and self.session_present:
+            # A session of a bridge before shared subscriptions also holds the plain filter,
+            # which would hand this bridge every message besides its share: drop it.
+            client.unsubscribe(plain)
         if self.session_present:
             # The broker kept the session, subscription included: ready now. (Its SUBACK may
             # wait behind a backlog of queued messages, up to ReceiveMaximum of them.)
@@ -278,6 +317,16 @@ class MqttSource:
             self._set_connected(False)
         self.last_error = f"disconnected: {reason_code}"
         log.info("MQTT: %s", self.last_error)
+        if getattr(reason_code, "value", None) == _SESSION_TAKEN_OVER:
+            failure = BridgeFailure(
+                f"another MQTT client connected as {self.client_id!r} and took this bridge's "
+                "session: give each bridge its own --bridge-id (or --client-id)",
+                "session_taken_over",
+            )
+            log.error("MQTT: %s", failure)
+            client.disconnect()  # do not take it back: two bridges would flap
+            if self.on_fatal is not None:
+                self.on_fatal(failure)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         # a received payload is bytes (paho's bytearray is for messages it publishes)

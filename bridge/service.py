@@ -2,9 +2,15 @@
 
 Wiring (each piece lives in its own module)::
 
-    paho thread ──decode──> Lane[device's lane] ──> sender thread ──PutRecords──> ack
+    paho thread ──decode_message──> Lane[device's lane] ──> sender thread ──pack──PutRecords──> ack
         │  (Buffer: a slot per unsettled message; full -> wait)
-        └──invalid──> dead-letter Lane ──> writer thread ──S3 put_object──> ack
+        └──each refused reading──> dead-letter Lane ──> writer thread ──S3 put_object──> ack
+
+A message is one reading or a batch of them (``telemetry.reading.decode_message``),
+each judged on its own: good ones forwarded, bad ones dead-lettered one by one with
+their reason.  The readings of a lane's batch are packed into one record per shard
+(``bridge.forward``, ``docs/records.md``), or written one record per reading with
+``record_format="single"`` (the format of bridges before packing).
 
 A reading goes on whatever its validation dropped or clipped (each value is
 counted by field and reason): as its original payload when validation changed
@@ -12,8 +18,9 @@ anything (``Reading.notes``), so the telemetry stream keeps the raw values and t
 processor, decoding the same bytes, finds the same; re-encoded compactly
 otherwise.  Only a payload with nothing usable left is dead-lettered.
 
-A message is acknowledged to the broker only after Kinesis accepted its
-record or S3 holds its dead letter.  A crash therefore loses nothing (the
+A message is acknowledged to the broker only after Kinesis accepted the records
+holding its readings (on the shard that owns its device) and S3 holds the dead
+letters of its refused ones.  A crash therefore loses nothing (the
 broker redelivers what was not acknowledged: duplicates are possible and
 removed downstream by device and timestamp).
 
@@ -27,6 +34,8 @@ the broker keeps the unacknowledged messages for the next run.
 ...        "s3": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"}}
 >>> target = BridgeTarget(parse_mqtt_url("mqtt://127.0.0.1:1883"), "iot-telemetry", "iotcast", aws)
 >>> bridge = Bridge(target, BridgeOptions(client_id="iotcast-bridge-demo", lanes=2))
+>>> bridge.source.topic
+'$share/iotcast/iot/+/telemetry'
 >>> bridge.health()["ok"], len(bridge.lanes)
 (False, 2)
 """
@@ -45,17 +54,11 @@ import botocore.exceptions
 from botocore.config import Config
 
 from bridge.batcher import Lane
-from bridge.buffer import Buffer
+from bridge.buffer import Buffer, Held
 from bridge.deadletter import DeadLetterWriter, dead_letter_entry, ensure_bucket
-from bridge.kinesis import (
-    KinesisSender,
-    client_config,
-    ensure_stream,
-    error_code,
-    open_shard_ranges,
-    shard_index,
-)
-from bridge.mqtt import TELEMETRY_TOPIC, Message, MqttSource
+from bridge.forward import MAX_PUT_BYTES, MAX_PUT_RECORDS, Forwarder, Part
+from bridge.kinesis import KinesisSender, ShardMap, client_config, ensure_stream, error_code
+from bridge.mqtt import TELEMETRY_TOPIC, Message, MqttSource, subscription
 from bridge.retry import Aborted, BridgeFailure, RetryPolicy
 from monitoring.metrics import (
     BRIDGE_FORWARDED,
@@ -66,13 +69,14 @@ from monitoring.metrics import (
     FieldNotes,
 )
 from telemetry.broker import MqttTarget
-from telemetry.reading import InvalidReading, decode_payload, encode
+from telemetry.envelope import MESSAGE_OVERHEAD
+from telemetry.reading import InvalidReading, decode_message, encode
 
-__all__ = ["Bridge", "BridgeOptions", "BridgeTarget"]
+__all__ = ["RECORD_FORMATS", "Bridge", "BridgeOptions", "BridgeTarget"]
 
 log = logging.getLogger(__name__)
-MAX_PUT_RECORDS = 500
-MAX_PUT_BYTES = 5 * 1024 * 1024
+RECORD_FORMATS = ("packed", "single")
+PACKED_LANE_BYTES = 4 * 1024 * 1024  # a lane's batch: one PutRecords call's worth, with room
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,20 @@ class BridgeTarget:
 
 @dataclass(frozen=True)
 class BridgeOptions:
-    """How the bridge batches, buffers, retries and stops (defaults suit the local stack and AWS)."""
+    """How the bridge batches, buffers, retries and stops (defaults suit the local stack and AWS).
+
+    ``linger`` is the time bound of a record (the oldest reading waits at most that long),
+    ``record_bytes`` its size bound; ``record_format`` ``"single"`` writes one record per
+    reading (for readers not upgraded yet); ``share_group`` names the MQTT 5 shared
+    subscription the bridges split the devices' messages by (empty: a plain one).
+    """
 
     client_id: str
-    linger: float = 0.025
+    linger: float = 0.25
+    record_format: str = "packed"
+    record_bytes: int = 25_000
+    compress: bool = False
+    share_group: str = "iotcast"
     buffer: int = 20_000
     lanes: int = 4
     max_records: int = MAX_PUT_RECORDS
@@ -135,18 +149,25 @@ class Bridge:
         )
         self._probe_cache: tuple[float, bool] = (0.0, False)
         self.buffer = Buffer(options.buffer, ack=lambda m: self.source.ack(m))
+        packed = options.record_format == "packed"
         self.lanes = [
-            Lane(options.max_records, options.max_bytes, options.linger)
+            Lane(1_000_000, PACKED_LANE_BYTES, options.linger)
+            if packed
+            else Lane(options.max_records, options.max_bytes, options.linger)
             for _ in range(options.lanes)
         ]
         self.senders = [
             KinesisSender(self.kinesis, target.stream, options.retry, self.abort)
             for _ in self.lanes
         ]
+        self.shards = ShardMap(self.kinesis, target.stream)
+        self.forwarders = [
+            Forwarder(s, self.shards, self.abort, packed, options.record_bytes, options.compress)
+            for s in self.senders
+        ]
         self.dead_lane = Lane(1000, 4 * 1024 * 1024, options.dead_letter_linger)
         self.dead_writer = DeadLetterWriter(self.s3, target.bucket, options.retry, self.abort)
         self._device_lane: dict[str, Lane] = {}
-        self._shard_ranges: list[tuple[int, int]] = [(0, 2**128 - 1)]
         self._threads: list[threading.Thread] = []
         self.received = 0
         self._notes = FieldNotes(BRIDGE_VALUES_DROPPED, BRIDGE_VALUES_CLIPPED)
@@ -156,8 +177,9 @@ class Bridge:
             options.client_id,
             self._on_message,
             receive_maximum=options.buffer,
-            topic=options.topic,
+            topic=subscription(options.topic, options.share_group),
             session_expiry=options.session_expiry,
+            on_fatal=self._fail,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -187,17 +209,21 @@ class Bridge:
             create=self.options.create_stream,
             shards=self.options.shards,
         )
-        self._shard_ranges = open_shard_ranges(self.kinesis, self.target.stream)
+        self.shards.refresh()
         ensure_bucket(self.s3, self.target.bucket, create=self.options.create_stream)
         log.info(
             "bridge: stream %s (%d open shards), dead letters in s3://%s/dead-letter/, "
-            "%d lanes, linger %.0f ms, buffer %d",
+            "%d lanes, %s records (up to %d bytes), linger %.0f ms, buffer %d, as %s on %s",
             self.target.stream,
             shards,
             self.target.bucket,
             len(self.lanes),
+            self.options.record_format,
+            self.options.record_bytes,
             self.options.linger * 1000,
             self.options.buffer,
+            self.options.client_id,
+            self.source.topic,
         )
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -259,6 +285,11 @@ class Bridge:
         """Readings Kinesis accepted so far."""
         return sum(self._forwarded)
 
+    @property
+    def records(self) -> int:
+        """Records Kinesis accepted so far (packed: many readings each)."""
+        return sum(f.records for f in self.forwarders)
+
     def request_stop(self, *_: object) -> None:
         """Ask :meth:`run` to stop (signal handler)."""
         self.stop_requested.set()
@@ -308,26 +339,31 @@ class Bridge:
         if self._stopping:
             self.buffer.settle([msg], ack=False)
             return
-        try:
-            reading = decode_payload(msg.payload, msg.topic)
-        except InvalidReading as exc:
-            if not self.dead_lane.put((msg, exc.reason, str(exc)), len(msg.payload) + 300):
-                self.buffer.settle([msg], ack=False)
-            return
-        lane = self._device_lane.get(reading.device)
-        if lane is None:  # sticky: a device's records stay in one lane, in order
-            lane = self._device_lane[reading.device] = self._lane_for(reading.device)
-        if reading.notes:  # a value dropped or clipped: the raw payload stays recoverable
-            self._notes.count(reading.notes)
-            data = msg.payload
-        else:
-            data = encode(reading)
-        if not lane.put((msg, reading.device, data), len(data) + len(reading.device)):
-            self.buffer.settle([msg], ack=False)
+        decoded = decode_message(msg.payload, msg.topic)
+        held = Held(msg, len(decoded.parts))
+        for i, part in enumerate(decoded.parts):
+            if isinstance(part, InvalidReading):
+                payload = decoded.payload(i)
+                index = i if decoded.batch else None
+                item = (held, payload, part.reason, str(part), index)
+                if not self.dead_lane.put(item, len(payload) + 300):
+                    self.buffer.settle_parts([held], ok=False)
+                continue
+            lane = self._device_lane.get(part.device)
+            if lane is None:  # sticky: a device's records stay in one lane, in order
+                lane = self._device_lane[part.device] = self._lane_for(part.device)
+            if part.notes:  # a value dropped or clipped: the raw payload stays recoverable
+                self._notes.count(part.notes)
+                data = decoded.payload(i)
+            else:
+                data = encode(part)
+            if not lane.put(Part(held, part.device, data), len(data) + MESSAGE_OVERHEAD):
+                self.buffer.settle_parts([held], ok=False)
 
     def _lane_for(self, device: str) -> Lane:
         """The lane of the shard the device's records go to (one writer per shard)."""
-        return self.lanes[shard_index(self._shard_ranges, device) % len(self.lanes)]
+        shard = self.shards.shard_for(device)
+        return self.lanes[self.shards.shards.index(shard) % len(self.lanes)]
 
     # ------------------------------------------------------------- workers
     def _spawn(self, name: str, target, *args) -> None:
@@ -343,39 +379,38 @@ class Bridge:
         self.stop_requested.set()
 
     def _send_loop(self, i: int) -> None:
-        lane, sender = self.lanes[i], self.senders[i]
+        lane, forwarder = self.lanes[i], self.forwarders[i]
         broken = False
         while (batch := lane.take()) is not None:
-            if broken:
-                self.buffer.settle([m for m, _, _ in batch], ack=False)
-                continue
-            try:
-                sender.put([(key, data) for _, key, data in batch])
-            except BridgeFailure as exc:
-                self._fail(exc)
-                broken = True
-            except Aborted:
-                broken = True
-            if broken:
-                self.buffer.settle([m for m, _, _ in batch], ack=False)
-                continue
-            BRIDGE_FORWARDED.inc(len(batch))
-            self._forwarded[i] += len(batch)
-            self.buffer.settle([m for m, _, _ in batch], ack=True)
-
-    def _dead_letter_loop(self) -> None:
-        broken = False
-        while (batch := self.dead_lane.take()) is not None:
             if not broken:
-                entries = [
-                    dead_letter_entry(m.topic, m.payload, reason, text, m.received_at)
-                    for m, reason, text in batch
-                ]
                 try:
-                    self.dead_writer.write(entries, batch[0][0].received_at)
+                    forwarder.deliver(batch)
                 except BridgeFailure as exc:
                     self._fail(exc)
                     broken = True
                 except Aborted:
                     broken = True
-            self.buffer.settle([m for m, _, _ in batch], ack=not broken)
+            if not broken:
+                BRIDGE_FORWARDED.inc(len(batch))
+                self._forwarded[i] += len(batch)
+            self.buffer.settle_parts([p.held for p in batch], ok=not broken)
+
+    def _dead_letter_loop(self) -> None:
+        broken = False
+        while (batch := self.dead_lane.take()) is not None:
+            if not broken:
+                first = batch[0][0].message
+                entries = [
+                    dead_letter_entry(
+                        h.message.topic, payload, reason, text, h.message.received_at, part=index
+                    )
+                    for h, payload, reason, text, index in batch
+                ]
+                try:
+                    self.dead_writer.write(entries, first.received_at)
+                except BridgeFailure as exc:
+                    self._fail(exc)
+                    broken = True
+                except Aborted:
+                    broken = True
+            self.buffer.settle_parts([h for h, *_ in batch], ok=not broken)

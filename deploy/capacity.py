@@ -8,8 +8,15 @@ bridge tasks or IoT Core, S3 checkpoint traffic, DynamoDB capacity and a monthly
 Rerun it when the benchmarks change (update the JSON from their output)::
 
     .venv/bin/python deploy/capacity.py                       # the table of docs/capacity.md
-    .venv/bin/python deploy/capacity.py --devices 25000 --checkpoint-seconds 300
+    .venv/bin/python deploy/capacity.py --seconds-between-readings 60 --iot-basic-ingest
+    .venv/bin/python deploy/capacity.py --layout objects      # checkpoints before issue 26
     .venv/bin/python deploy/capacity.py --json                # every figure, machine-readable
+
+**Issue 25's figures plug in here** (assumptions, or the flags of the same names):
+``readings_per_message`` (readings a device message carries: 1 = one reading per MQTT
+or IoT Core message), ``records_per_reading`` (telemetry Kinesis records per reading on
+the bridge path: 1 = one reading per record, 1/k = records packing k readings; through
+an IoT Core rule a message is one record) and ``prediction_records_per_reading``.
 
 >>> plan = size(1000, load_inputs())
 >>> plan["kinesis"]["telemetry_shards"] >= 1, plan["processor"]["tasks"] >= 1
@@ -68,11 +75,12 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
     """Every figure of one fleet (see the module docstring); ``overrides`` replace assumptions."""
     m, p, a = inputs["measured"], inputs["prices"], {**inputs["assumptions"], **overrides}
     rate = devices / a["seconds_between_readings"]  # readings/s
-    every, active = _checkpoint_cadence(devices, rate, m, a)
-    processor = _processors(devices, rate, every, active, m, a)
-    kinesis = _kinesis(rate, processor["tasks"], m, a)
-    shards = kinesis["telemetry_shards"]
     ingest = _ingest(devices, rate, m, p, a)
+    records, record_bytes = _records(rate, ingest["chosen"], m, a)
+    every, active = _checkpoint_cadence(devices, records, record_bytes, a)
+    processor = _processors(devices, rate, every, active, m, a)
+    kinesis = _kinesis(records, record_bytes, rate, processor["tasks"], a)
+    shards = kinesis["telemetry_shards"]
     s3 = _s3(devices, shards, every, active, m, a)
     dynamodb = _dynamodb(shards, processor["tasks"], every, a)
     month = _month(rate, kinesis, processor, s3, dynamodb, ingest, p)
@@ -94,14 +102,22 @@ def _shard_rate(record_bytes: float, a: dict[str, Any]) -> float:
     return min(1000.0, MIB / record_bytes) * a["kinesis_shard_utilisation"]
 
 
+def _records(rate: float, ingest: str, m: dict[str, Any], a: dict[str, Any]) -> tuple[float, float]:
+    """(telemetry records/s, bytes a record): the bridge packs ``1 / records_per_reading``
+    readings a record (issue 25); an IoT Core rule writes one record per message."""
+    per_record = 1 / a["records_per_reading"] if ingest == "bridge" else a["readings_per_message"]
+    return rate / per_record, m["record_bytes"] * per_record
+
+
 def _checkpoint_cadence(
-    devices: int, rate: float, m: dict[str, Any], a: dict[str, Any]
+    devices: int, records: float, record_bytes: float, a: dict[str, Any]
 ) -> tuple[float, float]:
     """(seconds between checkpoints, devices with a reading within one such interval)."""
     # A shard checkpoints every checkpoint_seconds or checkpoint_records of its records,
     # whichever comes first; shards are sized in _kinesis, from the same rate.
-    shard_rate = _shard_rate(m["record_bytes"], a)
-    every = min(a["checkpoint_seconds"], a["checkpoint_records"] / min(rate, shard_rate))
+    shard_rate = _shard_rate(record_bytes, a)
+    every = min(a["checkpoint_seconds"], a["checkpoint_records"] / min(records, shard_rate))
+    rate = devices / a["seconds_between_readings"]
     return every, min(devices, rate * every)
 
 
@@ -110,9 +126,15 @@ def _processors(
 ) -> dict[str, Any]:
     """Processor tasks, their size, and whether CPU or memory decides their number."""
     cpu_per_reading = m["processor_cpu_seconds_per_reading"]
-    # Reading, learning and predicting, plus pickling and PUTting (artifact and manifest: the
-    # boto3 client's CPU) every changed device at each checkpoint.
-    per_device = m["checkpoint_cpu_seconds_per_device"] + m["checkpoint_put_cpu_seconds_per_device"]
+    # Reading, learning and predicting, plus pickling every changed device at each checkpoint
+    # and writing it: into the shard's bundle (zlib, sha256, its record: the CPU of the
+    # PUTs is per shard, not per device), or, before bundles, 2 PUTs of its own.
+    write = (
+        m["checkpoint_bundle_cpu_seconds_per_device"]
+        if a["layout"] == "bundle"
+        else m["checkpoint_put_cpu_seconds_per_device"]
+    )
+    per_device = m["checkpoint_cpu_seconds_per_device"] + write
     busy = rate * cpu_per_reading + active * per_device / every
     cores = busy / a["processor_cpu_utilisation"]
     # The processor is one Python event loop: one busy core per task, whatever the vCPU.
@@ -141,16 +163,23 @@ def _processors(
     }
 
 
-def _kinesis(rate: float, tasks: int, m: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
-    """Telemetry and predictions shards."""
+def _kinesis(
+    records: float, record_bytes: float, rate: float, tasks: int, a: dict[str, Any]
+) -> dict[str, Any]:
+    """Telemetry and predictions shards, and PUT payload units (25 KB each) a second."""
     # A task needs a shard of its own.
-    shards = max(math.ceil(rate / _shard_rate(m["record_bytes"], a)), tasks)
+    shards = max(math.ceil(records / _shard_rate(record_bytes, a)), tasks)
     predictions_rate = rate * a["prediction_records_per_reading"]
     pred_shards = max(1, math.ceil(predictions_rate / _shard_rate(a["prediction_record_bytes"], a)))
+    units = records * math.ceil(record_bytes / 25_000) + predictions_rate * math.ceil(
+        a["prediction_record_bytes"] / 25_000
+    )
     return {
         "telemetry_shards": shards,
+        "telemetry_records_per_second": records,
         "predictions_shards": pred_shards,
         "prediction_records_per_second": predictions_rate,
+        "put_payload_units_per_second": units,
     }
 
 
@@ -171,10 +200,12 @@ def _ingest(
             + a["bridge_task_gib"] * p["fargate_gib_hour"]
         )
     )
-    # Basic Ingest ($aws/rules/<rule>/... topics) is not charged for messaging.
+    # Basic Ingest ($aws/rules/<rule>/... topics) is not charged for messaging; the rule
+    # and its Kinesis action are, once per message (a message may carry several readings).
     messaging = 0.0 if a["iot_basic_ingest"] else p["iot_million_messages"]
+    messages = rate / a["readings_per_message"]
     iot_month = (
-        rate * SECONDS_PER_MONTH / 1e6 * (messaging + 2 * p["iot_million_rules_or_actions"])
+        messages * SECONDS_PER_MONTH / 1e6 * (messaging + 2 * p["iot_million_rules_or_actions"])
         + devices * HOURS_PER_MONTH * 60 / 1e6 * p["iot_million_connection_minutes"]
     )
     chosen = "bridge" if bridge_fits and devices <= a["bridge_up_to_devices"] else "iot_core"
@@ -185,24 +216,48 @@ def _ingest(
         "one_bridge_keeps_up": bridge_fits,
         "bridge_month_usd": bridge_month,
         "iot_core_month_usd": iot_month,
+        "messages_per_second": messages,
     }
 
 
 def _s3(
     devices: int, shards: int, every: float, active: float, m: dict[str, Any], a: dict[str, Any]
 ) -> dict[str, Any]:
-    """Checkpoint PUTs, upload bandwidth and storage."""
-    ckpt = m["checkpoint_bytes_per_device"]
-    # Each checkpoint writes, per device that learned since the last one, its artifact and the
-    # manifest beside it, and per shard the shard manifest.
-    upload_bytes_per_s = active * ckpt / every
+    """Checkpoint writes, upload bandwidth and storage (docs/capacity.md says how)."""
+    versions_kept = a["model_versions_kept"]
+    manifest_bytes = devices * m["manifest_entry_bytes"]  # every shard's, each checkpoint
+    if a["layout"] == "bundle":
+        # Per shard and checkpoint: its bundle (one PUT, or a multipart upload: create,
+        # one part per 8 MiB, complete), its manifest and its events (and dead letters).
+        stored = m["checkpoint_stored_bytes_per_device"]
+        bundle = active / shards * stored
+        parts = math.ceil(bundle / (8 * MIB)) if bundle > 8 * MIB else 0
+        writes = (2 + parts if parts else 1) + 1 + a["checkpoint_extra_puts"]
+        puts = shards * writes / every
+        # iotcast models prune, daily: a LIST per 1,000 objects, a DeleteObjects per 1,000.
+        bundles_a_day = shards * 86_400 / every
+        puts += 2 * math.ceil(bundles_a_day / 1000) / 86_400
+        model_bytes_s = active * stored / every
+        # Pruned bundles stay as noncurrent versions for the models/ rule's days.
+        noncurrent = model_bytes_s * 86_400 * a["noncurrent_days_models"]
+    else:
+        # Before issue 26: per changed device its artifact and the manifest beside it.
+        stored, parts, writes = m["checkpoint_bytes_per_device"], 0, 0
+        puts = (2 * active + shards * (1 + a["checkpoint_extra_puts"])) / every
+        model_bytes_s = active * stored / every
+        noncurrent = 0.0  # nothing deleted them
+    manifest_bytes_s = manifest_bytes / every
     return {
         "checkpoint_seconds_effective": round(every, 1),
-        "puts_per_second": (2 * active + shards) / every,
-        "upload_mib_per_second": upload_bytes_per_s / MIB,
-        "storage_gib_kept": devices * ckpt * a["model_versions_kept"] / GIB,
+        "writes_per_shard_checkpoint": writes,
+        "bundle_parts": parts,
+        "puts_per_second": puts,
+        "upload_mib_per_second": (model_bytes_s + manifest_bytes_s) / MIB,
+        "storage_gib_kept": (devices * stored * versions_kept + manifest_bytes) / GIB,
+        "storage_gib_noncurrent": (noncurrent + manifest_bytes_s * 86_400 * a["noncurrent_days"])
+        / GIB,
         # The bucket's growth if nothing is pruned.
-        "storage_gib_added_per_month_unpruned": upload_bytes_per_s * SECONDS_PER_MONTH / GIB,
+        "storage_gib_added_per_month_unpruned": model_bytes_s * SECONDS_PER_MONTH / GIB,
     }
 
 
@@ -227,12 +282,14 @@ def _month(
 ) -> dict[str, float]:
     """Dollars a month, by item (unrounded)."""
     shards = kinesis["telemetry_shards"] + kinesis["predictions_shards"]
-    records = rate + kinesis["prediction_records_per_second"]
     vcpu, task_gib = processor["vcpu"], processor["memory_gib"]
     month = {}
     month["kinesis_shards"] = shards * HOURS_PER_MONTH * p["kinesis_shard_hour"]
     month["kinesis_put_units"] = (
-        records * SECONDS_PER_MONTH / 1e6 * p["kinesis_million_put_payload_units"]
+        kinesis["put_payload_units_per_second"]
+        * SECONDS_PER_MONTH
+        / 1e6
+        * p["kinesis_million_put_payload_units"]
     )
     month["fargate_processors"] = (
         processor["tasks"]
@@ -240,7 +297,9 @@ def _month(
         * (vcpu * p["fargate_vcpu_hour"] + task_gib * p["fargate_gib_hour"])
     )
     month["s3_puts"] = s3["puts_per_second"] * SECONDS_PER_MONTH / 1000 * p["s3_thousand_puts"]
-    month["s3_storage"] = s3["storage_gib_kept"] * p["s3_gib_month"]
+    month["s3_storage"] = (s3["storage_gib_kept"] + s3["storage_gib_noncurrent"]) * p[
+        "s3_gib_month"
+    ]
     month["dynamodb"] = (
         dynamodb["wru_per_second"] * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_wru"]
         + dynamodb["rru_per_second"] * SECONDS_PER_MONTH / 1e6 * p["dynamodb_million_rru"]
@@ -284,9 +343,25 @@ def _table(plans: list[dict[str, Any]]) -> str:
                 else "IoT Core rule"
             ),
         ),
+        row(
+            "Kinesis telemetry records/s",
+            lambda pl: f"{pl['kinesis']['telemetry_records_per_second']:,.0f}",
+        ),
+        row(
+            "S3 writes per shard checkpoint (parts)",
+            lambda pl: (
+                f"{pl['s3']['writes_per_shard_checkpoint']} ({pl['s3']['bundle_parts']})"
+                if pl["s3"]["writes_per_shard_checkpoint"]
+                else "2 per device + 2"
+            ),
+        ),
         row("S3 PUT/s (checkpoints)", lambda pl: f"{pl['s3']['puts_per_second']:,.1f}"),
         row("S3 upload MiB/s", lambda pl: f"{pl['s3']['upload_mib_per_second']:,.1f}"),
         row("S3 GiB kept (versions kept)", lambda pl: f"{pl['s3']['storage_gib_kept']:,.0f}"),
+        row(
+            "S3 GiB noncurrent (versioning)",
+            lambda pl: f"{pl['s3']['storage_gib_noncurrent']:,.0f}",
+        ),
         row(
             "S3 TiB added a month if never pruned",
             lambda pl: f"{pl['s3']['storage_gib_added_per_month_unpruned'] / 1024:,.0f}",
@@ -312,6 +387,21 @@ def main(argv: list[str] | None = None) -> int:
         "--devices", default="1000,10000,100000,1000000", help="comma-separated fleet sizes"
     )
     parser.add_argument("--checkpoint-seconds", type=float, help="override the assumption")
+    parser.add_argument("--seconds-between-readings", type=float, help="override the assumption")
+    parser.add_argument(
+        "--readings-per-message", type=float, help="issue 25: readings a device message carries"
+    )
+    parser.add_argument(
+        "--records-per-reading", type=float, help="issue 25: Kinesis records per reading (bridge)"
+    )
+    parser.add_argument(
+        "--prediction-records-per-reading", type=float, help="issue 25: prediction records"
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("bundle", "objects"),
+        help="checkpoints as one bundle per shard (this code) or 2 objects per device (before)",
+    )
     parser.add_argument(
         "--iot-basic-ingest", action="store_true", help="devices publish to IoT Core Basic Ingest"
     )
@@ -319,8 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     inputs = load_inputs(args.inputs)
     overrides = {}
-    if args.checkpoint_seconds:
-        overrides["checkpoint_seconds"] = args.checkpoint_seconds
+    for name in (
+        "checkpoint_seconds",
+        "seconds_between_readings",
+        "readings_per_message",
+        "records_per_reading",
+        "prediction_records_per_reading",
+        "layout",
+    ):
+        if getattr(args, name):
+            overrides[name] = getattr(args, name)
     if args.iot_basic_ingest:
         overrides["iot_basic_ingest"] = True
     plans = [size(int(d), inputs, **overrides) for d in args.devices.split(",")]
@@ -331,8 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     a = {**inputs["assumptions"], **overrides}
     print(
         f"inputs: {args.inputs.name}; prices {raw['prices_region']} as of {raw['prices_date']}; "
-        f"one reading per {a['seconds_between_readings']:g} s per device, checkpoints every "
-        f"{a['checkpoint_seconds']:g} s, IoT Core Basic Ingest {'on' if a['iot_basic_ingest'] else 'off'}"
+        f"one reading per {a['seconds_between_readings']:g} s per device, "
+        f"{a['readings_per_message']:g} readings a message, {a['records_per_reading']:g} records "
+        f"a reading (bridge), checkpoints every {a['checkpoint_seconds']:g} s as "
+        f"{a['layout']}s, IoT Core Basic Ingest {'on' if a['iot_basic_ingest'] else 'off'}"
     )
     print(_table(plans))
     return 0

@@ -495,6 +495,15 @@ def _bucket() -> dict[str, Any]:
                             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
                         },
                         {
+                            # Pruned model bundles and versions (iotcast models prune) go for
+                            # good a day later; current objects are never expired by age (a
+                            # quiet device's current version may be old).
+                            "Id": "expire-pruned-model-versions",
+                            "Status": "Enabled",
+                            "Prefix": "models/",
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        },
+                        {
                             "Id": "expire-noncurrent-versions",
                             "Status": "Enabled",
                             "NoncurrentVersionExpiration": {

@@ -3,7 +3,7 @@
 The view knows the running parts only through their Prometheus exposition
 (the metric names declared in ``monitoring/metrics.py``), never through their
 internals: :func:`parse_metrics` reads one /metrics text, :func:`aggregate`
-folds the bridge's and every processor's into one :class:`Snapshot`,
+folds the bridge's and every processor's into one :class:`PipelineFigures`,
 :func:`render` draws it as ``rich`` tables and :func:`progress_line` as one
 line of text for logs and CI (when stdout is not a terminal).
 
@@ -51,7 +51,7 @@ __all__ = [
     "OUTCOMES",
     "Parsed",
     "Scraper",
-    "Snapshot",
+    "PipelineFigures",
     "aggregate",
     "parse_metrics",
     "progress_line",
@@ -71,6 +71,8 @@ LATE = "iotcast_readings_late_total"
 GLITCHES = "iotcast_readings_glitch_total"
 NO_TARGET = "iotcast_readings_no_target_total"
 POISON = "iotcast_records_poison_total"
+RECORDS = "iotcast_records_processed_total"
+MISROUTED = "iotcast_records_misrouted_total"
 SHARD_LAG = "iotcast_shard_lag_seconds"
 SHARD_OWNED = "iotcast_shard_owned"
 DEVICES_HELD = "iotcast_devices_held"
@@ -100,6 +102,8 @@ METRIC_NAMES = (
     GLITCHES,
     NO_TARGET,
     POISON,
+    RECORDS,
+    MISROUTED,
     SHARD_LAG,
     SHARD_OWNED,
     DEVICES_HELD,
@@ -196,13 +200,13 @@ class FleetError:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class PipelineFigures:
     """The whole pipeline's figures at one moment.
 
     ``learned_by_device`` and ``device_readings`` (device -> outcome -> readings) are
     the watched devices'; the other counts are the fleet's.
 
-    >>> Snapshot(learned=3, duplicates=1).accounted
+    >>> PipelineFigures(learned=3, duplicates=1).accounted
     4
     """
 
@@ -219,6 +223,8 @@ class Snapshot:
     glitches: int = 0
     no_target: int = 0
     poison: int = 0
+    records: int = 0  # Kinesis records the processors handled (a packed record: many readings)
+    misrouted: int = 0  # of which stray copies a reshard left, skipped whole
     devices_held: int = 0
     learned_by_device: Mapping[str, int] = field(default_factory=dict)
     device_readings: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -250,6 +256,8 @@ class Snapshot:
             "glitches": self.glitches,
             "no_target": self.no_target,
             "poison": self.poison,
+            "records": self.records,
+            "misrouted": self.misrouted,
             "devices_held": self.devices_held,
             "learned_by_device": dict(self.learned_by_device),
             "device_readings": {d: dict(v) for d, v in self.device_readings.items()},
@@ -356,8 +364,8 @@ def aggregate(
     *,
     horizon: str = "0",
     baseline: str = "persistence",
-) -> Snapshot:
-    """Fold the bridge's and the processors' parsed /metrics into one :class:`Snapshot`.
+) -> PipelineFigures:
+    """Fold the bridge's and the processors' parsed /metrics into one :class:`PipelineFigures`.
 
     ``None`` stands for a page that did not answer.  ``horizon`` (seconds, as
     the label holds it) and ``baseline`` (a model name) choose what the device
@@ -404,7 +412,7 @@ def aggregate(
     def fleet(name: str) -> int:
         return int(sum(_total(p, name) for p in pages))
 
-    return Snapshot(
+    return PipelineFigures(
         bridge_up=bridge is not None,
         processors_up=tuple(p is not None for p in processors),
         received=int(_total(bridge, RECEIVED)),
@@ -418,6 +426,8 @@ def aggregate(
         glitches=fleet(GLITCHES),
         no_target=fleet(NO_TARGET),
         poison=fleet(POISON),
+        records=fleet(RECORDS),
+        misrouted=fleet(MISROUTED),
         devices_held=fleet(DEVICES_HELD),
         learned_by_device=learned_by_device,
         device_readings=device_readings,
@@ -454,11 +464,11 @@ class Scraper:
         self.horizon = horizon
         self.baseline = baseline
         self.timeout = timeout
-        self.snapshot = Snapshot()
+        self.latest = PipelineFigures()
         self.last_pages: dict[str, Parsed] = {}
         self.history: deque[tuple[float, int]] = deque()
 
-    def collect(self) -> Snapshot:
+    def collect(self) -> PipelineFigures:
         pages = [scrape(u, self.timeout) for u in self.urls]
         for url, page in zip(self.urls, pages, strict=True):
             if page is not None:
@@ -466,20 +476,20 @@ class Scraper:
         known = [self.last_pages.get(u) for u in self.urls]
         snap = aggregate(known[0], known[1:], horizon=self.horizon, baseline=self.baseline)
         up = [p is not None for p in pages]
-        self.snapshot = replace(snap, bridge_up=up[0], processors_up=tuple(up[1:]))
-        return self.snapshot
+        self.latest = replace(snap, bridge_up=up[0], processors_up=tuple(up[1:]))
+        return self.latest
 
     def rate(self) -> float:
         """Readings the processors accounted for per second, over the last ~10 s."""
         now = time.monotonic()
-        self.history.append((now, self.snapshot.accounted))
+        self.history.append((now, self.latest.accounted))
         while len(self.history) > 2 and now - self.history[0][0] > 10:
             self.history.popleft()
         (t0, n0), (t1, n1) = self.history[0], self.history[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def progress_line(snap: Snapshot, replayed: int, total: int | None) -> str:
+def progress_line(snap: PipelineFigures, replayed: int, total: int | None) -> str:
     """One line of progress, for logs and CI."""
     line = (
         f"replayed {replayed}/{total if total is not None else '?'}  received {snap.received}  "
@@ -488,6 +498,10 @@ def progress_line(snap: Snapshot, replayed: int, total: int | None) -> str:
     )
     if snap.no_target:
         line += f"  no target {snap.no_target}"
+    if snap.records:
+        line += f"  records {snap.records}"
+    if snap.misrouted:
+        line += f" ({snap.misrouted} misrouted)"
     if snap.shard_lag:
         line += "  lag " + " ".join(
             f"{_short_shard(s)}={v:.1f}s" for s, v in snap.shard_lag.items()
@@ -504,7 +518,7 @@ def _num(value: float | None, fmt: str = "{:.3f}") -> str:
 
 
 def render(
-    snap: Snapshot,
+    snap: PipelineFigures,
     replayed: int,
     total: int | None,
     *,
@@ -518,7 +532,7 @@ def render(
     >>> from rich.console import Console
     >>> console = Console(width=120, file=io.StringIO(), record=True)
     >>> fleet = (FleetError("900", 0.3, 0.4, 10, "d7", 1.8),)
-    >>> snap = Snapshot(learned=7, fleet=fleet, devices=(DeviceView("a", 7, "linear"),))
+    >>> snap = PipelineFigures(learned=7, fleet=fleet, devices=(DeviceView("a", 7, "linear"),))
     >>> console.print(render(snap, 8, 10))
     >>> text = console.export_text(); "linear" in text and "+25.0%" in text and "d7" in text
     True

@@ -26,7 +26,6 @@ quiet) is an event record (:mod:`stream.events`), not a series.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from bisect import bisect_left
@@ -52,7 +51,9 @@ __all__ = [
     "RESIDUAL_BOUNDS",
     "SCORES",
     "ScoreSeries",
+    "created_samples",
     "field_label",
+    "labelnames",
 ]
 
 # The ``field`` label of the dropped/clipped counters: a sensor of the data contract, or
@@ -167,10 +168,27 @@ BRIDGE_REORDERED = _declare(
 # Fleet figures: their series depend on shards, models, horizons and reasons, never on
 # devices.  Per-device detail is for the watched devices only (below), the k worst devices
 # (WORST_*) and the event log (stream.events).
+RECORDS_PROCESSED = _declare(
+    Counter,
+    "iotcast_records_processed_total",
+    "Kinesis records handled by the processor (a packed record holds many readings; the "
+    "misrouted ones included, the replayed ones not), by shard.",
+    ["shard"],
+)
+RECORDS_MISROUTED = _declare(
+    Counter,
+    "iotcast_records_misrouted_total",
+    "Packed Kinesis records skipped whole because their header names another shard: stray "
+    "copies a reshard left, whose readings the bridge sent again to their shard, by shard.",
+    ["shard"],
+)
 READINGS_PROCESSED = _declare(
     Counter,
     "iotcast_readings_processed_total",
-    "Kinesis records decoded by the processor, by shard.",
+    "Readings decoded by the processor (parts of records: a packed record's readings, a "
+    "device batch's; a record refused whole counts as one), by shard. Each has one outcome: "
+    "learned, duplicate, late, glitch, no_target, or dead-lettered "
+    "(iotcast_records_poison_total).",
     ["shard"],
 )
 READINGS_LEARNED = _declare(
@@ -222,7 +240,10 @@ VALUES_CLIPPED = _declare(
 RECORDS_POISON = _declare(
     Counter,
     "iotcast_records_poison_total",
-    "Kinesis records that are not readings, dead-lettered by the processor.",
+    "Readings (parts of records) and records the processor dead-lettered, by shard and "
+    "reason: a part that is not a valid reading (its validation reason), a record that "
+    "cannot be unpacked (bad_envelope, unknown_version), a reading beyond the device limit "
+    "(device_limit).",
     ["shard", "reason"],
 )
 # Declared, not registered: its samples come from ERRORS (a ScoreSeries), as RESIDUAL's.
@@ -336,12 +357,22 @@ PROCESSING_SECONDS = _declare(
     buckets=_LATENCY_BUCKETS,
 )
 PREDICTIONS_EMITTED = _declare(
-    Counter, "iotcast_predictions_emitted_total", "Prediction records written to the output stream."
+    Counter,
+    "iotcast_predictions_emitted_total",
+    "Prediction records written to the output stream (one per reading learned, every horizon "
+    "in it).",
+)
+OUTPUT_RECORDS = _declare(
+    Counter,
+    "iotcast_output_records_total",
+    "Kinesis records written to the output stream (each packs many prediction and event records).",
 )
 
 # ------------------------------------------------------------ watched devices only
 # The series below carry a device label and exist only for the devices on the watch list
-# (``--watch``, IOTCAST_WATCH; at most MAX_WATCHED).
+# (``--watch``, IOTCAST_WATCH; at most MAX_WATCHED).  Those declared with registry=None
+# (the last prediction, the error figures, the champion, the newest reading learned) are
+# read from the device's models when Prometheus scrapes (stream.watch.WatchedFigures).
 DEVICE_READINGS = _declare(
     Counter,
     "iotcast_device_readings_total",
@@ -353,6 +384,7 @@ PREDICTION = _declare(
     "iotcast_prediction_celsius",
     "Last prediction of the target, by watched device, model and horizon (seconds).",
     ["device", "model", "horizon"],
+    registry=None,
 )
 ACTUAL = _declare(
     Gauge,
@@ -365,12 +397,14 @@ ROLLING_MAE = _declare(
     "iotcast_rolling_mae_celsius",
     "Rolling mean absolute error of scored predictions, by watched device.",
     ["device", "model", "horizon"],
+    registry=None,
 )
 ROLLING_RMSE = _declare(
     Gauge,
     "iotcast_rolling_rmse_celsius",
     "Rolling root mean squared error of scored predictions, by watched device.",
     ["device", "model", "horizon"],
+    registry=None,
 )
 MAE = _declare(
     Gauge,
@@ -378,6 +412,7 @@ MAE = _declare(
     "Mean absolute error of all scored predictions since the model started (prequential), "
     "by watched device.",
     ["device", "model", "horizon"],
+    registry=None,
 )
 # The residual histogram and the scored counter are declared here (name, labels, buckets)
 # but not registered: their samples come from SCORES (a ScoreSeries, below), plain
@@ -403,6 +438,7 @@ CHAMPION = _declare(
     "iotcast_champion_info",
     "1 for the current champion model of a watched device (first horizon).",
     ["device", "model"],
+    registry=None,
 )
 MODEL_VERSION = _declare(
     Gauge,
@@ -415,6 +451,7 @@ LAST_READING_TS = _declare(
     "iotcast_last_reading_timestamp_seconds",
     "Event time (epoch seconds) of the newest reading learned, by watched device.",
     ["device"],
+    registry=None,
 )
 LAST_READING_RECEIVED = _declare(
     Gauge,
@@ -442,11 +479,22 @@ def declared() -> dict[str, Declared]:
     return dict(_DECLARED)
 
 
-def _use_created() -> bool:
-    """Whether prometheus_client exports ``_created`` samples (what its own metrics do: the
-    same environment variable, read the same way; ``disable_created_metrics()`` is not used)."""
-    flag = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False")
-    return flag.lower() not in ("true", "1", "t")
+def labelnames(metric: Counter | Gauge | Histogram) -> tuple[str, ...]:
+    """The label names ``metric`` was declared with here.
+
+    >>> labelnames(CHAMPION)
+    ('device', 'model')
+    """
+    (family,) = metric.describe()
+    return _DECLARED[family.name].labelnames
+
+
+def created_samples() -> bool:
+    """Whether prometheus_client's own metrics export ``_created`` samples now (the
+    ``PROMETHEUS_DISABLE_CREATED_SERIES`` setting, or ``disable_created_metrics()``): asked
+    of a throwaway counter, through the public API."""
+    probe = Counter("created_probe", "Whether counters export _created.", registry=None)
+    return any(s.name.endswith("_created") for family in probe.collect() for s in family.samples)
 
 
 class ScoreSeries:
@@ -537,7 +585,7 @@ class ScoreSeries:
         hist = self._family(self._hist_family)
         total = self._family(self._counter_family) if self._counter_family else None
         hname = hist.name
-        created = _use_created()
+        created = created_samples()
         export_sum = self.bounds[0] >= 0  # prometheus_client exports _sum only then
         with self._lock:
             items = list(self._series.items())

@@ -1,6 +1,6 @@
 """The offline evaluation as pandas DataFrames: the notebook's API, and the analysis page's.
 
-:func:`evaluate` runs :func:`online_models.evaluate.prequential`, the very code
+:func:`analyse` runs :func:`online_models.evaluate.prequential`, the very code
 ``iotcast evaluate`` runs (same defaults: every horizon of ``--task all``, the
 default model set, the reference models added), over a telemetry CSV file or
 any readings, and returns an :class:`Analysis`: the raw
@@ -22,10 +22,10 @@ any readings, and returns an :class:`Analysis`: the raw
 
 In a notebook:
 
->>> from online_models.analysis import evaluate
+>>> from online_models.analysis import analyse
 >>> from telemetry.generate import generate
->>> a = evaluate(generate(days=0.1, seed=1), target="humidity", horizons=(900,),
-...              devices=["b8:27:eb:bf:9d:51"], predictions=True)
+>>> a = analyse(generate(days=0.1, seed=1), target="humidity", horizons=(900,),
+...             devices=["b8:27:eb:bf:9d:51"], predictions=True)
 >>> board = a.leaderboard()
 >>> list(board.columns)
 ['device', 'horizon', 'model', 'baseline', 'n', 'mae', 'rmse', 'vs_persistence_pct', 'best']
@@ -58,6 +58,7 @@ from typing import cast
 
 import pandas as pd
 
+from online_models.baselines import BASELINES
 from online_models.catalog import Catalog, load_catalog
 from online_models.config import TaskConfig
 from online_models.evaluate import EvalResult, prequential
@@ -68,16 +69,14 @@ from telemetry.reading import Reading
 
 __all__ = [
     "Analysis",
-    "BASELINES",
     "Cancelled",
     "PROGRESS_EVERY",
-    "evaluate",
+    "analyse",
     "hour_errors",
     "readings_of",
 ]
 
 PROGRESS_EVERY = 2000  # rows read between two calls of ``progress``
-BASELINES = ("persistence", "rolling_mean", "seasonal_naive", "batch_forest")
 
 
 class Cancelled(Exception):
@@ -261,7 +260,7 @@ class Analysis:
         return write_report(self.result, out, source=self.source)
 
 
-def evaluate(
+def analyse(
     source: Source,
     *,
     target: str = "temp",

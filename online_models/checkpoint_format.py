@@ -66,7 +66,9 @@ __all__ = [
 # 4: the project's models are River estimators: hyperparameters under their ``__init__``
 #    names, learned state private (``ForgettingRidge._coef``, ``ExpWeighted._loss``,
 #    ``Resampled.step`` now the narrowest bin width, the chosen one ``_step``...).
-FORMAT = 4
+# 5: the served forecast's prediction intervals: each horizon's ``band``
+#    (online_models.intervals.Band), with the offsets of the forecasts it published.
+FORMAT = 5
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -118,12 +120,25 @@ def _from_3(models: Any) -> Any:
     return models
 
 
+def _from_4(models: Any) -> Any:
+    """Format 4 -> 5: each horizon gains its interval band (the task's levels), which owes
+    the forecasts already pending an interval: they are scored on the offsets of the day."""
+    from online_models.intervals import Band
+
+    for hz in models.horizons.values():
+        if "band" not in hz.__dict__:
+            hz.band = Band(models.task.interval_levels)
+            hz.band.owe(len(hz.pending))
+    return models
+
+
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
-    1: _from_1,
-    2: _from_2,
-    3: _from_3,
-    4: _as_is,
+    1: lambda models: _from_4(_from_1(models)),
+    2: lambda models: _from_4(_from_2(models)),
+    3: lambda models: _from_4(_from_3(models)),
+    4: _from_4,
+    5: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, replace
 
 from online_models.features import clashes
+from online_models.intervals import DEFAULT_LEVELS, check_levels
 from telemetry.reading import MAX_EXTRA_FIELDS, SENSORS
 
 __all__ = ["TARGETS", "TaskConfig"]
@@ -65,6 +66,8 @@ class TaskConfig:
         extra_features: extra numeric fields of the readings (``Reading.extra``, e.g.
             ``pressure``) that become features, with their own history
             (:mod:`online_models.features`); undeclared extras are ignored.
+        interval_levels: central coverage levels of the served forecast's prediction
+            intervals (:mod:`online_models.intervals`), each strictly between 0 and 1.
 
     >>> TaskConfig(extra_features=("temp",))
     Traceback (most recent call last):
@@ -86,6 +89,7 @@ class TaskConfig:
     max_pending: int = 20_000
     forecasts_per_horizon: int = 60
     extra_features: tuple[str, ...] = ()
+    interval_levels: tuple[float, ...] = DEFAULT_LEVELS
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -133,6 +137,7 @@ class TaskConfig:
                 f"extra_features must be distinct, at most {MAX_EXTRA_FIELDS}, got {extras!r}"
             )
         object.__setattr__(self, "extra_features", extras)
+        object.__setattr__(self, "interval_levels", check_levels(self.interval_levels))
 
     @property
     def forecast_horizons(self) -> tuple[int, ...]:

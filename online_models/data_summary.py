@@ -173,7 +173,7 @@ def summarize(
 ) -> DataSummary:
     """Summarize a CSV path, open file or readings (see the module docstring): the first
     ``limit`` rows; at most ``points`` sensor bins per device; ``progress(rows_read)`` as in
-    :func:`online_models.analysis.evaluate` (raise ``Cancelled`` from it to stop)."""
+    :func:`online_models.analysis.analyse` (raise ``Cancelled`` from it to stop)."""
     bad = BadRows()
     totals = _Totals()
     chunk: list[_Row] = []

@@ -71,7 +71,7 @@ import inspect
 import logging
 import types
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import cast
 
 from river import base
@@ -81,7 +81,7 @@ from online_models.config import TaskConfig
 from online_models.features import Features, FeatureState, Standardizer
 from online_models.guard import Guard
 from online_models.horizon import HorizonFeatures
-from online_models.horizon_models import HorizonModels
+from online_models.horizon_models import HorizonModels, HorizonStep
 from online_models.pending import Kept
 from online_models.records import (
     SERVED,
@@ -151,7 +151,7 @@ class DeviceModels:
                 self.horizons[h] = HorizonModels(h, specs, self.task, frozenset(observers))
         forecast = [h for h in self.horizons if h > 0]
         self.hfeatures = HorizonFeatures(forecast) if forecast else None
-        self.guard = Guard(device, self.task.target, timing)
+        self.guard = Guard(device, self.task.target, timing=timing)
         self.last_value: float | None = None
         self.last_ts: float | None = None
         self.n_learned = 0
@@ -221,15 +221,55 @@ class DeviceModels:
         scores: list[Score] = []
         events: list[Event] = []
         kept: dict[tuple[bool, bool], Kept | None] = {}  # this reading's, as forecasts keep it
+        guard, task = self.guard, self.task
         for h, hz in self.horizons.items():
             if h == 0:
-                hz.nowcast(self, x, y, ts, lo, hi, predictions, scores, events)
+                r = hz.nowcast(
+                    x=x, y=y, ts=ts, lo=lo, hi=hi, fallback=self.last_value, guard=guard, task=task
+                )
             else:
-                hz.step(self, x, kept, y, ts, lo, hi, predictions, scores, events)
+                keeps = None
+                if hz.forecasts_at(ts):
+                    what = (hz.keep_raw, hz.keep_scaled)
+                    if what not in kept:
+                        kept[what] = self.keep(x, *what)
+                    keeps = kept[what]
+                r = hz.step(
+                    x=x, y=y, ts=ts, lo=lo, hi=hi, kept=keeps, hfeatures=self.hfeatures,
+                    guard=guard, task=task,
+                )  # fmt: skip
+            predictions += r.predictions
+            scores += r.scores
+            events += r.events
+            if r.events or r.dropped:
+                self._apply(r)
         self.last_value = y
         self.last_ts = ts
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
+
+    def _apply(self, r: HorizonStep) -> None:
+        """Count and log what a horizon's step did (its events, its dropped forecasts)."""
+        self.n_dropped += r.dropped
+        for e in r.events:
+            if e.kind == "promotion":
+                self.n_promotions += 1
+                log.info(
+                    "device %s horizon %ss: promoted %s: %s", self.device, e.horizon, e.model,
+                    e.reason,
+                )  # fmt: skip
+            elif e.kind == "drift":
+                self.n_drifts += 1
+                log.info(
+                    "device %s horizon %ss: drift on %s: %s", self.device, e.horizon, e.model,
+                    e.reason,
+                )  # fmt: skip
+        for event, so_far in r.resets:
+            if so_far & (so_far - 1) == 0:  # the 1st, 2nd, 4th, 8th... of this model: no flood
+                log.warning(
+                    "device %s horizon %ss: model %s reset (%d so far): %s",
+                    self.device, event.horizon, event.model, so_far, event.reason,
+                )  # fmt: skip
 
     def keep(self, x: Features, raw: bool, scaled: bool) -> Kept | None:
         """The features a forecast learns from once its actual arrives (raw and/or standardised,
@@ -260,20 +300,6 @@ class DeviceModels:
             x[self.task.target],  # the anchor of the learners' change, exact
             keys,  # the standardised twin has the same names in the same order
         )
-
-    def kept_features(
-        self,
-        raw: Sequence[float] | None,
-        scaled: Sequence[float] | None,
-        value: float,
-        keys: tuple[str, ...],
-    ) -> Features:
-        """The features (and standardised twin) of a pending forecast, from what it kept."""
-        xm = Features(zip(keys, raw, strict=True)) if raw is not None else Features()
-        xm[self.task.target] = value
-        if scaled is not None:
-            xm.scaled = dict(zip(keys, scaled, strict=True))
-        return xm
 
     # ------------------------------------------------------------ operator
     def set_champion(

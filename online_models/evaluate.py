@@ -33,6 +33,11 @@ never reports the target gets no model set and no figures, and its readings
 count as ``no_target``. :func:`nothing_usable` says, in words, why an
 evaluation learned nothing (``iotcast evaluate`` then exits non-zero).
 
+"Evaluate" names one thing, this evaluation: :func:`prequential` runs it
+(test, then train, reading by reading) and returns an :class:`EvalResult`;
+``iotcast evaluate`` is its command (a report of the result);
+:func:`online_models.analysis.analyse` gives the result as DataFrames.
+
 >>> from telemetry.generate import generate
 >>> from online_models.catalog import load_catalog
 >>> from online_models.config import TaskConfig
@@ -58,11 +63,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from online_models.anomaly import GASES, Anomaly, Watch
 from online_models.catalog import Catalog
 from online_models.config import TaskConfig
 from online_models.device import DeviceModels
 from online_models.features import GAP_S
-from online_models.records import SERVED, Event, Score
+from online_models.records import SERVED, Event, Prediction, Score
 from online_models.scoring import ErrorTotals
 from telemetry.csvfile import BadRows
 from telemetry.reading import Reading, is_glitch
@@ -215,6 +221,8 @@ class EvalResult:
     checkpoint_bytes: dict[str, int] = field(default_factory=dict)
     first_ts: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, DeviceInput] = field(default_factory=dict)  # every device, even without
+    anomalies: dict[tuple[str, str, float], Anomaly] = field(default_factory=dict)  # last state
+    watches: dict[str, Watch] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
@@ -339,7 +347,7 @@ def _add(
     g = groups.get(key)
     if g is None:
         g = groups[key] = ErrorTotals()
-    g.update(predicted, actual)
+    g.update(actual, predicted)
 
 
 def _scores(
@@ -419,6 +427,30 @@ def _forget(tr: _DeviceTrack, dm: DeviceModels, ts: float, max_h: int) -> None:
         tr.flags.pop(tr.order.popleft(), None)
 
 
+def _watch(
+    res: EvalResult,
+    device: str,
+    reading: Reading,
+    predictions: tuple[Prediction, ...],
+    task: TaskConfig,
+) -> None:
+    """The device's anomaly detectors judge the reading against the served nowcast made for
+    it (its widest interval); each anomaly is kept in its last state (ongoing, or ended)."""
+    watch = res.watches.get(device)
+    if watch is None:
+        watch = res.watches[device] = Watch(device)
+    nowcast: float | None = None
+    band: tuple[float, float] | None = None
+    for p in predictions:
+        if p.model == SERVED and p.horizon == 0 and p.bounds:
+            nowcast, band = p.value, (p.bounds[-2] - p.value, p.bounds[-1] - p.value)
+    y = getattr(reading, task.target)
+    gases = {g: getattr(reading, g) for g in GASES}
+    verdict = watch.observe(reading.ts, float(y), nowcast, band, gases)
+    for a in verdict.events:
+        res.anomalies[(a.device, a.kind, a.start_ts)] = a
+
+
 def prequential(
     readings: Iterable[Reading],
     catalog: Catalog,
@@ -479,6 +511,7 @@ def prequential(
             tr.flags[ts] = _conditions(tr, reading, task.target)
             tr.order.append(ts)
             _events(res, tr, device, result.events, ts)
+            _watch(res, device, reading, result.predictions, task)
             last_by_h = _scores(res, tr, device, result.scores, files)
             _sample(res, tr, dm, device, ts, last_by_h)
             _forget(tr, dm, ts, max_h)
@@ -516,6 +549,8 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.rolling.update(p.rolling)
         out.checkpoint_bytes.update(p.checkpoint_bytes)
         out.first_ts.update(p.first_ts)
+        out.anomalies.update(p.anomalies)
+        out.watches.update(p.watches)
         for device, inp in p.inputs.items():
             out.inputs.setdefault(device, DeviceInput()).merge(inp)
         for k, counts in p.hist.items():

@@ -10,13 +10,16 @@ models' updates among them). It catches three things:
   widened on each side by its span, and by at least 5 % of the data
   contract's range, never more than that 5 % beyond the contract's bounds.
 
-The model is then replaced by a fresh one, ``model.clone()`` (River's: the
-same parameters, no learned state; :func:`fresh_model`), a ``model_reset``
-event says which, where and why (counted per model; logged on the 1st, 2nd,
-4th... of a model, not every time), and a refused forecast is replaced by
-persistence's: what the processor serves in its place, and what is scored
-for it, so that a model pays for its failures and every running sum stays
-finite. The device's other models go on.
+The guard judges; it changes nothing of its caller. A call that fails
+returns a :class:`Fault`, the verdict, and the model's owner
+(:class:`~online_models.horizon_models.HorizonModels`) acts on it: it
+replaces the model by a fresh one, ``model.clone()`` (River's: the same
+parameters, no learned state; :func:`fresh_model`), a ``model_reset`` event
+says which, where and why (counted per model; logged by the device on the
+1st, 2nd, 4th... of a model, not every time), and a refused forecast is
+replaced by persistence's: what the processor serves in its place, and what
+is scored for it, so that a model pays for its failures and every running
+sum stays finite. The device's other models go on.
 
 >>> g = Guard("d1", "temp")  # the contract's -55 .. 125 °C, widened by 5 % of its span
 >>> g.bounds()
@@ -31,38 +34,20 @@ business, and a device that never reported the target has no guard at all
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from river import base
 
-from online_models.drift import DriftWatch
-from online_models.records import Event
-from online_models.selection import Selector
 from telemetry.reading import RANGES
 
 if TYPE_CHECKING:
     from online_models.catalog import ModelSpec
 
-__all__ = ["MARGIN_SHARE", "Guard", "fresh_model"]
-
-log = logging.getLogger("online_models.device")
-
-
-class Horizon(Protocol):
-    """What the guard reads and replaces of one horizon's models
-    (:class:`~online_models.horizon_models.HorizonModels`)."""
-
-    horizon: int
-    models: dict[str, base.Regressor]
-    specs: dict[str, ModelSpec]
-    resets: dict[str, int]
-    selector: Selector
-    drift: DriftWatch
-
+__all__ = ["MARGIN_SHARE", "Fault", "Guard", "fresh_model"]
 
 # the plausible range is the observed one widened by its span, and at least this share of
 # the data contract's range for the target
@@ -72,10 +57,15 @@ MARGIN_SHARE = 0.05
 class Guard:
     """The plausible range of one device's target and the guarded calls into its models.
 
-    With ``timing`` it adds up each model's CPU time of this thread in :attr:`cost_ns`.
+    The device (:class:`~online_models.device.DeviceModels`) widens the range
+    (:meth:`observe`) and reads it (:meth:`bounds`); its horizons
+    (:class:`~online_models.horizon_models.HorizonModels`) call their models through
+    :meth:`predict` and :meth:`learn` and act on the :class:`Fault` they may return.
+    ``n_resets`` counts the faults (each resets its model). With ``timing`` it adds up
+    each model's CPU time of this thread in :attr:`cost_ns`.
     """
 
-    def __init__(self, device: str, target: str, timing: bool = False) -> None:
+    def __init__(self, device: str, target: str, *, timing: bool = False) -> None:
         self.device = device
         self.target = target
         lo, hi = RANGES[target]
@@ -106,99 +96,98 @@ class Guard:
 
     def predict(
         self,
-        hz: Horizon,
         name: str,
+        model: base.Regressor,
         x: Mapping[str, float | None],
-        fallback: float | None,
+        *,
         lo: float,
         hi: float,
-        ts: float,
-        events: list[Event],
-        rejected: set[str],
-    ) -> float | None:
-        """``hz.models[name].predict_one(x)``, or ``fallback`` (and a reset) if it fails."""
+    ) -> tuple[float | None, Fault | None]:
+        """``model.predict_one(x)`` and no fault, or None and the :class:`Fault` that refused
+        it: an exception, or a forecast outside ``lo .. hi`` (the :meth:`bounds`)."""
         timing = self.timing
         t0 = time.thread_time_ns() if timing else 0
+        fault = None
         try:
-            p: float | None = hz.models[name].predict_one(x)  # type: ignore[arg-type]
-        except Exception as exc:  # guest code: reset it, serve persistence
-            p = self._reject(hz, name, "exception", exc, fallback, ts, events, rejected)
+            p: float | None = model.predict_one(x)  # type: ignore[arg-type]
+        except Exception as exc:  # guest code: its owner resets it and serves persistence
+            p = None
+            fault = self._fault("exception", exc)
         else:
             if p is not None and not lo <= p <= hi:
                 why = "non_finite" if p != p or p in (math.inf, -math.inf) else "out_of_range"
-                p = self._reject(hz, name, why, p, fallback, ts, events, rejected)
+                fault = self._fault(why, p)
+                p = None
         if timing:
             self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
-        return p
+        return p, fault
 
     def learn(
         self,
-        hz: Horizon,
         name: str,
+        model: base.Regressor,
         x: Mapping[str, float | None],
         y: float,
-        ts: float,
-        events: list[Event],
+        *,
         w: float | None = None,
-    ) -> None:
-        """``hz.models[name].learn_one(x, y[, w])``; a model that raises is reset."""
+    ) -> Fault | None:
+        """``model.learn_one(x, y[, w])``; the :class:`Fault` if it raised, else None."""
         timing = self.timing
         t0 = time.thread_time_ns() if timing else 0
+        fault = None
         try:
             # (River types a model's input dict[Hashable, Any]; ours are str -> float dicts)
             if w is None:
-                hz.models[name].learn_one(x, y)  # type: ignore[arg-type]
+                model.learn_one(x, y)  # type: ignore[arg-type]
             else:  # the weighted learners (ridge, ensemble) take River's sample weight
-                hz.models[name].learn_one(x, y, w)  # type: ignore[arg-type, call-arg]
-        except Exception as exc:  # guest code: reset it
-            self.reset(hz, name, "exception", exc, ts, events)
+                model.learn_one(x, y, w)  # type: ignore[arg-type, call-arg]
+        except Exception as exc:  # guest code: its owner resets it
+            fault = self._fault("exception", exc)
         if timing:
             self.cost_ns[name] = self.cost_ns.get(name, 0) + time.thread_time_ns() - t0
+        return fault
 
-    def _reject(
-        self,
-        hz: Horizon,
-        name: str,
-        reason: str,
-        detail: BaseException | float,
-        fallback: float | None,
-        ts: float,
-        events: list[Event],
-        rejected: set[str],
-    ) -> float | None:
-        self.reset(hz, name, reason, detail, ts, events)
-        rejected.add(name)
-        return fallback
-
-    def reset(
-        self,
-        hz: Horizon,
-        name: str,
-        reason: str,
-        detail: BaseException | float,
-        ts: float,
-        events: list[Event],
-    ) -> None:
-        """Replace ``name`` at ``hz``'s horizon by a fresh one (:func:`fresh_model`); record why."""
-        h = hz.horizon
-        hz.models[name] = fresh_model(hz.models[name], hz.specs[name], self.target, h)
-        count = hz.resets[name] = hz.resets.get(name, 0) + 1
+    def _fault(self, reason: str, detail: BaseException | float) -> Fault:
+        """The verdict on a failed call, in words; counted in :attr:`n_resets` (every fault
+        resets its model)."""
         self.n_resets += 1
         if isinstance(detail, BaseException):
             what = f"{type(detail).__name__}: {detail}"[:200]
         elif isinstance(detail, float):
             lo, hi = self.bounds()
             what = f"forecast {detail!r} outside [{lo:.6g}, {hi:.6g}]"
-        else:
+        else:  # a guest model's forecast of another type
             what = str(detail)
-        events.append(Event("model_reset", name, h, f"{reason}: {what}", {"reason": reason}, ts))
-        if name == hz.selector.champion:
-            hz.drift.restart()
-        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th... of this model: not a flood
-            log.warning(
-                "device %s horizon %ss: model %s reset (%d so far): %s: %s",
-                self.device, h, name, count, reason, what,
-            )  # fmt: skip
+        return Fault(reason, what)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """The guard's verdict on a call into a model that failed: the model's owner replaces
+    it by a fresh one (:func:`fresh_model`) and, for a forecast, serves persistence's.
+
+    ``reason`` is ``exception``, ``non_finite`` or ``out_of_range``; ``detail`` says what
+    happened, in words.
+
+    >>> class Constant:  # a guest model that says the same whatever it is told
+    ...     def __init__(self, value): self.value = value
+    ...     def predict_one(self, x): return self.value
+    ...     def learn_one(self, x, y): pass
+    >>> g = Guard("d1", "temp")
+    >>> g.observe(20.0)
+    >>> g.predict("linear", Constant(500.0), {}, lo=11.0, hi=29.0)
+    (None, Fault(reason='out_of_range', detail='forecast 500.0 outside [11, 29]'))
+    >>> g.predict("linear", Constant(21.0), {}, lo=11.0, hi=29.0), g.n_resets
+    ((21.0, None), 1)
+    >>> print(g.learn("linear", Constant(21.0), {}, 21.0, w=0.5))  # learn_one takes no weight
+    exception: TypeError: Constant.learn_one() takes 3 positional arguments but 4 were given
+    """
+
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
 
 def fresh_model(model: object, spec: ModelSpec, target: str, horizon: int) -> base.Regressor:

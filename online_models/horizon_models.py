@@ -1,72 +1,122 @@
-"""The models of one device at one horizon: forecast on a grid, score, learn, select.
+"""The models of one horizon of a device: forecast on a grid, score, learn, select.
 
 :class:`HorizonModels` holds what one horizon of a
 :class:`~online_models.device.DeviceModels` needs: the models, their errors,
 the served forecast's errors, the champion and its drift detector, and the
-forecasts waiting for their actual value. Its verbs take the device (``dm``)
-for what the horizons share: the guard, the features, the counters.
+forecasts waiting for their actual value. It owns these and nothing else:
+its verbs take the reading as plain values (features, value, time, the
+plausible range) and what the horizons share as collaborators (the device's
+:class:`~online_models.guard.Guard`, its task), and return what happened as
+a :class:`HorizonStep`, which the device applies (its counters, its log) and
+returns. When the guard refuses a model's call (a
+:class:`~online_models.guard.Fault`), the horizon replaces that model by a
+fresh one, counts the reset and, if it was the champion, restarts the drift
+detector.
 
 - :meth:`HorizonModels.nowcast` (horizon 0): every model predicts the target
   now from the other sensors, is scored at once, then learns;
 - :meth:`HorizonModels.step` (horizon ``h``): forecasts whose target time
   has come are scored against this reading and learned from; the series
-  models learn the reading; on the grid, every model forecasts ``ts + h``.
+  models learn the reading; on the grid (:meth:`HorizonModels.forecasts_at`),
+  every model forecasts ``ts + h``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from array import array
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from online_models.catalog import ModelSpec
 from online_models.config import TaskConfig
 from online_models.drift import DriftWatch
 from online_models.features import Features, nowcast_view
-from online_models.guard import Guard, fresh_model
+from online_models.guard import Fault, Guard, fresh_model
 from online_models.horizon import NAMES as HORIZON_NAMES
 from online_models.horizon import HorizonFeatures, HorizonX
-from online_models.pending import Due, Kept, Pending
+from online_models.intervals import Band
+from online_models.pending import Due, Kept, Pending, kept_features
 from online_models.records import SERVED, Event, Prediction, Score
 from online_models.scoring import ErrorStats
 from online_models.selection import Selector
 
-__all__ = ["HorizonModels"]
-
-log = logging.getLogger("online_models.device")
-
-
-class Device(Protocol):
-    """What the horizon's verbs read and count of their device
-    (:class:`~online_models.device.DeviceModels`)."""
-
-    device: str
-    task: TaskConfig
-    guard: Guard
-    last_value: float | None
-    n_dropped: int
-    n_promotions: int
-    n_drifts: int
-
-    @property
-    def hfeatures(self) -> HorizonFeatures | None: ...
-
-    def keep(self, x: Features, raw: bool, scaled: bool) -> Kept | None: ...
-
-    def kept_features(
-        self,
-        raw: Sequence[float] | None,
-        scaled: Sequence[float] | None,
-        value: float,
-        keys: tuple[str, ...],
-    ) -> Features: ...
-
+__all__ = ["HorizonModels", "HorizonStep", "Reset"]
 
 # at a forecast horizon; baselines read the value and its means from the features there, and
 # learn only at the nowcast
 _LEARNS_FROM_READING = ("regressor", "batch")
+
+
+class Reset(NamedTuple):
+    """A model the guard refused, replaced by a fresh one: its ``model_reset`` event and how
+    many times that model has been reset at this horizon so far, this time included."""
+
+    event: Event
+    so_far: int
+
+
+@dataclass(frozen=True, slots=True)
+class HorizonStep:
+    """What one reading did at one horizon, returned by :class:`HorizonModels`' verbs for the
+    device to apply (its counters and its log) and to return in its
+    :class:`~online_models.records.StepResult`.
+
+    ``events`` are in the order they happened (resets, drifts, a promotion); ``resets``
+    repeats the ``model_reset`` ones with their counts; ``dropped`` counts the forecasts
+    that fell off the full queue (beyond ``task.max_pending``).
+
+    >>> HorizonStep(events=(Event("drift", "linear", 60, "ADWIN"),)).predictions
+    ()
+    """
+
+    predictions: tuple[Prediction, ...] = ()
+    scores: tuple[Score, ...] = ()
+    events: tuple[Event, ...] = ()
+    resets: tuple[Reset, ...] = ()
+    dropped: int = 0
+
+
+_NOTHING = HorizonStep()
+
+
+def _served(
+    champion: str, made: dict[str, float | None], fallback: float | None, rejected: set[str]
+) -> tuple[float | None, str]:
+    """The forecast published: the champion's, else ``fallback``, persistence's (and which)."""
+    value = made.get(champion)
+    if value is not None and champion not in rejected:
+        return value, champion
+    return fallback, "persistence"
+
+
+class _Run:
+    """One run of a verb: the device's guard and task it calls with, the reading's time, and
+    what it collects, returned frozen by :meth:`result`."""
+
+    __slots__ = ("guard", "task", "ts", "predictions", "scores", "events", "resets", "dropped")
+
+    def __init__(self, guard: Guard, task: TaskConfig, ts: float) -> None:
+        self.guard = guard
+        self.task = task
+        self.ts = ts
+        self.predictions: list[Prediction] = []
+        self.scores: list[Score] = []
+        self.events: list[Event] = []
+        self.resets: list[Reset] = []
+        self.dropped = 0
+
+    def result(self) -> HorizonStep:
+        if not (self.predictions or self.scores or self.events or self.dropped):
+            return _NOTHING
+        return HorizonStep(
+            tuple(self.predictions),
+            tuple(self.scores),
+            tuple(self.events),
+            tuple(self.resets),
+            self.dropped,
+        )
 
 
 class HorizonModels:
@@ -103,6 +153,7 @@ class HorizonModels:
         # models scored beside the others that selection never makes champion
         self.observers = frozenset(observers) & set(self.names)
         self.served = ErrorStats(task.window)
+        self.band = Band(task.interval_levels)  # the served forecast's intervals
         champion = task.initial_champion if task.initial_champion in self.specs else None
         if champion in self.observers:
             champion = None
@@ -121,106 +172,115 @@ class HorizonModels:
     # ------------------------------------------------------------------ nowcast
     def nowcast(
         self,
-        dm: Device,
+        *,
         x: Features,
         y: float,
         ts: float,
         lo: float,
         hi: float,
-        predictions: list[Prediction],
-        scores: list[Score],
-        events: list[Event],
-    ) -> None:
-        """Every model predicts the target now without its own history, is scored, learns."""
-        guard = dm.guard
-        xn = nowcast_view(x, dm.task.target)
-        fallback = dm.last_value
+        fallback: float | None,
+        guard: Guard,
+        task: TaskConfig,
+    ) -> HorizonStep:
+        """Every model predicts the target now without its own history, is scored, learns.
+
+        ``x`` are the reading's features, ``y`` its value of the target at ``ts``, ``lo ..
+        hi`` the plausible range, ``fallback`` persistence's nowcast (stands in for a refused
+        one), ``guard`` and ``task`` the device's."""
+        run = _Run(guard, task, ts)
+        xn = nowcast_view(x, task.target)
+        models = self.models
+        combos = self.combos
         scored: list[tuple[str, float, float, float]] = []
         made: dict[str, float | None] = {}
         rejected: set[str] = set()
         for name in self.order:
-            combo = name in self.combos
-            p = guard.predict(
-                self, name, made if combo else xn, fallback, lo, hi, ts, events, rejected
-            )
+            combo = name in combos
+            xi = made if combo else xn
+            p, fault = guard.predict(name, models[name], xi, lo=lo, hi=hi)
+            if fault is not None:
+                p = fallback
+                rejected.add(name)
+                self._reset(name, fault, run)
             made[name] = p
-            guard.learn(self, name, made if combo else xn, y, ts, events, 1.0 if combo else None)
+            self._teach(name, xi, y, 1.0 if combo else None, run)
             if p is not None:
-                predictions.append(Prediction(name, 0, ts, ts, p))
+                run.predictions.append(Prediction(name, 0, ts, ts, p))
                 scored.append((name, p, ts, ts))
-        value, source = self.served_value(made, fallback, rejected)
+        value, source = _served(self.selector.champion, made, fallback, rejected)
         served: list[tuple[float | None, float, float]] = []
         if value is not None:
-            predictions.append(Prediction(SERVED, 0, ts, ts, value, source))
+            bounds = self.band.publish(value)
+            run.predictions.append(Prediction(SERVED, 0, ts, ts, value, source, bounds))
             served.append((value, ts, ts))
         if scored or served:
-            self.score(dm, scored, served, y, ts, scores, events)
-
-    def served_value(
-        self, made: dict[str, float | None], fallback: float | None, rejected: set[str]
-    ) -> tuple[float | None, str]:
-        """The forecast published: the champion's, else persistence's (and which it was)."""
-        champion = self.selector.champion
-        value = made.get(champion)
-        if value is not None and champion not in rejected:
-            return value, champion
-        return fallback, "persistence"
+            self._score(scored, served, y, run)
+        return run.result()
 
     # ---------------------------------------------------------------- forecasts
+    def forecasts_at(self, ts: float) -> bool:
+        """Is ``ts`` on the grid? Then :meth:`step` forecasts and wants what the reading's
+        features keep for its learners (``keep_raw``, ``keep_scaled``)."""
+        return ts >= self.next_at
+
     def step(
         self,
-        dm: Device,
+        *,
         x: Features,
-        kept: dict[tuple[bool, bool], Kept | None],
         y: float,
         ts: float,
         lo: float,
         hi: float,
-        predictions: list[Prediction],
-        scores: list[Score],
-        events: list[Event],
-    ) -> None:
-        """Score and learn what is due, feed the series models, forecast on the grid."""
+        kept: Kept | None,
+        hfeatures: HorizonFeatures | None,
+        guard: Guard,
+        task: TaskConfig,
+    ) -> HorizonStep:
+        """Score and learn what is due, feed the series models, forecast on the grid.
+
+        As :meth:`nowcast`; ``kept`` is what a forecast made now keeps of ``x`` for the
+        learners (given when :meth:`forecasts_at` ``ts``), ``hfeatures`` the device's.
+        """
+        run = _Run(guard, task, ts)
         scored: list[tuple[str, float, float, float]] = []
         served: list[tuple[float | None, float, float]] = []
         due = self.pending.due
         while (item := due(ts)) is not None:
-            self._learn(dm, item, y, ts, scored, served, events)
+            self._learn(item, y, scored, served, run)
         for name in self.series:
-            dm.guard.learn(self, name, {"ts": ts}, y, ts, events)
+            self._teach(name, {"ts": ts}, y, None, run)
         if ts >= self.next_at:
-            what = (self.keep_raw, self.keep_scaled)
-            if what not in kept:
-                kept[what] = dm.keep(x, *what)
-            self._forecast(dm, x, kept[what], y, ts, lo, hi, predictions, events)
+            self._forecast(x, kept, y, lo, hi, hfeatures, run)
         if scored or served:
-            self.score(dm, scored, served, y, ts, scores, events)
+            self._score(scored, served, y, run)
+        return run.result()
 
     def _forecast(
         self,
-        dm: Device,
         x: Features,
         kept: Kept | None,
         y: float,
-        ts: float,
         lo: float,
         hi: float,
-        predictions: list[Prediction],
-        events: list[Event],
+        hf: HorizonFeatures | None,
+        run: _Run,
     ) -> None:
         h = self.horizon
+        ts = run.ts
         every = self.every
         self.next_at = (ts // every + 1.0) * every if every > 0 else ts
         w = (every if self.last_made is None else min(ts - self.last_made, h)) / h
         self.last_made = ts
         target_ts = ts + h
-        hf = dm.hfeatures  # (there are horizon features wherever there is a forecast horizon)
+        # (there are horizon features wherever there is a forecast horizon)
         hx = hf.vector(h, ts, y) if self.on_horizon and hf is not None else None
         xs = {"ts": ts}
         xi: Mapping[str, float | None]
         made: dict[str, float | None] = {}
         rejected: set[str] = set()
-        guard = dm.guard
+        models = self.models
+        predict = run.guard.predict
+        predictions = run.predictions
         for name in self.order:
             if name in self.series:
                 xi = xs
@@ -230,108 +290,125 @@ class HorizonModels:
                 xi = made
             else:
                 xi = x
-            p = made[name] = guard.predict(self, name, xi, y, lo, hi, ts, events, rejected)
+            p, fault = predict(name, models[name], xi, lo=lo, hi=hi)
+            if fault is not None:
+                p = y  # persistence's forecast stands in
+                rejected.add(name)
+                self._reset(name, fault, run)
+            made[name] = p
             if p is not None:
                 predictions.append(Prediction(name, h, ts, target_ts, p))
-        value, source = self.served_value(made, y, rejected)
+        value, source = _served(self.selector.champion, made, y, rejected)
         # (never None: the value now stands in for a champion without a forecast)
-        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source))  # type: ignore[arg-type]
+        bounds = self.band.publish(value)  # type: ignore[arg-type]
+        predictions.append(Prediction(SERVED, h, ts, target_ts, value, source, bounds))  # type: ignore[arg-type]
         kept_hx = None
         if self.horizon_learners and hx is not None:  # (horizon learners forecast on hx)
             kept_hx = array("d", hx.values())
             kept_hx.append(y)
         preds = tuple(made[n] for n in self.names)
         self.pending.append(ts, target_ts, w, preds, value, source, kept, kept_hx)
-        if len(self.pending) > dm.task.max_pending:
+        if len(self.pending) > run.task.max_pending:
             self.pending.popleft()
-            dm.n_dropped += 1
+            self.band.forget()
+            run.dropped += 1
 
     def _learn(
         self,
-        dm: Device,
         item: Due,
         y: float,
-        ts: float,
         scored: list[tuple[str, float, float, float]],
         served: list[tuple[float | None, float, float]],
-        events: list[Event],
+        run: _Run,
     ) -> None:
         """Score one due forecast and teach its models the actual value."""
         made_ts, due_ts, kept, kept_hx, w, preds, value, _ = item
         names = self.names
-        guard = dm.guard
         for name, p in zip(names, preds, strict=True):
             if p is not None:
                 scored.append((name, p, made_ts, due_ts))
         served.append((value, made_ts, due_ts))
         if self.learners and kept is not None:
-            xm = dm.kept_features(*kept)
+            xm = kept_features(kept, run.task.target)
             xm.ts = made_ts
             for name in self.learners:
-                guard.learn(self, name, xm, y, ts, events)
+                self._teach(name, xm, y, None, run)
         if self.horizon_learners and kept_hx is not None:
             hx = HorizonX(zip(HORIZON_NAMES, kept_hx, strict=False))
             hx.anchor = kept_hx[-1]
             for name in self.horizon_learners:
-                guard.learn(self, name, hx, y, ts, events, w)
+                self._teach(name, hx, y, w, run)
         if self.combos:
             experts = dict(zip(names, preds, strict=True))
             for name in self.combos:
-                guard.learn(self, name, experts, y, ts, events, w)
+                self._teach(name, experts, y, w, run)
+
+    # ----------------------------------------------------------------- resets
+    def _teach(
+        self, name: str, x: Mapping[str, float | None], y: float, w: float | None, run: _Run
+    ) -> None:
+        """``name`` learns ``y`` from ``x`` (weighted ``w``) under the guard; reset if it fails."""
+        fault = run.guard.learn(name, self.models[name], x, y, w=w)
+        if fault is not None:
+            self._reset(name, fault, run)
+
+    def _reset(self, name: str, fault: Fault, run: _Run) -> None:
+        """Act on the guard's verdict: ``name`` becomes a fresh model (:func:`fresh_model`),
+        the reset is counted and is an event; the champion's drift detector starts over."""
+        h = self.horizon
+        model, spec = self.models[name], self.specs[name]
+        self.models[name] = fresh_model(model, spec, run.task.target, h)
+        so_far = self.resets[name] = self.resets.get(name, 0) + 1
+        event = Event("model_reset", name, h, str(fault), {"reason": fault.reason}, run.ts)
+        run.events.append(event)
+        run.resets.append(Reset(event, so_far))
+        if name == self.selector.champion:
+            self.drift.restart()
 
     # -------------------------------------------------------------- selection
-    def score(
+    def _score(
         self,
-        dm: Device,
         scored: list[tuple[str, float, float, float]],
         served: list[tuple[float | None, float, float]],
         y: float,
-        ts: float,
-        scores: list[Score],
-        events: list[Event],
+        run: _Run,
     ) -> None:
         """Add the scores to the errors; watch the champion for drift; maybe promote."""
         h = self.horizon
+        ts = run.ts
         stats = self.stats
         selector = self.selector
         observe = selector.observe
         champion = selector.champion  # changes only in consider(), after the loop
-        append = scores.append
+        append = run.scores.append
         for name, p, made_ts, target_ts in scored:
-            err = stats[name].update(p, y)
+            err = stats[name].update(y, p)
             append(Score(name, h, made_ts, target_ts, p, y))
             observe(name, abs(err))
             if name == champion:
                 selector.tick()
                 event = self.drift.update(name, h, abs(err), ts)
                 if event is not None:
-                    self._on_drift(dm, event)
-                    events.append(event)
-        update = self.served.update
+                    self._on_drift(event, run.task)
+                    run.events.append(event)
+        update, settle = self.served.update, self.band.settle
         for value, made_ts, target_ts in served:
+            settle(y, value)  # in the order published: the pending queue's
             if value is not None:
-                update(value, y)
+                update(y, value)
                 append(Score(SERVED, h, made_ts, target_ts, value, y))
         if self.observers:
             stats = {n: st for n, st in stats.items() if n not in self.observers}
         event = selector.consider(stats, h, ts)
         if event is not None:
-            dm.n_promotions += 1
-            log.info(
-                "device %s horizon %ss: promoted %s: %s", dm.device, h, event.model, event.reason
-            )
-            events.append(event)
+            run.events.append(event)
 
-    def _on_drift(self, dm: Device, event: Event) -> None:
-        dm.n_drifts += 1
-        log.info(
-            "device %s horizon %ss: drift on %s: %s", dm.device, self.horizon, event.model,
-            event.reason,
-        )  # fmt: skip
-        if dm.task.drift_reset:
+    def _on_drift(self, event: Event, task: TaskConfig) -> None:
+        """With ``task.drift_reset``, the drifting champion starts afresh."""
+        if task.drift_reset:
             name = event.model
             self.models[name] = fresh_model(
-                self.models[name], self.specs[name], dm.task.target, self.horizon
+                self.models[name], self.specs[name], task.target, self.horizon
             )
             self.drift.restart()
             event.figures["reset"] = True

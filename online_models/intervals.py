@@ -44,6 +44,7 @@ The first ``warmup`` scores use a normal band of the same spread.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 
@@ -87,7 +88,7 @@ class Band:
     """
 
     __slots__ = (
-        "_hits", "_log", "_n", "_sum_abs", "_sum_r", "_sum_w", "_width", "_z",
+        "_hits", "_log", "_n", "_published", "_sum_abs", "_sum_r", "_sum_w", "_width", "_z",
         "floor", "levels", "lr", "warmup", "window",
     )  # fmt: skip
 
@@ -115,6 +116,9 @@ class Band:
         self._n = 0
         self._hits = [0] * len(self.levels)
         self._width = [0.0] * len(self.levels)
+        # the offsets published with each forecast not yet scored, oldest first (float32:
+        # a rounding of 1e-7 relative, far below any sensor's resolution, half the memory)
+        self._published = array("f")
 
     # ------------------------------------------------------------ publish
     def centre(self) -> float:
@@ -141,6 +145,36 @@ class Band:
         i = self.levels.index(level)
         o = self.offsets()
         return o[2 * i], o[2 * i + 1]
+
+    # ------------------------------------------------------------ a forecast's life
+    def publish(self, value: float) -> Bounds:
+        """The interval of a forecast ``value`` made now, as absolute (low, high) per level,
+        flattened; its offsets wait, in order, for :meth:`settle` (or :meth:`forget`)."""
+        offsets = self.offsets()
+        self._published.extend(offsets)
+        return tuple(value + o for o in offsets)
+
+    def settle(self, y_true: float, y_pred: float | None) -> None:
+        """The oldest published forecast's target arrived: score it with its own offsets
+        (a forecast published by a model set without intervals is scored on today's)."""
+        k = 2 * len(self.levels)
+        published: Bounds | None = None
+        if len(self._published) >= k:
+            published = tuple(self._published[:k])
+            del self._published[:k]
+            if published[0] != published[0]:  # owed (NaN): published without intervals
+                published = None
+        if y_pred is not None:
+            self.update(y_true, y_pred, published)
+
+    def owe(self, n: int) -> None:
+        """``n`` forecasts already pending were published without intervals (a model set
+        from before them): they are scored on the offsets of the day they arrive."""
+        self._published.extend([math.nan] * (2 * len(self.levels) * n))
+
+    def forget(self) -> None:
+        """The oldest published forecast will never be scored (dropped from a full queue)."""
+        del self._published[: 2 * len(self.levels)]
 
     # ------------------------------------------------------------ learn
     def update(self, y_true: float, y_pred: float, published: Bounds | None = None) -> None:

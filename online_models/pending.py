@@ -33,7 +33,9 @@ import math
 from array import array
 from collections.abc import Iterable, Sequence
 
-__all__ = ["Due", "Kept", "Pending"]
+from online_models.features import Features
+
+__all__ = ["Due", "Kept", "Pending", "kept_features"]
 
 # What a forecast keeps of its reading: (raw features or None, standardised ones or None,
 # the target's value then, the features' names); :meth:`Pending.due` gives the floats back
@@ -147,3 +149,19 @@ class Pending:
             hx = self.hx[:k]
             del self.hx[:k]
         return made, target, kept, hx, w, preds, None if served != served else served, source
+
+
+def kept_features(kept: Kept, target: str) -> Features:
+    """The features (and their standardised twin, ``.scaled``) a pending forecast kept of its
+    reading, back as the learners read them; ``target`` is the target's name.
+
+    >>> x = kept_features(([21.0, 5.0], None, 21.5, ("temp", "dt")), "temp")
+    >>> x, x.scaled
+    ({'temp': 21.5, 'dt': 5.0}, None)
+    """
+    raw, scaled, value, keys = kept
+    xm = Features(zip(keys, raw, strict=True)) if raw is not None else Features()
+    xm[target] = value
+    if scaled is not None:
+        xm.scaled = dict(zip(keys, scaled, strict=True))
+    return xm

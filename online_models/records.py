@@ -12,12 +12,13 @@ Plain frozen dataclasses, cheap to build and to serialise (``asdict``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 __all__ = [
     "SERVED",
     "DeviceSummary",
     "Event",
+    "ModelAtHorizon",
     "ModelSummary",
     "Prediction",
     "ResetCount",
@@ -42,6 +43,9 @@ class Prediction:
     target_ts: float
     value: float
     source: str = ""  # for the served forecast: the model it came from
+    # for the served forecast: its prediction intervals, (low, high) per level of
+    # ``TaskConfig.interval_levels`` in order, flattened (online_models.intervals)
+    bounds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,34 @@ class StepResult:
     predictions: tuple[Prediction, ...] = ()
     scores: tuple[Score, ...] = ()
     events: tuple[Event, ...] = ()
+
+
+class ModelAtHorizon(NamedTuple):
+    """One model at one horizon: the key of its figures, ``"model@horizon"`` as a string (in a
+    checkpoint manifest's ``models`` and the tables that show them).
+
+    >>> key = ModelAtHorizon.parse("ridge@900")
+    >>> key, str(key), key.horizon + 0
+    (ModelAtHorizon(model='ridge', horizon=900), 'ridge@900', 900)
+    >>> ModelAtHorizon.parse("ridge")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a model@horizon key: 'ridge'
+    """
+
+    model: str
+    horizon: int
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.horizon}"
+
+    @classmethod
+    def parse(cls, key: str) -> ModelAtHorizon:
+        """The key of a ``"model@horizon"`` string (the horizon in seconds, after the last ``@``)."""
+        model, at, horizon = key.rpartition("@")
+        if not at or not model or not horizon.lstrip("-").isdigit():
+            raise ValueError(f"not a model@horizon key: {key!r}")
+        return cls(model, int(horizon))
 
 
 class ModelSummary(TypedDict):

@@ -12,8 +12,8 @@ whatever the window (a window of 2,000 errors pickled to 18 KB a model and
 horizon).
 
 >>> s = ErrorStats(window=2)
->>> for predicted, actual in [(20.0, 21.0), (21.0, 21.0), (22.0, 23.0)]:
-...     _ = s.update(predicted, actual)
+>>> for actual, predicted in [(21.0, 20.0), (21.0, 21.0), (23.0, 22.0)]:
+...     _ = s.update(actual, predicted)
 >>> s.n, round(s.mae, 4), round(s.rmse, 4), round(s.rolling_mae, 4)
 (3, 0.6667, 0.8165, 0.7143)
 >>> round(s.r2, 4), s.rolling_n
@@ -89,10 +89,11 @@ class ErrorStats(_Totals):
             state.pop("_since_exact", None)
         self.__dict__.update(state)
 
-    def update(self, predicted: float, actual: float) -> float:
-        """Add one scored prediction; returns the residual ``actual - predicted``."""
+    def update(self, y_true: float, y_pred: float) -> float:
+        """Add one scored prediction (River's order: the actual value, then the predicted
+        one); returns the residual ``y_true - y_pred``."""
         # The hot path (a dozen calls a reading): attributes read once into locals.
-        err = actual - predicted
+        err = y_true - y_pred
         n = self.n + 1
         self.n = n
         a = abs(err)
@@ -101,10 +102,10 @@ class ErrorStats(_Totals):
         self.sum_sq += sq
         self.sum_err += err
         mean_y = self.mean_y
-        delta = actual - mean_y
+        delta = y_true - mean_y
         mean_y += delta / n
         self.mean_y = mean_y
-        self.m2_y += delta * (actual - mean_y)
+        self.m2_y += delta * (y_true - mean_y)
         keep = 1.0 - 1.0 / self.window
         self.roll_abs = self.roll_abs * keep + a
         self.roll_sq = self.roll_sq * keep + sq
@@ -142,7 +143,7 @@ class ErrorTotals(_Totals):
     The same formulas as :class:`ErrorStats`; used for the evaluation's scenario groups.
 
     >>> t = ErrorTotals()
-    >>> t.update(20.0, 21.0); t.update(22.0, 23.0)
+    >>> t.update(21.0, 20.0); t.update(23.0, 22.0)
     >>> t.n, t.mae, t.rmse
     (2, 1.0, 1.0)
     """
@@ -157,15 +158,16 @@ class ErrorTotals(_Totals):
         self.mean_y = 0.0
         self.m2_y = 0.0
 
-    def update(self, predicted: float, actual: float) -> None:
-        err = actual - predicted
+    def update(self, y_true: float, y_pred: float) -> None:
+        """Add one scored prediction (River's order: the actual value, then the predicted one)."""
+        err = y_true - y_pred
         self.n += 1
         self.sum_abs += abs(err)
         self.sum_sq += err * err
         self.sum_err += err
-        delta = actual - self.mean_y
+        delta = y_true - self.mean_y
         self.mean_y += delta / self.n
-        self.m2_y += delta * (actual - self.mean_y)
+        self.m2_y += delta * (y_true - self.mean_y)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {"n": self.n, "mae": self.mae, "rmse": self.rmse, "r2": self.r2, "bias": self.bias}

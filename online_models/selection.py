@@ -14,7 +14,7 @@ a stationary stream, whose rolling errors wander. The best qualifying challenger
 >>> sel = Selector("persistence", margin=0.05, min_samples=3, cooldown=0)
 >>> a, b = ErrorStats(), ErrorStats()
 >>> for _ in range(3):
-...     _ = a.update(20.0, 21.0); _ = b.update(20.9, 21.0)
+...     _ = a.update(21.0, 20.0); _ = b.update(21.0, 20.9)
 ...     sel.observe("persistence", 1.0); sel.observe("linear", 0.1); sel.tick()
 >>> event = sel.consider({"persistence": a, "linear": b}, horizon=900, ts=0.0)
 >>> event.model, sel.champion

@@ -1,8 +1,10 @@
 """The stream processor, and only it: one process consuming the telemetry stream.
 
 Modules: ``consumer`` (Kinesis through async-kinesis, shard leases in
-DynamoDB), ``state`` (per-shard and per-device state), ``loop`` (the hot
-path: decode, step the device's models, metrics), ``checkpoint`` (the S3
+DynamoDB), ``state`` (per-shard and per-device state), ``core`` (one record
+through its parts: ``gate``, decoding and dead letters; ``devices``, the device
+registry; the device's models; ``fleet`` and ``watch``, the metrics; ``records``,
+the output records), ``checkpoint`` (the S3
 manifest protocol), ``registry`` (model versions in S3), ``control`` (the
 operator command channel a running processor obeys), ``output`` (prediction
 records, dead-letter lines), ``aws`` (what it uses of the boto3 clients, as

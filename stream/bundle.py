@@ -6,10 +6,10 @@ object: the artifacts back to back, in the order given; each device's
 :class:`Extent` (key, offset, length, sha256) goes into the shard manifest, and
 restoring one device is one ranged GET of its bytes, checked against its hash.
 
-Writes: one ``PutObject`` when the bundle fits in one part, else a multipart
-upload of ``part_size`` parts (S3's minimum part is 5 MiB; 8 MiB by default),
-uploaded ``workers`` at a time while the next part fills, so memory stays at
-about ``(workers + 1) * part_size`` whatever the shard holds. Requests per
+Writes (:func:`put_stream`): one ``PutObject`` when the bundle fits in one part,
+else a multipart upload of ``part_size`` parts (S3's minimum part is 5 MiB; 8 MiB
+by default), uploaded ``workers`` at a time while the next part fills, so memory
+stays at about ``(workers + 1) * part_size`` whatever the shard holds. Requests per
 bundle: 1, or 2 + one per part. A failed part is retried by botocore's own
 retries; if the upload still fails, it is aborted (no orphaned parts billed) and
 the error raised: the checkpoint fails and is retried by its caller, and the
@@ -26,6 +26,7 @@ DynamoDB sequence number does not move (the checkpoint protocol).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,9 +35,20 @@ from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
 from stream.aws import Readable
-from stream.checkpoint import TamperedCheckpoint
+from stream.integrity import TamperedCheckpoint
 
-__all__ = ["PART_SIZE", "BundleS3", "Extent", "get_extent", "layout", "put_bundle"]
+__all__ = [
+    "PART_SIZE",
+    "BundleS3",
+    "Extent",
+    "check_extent",
+    "get_extent",
+    "get_extents",
+    "layout",
+    "put_bundle",
+    "put_stream",
+    "spans",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +94,7 @@ class BundleS3(Protocol):
 
     def abort_multipart_upload(self, *, Bucket: str, Key: str, UploadId: str) -> object: ...
 
-    def get_object(self, *, Bucket: str, Key: str, Range: str) -> _Body: ...
+    def get_object(self, *, Bucket: str, Key: str, Range: str = ...) -> _Body: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +147,35 @@ def put_bundle(
     Blocks (run it off the event loop). Raises what S3 raised after aborting a
     multipart upload it started.
     """
+    extents = layout(key, payloads)
+    put_stream(s3, bucket, key, payloads.values(), part_size=part_size, workers=workers)
+    return extents
+
+
+def put_stream(
+    s3: BundleS3,
+    bucket: str,
+    key: str,
+    chunks: Iterable[bytes],
+    *,
+    part_size: int = PART_SIZE,
+    workers: int = 4,
+) -> int:
+    """Write the concatenation of ``chunks`` as one object, as they come; its size.
+
+    One ``PutObject`` if it ends within one part; else a multipart upload, started when
+    the first part is full, so the parts go up while the next chunks are made (a
+    checkpoint compresses its devices meanwhile). Blocks; raises what S3 raised, after
+    aborting the multipart upload.
+    """
     if part_size < MIN_PART_SIZE:
         raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum part)")
-    extents = layout(key, payloads)
-    total = sum(e.length for e in extents.values())
-    if total <= part_size:
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=b"".join(payloads.values()),
-            ContentType="application/octet-stream",
-        )
-        return extents
+    parts = _parts(chunks, part_size)
+    first = next(parts, b"")
+    second = next(parts, None)
+    if second is None:
+        s3.put_object(Bucket=bucket, Key=key, Body=first, ContentType="application/octet-stream")
+        return len(first)
     upload_id = s3.create_multipart_upload(
         Bucket=bucket, Key=key, ContentType="application/octet-stream"
     )["UploadId"]
@@ -161,15 +190,17 @@ def put_bundle(
         finally:
             slots.release()
 
+    total = 0
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bundle-part") as pool:
             futures: list[Future[_CompletedPart]] = []
-            for number, body in enumerate(_parts(payloads.values(), part_size), start=1):
+            for number, body in enumerate(itertools.chain((first, second), parts), start=1):
                 slots.acquire()
+                total += len(body)
                 futures.append(pool.submit(send, number, body))
-            parts = [f.result() for f in futures]
+            done = [f.result() for f in futures]
         s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
         )
     except BaseException:
         log.warning("bundle %s: upload failed; aborting its multipart upload %s", key, upload_id)
@@ -178,12 +209,11 @@ def put_bundle(
         except Exception as exc:  # the original error matters more; the abort is logged
             log.warning("bundle %s: abort failed too (%s); a lifecycle rule clears it", key, exc)
         raise
-    return extents
+    return total
 
 
-def get_extent(s3: BundleS3, bucket: str, extent: Extent) -> bytes:
-    """Read one device's artifact with a ranged GET, checked against its length and hash."""
-    data = s3.get_object(Bucket=bucket, Key=extent.key, Range=extent.range_header)["Body"].read()
+def check_extent(extent: Extent, data: bytes) -> bytes:
+    """``data`` if it is the extent's bytes (its length and sha256), else TamperedCheckpoint."""
     if len(data) != extent.length:
         raise TamperedCheckpoint(
             "truncated",
@@ -191,6 +221,51 @@ def get_extent(s3: BundleS3, bucket: str, extent: Extent) -> bytes:
         )
     if hashlib.sha256(data).hexdigest() != extent.sha256:
         raise TamperedCheckpoint(
-            "hash", f"{extent.key} bytes {extent.offset}+{extent.length}: sha256 differs"
+            "bad_sha256",
+            f"{extent.key} bytes {extent.offset}+{extent.length}: sha256 differs from the "
+            "manifest's (tampered or corrupted); refusing to load it",
         )
     return data
+
+
+def get_extent(s3: BundleS3, bucket: str, extent: Extent) -> bytes:
+    """Read one device's artifact with a ranged GET, checked against its length and hash."""
+    data = s3.get_object(Bucket=bucket, Key=extent.key, Range=extent.range_header)["Body"].read()
+    return check_extent(extent, data)
+
+
+def spans(
+    extents: Iterable[Extent], *, gap: int = 1 << 20, most: int = 64 << 20
+) -> list[list[Extent]]:
+    """Extents of one object grouped into runs one ranged GET each reads: sorted by offset,
+    a run grows while the next extent starts within ``gap`` bytes of its end and the run
+    stays under ``most`` bytes (a takeover restores a shard's devices in a few GETs).
+
+    >>> e = [Extent("k", o, 10, "") for o in (0, 10, 5000, 30)]
+    >>> [[x.offset for x in run] for run in spans(e, gap=100, most=1000)]
+    [[0, 10, 30], [5000]]
+    """
+    runs: list[list[Extent]] = []
+    for extent in sorted(extents, key=lambda e: e.offset):
+        if runs:
+            run = runs[-1]
+            end = run[-1].offset + run[-1].length
+            if extent.offset - end <= gap and extent.offset + extent.length - run[0].offset <= most:
+                run.append(extent)
+                continue
+        runs.append([extent])
+    return runs
+
+
+def get_extents(s3: BundleS3, bucket: str, run: list[Extent]) -> list[bytes]:
+    """The bytes of a run of extents of one object (:func:`spans`) with one ranged GET,
+    each checked against its length and hash, in the run's order."""
+    start = run[0].offset
+    end = max(e.offset + e.length for e in run)
+    data = s3.get_object(Bucket=bucket, Key=run[0].key, Range=f"bytes={start}-{end - 1}")[
+        "Body"
+    ].read()
+    view = memoryview(data)
+    return [
+        check_extent(e, bytes(view[e.offset - start : e.offset - start + e.length])) for e in run
+    ]

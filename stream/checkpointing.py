@@ -4,17 +4,20 @@ Per shard, every ``checkpoint_every`` records (the batch loop asks) or
 ``checkpoint_seconds`` seconds (:meth:`Checkpointer.ticker`) and on hand-over
 or stop, the devices changed since the last checkpoint are pickled at a
 record boundary (on the event loop: :meth:`~stream.state.ShardState.snapshot`),
-then written on a worker thread: dead letters first, then the device
-artifacts, then, while this process still holds the lease, the shard
-manifest.  Only after S3 accepted the manifest is the sequence number
-checkpointed in DynamoDB.  A shard has at most one checkpoint in flight: the
-next one waits.
+then written on a worker thread: dead letters first, then the changed
+devices' artifacts as one bundle (:meth:`~stream.checkpoint.CheckpointStore.put_bundle`,
+compressed and hashed on ``pool``'s threads), then, while this process still
+holds the lease, the shard manifest.  Only after S3 accepted the manifest is the sequence number
+written in DynamoDB (:meth:`stream.consumer.Leases.write_sequence`).  A
+shard has at most one checkpoint in flight: the next one waits.
 
 >>> import asyncio
 >>> from stream.state import ShardState
->>> writer = Checkpointer(store=None, pool=None, table=None, stats={}, on_lost_lease=None)
+>>> writer = Checkpointer(store=None, pool=None, table=None, leases=None, on_lost_lease=None)
 >>> asyncio.run(writer.checkpoint(ShardState("shardId-0", epoch=1)))  # nothing new: nothing written
 True
+>>> writer.written
+0
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ from stream.checkpoint import CheckpointStore, DeviceEntry, ShardManifest
 from stream.events import events_key
 from stream.lease_table import LeaseTable, LostLease
 from stream.output import dead_letter_key
-from stream.state import ShardState, Snapshot
+from stream.state import ShardSnapshot, ShardState
 
 if TYPE_CHECKING:
-    from stream.consumer import LeaseCheckpointer
+    from stream.consumer import Leases
 
 __all__ = ["Checkpointer"]
 
@@ -51,20 +54,20 @@ class Checkpointer:
         store: CheckpointStore,
         pool: ThreadPoolExecutor,
         table: LeaseTable,
-        stats: dict[str, int],
+        leases: Leases,
         on_lost_lease: Callable[[ShardState], Awaitable[None]],
         watch: frozenset[str] = frozenset(),
     ) -> None:
-        """Write through ``store`` (S3), the artifacts on ``pool``'s threads, and the leases
-        (DynamoDB, set once the processor runs); ``table`` says whether this process still
-        holds a shard, ``on_lost_lease`` drops a shard another process holds now."""
+        """Write through ``store`` (S3), compressing on ``pool``'s threads, and ``leases``
+        (the sequence number in DynamoDB); ``table`` says whether this process still holds a
+        shard, ``on_lost_lease`` drops a shard another process holds now."""
         self.store = store
         self.pool = pool
         self.table = table
-        self.stats = stats
+        self.leases = leases
         self.on_lost_lease = on_lost_lease
         self.watch = watch  # devices whose checkpoint version is a series
-        self.leases: LeaseCheckpointer | None = None  # once the processor runs
+        self.written = 0  # checkpoints written in full (S3 and DynamoDB)
 
     async def checkpoint(
         self, state: ShardState, *, final: bool = False, finished: bool = False
@@ -73,15 +76,16 @@ class Checkpointer:
 
         Not ``final``: returns at once (False when one is still in flight), the writing
         runs on its own.  ``final``: waits for the one in flight, then for this one."""
-        if state.inflight is not None and not state.inflight.done():
+        writing = state.writing()
+        if writing is not None:
             if not final:
                 return False
-            await asyncio.gather(state.inflight, return_exceptions=True)
+            await asyncio.gather(writing, return_exceptions=True)
         if not state.pending() and not finished:
             return True
         snap = state.snapshot(finished=finished)
         task = asyncio.ensure_future(self._write(state, snap))
-        state.inflight = task
+        state.write_started(task)
         return await task if final else True
 
     async def ticker(
@@ -96,12 +100,12 @@ class Checkpointer:
             now = time.monotonic()
             for state in list(states.values()):
                 m.CHECKPOINT_AGE.labels(state.shard_id).set(now - state.last_checkpoint)
-                if state.ending or (state.inflight is not None and not state.inflight.done()):
+                if not state.reading or state.writing() is not None:
                     continue
                 if now - state.last_checkpoint >= every and state.pending():
                     spawn(self.checkpoint(state))
 
-    async def _write(self, state: ShardState, snap: Snapshot) -> bool:
+    async def _write(self, state: ShardState, snap: ShardSnapshot) -> bool:
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
@@ -125,9 +129,9 @@ class Checkpointer:
         state.committed_ok(snap, entries)
         for device in self.watch.intersection(entries):
             m.MODEL_VERSION.labels(device).set(entries[device].version)
-        if snap.sequence is not None and self.leases is not None:
+        if snap.sequence is not None:
             try:
-                await self.leases.commit(state.shard_id, snap.sequence)
+                await self.leases.write_sequence(state.shard_id, snap.sequence)
             except Exception as exc:  # noqa: BLE001 - async-kinesis raises bare Exception on a lost lease
                 m.CHECKPOINTS.labels(state.shard_id, "dynamodb_failed").inc()
                 log.warning(
@@ -142,7 +146,7 @@ class Checkpointer:
         m.CHECKPOINT_SECONDS.observe(elapsed)
         m.CHECKPOINTS.labels(state.shard_id, "ok").inc()
         m.CHECKPOINT_AGE.labels(state.shard_id).set(0)
-        self.stats["checkpoints"] += 1
+        self.written += 1
         log.debug(
             "checkpoint %s @ %s: %d devices in %.3fs",
             state.shard_id,
@@ -152,9 +156,10 @@ class Checkpointer:
         )
         return True
 
-    def _write_s3(self, snap: Snapshot) -> dict[str, DeviceEntry]:
-        """On a worker thread: dead letters, events, artifacts, then (still the owner?) the
-        manifest."""
+    def _write_s3(self, snap: ShardSnapshot) -> dict[str, DeviceEntry]:
+        """On a worker thread: dead letters, events, the changed devices' bundle, then (still
+        the owner?) the manifest: at most 4 PUTs, or 5 + one per 8 MiB part when the bundle
+        is a multipart upload, however many devices changed."""
         if snap.dead_letters:
             self.store.put_object(
                 dead_letter_key(), b"".join(snap.dead_letters), "application/x-ndjson"
@@ -165,25 +170,10 @@ class Checkpointer:
                 b"".join(snap.events),
                 "application/x-ndjson",
             )
-        futures = [
-            (
-                device,
-                self.pool.submit(
-                    self.store.put_device,
-                    device,
-                    version,
-                    payload,
-                    samples,
-                    metrics,
-                    shard_id=snap.shard_id,
-                    sequence=snap.sequence,
-                ),
-            )
-            for device, version, payload, samples, metrics in snap.artifacts
-        ]
-        entries = {device: f.result() for device, f in futures}
-        if self.leases is not None:
-            self.table.check_owner(snap.shard_id, self.leases.get_ref())
+        entries = self.store.put_bundle(
+            snap.shard_id, snap.sequence, snap.artifacts, snap.committed, self.pool.map
+        )
+        self.table.check_owner(snap.shard_id, self.leases.get_ref())
         self.store.put_shard_manifest(
             ShardManifest(
                 snap.shard_id, snap.sequence, {**snap.committed, **entries}, finished=snap.finished

@@ -1,17 +1,23 @@
 """Kinesis transport: async-kinesis' consumer, with its DynamoDB leases under our control.
 
+This is the one module that bends async-kinesis' internals (its private
+attributes, a wrapped heartbeat, a shared DynamoDB resource, the closed-shard
+bookkeeping); ``tests/test_kinesis_adapter.py`` fails when the installed
+version changes what it relies on.
+
 async-kinesis checkpoints a shard's sequence number as soon as the records
 before it have been handed out; that would move DynamoDB past the models in
-S3 and lose learning after a crash.  :class:`LeaseCheckpointer` wraps its
-DynamoDB checkpointer (leases, heartbeats, takeover after
-``session_timeout``) and ignores those calls: the processor writes the
-sequence number with :meth:`LeaseCheckpointer.commit`, only after the S3
-manifest that covers it was accepted.  It also asks the processor before
-taking a lease (:class:`LeaseHooks`): parents must be finished before their
-children start, a shard just handed over is not taken back at once, and the
-shard's models are loaded (and verified) before its first record arrives;
-the resume point is the manifest's sequence number when it is ahead of
-DynamoDB's (or DynamoDB's table was lost).
+S3 and lose learning after a crash.  :class:`Leases` wraps its DynamoDB
+checkpointer (leases, heartbeats, takeover after ``session_timeout``) and
+ignores those calls (async-kinesis' ``checkpoint()``, kept because the
+library calls it): the processor writes the sequence number with
+:meth:`Leases.write_sequence`, only after the S3 manifest that covers it was
+accepted.  It also asks the processor before and after taking a lease
+(:class:`LeaseHooks`): parents must be finished before their children start,
+a shard just handed over is not taken back at once, and the shard's models
+are loaded (and verified) before its first record arrives; the resume point
+is the manifest's sequence number when it is ahead of DynamoDB's (or
+DynamoDB's table was lost).
 
 :class:`LeaseConsumer` tags every record with its shard, sequence number,
 arrival time and lease epoch (records of a lease given up are dropped), puts
@@ -42,8 +48,9 @@ import asyncio
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
@@ -55,34 +62,28 @@ from kinesis.dynamodb import DynamoDBCheckPointer
 from kinesis.processors import Processor
 
 from monitoring.metrics import SHARD_LAG
+from stream.lease_table import lease_table_name
 
 __all__ = [
     "GetRecordsOutput",
     "KinesisRecordRow",
     "KinesisShard",
-    "LeaseCheckpointer",
     "LeaseConsumer",
     "LeaseHooks",
+    "LeaseSettings",
+    "Leases",
     "PassThrough",
     "RawRecord",
     "RecordBatch",
     "RecordBuffer",
+    "RefuseLease",
     "ShardEnd",
-    "lease_table",
+    "TakeEveryLease",
 ]
 
 log = logging.getLogger(__name__)
 
 ITERATOR_ATTEMPTS = 6
-
-
-def lease_table(app: str) -> str:
-    """The DynamoDB table of the consumer group ``app``'s leases and checkpoints.
-
-    >>> lease_table("iotcast")
-    'kinesis-checkpoints-iotcast'
-    """
-    return f"kinesis-checkpoints-{app}"
 
 
 class KinesisShard(TypedDict, total=False):
@@ -311,23 +312,73 @@ class PassThrough(Processor):
         yield data
 
 
-class LeaseHooks:
-    """What the checkpointer asks the processor around a lease (overridden by the processor).
+class RefuseLease(Exception):
+    """Raised by :meth:`LeaseHooks.on_allocated` to refuse a shard just leased (its checkpoint
+    fails verification): the lease is given back and this process leaves the shard alone
+    until restarted."""
+
+
+class LeaseHooks(ABC):
+    """What :class:`Leases` asks the processor around a lease (aiokafka's rebalance listener).
+
+    In this order, for each shard async-kinesis tries to lease:
+
+    1. :meth:`may_allocate` before the lease is taken: False leaves the shard
+       alone this round (async-kinesis tries again later);
+    2. async-kinesis takes the lease in DynamoDB;
+    3. :meth:`on_allocated` with DynamoDB's sequence number and the lease's epoch:
+       load the shard's state, return the sequence number to resume after, or
+       raise :class:`RefuseLease` (the lease is given back);
+    4. the shard's records, then, for a closed shard consumed to its end, a
+       :class:`ShardEnd` behind its last record (queued by :class:`LeaseConsumer`,
+       not a hook).
+
+    ``listed`` is the consumer's last listing of the stream's shards (parents,
+    hash ranges). Both hooks run on the event loop, inside async-kinesis'
+    allocation round.
 
     >>> import asyncio
-    >>> asyncio.run(LeaseHooks().on_allocated("shardId-0", "42", epoch=1))
+    >>> asyncio.run(TakeEveryLease().on_allocated("shardId-0", "42", 1, []))
     '42'
     """
 
-    async def may_allocate(self, shard_id: str) -> bool:
+    @abstractmethod
+    async def may_allocate(self, shard_id: str, listed: Sequence[KinesisShard]) -> bool:
+        """May this process try to lease the shard now?"""
+
+    @abstractmethod
+    async def on_allocated(
+        self, shard_id: str, sequence: str | None, epoch: int, listed: Sequence[KinesisShard]
+    ) -> str | None:
+        """The lease is taken: load the shard; return the sequence number to resume after."""
+
+
+class TakeEveryLease(LeaseHooks):
+    """Hooks that take every free lease and resume where DynamoDB says (tests, tools)."""
+
+    async def may_allocate(self, shard_id: str, listed: Sequence[KinesisShard]) -> bool:
         return True
 
-    async def on_allocated(self, shard_id: str, sequence: str | None, epoch: int) -> str | None:
-        """Load the shard's state; return the sequence number to resume after."""
+    async def on_allocated(
+        self, shard_id: str, sequence: str | None, epoch: int, listed: Sequence[KinesisShard]
+    ) -> str | None:
         return sequence
 
-    async def on_shard_end(self, shard_id: str) -> None:
-        return None
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """Where the lease table is and how leases are held: consumer group ``app`` (the table is
+    :func:`~stream.lease_table.lease_table_name`), DynamoDB's endpoint and region, the session
+    timeout, the heartbeat period, how long a released shard is not taken back (``cooldown``,
+    the session timeout by default) and this process's ``ref``."""
+
+    app: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    session_timeout: float = 60
+    heartbeat: float = 15
+    cooldown: float | None = None
+    ref: str | None = None
 
 
 class _Borrowed:
@@ -359,46 +410,45 @@ class _SharedSession:
         return _Borrowed(self._resource)
 
 
-class LeaseCheckpointer:
-    """async-kinesis' DynamoDB checkpointer, checkpointing only when told (module docstring).
+class Leases:
+    """The shard leases of one process: async-kinesis' DynamoDB checkpointer, under our control.
 
-    Create it inside a running event loop (the inner checkpointer starts its
-    heartbeat task at once).
+    async-kinesis holds, heartbeats and takes over the leases through it; the
+    processor writes a shard's sequence number with :meth:`write_sequence`, only
+    after the S3 manifest covering it was accepted (module docstring).  Create it
+    inside a running event loop (the inner checkpointer starts its heartbeat task
+    at once).  :class:`LeaseConsumer` creates one for itself; ``listing`` (the
+    consumer's shards, for the hooks) and ``on_shard_closed`` come from it.
 
     >>> import asyncio
     >>> async def calls_from_async_kinesis():
-    ...     leases = LeaseCheckpointer(
-    ...         "app", LeaseHooks(), endpoint_url="http://127.0.0.1:9", region="us-east-1"
-    ...     )
-    ...     await leases.checkpoint("shardId-0", "99")  # noted, not written
+    ...     settings = LeaseSettings("app", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    ...     leases = Leases(settings, TakeEveryLease())
+    ...     await leases.checkpoint("shardId-0", "99")  # async-kinesis' call: noted, not written
     ...     leases.inner.heartbeat_task.cancel()
-    ...     return leases.consumed, leases.get_all_checkpoints()
+    ...     return leases.table_name, leases.consumed, leases.get_all_checkpoints()
     >>> asyncio.run(calls_from_async_kinesis())
-    ({'shardId-0': '99'}, {})
+    ('kinesis-checkpoints-app', {'shardId-0': '99'}, {})
     """
 
     def __init__(
         self,
-        app: str,
+        settings: LeaseSettings,
         hooks: LeaseHooks,
         *,
-        endpoint_url: str | None,
-        region: str | None,
-        session_timeout: float = 60,
-        heartbeat: float = 15,
-        cooldown: float | None = None,
-        ref: str | None = None,
+        listing: Callable[[], Sequence[KinesisShard]] = tuple,
+        on_shard_closed: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.inner = DynamoDBCheckPointer(
-            name=app,
-            id=ref,
+            name=settings.app,
+            id=settings.ref,
             # async-kinesis computes `age - session_timeout` with age a Decimal: an int is required.
-            session_timeout=max(1, math.ceil(session_timeout)),
-            heartbeat_frequency=heartbeat,
-            endpoint_url=endpoint_url,
-            region_name=region,
+            session_timeout=max(1, math.ceil(settings.session_timeout)),
+            heartbeat_frequency=settings.heartbeat,
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
             create_table=True,
-            table_name=lease_table(app),
+            table_name=lease_table_name(settings.app),
         )
         self.table_name = self.inner.table_name
         # async-kinesis' heartbeat loop ends for good on the first failed heartbeat (a DynamoDB
@@ -407,18 +457,21 @@ class LeaseCheckpointer:
         self.heartbeat_failures = 0
         self._inner_heartbeat = self.inner.do_heartbeat
         self.inner.do_heartbeat = self._heartbeat
-        self._endpoint_url = endpoint_url
-        self._region = region
+        self._endpoint_url = settings.endpoint_url
+        self._region = settings.region
         self._resource_cm: Any = None
         self.hooks = hooks
-        self.cooldown = session_timeout if cooldown is None else cooldown
+        self.listing = listing
+        self.on_shard_closed = on_shard_closed
+        cooldown = settings.cooldown
+        self.cooldown = settings.session_timeout if cooldown is None else cooldown
         self.epochs: dict[str, int] = {}
         self._released: dict[str, float] = {}  # shard -> monotonic time it was handed over
         self._giving_up: set[str] = set()
         self.refused: set[str] = set()  # shards whose checkpoint failed verification
         self.consumed: dict[str, str] = {}  # what async-kinesis would have checkpointed (info only)
 
-    # ------------------------------------------------------ async-kinesis protocol
+    # ------------------------------------ async-kinesis' checkpointer protocol (its calls only)
     def get_ref(self) -> str:
         return self.inner.get_ref()
 
@@ -429,12 +482,13 @@ class LeaseCheckpointer:
         return shard_id not in self._giving_up and self.inner.is_allocated(shard_id)
 
     async def allocate(self, shard_id: str) -> tuple[bool, str | None]:
+        """async-kinesis asks for a lease: the hooks first and after (see :class:`LeaseHooks`)."""
         if shard_id in self.refused or shard_id in self._giving_up:
             return False, None
         released = self._released.get(shard_id)
         if released is not None and time.monotonic() - released < self.cooldown:
             return False, None
-        if not await self.hooks.may_allocate(shard_id):
+        if not await self.hooks.may_allocate(shard_id, self.listing()):
             return False, None
         await self._share_resource()
         ok, sequence = await self.inner.allocate(shard_id)
@@ -443,29 +497,34 @@ class LeaseCheckpointer:
         self._released.pop(shard_id, None)
         epoch = self.epochs[shard_id] = self.epochs.get(shard_id, 0) + 1
         try:
-            resume = await self.hooks.on_allocated(shard_id, sequence, epoch)
+            resume = await self.hooks.on_allocated(shard_id, sequence, epoch, self.listing())
+        except RefuseLease:
+            self.refused.add(shard_id)
+            self.epochs[shard_id] += 1
+            await self.inner.deallocate(shard_id)
+            return False, None
         except BaseException:
             self.epochs[shard_id] += 1
             await self.inner.deallocate(shard_id)
             raise
-        if resume is None and shard_id in self.refused:
-            self.epochs[shard_id] += 1
-            await self.inner.deallocate(shard_id)
-            return False, None
         return True, resume
 
     async def checkpoint(self, shard_id: str, sequence: str) -> None:
-        """Called by async-kinesis as records are consumed: noted, never written (see module)."""
+        """async-kinesis' call as records are consumed (and when it closes a shard or itself):
+        noted, never written. async-kinesis would move DynamoDB past the models in S3; the
+        processor writes the sequence number itself (:meth:`write_sequence`)."""
         self.consumed[shard_id] = sequence
 
     async def deallocate(self, shard_id: str) -> None:
         """async-kinesis found the shard closed: finish it after its last queued record."""
-        await self.hooks.on_shard_end(shard_id)
+        if self.on_shard_closed is not None:
+            await self.on_shard_closed(shard_id)
 
     async def close(self) -> None:
         await self.inner.close()
         await self._close_resource()
 
+    # ------------------------------------------------------ async-kinesis' internals, bent
     async def abandon(self) -> None:
         """Stop heartbeating without releasing the leases (what a crash leaves behind: the
         leases expire after ``session_timeout``); for tests of takeover and heartbeats."""
@@ -504,9 +563,10 @@ class LeaseCheckpointer:
                 "lease heartbeat of %s failed (%s); retrying at the next heartbeat", key, exc
             )
 
-    # ------------------------------------------------------------------ ours
-    async def commit(self, shard_id: str, sequence: str) -> None:
-        """Checkpoint ``sequence`` in DynamoDB (after S3 accepted the manifest covering it)."""
+    # ------------------------------------------------------------ the processor's calls
+    async def write_sequence(self, shard_id: str, sequence: str) -> None:
+        """Write ``sequence`` as the shard's position in DynamoDB (the second half of a
+        checkpoint: after S3 accepted the manifest covering it)."""
         await self.inner.checkpoint(shard_id, sequence)
 
     def give_up(self, shard_id: str) -> None:
@@ -514,8 +574,12 @@ class LeaseCheckpointer:
         self._giving_up.add(shard_id)
         self.epochs[shard_id] = self.epochs.get(shard_id, 0) + 1
 
+    def forget(self, shard_id: str) -> None:
+        """Drop async-kinesis' record of holding the shard (another process holds it now)."""
+        self.inner._items.pop(shard_id, None)
+
     async def release(self, shard_id: str) -> None:
-        """Release the lease (keeping the last committed sequence number) and keep off it a while."""
+        """Release the lease (keeping the last sequence number written) and keep off it a while."""
         try:
             if self.inner.is_allocated(shard_id):
                 await self.inner.deallocate(shard_id)
@@ -530,6 +594,9 @@ class LeaseCheckpointer:
 class LeaseConsumer(Consumer):
     """async-kinesis' Consumer with records tagged for the processor (see the module docstring).
 
+    It creates its :class:`Leases` (``leases``: where and how; ``hooks``: the
+    processor's :class:`LeaseHooks`), hands the hooks its listing of the stream's
+    shards and queues a :class:`ShardEnd` when async-kinesis finds a shard closed.
     ``buffer_records`` bounds the records fetched and not yet handed out
     (:class:`RecordBuffer`); each GetRecords asks for at most
     ``min(record_limit, buffer_records // 4)`` of them, and :meth:`next_items`
@@ -538,11 +605,11 @@ class LeaseConsumer(Consumer):
 
     >>> import asyncio
     >>> async def build():
-    ...     leases = LeaseCheckpointer(
-    ...         "app", LeaseHooks(), endpoint_url="http://127.0.0.1:9", region="us-east-1"
+    ...     where = LeaseSettings("app", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    ...     consumer = LeaseConsumer(
+    ...         "iot-telemetry", TakeEveryLease(), where, endpoint_url="http://127.0.0.1:9"
     ...     )
-    ...     consumer = LeaseConsumer("iot-telemetry", leases, endpoint_url="http://127.0.0.1:9")
-    ...     leases.inner.heartbeat_task.cancel()
+    ...     consumer.leases.inner.heartbeat_task.cancel()
     ...     return consumer.stream_name, consumer.open_shards()
     >>> asyncio.run(build())
     ('iot-telemetry', [])
@@ -551,7 +618,8 @@ class LeaseConsumer(Consumer):
     def __init__(
         self,
         stream: str,
-        checkpointer: LeaseCheckpointer,
+        hooks: LeaseHooks,
+        leases: LeaseSettings,
         *,
         shard_refresh: float = 60.0,
         buffer_records: int = 20_000,
@@ -559,19 +627,32 @@ class LeaseConsumer(Consumer):
         **kwargs: object,
     ) -> None:
         chunk = max(1, min(record_limit, buffer_records // 4))
+        self.leases = Leases(
+            leases, hooks, listing=self.listed, on_shard_closed=self.shard_closed_marker
+        )
         super().__init__(
             stream,
-            checkpointer=checkpointer,
+            checkpointer=self.leases,
             processor=PassThrough(),
             record_limit=chunk,
             **kwargs,
         )
-        self.leases = checkpointer
         self._shard_refresh_interval = shard_refresh
         self.on_lag: Callable[[str, float], None] | None = None
         self.buffer = RecordBuffer(buffer_records, chunk)
         self.queue = _BufferedQueue(self.buffer)
         self._progress: dict[str, _ShardProgress] = {}
+
+    def listed(self) -> Sequence[KinesisShard]:
+        """The stream's shards as last listed (empty before the first listing)."""
+        return self.shards or ()
+
+    def describe(self, shard_id: str) -> KinesisShard | None:
+        """The shard's description from the last listing, if listed."""
+        for shard in self.shards or ():
+            if shard["ShardId"] == shard_id:
+                return shard
+        return None
 
     async def get_records(self, shard: KinesisShard) -> GetRecordsOutput | None:
         """One GetRecords of the shard, once the buffer has room for its records."""
@@ -684,7 +765,7 @@ class LeaseConsumer(Consumer):
         of records (``record_limit``; the first item always); [] after ``idle_timeout`` without any.
 
         What ``async for`` over the consumer does, minus its per-item task and its
-        checkpoint sentinels (our checkpointer ignores them: see :class:`LeaseCheckpointer`).
+        checkpoint sentinels (our leases ignore them: see :class:`Leases`).
         """
         if not self.shards:
             await self.get_conn()
@@ -711,6 +792,18 @@ class LeaseConsumer(Consumer):
     async def shard_closed_marker(self, shard_id: str) -> None:
         """Queue a :class:`ShardEnd` behind the shard's last records."""
         await self.queue.put(ShardEnd(shard_id, self.leases.epochs.get(shard_id, 0)))
+
+    def stop(self, shard_id: str) -> None:
+        """Stop reading the shard at once (hand-over): it no longer counts as ours, its queued
+        records become stale and its iterator is forgotten; the lease is still held."""
+        self.leases.give_up(shard_id)
+        self.stop_fetching(shard_id)
+
+    async def lose(self, shard_id: str) -> None:
+        """Another process holds the shard's lease now: stop reading it and let it go."""
+        self.stop(shard_id)
+        self.leases.forget(shard_id)
+        await self.leases.release(shard_id)
 
     def stop_fetching(self, shard_id: str) -> None:
         """Forget the shard's iterator (a new lease gets a fresh one)."""

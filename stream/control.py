@@ -52,9 +52,10 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,16 +65,13 @@ from stream.checkpoint import CheckpointStore, TamperedCheckpoint, signed_json, 
 from stream.registry import ModelRegistry, UnknownVersion
 from stream.state import ShardState
 
-if TYPE_CHECKING:
-    from stream.loop import StreamCore
-
 __all__ = [
     "COMMAND_TTL",
     "Ack",
     "Command",
+    "CommandEffects",
     "ControlChannel",
     "ControlLog",
-    "Processor",
     "ack_key",
     "command_key",
 ]
@@ -114,14 +112,12 @@ class Ack(TypedDict, total=False):
     samples: int
 
 
-class Processor(Protocol):
-    """What :meth:`ControlChannel.run` reads of the processor: its shards and its core."""
+class CommandEffects(Protocol):
+    """What the control channel calls on the processor's core
+    (:class:`stream.core.StreamCore`) once a command changed a device's models (a
+    watched device's figures are read from its models when scraped: nothing to refresh)."""
 
-    @property
-    def states(self) -> dict[str, ShardState]: ...
-
-    @property
-    def core(self) -> StreamCore: ...
+    def event(self, state: ShardState, device: str, event: Event) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -281,15 +277,25 @@ class _Held:
 class ControlChannel:
     """The processor's side of the control channel (module docstring).
 
-    The runner calls :meth:`adopt` when it loads a shard and runs :meth:`run` as a task;
-    ``run`` applies commands through ``processor.states`` (``ShardState`` by shard) and
-    ``processor.core`` (its ``refresh_figures``).
+    It applies commands to the devices of ``states`` (the processor's shards held,
+    ``ShardState`` by shard id: read, never changed here) and reports what changed to
+    ``core`` (:class:`CommandEffects`).  The shard lifecycle calls :meth:`adopt` when
+    it loads a shard; the runner runs :meth:`run` as a task.
     """
 
-    def __init__(self, store: CheckpointStore, ref: str, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        ref: str,
+        states: Mapping[str, ShardState],
+        core: CommandEffects,
+        interval: float = 2.0,
+    ) -> None:
         self.log = ControlLog(store)
         self.registry = ModelRegistry(store)
         self.ref = ref
+        self.states = states
+        self.core = core
         self.interval = interval
         self._held: dict[str, _Held] = {}
         self._round = asyncio.Lock()  # one round at a time, however many tasks run it
@@ -299,23 +305,23 @@ class ControlChannel:
         """A shard was just loaded: remember the checkpoint version of each of its devices."""
         self._held[state.shard_id] = _Held(state, {d: s.version for d, s in state.devices.items()})
 
-    async def run(self, processor: Processor) -> None:
+    async def run(self) -> None:
         """Poll and apply every ``interval`` seconds until cancelled; S3 errors retry next round."""
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self.tick(processor.states, processor.core)
+                await self.tick()
             except (ClientError, BotoCoreError, OSError) as exc:
                 log.warning(
                     "control channel round failed (%s); retrying in %.0fs", exc, self.interval
                 )
 
-    async def tick(self, states: dict[str, ShardState], core: StreamCore) -> list[Ack]:
+    async def tick(self) -> list[Ack]:
         """One round: apply what is pending to the devices in ``states``; returns the acks written."""
         async with self._round:
-            return await self._tick(states, core)
+            return await self._tick(self.states, self.core)
 
-    async def _tick(self, states: dict[str, ShardState], core: StreamCore) -> list[Ack]:
+    async def _tick(self, states: Mapping[str, ShardState], core: CommandEffects) -> list[Ack]:
         if not states:
             return []
         commands = await asyncio.to_thread(self.log.commands)
@@ -354,7 +360,7 @@ class ControlChannel:
         return written
 
     async def _apply(
-        self, command: Command, device: str, held: _Held, core: StreamCore
+        self, command: Command, device: str, held: _Held, core: CommandEffects
     ) -> Ack | None:
         state = held.state
         base: Ack = {
@@ -415,14 +421,13 @@ class ControlChannel:
             return await self._finish(
                 held, {**base, "outcome": "refused", "message": str(exc.args[0])}
             )
-        state.dirty.add(device)
+        state.changed(device)
         after = slot.models.summary()["champion"]
         for h in sorted(after, key=int):
             if after[h] != before.get(h):
                 figures = {"old": before.get(h), "by": command.by, "command": command.id}
                 reason = f"operator command {command.id}: {command.describe()}"
                 core.event(state, device, Event("promotion", after[h], int(h), reason, figures))
-        core.refresh_watched(state, device)
         log.info(
             "operator command %s applied to %s (%s): %s",
             command.id,

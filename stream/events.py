@@ -1,7 +1,8 @@
 """Per-device events: what happened to one device, as records, not metric series.
 
 A device's first reading, a promotion, a drift, a model reset and a device
-gone quiet each become one JSON object (:func:`event_record`)::
+gone quiet each become one record (:class:`stream.records.EventRecord`), one JSON
+object (:func:`event_record`)::
 
     {"kind": "event", "event": "promotion", "device": "d1", "ts": 1594512000.0,
      "at": "2026-12-06T22:10:00.123+00:00", "model": "linear", "horizon": 900,
@@ -41,11 +42,13 @@ import orjson
 
 from online_models.records import Event
 from stream.aws import S3Client
+from stream.records import EventRecord, encode
 
 __all__ = [
     "EVENT_KINDS",
-    "EventRecord",
+    "EventLine",
     "event_identity",
+    "event_line",
     "event_record",
     "events_key",
     "read_events",
@@ -58,8 +61,8 @@ PREFIX = "events/"
 log = logging.getLogger("iotcast.events")
 
 
-class EventRecord(TypedDict):
-    """One event as :func:`event_record` writes it (see the module docstring)."""
+class EventLine(TypedDict):
+    """One event as :func:`read_events` reads it back (what :func:`event_record` wrote)."""
 
     kind: Literal["event"]
     event: str
@@ -80,24 +83,12 @@ EventIdentity = tuple[str | None, str | None, float | str | None, str | None, in
 
 def event_record(device: str, event: Event, shard: str, at: float) -> bytes:
     """One event as a JSON line (see the module docstring); ``at`` is the wall clock."""
-    return (
-        orjson.dumps(
-            {
-                "kind": "event",
-                "event": event.kind,
-                "device": device,
-                "ts": event.ts if event.ts else None,
-                "at": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
-                "model": event.model or None,
-                "horizon": event.horizon if event.model else None,
-                "reason": event.reason,
-                "figures": event.figures,
-                "shard": shard,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
-        + b"\n"
-    )
+    return event_line(EventRecord.of(device, event, shard, at))
+
+
+def event_line(record: EventRecord) -> bytes:
+    """The record's line in S3 and in the log: its encoding and a newline."""
+    return encode(record) + b"\n"
 
 
 def events_key(app: str, shard: str, now_iso: str | None = None) -> str:
@@ -108,7 +99,7 @@ def events_key(app: str, shard: str, now_iso: str | None = None) -> str:
     )
 
 
-def event_identity(event: EventRecord) -> EventIdentity:
+def event_identity(event: EventLine) -> EventIdentity:
     """What makes two records the same event (a replay after a crash makes it twice).
 
     >>> a = {"event": "drift", "device": "d1", "ts": 5.0, "model": "linear", "horizon": 900,
@@ -130,12 +121,12 @@ def read_events(
     days: int = 1,
     device: str | None = None,
     now: datetime | None = None,
-) -> list[EventRecord]:
+) -> list[EventLine]:
     """The events of the last ``days`` days (today included) from S3, oldest first,
     repeats dropped; only ``device``'s when given. Blocks (boto3)."""
     now = now or datetime.now(UTC)
     seen: set[EventIdentity] = set()
-    out: list[EventRecord] = []
+    out: list[EventLine] = []
     for key in _keys(s3, bucket, f"{PREFIX}{app}/", _days(now, days)):
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         for event in _parse(body.splitlines()):
@@ -161,11 +152,11 @@ def _keys(s3: S3Client, bucket: str, prefix: str, days: list[str]) -> Iterator[s
                 yield obj["Key"]
 
 
-def _parse(lines: Iterable[bytes]) -> Iterator[EventRecord]:
+def _parse(lines: Iterable[bytes]) -> Iterator[EventLine]:
     for line in lines:
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # a torn line of a partial write; the replay wrote the event again
         if isinstance(event, dict) and event.get("kind") == "event":
-            yield cast(EventRecord, event)  # as written by event_record
+            yield cast(EventLine, event)  # as written by event_record

@@ -5,9 +5,18 @@ horizon, shard, kind or reason (``monitoring.metrics``). What is about one
 device goes out as an event record (:mod:`stream.events`) and, for the k
 worst devices now, as a rotating set of gauges.
 
-:class:`Fleet` holds a small :class:`Activity` per device (its cadence, when
-it last sent, whether it went quiet, when a model of it was last reset) and:
+:class:`Fleet` is the one writer of the processor core's metrics: the core
+(:mod:`stream.core`) reports through it and touches no metric itself. It
+holds a small :class:`Activity` per device (its cadence, when it last sent,
+whether it went quiet, when a model of it was last reset) and:
 
+- :meth:`Fleet.counts` gives a shard's counters (records handled and misrouted,
+  readings decoded and by outcome); :meth:`Fleet.dead_letter`, :meth:`Fleet.notes` (values the validation
+  dropped or clipped), :meth:`Fleet.held`, :meth:`Fleet.shard_held` and
+  :meth:`Fleet.latency` count and set the rest of what a record moves;
+- :meth:`Fleet.watching` makes the watched devices'
+  :class:`~stream.watch.WatchedDevice` (the writers of their own series; their
+  model figures are read at scrape time, :data:`stream.watch.WATCHED`);
 - :meth:`Fleet.score` adds scored predictions to the fleet's absolute-error
   histogram (``iotcast_error_celsius{model, horizon}``): the same scores
   ``iotcast evaluate`` averages, so ``_sum / _count`` of ``model="served"`` is
@@ -30,6 +39,7 @@ it last sent, whether it went quiet, when a model of it was last reset) and:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import time
@@ -38,12 +48,13 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import orjson
-
 from monitoring import metrics as m
-from online_models.records import Event, Score
-from stream.events import event_record
+from monitoring.metrics import FieldNotes
+from online_models.records import SERVED, Event, Score
+from stream.events import event_line
+from stream.records import EventRecord
 from stream.state import ShardState
+from stream.watch import WATCHED, WatchedDevice
 
 if TYPE_CHECKING:
     from prometheus_client import Counter as PromCounter
@@ -51,7 +62,7 @@ if TYPE_CHECKING:
     from online_models.device import DeviceModels
     from stream.output import RecordSink
 
-__all__ = ["Activity", "Fleet"]
+__all__ = ["OUTCOMES", "Activity", "Fleet", "ShardCounts"]
 
 log = logging.getLogger("iotcast.events")
 
@@ -62,6 +73,17 @@ QUIET_UNKNOWN = 300.0  # ... or this long while the interval is not known
 RESET_WINDOW = 3600.0
 MIN_INTERVALS = 5  # readings before the smoothed interval counts as the device's cadence
 EB, ESUM, ENAN = m.ERROR_BOUNDS, len(m.ERROR_BOUNDS), len(m.ERROR_BOUNDS) + 1
+# A decoded reading's outcomes (DeviceModels.step's, and no_target before a device has models).
+OUTCOMES = (
+    ("learned", m.READINGS_LEARNED),
+    ("duplicate", m.READINGS_DUPLICATE),
+    ("late", m.READINGS_LATE),
+    ("glitch", m.READINGS_GLITCH),
+    ("no_target", m.READINGS_NO_TARGET),
+)
+# A shard's counters, looked up once: "records" (handled), "misrouted" (stray records),
+# "processed" (readings, parts of records) and each outcome (readings).
+ShardCounts = dict[str, "PromCounter"]
 
 
 class Activity:
@@ -104,6 +126,8 @@ class Fleet:
         self.activities: dict[str, Activity] = {}
         self._errors: dict[tuple[str, int], list[float]] = {}
         self._kinds: dict[str, PromCounter] = {}
+        self._counts: dict[str, ShardCounts] = {}
+        self._notes = FieldNotes(m.VALUES_DROPPED, m.VALUES_CLIPPED)
 
     def activity(self, device: str, now: float | None = None) -> Activity:
         act = self.activities.get(device)
@@ -111,7 +135,60 @@ class Fleet:
             act = self.activities[device] = Activity(time.time() if now is None else now)
         return act
 
+    def watching(self, devices: frozenset[str]) -> dict[str, WatchedDevice]:
+        """The watch list's devices, their series exported from now on."""
+        m.WATCHED.set(len(devices))
+        watched = {d: WatchedDevice(d) for d in sorted(devices)}
+        for w in watched.values():
+            WATCHED.add(w)
+        return watched
+
     # ------------------------------------------------------------------ hot path
+    def counts(self, shard: str) -> ShardCounts:
+        """The shard's counters: ``records`` (handled), ``misrouted`` (stray records skipped),
+        ``processed`` (readings decoded: parts of records) and readings by outcome."""
+        counts = self._counts.get(shard)
+        if counts is None:
+            counts = {name: metric.labels(shard) for name, metric in OUTCOMES}
+            counts["processed"] = m.READINGS_PROCESSED.labels(shard)
+            counts["records"] = m.RECORDS_PROCESSED.labels(shard)
+            counts["misrouted"] = m.RECORDS_MISROUTED.labels(shard)
+            self._counts[shard] = counts
+        return counts
+
+    def dead_letter(self, shard: str, reason: str) -> None:
+        """A part of a record (a reading, or a record refused whole) dead-lettered for
+        ``reason``."""
+        m.RECORDS_POISON.labels(shard, reason).inc()
+
+    def notes(self, notes: tuple[tuple[str, str], ...]) -> None:
+        """A decoded reading's dropped and clipped values (``Reading.notes``)."""
+        self._notes.count(notes)
+
+    def arrived(self, device: str, ts: float, now: float) -> Activity:
+        """A reading of ``device`` learned: its activity, updated."""
+        act = self.activities.get(device)
+        if act is None:
+            act = self.activities[device] = Activity(now)
+        act.arrived(ts, now)
+        return act
+
+    def latency(self, seconds: float) -> None:
+        """From a record's arrival in the processor to its figures being updated."""
+        m.PROCESSING_SECONDS.observe(seconds)
+
+    def held(self, devices: int) -> None:
+        """Devices whose models this process holds."""
+        m.DEVICES_HELD.set(devices)
+
+    def shard_held(self, shard: str, devices: int | None) -> None:
+        """Devices of a shard held now (None: the shard was handed over)."""
+        if devices is not None:
+            m.SHARD_DEVICES.labels(shard).set(devices)
+            return
+        with contextlib.suppress(KeyError):  # a shard handed over before its first sweep
+            m.SHARD_DEVICES.remove(shard)
+
     def score(self, scores: Iterable[Score]) -> None:
         """Add scored predictions to the fleet's absolute-error histogram (``ScoreSeries.add``,
         inlined: a dozen scores a reading)."""
@@ -142,11 +219,12 @@ class Fleet:
         if counter is None:
             counter = self._kinds[kind] = m.EVENTS.labels(kind)
         counter.inc()
-        line = event_record(device, event, state.shard_id, now)
+        record = EventRecord.of(device, event, state.shard_id, now)
+        line = event_line(record)  # encoded once: S3 with the next checkpoint, and the log
         state.events.append(line)
         log.info("%s", line[:-1].decode())
         if self.writer is not None:
-            self.writer.add([orjson.loads(line)])
+            self.writer.add([record])
 
     # --------------------------------------------------------------------- sweep
     def sweep(self, states: Iterable[ShardState], now: float | None = None) -> None:
@@ -190,11 +268,14 @@ class Fleet:
         champions: Counter[tuple[str, int]],
         ratios: dict[int, list[tuple[float, float, str]]],
     ) -> None:
-        for h, hz in models.horizons.items():
-            champions[(hz.selector.champion, h)] += 1
-            base = hz.stats.get(BASELINE)
-            served = hz.served.rolling_mae if hz.served.n else None
-            if base is None or served is None or not base.n or not base.rolling_mae:
+        for h in models.horizons:
+            champions[(models.champion(h), h)] += 1
+            served = models.stats(SERVED, h).rolling_mae
+            try:
+                base = models.stats(BASELINE, h)
+            except KeyError:  # the baseline does not run at this horizon
+                continue
+            if served is None or not base.n or not base.rolling_mae:
                 continue
             ratios.setdefault(h, []).append((served / base.rolling_mae, served, device))
 

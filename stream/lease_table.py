@@ -1,8 +1,17 @@
-"""The processor's own reads and writes of the lease table (async-kinesis keeps the leases).
+"""The lease table: its name, its items, and the processor's own reads and writes of it.
 
 async-kinesis holds, heartbeats and takes over the shard leases in the table
-``kinesis-checkpoints-<app>``; :class:`LeaseTable` asks the same table what
-the processor needs besides:
+``kinesis-checkpoints-<app>`` (:func:`lease_table_name`, the one place that
+name is made).  Its items are of two kinds, parsed here and nowhere else
+(:func:`parse_item`, :func:`read_lease_table`, used by the processor and by
+``iotcast status`` and ``iotcast reshard``):
+
+- a shard's lease (:class:`LeaseItem`): ``shard_id``, the holder ``ref``, the
+  heartbeat time ``ts`` and the ``sequence`` checkpointed there;
+- a processor's presence (:class:`PresenceItem`): ``shard_id`` is
+  ``process#<ref>``, with ``ts``, the session timeout and its /metrics URL.
+
+:class:`LeaseTable` asks the table what the processor needs besides:
 
 - is a shard's lease free to take (saves async-kinesis' one-second back-off
   against a live owner)?
@@ -17,26 +26,136 @@ lease looks overdue because nobody could heartbeat, not because its owner
 died: another process's lease is not taken over until its owner had a
 session timeout of working DynamoDB to renew it (:meth:`LeaseTable.in_grace`).
 
->>> table = LeaseTable(None, "kinesis-checkpoints-doc", "me", session_timeout=4)
->>> table.in_grace(), table.presence_key
-(False, 'process#me')
+>>> table = LeaseTable(None, lease_table_name("doc"), "me", session_timeout=4)
+>>> table.in_grace(), table.presence_key, table.table
+(False, 'process#me', 'kinesis-checkpoints-doc')
+>>> parse_item({"shard_id": {"S": "shardId-0"}, "ref": {"S": "p1"}, "ts": {"N": "100"}})
+LeaseItem(shard_id='shardId-0', owner='p1', ts=100.0, sequence=None)
+>>> parse_item({"shard_id": {"S": "process#p1"}, "ts": {"N": "100"}, "session": {"N": "4"}})
+PresenceItem(process='p1', ts=100.0, session_timeout=4.0, metrics_url=None)
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from stream.aws import DynamoDBClient, Item
 
-__all__ = ["PRESENCE_PREFIX", "LeaseTable", "LostLease"]
+__all__ = [
+    "PRESENCE_PREFIX",
+    "LeaseItem",
+    "LeaseTable",
+    "LeaseTableContents",
+    "LostLease",
+    "PresenceItem",
+    "lease_table_name",
+    "parse_item",
+    "read_lease_table",
+]
 
 log = logging.getLogger(__name__)
 
 PRESENCE_PREFIX = "process#"
+
+
+def lease_table_name(app: str) -> str:
+    """The DynamoDB table of the consumer group ``app``'s leases, checkpointed sequence
+    numbers and presence items (async-kinesis creates it on the first lease).
+
+    >>> lease_table_name("iotcast")
+    'kinesis-checkpoints-iotcast'
+    """
+    return f"kinesis-checkpoints-{app}"
+
+
+@dataclass(frozen=True)
+class LeaseItem:
+    """A shard's lease: its holder (None once released), heartbeat time (seconds since the
+    epoch; None when absent) and the sequence number checkpointed in DynamoDB."""
+
+    shard_id: str
+    owner: str | None
+    ts: float | None
+    sequence: str | None
+
+
+@dataclass(frozen=True)
+class PresenceItem:
+    """A processor's presence: its ref, heartbeat time, session timeout (None when the item
+    predates it) and the URL of its /metrics (None when it serves none)."""
+
+    process: str
+    ts: float | None
+    session_timeout: float | None
+    metrics_url: str | None
+
+
+def _cell(item: Item, name: str) -> str | None:
+    cell = item.get(name, {})
+    return cell.get("S", cell.get("N"))
+
+
+def parse_item(item: Item) -> LeaseItem | PresenceItem:
+    """One item of the lease table, as a lease or a presence (see the module docstring)."""
+    key = item["shard_id"]["S"]
+    raw_ts = _cell(item, "ts")
+    ts = float(raw_ts) if raw_ts is not None else None
+    if key.startswith(PRESENCE_PREFIX):
+        session = _cell(item, "session")
+        return PresenceItem(
+            key[len(PRESENCE_PREFIX) :],
+            ts,
+            float(session) if session else None,
+            _cell(item, "metrics"),
+        )
+    return LeaseItem(key, _cell(item, "ref"), ts, _cell(item, "sequence"))
+
+
+@dataclass(frozen=True)
+class LeaseTableContents:
+    """Every item of a lease table, parsed: leases by shard, presences by process."""
+
+    leases: dict[str, LeaseItem]
+    presences: dict[str, PresenceItem]
+
+    @classmethod
+    def of(cls, items: Iterable[Item]) -> LeaseTableContents:
+        leases: dict[str, LeaseItem] = {}
+        presences: dict[str, PresenceItem] = {}
+        for item in items:
+            parsed = parse_item(item)
+            if isinstance(parsed, PresenceItem):
+                presences[parsed.process] = parsed
+            else:
+                leases[parsed.shard_id] = parsed
+        return cls(leases, presences)
+
+
+class _ScanPages(Protocol):
+    def paginate(self, *, TableName: str, ConsistentRead: bool) -> Iterable[dict[str, Any]]: ...
+
+
+class _Scanner(Protocol):
+    def get_paginator(self, operation_name: str) -> _ScanPages: ...
+
+
+def read_lease_table(dynamodb: _Scanner, table: str) -> LeaseTableContents:
+    """The whole table (a consistent scan), parsed; empty when the table does not exist yet
+    (no processor of the consumer group has run)."""
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+    try:
+        items = [it for page in pages for it in page.get("Items", [])]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return LeaseTableContents({}, {})
+        raise
+    return LeaseTableContents.of(items)
 
 
 class LostLease(RuntimeError):
@@ -98,12 +217,12 @@ class LeaseTable:
                 return True
             raise
         self.answered()
-        if not item or "ref" not in item or "S" not in item["ref"]:
+        lease = parse_item(item) if item else None
+        if not isinstance(lease, LeaseItem) or lease.owner is None:
             return True
         if self.in_grace():
             return False  # overdue only because DynamoDB was unreachable: let its owner renew it
-        ts = float(item.get("ts", {}).get("N", 0))
-        return time.time() - ts >= self.session_timeout
+        return time.time() - (lease.ts or 0.0) >= self.session_timeout
 
     def check_owner(self, shard_id: str, mine: str) -> None:
         """Raise :class:`LostLease` when the shard's lease names another holder than ``mine``."""
@@ -111,7 +230,8 @@ class LeaseTable:
             TableName=self.table, Key={"shard_id": {"S": shard_id}}, ConsistentRead=True
         ).get("Item", {})
         self.answered()
-        ref = item.get("ref", {}).get("S")
+        lease = parse_item(item) if item else None
+        ref = lease.owner if isinstance(lease, LeaseItem) else None
         if ref is not None and ref != mine:
             raise LostLease(f"shard {shard_id} is now leased by {ref}")
 
@@ -135,7 +255,7 @@ class LeaseTable:
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return 1  # lease table not created yet (the first lease creates it)
             raise
-        live = sum(1 for it in items if now - float(it["ts"]["N"]) < self.session_timeout)
+        live = sum(1 for it in items if now - (parse_item(it).ts or 0.0) < self.session_timeout)
         return max(live, 1)
 
     def _presence_items(self) -> list[Item]:

@@ -1,21 +1,25 @@
-"""The processor process: its parts wired in one event loop, the batch loop, a graceful stop.
+"""The processor process: its parts wired in one event loop, and a graceful stop.
 
-:class:`StreamProcessor` ties the parts together:
+:class:`StreamProcessor` ties the parts together, each given what it needs when
+it is built (those that need async-kinesis' leases in :meth:`StreamProcessor.run`,
+inside the event loop):
 
 - the transport (:mod:`stream.consumer`) hands out batches of records of the
-  shards this process leases; the batch loop (:meth:`StreamProcessor.handle_batch`,
-  the hot path) gives each record to :class:`~stream.loop.StreamCore` and asks
-  for a checkpoint every ``checkpoint_every`` records of a shard;
+  shards this process leases; the batch loop (:mod:`stream.batches`, the hot
+  path) gives each record to :class:`~stream.core.StreamCore` and asks for a
+  checkpoint every ``checkpoint_every`` records of a shard;
 - checkpoints (:mod:`stream.checkpointing`): S3 first, then DynamoDB, also
   every ``checkpoint_seconds`` and on hand-over or stop;
-- the shard lifecycle (:mod:`stream.shards`): lease, resume from the manifest,
-  hand-over, finish a closed shard, release;
+- the shard lifecycle (:mod:`stream.shards`): lease, resume from the manifest
+  (:class:`~stream.shards.ShardLifecycle`, the lease hooks); hand-over, finish a
+  closed shard, release (:class:`~stream.shards.Handover`);
 - fair sharing between processes (:mod:`stream.sharing`), through presence
   items in the lease table (:mod:`stream.lease_table`);
 - the operator command channel (:mod:`stream.control`).
 
 A graceful stop (``stop`` set: SIGTERM, Ctrl-C) writes a final checkpoint of
-every shard, then releases the leases.
+every shard, then releases the leases.  Each part counts what it did (records
+and stale ones, checkpoints, hand-overs): :attr:`StreamProcessor.stats` sums them.
 
 >>> ProcessorOptions().checkpoint_every, ProcessorOptions(session_timeout=6).heartbeat_seconds
 (10000, 1.5)
@@ -27,7 +31,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,14 +39,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 from botocore.config import Config
 
+from stream.batches import BatchLoop
 from stream.checkpoint import CheckpointStore
 from stream.checkpointing import Checkpointer
-from stream.consumer import LeaseCheckpointer, LeaseConsumer, RecordBatch, ShardEnd, lease_table
+from stream.consumer import LeaseConsumer, LeaseSettings, RecordBatch, ShardEnd
 from stream.control import ControlChannel
-from stream.lease_table import LeaseTable
-from stream.loop import StreamCore
+from stream.core import StreamCore
+from stream.lease_table import LeaseTable, lease_table_name
 from stream.output import PredictionWriter
-from stream.shards import ShardLifecycle
+from stream.shards import Handover, ShardLifecycle, lost_lease
 from stream.sharing import FairShare
 from stream.state import ShardState
 
@@ -55,7 +59,6 @@ __all__ = ["ProcessorOptions", "ProcessorTarget", "StreamProcessor"]
 
 log = logging.getLogger(__name__)
 
-YIELD_SECONDS = 0.02
 _T = TypeVar("_T")
 
 
@@ -168,50 +171,50 @@ class StreamProcessor:
             worst_k=options.worst_k,
         )
         self.pool = ThreadPoolExecutor(options.s3_threads, thread_name_prefix="checkpoint")
-        self.stats = {"records": 0, "stale": 0, "handovers": 0, "checkpoints": 0}
         self.table = LeaseTable(
             self.dynamodb,
-            lease_table(target.app),
+            lease_table_name(target.app),
             self.ref_id,
             session_timeout=options.session_timeout,
             metrics_url=options.metrics_url,
         )
-        self.checkpoints = Checkpointer(
-            self.store,
-            self.pool,
-            self.table,
-            self.stats,
-            on_lost_lease=self._lost_lease,
-            watch=options.watch,
-        )
+        self.states: dict[str, ShardState] = {}  # the shards held; written by the lifecycle only
+        self.control = ControlChannel(self.store, self.ref_id, self.states, self.core)
         self.shards = ShardLifecycle(
-            self.store, self.pool, self.table, self.core, self.checkpoints, self.stats
+            self.store, self.pool, self.table, self.core, self.control, self.states
         )
-        self.states: dict[str, ShardState] = self.shards.states  # the one dict, shared
-        self.sharing = FairShare(self.table, self.shards, options.heartbeat_seconds)
         self._background: set[asyncio.Task] = set()
-        self.leases: LeaseCheckpointer | None = None
-        self.control: ControlChannel | None = None
+        # Built by run(), inside the event loop (async-kinesis' leases need a running one):
         self.consumer: LeaseConsumer | None = None
+        self.checkpoints: Checkpointer | None = None
+        self.handover: Handover | None = None
+        self.batches: BatchLoop | None = None
 
-    async def _lost_lease(self, state: ShardState) -> None:
-        await self.shards.lost(state)
+    @property
+    def stats(self) -> dict[str, int]:
+        """What the parts did so far: records handled and dropped as stale (the batch loop),
+        checkpoints written (the checkpointer), hand-overs (the hand-over)."""
+        return {
+            "records": self.batches.records if self.batches else 0,
+            "stale": self.batches.stale if self.batches else 0,
+            "handovers": self.handover.handovers if self.handover else 0,
+            "checkpoints": self.checkpoints.written if self.checkpoints else 0,
+        }
 
     # ================================================================== run
     async def run(self, stop: asyncio.Event) -> int:
         opts = self.options
-        self.leases = LeaseCheckpointer(
-            self.target.app,
-            self.shards,
-            endpoint_url=self.target.endpoint("dynamodb"),
-            region=self.target.region,
-            session_timeout=opts.session_timeout,
-            heartbeat=opts.heartbeat_seconds,
-            ref=self.ref_id,
-        )
-        self.consumer = LeaseConsumer(
+        consumer = self.consumer = LeaseConsumer(
             self.target.stream,
-            self.leases,
+            self.shards,
+            LeaseSettings(
+                self.target.app,
+                endpoint_url=self.target.endpoint("dynamodb"),
+                region=self.target.region,
+                session_timeout=opts.session_timeout,
+                heartbeat=opts.heartbeat_seconds,
+                ref=self.ref_id,
+            ),
             endpoint_url=self.target.endpoint("kinesis"),
             region_name=self.target.region,
             idle_timeout=opts.idle_timeout,
@@ -222,26 +225,36 @@ class StreamProcessor:
             buffer_records=opts.buffer_records,
             iterator_type="TRIM_HORIZON",
         )
-        self.control = ControlChannel(self.store, self.ref_id)
-        self.checkpoints.leases = self.leases
-        self.shards.attach(self.leases, self.consumer, self.control)
-        await self.sharing.presence()
+        checkpoints = self.checkpoints = Checkpointer(
+            self.store,
+            self.pool,
+            self.table,
+            consumer.leases,
+            on_lost_lease=lost_lease(self.shards, consumer),
+            watch=opts.watch,
+        )
+        self.handover = Handover(self.shards, consumer, checkpoints)
+        sharing = FairShare(
+            self.table, self.shards, consumer, self.handover, opts.heartbeat_seconds
+        )
+        batches = self.batches = BatchLoop(
+            self.core.handle, self.states, checkpoints, consumer.handled, opts.checkpoint_every
+        )
+        await sharing.presence()
         tasks = [
             asyncio.create_task(
-                self.checkpoints.ticker(self.states, opts.checkpoint_seconds, self._spawn)
+                checkpoints.ticker(self.states, opts.checkpoint_seconds, self._spawn)
             ),
-            asyncio.create_task(self.sharing.run(stop)),
-            asyncio.create_task(self.control.run(self)),  # operator promote/rollback
+            asyncio.create_task(sharing.run(stop)),
+            asyncio.create_task(self.control.run()),  # operator promote/rollback
             asyncio.create_task(self._sweeper()),
         ]
         try:
             while not stop.is_set():
-                items = await self.consumer.next_items()
-                if not items:
-                    self.core.refresh_figures(list(self.states.values()))
+                items = await consumer.next_items()
                 for item in items:
                     if item.__class__ is RecordBatch:
-                        await self.handle_batch(item, stop)
+                        await batches.handle(item, stop)
                     else:
                         self._dispatch(item)
                     if stop.is_set():
@@ -250,7 +263,7 @@ class StreamProcessor:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._shutdown()
+            await self._shutdown(consumer, checkpoints)
         return 0
 
     async def _sweeper(self) -> None:
@@ -259,46 +272,12 @@ class StreamProcessor:
             await asyncio.sleep(self.options.sweep_seconds)
             self.core.sweep(list(self.states.values()))
 
-    async def handle_batch(self, batch: RecordBatch, stop: asyncio.Event) -> None:
-        """The hot path: a batch, record by record, checkpointing at record boundaries as due
-        and yielding to the event loop every few milliseconds (lease heartbeats, S3 writes)."""
-        handle = self.core.handle
-        assert self.consumer is not None  # run() made it
-        handled = self.consumer.handled  # the lag gauge, at every yield and the batch's end
-        states = self.states
-        stats = self.stats
-        checkpoint = self.checkpoints.checkpoint
-        every = self.options.checkpoint_every
-        clock = time.monotonic
-        budget = clock() + YIELD_SECONDS
-        last = None
-        for rec in batch.records:
-            state = states.get(rec.shard_id)
-            if state is None or state.epoch != rec.epoch or state.ending:
-                stats["stale"] += 1
-                continue
-            handle(state, rec.sequence, rec.data, rec.arrived)
-            last = rec
-            stats["records"] += 1
-            if state.since_checkpoint >= every and (
-                state.inflight is None or state.inflight.done()
-            ):
-                await checkpoint(state)  # snapshot now; the writing runs on its own
-            if clock() >= budget:
-                handled(rec)
-                await asyncio.sleep(0)
-                budget = clock() + YIELD_SECONDS
-                if stop.is_set():
-                    return
-        if last is not None:
-            handled(last)
-
     def _dispatch(self, item: Any) -> None:
         if item.__class__ is ShardEnd:
             state = self.states.get(item.shard_id)
-            if state is not None and state.epoch == item.epoch and not state.ending:
-                state.ending = True
-                self._spawn(self.shards.finish(state))
+            if state is not None and state.epoch == item.epoch and state.stop_reading():
+                assert self.handover is not None  # run() made it
+                self._spawn(self.handover.finish(state))
 
     def _spawn(self, coro: Coroutine[object, None, _T]) -> asyncio.Task[_T]:
         task = asyncio.create_task(coro)
@@ -307,13 +286,13 @@ class StreamProcessor:
         return task
 
     # ============================================================== stop
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, consumer: LeaseConsumer, checkpoints: Checkpointer) -> None:
         """Graceful stop: final checkpoint of every shard, then release the leases."""
         for task in list(self._background):
             await asyncio.gather(task, return_exceptions=True)
         states = list(self.states.values())  # a lost lease drops its state during the gather
         results = await asyncio.gather(
-            *(self.checkpoints.checkpoint(s, final=True) for s in states), return_exceptions=True
+            *(checkpoints.checkpoint(s, final=True) for s in states), return_exceptions=True
         )
         for state, result in zip(states, results, strict=True):
             if result is not True:
@@ -322,18 +301,17 @@ class StreamProcessor:
                     state.shard_id,
                     result,
                 )
-        self.core.refresh_figures(list(self.states.values()))
         self.core.sweep(list(self.states.values()))
         log.info("final checkpoints written; releasing leases")
-        if self.consumer is not None:
-            await self.consumer.close()
+        await consumer.close()
         await asyncio.to_thread(self.table.remove_presence)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
         self.pool.shutdown(wait=True)
+        stats = self.stats
         log.info(
             "stopped: %d records handled, %d checkpoints, %d hand-overs",
-            self.stats["records"],
-            self.stats["checkpoints"],
-            self.stats["handovers"],
+            stats["records"],
+            stats["checkpoints"],
+            stats["handovers"],
         )

@@ -21,8 +21,9 @@ import math
 from botocore.exceptions import BotoCoreError, ClientError
 
 from monitoring import metrics as m
+from stream.consumer import LeaseConsumer
 from stream.lease_table import LeaseTable
-from stream.shards import ShardLifecycle
+from stream.shards import Handover, ShardLifecycle
 
 __all__ = ["FairShare", "share"]
 
@@ -35,11 +36,25 @@ def share(shards_with_work: int, live_processes: int) -> int:
 
 
 class FairShare:
-    """One process's presence, share and hand-overs (see the module docstring)."""
+    """One process's presence, share and hand-overs (see the module docstring).
 
-    def __init__(self, table: LeaseTable, shards: ShardLifecycle, heartbeat: float) -> None:
+    It writes presence through ``table``, reads the shards held in ``lifecycle`` and
+    the stream's shards in ``consumer`` (whose ``max_shard_consumers`` it sets), and
+    hands the excess over through ``handover``.
+    """
+
+    def __init__(
+        self,
+        table: LeaseTable,
+        lifecycle: ShardLifecycle,
+        consumer: LeaseConsumer,
+        handover: Handover,
+        heartbeat: float,
+    ) -> None:
         self.table = table
-        self.shards = shards
+        self.lifecycle = lifecycle
+        self.consumer = consumer
+        self.handover = handover
         self.heartbeat = heartbeat
         self.live_processes = 1
         self.share: int | None = None
@@ -58,9 +73,8 @@ class FairShare:
                 log.warning("presence/rebalance round failed (%s); retrying next heartbeat", exc)
 
     async def rebalance(self) -> None:
-        lifecycle = self.shards
-        consumer = lifecycle.consumer
-        assert consumer is not None  # attached before the processor runs this
+        lifecycle = self.lifecycle
+        consumer = self.consumer
         listed = consumer.shards or []
         for s in listed:
             sid = s["ShardId"]
@@ -89,4 +103,4 @@ class FairShare:
                 excess,
             )
             for shard_id in owned[-excess:]:
-                await lifecycle.hand_over(shard_id)
+                await self.handover.hand_over(shard_id)

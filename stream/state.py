@@ -3,15 +3,24 @@
 A :class:`ShardState` is created when the process takes a shard's lease,
 from the shard's manifest (its devices' models, verified) or, for a child
 shard after a split or merge, from its parents' final manifests.  The hot
-loop mutates it one record at a time; :meth:`ShardState.snapshot` freezes
-what a checkpoint must write (pickles of the devices changed since the last
-one, the sequence number they cover, the dead letters to persist first).
+loop mutates its record bookkeeping one record at a time;
+:meth:`ShardState.snapshot` freezes what a checkpoint must write (a
+:class:`ShardSnapshot`: pickles of the devices changed since the last one, the
+sequence number they cover, the dead letters and events to persist first).
+
+Its life is a :class:`ShardStatus`, changed only through its methods::
+
+    READING --stop_reading()--> ENDING --committed(finished snapshot)--> FINISHED
+       ^                           |
+       +------resume_reading()-----+   (a closed shard's final checkpoint failed)
 
 >>> st = ShardState("shardId-0", epoch=1)
->>> st.skip_through is None, st.last_seq
-(True, None)
+>>> st.status, st.skip_through, st.last_seq
+(<ShardStatus.READING: 'reading'>, None, None)
 >>> st.last_seq = "7"; snap = st.snapshot(); (snap.sequence, snap.artifacts)
 ('7', [])
+>>> st.stop_reading(), st.stop_reading(), st.status.name
+(True, False, 'ENDING')
 >>> device_hash("b8:27:eb:bf:9d:51") < 2**128
 True
 """
@@ -22,16 +31,24 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from online_models import checkpoint_format
-from online_models.records import DeviceSummary
+from online_models.records import DeviceSummary, ModelAtHorizon
 from stream.checkpoint import DeviceEntry, EntryMetrics, ShardManifest
 
 if TYPE_CHECKING:
     from online_models.device import DeviceModels
 
-__all__ = ["DeviceSlot", "ShardState", "Snapshot", "device_hash", "entry_metrics"]
+__all__ = [
+    "DeviceSlot",
+    "ShardSnapshot",
+    "ShardState",
+    "ShardStatus",
+    "device_hash",
+    "entry_metrics",
+]
 
 
 def device_hash(device: str) -> int:
@@ -45,7 +62,7 @@ def entry_metrics(summary: DeviceSummary) -> EntryMetrics:
         "champion": summary.get("champion", {}),
         "last_ts": summary.get("last_ts"),
         "models": {
-            f"{m['model']}@{m['horizon']}": {
+            str(ModelAtHorizon(m["model"], m["horizon"])): {
                 "n": m.get("n"),
                 "mae": m.get("mae"),
                 "rmse": m.get("rmse"),
@@ -69,11 +86,19 @@ class DeviceSlot:
     last_arrival: float = 0.0
 
 
-@dataclass
-class Snapshot:
-    """Everything one checkpoint writes, frozen at a record boundary.
+class ShardStatus(Enum):
+    """Where a leased shard stands in this process (see the module docstring)."""
 
-    >>> Snapshot("shardId-0", "12", [], {}, []).finished
+    READING = "reading"  # its records are handled; checkpoints every N records or T seconds
+    ENDING = "ending"  # no more records (hand-over, or a closed shard's end): final checkpoint
+    FINISHED = "finished"  # a closed shard's final manifest, marked finished, is in S3
+
+
+@dataclass
+class ShardSnapshot:
+    """Everything one checkpoint of a shard writes, frozen at a record boundary.
+
+    >>> ShardSnapshot("shardId-0", "12", [], {}, []).finished
     False
     """
 
@@ -91,6 +116,17 @@ class Snapshot:
 
 class ShardState:
     """The models and checkpoint bookkeeping of one leased shard (see the module docstring).
+
+    Constructed by the shard lifecycle (:mod:`stream.shards`) when a lease is
+    taken.  ``skip_through`` is set here, once, and only read afterwards (by the
+    hot loop's gate, :mod:`stream.gate`): records at or below the manifest's
+    sequence number are already in the models (compare as integers).  The batch
+    loop (:mod:`stream.batches`) reads :attr:`reading` and :meth:`writing`.
+
+    Written directly by the hot loop (:class:`stream.core.StreamCore`), one record
+    at a time: ``last_seq``, ``since_checkpoint``, ``replayed``, ``dirty``,
+    ``dead_letters``, ``events`` and ``devices`` (its record bookkeeping; never the
+    status).
 
     >>> from stream.checkpoint import ShardManifest
     >>> ShardState("shardId-0", 1, ShardManifest("shardId-0", "120", {})).skip_through
@@ -111,7 +147,6 @@ class ShardState:
         self.last_seq: str | None = manifest.sequence if manifest else None
         self.committed: dict[str, DeviceEntry] = dict(manifest.devices) if manifest else {}
         self.committed_seq: str | None = self.last_seq
-        self.finished = bool(manifest and manifest.finished)
         self.devices: dict[str, DeviceSlot] = devices or {}
         for device, slot in self.devices.items():
             entry = self.committed.get(device)
@@ -122,9 +157,47 @@ class ShardState:
         self.events: list[bytes] = []  # written to S3 with the next checkpoint
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.inflight: asyncio.Task[bool] | None = None
-        self.ending = False  # shard closed: finish it once its last records are handled
         self.replayed = 0
+        self._status = ShardStatus.READING
+        self._writing: asyncio.Task[bool] | None = None  # the checkpoint in flight
+
+    @property
+    def status(self) -> ShardStatus:
+        return self._status
+
+    @property
+    def reading(self) -> bool:
+        """Are the shard's records handled (and periodic checkpoints taken)?"""
+        return self._status is ShardStatus.READING
+
+    # ------------------ the runner, the shard lifecycle and the control channel (status, changes)
+    def stop_reading(self) -> bool:
+        """READING -> ENDING: no more records, a final checkpoint is coming (a hand-over, or a
+        closed shard's end: :mod:`stream.shards`, :mod:`stream.runner`).  Records still queued
+        for it are dropped as stale by the batch loop; the checkpoint ticker skips it.  False
+        when it was not reading (already ending or finished)."""
+        if self._status is not ShardStatus.READING:
+            return False
+        self._status = ShardStatus.ENDING
+        return True
+
+    def resume_reading(self) -> None:
+        """ENDING -> READING: a closed shard's final checkpoint failed (:mod:`stream.shards`);
+        the shard stays leased and checkpointed as before."""
+        if self._status is ShardStatus.ENDING:
+            self._status = ShardStatus.READING
+
+    def changed(self, device: str) -> None:
+        """The device's models changed outside the hot loop (an operator command,
+        :mod:`stream.control`; a child shard's inherited devices, :mod:`stream.shards`):
+        its next checkpoint writes them."""
+        self.dirty.add(device)
+
+    # -------------------------------------------------------- the checkpointer (stream.checkpointing)
+    def writing(self) -> asyncio.Task[bool] | None:
+        """The checkpoint in flight (its task), if one is; a shard has at most one."""
+        task = self._writing
+        return task if task is not None and not task.done() else None
 
     def pending(self) -> bool:
         """Something a checkpoint would write: models, dead letters, events or a position."""
@@ -132,7 +205,7 @@ class ShardState:
             self.dirty or self.dead_letters or self.events or self.last_seq != self.committed_seq
         )
 
-    def snapshot(self, *, finished: bool = False) -> Snapshot:
+    def snapshot(self, *, finished: bool = False) -> ShardSnapshot:
         """Freeze what the next checkpoint writes; the state carries on from here."""
         artifacts = []
         for device in sorted(self.dirty):
@@ -153,17 +226,23 @@ class ShardState:
         events, self.events = self.events, []
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        return Snapshot(
+        return ShardSnapshot(
             self.shard_id, self.last_seq, artifacts, dict(self.committed), dead, finished, events
         )
 
-    def committed_ok(self, snap: Snapshot, entries: dict[str, DeviceEntry]) -> None:
+    def write_started(self, task: asyncio.Task[bool]) -> None:
+        """The checkpoint of the last snapshot is being written by ``task``."""
+        self._writing = task
+
+    def committed_ok(self, snap: ShardSnapshot, entries: dict[str, DeviceEntry]) -> None:
+        """S3 accepted the snapshot's manifest: it is the shard's committed state now; a
+        finished snapshot (a closed shard's last) makes the shard FINISHED."""
         self.committed.update(entries)
         self.committed_seq = snap.sequence
         if snap.finished:
-            self.finished = True
+            self._status = ShardStatus.FINISHED
 
-    def failed(self, snap: Snapshot) -> None:
+    def failed(self, snap: ShardSnapshot) -> None:
         """A checkpoint did not reach S3: its devices, dead letters and events go into the next."""
         self.dirty.update(d for d, *_ in snap.artifacts if d in self.devices)
         self.dead_letters[:0] = snap.dead_letters

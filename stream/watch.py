@@ -8,6 +8,15 @@ histogram, champion, checkpoint version, last reading and cadence. Every
 other device is seen through the fleet figures (:mod:`stream.fleet`), the
 worst-k gauges and the event log.
 
+Two ways in: what a reading brings (its outcome, value, arrival, cadence, each
+score's residual) is counted as it is handled, by :class:`WatchedDevice`; what the
+models hold (their MAE, rolling MAE and RMSE, the champion, the last predictions, the
+newest reading learned) is read from the device's own
+:class:`~online_models.device.DeviceModels` (``stats()``, ``champion()``) when
+Prometheus scrapes, by :data:`WATCHED` (a :class:`WatchedFigures` collector): the
+figures the offline evaluation reports, as they are at that moment, whoever changed
+them (a reading, an operator's promotion or rollback).
+
 >>> sorted(parse_watch("d2, d1,d2"))
 ['d1', 'd2']
 >>> parse_watch(",".join(f"d{i}" for i in range(60)))
@@ -18,22 +27,24 @@ ValueError: 60 devices on the watch list; at most 50 (each costs its own series:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from monitoring import metrics as m
-from online_models.records import SERVED, Prediction
+from online_models.records import SERVED, StepResult
 
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
-    from online_models.device import DeviceModels
+    from stream.state import DeviceSlot
 
-# A model's error series at a horizon: the residual/scored accumulator (ScoreSeries.series),
-# then the MAE, rolling MAE and rolling RMSE gauges.
-ErrorChildren = tuple[list[float], "Gauge", "Gauge", "Gauge"]
-
-__all__ = ["WatchedDevice", "parse_watch"]
+__all__ = ["WATCHED", "WatchedDevice", "WatchedFigures", "parse_watch"]
 
 
 def parse_watch(value: str | Iterable[str] | None) -> frozenset[str]:
@@ -51,19 +62,19 @@ def parse_watch(value: str | Iterable[str] | None) -> frozenset[str]:
 
 
 class WatchedDevice:
-    """Labelled metric children of one watched device, looked up once."""
+    """One watched device: the counters its readings move (children looked up once), its
+    slot (whose models :data:`WATCHED` reads at scrape time) and its last predictions."""
 
     __slots__ = (
         "device",
         "outcomes",
         "actual",
-        "last_ts",
         "received",
         "interval",
-        "errors",
-        "last",
-        "champions",
+        "slot",
         "predictions",
+        "_residuals",
+        "__weakref__",
     )
 
     def __init__(self, device: str) -> None:
@@ -73,68 +84,146 @@ class WatchedDevice:
             for o in ("learned", "duplicate", "late", "glitch")
         }
         self.actual = m.ACTUAL.labels(device)
-        self.last_ts = m.LAST_READING_TS.labels(device)
         self.received = m.LAST_READING_RECEIVED.labels(device)
         self.interval = m.DEVICE_INTERVAL.labels(device)
-        self.errors: dict[tuple[str, int], ErrorChildren] = {}
-        self.last: dict[tuple[str, int], Gauge] = {}  # prediction gauges
-        self.champions: dict[str, Gauge] = {}
-        self.predictions: tuple[Prediction, ...] = ()  # the last learned reading's
+        self.slot: DeviceSlot | None = None  # the device's models, once held
+        # the last prediction of each (model, horizon), as the newest learned reading made it
+        self.predictions: dict[tuple[str, int], float] = {}
+        self._residuals: dict[tuple[str, int], list[float]] = {}
 
     def residuals(self, model: str, horizon: int) -> list[float]:
         """The residual/scored accumulator of a model at a horizon (created at its first score)."""
-        return self.error_children(model, horizon)[0]
-
-    def error_children(self, model: str, horizon: int) -> ErrorChildren:
-        """(residual/scored accumulator, mae, rolling mae, rolling rmse) children: a model's
-        error series, created at its first score (no error gauge reads 0 before one)."""
         key = (model, horizon)
-        children = self.errors.get(key)
-        if children is None:
-            h = str(horizon)
-            children = (
-                m.SCORES.series(self.device, model, h),
-                m.MAE.labels(self.device, model, h),
-                m.ROLLING_MAE.labels(self.device, model, h),
-                m.ROLLING_RMSE.labels(self.device, model, h),
-            )
-            self.errors[key] = children
-        return children
+        acc = self._residuals.get(key)
+        if acc is None:
+            acc = self._residuals[key] = m.SCORES.series(self.device, model, str(horizon))
+        return acc
 
-    def learned(self, value: float, ts: float, received: float, interval: float | None) -> None:
+    def learned(
+        self,
+        slot: DeviceSlot,
+        value: float,
+        received: float,
+        interval: float | None,
+        result: StepResult,
+    ) -> None:
+        """A reading the device's models learned: its value, arrival, cadence and scores."""
+        self.slot = slot
         self.outcomes["learned"].inc()
         self.actual.set(value)
-        self.last_ts.set(ts)
         self.received.set(received)
         if interval is not None:
             self.interval.set(interval)
+        predictions = self.predictions
+        for p in result.predictions:
+            predictions[(p.model, p.horizon)] = p.value
+        add, residuals = m.SCORES.add, self._residuals
+        for s in result.scores:
+            acc = residuals.get((s.model, s.horizon)) or self.residuals(s.model, s.horizon)
+            add(acc, s.actual - s.predicted)
 
-    def refresh(self, models: DeviceModels) -> None:
-        """Set the summary gauges from the device's models' accumulators."""
-        for p in self.predictions:
-            key = (p.model, p.horizon)
-            child = self.last.get(key)
-            if child is None:
-                child = self.last[key] = m.PREDICTION.labels(self.device, p.model, str(p.horizon))
-            child.set(p.value)
-        first = models.task.horizons[0]
-        for h, hz in models.horizons.items():
-            champion = hz.selector.champion
-            for name in (*hz.names, SERVED):
-                stats = models.stats(name, h)
-                scored = stats.mae, stats.rolling_mae, stats.rolling_rmse  # None before a score
-                if scored[0] is not None and scored[1] is not None and scored[2] is not None:
-                    _, mae, rolling_mae, rolling_rmse = self.error_children(name, h)
-                    mae.set(scored[0])
-                    rolling_mae.set(scored[1])
-                    rolling_rmse.set(scored[2])
-                if h == first and name != SERVED:
-                    self.champion(name).set(1.0 if name == champion else 0.0)
-        if models.last_ts is not None:
-            self.last_ts.set(models.last_ts)
 
-    def champion(self, model: str) -> Gauge:
-        child = self.champions.get(model)
-        if child is None:
-            child = self.champions[model] = m.CHAMPION.labels(self.device, model)
-        return child
+def _gauge(declared: Gauge) -> GaugeMetricFamily:
+    """An empty family of a declared gauge: its name, help text and label names."""
+    (family,) = declared.describe()
+    return GaugeMetricFamily(family.name, family.documentation, labels=m.labelnames(declared))
+
+
+class WatchedFigures(Collector):
+    """Exports the watched devices' model figures, read from their models at scrape time.
+
+    The families (declared in :mod:`monitoring.metrics`, not registered there):
+    ``iotcast_prediction_celsius``, ``iotcast_mae_celsius``,
+    ``iotcast_rolling_mae_celsius``, ``iotcast_rolling_rmse_celsius`` (a model's once it
+    has a score), ``iotcast_champion_info`` (first horizon) and
+    ``iotcast_last_reading_timestamp_seconds``. Devices join with :meth:`add` and leave
+    when their :class:`WatchedDevice` is gone (held weakly: a core's watch list lives as
+    long as the core). The scrape thread reads only what a reading replaces whole
+    (numbers, the slot's models), never a dict the hot loop may be growing.
+
+    >>> from prometheus_client import generate_latest
+    >>> from online_models.catalog import load_catalog
+    >>> from online_models.config import TaskConfig
+    >>> from online_models.device import DeviceModels
+    >>> from stream.state import DeviceSlot
+    >>> from telemetry.reading import Reading
+    >>> figures = WatchedFigures(registry=CollectorRegistry())
+    >>> w = WatchedDevice("w1"); figures.add(w)
+    >>> models = DeviceModels("w1", load_catalog(), TaskConfig(horizons=(0,)), models="persistence")
+    >>> slot = DeviceSlot(models)
+    >>> for t in range(3):
+    ...     r = Reading(1594512000.0 + t, "w1", 0.005, 51.0, False, 0.007, False, 0.02, 22.5 + t)
+    ...     w.learned(slot, r.temp, 0.0, None, models.step(r))
+    >>> text = generate_latest(figures.registry).decode()
+    >>> 'iotcast_mae_celsius{device="w1",horizon="0",model="persistence"} 1.0' in text
+    True
+    >>> 'iotcast_champion_info{device="w1",model="persistence"} 1.0' in text
+    True
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.registry = registry
+        self._devices: weakref.WeakValueDictionary[str, WatchedDevice] = (
+            weakref.WeakValueDictionary()
+        )
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def add(self, watched: WatchedDevice) -> None:
+        """Export ``watched``'s figures (in place of any earlier device of that name)."""
+        with self._lock:
+            self._devices[watched.device] = watched
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return tuple(
+            _gauge(g)
+            for g in (
+                m.PREDICTION,
+                m.MAE,
+                m.ROLLING_MAE,
+                m.ROLLING_RMSE,
+                m.CHAMPION,
+                m.LAST_READING_TS,
+            )
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        prediction, mae, rolling_mae, rolling_rmse, champion, last_ts = families = self._families()
+        with self._lock:
+            watched = sorted(self._devices.items())
+        for device, w in watched:
+            for (model, h), value in list(w.predictions.items()):
+                prediction.add_metric([device, model, str(h)], value)
+            models = w.slot.models if w.slot is not None else None
+            newest = models.last_ts if models is not None else None
+            last_ts.add_metric([device], 0.0 if newest is None else newest)
+            if models is None:
+                continue
+            first = models.task.horizons[0]
+            for h, hz in models.horizons.items():
+                labels = [device, "", str(h)]
+                for name in (*hz.names, SERVED):
+                    stats = models.stats(name, h)
+                    figures = (
+                        stats.mae,
+                        stats.rolling_mae,
+                        stats.rolling_rmse,
+                    )  # None before a score
+                    if figures[0] is not None and figures[1] is not None and figures[2] is not None:
+                        labels[1] = name
+                        mae.add_metric(labels, figures[0])
+                        rolling_mae.add_metric(labels, figures[1])
+                        rolling_rmse.add_metric(labels, figures[2])
+                if h == first:
+                    best = models.champion(h)
+                    for name in hz.names:
+                        champion.add_metric([device, name], 1.0 if name == best else 0.0)
+        yield from families
+
+
+WATCHED = WatchedFigures()  # the process's watched devices (the per-device series)

@@ -1,7 +1,7 @@
-"""The reading: one message of one device, and its wire formats.
+"""The reading: one measurement of one device, and its wire formats.
 
-The MQTT payload (and the Kinesis record, which carries the same bytes in
-compact form) is the devices' own format::
+The MQTT payload (and each message a Kinesis record carries, in compact form:
+``telemetry.envelope`` packs many into one record) is the devices' own format::
 
     {"data": {"co": 0.0049, "humidity": 51.0, "light": false, "lpg": 0.0076,
               "motion": false, "smoke": 0.0204, "temp": 22.7},
@@ -65,7 +65,9 @@ Reasons (:data:`REASONS`: a payload's; :data:`FIELD_REASONS`: a dropped field's)
 ================= ==========================================================
 reason            when
 ================= ==========================================================
-too_large         more than :data:`MAX_PAYLOAD_BYTES` bytes
+too_large         more than :data:`MAX_PAYLOAD_BYTES` bytes (a batch:
+                  :data:`MAX_MESSAGE_BYTES`; a reading of it whose values
+                  validation changed: :data:`MAX_PAYLOAD_BYTES` alone)
 invalid_json      not JSON (truncated, not UTF-8, nested beyond 1024 levels)
 not_finite        ``NaN``/``Infinity`` literals or numbers that overflow a
                   double (``1e999``): JSON cannot carry them (the payload);
@@ -78,17 +80,31 @@ bad_device_id     empty, over 64 characters, a character outside the set, or
                   only dots (``.``, ``..``: a device id is an S3 key segment)
 bad_timestamp     before 2000, more than a day ahead (milliseconds are named)
 topic_mismatch    the topic is not ``iot/<device_id>/telemetry``
+bad_batch         an array with no reading, or more than
+                  :data:`MAX_BATCH_READINGS` (the message)
 out_of_range      a sensor value outside the table above, beyond tolerance
                   (a field)
 no_sensor         no sensor value left: none sent, all ``null``, or every one
                   dropped
 ================= ==========================================================
 
+**A device message may be a batch**: a JSON array of readings (a device that
+buffers a minute of readings sends one message).  :func:`decode_message` judges
+each reading of it on its own, exactly as :func:`decode_payload` judges a single
+one, and returns one part per reading (:class:`Decoded`): the reading, or why it
+is refused.  A batch holds 1 to :data:`MAX_BATCH_READINGS` readings in at most
+:data:`MAX_MESSAGE_BYTES` (AWS IoT Core's largest message); otherwise it is
+refused whole (``bad_batch``, ``too_large``).  The bridge and the processor both
+call :func:`decode_message`, so a reading is judged alike wherever it is read.
+
 :func:`make_reading` applies the same checks to values already parsed (the
 CSV loader uses it), so a file row and an MQTT payload are judged alike.
-Speed: a valid payload is checked in one expression (one loop for a valid payload of
-some of the sensors) and built without the frozen dataclass' ``__init__``
-(``bench/decode.py``: well over 100k/s a core, all seven sensors or some).  A *glitch*
+Each field is judged **once**, in one pass over the payload: a plain value (a
+float within its range, a boolean) is accepted inline, and only a value that is
+not goes to the per-field check that clips it or names what is wrong; no fast
+path is tried first and then redone by a careful one (``bench/decode.py``: well
+over 100k/s a core, all seven sensors or some).  Readings are built without the
+frozen dataclass' ``__init__``.  A *glitch*
 (temperature exactly 0.0 with humidity below 5 %, as the real file holds)
 is valid input, but :func:`is_glitch` flags it so that models skip it.
 
@@ -124,14 +140,18 @@ __all__ = [
     "FIELDS",
     "FIELD_REASONS",
     "MAX_DEVICE_ID_LENGTH",
+    "MAX_BATCH_READINGS",
     "MAX_EXTRA_FIELDS",
+    "MAX_MESSAGE_BYTES",
     "MAX_PAYLOAD_BYTES",
     "REASONS",
     "RANGES",
     "SENSORS",
     "TOLERANCE",
+    "Decoded",
     "InvalidReading",
     "Reading",
+    "decode_message",
     "decode_payload",
     "device_from_topic",
     "encode",
@@ -141,6 +161,8 @@ __all__ = [
 ]
 
 MAX_PAYLOAD_BYTES = 4096
+MAX_MESSAGE_BYTES = 128 * 1024  # a batch: AWS IoT Core's largest message
+MAX_BATCH_READINGS = 1000
 MAX_DEVICE_ID_LENGTH = 64
 MIN_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
 FUTURE_SLACK_S = 86_400.0
@@ -172,6 +194,7 @@ REASONS = (
     "bad_device_id",
     "topic_mismatch",
     "no_sensor",
+    "bad_batch",
 )
 # Dots-only ids ("." and "..") are refused: the id is a segment of S3 keys
 # (models/<app>/<device>/...) and of the paths their local copies are written to.
@@ -303,8 +326,8 @@ class _Unfrozen:
         smoke: float | None,
         temp: float | None,
     ) -> None:
-        self.extra = ()
-        self.notes = ()
+        self.extra: tuple[tuple[str, float], ...] = ()
+        self.notes: tuple[tuple[str, str], ...] = ()
         self.ts = ts
         self.device = device
         self.co = co
@@ -436,48 +459,75 @@ def _check_ts(ts: object, now: float | None) -> float:
     return ts
 
 
+# sensor -> (position among Reading's sensor arguments, range or None for a boolean)
+_SLOTS: dict[str, tuple[int, tuple[float, float] | None]] = {
+    key: (i, RANGES.get(key)) for i, key in enumerate(SENSORS)
+}
+
+
 def _judge_sensors(
     fields: Iterable[tuple[str, object]], prefix: str
-) -> tuple[
-    dict[str, object], tuple[tuple[str, float], ...], tuple[tuple[str, str], ...], list[str]
-]:
-    """Judge each field of a reading's data on its own (module docstring).
+) -> tuple[list[object], tuple[tuple[str, float], ...], tuple[tuple[str, str], ...], list[str]]:
+    """Judge each field of a reading's data on its own, each **once** (module docstring).
 
-    Returns the sensor values kept, the extra numeric fields, the notes (dropped and
-    clipped fields, in field order) and, for a message, what was wrong with each dropped one.
+    A plain value (a float within its range, a boolean) is accepted inline; only a
+    value that is not is handed to :func:`_check_number` / :func:`_check_boolean`,
+    which clip it or name what is wrong.  Returns the seven sensor values in
+    :data:`SENSORS` order (``None``: absent), the extra numeric fields, the notes
+    (dropped and clipped fields, sorted) and, for a message, what was wrong with
+    each dropped one.
     """
-    values: dict[str, object] = {}
-    extra: list[tuple[str, float]] = []
-    notes: list[tuple[str, str]] = []
-    problems: list[str] = []
+    values: list[object] = [None, None, None, None, None, None, None]
+    extra: list[tuple[str, float]] | None = None
+    notes: list[tuple[str, str]] | None = None
+    problems: list[str] = _NO_PROBLEMS
+    slots = _SLOTS
     for key, value in fields:
-        if value is None:
-            continue  # no such sensor in this reading
-        if key in _SENSOR_SET:
-            try:
-                if key in RANGES:
-                    value, clipped = _check_number(key, value, prefix)
+        slot = slots.get(key)
+        if slot is not None:
+            i, bounds = slot
+            if bounds is None:
+                if value is True or value is False:
+                    values[i] = value
+                    continue
+            elif value.__class__ is float and bounds[0] <= value <= bounds[1]:
+                values[i] = value
+                continue
+            if value is None:
+                continue  # no such sensor in this reading
+            if notes is None:
+                notes, problems = [], []
+            try:  # not plain: clip it or find out why it is dropped
+                if bounds is None:
+                    values[i] = _check_boolean(key, value, prefix)
+                else:
+                    values[i], clipped = _check_number(key, value, prefix)
                     if clipped:
                         notes.append((key, "clipped"))
-                else:
-                    value = _check_boolean(key, value, prefix)
             except InvalidReading as exc:
                 notes.append((key, exc.reason))
                 problems.append(str(exc))
-                continue
-            values[key] = value
         elif (
             (
                 (value.__class__ is float and math.isfinite(value))
                 or (value.__class__ is int and -1e300 < value < 1e300)
             )
-            and len(extra) < MAX_EXTRA_FIELDS
             and key.__class__ is str
             and _EXTRA_NAME.fullmatch(key)
         ):
-            extra.append((key, float(value)))
-    notes.sort()
-    return values, tuple(sorted(extra)), tuple(notes), problems
+            if extra is None:
+                extra = []
+            if len(extra) < MAX_EXTRA_FIELDS:
+                extra.append((key, float(value)))
+    return (
+        values,
+        tuple(sorted(extra)) if extra else (),
+        tuple(sorted(notes)) if notes else (),
+        problems,
+    )
+
+
+_NO_PROBLEMS: list[str] = []  # shared, never appended to
 
 
 def _no_sensor(prefix: str, problems: list[str]) -> InvalidReading:
@@ -488,6 +538,32 @@ def _no_sensor(prefix: str, problems: list[str]) -> InvalidReading:
         f"no usable sensor value: {prefix.rstrip('.') or 'the reading'} holds none of "
         + ", ".join(SENSORS),
     )
+
+
+def _reading(
+    ts: float,
+    device: str,
+    values: list[object],
+    extras: tuple[tuple[str, float], ...],
+    notes: tuple[tuple[str, str], ...],
+    prefix: str,
+    problems: list[str],
+) -> Reading:
+    """The reading of judged fields, or :class:`InvalidReading` ``no_sensor`` when none is left."""
+    if extras or notes:
+        if not extras and values == _NO_VALUES:
+            raise _no_sensor(prefix, problems)
+        r = _Unfrozen(ts, device, *values)  # type: ignore[arg-type]
+        r.extra = extras
+        r.notes = notes
+        r.__class__ = Reading  # type: ignore[assignment]
+        return r  # type: ignore[return-value]
+    if values == _NO_VALUES:
+        raise _no_sensor(prefix, problems)
+    return _build(ts, device, *values)  # type: ignore[arg-type]
+
+
+_NO_VALUES: list[object] = [None] * 7
 
 
 def make_reading(
@@ -523,7 +599,7 @@ def make_reading(
     """
     device = _check_device(device, "device" if not prefix else "device_id")
     ts = _check_ts(ts, now)
-    values, extras, notes, problems = _judge_sensors(
+    judged = _judge_sensors(
         (
             ("co", co),
             ("humidity", humidity),
@@ -536,9 +612,8 @@ def make_reading(
         ),
         prefix,
     )
-    if not values and not extras:
-        raise _no_sensor(prefix, problems)
-    return Reading(ts, device, **values, extra=extras, notes=notes)  # type: ignore[arg-type]
+    values, extras, notes, problems = judged
+    return _reading(ts, device, values, extras, notes, prefix, problems)
 
 
 _NON_FINITE_LITERAL = re.compile(
@@ -557,37 +632,141 @@ def _invalid_json(raw: bytes | str, exc: Exception) -> InvalidReading:
     return InvalidReading("invalid_json", f"payload is not valid JSON: {exc}")
 
 
-def _decode_checked(obj: object, topic: str | None, now: float | None) -> Reading:
-    """The careful path: find the first thing wrong with a parsed payload, or build the reading."""
+def _judge_object(obj: object, topic: str | None, now: float | None) -> Reading:
+    """Judge one parsed reading: each field once, in one pass; the reading, or the first
+    thing that leaves nothing usable (:class:`InvalidReading`)."""
     if obj.__class__ is not dict:
         raise InvalidReading(
             "not_an_object", f"payload must be a JSON object, got {type(obj).__name__}"
         )
-    if "data" not in obj:
-        raise InvalidReading("missing_field", "field 'data' is missing")
-    data = obj["data"]
+    data = obj.get("data", _MISSING)
     if data.__class__ is not dict:
+        if data is _MISSING:
+            raise InvalidReading("missing_field", "field 'data' is missing")
         raise InvalidReading(
             "wrong_type", f"field 'data' must be an object, got {type(data).__name__}"
         )
-    if "device_id" not in obj:
-        raise InvalidReading("missing_field", "field 'device_id' is missing")
-    device = _check_device(obj["device_id"])
-    if "ts" not in obj:
-        raise InvalidReading("missing_field", "field 'ts' is missing")
-    ts = _check_ts(obj["ts"], now)
-    if topic is not None and device_from_topic(topic) != device:
+    device = obj.get("device_id", _MISSING)
+    if device.__class__ is not str or device not in _GOOD_DEVICES:
+        if device is _MISSING:
+            raise InvalidReading("missing_field", "field 'device_id' is missing")
+        device = _check_device(device)
+    ts = obj.get("ts", _MISSING)
+    if not (
+        ts.__class__ is float and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
+    ):
+        if ts is _MISSING:
+            raise InvalidReading("missing_field", "field 'ts' is missing")
+        ts = _check_ts(ts, now)
+    if topic is not None and topic != "iot/" + device + "/telemetry":
         raise InvalidReading(
             "topic_mismatch",
             f"topic {topic[:100]!r} does not match device_id {device!r} "
             "(expected iot/<device_id>/telemetry)",
         )
     values, extras, notes, problems = _judge_sensors(data.items(), "data.")
-    if not values and not extras:
-        raise _no_sensor("data.", problems)
-    return Reading(ts, device, **values, extra=extras, notes=notes)  # type: ignore[arg-type]
+    return _reading(ts, device, values, extras, notes, "data.", problems)
 
 
+_MISSING = object()
+
+
+def _too_large(raw: bytes | str, limit: int, what: str = "payload") -> InvalidReading:
+    return InvalidReading("too_large", f"{what} is {len(raw)} bytes; the limit is {limit}")
+
+
+def decode_payload(
+    raw: bytes | str, topic: str | None = None, *, now: float | None = None
+) -> Reading:
+    """Decode and validate one reading; raise :class:`InvalidReading` if it is not one.
+
+    ``topic``, when given, must name the same device as the payload.
+    ``now`` (seconds since the epoch) bounds future timestamps; default: the clock.
+    Each field is judged once (module docstring); a batch is :func:`decode_message`'s.
+    """
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise _too_large(raw, MAX_PAYLOAD_BYTES)
+    try:
+        obj = _loads(raw)
+    except _JSONDecodeError as exc:
+        raise _invalid_json(raw, exc) from None
+    return _judge_object(obj, topic, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A device message, decoded: one part per reading it carries, in order.
+
+    ``parts[i]`` is the :class:`Reading`, or the :class:`InvalidReading` saying why that
+    reading is refused; a message refused whole (not JSON, too large, an empty batch)
+    has one part.  ``items`` holds a batch's parsed elements (``None``: one reading).
+    """
+
+    parts: list[Reading | InvalidReading]
+    raw: bytes | str
+    items: list[object] | None = None
+
+    @property
+    def batch(self) -> bool:
+        """True when the message was an array of readings."""
+        return self.items is not None
+
+    def payload(self, i: int) -> bytes:
+        """Part ``i`` as bytes: the message itself, or a batch element in compact JSON."""
+        if self.items is None:
+            return self.raw.encode() if isinstance(self.raw, str) else bytes(self.raw)
+        return orjson.dumps(self.items[i])
+
+
+def decode_message(
+    raw: bytes | str, topic: str | None = None, *, now: float | None = None
+) -> Decoded:
+    """Decode a device message: one reading (an object) or a batch (an array of them).
+
+    Each reading of a batch is judged on its own, exactly as :func:`decode_payload` judges
+    a single one (``topic`` must name each reading's device); a bad one does not spoil
+    the others.  A batch holds 1 to :data:`MAX_BATCH_READINGS` readings in at most
+    :data:`MAX_MESSAGE_BYTES`; a reading of it whose values validation changed must
+    still fit :data:`MAX_PAYLOAD_BYTES` alone (it is forwarded as it was sent).
+
+    >>> d = decode_message(b'[{"data": {"temp": 21.5}, "device_id": "a1", "ts": 1594512094.0},'
+    ...                    b' {"data": {"temp": 900.0}, "device_id": "a1", "ts": 1594512099.0}]')
+    >>> [p.temp if isinstance(p, Reading) else p.reason for p in d.parts]
+    [21.5, 'no_sensor']
+    >>> d.payload(1)
+    b'{"data":{"temp":900.0},"device_id":"a1","ts":1594512099.0}'
+    """
+    size = len(raw)
+    if size > MAX_PAYLOAD_BYTES and (size > MAX_MESSAGE_BYTES or raw.lstrip()[:1] not in _ARRAY):
+        limit = MAX_MESSAGE_BYTES if size > MAX_MESSAGE_BYTES else MAX_PAYLOAD_BYTES
+        return Decoded([_too_large(raw, limit, "message")], raw)
+    try:
+        obj = _loads(raw)
+    except _JSONDecodeError as exc:
+        return Decoded([_invalid_json(raw, exc)], raw)
+    if obj.__class__ is not list:
+        try:
+            return Decoded([_judge_object(obj, topic, now)], raw)
+        except InvalidReading as exc:
+            return Decoded([exc], raw)
+    if not obj or len(obj) > MAX_BATCH_READINGS:
+        what = "holds no reading" if not obj else f"holds {len(obj)} readings"
+        return Decoded(
+            [InvalidReading("bad_batch", f"the batch {what}; send 1..{MAX_BATCH_READINGS}")], raw
+        )
+    parts: list[Reading | InvalidReading] = []
+    for item in obj:
+        try:
+            r = _judge_object(item, topic, now)
+            if r.notes and len(orjson.dumps(item)) > MAX_PAYLOAD_BYTES:
+                raise _too_large(orjson.dumps(item), MAX_PAYLOAD_BYTES, "reading")
+            parts.append(r)
+        except InvalidReading as exc:
+            parts.append(exc)
+    return Decoded(parts, raw, obj)
+
+
+_ARRAY = (b"[", "[")
 _T_LO, _T_HI = RANGES["temp"]
 _H_LO, _H_HI = RANGES["humidity"]
 _C_LO, _C_HI = RANGES["co"]
@@ -605,7 +784,8 @@ def _plain_valid(
     temp: float,
     now: float | None,
 ) -> bool:
-    """True when already-typed values (floats, a str) pass every check; False: ask make_reading why."""
+    """True when already-typed values (floats, a str: a full CSV row) pass every check;
+    False: ask :func:`make_reading` why (the CSV reader's fast path)."""
     return (
         MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
         and _T_LO <= temp <= _T_HI
@@ -613,111 +793,8 @@ def _plain_valid(
         and _C_LO <= co <= _C_HI
         and _L_LO <= lpg <= _L_HI
         and _S_LO <= smoke <= _S_HI
-        and (device in _GOOD_DEVICES or _device_ok(device))
+        and _device_ok(device)
     )
-
-
-# sensor -> (position among _build's sensor arguments, range or None for a boolean)
-_SUBSET_SLOTS: dict[str, tuple[int, tuple[float, float] | None]] = {
-    key: (i, RANGES.get(key)) for i, key in enumerate(SENSORS)
-}
-
-
-def _plain_subset(
-    obj: dict[str, object], data: object, topic: str | None, now: float | None
-) -> Reading | None:
-    """The common case of a device with some of the sensors: every field present a valid float
-    or boolean, no ``null``, no other key.  Its reading, or None: ask the careful path."""
-    ts = obj.get("ts")
-    device = obj.get("device_id")
-    if not (
-        data.__class__ is dict
-        and data
-        and ts.__class__ is float
-        and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
-        and device.__class__ is str
-        and (device in _GOOD_DEVICES or _device_ok(device))
-        and (topic is None or topic == "iot/" + device + "/telemetry")
-    ):
-        return None
-    values: list[object] = [None] * 7
-    slots = _SUBSET_SLOTS
-    for key, value in data.items():
-        slot = slots.get(key)
-        if slot is None:
-            return None
-        i, bounds = slot
-        if bounds is None:
-            if value is not True and value is not False:
-                return None
-        elif value.__class__ is not float or not bounds[0] <= value <= bounds[1]:
-            return None
-        values[i] = value
-    return _build(ts, device, *values)  # type: ignore[arg-type]
-
-
-def decode_payload(
-    raw: bytes | str, topic: str | None = None, *, now: float | None = None
-) -> Reading:
-    """Decode and validate one payload; raise :class:`InvalidReading` if it is not a reading.
-
-    ``topic``, when given, must name the same device as the payload.
-    ``now`` (seconds since the epoch) bounds future timestamps; default: the clock.
-
-    The common case (a well-formed payload of floats and booleans) is checked
-    in one expression, and a payload of some of the sensors, each valid, in one
-    loop; anything they do not accept goes through the careful path, which
-    judges each field (module docstring) and names what is wrong.
-    """
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise InvalidReading(
-            "too_large", f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}"
-        )
-    try:
-        obj = _loads(raw)
-    except _JSONDecodeError as exc:
-        raise _invalid_json(raw, exc) from None
-    try:
-        data = obj["data"]
-        device = obj["device_id"]
-        ts = obj["ts"]
-        co = data["co"]
-        humidity = data["humidity"]
-        light = data["light"]
-        lpg = data["lpg"]
-        motion = data["motion"]
-        smoke = data["smoke"]
-        temp = data["temp"]
-    except (KeyError, TypeError, IndexError):
-        if obj.__class__ is dict and "data" in obj:  # some sensors only: the next common case
-            reading = _plain_subset(obj, obj["data"], topic, now)
-            if reading is not None:
-                return reading
-        return _decode_checked(obj, topic, now)
-    if (
-        ts.__class__ is float
-        and MIN_TS <= ts <= (_time() if now is None else now) + FUTURE_SLACK_S
-        and temp.__class__ is float
-        and _T_LO <= temp <= _T_HI
-        and humidity.__class__ is float
-        and _H_LO <= humidity <= _H_HI
-        and co.__class__ is float
-        and _C_LO <= co <= _C_HI
-        and lpg.__class__ is float
-        and _L_LO <= lpg <= _L_HI
-        and smoke.__class__ is float
-        and _S_LO <= smoke <= _S_HI
-        and (light is True or light is False)
-        and (motion is True or motion is False)
-        and device.__class__ is str
-        and (device in _GOOD_DEVICES or _device_ok(device))
-        and (topic is None or topic == "iot/" + device + "/telemetry")
-        and obj.__class__ is dict
-        and data.__class__ is dict
-        and len(data) == 7
-    ):
-        return _build(ts, device, co, humidity, light, lpg, motion, smoke, temp)
-    return _decode_checked(obj, topic, now)
 
 
 def is_glitch(reading: Reading) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from iotcast.cli import main
 from iotcast.commands.data import load_report
 from iotcast.ui.workspace import Contents
-from online_models.analysis import Cancelled, evaluate
+from online_models.analysis import Cancelled, analyse
 from online_models.data_summary import count_rows, summarize
 from telemetry.csvfile import HEADER, write_csv
 from telemetry.generate import generate
@@ -42,14 +42,14 @@ def metrics(out: Path) -> dict[tuple[str, str, int], float]:
 def test_the_api_gives_exactly_the_figures_of_iotcast_evaluate(data, tmp_path):
     args = ["--target", "humidity", "--task", "all", "--horizon", "900", "--no-progress"]
     assert main(["evaluate", "--csv", str(data), "--out", str(tmp_path), *args]) == 0
-    a = evaluate(data, target="humidity", horizons=(0, 900))
+    a = analyse(data, target="humidity", horizons=(0, 900))
     f = a.figures().dropna(subset=["mae"])
     assert {
         (d, m, h): v for d, m, h, v in zip(f.device, f.model, f.horizon, f.mae, strict=True)
     } == metrics(tmp_path)
     # one device alone: its models see the same readings, so the same figures
     device = a.devices[1]
-    alone = evaluate(data, target="humidity", horizons=(0, 900), devices=[device])
+    alone = analyse(data, target="humidity", horizons=(0, 900), devices=[device])
     assert alone.figures().equals(
         f.__class__(a.figures()[a.figures().device == device]).reset_index(drop=True)
     )
@@ -57,7 +57,7 @@ def test_the_api_gives_exactly_the_figures_of_iotcast_evaluate(data, tmp_path):
 
 def test_predictions_recompute_the_figures_and_frames_are_consistent(data):
     device = "b8:27:eb:bf:9d:51"
-    a = evaluate(data, horizons=(900,), devices=[device], predictions=True)
+    a = analyse(data, horizons=(900,), devices=[device], predictions=True)
     p = a.predictions
     mae = (p.actual - p.predicted).abs().groupby(p.model).mean()
     for model, value in mae.items():
@@ -79,12 +79,12 @@ def test_a_cancelled_run_stops(data):
         raise Cancelled
 
     with pytest.raises(Cancelled):
-        evaluate(data, horizons=(900,), progress=stop)
+        analyse(data, horizons=(900,), progress=stop)
 
 
 def test_the_summary_counts_what_the_models_skip(data):
     s = summarize(data, points=50)
-    res = evaluate(data, horizons=(0,), models="persistence", references=False).result
+    res = analyse(data, horizons=(0,), models="persistence", references=False).result
     assert s.rows == res.rows == count_rows(data)
     assert int(s.devices.duplicates.sum()) == res.statuses["duplicate"]
     assert int(s.devices.late.sum()) == res.statuses["late"]

@@ -16,7 +16,7 @@ import boto3
 import orjson
 import pytest
 
-from bridge.kinesis import KinesisSender, client_config
+from bridge.kinesis import Entry, KinesisSender, client_config
 from bridge.retry import RetryPolicy
 from tests.faultproxy import FaultProxy
 from tests.support import create_stream
@@ -54,7 +54,7 @@ def test_a_slow_put_is_waited_for_not_sent_twice(settings):
         sender = KinesisSender(client, settings.stream, RetryPolicy(), threading.Event())
         sent = [{"device": "ab"[i % 2], "ts": i} for i in range(1_000)]
         calls = [
-            sender.put([(r["device"], orjson.dumps(r)) for r in sent[i : i + 500]])
+            sender.put([Entry(r["device"], orjson.dumps(r)) for r in sent[i : i + 500]]).calls
             for i in range(0, len(sent), 500)
         ]
     finally:

@@ -157,17 +157,20 @@ def test_a_dropped_old_format_is_refused_naming_what_to_do(monkeypatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_processor_resumes_from_a_legacy_checkpoint_and_rollback_still_works(
-    settings_moto_only, tmp_path
+@pytest.mark.parametrize("fixture", ["v1", "v4"])
+def test_the_processor_resumes_from_a_previous_format_checkpoint_and_rollback_still_works(
+    settings_moto_only, tmp_path, fixture
 ):
-    """The rollout case: a processor of this code takes a shard whose checkpoint the old code
-    wrote, skips what it had learned, learns the rest exactly once, and the operator can roll
-    a device back to the old version.  On moto's Kinesis: the fixture's manifest names the
-    sequence number moto gave the old code's 400th record (moto numbers records 1, 2, ...)."""
+    """The rollout case: a processor of this code takes a shard whose checkpoint an older code
+    wrote (v1: before formats were recorded; v4: the code before bundles, one object per
+    device), skips what it had learned, learns the rest exactly once, writes bundles from then
+    on, lists both layouts, and the operator can roll a device back to the old version.  On
+    moto's Kinesis: the fixture's manifest names the sequence number moto gave the old code's
+    400th record (moto numbers records 1, 2, ...)."""
     settings = settings_moto_only
-    expected = orjson.loads((FIXTURES / "v1" / "expected.json").read_bytes())
+    expected = orjson.loads((FIXTURES / fixture / "expected.json").read_bytes())
     settings = settings.replace(app=expected["app"])  # the fixture's keys name its app
-    upload(settings, FIXTURES / "v1")
+    upload(settings, FIXTURES / fixture)
     create_stream(settings, shards=1)
     readings = fixture_readings(expected, extra=300)
     old, new = readings[: expected["readings"]], readings[expected["readings"] : -40]
@@ -186,9 +189,13 @@ def test_the_processor_resumes_from_a_legacy_checkpoint_and_rollback_still_works
         wait_for(lambda: device_samples(settings) == counts, 120, f"{counts} learned")
         (manifest,) = manifests(settings).values()
         assert {e.format for e in manifest.devices.values()} == {checkpoint_format.FORMAT}
+        assert all(e.offset is not None for e in manifest.devices.values())  # bundles now
         registry = ModelRegistry(store_for(settings, settings.app))
         for device, dm in want.items():
-            loaded = registry.load(registry.version(device, registry.version_ids(device)[-1]))
+            versions, _ = registry.versions(device)
+            assert versions[-1].layout == "object" and versions[-1].version == 1  # the old one
+            assert versions[0].layout == "bundle"
+            loaded = registry.load(versions[0])
             assert loaded.n_learned == dm.n_learned  # the 400 old readings not learned again
             if expected["format"] == checkpoint_format.FORMAT:
                 assert same_predictions(loaded, dm, [r for r in probe if r.device == device])

@@ -448,7 +448,7 @@ def test_summary_prints_the_fleet_and_the_watched_devices_ids_as_they_are():
 
 
 def test_stall_message_names_the_stage_that_stopped():
-    snap = live.Snapshot(bridge_up=True, forwarded=500, learned=10)
+    snap = live.PipelineFigures(bridge_up=True, forwarded=500, learned=10)
     assert "published 40 of 100" in demo_run.diagnose_stall(snap, 40, 100, 61)
     assert "forwarded 500 and dead-lettered 0 of 900" in demo_run.diagnose_stall(snap, 900, 900, 61)
     assert "accounted for 10 of 500" in demo_run.diagnose_stall(snap, 500, 500, 61)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -26,7 +26,8 @@ from prometheus_client import REGISTRY
 from monitoring import metrics as m
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
-from stream.loop import StreamCore
+from stream.core import StreamCore
+from stream.records import OutputRecord
 from stream.state import ShardState
 from telemetry.generate import Faults, generate
 from telemetry.reading import Reading, encode
@@ -42,9 +43,9 @@ class Collector:
     """Keeps the prediction records the core emits (the output writer's role)."""
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: list[OutputRecord] = []
 
-    def add(self, records: list[dict[str, Any]]) -> None:
+    def add(self, records: Sequence[OutputRecord]) -> None:
         self.records += records
 
 
@@ -213,8 +214,8 @@ def test_a_flood_of_100000_device_ids_is_capped_grows_no_series_and_spares_the_k
     assert orjson.loads(base64.b64decode(last["payload_b64"]))["device_id"] == flood_id(FLOOD - 1)
 
     # The known devices kept their models: the very predictions and figures of the reference.
-    def of_known(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in records if r["device"] in known_ids and r["kind"] == "prediction"]
+    def of_known(records: list[OutputRecord]) -> list[OutputRecord]:
+        return [r for r in records if r.device in known_ids and r.kind == "prediction"]
 
     assert of_known(out.records) == of_known(ref_out.records) and ref_out.records
     for device in known_ids:

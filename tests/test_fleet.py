@@ -1,4 +1,4 @@
-"""The fleet's figures and events, on the bare hot loop (stream.loop.StreamCore with the real
+"""The fleet's figures and events, on the bare hot loop (stream.core.StreamCore with the real
 models; no network): series that do not grow with devices, the watch list, the worst-k
 gauges as devices change rank, quiet devices and their events."""
 
@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
+from stream.core import StreamCore
 from stream.fleet import QUIET_UNKNOWN
-from stream.loop import StreamCore
 from stream.state import ShardState
 from telemetry.generate import generate
 from telemetry.reading import encode
@@ -142,3 +142,32 @@ def test_a_watch_list_above_the_maximum_is_refused_with_the_reason(count):
 
     with pytest.raises(ValueError, match="at most 50"):
         parse_watch([f"d{i}" for i in range(count)])
+
+
+def test_a_watched_devices_figures_are_its_models_own_when_scraped():
+    """The watched device's MAE and champion series are read from its models at scrape time:
+    an operator's promotion shows without any call into the core, and the figures are
+    exactly DeviceModels.stats() and champion()."""
+    readings = sorted(generate(days=0.02, seed=14, devices=2), key=lambda r: r.ts)
+    watched = sorted({r.device for r in readings})[0]
+    core = StreamCore(load_catalog(), TASK, models=MODELS, watch=frozenset({watched}))
+    state = ShardState("shardId-fleet-4", epoch=1)
+    _feed(core, state, readings)
+    models = state.devices[watched].models
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"device": watched, **labels})
+
+    for h in TASK.horizons:
+        for name in (*MODELS.split(","), "served"):
+            stats = models.stats(name, h)
+            got = sample("iotcast_mae_celsius", model=name, horizon=str(h))
+            assert got == stats.mae and got is not None, (name, h)
+            assert sample("iotcast_rolling_rmse_celsius", model=name, horizon=str(h)) == (
+                stats.rolling_rmse
+            )
+    other = next(n for n in MODELS.split(",") if n != models.champion(0))
+    models.set_champion(other, "operator says so", 0)
+    assert sample("iotcast_champion_info", model=other) == 1.0
+    assert sum(sample("iotcast_champion_info", model=n) or 0 for n in MODELS.split(",")) == 1.0
+    assert sample("iotcast_last_reading_timestamp_seconds") == models.last_ts

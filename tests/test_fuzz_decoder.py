@@ -58,7 +58,7 @@ from telemetry.reading import (
     TOLERANCE,
     InvalidReading,
     Reading,
-    _decode_checked,
+    _judge_object,
     decode_payload,
     encode,
     make_reading,
@@ -245,7 +245,7 @@ def mutated_payloads(draw) -> tuple[bytes, str | None]:
 def test_mutated_payloads(case: tuple[bytes, str | None]) -> None:
     raw, topic = case
     r = check(raw, topic)
-    # The one-expression fast path and the careful path agree on every parsed payload.
+    # Bytes and the parsed object are judged alike.
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -253,7 +253,7 @@ def test_mutated_payloads(case: tuple[bytes, str | None]) -> None:
     if len(raw) > MAX_PAYLOAD_BYTES:
         return
     try:
-        careful = _decode_checked(obj, topic, NOW)
+        careful = _judge_object(obj, topic, NOW)
     except InvalidReading:
         careful = None
     assert careful == r
@@ -412,7 +412,7 @@ def test_any_subset_of_sensors_with_any_values_is_judged_field_by_field(
     r = check(raw)
     assert r is not None
     agrees(r, expected)
-    assert _decode_checked(orjson.loads(raw), None, NOW) == r  # fast path = careful path
+    assert _judge_object(orjson.loads(raw), None, NOW) == r  # fast path = careful path
     # what the reading holds goes out and comes back (a note is not sent; a clipped value is)
     again = decode_payload(encode(r), now=NOW)
     assert again.sensors() == r.sensors() and again.notes == ()
@@ -482,9 +482,7 @@ def test_one_non_finite_field_is_dropped_where_a_parser_can_carry_it(
         good = {**good, bad: 1.0}
     for r in (
         make_reading(1.6e9, "dev-1", **{**good, bad: value}, now=NOW),
-        _decode_checked(
-            {"data": {**good, bad: value}, "device_id": "dev-1", "ts": 1.6e9}, None, NOW
-        ),
+        _judge_object({"data": {**good, bad: value}, "device_id": "dev-1", "ts": 1.6e9}, None, NOW),
     ):
         check_reading(r)
         assert getattr(r, bad) is None and r.notes == ((bad, "not_finite"),)

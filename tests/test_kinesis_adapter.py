@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 from kinesis import Consumer
-from kinesis.checkpointers import BaseHeartbeatCheckPointer
+from kinesis.checkpointers import BaseCheckPointer, BaseHeartbeatCheckPointer
 from kinesis.dynamodb import DynamoDBCheckPointer
 
 # (class, attribute) -> what stream/consumer.py does with it
 METHODS = {
     (DynamoDBCheckPointer, "do_heartbeat"): "wrapped: a failed heartbeat no longer ends the loop",
     (DynamoDBCheckPointer, "_initialize"): "called before the shared DynamoDB resource is set",
-    (DynamoDBCheckPointer, "allocate"): "called by LeaseCheckpointer.allocate",
+    (DynamoDBCheckPointer, "allocate"): "called by Leases.allocate",
+    (DynamoDBCheckPointer, "checkpoint"): "called by Leases.write_sequence (ours, after S3)",
     (DynamoDBCheckPointer, "deallocate"): "called when a lease is given back",
     (DynamoDBCheckPointer, "get_all_checkpoints"): "the lease table as async-kinesis sees it",
     (Consumer, "get_shard_iterator"): "overridden: retried with a bound",
@@ -32,8 +33,9 @@ METHODS = {
 # attribute -> the class whose __init__ (or start) sets it on self
 STATE = {
     "_session": DynamoDBCheckPointer,  # replaced by one long-lived resource
-    "_heartbeat_stopping": BaseHeartbeatCheckPointer,  # set by LeaseCheckpointer.abandon
-    "heartbeat_task": BaseHeartbeatCheckPointer,  # cancelled by LeaseCheckpointer.abandon
+    "_heartbeat_stopping": BaseHeartbeatCheckPointer,  # set by Leases.abandon
+    "heartbeat_task": BaseHeartbeatCheckPointer,  # cancelled by Leases.abandon
+    "_items": BaseCheckPointer,  # Leases.forget: a lease another process holds now
     "_closed_shards": Consumer,  # LeaseConsumer.mark_finished: a parent finished elsewhere
     "_exhausted_parents": Consumer,  # ... lets its children start here
     "shards": Consumer,
@@ -73,3 +75,56 @@ def test_the_state_the_adapter_reads_or_sets_is_the_librarys(name: str) -> None:
                 ):
                     assigned.add(node.attr)
     assert name in assigned, f"async-kinesis no longer sets self.{name} in {cls.__name__}"
+
+
+def _calls_on(cls: type, receiver: str) -> set[str]:
+    """The methods ``cls``'s own source calls on ``self.<receiver>``."""
+    tree = ast.parse(Path(inspect.getfile(cls)).read_text())
+    return {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == receiver
+        and isinstance(node.func.value.value, ast.Name)
+        and node.func.value.value.id == "self"
+    }
+
+
+def test_the_consumer_calls_the_checkpointer_protocol_that_leases_answer() -> None:
+    """async-kinesis' Consumer calls these on its checkpointer: ``checkpoint`` itself (hence
+    Leases.checkpoint, which notes and never writes) and ``deallocate`` on a closed shard
+    (hence the ShardEnd the consumer queues)."""
+    from stream.consumer import Leases
+
+    called = _calls_on(Consumer, "checkpointer")
+    assert {"allocate", "checkpoint", "deallocate", "is_allocated", "get_ref"} <= called, called
+    for name in called - {"bind_metrics"}:
+        assert callable(getattr(Leases, name, None)), f"Leases does not answer {name}()"
+
+
+def test_leases_never_write_when_async_kinesis_checkpoints() -> None:
+    """async-kinesis' own checkpoint() is noted, not written: DynamoDB must not move past S3."""
+    import asyncio
+
+    from stream.consumer import Leases, LeaseSettings, TakeEveryLease
+
+    async def scenario() -> tuple[dict[str, str], int]:
+        leases = Leases(
+            LeaseSettings("adapter", endpoint_url="http://127.0.0.1:9"), TakeEveryLease()
+        )
+        writes = 0
+
+        async def refuse(*args: object) -> None:
+            nonlocal writes
+            writes += 1
+
+        leases.inner.checkpoint = refuse
+        try:
+            await leases.checkpoint("shardId-0", "42")
+        finally:
+            leases.inner.heartbeat_task.cancel()
+        return leases.consumed, writes
+
+    assert asyncio.run(scenario()) == ({"shardId-0": "42"}, 0)

@@ -15,7 +15,7 @@ Every ``import`` counts, wherever it stands (module top, inside a function, unde
 ``TYPE_CHECKING``), and so does every import in a docstring's example (``>>>``):
 the doctests run as part of the suite.  Read with :mod:`ast`, nothing is imported.
 
->>> sorted(imported_packages(ast.parse("from stream.loop import StreamCore\\nimport os")))
+>>> sorted(imported_packages(ast.parse("from stream.core import StreamCore\\nimport os")))
 [('stream', 1)]
 """
 
@@ -140,7 +140,7 @@ def test_only_the_shell_imports_everything() -> None:
             "from bridge.retry import RetryPolicy\n",
             "monitoring (floor 2) imports bridge",
         ),
-        ("bridge/x.py", "from stream.loop import StreamCore\n", "bridge (floor 3) imports stream"),
+        ("bridge/x.py", "from stream.core import StreamCore\n", "bridge (floor 3) imports stream"),
         ("stream/x.py", "import bridge\n", "stream (floor 3) imports bridge"),
         ("stream/x.py", "from iotcast import cli\n", "stream (floor 3) imports iotcast"),
         (

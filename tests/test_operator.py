@@ -27,10 +27,10 @@ from iotcast.settings import Settings
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from online_models.features import nowcast_view
-from stream.checkpoint import CheckpointStore, sha256_hex
+from stream.checkpoint import ArtifactKey, CheckpointStore, sha256_hex
 from stream.control import Command, ControlChannel, ControlLog
+from stream.core import StreamCore
 from stream.events import read_events
-from stream.loop import StreamCore
 from stream.registry import ModelRegistry
 from stream.state import DeviceSlot, ShardState
 from telemetry.generate import generate
@@ -186,7 +186,7 @@ def test_models_list_show_and_export_give_verified_versions(stack, tmp_path):
     assert side["exported"]["sha256"] == sha256_hex(out.read_bytes())
     assert side["sha256"] == entry.sha256 and side["samples"] == entry.samples
     exported = pickle.loads(out.read_bytes())
-    models = stack.registry().load(stack.registry().version(device, cur_id(entry.key)))
+    models = stack.registry().load(stack.registry().version(device, entry.version_id))
     probe = [r for r in stack.later if r.device == device][:20]
     features = copy.deepcopy(exported["features"])
     for r in probe:  # the exported model predicts what the checkpoint's model predicts
@@ -197,10 +197,6 @@ def test_models_list_show_and_export_give_verified_versions(stack, tmp_path):
     whole = tmp_path / "all.pkl"
     stack.cli("models", "export", device, "all", "--out", str(whole))
     assert support.same_predictions(pickle.loads(whole.read_bytes()), models, probe)
-
-
-def cur_id(key: str) -> str:
-    return key.rsplit("/", 2)[-2]
 
 
 def assert_applied_once(stack: Stack, cli_output: str) -> None:
@@ -275,7 +271,7 @@ def test_promotion_reaches_the_running_processor_within_seconds(stack):
 def test_rollback_restores_the_earlier_versions_predictions(stack):
     registry = stack.registry()
     device = sorted(registry.current())[1]
-    current_id = cur_id(registry.current()[device][1].key)
+    current_id = registry.current()[device][1].version_id
     ids = registry.version_ids(device)
     latest_samples = registry.version(device, current_id).samples
     # The newest version with fewer samples (the versions since may only hold a promotion).
@@ -312,7 +308,7 @@ def test_rollback_restores_the_earlier_versions_predictions(stack):
         30,
         "the probe learned after the rollback",
     )
-    after = registry.load(registry.version(device, cur_id(registry.current()[device][1].key)))
+    after = registry.load(registry.version(device, registry.current()[device][1].version_id))
     assert after.n_learned == earlier.n_learned
     assert support.same_predictions(after, earlier, second)
 
@@ -352,35 +348,33 @@ def test_command_not_yet_in_a_checkpoint_is_applied_again_by_the_next_owner(sett
         state = ShardState(
             "s0", epoch=1, devices={device: DeviceSlot(pickle.loads(payload), version)}
         )
-        channel = ControlChannel(store, name)
+        channel = ControlChannel(store, name, {"s0": state}, core)
         channel.adopt(state)
         return channel, state
 
     log = ControlLog(store)
     log.issue(Command.new("promote", [device], model="linear", reason="r", by="t"))
     a, state_a = owner(3, "A")
-    (ack,) = asyncio.run(a.tick({"s0": state_a}, core))
+    (ack,) = asyncio.run(a.tick())
     assert ack["outcome"] == "applied" and ack["version"] == 3 and device in state_a.dirty
     assert state_a.devices[device].models.champion(0) == "linear"
-    assert asyncio.run(a.tick({"s0": state_a}, core)) == []  # once per owner
+    assert asyncio.run(a.tick()) == []  # once per owner
 
     # A crashed before any checkpoint newer than version 3: the next owner loads version 3.
     b, state_b = owner(3, "B")
-    (ack,) = asyncio.run(b.tick({"s0": state_b}, core))
+    (ack,) = asyncio.run(b.tick())
     assert ack["process"] == "B" and state_b.devices[device].models.champion(0) == "linear"
     # B's checkpoint (version 4) holds it: the owner after B does not apply it again.
     c, state_c = owner(4, "C")
-    assert asyncio.run(c.tick({"s0": state_c}, core)) == []
+    assert asyncio.run(c.tick()) == []
 
     # A rollback to an artifact that fails its sha256 is refused, with the reason, and not retried.
-    version_id = store.put_device(device, 2, payload, 1, {}, shard_id="s0", sequence="2").key.split(
-        "/"
-    )[-2]
-    store.put_object(f"models/{settings.app}/{device}/all/{version_id}/model.pkl", b"tampered")
+    version_id = store.put_device(device, 2, payload, 1, {}, shard_id="s0", sequence="2").version_id
+    store.put_object(str(ArtifactKey(settings.app, device, version_id)), b"tampered")
     log.issue(Command.new("rollback", [device], to_version=version_id, reason="r", by="t"))
-    (ack,) = asyncio.run(c.tick({"s0": state_c}, core))
+    (ack,) = asyncio.run(c.tick())
     assert ack["outcome"] == "refused" and "sha256" in ack["message"]
-    assert asyncio.run(c.tick({"s0": state_c}, core)) == []
+    assert asyncio.run(c.tick()) == []
     assert state_c.devices[device].models.n_learned == models.n_learned
 
 
@@ -404,7 +398,7 @@ def test_signed_versions_verify_and_tampered_manifests_are_refused(settings):
         ModelRegistry(CheckpointStore(s3, settings.bucket, settings.app, hmac_key="other")).version(
             "d1", version_id
         )
-    key = entry.key.rsplit("/", 1)[0] + "/manifest.json"
+    key = ArtifactKey.parse(entry.key).manifest_key
     body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
     s3.put_object(
         Bucket=settings.bucket, Key=key, Body=body.replace(b'"samples": 7', b'"samples": 70')

@@ -26,7 +26,7 @@ from iotcast.stack import ManagedProcess
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from stream.consumer import LeaseConsumer, RecordBatch
-from stream.loop import StreamCore
+from stream.core import StreamCore
 from stream.runner import ProcessorOptions, StreamProcessor
 from telemetry.generate import generate
 from tests import support

@@ -83,13 +83,19 @@ def check_predictions(settings) -> None:
     records = support.wait_for(
         lambda: (
             (r := _read_stream(settings, settings.predictions_stream))
-            and {p["device"] for p in r} == set(mixed_fleet.TEMP_DEVICES)
+            and {p["device"] for p in r if p["kind"] == "prediction"}
+            == set(mixed_fleet.TEMP_DEVICES)
             and r
         ),
         60,
         "forecasts of every device that reports the target",
     )
-    by_device = {(p["device"], p["horizon"]) for p in records}
+    by_device = {
+        (p["device"], f["horizon"])
+        for p in records
+        if p["kind"] == "prediction"
+        for f in p["forecasts"]
+    }
     for device in mixed_fleet.TEMP_DEVICES:
         assert {(device, 0), (device, 60)} <= by_device, device
 

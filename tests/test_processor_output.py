@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 
-import orjson
-
+from stream.records import decode_records
 from telemetry.generate import generate
 from tests import support
 
 
-def _read_stream(settings, name: str) -> list[dict]:
+def _read_records(settings, name: str) -> list[bytes]:
+    """Every Kinesis record of stream ``name``, each shard from its start."""
     kinesis = settings.client("kinesis")
     out = []
     for shard in kinesis.list_shards(StreamName=name)["Shards"]:
@@ -19,11 +19,16 @@ def _read_stream(settings, name: str) -> list[dict]:
         )["ShardIterator"]
         while True:
             resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            out += [orjson.loads(r["Data"]) for r in resp["Records"]]
+            out += [r["Data"] for r in resp["Records"]]
             if not resp["Records"]:
                 break
             it = resp["NextShardIterator"]
     return out
+
+
+def _read_stream(settings, name: str) -> list[dict]:
+    """The output records of stream ``name``, unpacked (``stream.records.decode_records``)."""
+    return [d for data in _read_records(settings, name) for d in decode_records(data)]
 
 
 def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(settings, tmp_path):
@@ -62,31 +67,26 @@ def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(set
             "the worst-k gauges (the fleet sweep)",
         )
         text = support.scrape(proc)
-    records = _read_stream(settings, settings.predictions_stream)
+    packed = _read_records(settings, settings.predictions_stream)
+    records = [d for data in packed for d in decode_records(data)]
     predictions = [r for r in records if r["kind"] == "prediction"]
     events = [r for r in records if r["kind"] == "event"]
     assert len(predictions) + len(events) == len(records)
     learned = sum(support.metric_values(text, "iotcast_readings_learned_total").values())
     assert learned > 350
-    # One champion prediction per learned reading and horizon (the first reading has no 60 s forecast).
-    assert len(predictions) >= learned and len(predictions) <= 2 * learned
-    assert set(predictions[0]) == {
-        "kind",
-        "device",
-        "ts",
-        "model",
-        "horizon",
-        "prediction",
-        "target_ts",
-        "actual",
-    }
-    nowcasts = [r for r in predictions if r["horizon"] == 0]
-    assert nowcasts and all(r["actual"] is not None and r["target_ts"] == r["ts"] for r in nowcasts)
-    assert all(
-        r["actual"] is None and r["target_ts"] == r["ts"] + 60
-        for r in predictions
-        if r["horizon"] == 60
-    )
+    # One prediction record per learned reading, every horizon in it (the served forecast).
+    assert len(predictions) == learned
+    assert len(packed) <= 0.05 * len(predictions), len(packed)  # packed as the telemetry is
+    assert set(predictions[0]) == {"kind", "version", "device", "ts", "actual", "forecasts"}
+    assert {p["version"] for p in predictions} == {2}
+    assert all(r["actual"] is not None for r in predictions)
+    forecasts = [(r, f) for r in predictions for f in r["forecasts"]]
+    assert set(forecasts[0][1]) == {"horizon", "model", "prediction", "target_ts"}
+    horizons = [[f["horizon"] for f in r["forecasts"]] for r in predictions]
+    assert all(h in ([0], [60], [0, 60]) for h in horizons), horizons[:5]
+    assert sum(h == [0, 60] for h in horizons) > 0.9 * len(horizons)
+    assert all(f["target_ts"] == r["ts"] + f["horizon"] for r, f in forecasts)
+    assert {f["model"] for _, f in forecasts} <= {"persistence", "rolling_mean"}
     firsts = sorted(e["device"] for e in events if e["event"] == "first_reading")
     assert firsts == devices
     assert support.metric_values(text, "iotcast_events_total")['kind="first_reading"'] == len(

@@ -1,25 +1,35 @@
 """Restarts on the real moto server (Kinesis, S3, DynamoDB): graceful stop, lost lease table,
-tampered checkpoint."""
+tampered checkpoint; with one reading a record, and with packed records (``tests/packing.py``)."""
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from telemetry.generate import generate
-from tests import support
+from tests import packing, support
 
 MODELS = "persistence,rolling_mean"
 FLAGS = support.processor_flags(MODELS, checkpoint_every=400)
 
 
-def test_restart_without_lease_table_resumes_from_s3_manifests(settings, tmp_path):
+def _put(settings, readings, record_format: str) -> None:
+    if record_format == "packed":
+        packing.put_packed(settings, support.items_of(readings), per_record=50)
+    else:
+        support.put_records(settings, support.items_of(readings))
+
+
+@pytest.mark.parametrize("record_format", ["single", "packed"])
+def test_restart_without_lease_table_resumes_from_s3_manifests(settings, tmp_path, record_format):
     support.create_resources(settings, 2)
     stream = list(itertools.islice(generate(days=1, seed=21), 2_450))
     first, second, probe = stream[:1200], stream[1200:2400], stream[2400:]
     task = TaskConfig(horizons=(0, 60))
-    support.put_records(settings, support.items_of(first))
+    _put(settings, first, record_format)
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *FLAGS)) as proc:
         want = support.learned_counts(first, load_catalog(), task, MODELS)
         support.wait_checkpointed(settings, want, 120, "first half checkpointed")
@@ -28,7 +38,7 @@ def test_restart_without_lease_table_resumes_from_s3_manifests(settings, tmp_pat
     # The lease table (with every DynamoDB checkpoint) is lost; S3 still has the manifests.
     ddb = settings.client("dynamodb")
     ddb.delete_table(TableName=f"kinesis-checkpoints-{settings.app}")
-    support.put_records(settings, support.items_of(second))
+    _put(settings, second, record_format)
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *FLAGS)) as proc:
         expected = support.reference(first + second, load_catalog(), task, MODELS)
         want = {d: dm.n_learned for d, dm in expected.items()}

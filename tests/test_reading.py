@@ -12,14 +12,17 @@ import pytest
 
 from telemetry.reading import (
     FIELD_REASONS,
+    MAX_BATCH_READINGS,
     MAX_DEVICE_ID_LENGTH,
     MAX_EXTRA_FIELDS,
+    MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
     REASONS,
     SENSORS,
     InvalidReading,
     Reading,
-    _decode_checked,
+    _judge_object,
+    decode_message,
     decode_payload,
     device_from_topic,
     encode,
@@ -325,13 +328,13 @@ def test_non_finite_values_from_other_parsers_are_dropped_and_noted() -> None:
     for value in (math.inf, -math.inf, math.nan):
         r = make_reading(1594512094.0, DEVICE, 0.01, 50.0, False, 0.01, False, 0.02, value)
         assert r.temp is None and r.notes == (("temp", "not_finite"),) and r.humidity == 50.0
-        assert_dropped(_decode_checked(payload(data_temp=value), None, NOW), "temp", "not_finite")
+        assert_dropped(_judge_object(payload(data_temp=value), None, NOW), "temp", "not_finite")
         with pytest.raises(InvalidReading) as info:
             make_reading(1594512094.0, DEVICE, temp=value)
         assert info.value.reason == "no_sensor"
         assert "field 'temp' is" in str(info.value) and "must be finite" in str(info.value)
     with pytest.raises(InvalidReading) as info:
-        _decode_checked(payload(ts=math.nan), None, NOW)
+        _judge_object(payload(ts=math.nan), None, NOW)
     assert info.value.reason == "not_finite"
 
 
@@ -541,7 +544,7 @@ SUBSETS = [
 
 
 @pytest.mark.parametrize("data", SUBSETS)
-def test_fast_path_and_careful_path_agree(data: dict) -> None:
+def test_bytes_and_parsed_objects_are_judged_alike(data: dict) -> None:
     for p in (
         payload(),
         payload(ts=1594512094),
@@ -549,22 +552,40 @@ def test_fast_path_and_careful_path_agree(data: dict) -> None:
         payload(data_humidity=100.5),
         {"data": data, "device_id": "a1", "ts": 1594512094.0},
     ):
-        assert decode_payload(orjson.dumps(p), now=NOW) == _decode_checked(p, None, NOW)
+        assert decode_payload(orjson.dumps(p), now=NOW) == _judge_object(p, None, NOW)
 
 
-def test_valid_payloads_of_all_or_some_sensors_skip_the_careful_path(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_each_value_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding D1: a value was checked by a fast path, then again by the careful one.
+
+    Now one pass: plain values are accepted inline, and only a value that is not goes to
+    the per-field check, once.
+    """
     import telemetry.reading
 
-    expected = [decode_payload(device_payload(d), now=NOW) for d in SUBSETS[:5]]
+    calls: list[str] = []
+    check_number, check_boolean = telemetry.reading._check_number, telemetry.reading._check_boolean
 
-    def careful(*args: object) -> None:
-        raise AssertionError("a plain valid payload went through the careful path")
+    def counting_number(key: str, *args: object) -> tuple[float, bool]:
+        calls.append(key)
+        return check_number(key, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(telemetry.reading, "_decode_checked", careful)
+    def counting_boolean(key: str, *args: object) -> bool:
+        calls.append(key)
+        return check_boolean(key, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(telemetry.reading, "_check_number", counting_number)
+    monkeypatch.setattr(telemetry.reading, "_check_boolean", counting_boolean)
     assert decode_payload(raw(), now=NOW).temp == 22.7
-    assert [decode_payload(device_payload(d), now=NOW) for d in SUBSETS[:5]] == expected
+    for d in SUBSETS[:5]:
+        decode_payload(device_payload(d), now=NOW)
+    assert calls == []  # plain valid values: accepted inline, no per-field check
+    r = decode_payload(raw(data_humidity=100.5, data_light=0), now=NOW)
+    assert r.humidity == 100.0 and r.notes == (("humidity", "clipped"), ("light", "wrong_type"))
+    assert sorted(calls) == ["humidity", "light"]  # the two that are not plain, once each
+    calls.clear()
+    make_reading(1594512094.0, DEVICE, humidity=101.0, temp=22.5)
+    assert calls == ["humidity"]
 
 
 @pytest.mark.parametrize("data", [d for d in SUBSETS if "x" not in d.values()])
@@ -587,3 +608,63 @@ def test_decoded_readings_are_ordinary_frozen_readings() -> None:
     assert dataclasses.asdict(decoded) == dataclasses.asdict(built)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decoded.temp = 0.0  # type: ignore[misc]
+
+
+# --- device messages: one reading or a batch of them ----------------------------------------
+
+
+def test_a_single_reading_message_decodes_as_decode_payload_does() -> None:
+    d = decode_message(raw(), topic_for(DEVICE), now=NOW)
+    assert not d.batch and d.parts == [decode_payload(raw(), now=NOW)]
+    assert d.payload(0) == raw()
+    bad = decode_message(raw(device_id="x y"), now=NOW)
+    assert [p.reason for p in bad.parts] == ["bad_device_id"]  # type: ignore[union-attr]
+
+
+def test_each_reading_of_a_batch_is_judged_on_its_own() -> None:
+    items = [
+        payload(ts=1594512094.0),
+        payload(ts=1594512099.0, data_temp=900.0, data_humidity="wet", drop=["data.co"]),
+        payload(ts=1594512104.0, data_humidity=100.5),
+        "not a reading",
+        payload(ts=1594512109.0, device_id="another"),
+        payload(ts=1594512114.0, drop=["ts"]),
+    ]
+    d = decode_message(orjson.dumps(items), topic_for(DEVICE), now=NOW)
+    assert d.batch and len(d.parts) == len(items)
+    ok = [p for p in d.parts if isinstance(p, Reading)]
+    assert [r.ts for r in ok] == [1594512094.0, 1594512099.0, 1594512104.0]
+    assert ok[1].temp is None and ("temp", "out_of_range") in ok[1].notes  # dropped, goes on
+    assert ok[2].humidity == 100.0 and ok[2].notes == (("humidity", "clipped"),)
+    reasons = [p.reason for p in d.parts if isinstance(p, InvalidReading)]
+    assert reasons == ["not_an_object", "topic_mismatch", "missing_field"]
+    assert orjson.loads(d.payload(4)) == items[4]  # a refused part, as it was sent
+    assert d.parts[0] == decode_payload(d.payload(0), now=NOW)
+    assert d.parts[2] == decode_payload(d.payload(2), now=NOW)  # same notes from its bytes
+
+
+def test_a_batch_out_of_bounds_is_refused_whole() -> None:
+    empty = decode_message(b" []", now=NOW)
+    assert [p.reason for p in empty.parts] == ["bad_batch"]  # type: ignore[union-attr]
+    many = orjson.dumps([{"data": {"temp": 20.0}, "device_id": "a", "ts": 1.6e9}] * 1001)
+    (e,) = decode_message(many, now=NOW).parts
+    assert isinstance(e, InvalidReading) and e.reason == "bad_batch"
+    assert str(MAX_BATCH_READINGS) in str(e)
+    huge = b"[" + b" " * MAX_MESSAGE_BYTES + raw() + b"]"
+    (e,) = decode_message(huge, now=NOW).parts
+    assert isinstance(e, InvalidReading) and e.reason == "too_large"
+    single = raw(pad="x" * MAX_PAYLOAD_BYTES)
+    (e,) = decode_message(single, now=NOW).parts
+    assert isinstance(e, InvalidReading) and e.reason == "too_large"
+    (e,) = decode_message(b"[{oops", now=NOW).parts
+    assert isinstance(e, InvalidReading) and e.reason == "invalid_json"
+
+
+def test_a_batch_may_exceed_one_readings_limit_but_not_a_changed_reading() -> None:
+    items = [payload(ts=1594512094.0 + i) for i in range(40)]  # ~8 KB
+    items.append(payload(ts=1594512200.0, data_humidity=100.5, pad="x" * MAX_PAYLOAD_BYTES))
+    items.append(payload(ts=1594512201.0, pad="x" * MAX_PAYLOAD_BYTES))  # unchanged: re-encoded
+    d = decode_message(orjson.dumps(items), now=NOW)
+    assert all(isinstance(p, Reading) for p in d.parts[:40])
+    assert isinstance(d.parts[40], InvalidReading) and d.parts[40].reason == "too_large"
+    assert isinstance(d.parts[41], Reading) and len(encode(d.parts[41])) < MAX_PAYLOAD_BYTES

@@ -21,6 +21,7 @@ from bridge.retry import BridgeFailure
 from bridge.service import Bridge, BridgeOptions
 from iotcast.cli import main
 from iotcast.settings import Settings
+from telemetry.envelope import unpack
 from telemetry.generate import Faults, generate
 from telemetry.reading import decode_payload
 from telemetry.replay import replay
@@ -48,7 +49,7 @@ def _stream_records(settings: Settings) -> list[bytes]:
         )["ShardIterator"]
         while it:
             page = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            out += [r["Data"] for r in page["Records"]]
+            out += [m for r in page["Records"] for m in unpack(r["Data"])]  # packed records
             if not page["Records"]:
                 break
             it = page.get("NextShardIterator")

@@ -1,11 +1,22 @@
 """Forward telemetry from MQTT into Kinesis, losslessly (at least once).
 
-Subscribes to ``iot/+/telemetry`` at QoS 1 with a persistent session (the
-broker keeps messages while the bridge is down), validates each payload,
-and sends valid readings to the Kinesis stream with PutRecords (partition
-key = device id). Payloads that are not readings go to the dead letter in
-S3 (``dead-letter/<date>/...jsonl``) with the reason. A message is
-acknowledged only after Kinesis or S3 holds it.
+Subscribes to ``iot/+/telemetry`` at QoS 1 through the MQTT 5 shared
+subscription ``$share/<group>/iot/+/telemetry`` (N bridges split the messages),
+each bridge with its own client id and a persistent session (the broker keeps
+its share while it is down, and redelivers it when it comes back under the same
+id). A message is one reading or a batch (a JSON array); each reading is judged
+on its own: good ones are packed, per shard, into Kinesis records of at most
+--record-bytes, sent at the latest --linger-ms after the oldest arrived
+(docs/records.md); bad ones go to the dead letter in S3
+(``dead-letter/<date>/...jsonl``) with their reason. A message is acknowledged
+only after Kinesis holds all its good readings and S3 its bad ones.
+
+Client id: --client-id, else ``iotcast-bridge-<app>`` for the first bridge and
+``iotcast-bridge-<app>-<bridge-id>`` with --bridge-id (IOTCAST_BRIDGE_ID). It
+must be stable across restarts (a restarted bridge reclaims its session and
+what was queued for it) and distinct per bridge: two processes with one id take
+the session from each other (the one taken over exits with status 3 when the
+broker says so, MQTT 5 reason 0x8E; mosquitto 2.0 only closes the connection).
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT: stop taking messages,
 flush, acknowledge); 1 when the flush did not finish within --stop-timeout
@@ -22,19 +33,24 @@ Example (local stack)::
 >>> a = p.parse_args(["--linger-ms", "10", "--buffer", "5000"])
 >>> options_from_args(a, app="iotcast").client_id, options_from_args(a, app="x").linger
 ('iotcast-bridge-iotcast', 0.01)
+>>> o = options_from_args(p.parse_args(["--bridge-id", "2"]), app="iotcast")
+>>> o.client_id, o.share_group, o.record_format, o.record_bytes
+('iotcast-bridge-iotcast-2', 'iotcast', 'packed', 25000)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
 from bridge.health import HealthServer
 from bridge.retry import RetryPolicy
-from bridge.service import Bridge, BridgeOptions
+from bridge.service import RECORD_FORMATS, Bridge, BridgeOptions
 from iotcast.settings import Settings
+from telemetry.reading import MAX_PAYLOAD_BYTES
 
 __all__ = ["HELP", "add_arguments", "options_from_args", "run"]
 
@@ -56,15 +72,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shards of a stream created by --create-stream (default 1)",
     )
     g.add_argument(
+        "--bridge-id",
+        default=os.environ.get("IOTCAST_BRIDGE_ID") or None,
+        help="this bridge's name among several (IOTCAST_BRIDGE_ID): its client id is "
+        "iotcast-bridge-<app>-<bridge-id>; keep it across restarts (e.g. a StatefulSet "
+        "ordinal, never a random pod name) so a restarted bridge reclaims its session "
+        "(default: none, client id iotcast-bridge-<app>)",
+    )
+    g.add_argument(
         "--client-id",
-        help="MQTT client id; fixed, so the broker keeps the session "
-        "(default iotcast-bridge-<app>)",
+        help="MQTT client id, overriding --bridge-id; stable and distinct per bridge",
+    )
+    g.add_argument(
+        "--share-group",
+        help="MQTT 5 shared-subscription group the bridges split the devices' messages "
+        "in ($share/<group>/iot/+/telemetry); '' subscribes without sharing (default <app>)",
+    )
+    g.add_argument(
+        "--record-format",
+        choices=RECORD_FORMATS,
+        default="packed",
+        help="packed: many readings per Kinesis record, one record per shard per linger "
+        "(docs/records.md); single: one record per reading, as bridges before 2026-12 "
+        "wrote, for processors not upgraded yet (default packed)",
+    )
+    g.add_argument(
+        "--record-bytes",
+        type=int,
+        default=25_000,
+        help="size bound of a packed record, before compression (default 25000: one "
+        "Kinesis PUT payload unit of 25 KB; at most 1048576, Kinesis' largest record)",
+    )
+    g.add_argument(
+        "--compress",
+        action="store_true",
+        help="deflate packed records (zlib level 1): fewer bytes per shard, some CPU",
     )
     g.add_argument(
         "--linger-ms",
         type=float,
-        default=25.0,
-        help="wait up to this long for a batch to fill (default 25)",
+        default=250.0,
+        help="time bound: a reading waits at most this long for its record to fill "
+        "(default 250; packed, each shard gets about 1000/linger records/s at low rates)",
     )
     g.add_argument(
         "--buffer",
@@ -102,8 +151,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace, app: str) -> BridgeOptions:
     """The :class:`BridgeOptions` the flags describe."""
+    if not 2 * MAX_PAYLOAD_BYTES <= args.record_bytes <= 1024 * 1024:
+        raise SystemExit(
+            f"iotcast bridge: --record-bytes {args.record_bytes} is outside "
+            f"[{2 * MAX_PAYLOAD_BYTES}, 1048576]"
+        )
+    client_id = args.client_id or (
+        f"iotcast-bridge-{app}-{args.bridge_id}" if args.bridge_id else f"iotcast-bridge-{app}"
+    )
     return BridgeOptions(
-        client_id=args.client_id or f"iotcast-bridge-{app}",
+        client_id=client_id,
+        share_group=app if args.share_group is None else args.share_group,
+        record_format=args.record_format,
+        record_bytes=args.record_bytes,
+        compress=args.compress,
         linger=args.linger_ms / 1000.0,
         buffer=args.buffer,
         lanes=args.lanes,

@@ -83,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, help="stop after this many readings")
     parser.add_argument(
+        "--windows",
+        metavar="FILE",
+        help='labelled anomaly windows (JSON: {"anomaly_windows": [[start_ts, end_ts], ...]}, '
+        'or per device {"devices": {"<device>": [...]}}): score the anomaly events against '
+        "them (kind=anomaly rows of metrics.csv: windows caught, false events, delay)",
+    )
+    parser.add_argument(
         "--drift-reset", action="store_true", help="reset the champion's model on drift"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,6 +137,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.csv)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
+    windows = None
+    if args.windows:
+        from online_models.report.anomalies import load_windows
+
+        try:
+            windows = load_windows(args.windows)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     task = task_from_args(args)
     try:
         catalog = load_catalog(settings.models_file)
@@ -190,7 +205,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"rows": res.rows, "bad_rows": bad.count, "error": problem}, indent=2))
         print(f"iotcast evaluate: {path}: {problem}", file=sys.stderr)
         return 1
-    write_report(res, out, source=str(path))
+    write_report(res, out, source=str(path), windows=windows)
     headline = _headline(res, bad.count, out)
     if args.json:
         print(json.dumps(headline, indent=2))

@@ -1,15 +1,21 @@
-"""See, promote, roll back and export the per-device models the processors checkpoint to S3.
+"""See, promote, roll back, export and prune the per-device models the processors checkpoint to S3.
 
-Every checkpoint of a device's models is a version in S3
-(``models/<app>/<device>/all/<version>/model.pkl`` with ``manifest.json`` beside it);
-the shard manifests name the current one.  Loading verifies the sha256 (and the HMAC
-signature with ``--hmac-key``) before anything is unpickled.
+Every checkpoint of a device's models is a version in S3: in the shard's bundle of that
+checkpoint (``models/<app>/_bundles/<shard>/...``, the device at a byte range), or, for
+versions written before bundles and pinned ones, as objects of their own
+(``models/<app>/<device>/all/<version>/model.pkl`` with ``manifest.json`` beside it); the
+shard manifests name the current one (docs/checkpoints.md).  Loading verifies the sha256
+(and the HMAC signature with ``--hmac-key``) before anything is unpickled.
 
   iotcast models list [--device D] [--limit N] [--json]
   iotcast models show D MODEL [--version V] [--json]        MODEL=all: every model
   iotcast models promote D MODEL [--horizon H] [--reason R] [--by NAME]   D=all: every device
   iotcast models rollback D [--to VERSION] [--reason R] [--by NAME]
   iotcast models export D MODEL --out FILE [--version V]    MODEL=all: the whole set
+  iotcast models prune [--keep N] [--min-age S] [--dry-run] [--json]
+
+promote and rollback pin the version they name (promote: the current one; rollback: its
+target, copied to objects of its own first): prune never deletes a pinned version.
 
 promote and rollback write a command under ``control/<app>/commands/`` (who, when, why)
 that running processors apply within seconds, without a restart (stream/control.py); the
@@ -31,6 +37,9 @@ Example (local stack)::
 ('rollback', 'd1', '3')
 >>> p.parse_args(["export", "d1", "linear", "--out", "m.pkl"]).out
 'm.pkl'
+>>> a = p.parse_args(["prune", "--keep", "5", "--dry-run"])
+>>> a.keep, a.dry_run, a.min_age
+(5, True, 3600.0)
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import getpass
+import os
 import pickle
 import sys
 import time
@@ -48,20 +58,23 @@ from typing import Any
 import orjson
 
 from iotcast.settings import ConfigError, Settings
+from online_models.records import ModelAtHorizon
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint, sha256_hex
 from stream.control import Command, ControlLog
-from stream.registry import ModelRegistry, UnknownVersion, Version
+from stream.registry import ModelRegistry, Pin, UnknownVersion, Version
+from stream.retention import apply, plan
 
 __all__ = ["HELP", "add_arguments", "export_model", "run"]
 
-HELP = "list, show, promote, roll back and export the per-device models checkpointed in S3"
+HELP = "list, show, promote, roll back, export and prune the per-device models checkpointed in S3"
 
 PROMOTE_DOC = (
     "Make MODEL the champion of device D (all: every device with a checkpoint) at every horizon it "
     "runs at (or --horizon). Written as a command under control/<app>/commands/ with who, when and "
     "why; the processor holding the device applies it within seconds, without a restart, and the "
     "next checkpoint keeps it. Not a pin: automatic selection may replace the champion later under "
-    "its usual rules (margin, cool-down)."
+    "its usual rules (margin, cool-down). The device's current version is pinned (pinned.json): "
+    "prune never deletes it."
 )
 ROLLBACK_DOC = (
     "Restore an earlier checkpointed version of device D's models (default: the version before the "
@@ -70,7 +83,18 @@ ROLLBACK_DOC = (
     "version are NOT learned again: they lie behind the shard's checkpoint (the shard's other "
     "devices must not see them twice), so they stay unlearned; readings newer than the version's "
     "last one are learned as they arrive. The command is applied once, even across a crash or "
-    "hand-over (see stream/control.py)."
+    "hand-over (see stream/control.py). The target is pinned first (copied to objects of its own "
+    "if it lies in a bundle): prune never deletes it."
+)
+PRUNE_DOC = (
+    "Delete the checkpointed versions retention does not keep: each device keeps its --keep "
+    "newest versions (default IOTCAST_KEEP_VERSIONS or 10, at most 32) and every version ever "
+    "promoted or rolled back to (pinned); a bundle is deleted whole once no device's kept "
+    "version lies in it and it is older than --min-age (a checkpoint in flight writes its "
+    "bundle before its manifest). A pinned version still in a bundle that goes is copied out "
+    "first (its sha256 checked); if the copy fails, the bundle stays. With S3 versioning on "
+    "(the deploy template), deleted objects stay recoverable as noncurrent versions for "
+    "NoncurrentDays. Run it daily (or after each checkpoint period of a day)."
 )
 
 
@@ -149,6 +173,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model name, or all (the whole DeviceModels)")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--version", help="version number or id (default: the current one)")
+    p = sub.add_parser(
+        "prune", help="delete the versions retention does not keep", description=PRUNE_DOC
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=int(os.environ.get("IOTCAST_KEEP_VERSIONS", "10")),
+        metavar="N",
+        help="newest versions kept per device (default 10, env IOTCAST_KEEP_VERSIONS; at most 32)",
+    )
+    p.add_argument(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="never delete a bundle younger than S seconds (default 3600)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output (stdout)")
 
 
 def _who(p: argparse.ArgumentParser) -> None:
@@ -185,8 +228,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             "promote": _promote,
             "rollback": _rollback,
             "export": _export,
+            "prune": _prune,
         }[args.action](registry, args)
-    except (UnknownVersion, TamperedCheckpoint) as exc:
+    except (UnknownVersion, TamperedCheckpoint, ValueError) as exc:
         print(f"iotcast models {args.action}: {exc}", file=sys.stderr)
         return 1
 
@@ -194,7 +238,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- list / show
 def _current_id(registry: ModelRegistry, device: str, current: dict[str, Any]) -> str | None:
     held = current.get(device)
-    return held[1].key.rsplit("/", 2)[-2] if held else None
+    return held[1].version_id if held else None
 
 
 def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
@@ -205,8 +249,8 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
     devices = [args.device] if args.device else registry.devices()
     out: dict[str, Any] = {}
     for device in devices:
-        ids = registry.version_ids(device)
-        if args.device and not ids:
+        versions, more = registry.versions(device, max(args.limit, 0))
+        if args.device and not versions:
             raise UnknownVersion(
                 f"device {device!r} has no checkpointed versions; devices: "
                 f"{', '.join(registry.devices()) or 'none'}"
@@ -214,11 +258,9 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
         cur = _current_id(registry, device, current)
         out[device] = {
             "current": cur,
-            "versions_total": len(ids),
-            "versions": [
-                {**registry.version(device, v).as_dict(), "current": v == cur}
-                for v in reversed(ids[-args.limit :] if args.limit > 0 else ids)
-            ],
+            "versions_total": None if more else len(versions),  # None: more than shown
+            "more": more,
+            "versions": [{**v.as_dict(), "current": v.version_id == cur} for v in versions],
         }
     if args.json:
         sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -226,7 +268,8 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
     console = Console(width=150)
     for device, info in out.items():
         table = Table(
-            title=f"{device}: {info['versions_total']} versions (newest {len(info['versions'])})",
+            title=f"{device}: {info['versions_total'] or 'more'} versions "
+            f"(newest {len(info['versions'])})",
             title_justify="left",
         )
         for col in (
@@ -238,6 +281,7 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
             "shard",
             "sha256",
             "size",
+            "stored",
         ):
             table.add_column(col, justify="right" if col in ("samples", "size") else "left")
         for v in info["versions"]:
@@ -252,6 +296,7 @@ def _list(registry: ModelRegistry, args: argparse.Namespace) -> int:
                 v["shard_id"],
                 v["sha256"][:12],
                 str(v["size"]),
+                v["layout"] + (", pinned" if v["pinned"] else ""),
             )
         console.print(table)
     if not out:
@@ -267,7 +312,7 @@ def _pick(registry: ModelRegistry, device: str, ref: str | None) -> Version:
                 f"device {device!r} is in no shard manifest (devices: "
                 f"{', '.join(registry.devices()) or 'none'}); name a --version"
             )
-        return registry.version(device, held[1].key.rsplit("/", 2)[-2])
+        return registry.version(device, held[1].version_id)
     return registry.version(device, registry.resolve(device, ref))
 
 
@@ -282,9 +327,11 @@ def _show(registry: ModelRegistry, args: argparse.Namespace) -> int:
             f"model {args.model!r} is not in {version.version_id} of {args.device}; "
             f"it holds: {', '.join(version.model_names())}"
         )
-    ids = registry.version_ids(args.device)
-    before = ids[: ids.index(version.version_id)][-args.history :] if args.history > 0 else []
-    history = [registry.version(args.device, v) for v in reversed(before)]
+    history = (
+        registry.versions(args.device, args.history, below=version.version_id)[0]
+        if args.history > 0
+        else []
+    )
     champion = version.champion()
     figures = [
         {
@@ -305,7 +352,11 @@ def _show(registry: ModelRegistry, args: argparse.Namespace) -> int:
                 "version_id": v.version_id,
                 "created": v.created,
                 "samples": v.samples,
-                "figures": {f"{n}@{h}": v.figures(n, h) for n in models for h in v.champion()},
+                "figures": {
+                    str(ModelAtHorizon(n, int(h))): v.figures(n, h)
+                    for n in models
+                    for h in v.champion()
+                },
             }
             for v in history
         ],
@@ -338,16 +389,19 @@ def _show(registry: ModelRegistry, args: argparse.Namespace) -> int:
     if history:
         hist = Table(title="earlier versions: rolling MAE", title_justify="left")
         keys = [
-            f"{n}@{h}" for n in models for h in sorted(champion, key=int) if version.figures(n, h)
+            ModelAtHorizon(n, int(h))
+            for n in models
+            for h in sorted(champion, key=int)
+            if version.figures(n, h)
         ]
-        for col in ("version", "created (UTC)", "samples", *keys):
+        for col in ("version", "created (UTC)", "samples", *map(str, keys)):
             hist.add_column(col, justify="left" if col in ("version", "created (UTC)") else "right")
         for v in history:
             hist.add_row(
                 v.version_id,
                 _short(v.created),
                 str(v.samples),
-                *(_fmt(v.figures(*k.split("@")).get("rolling_mae")) for k in keys),
+                *(_fmt(v.figures(*k).get("rolling_mae")) for k in keys),
             )
         console.print(hist)
     return 0
@@ -396,7 +450,9 @@ def _promote(registry: ModelRegistry, args: argparse.Namespace) -> int:
             )
         keys = current[device][1].metrics.get("models", {})
         runs = {
-            k.split("@")[0] for k in keys if args.horizon is None or k.endswith(f"@{args.horizon}")
+            k.model
+            for k in map(ModelAtHorizon.parse, keys)
+            if args.horizon is None or k.horizon == args.horizon
         }
         if args.model not in runs:
             raise UnknownVersion(
@@ -412,23 +468,26 @@ def _promote(registry: ModelRegistry, args: argparse.Namespace) -> int:
         reason=args.reason,
         by=args.by or getpass.getuser(),
     )
+    pin = Pin("promote", command.by, command.reason, command.id, command.at)
+    for device in devices:  # the version the operator promoted from: never pruned
+        registry.pin(registry.version(device, current[device][1].version_id), pin, copy=False)
     return _issue(registry, command, args.wait)
 
 
 def _rollback(registry: ModelRegistry, args: argparse.Namespace) -> int:
     if args.device == "all":
         raise ConfigError("rollback takes one device (versions are per device)")
-    ids = registry.version_ids(args.device)
     if args.to is not None:
         target = registry.resolve(args.device, args.to)
     else:
         current = _current_id(registry, args.device, registry.current())
-        if current is None or current not in ids or ids.index(current) == 0:
+        before = registry.versions(args.device, 1, below=current)[0] if current else []
+        if not before:
             raise UnknownVersion(
                 f"device {args.device!r} has no version before its current one "
                 f"({current}); name one with --to"
             )
-        target = ids[ids.index(current) - 1]
+        target = before[0].version_id
     version = registry.version(args.device, target)
     registry.payload(version)  # the processors verify it again; refuse a bad one here already
     command = Command.new(
@@ -438,6 +497,9 @@ def _rollback(registry: ModelRegistry, args: argparse.Namespace) -> int:
         reason=args.reason,
         by=args.by or getpass.getuser(),
     )
+    # Copied to objects of its own (if it lies in a bundle) and pinned: never pruned.
+    registry.pin(version, Pin("rollback", command.by, command.reason, command.id, command.at),
+                 copy=True)  # fmt: skip
     print(
         f"{args.device}: restoring {target} ({version.samples} samples, created {_short(version.created)} UTC); "
         "readings learned after it are not learned again"
@@ -506,5 +568,29 @@ def _export(registry: ModelRegistry, args: argparse.Namespace) -> int:
     print(
         f"wrote {out} ({len(payload)} bytes, {args.model} of {args.device} {version.version_id}, "
         f"{version.samples} samples) and {side}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- prune
+def _prune(registry: ModelRegistry, args: argparse.Namespace) -> int:
+    def say(line: str) -> None:
+        print(f"prune: {line}", file=sys.stderr)
+
+    todo = plan(registry, args.keep, args.min_age, say=say)
+    summary = todo.summary() if args.dry_run else apply(registry, todo, say)
+    summary["dry_run"] = args.dry_run
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    b = summary["bundles"]
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"keep {args.keep} versions per device and every pinned one: {verb} {b['deleted']} "
+        f"bundles ({b['bytes_deleted'] / 2**20:.1f} MiB) and "
+        f"{sum(map(len, summary['object_versions_deleted'].values()))} versions stored as objects "
+        f"({summary['object_bytes_deleted'] / 2**20:.1f} MiB); kept {b['kept']} bundles, "
+        f"{b['young']} younger than {args.min_age:.0f}s; "
+        f"{sum(map(len, summary['pinned'].values()))} pinned versions"
     )
     return 0

@@ -57,13 +57,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iotcast.settings import ConfigError, Settings
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
+from stream.lease_table import lease_table_name, read_lease_table
 
 __all__ = ["HELP", "Watcher", "add_arguments", "hash_share", "rounds", "run"]
 
 HELP = "change the telemetry stream's shard count and show the resharding as it happens"
 
 HASH_SPACE = 2**128
-PRESENCE_PREFIX = "process#"
 LIVE_SECONDS = 120.0  # a presence item heartbeaten this recently is a running processor
 
 
@@ -127,7 +127,7 @@ def rounds(current: int, target: int) -> list[str]:
 
 
 @dataclass
-class Snapshot:
+class StreamView:
     status: str
     shards: dict[str, dict[str, Any]]
     owners: dict[str, str | None] = field(default_factory=dict)
@@ -158,14 +158,14 @@ class Watcher:
             settings.app,
             settings.hmac_key,
         )
-        self.table = f"kinesis-checkpoints-{settings.app}"
+        self.table = lease_table_name(settings.app)
         self.out = out
         self.started = time.monotonic()
         self.events: list[dict[str, Any]] = []
-        self.last: Snapshot | None = None
+        self.last: StreamView | None = None
 
     # ---------------------------------------------------------------- reading
-    def snapshot(self) -> Snapshot:
+    def view(self) -> StreamView:
         name = self.settings.stream
         summary = self.kinesis.describe_stream_summary(StreamName=name)
         status = summary["StreamDescriptionSummary"]["StreamStatus"]
@@ -177,7 +177,7 @@ class Watcher:
             if not page.get("NextToken"):
                 break
             kwargs = {"NextToken": page["NextToken"]}
-        snap = Snapshot(status, shards)
+        snap = StreamView(status, shards)
         snap.owners, snap.live = self._leases()
         known = self.last.finished if self.last else set()
         for sid in snap.closed_ids():
@@ -186,23 +186,11 @@ class Watcher:
         return snap
 
     def _leases(self) -> tuple[dict[str, str | None], int]:
-        pages = self.dynamodb.get_paginator("scan").paginate(
-            TableName=self.table, ConsistentRead=True
-        )
-        try:
-            items = [it for page in pages for it in page.get("Items", [])]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                return {}, 0  # no processor has run for this app yet
-            raise
+        """Shard -> lease holder, and the processors alive (none before any has run)."""
+        table = read_lease_table(self.dynamodb, self.table)
         now = time.time()
-        owners, live = {}, 0
-        for it in items:
-            key = it["shard_id"]["S"]
-            if key.startswith(PRESENCE_PREFIX):
-                live += now - float(it.get("ts", {}).get("N", 0)) < LIVE_SECONDS
-            else:
-                owners[key] = it.get("ref", {}).get("S")
+        owners = {shard: lease.owner for shard, lease in table.leases.items()}
+        live = sum(now - (p.ts or 0.0) < LIVE_SECONDS for p in table.presences.values())
         return owners, live
 
     def _finished(self, shard_id: str) -> bool:
@@ -219,8 +207,8 @@ class Watcher:
         if self.out is not None:
             print(f"  +{t:6.1f}s  {text}", file=self.out, flush=True)
 
-    def poll(self) -> Snapshot:
-        snap = self.snapshot()
+    def poll(self) -> StreamView:
+        snap = self.view()
         before = self.last
         if before is None or snap.status != before.status:
             self._event(
@@ -255,7 +243,7 @@ class Watcher:
         self.last = snap
         return snap
 
-    def pending(self, snap: Snapshot, target: int, follow: bool) -> list[str]:
+    def pending(self, snap: StreamView, target: int, follow: bool) -> list[str]:
         """What is still to happen before the resharding is done (empty: done)."""
         out = []
         if snap.status != "ACTIVE":
@@ -269,7 +257,7 @@ class Watcher:
             out += [f"{s} not leased yet" for s in snap.open_ids() if not snap.owners.get(s)]
         return out
 
-    def wait_active(self, deadline: float, interval: float) -> Snapshot:
+    def wait_active(self, deadline: float, interval: float) -> StreamView:
         while True:
             snap = self.poll()
             if snap.status == "ACTIVE" or time.monotonic() >= deadline:
@@ -414,7 +402,7 @@ def _report(
     watcher: Watcher,
     args: argparse.Namespace,
     before: list[str],
-    snap: Snapshot,
+    snap: StreamView,
     pending: list[str],
     took: float,
 ) -> dict[str, Any]:

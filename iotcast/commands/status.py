@@ -71,11 +71,11 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotcast.settings import Settings
+from online_models.records import ModelAtHorizon
 from stream.checkpoint import CheckpointStore, TamperedCheckpoint
-from stream.consumer import lease_table
 from stream.control import ControlLog, age_seconds
 from stream.events import read_events
-from stream.lease_table import PRESENCE_PREFIX
+from stream.lease_table import lease_table_name, read_lease_table
 from stream.registry import ModelRegistry
 
 __all__ = [
@@ -176,39 +176,29 @@ def _stream(kinesis: Any, name: str) -> dict[str, Any]:
 
 
 def _leases(dynamodb: Any, app: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    pages = dynamodb.get_paginator("scan").paginate(TableName=lease_table(app), ConsistentRead=True)
-    try:
-        items = [it for page in pages for it in page.get("Items", [])]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-            return {}, []
-        raise
+    table = read_lease_table(dynamodb, lease_table_name(app))
     now = time.time()
-    leases, processes = {}, []
 
-    def val(item: dict[str, Any], name: str) -> Any:
-        cell = item.get(name, {})
-        return cell.get("S", cell.get("N"))
+    def age(ts: float | None) -> float | None:
+        return round(now - ts, 1) if ts is not None else None
 
-    for item in items:
-        key = item["shard_id"]["S"]
-        ts = val(item, "ts")
-        age = round(now - float(ts), 1) if ts is not None else None
-        if key.startswith(PRESENCE_PREFIX):
-            processes.append(
-                {
-                    "process": key[len(PRESENCE_PREFIX) :],
-                    "heartbeat_age_seconds": age,
-                    "session_timeout_seconds": float(val(item, "session") or LIVE_SECONDS),
-                    "metrics": val(item, "metrics"),
-                }
-            )
-        else:
-            leases[key] = {
-                "owner": val(item, "ref"),
-                "lease_age_seconds": age,
-                "sequence": val(item, "sequence"),
-            }
+    leases = {
+        shard: {
+            "owner": lease.owner,
+            "lease_age_seconds": age(lease.ts),
+            "sequence": lease.sequence,
+        }
+        for shard, lease in table.leases.items()
+    }
+    processes = [
+        {
+            "process": p.process,
+            "heartbeat_age_seconds": age(p.ts),
+            "session_timeout_seconds": p.session_timeout or float(LIVE_SECONDS),
+            "metrics": p.metrics_url,
+        }
+        for p in table.presences.values()
+    ]
     return leases, sorted(processes, key=lambda p: p["process"])
 
 
@@ -298,6 +288,9 @@ def _processor_figures(samples: Samples, owned: list[str]) -> dict[str, Any]:
         "devices_quiet": _total(samples, "iotcast_devices_quiet"),
         "devices_reset_last_hour": _total(samples, "iotcast_devices_reset_last_hour"),
         "watched": _total(samples, "iotcast_watched_devices"),
+        "records": _total(samples, "iotcast_records_processed_total"),
+        "records_misrouted": _total(samples, "iotcast_records_misrouted_total"),
+        "readings": _total(samples, "iotcast_readings_processed_total"),
         "learned": _total(samples, "iotcast_readings_learned_total"),
         "no_target": _total(samples, "iotcast_readings_no_target_total"),
         "lag_seconds": {lb["shard"]: v for lb, v in samples.get("iotcast_shard_lag_seconds", [])},
@@ -578,7 +571,8 @@ def _device_rows(
                 "last_ts": entry.metrics.get("last_ts"),
                 "champion": champion,
                 "champion_rolling_mae": {
-                    h: figures.get(f"{m}@{h}", {}).get("rolling_mae") for h, m in champion.items()
+                    h: figures.get(str(ModelAtHorizon(m, int(h))), {}).get("rolling_mae")
+                    for h, m in champion.items()
                 },
                 "live_champion": live.get(device),
             }
@@ -851,6 +845,7 @@ def _components_table(components: list[dict[str, Any]]) -> Any:
             lag = max(c.get("lag_seconds", {}).values(), default=0.0)
             figs = (
                 f"shards {','.join(c.get('shards_owned', [])) or '-'}, devices {c.get('devices_held', 0):.0f}, "
+                f"records {c.get('records', 0):.0f} ({c.get('records_misrouted', 0):.0f} misrouted), "
                 f"learned {c.get('learned', 0):.0f}, no target {c.get('no_target', 0):.0f}, "
                 f"max lag {lag:.1f}s, quiet {c.get('devices_quiet', 0):.0f}, "
                 f"reset in the last hour {c.get('devices_reset_last_hour', 0):.0f}"

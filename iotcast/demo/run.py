@@ -21,7 +21,7 @@ other devices of a large fleet are counted in the fleet's figures only).
 >>> showcased(1000, seed=1)
 ('00:0f:00:70:91:0a', '1c:bf:ce:15:ec:4d', 'b8:27:eb:bf:9d:51')
 >>> up = dict(bridge_up=True)
->>> pipeline_done(Snapshot(forwarded=10, dead_lettered=1, learned=9, glitches=1, **up), 11, True)
+>>> pipeline_done(PipelineFigures(forwarded=10, dead_lettered=1, learned=9, glitches=1, **up), 11, True)
 True
 """
 
@@ -42,7 +42,7 @@ from rich.live import Live
 
 from iotcast.demo import summary
 from iotcast.demo.stack import STOP_GRACE, DemoStack, Ports
-from iotcast.live import Scraper, Snapshot, progress_line, render
+from iotcast.live import PipelineFigures, Scraper, progress_line, render
 from iotcast.settings import Settings
 from iotcast.stack import HOST
 from iotcast.supervisor import INTERRUPTS, ProcessList, StopFailed
@@ -97,11 +97,11 @@ FIGURES_SETTLE_S = 2.5
 STACK_STOP_GRACE = 30.0
 
 
-def pipeline_done(snap: Snapshot, replayed: int, replay_finished: bool) -> bool:
+def pipeline_done(snap: PipelineFigures, replayed: int, replay_finished: bool) -> bool:
     """True when every replayed reading was forwarded or dead-lettered and the processors
     took a decision (learned, duplicate, late, glitch) on every forwarded one.
 
-    >>> pipeline_done(Snapshot(forwarded=10, learned=9, bridge_up=True), 10, True)
+    >>> pipeline_done(PipelineFigures(forwarded=10, learned=9, bridge_up=True), 10, True)
     False
     """
     return (
@@ -113,10 +113,10 @@ def pipeline_done(snap: Snapshot, replayed: int, replay_finished: bool) -> bool:
     )
 
 
-def diagnose_stall(snap: Snapshot, replayed: int, total: int | None, seconds: float) -> str:
+def diagnose_stall(snap: PipelineFigures, replayed: int, total: int | None, seconds: float) -> str:
     """Say which stage stopped moving, for the message of a stalled demo.
 
-    >>> diagnose_stall(Snapshot(forwarded=10, learned=4), 10, 10, 60)
+    >>> diagnose_stall(PipelineFigures(forwarded=10, learned=4), 10, 10, 60)
     'nothing moved for 60 s: the processors accounted for 4 of 10 forwarded readings (see logs/processor.log)'
     """
     head = f"nothing moved for {seconds:.0f} s: "
@@ -277,8 +277,8 @@ class Demo:
 
     # ----------------------------------------------------------------- watch
     @property
-    def snapshot(self) -> Snapshot:
-        return self.scraper.snapshot
+    def latest(self) -> PipelineFigures:
+        return self.scraper.latest
 
     def footer(self) -> str:
         return (
@@ -291,7 +291,7 @@ class Demo:
     def view(self, title: str) -> Any:
         title = f"{title}   {self.scraper.rate():.0f} readings/s"
         return render(
-            self.snapshot, self.load.replayed, self.load.total, title=title, footer=self.footer()
+            self.latest, self.load.replayed, self.load.total, title=title, footer=self.footer()
         )
 
     def watch(
@@ -338,7 +338,7 @@ class Demo:
         stable: dict[str, Any] = {"since": None, "figures": None}
 
         def done() -> bool:
-            snap = self.snapshot
+            snap = self.latest
             if not pipeline_done(snap, self.load.progress(), self.load.replay_finished()):
                 stable["since"] = None
                 return False
@@ -391,12 +391,12 @@ class Demo:
         with live_ctx as live:
             self.wait_processed(live)
             done_at = time.time()
-            final = self.snapshot
+            final = self.latest
             self.summary["prometheus"] = summary.query_prometheus(
                 self.stack.prometheus_url, done_at
             )
             self.wait_evaluation(live)
-            self.scraper.snapshot = final
+            self.scraper.latest = final
             if live:
                 live.update(self.view("iotcast demo: done"))
         self.summary["stream"] = final.figures()
@@ -496,7 +496,7 @@ class Demo:
             baseline=self.opts.baseline,
         )
         if "stream" not in s:  # failed or interrupted: the last figures seen
-            s["stream"] = self.snapshot.figures()
+            s["stream"] = self.latest.figures()
             s["stream_complete"] = False
         else:
             s["stream_complete"] = True

@@ -48,6 +48,7 @@ from rich.table import Table
 from rich.text import Text
 
 from iotcast.live import OUTCOMES, DeviceView
+from stream.checkpoint import ArtifactKey
 
 __all__ = [
     "PROMETHEUS_QUERIES",
@@ -187,11 +188,15 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
     (the downloaded artifact's digest against the manifest's).
     """
 
-    def fetch(key: str) -> bytes:
+    def fetch(key: str, offset: int | None = None, size: int = 0) -> bytes:
         if ".." in Path(key).parts or Path(key).is_absolute():  # keys come from manifests in S3
             raise ValueError(f"refusing to copy S3 key {key!r}: it would land outside {dest}")
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        path = dest / key
+        if offset is None:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        else:  # a device's byte range in a checkpoint bundle (stream/checkpoint.py)
+            span = f"bytes={offset}-{offset + size - 1}"
+            body = s3.get_object(Bucket=bucket, Key=key, Range=span)["Body"].read()
+        path = dest / (key if offset is None else f"{key}@{offset}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
         return body
@@ -214,10 +219,13 @@ def download_checkpoints(s3: Any, bucket: str, app: str, dest: Path) -> dict[str
             if device in devices and devices[device].get("samples", 0) >= entry.get("samples", 0):
                 continue
             key = entry.get("key")
-            if key:
+            if key and entry.get("offset") is not None:
+                artifact = fetch(key, int(entry["offset"]), int(entry.get("size", 0)))
+                entry["sha256_ok"] = hashlib.sha256(artifact).hexdigest() == entry.get("sha256")
+            elif key:
                 artifact = fetch(key)
                 entry["sha256_ok"] = hashlib.sha256(artifact).hexdigest() == entry.get("sha256")
-                sibling = key.rsplit("/", 1)[0] + "/manifest.json"
+                sibling = ArtifactKey.parse(key).manifest_key
                 with contextlib.suppress(s3.exceptions.NoSuchKey):
                     fetch(sibling)
             devices[device] = entry

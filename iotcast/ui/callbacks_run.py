@@ -13,7 +13,7 @@ from iotcast.ui.callbacks_data import job_poller, table
 from iotcast.ui.layout import HIDDEN
 from iotcast.ui.text import horizon_words, model_description, t, target_words
 from iotcast.ui.workspace import TARGET_ORDER, Contents, Question, Workspace
-from online_models.analysis import BASELINES
+from online_models.baselines import BASELINES
 from online_models.evaluate import DeviceInput
 
 __all__ = ["HORIZON_CHOICES", "register"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iotcast.settings import Settings
+from online_models.records import ModelAtHorizon
 
 __all__ = [
     "CommandResult",
@@ -68,7 +69,7 @@ def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
     rows = []
     for device, (shard, entry) in sorted(current.items()):
         champion = entry.metrics.get("champion", {})
-        models = sorted({k.split("@")[0] for k in entry.metrics.get("models", {})})
+        models = sorted({ModelAtHorizon.parse(k).model for k in entry.metrics.get("models", {})})
         rows.append(
             {
                 "device": device,

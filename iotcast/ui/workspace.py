@@ -31,7 +31,7 @@ from typing import Any
 
 from iotcast.settings import Settings
 from iotcast.ui.jobs import Job, Jobs
-from online_models.analysis import Analysis, Source, evaluate, readings_of
+from online_models.analysis import Analysis, Source, analyse, readings_of
 from online_models.catalog import Catalog, load_catalog
 from online_models.config import TARGETS
 from online_models.data_summary import DataSummary, count_rows, summarize
@@ -251,7 +251,7 @@ class Workspace:
 
         def work(progress) -> Analysis:
             progress(0, total_rows)
-            return evaluate(
+            return analyse(
                 path,
                 target=q.target,
                 horizons=q.horizons,
@@ -270,7 +270,7 @@ class Workspace:
         forecast), measured here on a short generated stream, for the model list."""
         from telemetry.generate import generate
 
-        a = evaluate(
+        a = analyse(
             generate(days=1 / 24, seed=3, devices=1),
             horizons=(0, 900),
             models="all",

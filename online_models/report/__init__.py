@@ -21,7 +21,7 @@ writes every figure in long form.
 >>> out = pathlib.Path(tempfile.mkdtemp())
 >>> paths = write_report(res, out, source="generated")
 >>> sorted(p.name for p in paths)[:3]
-['actual_vs_predicted.png', 'error_by_hour.png', 'metrics.csv']
+['actual_vs_predicted.png', 'error_by_hour.png', 'events.csv']
 >>> "## Accuracy per device, model and horizon" in (out / "report.md").read_text()
 True
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from online_models.evaluate import EvalResult
 from online_models.report.accuracy import accuracy_section
+from online_models.report.anomalies import Windows, write_events_csv
 from online_models.report.base import Block, best_models, html, markdown
 from online_models.report.conditions import drift_section, profile_section, scenario_section
 from online_models.report.cost import cost_section
@@ -63,8 +64,11 @@ SECTIONS = (
 )
 
 
-def write_report(res: EvalResult, out: str | Path, source: str = "") -> list[Path]:
-    """Write report.md, report.html, metrics.csv and the PNGs into ``out``; return the paths."""
+def write_report(
+    res: EvalResult, out: str | Path, source: str = "", windows: Windows | None = None
+) -> list[Path]:
+    """Write report.md, report.html, metrics.csv, events.csv and the PNGs into ``out``; return
+    the paths. With ``windows`` (labelled anomaly windows), metrics.csv scores the events."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = [("h1", f"iotcast evaluation: {res.task.target}")]
@@ -80,6 +84,8 @@ def write_report(res: EvalResult, out: str | Path, source: str = "") -> list[Pat
     blocks += cost_section(res)
     (out / "report.md").write_text(markdown(blocks))
     (out / "report.html").write_text(html(blocks, out))
-    write_metrics_csv(res, out / "metrics.csv", source)
+    write_metrics_csv(res, out / "metrics.csv", source, windows)
+    write_events_csv(res.anomalies.values(), out / "events.csv")
     images = [b[1] for b in blocks if b[0] == "img"]
-    return [out / "report.md", out / "report.html", out / "metrics.csv", *(out / i for i in images)]
+    paths = ("report.md", "report.html", "metrics.csv", "events.csv", *images)
+    return [out / p for p in paths]

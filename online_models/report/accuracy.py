@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from online_models.baselines import BASELINES
 from online_models.evaluate import HIST_BINS, HIST_HI, HIST_LO, EvalResult
 from online_models.records import SERVED
 from online_models.report.base import (
-    BASELINES,
     Block,
     best_models,
     fmt,

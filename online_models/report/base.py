@@ -35,7 +35,6 @@ from online_models.evaluate import EvalResult  # noqa: E402
 from online_models.records import SERVED  # noqa: E402
 
 __all__ = [
-    "BASELINES",
     "Block",
     "best_models",
     "best_other",
@@ -47,8 +46,6 @@ __all__ = [
     "panel_plot",
     "save_plot",
 ]
-
-BASELINES = ("persistence", "rolling_mean", "seasonal_naive", "batch_forest")
 
 # One block of a report (module docstring): a heading or paragraph, a table (header, rows)
 # or a plot (file name, caption).

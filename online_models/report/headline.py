@@ -26,6 +26,9 @@ from online_models.report.base import Block, fmt, horizon_name, mae, panel_plot,
 
 __all__ = ["HEADLINE_BASELINES", "HeadlineRow", "headline_rows", "run_section", "headline_section"]
 
+# The baselines the headline compares the served forecast with: the online ones of
+# :data:`online_models.baselines.BASELINES`, without the frozen batch forest (a reference
+# trained offline on the first day, reported with the models, not a baseline a user gets)
 HEADLINE_BASELINES = ("persistence", "rolling_mean", "seasonal_naive")
 
 

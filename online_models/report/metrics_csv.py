@@ -1,10 +1,16 @@
 """``metrics.csv``: every figure of an evaluation in long form, one per row.
 
-Columns ``kind,device,model,horizon,scenario,metric,value``; floats as
+Columns ``kind,device,model,horizon,scenario,metric,value,level``; floats as
 ``repr`` (exact). Kinds: ``run``, ``device`` (its figures, and for every device that
 sent a reading: ``readings``, ``sensor_<name>`` readings that carried it,
 ``dropped_<field>_<reason>`` and ``clipped_<field>`` values), ``error`` (model ``served`` is
-the published forecast), ``best``, ``cost``, ``event``, ``reset``.
+the published forecast), ``best``, ``cost``, ``event``, ``reset``, and ``interval``: the
+served forecast's prediction intervals (model ``served``), ``coverage`` (the fraction of
+targets inside the interval published with their forecast) and ``width`` (the mean width,
+in the target's unit) at each ``level`` (the only kind with one; 0.8, 0.95 by default);
+with labelled windows, ``anomaly``: per device, ``windows_caught``, ``windows``,
+``false_events``, ``mean_delay_s`` and ``silent_events``
+(:mod:`online_models.report.anomalies`).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from online_models.evaluate import EvalResult
+from online_models.records import SERVED
+from online_models.report.anomalies import Windows, score_windows
 from online_models.report.base import best_models
 
 __all__ = ["write_metrics_csv"]
 
 
-def _rows(res: EvalResult, source: str) -> Iterable[tuple[object, ...]]:
+def _rows(res: EvalResult, source: str, windows: Windows | None) -> Iterable[tuple[object, ...]]:
     run = {
         "source": source,
         "rows": res.rows,
@@ -64,14 +72,27 @@ def _rows(res: EvalResult, source: str) -> Iterable[tuple[object, ...]]:
     for device in sorted(res.devices):
         for (h, model), n in sorted(res.devices[device].resets().items()):
             yield ("reset", device, model, h, "", "resets", n)
+    for device in sorted(res.devices):
+        for h, hz in res.devices[device].horizons.items():
+            for level in hz.band.levels:
+                for metric in ("coverage", "width"):
+                    value = getattr(hz.band, metric)(level)
+                    yield ("interval", device, SERVED, h, "all", metric, value, level)
+    if windows is not None:
+        scored = score_windows(res.anomalies.values(), windows, res.devices)
+        for device, figures in scored.items():
+            for metric, value in figures.items():
+                yield ("anomaly", device, "", "", "all", metric, value)
 
 
-def write_metrics_csv(res: EvalResult, path: Path, source: str = "") -> None:
+def write_metrics_csv(
+    res: EvalResult, path: Path, source: str = "", windows: Windows | None = None
+) -> None:
     """Every figure, one per row: ``kind,device,model,horizon,scenario,metric,value``."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["kind", "device", "model", "horizon", "scenario", "metric", "value"])
-        for row in _rows(res, source):
-            value = row[-1]
+        w.writerow(["kind", "device", "model", "horizon", "scenario", "metric", "value", "level"])
+        for row in _rows(res, source, windows):
+            value = row[6]
             cell = "" if value is None else repr(value) if isinstance(value, float) else value
-            w.writerow([*row[:-1], cell])
+            w.writerow([*row[:6], cell, row[7] if len(row) > 7 else ""])

@@ -14,6 +14,11 @@ of what the test sent:
 - every record that is not a reading is in the processor's dead letter with a
   reason (``dead_lettered``).
 
+Records are read as the processor reads them (:func:`parts_of`): a packed record's
+messages (``telemetry.envelope``), a device batch's readings, and nothing of a packed
+record whose header names another shard (a stray copy a reshard left; the bridge sent
+its readings again to their shard).
+
 >>> expected_outcomes([("d", 1.0, False), ("d", 1.0, False), ("d", 0.5, False), ("d", 2.0, True)])
 {'d': {'learned': 1, 'duplicate': 1, 'late': 1, 'glitch': 1}}
 """
@@ -34,7 +39,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from iotcast.settings import Settings
-from telemetry.reading import InvalidReading, Reading, decode_payload, is_glitch
+from telemetry.envelope import EnvelopeError, unpack
+from telemetry.reading import Reading, decode_message, is_glitch
 from tests.support import manifests, wait_for
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "StreamReader",
     "audit",
     "expected_outcomes",
+    "parts_of",
     "read_stream",
     "wait_drained",
     "wait_until",
@@ -80,11 +87,31 @@ def expected_outcomes(rows: Iterable[tuple[str, float, bool]]) -> dict[str, dict
     return out
 
 
+def parts_of(shard: str, data: bytes) -> list[Reading | None]:
+    """What the processor reads in record ``data`` of ``shard``: per part, the reading (None:
+    a part that is not one); nothing of a stray copy (a packed record addressed to another
+    shard); a record that cannot be unpacked is one part.
+
+    >>> from telemetry.envelope import pack
+    >>> r = b'{"data": {"temp": 21.5}, "device_id": "a1", "ts": 1594512094}'
+    >>> [p and p.device for p in parts_of("s0", pack([r, b"{"], "s0"))], parts_of("s0", pack([r], "s1"))
+    (['a1', None], [])
+    """
+    try:
+        u = unpack(data)
+    except EnvelopeError:
+        return [None]
+    if u.shard and u.shard != shard:
+        return []
+    return [p if isinstance(p, Reading) else None for m in u for p in decode_message(m).parts]
+
+
 @dataclass
 class StreamContents:
     """Every record of a stream, per shard in sequence order: (sequence, data)."""
 
     shards: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    parts: int = 0  # what the processor reads in them (parts_of), readings or not
 
     @property
     def count(self) -> int:
@@ -112,9 +139,11 @@ class StreamReader:
         self.stream = settings.stream
         self.iterators: dict[str, str] = {}
         self.contents = StreamContents()
-        self.keys: set[tuple[str, float] | None] = set()  # (device, ts) of every record read
+        self.keys: set[tuple[str, float]] = set()  # (device, ts) of every reading read
 
     def poll(self) -> int:
+        """Read what is new; returns the parts (readings, or not) read so far: what the
+        processor counts in ``iotcast_readings_processed_total``."""
         try:
             self._poll()
             self.complete = True
@@ -122,7 +151,7 @@ class StreamReader:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) < 500:
                 raise
             self.complete = False
-        return self.contents.count
+        return self.contents.parts
 
     def _poll(self) -> None:
         for shard in self.kinesis.list_shards(StreamName=self.stream)["Shards"]:
@@ -138,7 +167,10 @@ class StreamReader:
                 self.contents.shards[sid].extend(
                     (r["SequenceNumber"], r["Data"]) for r in resp["Records"]
                 )
-                self.keys.update(_key_of_data(r["Data"]) for r in resp["Records"])
+                for r in resp["Records"]:
+                    parts = parts_of(sid, r["Data"])
+                    self.contents.parts += len(parts)
+                    self.keys.update(_key_of(p) for p in parts if p is not None)
                 if not resp["Records"] or not resp.get("MillisBehindLatest"):
                     break
 
@@ -165,7 +197,7 @@ def wait_drained(settings: Settings, ledger: Ledger, timeout: float) -> StreamCo
     """Every published reading in the stream (or accepted by a lost moto), the stream quiet
     for 1.5 s, and every shard's manifest at the shard's last sequence number."""
     want = {_key_of(r) for r in ledger.published}
-    before = {_key_of_data(d) for d in ledger.accepted_before_loss}
+    before = {k for d in ledger.accepted_before_loss for k in _keys_of_data(d)}
     reader = StreamReader(settings)
     deadline = time.monotonic() + timeout
 
@@ -210,15 +242,13 @@ def audit(
     sent = Counter(_key_of(r) for r in ledger.published)
     rows: list[tuple[str, float, bool]] = []
     in_stream: Counter = Counter()
-    for recs in contents.shards.values():
+    for sid, recs in contents.shards.items():
         for _, data in recs:
-            try:
-                r = decode_payload(data)
-            except InvalidReading:
-                continue
-            rows.append((r.device, r.ts, is_glitch(r)))
-            in_stream[(r.device, r.ts)] += 1
-    before = Counter(_key_of_data(d) for d in ledger.accepted_before_loss)
+            for r in parts_of(sid, data):
+                if r is not None:
+                    rows.append((r.device, r.ts, is_glitch(r)))
+                    in_stream[(r.device, r.ts)] += 1
+    before = Counter(k for d in ledger.accepted_before_loss for k in _keys_of_data(d))
     lost_upstream = sum(1 for k in sent if k not in in_stream and k not in before)
     expected = expected_outcomes(rows)
     samples: dict[str, int] = {}
@@ -244,6 +274,7 @@ def audit(
     return {
         "distinct_replayed": len(sent),
         "records_in_stream": contents.count,
+        "readings_in_stream": len(rows),
         "redelivered": sum(max(0, n - sent[k]) for k, n in in_stream.items()),
         "accepted_by_lost_moto": sum(1 for k in sent if k in before and k not in in_stream),
         "lost": lost_upstream + missed + poison_missing,
@@ -265,8 +296,11 @@ def _key_of(r: Reading) -> tuple[str, float]:
     return (r.device, r.ts)
 
 
-def _key_of_data(data: bytes) -> tuple[str, float] | None:
+def _keys_of_data(data: bytes) -> list[tuple[str, float]]:
+    """(device, ts) of each reading of a record accepted by a moto that was lost (its shard
+    unknown: a stray copy's readings count too; the bridge sent them again)."""
     try:
-        return _key_of(decode_payload(data))
-    except InvalidReading:
-        return None
+        u = unpack(data)
+    except EnvelopeError:
+        return []
+    return [_key_of(p) for m in u for p in decode_message(m).parts if isinstance(p, Reading)]

@@ -26,7 +26,7 @@ from typing import Any
 
 from iotcast.settings import Settings
 from iotcast.stack import ManagedProcess, port_in_use
-from stream.consumer import lease_table
+from stream.lease_table import lease_table_name
 from telemetry.generate import expected_rows, generate
 from telemetry.reading import Reading
 from telemetry.replay import BackgroundReplay, replay
@@ -256,7 +256,7 @@ class Pipeline:
         """shard -> (owner ref, heartbeat ts, sequence) from the lease table ({} before it exists)."""
         ddb = self.settings.client("dynamodb")
         try:
-            table = lease_table(self.settings.app)
+            table = lease_table_name(self.settings.app)
             items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
         except ddb.exceptions.ResourceNotFoundException:
             return {}

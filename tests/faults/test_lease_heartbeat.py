@@ -15,7 +15,7 @@ import time
 
 import boto3
 
-from stream.consumer import LeaseCheckpointer, LeaseHooks
+from stream.consumer import Leases, LeaseSettings, TakeEveryLease
 from tests.faultproxy import FaultProxy
 
 
@@ -30,14 +30,16 @@ def test_lease_heartbeats_resume_after_a_dynamodb_outage(moto_server, unique, mo
         return float(item["ts"]["N"])
 
     async def scenario() -> tuple[bool, int, float, float]:
-        leases = LeaseCheckpointer(
-            f"hb-{unique}",
-            LeaseHooks(),
-            endpoint_url=proxy.url,
-            region="us-east-1",
-            session_timeout=4,
-            heartbeat=0.2,
-            ref="owner",
+        leases = Leases(
+            LeaseSettings(
+                f"hb-{unique}",
+                endpoint_url=proxy.url,
+                region="us-east-1",
+                session_timeout=4,
+                heartbeat=0.2,
+                ref="owner",
+            ),
+            TakeEveryLease(),
         )
         try:
             ok, _ = await leases.allocate("shardId-0")

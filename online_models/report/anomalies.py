@@ -1,0 +1,103 @@
+"""Anomaly events of an evaluation: ``events.csv``, and their score against labelled windows.
+
+``events.csv`` has one row per anomaly (:class:`~online_models.anomaly.Anomaly`, in its
+last state: ``end_ts`` empty while it was still going on at the end of the file), with
+the columns ``device,kind,start_ts,end_ts,value,expected_low,expected_high,score``.
+
+A windows file is JSON: ``{"anomaly_windows": [[start_ts, end_ts], ...]}`` (every device,
+as NAB's labels), and/or ``{"devices": {"<device>": [[start_ts, end_ts], ...]}}``. Per
+device, :func:`score_windows` counts the windows holding at least one event's start
+(``windows_caught`` of ``windows``), the events starting outside every window
+(``false_events``) and the mean time from a caught window's start to its first event
+(``mean_delay_s``). A ``silent`` event is a fact of the file (no reading for that long), not
+a judgement of the values: it is counted apart (``silent_events``) and neither catches a
+window nor counts as false.
+
+>>> from online_models.anomaly import Anomaly
+>>> events = [Anomaly("d", "spike", 50.0, 51.0, 9.0, 1.0, 2.0, 1.5),
+...           Anomaly("d", "level_shift", 500.0, None, 9.0, 1.0, 2.0, 1.1)]
+>>> score_windows(events, {"d": [(0.0, 100.0), (200.0, 300.0)]})["d"]
+{'windows_caught': 1, 'windows': 2, 'false_events': 1, 'mean_delay_s': 50.0, 'silent_events': 0}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from online_models.anomaly import Anomaly
+
+__all__ = ["EVENT_COLUMNS", "Windows", "load_windows", "score_windows", "write_events_csv"]
+
+EVENT_COLUMNS = (
+    "device", "kind", "start_ts", "end_ts", "value", "expected_low", "expected_high", "score",
+)  # fmt: skip
+ALL = ""  # the devices key of windows that hold for every device
+Windows = Mapping[str, list[tuple[float, float]]]
+
+
+def write_events_csv(anomalies: Iterable[Anomaly], path: Path) -> int:
+    """One row per anomaly, in start order; returns how many."""
+    rows = sorted(anomalies, key=lambda a: (a.start_ts, a.device, a.kind))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(EVENT_COLUMNS)
+        for a in rows:
+            w.writerow(
+                [a.device, a.kind, repr(a.start_ts), "" if a.end_ts is None else repr(a.end_ts),
+                 repr(a.value), repr(a.expected_low), repr(a.expected_high), repr(a.score)]
+            )  # fmt: skip
+    return len(rows)
+
+
+def load_windows(path: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """The labelled windows of a file (see the module docstring), by device (``""``: all)."""
+    try:
+        body = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"windows file {path}: cannot read it as JSON ({exc})") from None
+    out: dict[str, list[tuple[float, float]]] = {}
+    try:
+        if "anomaly_windows" in body:
+            out[ALL] = [(float(a), float(b)) for a, b in body["anomaly_windows"]]
+        for device, windows in body.get("devices", {}).items():
+            out[str(device)] = [(float(a), float(b)) for a, b in windows]
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(
+            f'windows file {path}: expected {{"anomaly_windows": [[start_ts, end_ts], ...]}} '
+            'or {"devices": {"<device>": [[start_ts, end_ts], ...]}}'
+        ) from None
+    if not out:
+        raise ValueError(f'windows file {path}: no "anomaly_windows" nor "devices" in it')
+    return out
+
+
+def score_windows(
+    anomalies: Iterable[Anomaly], windows: Windows, devices: Iterable[str] = ()
+) -> dict[str, dict[str, float | int | None]]:
+    """Per device (those with windows or events, and ``devices``): the figures above."""
+    by_device: dict[str, list[Anomaly]] = {}
+    for a in anomalies:
+        by_device.setdefault(a.device, []).append(a)
+    names = set(by_device) | set(devices) | (set(windows) - {ALL})
+    out: dict[str, dict[str, float | int | None]] = {}
+    for device in sorted(names):
+        wins = [*windows.get(ALL, []), *windows.get(device, [])]
+        events = by_device.get(device, [])
+        judged = [a for a in events if a.kind != "silent"]
+        delays = []
+        for start, end in wins:
+            inside = [a.start_ts for a in judged if start <= a.start_ts <= end]
+            if inside:
+                delays.append(min(inside) - start)
+        false = sum(not any(s <= a.start_ts <= e for s, e in wins) for a in judged)
+        out[device] = {
+            "windows_caught": len(delays),
+            "windows": len(wins),
+            "false_events": false,
+            "mean_delay_s": sum(delays) / len(delays) if delays else None,
+            "silent_events": len(events) - len(judged),
+        }
+    return out

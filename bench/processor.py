@@ -88,13 +88,17 @@ def record_model_calls(readings, catalog, task) -> list[tuple]:
     calls: list[tuple] = []
     predict, learn = Guard.predict, Guard.learn
 
-    def rec_predict(self, hz, name, x, *args):
-        calls.append(((self.device, hz.horizon, name), "p", x, None, None))
-        return predict(self, hz, name, x, *args)
+    def horizon() -> int:
+        # the guard is called by a HorizonModels' method: its horizon is the caller's
+        return sys._getframe(2).f_locals["self"].horizon
 
-    def rec_learn(self, hz, name, x, y, ts, events, w=None):
-        calls.append(((self.device, hz.horizon, name), "l", x, y, w))
-        return learn(self, hz, name, x, y, ts, events, w)
+    def rec_predict(self, name, model, x, **kw):
+        calls.append(((self.device, horizon(), name), "p", x, None, None))
+        return predict(self, name, model, x, **kw)
+
+    def rec_learn(self, name, model, x, y, **kw):
+        calls.append(((self.device, horizon(), name), "l", x, y, kw.get("w")))
+        return learn(self, name, model, x, y, **kw)
 
     Guard.predict, Guard.learn = rec_predict, rec_learn
     try:

@@ -30,7 +30,14 @@ guarantee is on the intervals an operator saw. Adaptive conformal inference
 (Gibbs & Candès 2021) gives the same kind of guarantee but needs a window of
 past scores per device; this needs ``2 + 2·levels`` floats.
 
-The first ``warmup`` scores use a normal band of the same spread.
+A forecast at horizon ``h`` is scored ``h`` later, while the next ones are already out:
+a target that arrives while ``d`` forecasts wait shares the step, ``lr / sqrt(d)`` (the
+step size of online gradient descent with delayed feedback). A full step each let a
+1-hour band on 5-second data overshoot to three times the width it needed; ``lr / d``
+adapted too slowly (3 points short at 95 % on the 4-day series).
+
+The first ``warmup`` scores publish no interval (too few residuals for one): they teach the
+band (from a normal band of the same spread) and are not counted in its coverage.
 
 >>> band = Band(levels=(0.8,))
 >>> for t in range(2000):
@@ -88,14 +95,14 @@ class Band:
     """
 
     __slots__ = (
-        "_hits", "_log", "_n", "_published", "_sum_abs", "_sum_r", "_sum_w", "_width", "_z",
+        "_hits", "_log", "_n", "_published", "_scored", "_sum_abs", "_sum_r", "_sum_w", "_width", "_z",
         "floor", "levels", "lr", "warmup", "window",
     )  # fmt: skip
 
     def __init__(
         self,
         levels: Sequence[float] = DEFAULT_LEVELS,
-        lr: float = 0.05,
+        lr: float = 0.1,
         window: int = 100,
         floor: float = 1e-3,
         warmup: int = 10,
@@ -114,6 +121,7 @@ class Band:
         self._sum_abs = 0.0
         self._sum_w = 0.0
         self._n = 0
+        self._scored = 0
         self._hits = [0] * len(self.levels)
         self._width = [0.0] * len(self.levels)
         # the offsets published with each forecast not yet scored, oldest first (float32:
@@ -150,22 +158,34 @@ class Band:
     def publish(self, value: float) -> Bounds:
         """The interval of a forecast ``value`` made now, as absolute (low, high) per level,
         flattened; its offsets wait, in order, for :meth:`settle` (or :meth:`forget`)."""
+        if self._n < self.warmup:  # too few residuals for an interval: none is published
+            self.owe(1)
+            return ()
         offsets = self.offsets()
         self._published.extend(offsets)
         return tuple(value + o for o in offsets)
 
     def settle(self, y_true: float, y_pred: float | None) -> None:
-        """The oldest published forecast's target arrived: score it with its own offsets
-        (a forecast published by a model set without intervals is scored on today's)."""
+        """The oldest published forecast's target arrived: score it with its own offsets.
+        A forecast published without an interval (in the warm-up, or by a model set from
+        before intervals) teaches the band and is not counted in its coverage."""
         k = 2 * len(self.levels)
+        # forecasts published and not yet scored, this one included: a target that arrives
+        # while d forecasts wait is one of d overlapping ones, which miss or hit together;
+        # the step is shared among them, so a band moves by about lr per horizon's worth of
+        # forecasts whatever the horizon (a full step each made a long horizon's band
+        # overshoot to three times the width it needed on 5-second data)
+        weight = 1.0 / math.sqrt(max(1, len(self._published) // k))
         published: Bounds | None = None
         if len(self._published) >= k:
             published = tuple(self._published[:k])
             del self._published[:k]
-            if published[0] != published[0]:  # owed (NaN): published without intervals
-                published = None
+            if published[0] != published[0]:  # owed (NaN): published without an interval
+                if y_pred is not None:
+                    self.update(y_true, y_pred, None, count=False, weight=weight)
+                return
         if y_pred is not None:
-            self.update(y_true, y_pred, published)
+            self.update(y_true, y_pred, published, weight=weight)
 
     def owe(self, n: int) -> None:
         """``n`` forecasts already pending were published without intervals (a model set
@@ -177,10 +197,21 @@ class Band:
         del self._published[: 2 * len(self.levels)]
 
     # ------------------------------------------------------------ learn
-    def update(self, y_true: float, y_pred: float, published: Bounds | None = None) -> None:
+    def update(
+        self,
+        y_true: float,
+        y_pred: float,
+        published: Bounds | None = None,
+        *,
+        count: bool = True,
+        weight: float = 1.0,
+    ) -> None:
         """Score the forecast ``y_pred`` of ``y_true`` with the offsets it was published with.
 
-        ``published`` defaults to the current offsets (a nowcast, scored at once).
+        ``published`` defaults to the current offsets (a nowcast, scored at once); ``count``
+        False learns from the residual without counting it in ``coverage``/``width``;
+        ``weight`` scales the trackers' step (:meth:`settle` shares it among overlapping
+        forecasts).
         Non-finite values are ignored.
         """
         r = y_true - y_pred
@@ -188,12 +219,13 @@ class Band:
             return
         pub = self.offsets() if published is None else published
         self._n += 1
-        for i in range(len(self.levels)):
-            lo, hi = pub[2 * i], pub[2 * i + 1]
-            below, above = r < lo, r > hi
-            if not (below or above):
-                self._hits[i] += 1
-            self._width[i] += hi - lo
+        if count:
+            self._scored += 1
+            for i in range(len(self.levels)):
+                lo, hi = pub[2 * i], pub[2 * i + 1]
+                if lo <= r <= hi:
+                    self._hits[i] += 1
+                self._width[i] += hi - lo
         decay = 1.0 - 1.0 / self.window
         centre = self.centre()
         self._sum_r = self._sum_r * decay + r
@@ -205,7 +237,7 @@ class Band:
             for i, z in enumerate(self._z):
                 logs[2 * i] = logs[2 * i + 1] = math.log(z)
             return
-        lr = self.lr
+        lr = self.lr * weight
         for i, level in enumerate(self.levels):
             tail = (1.0 - level) / 2.0
             lo, hi = pub[2 * i], pub[2 * i + 1]
@@ -218,20 +250,25 @@ class Band:
     # ------------------------------------------------------------ figures
     @property
     def n(self) -> int:
-        """Forecasts scored so far."""
+        """Residuals learned so far."""
         return self._n
+
+    @property
+    def scored(self) -> int:
+        """Published intervals scored so far (what ``coverage`` and ``width`` are over)."""
+        return self._scored
 
     def coverage(self, level: float) -> float | None:
         """Fraction of scored targets inside their published interval."""
-        if not self._n:
+        if not self._scored:
             return None
-        return self._hits[self.levels.index(level)] / self._n
+        return self._hits[self.levels.index(level)] / self._scored
 
     def width(self, level: float) -> float | None:
         """Mean width of the published intervals."""
-        if not self._n:
+        if not self._scored:
             return None
-        return self._width[self.levels.index(level)] / self._n
+        return self._width[self.levels.index(level)] / self._scored
 
     def __repr__(self) -> str:
         return f"Band(levels={self.levels}, lr={self.lr}, window={self.window})"

@@ -137,12 +137,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.csv)
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
-    windows = None
+    windows = faults = None
     if args.windows:
-        from online_models.report.anomalies import load_windows
+        from online_models.report.anomalies import load_faults, load_windows
 
         try:
-            windows = load_windows(args.windows)
+            windows, faults = load_windows(args.windows), load_faults(args.windows)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     task = task_from_args(args)
@@ -205,7 +205,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"rows": res.rows, "bad_rows": bad.count, "error": problem}, indent=2))
         print(f"iotcast evaluate: {path}: {problem}", file=sys.stderr)
         return 1
-    write_report(res, out, source=str(path), windows=windows)
+    write_report(res, out, source=str(path), windows=windows, faults=faults)
     headline = _headline(res, bad.count, out)
     if args.json:
         print(json.dumps(headline, indent=2))

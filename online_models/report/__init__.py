@@ -65,7 +65,11 @@ SECTIONS = (
 
 
 def write_report(
-    res: EvalResult, out: str | Path, source: str = "", windows: Windows | None = None
+    res: EvalResult,
+    out: str | Path,
+    source: str = "",
+    windows: Windows | None = None,
+    faults: list[tuple[str, str, float, float]] | None = None,
 ) -> list[Path]:
     """Write report.md, report.html, metrics.csv, events.csv and the PNGs into ``out``; return
     the paths. With ``windows`` (labelled anomaly windows), metrics.csv scores the events."""
@@ -84,7 +88,7 @@ def write_report(
     blocks += cost_section(res)
     (out / "report.md").write_text(markdown(blocks))
     (out / "report.html").write_text(html(blocks, out))
-    write_metrics_csv(res, out / "metrics.csv", source, windows)
+    write_metrics_csv(res, out / "metrics.csv", source, windows, faults)
     write_events_csv(res.anomalies.values(), out / "events.csv")
     images = [b[1] for b in blocks if b[0] == "img"]
     paths = ("report.md", "report.html", "metrics.csv", "events.csv", *images)

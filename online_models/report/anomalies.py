@@ -13,6 +13,12 @@ device, :func:`score_windows` counts the windows holding at least one event's st
 a judgement of the values: it is counted apart (``silent_events``) and neither catches a
 window nor counts as false.
 
+A file of planted faults (:func:`telemetry.plant.windows`) also lists each fault's kind
+(``{"faults": [{"device", "kind", "start", "end"}, ...]}``): :func:`score_faults` counts,
+per kind, the faults caught by an event of the matching kind starting within a minute of
+the fault's span (a ``dropout`` by ``silent``, a ``drift`` by ``level_shift``, a
+``gas_leak`` by ``gas_rise``), and the time to the first one.
+
 >>> from online_models.anomaly import Anomaly
 >>> events = [Anomaly("d", "spike", 50.0, 51.0, 9.0, 1.0, 2.0, 1.5),
 ...           Anomaly("d", "level_shift", 500.0, None, 9.0, 1.0, 2.0, 1.1)]
@@ -29,7 +35,19 @@ from pathlib import Path
 
 from online_models.anomaly import Anomaly
 
-__all__ = ["EVENT_COLUMNS", "Windows", "load_windows", "score_windows", "write_events_csv"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Windows",
+    "load_faults",
+    "load_windows",
+    "score_faults",
+    "score_windows",
+    "write_events_csv",
+]
+
+CATCHES = {"spike": "spike", "stuck": "stuck", "dropout": "silent", "drift": "level_shift",
+           "gas_leak": "gas_rise"}  # fmt: skip
+TOLERANCE_S = 60.0
 
 EVENT_COLUMNS = (
     "device", "kind", "start_ts", "end_ts", "value", "expected_low", "expected_high", "score",
@@ -100,4 +118,40 @@ def score_windows(
             "mean_delay_s": sum(delays) / len(delays) if delays else None,
             "silent_events": len(events) - len(judged),
         }
+    return out
+
+
+def load_faults(path: str | Path) -> list[tuple[str, str, float, float]]:
+    """The planted faults of a windows file, (device, kind, start, end); none if untyped."""
+    body = json.loads(Path(path).read_text())
+    out = []
+    for f in body.get("faults", []):
+        if f.get("kind") not in CATCHES:
+            raise ValueError(f"windows file {path}: unknown fault kind {f.get('kind')!r}")
+        out.append((str(f["device"]), f["kind"], float(f["start"]), float(f["end"])))
+    return out
+
+
+def score_faults(
+    anomalies: Iterable[Anomaly], faults: Iterable[tuple[str, str, float, float]]
+) -> dict[str, dict[str, float | int | None]]:
+    """Per fault kind: ``planted``, ``caught`` and ``mean_delay_s`` (see the module docstring)."""
+    starts: dict[tuple[str, str], list[float]] = {}
+    for a in anomalies:
+        starts.setdefault((a.device, a.kind), []).append(a.start_ts)
+    out: dict[str, dict[str, float | int | None]] = {}
+    delays: dict[str, list[float]] = {}
+    for device, kind, start, end in faults:
+        fig = out.setdefault(kind, {"planted": 0, "caught": 0, "mean_delay_s": None})
+        fig["planted"] = int(fig["planted"] or 0) + 1
+        hits = [
+            t
+            for t in starts.get((device, CATCHES[kind]), [])
+            if start - TOLERANCE_S <= t <= end + TOLERANCE_S
+        ]
+        if hits:
+            fig["caught"] = int(fig["caught"] or 0) + 1
+            delays.setdefault(kind, []).append(max(min(hits) - start, 0.0))
+    for kind, ds in delays.items():
+        out[kind]["mean_delay_s"] = sum(ds) / len(ds)
     return out

@@ -9,7 +9,8 @@ served forecast's prediction intervals (model ``served``), ``coverage`` (the fra
 targets inside the interval published with their forecast) and ``width`` (the mean width,
 in the target's unit) at each ``level`` (the only kind with one; 0.8, 0.95 by default);
 with labelled windows, ``anomaly``: per device, ``windows_caught``, ``windows``,
-``false_events``, ``mean_delay_s`` and ``silent_events``
+``false_events``, ``mean_delay_s`` and ``silent_events``; with planted faults, per fault
+kind (in the ``model`` column) ``planted``, ``caught`` and ``mean_delay_s``
 (:mod:`online_models.report.anomalies`).
 """
 
@@ -21,13 +22,18 @@ from pathlib import Path
 
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
-from online_models.report.anomalies import Windows, score_windows
+from online_models.report.anomalies import Windows, score_faults, score_windows
 from online_models.report.base import best_models
 
 __all__ = ["write_metrics_csv"]
 
 
-def _rows(res: EvalResult, source: str, windows: Windows | None) -> Iterable[tuple[object, ...]]:
+def _rows(
+    res: EvalResult,
+    source: str,
+    windows: Windows | None,
+    faults: list[tuple[str, str, float, float]] | None = None,
+) -> Iterable[tuple[object, ...]]:
     run = {
         "source": source,
         "rows": res.rows,
@@ -83,16 +89,24 @@ def _rows(res: EvalResult, source: str, windows: Windows | None) -> Iterable[tup
         for device, figures in scored.items():
             for metric, value in figures.items():
                 yield ("anomaly", device, "", "", "all", metric, value)
+    if faults:
+        for kind, figures in score_faults(res.anomalies.values(), faults).items():
+            for metric, value in figures.items():
+                yield ("anomaly", "", kind, "", "all", metric, value)
 
 
 def write_metrics_csv(
-    res: EvalResult, path: Path, source: str = "", windows: Windows | None = None
+    res: EvalResult,
+    path: Path,
+    source: str = "",
+    windows: Windows | None = None,
+    faults: list[tuple[str, str, float, float]] | None = None,
 ) -> None:
     """Every figure, one per row: ``kind,device,model,horizon,scenario,metric,value``."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["kind", "device", "model", "horizon", "scenario", "metric", "value", "level"])
-        for row in _rows(res, source, windows):
+        for row in _rows(res, source, windows, faults):
             value = row[6]
             cell = "" if value is None else repr(value) if isinstance(value, float) else value
             w.writerow([*row[:6], cell, row[7] if len(row) > 7 else ""])

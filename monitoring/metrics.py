@@ -294,6 +294,21 @@ DEVICES_HELD = _declare(Gauge, "iotcast_devices_held", "Devices whose models thi
 SHARD_DEVICES = _declare(
     Gauge, "iotcast_shard_devices", "Devices of a shard this process holds.", ["shard"]
 )
+INTERVAL_COVERAGE = _declare(
+    Gauge,
+    "iotcast_interval_coverage_ratio",
+    "Fraction of the served forecast's targets inside the prediction interval published with "
+    "them, at this horizon (seconds) and level, over the devices held (since each device's "
+    "model set started; set every 5 s).",
+    ["horizon", "level"],
+)
+INTERVAL_WIDTH = _declare(
+    Gauge,
+    "iotcast_interval_width_celsius",
+    "Mean width of the served forecast's published prediction intervals at this horizon "
+    "(seconds) and level, over the devices held (in the target's unit; set every 5 s).",
+    ["horizon", "level"],
+)
 DEVICES_QUIET = _declare(
     Gauge,
     "iotcast_devices_quiet",

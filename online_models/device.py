@@ -82,6 +82,7 @@ from online_models.features import Features, FeatureState, Standardizer
 from online_models.guard import Guard
 from online_models.horizon import HorizonFeatures
 from online_models.horizon_models import HorizonModels, HorizonStep
+from online_models.intervals import Band
 from online_models.pending import Kept
 from online_models.records import (
     SERVED,
@@ -340,6 +341,10 @@ class DeviceModels:
     # ------------------------------------------------------------- figures
     def champion(self, horizon: int) -> str:
         return self.horizons[horizon].selector.champion
+
+    def interval(self, horizon: int) -> Band:
+        """The served forecast's prediction intervals at ``horizon`` (their coverage, width)."""
+        return self.horizons[horizon].band
 
     def stats(self, model: str, horizon: int) -> ErrorStats:
         """The error figures of ``model`` (or of the served forecast, ``"served"``) at ``horizon``."""

@@ -112,6 +112,7 @@ class StreamCore:
         worst_k: int = m.DEFAULT_WORST_K,
     ) -> None:
         self.target = task.target
+        self.levels = task.interval_levels  # of the served forecasts' intervals
         self.gate = Gate()
         self.devices = DeviceRegistry(catalog, task, models=models, max_devices=max_devices)
         self.fleet = Fleet(writer, worst_k)
@@ -250,7 +251,8 @@ class StreamCore:
         made = [p for p in predictions if (p.model == SERVED) == served_only]
         if made and self.writer is not None:  # a writer: predictions are not "none"
             actual = getattr(reading, self.target)
-            self.writer.add((PredictionRecord.of(reading.device, reading.ts, actual, made),))
+            record = PredictionRecord.of(reading.device, reading.ts, actual, made, self.levels)
+            self.writer.add((record,))
 
     # -------------------------------------------------------------------- figures
     def event(self, state: ShardState, device: str, event: Event) -> None:

@@ -233,6 +233,7 @@ class Fleet:
         quiet = reset = 0
         champions: Counter[tuple[str, int]] = Counter()
         ratios: dict[int, list[tuple[float, float, str]]] = {}
+        bands: dict[tuple[int, float], list[float]] = {}  # scored, hits, width sum
         for state in states:
             m.SHARD_DEVICES.labels(state.shard_id).set(len(state.devices))
             for device, slot in state.devices.items():
@@ -245,7 +246,12 @@ class Fleet:
                 if now - act.reset_at < RESET_WINDOW:
                     reset += 1
                 self._figures(slot.models, device, champions, ratios)
+                self._bands(slot.models, bands)
         m.DEVICES_QUIET.set(quiet)
+        for (h, level), (n, hits, width) in bands.items():
+            if n:
+                m.INTERVAL_COVERAGE.labels(str(h), str(level)).set(hits / n)
+                m.INTERVAL_WIDTH.labels(str(h), str(level)).set(width / n)
         m.DEVICES_RESET.set(reset)
         self._champions(champions)
         self._worst(ratios)
@@ -280,6 +286,18 @@ class Fleet:
             ratios.setdefault(h, []).append((served / base.rolling_mae, served, device))
 
     _seen_champions: frozenset[tuple[str, int]] = frozenset()
+
+    @staticmethod
+    def _bands(models: DeviceModels, bands: dict[tuple[int, float], list[float]]) -> None:
+        for h in models.horizons:
+            band = models.interval(h)
+            n = band.scored
+            for level in band.levels:
+                if n:
+                    acc = bands.setdefault((h, level), [0.0, 0.0, 0.0])
+                    acc[0] += n
+                    acc[1] += n * (band.coverage(level) or 0.0)
+                    acc[2] += n * (band.width(level) or 0.0)
 
     def _champions(self, champions: Counter[tuple[str, int]]) -> None:
         for model, h in self._seen_champions - champions.keys():

@@ -13,10 +13,10 @@ records one Kinesis record of the predictions stream holds. ``docs/records.md``
 ("The predictions stream") is the reference for consumers.
 
 >>> from online_models.records import Event, Prediction
->>> made = [Prediction("served", 0, 10.0, 10.0, 21.4, "linear"),
+>>> made = [Prediction("served", 0, 10.0, 10.0, 21.4, "linear", (21.2, 21.6, 21.0, 21.8)),
 ...         Prediction("served", 60, 10.0, 70.0, 21.5, "persistence")]
 >>> encode(PredictionRecord.of("d1", 10.0, 21.4, made))
-b'{"kind":"prediction","version":2,"device":"d1","ts":10.0,"actual":21.4,"forecasts":[{"horizon":0,"model":"linear","prediction":21.4,"target_ts":10.0},{"horizon":60,"model":"persistence","prediction":21.5,"target_ts":70.0}]}'
+b'{"kind":"prediction","version":2,"device":"d1","ts":10.0,"actual":21.4,"forecasts":[{"horizon":0,"model":"linear","prediction":21.4,"target_ts":10.0,"intervals":[[0.8,21.2,21.6],[0.95,21.0,21.8]]},{"horizon":60,"model":"persistence","prediction":21.5,"target_ts":70.0,"intervals":null}]}'
 >>> r = EventRecord.of("d1", Event("quiet", "", 0, "no reading for 300 s", {}), "shardId-0", at=0.0)
 >>> r.kind, r.ts, r.model, r.horizon, r.at
 ('event', None, None, None, '1970-01-01T00:00:00.000+00:00')
@@ -34,6 +34,7 @@ from typing import Literal
 
 import orjson
 
+from online_models.intervals import DEFAULT_LEVELS
 from online_models.records import Event, Prediction
 from telemetry.envelope import unpack
 
@@ -60,6 +61,9 @@ class Forecast:
     model: str
     prediction: float
     target_ts: float
+    # the served forecast's prediction intervals, [level, low, high] per level (None for
+    # another model's forecast, or before the band has enough residuals for one)
+    intervals: list[tuple[float, float, float]] | None = None
 
 
 @dataclass(slots=True)
@@ -77,14 +81,31 @@ class PredictionRecord:
 
     @classmethod
     def of(
-        cls, device: str, ts: float, actual: float | None, made: Iterable[Prediction]
+        cls,
+        device: str,
+        ts: float,
+        actual: float | None,
+        made: Iterable[Prediction],
+        levels: tuple[float, ...] = DEFAULT_LEVELS,
     ) -> PredictionRecord:
-        """The record of the predictions ``made`` at a reading of ``device`` at ``ts``."""
+        """The record of the predictions ``made`` at a reading of ``device`` at ``ts``;
+        ``levels`` are the levels of the served forecasts' intervals (``Prediction.bounds``)."""
         return cls(
             device,
             ts,
             actual,
-            [Forecast(p.horizon, p.source or p.model, p.value, p.target_ts) for p in made],
+            [
+                Forecast(
+                    p.horizon,
+                    p.source or p.model,
+                    p.value,
+                    p.target_ts,
+                    [(v, p.bounds[2 * i], p.bounds[2 * i + 1]) for i, v in enumerate(levels)]
+                    if p.bounds
+                    else None,
+                )
+                for p in made
+            ],
         )
 
 

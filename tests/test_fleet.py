@@ -171,3 +171,22 @@ def test_a_watched_devices_figures_are_its_models_own_when_scraped():
     assert sample("iotcast_champion_info", model=other) == 1.0
     assert sum(sample("iotcast_champion_info", model=n) or 0 for n in MODELS.split(",")) == 1.0
     assert sample("iotcast_last_reading_timestamp_seconds") == models.last_ts
+
+
+def test_the_fleets_interval_coverage_is_the_devices_bands_weighted_by_their_scores():
+    readings = sorted(generate(days=0.05, seed=13, devices=6), key=lambda r: r.ts)
+    core = StreamCore(load_catalog(), TASK, models=MODELS)
+    state = ShardState("shardId-fleet-bands", epoch=1)
+    _feed(core, state, readings)
+    core.sweep([state])
+    for h in TASK.horizons:
+        for level in TASK.interval_levels:
+            bands = [slot.models.interval(h) for slot in state.devices.values()]
+            n = sum(b.scored for b in bands)
+            want = sum(b.scored * (b.coverage(level) or 0.0) for b in bands) / n
+            labels = {"horizon": str(h), "level": str(level)}
+            got = REGISTRY.get_sample_value("iotcast_interval_coverage_ratio", labels)
+            assert got == pytest.approx(want, abs=1e-12)
+            assert abs(got - level) < 0.1, (h, level, got)  # a short run: near its level
+            width = REGISTRY.get_sample_value("iotcast_interval_width_celsius", labels)
+            assert 0.0 < width < 5.0

@@ -81,7 +81,13 @@ def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(set
     assert {p["version"] for p in predictions} == {2}
     assert all(r["actual"] is not None for r in predictions)
     forecasts = [(r, f) for r in predictions for f in r["forecasts"]]
-    assert set(forecasts[0][1]) == {"horizon", "model", "prediction", "target_ts"}
+    assert set(forecasts[0][1]) == {"horizon", "model", "prediction", "target_ts", "intervals"}
+    # the served forecast's intervals, once its band has ten residuals; the wider level wider
+    banded = [f["intervals"] for _, f in forecasts if f["intervals"] is not None]
+    assert len(banded) > 0.8 * len(forecasts)
+    assert all(lo <= hi for iv in banded for _, lo, hi in iv)
+    assert {(iv[0][0], iv[1][0]) for iv in banded} == {(0.8, 0.95)}
+    assert sum(iv[1][2] - iv[1][1] >= iv[0][2] - iv[0][1] for iv in banded) > 0.95 * len(banded)
     horizons = [[f["horizon"] for f in r["forecasts"]] for r in predictions]
     assert all(h in ([0], [60], [0, 60]) for h in horizons), horizons[:5]
     assert sum(h == [0, 60] for h in horizons) > 0.9 * len(horizons)

@@ -129,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated horizons in seconds, 0 = nowcast (default: the task's 0,60,900,3600)",
     )
     g.add_argument(
+        "--interval-levels",
+        default=None,
+        metavar="LEVELS",
+        help="comma-separated coverage levels of the served forecast's prediction intervals, "
+        "in the predictions records (default: 0.8,0.95)",
+    )
+    g.add_argument(
         "--extra-features",
         default=None,
         metavar="NAMES",
@@ -203,6 +210,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1 or args.checkpoint_seconds <= 0:
         raise ConfigError("--checkpoint-every must be >= 1 and --checkpoint-seconds > 0")
     horizons(args)  # a bad value fails here, once, not in every worker
+    interval_levels(args)
     if workers > 1:
         return run_workers(settings, args, workers)
     return run_processor(settings, args)
@@ -215,6 +223,17 @@ def horizons(args: argparse.Namespace) -> tuple[int, ...] | None:
         return tuple(int(h) for h in args.horizons.split(","))
     except ValueError as exc:
         raise ConfigError(f"--horizons {args.horizons!r}: {exc}") from exc
+
+
+def interval_levels(args: argparse.Namespace) -> tuple[float, ...] | None:
+    from online_models.intervals import check_levels
+
+    if not args.interval_levels:
+        return None
+    try:
+        return check_levels(float(v) for v in args.interval_levels.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--interval-levels {args.interval_levels!r}: {exc}") from exc
 
 
 def run_workers(settings: Settings, args: argparse.Namespace, workers: int) -> int:
@@ -261,6 +280,9 @@ def run_processor(settings: Settings, args: argparse.Namespace) -> int:
     task = TaskConfig(extra_features=settings.extra_features)
     if hs:
         task = task.replace(horizons=hs)
+    levels = interval_levels(args)
+    if levels:
+        task = task.replace(interval_levels=levels)
     catalog = load_catalog(settings.models_file)
     if args.create_resources and not args.worker:  # the workers' supervisor did it
         create_resources(settings, args.shards)

@@ -14,7 +14,6 @@ asserted: timing is a figure, not a test).
 from __future__ import annotations
 
 import os
-
 import time
 from pathlib import Path
 from typing import Any

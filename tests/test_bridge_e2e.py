@@ -142,7 +142,7 @@ class StreamReader:
     def __init__(self, kinesis, stream: str) -> None:
         self.kinesis = kinesis
         self.stream = stream
-        self.iterators: dict[str, str] = {}
+        self.iterators: dict[str, str | None] = {}  # None: a closed shard read to its end
         self.records: dict[str, list[bytes]] = {}
 
     def poll(self) -> int:
@@ -154,9 +154,10 @@ class StreamReader:
                     StreamName=self.stream, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
                 )["ShardIterator"]
                 self.records[sid] = []
-            while True:
-                resp = self.kinesis.get_records(ShardIterator=self.iterators[sid], Limit=10000)
-                self.iterators[sid] = resp["NextShardIterator"]
+            while (it := self.iterators[sid]) is not None:
+                resp = self.kinesis.get_records(ShardIterator=it, Limit=10000)
+                # a closed shard read to its end has no next iterator (after a reshard)
+                self.iterators[sid] = resp.get("NextShardIterator")
                 self.records[sid].extend(r["Data"] for r in resp["Records"])
                 if not resp["Records"] or not resp.get("MillisBehindLatest"):
                     break

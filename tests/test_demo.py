@@ -550,9 +550,12 @@ def check_completed_demo(out: Path, output: str, devices: int = 3) -> None:
     assert (ckpt["device_count"], ckpt["samples"]) == (devices, stream["learned"])
     assert {d: e["samples"] for d, e in ckpt["devices"].items()} == stream["learned_by_device"]
     for entry in entries.values():
-        artifact = (out / "checkpoints" / entry["key"]).read_bytes()
-        assert hashlib.sha256(artifact).hexdigest() == entry["sha256"]
-        assert (out / "checkpoints" / entry["key"]).with_name("manifest.json").exists()
+        if entry.get("offset") is None:  # one object per device (checkpoints before bundles)
+            path = out / "checkpoints" / entry["key"]
+            assert path.with_name("manifest.json").exists()
+        else:  # its byte range of the shard's bundle, copied as <bundle key>@<offset>
+            path = out / "checkpoints" / f"{entry['key']}@{entry['offset']}"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
 
     # The evaluation report; per device, the stream's prequential MAE of the champion and
     # of persistence equals the offline evaluation's (same code, same readings).

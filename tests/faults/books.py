@@ -211,11 +211,12 @@ def wait_drained(settings: Settings, ledger: Ledger, timeout: float) -> StreamCo
         "every reading in the stream",
         interval=1.0,
     )
-    quiet_since, count = time.monotonic(), reader.contents.count
+    # (poll() counts parts, the readings the processor counts: compare like with like)
+    quiet_since, count = time.monotonic(), reader.contents.parts
     while time.monotonic() - quiet_since < 1.5:
         time.sleep(0.5)
         if reader.poll() != count or not reader.complete:
-            quiet_since, count = time.monotonic(), reader.contents.count
+            quiet_since, count = time.monotonic(), reader.contents.parts
 
     def committed() -> bool:
         last = reader.contents.last_sequence()

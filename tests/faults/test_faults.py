@@ -13,7 +13,6 @@ asserted: timing is a figure, not a test).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,7 @@ from tests.faults.books import StreamReader, wait_until
 from tests.faults.pipeline import Pipeline, make_readings
 from tests.support import manifests
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(1800),
-    # KNOWN REGRESSION (2026-12-07, issue 25): with the bridge packing readings, these fault
-    # runs stall (the S3-outage run stopped receiving readings 15 s in; the SIGKILL runs
-    # hung past 20 minutes) and the session ran out of time to find why. They are skipped,
-    # not deleted, so that the next session starts here: run them with
-    # IOTCAST_FAULTS=1 .venv/bin/python -m pytest tests/faults/test_faults.py
-    pytest.mark.skipif(
-        os.environ.get("IOTCAST_FAULTS") != "1",
-        reason="known regression under packed records (issue 25): set IOTCAST_FAULTS=1",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _stream_at(pipeline: Pipeline, reader: StreamReader, share: float, timeout: float) -> int:

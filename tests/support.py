@@ -353,3 +353,26 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.5) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+# ------------------------------------------------------------ S3 requests
+S3_WRITES = frozenset(
+    {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
+)
+
+
+class S3Calls:
+    """Every S3 operation a real client sends, with its parameters (botocore's event hooks)."""
+
+    def __init__(self, client: Any) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        client.meta.events.register("provide-client-params.s3.*", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.seen.append((model.name, dict(params)))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.seen]
+
+    def writes(self) -> list[str]:
+        return [n for n in self.names() if n in S3_WRITES]

@@ -9,21 +9,8 @@ import pytest
 from iotcast.settings import Settings
 from stream.bundle import MIN_PART_SIZE, get_extent, put_bundle
 from stream.checkpoint import TamperedCheckpoint
+from tests.support import S3Calls as Calls
 from tests.support import create_bucket
-
-
-class Calls:
-    """Every S3 operation a client sends, with its parameters (botocore's event hooks)."""
-
-    def __init__(self, client) -> None:
-        self.seen: list[tuple[str, dict]] = []
-        client.meta.events.register("provide-client-params.s3.*", self._record)
-
-    def _record(self, params, model, **_):
-        self.seen.append((model.name, dict(params)))
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.seen]
 
 
 @pytest.fixture

@@ -26,27 +26,10 @@ from stream.checkpoint import (
 from stream.checkpointing import Checkpointer
 from stream.registry import ModelRegistry
 from stream.state import DeviceSlot, ShardState
+from tests.support import S3Calls as Calls
 from tests.support import create_bucket
 
-WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
 PART = 8 * 1024 * 1024
-
-
-class Calls:
-    """Every S3 operation a client sends, with its parameters (botocore's event hooks)."""
-
-    def __init__(self, client) -> None:
-        self.seen: list[tuple[str, dict]] = []
-        client.meta.events.register("provide-client-params.s3.*", self._record)
-
-    def _record(self, params, model, **_):
-        self.seen.append((model.name, dict(params)))
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.seen]
-
-    def writes(self) -> list[str]:
-        return [n for n in self.names() if n in WRITES]
 
 
 class Blob:

@@ -4,7 +4,7 @@ Feeds three real devices' readings (watched: ``StreamCore(watch=...)``),
 interleaved with one reading each of ``--devices`` new ids (100,000 by
 default), into :class:`stream.core.StreamCore` with the real catalog (default
 models, horizons 0/60/900/3600) and ``--max-devices``.  Every
-``--checkpoint-every`` records it takes the shard's snapshot, as the
+``--checkpoint-every`` readings (one per record here) it takes the shard's snapshot, as the
 processor's checkpoint does (pickles of changed devices, dead-letter lines
 handed over), and sweeps the fleet's gauges (worst-k among them).  Prints RSS
 (from /proc) and the ``iotcast_*`` series of the process's registry at each

@@ -3,8 +3,9 @@
 The run, in four parts:
 
 - the stack (``bench/soak_stack.py``): mosquitto, kinesalite (Kinesis) and a
-  moto server (S3, DynamoDB), the real ``iotcast bridge`` and one ``iotcast
-  process --workers N`` over a ``--shards`` stream, supervised as the demo's are;
+  moto server (S3, DynamoDB), the real ``iotcast bridge`` (``--bridges N``: N of
+  them on a shared subscription) and one ``iotcast process --workers N`` over a
+  ``--shards`` stream, supervised as the demo's are;
 - the load (``bench/soak_load.py``): ``--devices`` synthetic devices publish
   at ``--rate`` readings/s in total for ``--duration`` seconds;
 - the accounting (``bench/soak_accounting.py``): /proc and /metrics sampled
@@ -48,7 +49,7 @@ Measured (printed at the end; ``--json FILE`` writes them too):
   published reading must be learned (the first ``samples`` readings of its
   device in the S3 shard manifests), or still in Kinesis after its shard
   manifest's sequence number, or still in the broker (read from the bridge's
-  persistent session once the bridge is stopped); what is in none of them
+  persistent session, each bridge's, once the bridges are stopped); what is in none of them
   is lost and counted by device.  Duplicates/late/glitches come from the
   processors' /metrics (the fleet's counts, by shard), dead letters from S3.
 * CPU per reading of each process and the stream rate at which it would need
@@ -60,6 +61,7 @@ record put and per GetRecords, so a long run on it measures moto).
 Example (a short trial)::
 
     .venv/bin/python bench/soak.py --duration 60 --rate 300 --devices 200
+    .venv/bin/python bench/soak.py --duration 60 --rate 300 --devices 200 --bridges 2
 
 The soak of issue 14 (10 minutes, 1,000 devices, 4 shards, 2 workers), and the
 70-minute one for the RSS plateau::
@@ -138,8 +140,8 @@ class Soak:
         """SIGTERM the bridge (it flushes), then every processor at once (final checkpoints)."""
         self.t_stop_begin = time.time()
         final = self.watch.poll_once()  # the bridge's last figures
-        self.say("stopping the bridge (SIGTERM), then the processors (final checkpoints)")
-        codes: dict[str, Any] = {"bridge": self.stack.stop_bridge()}
+        self.say("stopping the bridges (SIGTERM), then the processors (final checkpoints)")
+        codes: dict[str, Any] = dict(self.stack.stop_bridges())
         after = self.watch.poll_once()  # the processors' last figures, before they go
         final.update({k: v for k, v in after.items() if not k.startswith("bridge_")})
         stopped, seconds = self.stack.stop_processors(self.notes)
@@ -162,7 +164,13 @@ class Soak:
             self.watch.stop()
             self.say("reading the S3 manifests, dead letters and what is left in Kinesis")
             broker = self.stack.get("mosquitto").port
-            lost = account(self.stack.settings, self.load, broker, stopped["final_poll"])
+            lost = account(
+                self.stack.settings,
+                self.load,
+                broker,
+                stopped["final_poll"],
+                self.stack.bridge_client_ids(),
+            )
             self.say(f"reading the predictions stream (up to {a.read_seconds:.0f} s)")
             preds = read_predictions(self.stack.settings, self.load, a.read_seconds)
         finally:
@@ -185,6 +193,7 @@ NUMBERS = (
     ("--duration", float, 600, "seconds of publishing"),
     ("--shards", int, 4, "telemetry stream shards"),
     ("--workers", int, 2, "iotcast process --workers"),
+    ("--bridges", int, 1, "iotcast bridge processes (2 or more: --bridge-id, shared subscription)"),
     ("--publishers", int, 2, "paho clients, one thread each"),
     ("--poll", float, 5, "seconds between /metrics polls"),
     ("--window", float, 30, "throughput window, s"),

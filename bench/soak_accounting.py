@@ -10,7 +10,7 @@ After the publisher stops, :func:`drain` waits for the backlog; after the
 graceful stop, :func:`account` finds every published reading: learned (the
 first ``samples`` readings of its device in the S3 shard manifests), or still
 in Kinesis after its shard manifest's sequence number, or still in the broker
-(read from the bridge's persistent session once the bridge is stopped); what
+(read from each bridge's persistent session once the bridges are stopped); what
 is in none of them is lost and counted by device (the per-device books come
 from the manifests, Kinesis and the broker, never from /metrics).
 :func:`read_predictions` reads the output stream (packed records: many output
@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -205,18 +205,16 @@ class Watch:
             row[n] = total(merged, n)
         row["lag_max"] = max(merged.get("iotcast_shard_lag_seconds", {}).values(), default=None)
         row["per_processor"] = per
-        try:
-            b = parse_metrics(fetch(self.stack.get("bridge").url + "/metrics"))
-            row["bridge_received"] = total(b, "iotcast_bridge_messages_received_total")
-            row["bridge_forwarded"] = total(b, "iotcast_bridge_readings_forwarded_total")
-            row["bridge_dead_letters"] = total(b, "iotcast_bridge_dead_letters_total")
-            row["bridge_buffer"] = total(b, "iotcast_bridge_buffer_records")
-            row["bridge_oldest_unacked"] = total(b, "iotcast_bridge_oldest_unacked_age_seconds")
-            row["bridge_retries"] = total(b, "iotcast_bridge_retries_total")
-            row["bridge_put_sum"] = total(b, "iotcast_bridge_put_records_seconds_sum")
-            row["bridge_put_count"] = total(b, "iotcast_bridge_put_records_seconds_count")
+        try:  # every bridge's figures, summed (the oldest unacknowledged: the worst), or none
+            pages = [parse_metrics(fetch(b.url + "/metrics")) for b in self.stack.bridges()]
         except OSError:
-            pass
+            pages = []
+        if pages:
+            for key, metric in BRIDGE_METRICS.items():
+                row[key] = sum(total(b, metric) for b in pages)
+            row["bridge_oldest_unacked"] = max(
+                total(b, "iotcast_bridge_oldest_unacked_age_seconds") for b in pages
+            )
         row["published"] = self.load.sent()
         row["acked"] = self.load.acked()
         # publish -> learned: each watched device's newest learned reading, joined with the
@@ -240,6 +238,17 @@ class Watch:
                 self.notes.append(f"poll failed at {time.strftime('%H:%M:%S')}: {exc}")
             if self.stop_sampling.wait(self.args.poll):
                 return
+
+
+BRIDGE_METRICS = {  # poll row key -> the bridge's metric, summed over the bridges
+    "bridge_received": "iotcast_bridge_messages_received_total",
+    "bridge_forwarded": "iotcast_bridge_readings_forwarded_total",
+    "bridge_dead_letters": "iotcast_bridge_dead_letters_total",
+    "bridge_buffer": "iotcast_bridge_buffer_records",
+    "bridge_retries": "iotcast_bridge_retries_total",
+    "bridge_put_sum": "iotcast_bridge_put_records_seconds_sum",
+    "bridge_put_count": "iotcast_bridge_put_records_seconds_count",
+}
 
 
 # ------------------------------------------------------------------ drain
@@ -297,13 +306,13 @@ def drain(watch: Watch, say: Callable[[str], None]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ accounting
-def drain_broker(settings: Settings, port: int) -> dict[str, set[float]]:
-    """Take what the broker still holds for the (stopped) bridge's session: ts by device.
+def drain_broker(client_id: str, port: int, got: dict[str, set[float]]) -> None:
+    """Take what the broker still holds for a (stopped) bridge's session into ``got``: ts by
+    device.
 
     Connects as the bridge's client id with its session kept, so the broker hands over
     the queued messages; reading them here ends the run's queue (the run is over).
     """
-    got: dict[str, set[float]] = {}
     last = [time.monotonic()]
 
     def on_message(client, userdata, msg) -> None:
@@ -311,11 +320,7 @@ def drain_broker(settings: Settings, port: int) -> dict[str, set[float]]:
         got.setdefault(d["device_id"], set()).add(d["ts"])
         last[0] = time.monotonic()
 
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"iotcast-bridge-{settings.app}",
-        protocol=mqtt.MQTTv5,
-    )
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.on_message = on_message
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 0
@@ -326,11 +331,14 @@ def drain_broker(settings: Settings, port: int) -> dict[str, set[float]]:
         time.sleep(0.5)
     c.disconnect()
     c.loop_stop()
-    return got
 
 
 def account(
-    settings: Settings, load: Load, broker_port: int, final: dict[str, Any]
+    settings: Settings,
+    load: Load,
+    broker_port: int,
+    final: dict[str, Any],
+    bridge_client_ids: Sequence[str],
 ) -> dict[str, Any]:
     """Every published reading: learned (S3 manifests), dropped as duplicate/late/glitch,
     dead-lettered, still in Kinesis after the manifests, still in the broker, or lost."""
@@ -370,7 +378,9 @@ def account(
             if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
                 break
             it = resp.get("NextShardIterator")
-    broker = drain_broker(settings, broker_port)
+    broker: dict[str, set[float]] = {}
+    for client_id in bridge_client_ids:  # each bridge's session, in turn
+        drain_broker(client_id, broker_port, broker)
     in_broker = sum(len(v) for v in broker.values())
     dead = 0
     for obj in _list(s3, s.bucket, "dead-letter/"):

@@ -341,7 +341,8 @@ def print_report(soak: Soak) -> None:
     ll, lp = r["latency"]["publish_to_learned"], r["latency"]["publish_to_prediction_emitted"]
     print("\n================ soak: figures ================")
     print(
-        f"setup: {a.devices:,} devices, {a.shards} shards, 1 bridge, iotcast process "
+        f"setup: {a.devices:,} devices, {a.shards} shards, {a.bridges} bridge(s)"
+        f"{' (shared subscription)' if a.bridges > 1 else ''}, iotcast process "
         f"--workers {a.workers}, {a.publishers} publisher clients; kinesalite (Kinesis) and "
         f"moto (S3, DynamoDB); git {r.get('git')}; work dir {r['workdir']}"
     )

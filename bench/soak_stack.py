@@ -1,9 +1,12 @@
 """The soak's stack: the components and the real bridge and processors, supervised, stopped.
 
 On 127.0.0.1 (ports from :func:`iotcast.stack.free_port`): the local AWS stack
-(kinesalite for Kinesis, a moto server for S3 and DynamoDB), mosquitto, one
-``iotcast bridge`` (it subscribes with one fixed client id and no shared
-subscription, so two bridges would each forward every message) and one
+(kinesalite for Kinesis, a moto server for S3 and DynamoDB), mosquitto,
+``--bridges`` ``iotcast bridge`` processes (one: ``bridge``, the default set-up,
+its own client id and a plain subscription; several: ``bridge-0``, ``bridge-1``,
+... with ``--bridge-id 0``, ``1``, ..., each its own client id and persistent
+session, sharing the devices' topics through the shared subscription
+``$share/<app>/iot/+/telemetry``: :func:`bridge_names`) and one
 ``iotcast process --workers N`` over a ``--shards`` stream, its workers
 serving /metrics on consecutive ports (:class:`Worker`: each is polled and
 sampled on its own) and watching ``--watch`` devices spread over the fleet
@@ -40,7 +43,7 @@ from iotcast.stack import (
 from iotcast.supervisor import ProcessList
 from monitoring.metrics import MAX_WATCHED
 
-__all__ = ["SoakStack", "Worker", "watched"]
+__all__ = ["SoakStack", "Worker", "bridge_client_id", "bridge_names", "watched"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +57,24 @@ def watched(devices: int, count: int) -> list[str]:
     count = max(0, min(count, devices, MAX_WATCHED))
     ids = [d.id for d in make_devices(devices)]
     return [ids[i * devices // count] for i in range(count)]
+
+
+def bridge_names(count: int) -> list[str]:
+    """The soak's bridge processes: ``bridge`` alone, or ``bridge-<id>`` for several.
+
+    >>> bridge_names(1), bridge_names(2)
+    (['bridge'], ['bridge-0', 'bridge-1'])
+    """
+    return ["bridge"] if count == 1 else [f"bridge-{i}" for i in range(count)]
+
+
+def bridge_client_id(app: str, name: str) -> str:
+    """The MQTT client id of bridge ``name`` (as ``iotcast bridge`` builds it).
+
+    >>> bridge_client_id("soak", "bridge"), bridge_client_id("soak", "bridge-1")
+    ('iotcast-bridge-soak', 'iotcast-bridge-soak-1')
+    """
+    return f"iotcast-bridge-{app}" + ("" if name == "bridge" else f"-{name.split('-', 1)[1]}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,13 @@ class SoakStack:
         proc = self.procs.get(name)
         assert proc is not None, name
         return proc
+
+    def bridges(self) -> list[ManagedProcess]:
+        """The bridge processes, in order (one, or ``--bridges`` on a shared subscription)."""
+        return [self.get(name) for name in bridge_names(self.args.bridges)]
+
+    def bridge_client_ids(self) -> list[str]:
+        return [bridge_client_id(self.settings.app, n) for n in bridge_names(self.args.bridges)]
 
     def processors(self) -> list[Worker]:
         """The processor workers (each polled and sampled on its own)."""
@@ -136,10 +164,13 @@ class SoakStack:
             app="soak",
         )
         shards = ("--shards", str(a.shards))
-        self._iotcast(
-            "bridge", "bridge", "--create-stream", *shards, *a.bridge_arg,
-            ready=lambda port: http_ready(f"http://{HOST}:{port}/healthz")(),
-        )  # fmt: skip
+        for i, name in enumerate(bridge_names(a.bridges)):
+            ident = () if name == "bridge" else ("--bridge-id", str(i))
+            create = ("--create-stream", *shards) if i == 0 else ()  # the first one creates it
+            self._iotcast(
+                name, "bridge", *create, *ident, *a.bridge_arg,
+                ready=lambda port: http_ready(f"http://{HOST}:{port}/healthz")(),
+            )  # fmt: skip
         path = "/metrics?name[]=iotcast_shard_owned"
         watch = watched(a.devices, a.watch)
         supervisor = self._iotcast(
@@ -169,9 +200,10 @@ class SoakStack:
         self.say(f"warning: shards owned per processor {counts} after {timeout:.0f}s; going on")
 
     # ------------------------------------------------------------------- stop
-    def stop_bridge(self) -> int | None:
-        """SIGTERM the bridge: it flushes what it holds and acknowledges it."""
-        return self.get("bridge").stop(grace=60)
+    def stop_bridges(self) -> dict[str, int | None]:
+        """SIGTERM each bridge in turn: it flushes what it holds and acknowledges it; their
+        exit codes by name."""
+        return {b.name: b.stop(grace=60) for b in self.bridges()}
 
     def stop_processors(self, notes: list[str]) -> tuple[dict[str, int | None], float]:
         """SIGTERM the processor (its workers write their final checkpoints), SIGKILL after

@@ -395,7 +395,7 @@ def _task_parameters() -> dict[str, Any]:
         ),
         "CheckpointRecords": _param(
             "Number",
-            "Processor --checkpoint-every: ... or after this many records of a shard (a busy "
+            "Processor --checkpoint-every: ... or after this many readings of a shard (a busy "
             "shard would otherwise checkpoint every few seconds; docs/capacity.md)",
             Default=1000000,
             MinValue=1,

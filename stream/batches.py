@@ -9,7 +9,8 @@ items; :class:`BatchLoop` gives each record to the per-record core
   (another epoch) or is no longer reading (handed over, ending);
 - asks for a checkpoint (:meth:`stream.checkpointing.Checkpointer.checkpoint`,
   which snapshots at once and writes on its own) when a shard has
-  ``checkpoint_every`` records since its last one and none in flight: always
+  ``checkpoint_every`` readings since its last one (the core counts a record's
+  parts: ``ShardState.since_checkpoint``) and none in flight: always
   between two records, after the core handled the first whole (a packed record's
   readings are learned all or nothing, and the position is a record's sequence
   number, never a place inside one);

@@ -1,6 +1,7 @@
 """Checkpoints of the shards a processor holds (DESIGN.md, "Checkpoint protocol").
 
-Per shard, every ``checkpoint_every`` records (the batch loop asks) or
+Per shard, every ``checkpoint_every`` readings (the batch loop asks, at the first
+record boundary past them: a packed record holds many) or
 ``checkpoint_seconds`` seconds (:meth:`Checkpointer.ticker`) and on hand-over
 or stop, the devices changed since the last checkpoint are pickled at a
 record boundary (on the event loop: :meth:`~stream.state.ShardState.snapshot`),

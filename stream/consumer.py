@@ -84,6 +84,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ITERATOR_ATTEMPTS = 6
+# A failing shard listing or GetRecords (a Kinesis outage) is retried after 0.5, 1, 2, ... s,
+# at most every MAX_RETRY_SECONDS (the listing: at most every shard_refresh).
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 10.0
+
+
+def retry_delay(failures: int, cap: float = MAX_RETRY_SECONDS) -> float:
+    """Seconds before the next try after ``failures`` failures in a row (doubling, capped).
+
+    >>> [retry_delay(n) for n in (1, 2, 3, 6, 20)]
+    [0.5, 1.0, 2.0, 10.0, 10.0]
+    """
+    return min(cap, FIRST_RETRY_SECONDS * 2 ** min(failures - 1, 30))
+
+
+def _worth_logging(failures: int) -> bool:
+    """Log the 1st, 2nd, 4th, 8th, ... failure in a row (a long outage stays readable)."""
+    return failures & (failures - 1) == 0
 
 
 class KinesisShard(TypedDict, total=False):
@@ -615,6 +633,9 @@ class LeaseConsumer(Consumer):
     ('iot-telemetry', [])
     """
 
+    _last_shard_refresh: float  # async-kinesis': time.time() of its last shard listing
+    _shard_refresh_interval: float
+
     def __init__(
         self,
         stream: str,
@@ -642,6 +663,44 @@ class LeaseConsumer(Consumer):
         self.buffer = RecordBuffer(buffer_records, chunk)
         self.queue = _BufferedQueue(self.buffer)
         self._progress: dict[str, _ShardProgress] = {}
+        self.listing_failures = 0  # shard listings failed in a row
+        self.fetch_failures: dict[str, int] = {}  # shard -> GetRecords failed in a row
+        self._closing = asyncio.Event()
+
+    async def refresh_shards(self) -> None:
+        """async-kinesis' shard listing, retried with a bounded backoff when it fails.
+
+        async-kinesis logs a failed listing and lists again at its next fetch round,
+        every 0.2 s: during a Kinesis outage, 5 calls a second per process (and as many
+        log lines).  Here the next try comes after :func:`retry_delay` (at most
+        ``shard_refresh``); the shards already held are read on meanwhile.
+        """
+        interval = self._shard_refresh_interval
+        before = self._last_shard_refresh
+        if time.time() - before < interval:
+            return  # not due (async-kinesis' own check)
+        await super().refresh_shards()
+        if self._last_shard_refresh != before:
+            if self.listing_failures:
+                log.info(
+                    "listing the shards of %s works again after %d failed tries",
+                    self.stream_name,
+                    self.listing_failures,
+                )
+            self.listing_failures = 0
+            return
+        # Not listed: an error (logged by async-kinesis), or the stream is not ACTIVE.
+        self.listing_failures += 1
+        delay = retry_delay(self.listing_failures, cap=max(FIRST_RETRY_SECONDS, interval))
+        self._last_shard_refresh = time.time() + delay - interval
+        if _worth_logging(self.listing_failures):
+            log.warning(
+                "listing the shards of %s failed %d times in a row; next try in %.1f s "
+                "(shards held are read on)",
+                self.stream_name,
+                self.listing_failures,
+                delay,
+            )
 
     def listed(self) -> Sequence[KinesisShard]:
         """The stream's shards as last listed (empty before the first listing)."""
@@ -666,7 +725,10 @@ class LeaseConsumer(Consumer):
             result = await super().get_records(shard)
             if result is None:
                 self.buffer.release(hold)
+                await self._fetch_failed(shard_id)
                 return None
+            if self.fetch_failures.pop(shard_id, 0):
+                log.info("GetRecords of %s works again", shard_id)
             if self.leases.epochs.get(shard_id, 0) != epoch or not self.leases.is_allocated(
                 shard_id
             ):
@@ -715,9 +777,29 @@ class LeaseConsumer(Consumer):
             self.buffer.release(hold)
             raise
 
+    async def _fetch_failed(self, shard_id: str) -> None:
+        """A GetRecords of the shard failed (async-kinesis logged why and waited its fixed
+        3 s): wait on, so that tries come at most every :func:`retry_delay` + 3 s; the
+        lease is kept (DynamoDB heartbeats go on) and the shard read from where it was."""
+        failures = self.fetch_failures[shard_id] = self.fetch_failures.get(shard_id, 0) + 1
+        delay = max(0.0, retry_delay(failures) - 3.0)
+        if _worth_logging(failures):
+            log.warning(
+                "GetRecords of %s failed %d times in a row; next try in %.1f s (the lease is kept)",
+                shard_id,
+                failures,
+                delay + 3.0,
+            )
+        if delay and not self._closing.is_set():
+            try:
+                await asyncio.wait_for(self._closing.wait(), delay)
+            except TimeoutError:
+                pass
+
     async def close(self) -> None:
         """async-kinesis' close, after letting go of fetches waiting for room (it awaits them)."""
         self.buffer.close()
+        self._closing.set()
         await super().close()
 
     def handled(self, record: RawRecord) -> None:

@@ -7,7 +7,8 @@ inside the event loop):
 - the transport (:mod:`stream.consumer`) hands out batches of records of the
   shards this process leases; the batch loop (:mod:`stream.batches`, the hot
   path) gives each record to :class:`~stream.core.StreamCore` and asks for a
-  checkpoint every ``checkpoint_every`` records of a shard;
+  checkpoint every ``checkpoint_every`` readings of a shard (a packed record holds
+  many; a checkpoint still falls between two records);
 - checkpoints (:mod:`stream.checkpointing`): S3 first, then DynamoDB, also
   every ``checkpoint_seconds`` and on hand-over or stop;
 - the shard lifecycle (:mod:`stream.shards`): lease, resume from the manifest
@@ -99,7 +100,7 @@ class ProcessorOptions:
     500
     """
 
-    checkpoint_every: int = 10_000
+    checkpoint_every: int = 10_000  # readings (not records) of a shard between checkpoints
     checkpoint_seconds: float = 10.0
     max_devices: int = 100_000
     session_timeout: float = 60.0

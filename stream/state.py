@@ -155,7 +155,7 @@ class ShardState:
         self.dirty: set[str] = set()
         self.dead_letters: list[bytes] = []
         self.events: list[bytes] = []  # written to S3 with the next checkpoint
-        self.since_checkpoint = 0
+        self.since_checkpoint = 0  # readings (a record's parts) handled since the last snapshot
         self.last_checkpoint = time.monotonic()
         self.replayed = 0
         self._status = ShardStatus.READING

@@ -5,7 +5,7 @@ new ids arrive, one reading each, interleaved with the known devices'
 readings.  Held devices stay at ``max_devices``; every reading of an id over
 the cap is dead-lettered with reason ``device_limit`` and counted in
 ``iotcast_records_poison_total``; the dead-letter backlog is handed over at
-each checkpoint (every ``checkpoint_every`` records, as the processor's
+each checkpoint (every ``checkpoint_every`` readings, one per record here, as the processor's
 runner does, with its sweep of the fleet's gauges), so it never holds more
 lines than that; the flood does not grow the processor's series (no series
 names a flood id but the worst-k gauges, k per horizon); the known devices'

@@ -38,10 +38,17 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
     items = support.items_of(readings)
     for i, raw in zip((10, 20_000, 40_000), POISON, strict=True):
         items.insert(i, (raw, "poison"))
-    if record_format == "packed":  # 100 readings a record, poison among them as parts
-        feeder = packing.feed_packed_in_background(settings, items, pause=0.06, per_record=100)
-    else:
-        feeder = support.feed_in_background(settings, items, pause=0.15)
+    # Fed in four parts, one at a time: kill i comes once the processor started i has learned
+    # 7,000 readings, and part i alone holds over 12,000 it has yet to learn (it resumed at or
+    # before the end of part i - 1). With one feed of everything, a restart slow enough on a
+    # loaded machine left the last processor fewer than 7,000 to learn: it waited 180 s.
+    parts = [items[i * len(items) // 4 : (i + 1) * len(items) // 4] for i in range(4)]
+
+    def feed(part: list[tuple[bytes, str]]):
+        if record_format == "packed":  # 100 readings a record, poison among them as parts
+            return packing.feed_packed_in_background(settings, part, pause=0.06, per_record=100)
+        return support.feed_in_background(settings, part, pause=0.15)
+
     flags = support.processor_flags(
         MODELS, HORIZONS, checkpoint_every=3000, checkpoint_seconds=2, shard_refresh=2
     )
@@ -50,16 +57,20 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
         expected = support.reference(
             readings, load_catalog(), TaskConfig(horizons=HORIZONS), MODELS
         )
-        for _kill in range(3):
+        for part in parts[:3]:
+            feeder = feed(part)
             support.wait_for(
                 lambda p=proc: support.metric_sum(p, "iotcast_readings_learned_total") >= 7000,
                 180,
                 "the processor to learn 7000 readings",
             )
             proc.kill()
+            feeder.join(120)
+            assert not feeder.is_alive() and not feeder.errors
             proc = support.start_processor(settings, tmp_path, *flags)
+        feeder = feed(parts[3])
         feeder.join(120)
-        assert not feeder.errors
+        assert not feeder.is_alive() and not feeder.errors
         want = {d: dm.n_learned for d, dm in expected.items()}
         support.wait_for(
             lambda: support.device_samples(settings) == want,

@@ -87,8 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--share-group",
         help="MQTT 5 shared-subscription group the bridges split the devices' messages "
         "in ($share/<group>/iot/+/telemetry); '' subscribes without sharing (default: <app> "
-        "with --bridge-id, one of several bridges; '' without, the one bridge: on mosquitto 2.0 "
-        "a shared subscription's queued messages do not survive a broker restart)",
+        "with --bridge-id, one of several bridges; '' without, the one bridge: mosquitto 2.0 "
+        "does not restore a shared subscription from its persistence, so after a broker "
+        "restart the messages published before the bridges subscribe again match nobody and "
+        "are dropped (MQTT 5 publishers get PUBACK 0x10, no matching subscribers); what was "
+        "queued or in flight before the restart is redelivered)",
     )
     g.add_argument(
         "--record-format",
@@ -164,9 +167,11 @@ def options_from_args(args: argparse.Namespace, app: str) -> BridgeOptions:
     return BridgeOptions(
         client_id=client_id,
         # one of several bridges (an id): they share the devices' topics; the one bridge of
-        # a default set-up subscribes plainly: mosquitto 2.0 does not hand a shared
-        # subscription's queued QoS 1 messages back after a broker restart (the fault
-        # suite's mosquitto restart lost readings), a plain persistent session does
+        # a default set-up subscribes plainly: mosquitto 2.0(.11) restores a shared
+        # subscription's queued and in-flight QoS 1 messages after a broker restart but not
+        # the subscription itself, so what devices publish before the bridges subscribe
+        # again is dropped (the fault suite's mosquitto restart lost readings); a plain
+        # persistent subscription is restored and queues them
         share_group=(app if args.bridge_id else "")
         if args.share_group is None
         else args.share_group,

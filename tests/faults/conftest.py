@@ -6,6 +6,8 @@ The size comes from the environment, read here at the tests' edge:
   suite stays within CI's budget; the issue's figure is 100,000);
 - ``IOTCAST_FAULT_OUTAGE_SECONDS``: how long S3 or DynamoDB is refused, and
   how long the consumer is slowed (default 10; the issue's figure is 30);
+- ``IOTCAST_FAULT_KINESIS_OUTAGE_SECONDS``: how long every Kinesis request of the
+  processors is refused (default 90, the issue's figure);
 - ``IOTCAST_FAULT_SHARDS``: shards of the telemetry stream (default 2; more
   keep moto fast at large sizes: its PutRecords and GetRecords walk the whole
   shard, so their cost grows with the records a shard holds);
@@ -42,6 +44,9 @@ class Size:
 
     readings: int = int(os.environ.get("IOTCAST_FAULT_READINGS", "2000"))
     outage_seconds: float = float(os.environ.get("IOTCAST_FAULT_OUTAGE_SECONDS", "10"))
+    kinesis_outage_seconds: float = float(
+        os.environ.get("IOTCAST_FAULT_KINESIS_OUTAGE_SECONDS", "90")
+    )
     kills: int = int(os.environ.get("IOTCAST_FAULT_KILLS", "2"))
     shards: int = int(os.environ.get("IOTCAST_FAULT_SHARDS", "2"))
 
@@ -77,6 +82,7 @@ class Results(list):
         old.update(
             readings=SIZE.readings,
             outage_seconds=SIZE.outage_seconds,
+            kinesis_outage_seconds=SIZE.kinesis_outage_seconds,
             kills=SIZE.kills,
             shards=SIZE.shards,
             commit=commit,
@@ -108,6 +114,21 @@ def processors_behind_proxy(
     reads go straight to kinesalite); everything stopped after."""
     proxy = FaultProxy.before(settings_mqtt)
     p = Pipeline(settings_mqtt, tmp_path, shards=SIZE.shards, processor_via=proxy)
+    yield p, proxy
+    p.close()
+    proxy.close()
+
+
+@pytest.fixture
+def processors_all_behind_proxy(
+    settings_mqtt: Settings, tmp_path: Path
+) -> Iterator[tuple[Pipeline, FaultProxy]]:
+    """A pipeline whose processors reach every service (Kinesis too) through a fault proxy;
+    the bridge writes straight to kinesalite."""
+    proxy = FaultProxy.before(settings_mqtt)
+    p = Pipeline(
+        settings_mqtt, tmp_path, shards=SIZE.shards, processor_via=proxy, processor_kinesis_via=True
+    )
     yield p, proxy
     p.close()
     proxy.close()

@@ -153,7 +153,8 @@ class Pipeline:
     ``settings`` names the test's stream, bucket and app, its mosquitto and
     its local AWS stack (kinesalite, moto); ``bridge_via`` puts a fault proxy in
     front of every service the bridge reaches, ``processor_via`` in front of the
-    processors' S3 and DynamoDB (their Kinesis reads go straight to the stack).
+    processors' S3 and DynamoDB (their Kinesis reads go straight to the stack unless
+    ``processor_kinesis_via``).
     """
 
     def __init__(
@@ -164,13 +165,15 @@ class Pipeline:
         shards: int = 2,
         bridge_via: FaultProxy | None = None,
         processor_via: FaultProxy | None = None,
+        processor_kinesis_via: bool = False,
     ) -> None:
         self.settings = settings
         self.workdir = Path(workdir)
         self.shards = shards
         self.bridge_settings = bridge_via.route(settings) if bridge_via else settings
+        kinesis_via = processor_via is not None and processor_kinesis_via
         self.processor_settings = settings.with_endpoints(
-            kinesis=settings.endpoint("kinesis"),
+            kinesis=processor_via.url if kinesis_via else settings.endpoint("kinesis"),
             s3=processor_via.url if processor_via else None,
             dynamodb=processor_via.url if processor_via else None,
         )

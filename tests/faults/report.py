@@ -61,7 +61,13 @@ def table(results: dict[str, Any]) -> str:
     """The results as a Markdown table, with the size, commit and date above it."""
     lines = [
         f"Readings per fault: {results['readings']:,}; outages and slowdown "
-        f"{results['outage_seconds']:g} s; kills {results.get('kills', '–')}; "
+        f"{results['outage_seconds']:g} s"
+        + (
+            f" (Kinesis for the processors {results['kinesis_outage_seconds']:g} s)"
+            if "kinesis_outage_seconds" in results
+            else ""
+        )
+        + f"; kills {results.get('kills', '–')}; "
         f"commit {results['commit']}; {results['date']}.",
         "",
         "| " + " | ".join(title for _, title in COLUMNS) + " |",

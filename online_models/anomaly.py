@@ -6,18 +6,26 @@ and says whether the models may learn the reading. Kinds:
 
 ``spike``
     a reading far outside its own nowcast interval (more than ``far`` times the
-    95 % band's half-width from its centre) that the next reading does not
-    confirm; the models never see it.
+    95 % band's half-width from its centre, the half-width never less than the
+    sensor's resolution, the least change seen between two readings) whose next
+    reading comes back: nearer the level the reading left than the reading itself
+    (judged against that level, whatever the models made of the suspect); the
+    models never see it. A reading is only suspected after a calm one (within
+    half of ``far``) and not right after a silence: a nowcast made from a
+    surprise, or across a silence, is no reference.
 ``level_shift``
-    ``confirm`` readings in a row far outside the interval on the same side: the
-    series jumped. The models learn again from the confirming reading on (they
-    must follow the new level); the readings held back while it was a suspected
-    spike are not learned. Or a slow departure: the recent level (an exponential
-    mean over about ``shift_short_s``) stands more than ``shift_z`` long-run
-    deviations from the device's own level of the last days (``shift_long_s``)
-    for ``shift_short_s``; three deviations is the control-chart convention. It
-    ends when the distance falls under half that; nothing is held back (a real
-    change must be learned).
+    ``confirm`` readings in a row that stay nearer the suspect than the level it
+    left: the series jumped. The models learn again from the confirming reading
+    on (they must follow the new level); the readings held back while it was a
+    suspected spike are not learned. Or a slow departure, an exponential control
+    chart: the recent level (an exponential mean over ``shift_short_s``) stands
+    more than ``shift_z`` of its usual distances (a standard deviation learned
+    per device) from the device's long-run level (``shift_long_s``) for
+    ``shift_hold_s``; three deviations is the control-chart convention, and a
+    distance beyond them is left out of the usual spread, as out-of-control
+    points are left out of a chart's limits. The chart speaks after a day (one
+    daily cycle of the device). It ends when the distance falls under half the
+    threshold; nothing is held back (a real change must be learned).
 ``stuck``
     the same value for more than ``stuck_factor`` times this device's usual
     longest run of equal values (the 99th percentile of its past runs, tracked
@@ -87,7 +95,23 @@ _LEARN = Verdict()
 _HOLD = Verdict(learn=False)
 
 
-class _LogQuantile:
+class _Values:
+    """Pickled as its values alone, in slot order (no names): a checkpoint holds a watch per
+    device."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> tuple[object, ...]:
+        names: tuple[str, ...] = self.__slots__
+        return tuple(getattr(self, name) for name in names)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        names: tuple[str, ...] = self.__slots__
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+
+
+class _LogQuantile(_Values):
     """The ``tau``-quantile of a positive quantity, tracked on the log scale (one float)."""
 
     __slots__ = ("log_q", "n", "tau")
@@ -111,65 +135,67 @@ class _LogQuantile:
 
 
 @dataclass(slots=True)
-class _Level:
-    """Short and long exponential means of a series, in time, and the long-run variance."""
+class _Level(_Values):
+    """An exponential control chart: a short mean of a series against its long-run mean, in
+    time, and the spread of their distance (the chart's own statistic, not the readings')."""
 
     short_s: float
     long_s: float
+    warm_s: float = 86400.0
     clip: float = 3.0
     short: float = math.nan
     long: float = math.nan
     var: float = 0.0
-    since: float = math.nan  # first ts: z is meaningful after a long span
+    since: float = math.nan  # first ts: the chart speaks after warm_s
     last: float = math.nan
 
     def update(self, ts: float, x: float) -> float | None:
-        """Add ``x`` at ``ts``; the short mean's distance from the long one in long-run sds."""
+        """Add ``x`` at ``ts``; the short mean's distance from the long one in its usual sds."""
         if math.isnan(self.short):
             self.short = self.long = x
             self.since = self.last = ts
             return None
         dt = max(ts - self.last, 0.0)
         self.last = ts
+        age = ts - self.since
         a_s = 1.0 - math.exp(-dt / self.short_s)
-        a_l = 1.0 - math.exp(-dt / self.long_s)
+        # the plain mean of all so far until the long span is reached, then an exponential one
+        a_l = max(1.0 - math.exp(-dt / self.long_s), dt / age if age > 0.0 else 1.0)
         self.short += a_s * (x - self.short)
-        d = x - self.long
-        self.long += a_l * d
-        warm = self.var > 0.0 and ts - self.since >= self.long_s
-        # a departure must not hide itself by widening the spread it is measured in:
-        # once warm, a reading counts in the spread as at most `clip` deviations away
-        # (Huber's clipping, at the alarm's own threshold: no second constant)
-        if warm:
-            bound = self.clip * math.sqrt(self.var)
-            d = min(max(d, -bound), bound)
-        self.var = (1.0 - a_l) * (self.var + a_l * d * d)
-        if ts - self.since < self.long_s or self.var <= 0.0:
-            return None
-        return (self.short - self.long) / math.sqrt(self.var)
+        self.long += a_l * (x - self.long)
+        d = self.short - self.long
+        warm = age >= self.warm_s and self.var > 0.0
+        # a departure must not hide itself by widening the spread it is measured in: once
+        # warm, a distance beyond the alarm's own threshold is out of control and, as in a
+        # control chart's limits, left out of the spread (the long mean still follows it)
+        sd = math.sqrt(self.var)
+        if not warm or abs(d) <= self.clip * sd:
+            self.var += a_l * (d * d - self.var)
+        return d / sd if warm else None
 
 
 @dataclass(slots=True)
-class _Suspect:
+class _Suspect(_Values):
     start_ts: float
     value: float
     low: float
     high: float
     score: float
     side: int
+    mid: float  # the level the reading left: what "came back" is judged against
     count: int = 1
 
 
 @dataclass(slots=True)
-class _Gas:
+class _Gas(_Values):
     level: _Level
     since: float | None = None  # when the rise began to hold
     raised: bool = False
     peak: float = 0.0
 
 
-@dataclass
-class Watch:
+@dataclass(slots=True)  # pickled as its values alone: small in a checkpoint
+class Watch(_Values):
     """The anomaly detectors of one device (see the module docstring for each setting)."""
 
     device: str
@@ -179,15 +205,18 @@ class Watch:
     stuck_min_s: float = 300.0
     silent_factor: float = 10.0
     silent_min_s: float = 60.0
-    shift_short_s: float = 7200.0
+    shift_short_s: float = 1800.0
     shift_long_s: float = 3 * 86400.0
     shift_z: float = 3.0
+    shift_hold_s: float = 1800.0
     gas_short_s: float = 600.0
     gas_long_s: float = 86400.0
     gas_z: float = 4.0
     gas_hold_s: float = 300.0
     _suspect: _Suspect | None = None
     _settling: int = 0
+    _calm: bool = False  # the last reading was no surprise: a reference for the next
+    _step: float = math.inf  # the sensor's resolution: the least change between two readings
     _run_value: float = math.nan
     _run_start: float = math.nan
     _run_n: int = 0
@@ -246,6 +275,7 @@ class Watch:
         limit = self._silent_limit()
         if self._gaps.n >= 10 and gap > limit:
             events.append(Anomaly(self.device, "silent", last, ts, gap, 0.0, limit, gap / limit))
+            self._calm = False  # a nowcast across a silence is no reference
         else:  # a silence does not teach the usual interval
             self._gaps.update(gap)
         self._silent_raised = False
@@ -270,6 +300,8 @@ class Watch:
             self._stuck = None
         elif self._run_n >= 1 and not math.isnan(self._run_start):
             self._runs.update(max(ts - self._run_start, 1e-3))
+        if not math.isnan(self._run_value):
+            self._step = min(self._step, abs(value - self._run_value))
         self._run_value, self._run_start, self._run_n = value, ts, 1
         return False
 
@@ -283,53 +315,60 @@ class Watch:
     ) -> bool:
         """Whether the models may learn this reading (a suspected spike is held back)."""
         if nowcast is None or band is None:
-            self._suspect, self._settling = None, 0
+            self._suspect, self._settling, self._calm = None, 0, False
             return True
         low, high = nowcast + band[0], nowcast + band[1]
-        mid, half = (low + high) / 2.0, max((high - low) / 2.0, 1e-9)
+        mid = (low + high) / 2.0
+        # no reading is judged finer than the sensor's own resolution
+        half = max((high - low) / 2.0, self._step if self._step < math.inf else 0.0, 1e-9)
         score = abs(value - mid) / half
         side = 1 if value > mid else -1
         s = self._suspect
-        if score <= self.far or side == self._settling:
-            if score <= self.far:
-                self._settling = 0  # the models caught up with the new level
-            if s is not None:  # it came back: the suspect was a spike
+        if s is not None:
+            # judged against the level the suspect left, whatever the models made of it
+            if abs(value - s.mid) <= abs(value - s.value):  # back: the suspect was a spike
                 events.append(
                     Anomaly(self.device, "spike", s.start_ts, ts, s.value, s.low, s.high, s.score)
                 )
-                self._suspect = None
+                self._suspect, self._calm = None, True
+                return True
+            s.count += 1
+            if s.count < self.confirm:
+                return False
+            events.append(
+                Anomaly(self.device, "level_shift", s.start_ts, None, value, s.low, s.high, s.score)
+            )
+            self._suspect, self._calm = None, False
+            self._settling = side  # learn the new level until the nowcast reaches it
             return True
-        if s is None or s.side != side:
-            self._suspect = _Suspect(ts, value, low, high, score / self.far, side)
-            return False
-        s.count += 1
-        if s.count < self.confirm:
-            return False
-        events.append(
-            Anomaly(self.device, "level_shift", s.start_ts, None, value, s.low, s.high, s.score)
-        )
-        self._suspect = None
-        self._settling = side  # learn the new level until the nowcast reaches it
-        return True
+        calm, self._calm = self._calm, score <= self.far / 2.0
+        if score <= self.far or side == self._settling or not calm:
+            if score <= self.far:
+                self._settling = 0  # the models caught up with the new level
+            return True
+        self._suspect = _Suspect(ts, value, low, high, score / self.far, side, mid)
+        return False
 
     def _departure(self, ts: float, value: float, events: list[Anomaly]) -> None:
         d = self._drift
         if d is None:
-            d = self._drift = _Gas(_Level(self.shift_short_s, self.shift_long_s))
+            level = _Level(self.shift_short_s, self.shift_long_s, clip=self.shift_z)
+            d = self._drift = _Gas(level)
         z = d.level.update(ts, value)
-        far = z is not None and abs(z) > self.shift_z
-        if not far:
-            if d.raised and (z is None or abs(z) < self.shift_z / 2.0):
+        if d.raised:
+            if z is None or abs(z) < self.shift_z / 2.0:
                 events.append(self._shift(d, ts, value, ts))
                 d.since, d.raised, d.peak = None, False, 0.0
-            elif not d.raised:
-                d.since = None
+            elif z is not None:
+                d.peak = max(d.peak, abs(z) / self.shift_z)
             return
-        assert z is not None
+        if z is None or abs(z) <= self.shift_z:
+            d.since, d.peak = None, 0.0
+            return
         d.peak = max(d.peak, abs(z) / self.shift_z)
         if d.since is None:
             d.since = ts
-        if not d.raised and ts - d.since >= self.shift_short_s:
+        if ts - d.since >= self.shift_hold_s:  # it persists: a level shift
             d.raised = True
             events.append(self._shift(d, ts, value, None))
 
@@ -346,7 +385,8 @@ class Watch:
                 continue
             g = self._gas.get(name)
             if g is None:
-                g = self._gas[name] = _Gas(_Level(self.gas_short_s, self.gas_long_s))
+                level = _Level(self.gas_short_s, self.gas_long_s, clip=self.gas_z)
+                g = self._gas[name] = _Gas(level)
             z = g.level.update(ts, math.log(value))
             if z is None or z <= self.gas_z:
                 if g.raised:

@@ -98,3 +98,92 @@ def test_a_gas_that_keeps_rising_raises_an_alarm_and_learning_goes_on():
         for i in range(200)
     ]
     assert ("gas_rise", True) in kinds(out) and all(v.learn for v in out)
+
+
+def test_a_step_of_the_sensors_resolution_is_no_spike_however_narrow_the_band():
+    # a DHT22 reports in 0.1 °C steps: after a long flat stretch the band shrinks to almost
+    # nothing, and one step must still not count as a reading far outside it
+    w = Watch("d")
+    ts, value = 0.0, 21.0
+    for i in range(3000):
+        prev = value  # the nowcast: persistence, as served on such a device
+        if i % 50 == 0:
+            value = round(value + (0.1 if (i // 50) % 2 else -0.1), 1)
+        verdict = w.observe(ts, value, prev, (-0.002, 0.002))
+        assert verdict.learn and not verdict.events, (i, value, verdict)
+        ts += 5.0
+    out = [w.observe(ts, 29.0, value, (-0.002, 0.002)), w.observe(ts + 5, value, value, BAND)]
+    assert kinds(out) == [("spike", False)]  # a real spike still is one
+
+
+def test_the_reading_after_a_surprise_or_a_silence_is_not_judged_a_spike():
+    w = Watch("d")
+    ts = calm(w, 0.0, 500)
+    # a dip within the threshold: the nowcast made from it is no reference for the next reading
+    dip = w.observe(ts, 19.9, 21.0, BAND)
+    back = w.observe(ts + 5, 21.0, 19.9, BAND)  # far from the nowcast made from the dip
+    after = w.observe(ts + 10, 21.0, 21.0, BAND)
+    assert not (dip.events or back.events or after.events) and back.learn
+    # the first reading after a silence is judged against a nowcast made before it
+    first = w.observe(ts + 2000, 25.0, 21.0, BAND)
+    assert kinds([first]) == [("silent", False)] and first.learn
+
+
+def test_a_suspect_that_the_next_readings_join_is_a_level_shift_whatever_the_models_learned():
+    # the models learned the suspect (their nowcast follows it): the next readings are judged
+    # against the level the suspect left, so a jump that stays is a shift, not a spike
+    w = Watch("d")
+    ts = calm(w, 0.0, 500)
+    out = [w.observe(ts, 26.0, 21.0, BAND)] + [
+        w.observe(ts + 5 * i, 26.0, 26.0, BAND) for i in range(1, 4)
+    ]
+    assert kinds(out) == [("level_shift", True)] and [v.learn for v in out] == [
+        False, False, True, True]  # fmt: skip
+
+
+def daily(start: float, days: float, step: float = 5.0, seed: int = 5):
+    """(ts, value) of a device with a daily cycle (±0.5 °C), day-to-day offsets (interpolated)
+    and an AR noise, in 0.1 °C steps, every ``step`` s or so."""
+    rng = random.Random(seed)
+    ts, noise = start, 0.0
+    offset = [rng.gauss(0.0, 0.3) for _ in range(int(days) + 2)]
+    while ts < start + days * 86400.0:
+        noise = 0.99 * noise + rng.gauss(0.0, 0.03)
+        day = (ts - start) / 86400.0
+        o = offset[int(day)] + (day % 1.0) * (offset[int(day) + 1] - offset[int(day)])
+        yield ts, 22.0 + 0.5 * math.sin(2 * math.pi * day) + o + noise
+        ts += step * (0.5 + rng.random())
+
+
+def test_a_slow_drift_is_caught_by_the_control_chart_while_it_lasts():
+    w, prev = Watch("d"), None
+    drift_start, raised = 3 * 86400.0, []
+    for ts, value in daily(0.0, 3.0 + 4 / 24):
+        # from day 3: 4 °C over 4 hours, 0.0014 °C a reading: no jump, nothing outside the band
+        value = round(value + max(ts - drift_start, 0.0) * 4.0 / (4 * 3600.0), 1)
+        v = w.observe(ts, value, value if prev is None else prev, (-0.15, 0.15))
+        assert ts >= drift_start or not v.events, (ts, v)  # the days before: calm
+        raised += [(ts, a) for a in v.events]
+        prev = value
+    assert [a.kind for _, a in raised] == ["level_shift"]
+    at, shift = raised[0]
+    assert at < drift_start + 3 * 3600.0 and shift.end_ts is None and shift.start_ts < at
+
+
+def test_a_week_of_a_daily_cycle_raises_no_departure():
+    w, prev = Watch("d"), None
+    for ts, value in daily(0.0, 7.0, step=30.0, seed=6):
+        value = round(value, 1)
+        v = w.observe(ts, value, value if prev is None else prev, (-0.15, 0.15))
+        assert not v.events, (ts, value, v)
+        prev = value
+
+
+def test_the_watch_stays_small_when_pickled():
+    import pickle
+
+    w = Watch("b8:27:eb:bf:9d:51")
+    ts = calm(w, 0.0, 3000)
+    for i in range(100):
+        w.observe(ts + 5 * i, 21.0, 21.0, BAND, {"co": 0.005, "lpg": 0.007, "smoke": 0.02})
+    assert len(pickle.dumps(w, protocol=pickle.HIGHEST_PROTOCOL)) <= 1024

@@ -6,17 +6,19 @@ the columns ``device,kind,start_ts,end_ts,value,expected_low,expected_high,score
 
 A windows file is JSON: ``{"anomaly_windows": [[start_ts, end_ts], ...]}`` (every device,
 as NAB's labels), and/or ``{"devices": {"<device>": [[start_ts, end_ts], ...]}}``. Per
-device, :func:`score_windows` counts the windows holding at least one event's start
-(``windows_caught`` of ``windows``), the events starting outside every window
-(``false_events``) and the mean time from a caught window's start to its first event
-(``mean_delay_s``). A ``silent`` event is a fact of the file (no reading for that long), not
+device, :func:`score_windows` counts the windows an event meets (``windows_caught`` of
+``windows``), the events that meet no window (``false_events``) and the mean time from a
+caught window's start to its first event's (``mean_delay_s``, 0 for an event that began
+before the window). An event meets a window when its span (start to end; its start alone
+while it goes on) overlaps it: a stuck sensor's event begins where the run of equal values
+began, which may be a little before the fault that froze it. A ``silent`` event is a fact of the file (no reading for that long), not
 a judgement of the values: it is counted apart (``silent_events``) and neither catches a
 window nor counts as false.
 
 A file of planted faults (:func:`telemetry.plant.windows`) also lists each fault's kind
 (``{"faults": [{"device", "kind", "start", "end"}, ...]}``): :func:`score_faults` counts,
-per kind, the faults caught by an event of the matching kind starting within a minute of
-the fault's span (a ``dropout`` by ``silent``, a ``drift`` by ``level_shift``, a
+per kind, the faults caught by an event of the matching kind that meets the fault's span
+widened by a minute each side (a ``dropout`` by ``silent``, a ``drift`` by ``level_shift``, a
 ``gas_leak`` by ``gas_rise``), and the time to the first one.
 
 >>> from online_models.anomaly import Anomaly
@@ -107,10 +109,10 @@ def score_windows(
         judged = [a for a in events if a.kind != "silent"]
         delays = []
         for start, end in wins:
-            inside = [a.start_ts for a in judged if start <= a.start_ts <= end]
+            inside = [a.start_ts for a in judged if _meets(a, start, end)]
             if inside:
-                delays.append(min(inside) - start)
-        false = sum(not any(s <= a.start_ts <= e for s, e in wins) for a in judged)
+                delays.append(max(min(inside) - start, 0.0))
+        false = sum(not any(_meets(a, s, e) for s, e in wins) for a in judged)
         out[device] = {
             "windows_caught": len(delays),
             "windows": len(wins),
@@ -119,6 +121,11 @@ def score_windows(
             "silent_events": len(events) - len(judged),
         }
     return out
+
+
+def _meets(a: Anomaly, start: float, end: float) -> bool:
+    """Whether the event's span overlaps the window (an ongoing event: its start)."""
+    return a.start_ts <= end and (a.start_ts if a.end_ts is None else a.end_ts) >= start
 
 
 def load_faults(path: str | Path) -> list[tuple[str, str, float, float]]:
@@ -136,18 +143,18 @@ def score_faults(
     anomalies: Iterable[Anomaly], faults: Iterable[tuple[str, str, float, float]]
 ) -> dict[str, dict[str, float | int | None]]:
     """Per fault kind: ``planted``, ``caught`` and ``mean_delay_s`` (see the module docstring)."""
-    starts: dict[tuple[str, str], list[float]] = {}
+    spans: dict[tuple[str, str], list[Anomaly]] = {}
     for a in anomalies:
-        starts.setdefault((a.device, a.kind), []).append(a.start_ts)
+        spans.setdefault((a.device, a.kind), []).append(a)
     out: dict[str, dict[str, float | int | None]] = {}
     delays: dict[str, list[float]] = {}
     for device, kind, start, end in faults:
         fig = out.setdefault(kind, {"planted": 0, "caught": 0, "mean_delay_s": None})
         fig["planted"] = int(fig["planted"] or 0) + 1
         hits = [
-            t
-            for t in starts.get((device, CATCHES[kind]), [])
-            if start - TOLERANCE_S <= t <= end + TOLERANCE_S
+            a.start_ts
+            for a in spans.get((device, CATCHES[kind]), [])
+            if _meets(a, start - TOLERANCE_S, end + TOLERANCE_S)
         ]
         if hits:
             fig["caught"] = int(fig["caught"] or 0) + 1

@@ -11,7 +11,7 @@ from dash.exceptions import PreventUpdate
 from iotcast.ui import charts
 from iotcast.ui.callbacks_data import job_poller, table
 from iotcast.ui.layout import HIDDEN
-from iotcast.ui.text import horizon_words, model_description, t, target_words
+from iotcast.ui.text import anomaly_words, horizon_words, model_description, t, target_words
 from iotcast.ui.workspace import TARGET_ORDER, Contents, Question, Workspace
 from online_models.baselines import BASELINES
 from online_models.evaluate import DeviceInput
@@ -237,6 +237,7 @@ def _results(app: Any, ws: Workspace) -> None:
 
     outputs = [Output("results", "style"), Output("results-empty", "children")]
     outputs += [Output("leaderboard", "children"), Output("s-leaderboard", "children")]
+    outputs += [Output("s-interval", "children"), Output("anomalies", "children")]
     for name in CHART_NAMES:
         outputs += [Output(f"g-{name}", "figure"), Output(f"s-{name}", "children")]
 
@@ -251,10 +252,11 @@ def _results(app: Any, ws: Workspace) -> None:
     def results(info, lang, unit, device, horizon):
         a = _analysis(ws, info)
         if a is None or device not in a.result.devices or horizon not in a.horizons:
-            return [HIDDEN, t(lang, "no_result")] + [no_update] * (2 + 2 * len(CHART_NAMES))
+            return [HIDDEN, t(lang, "no_result")] + [no_update] * (4 + 2 * len(CHART_NAMES))
         said = charts.sentences(a, device, horizon, lang, unit)
         out: list[Any] = [{"display": "block"}, ""]
         out += [_leaderboard(a, device, horizon, lang, unit), said.get("leaderboard", "")]
+        out += [said.get("interval", ""), anomalies_view(a, device, lang, unit)]
         chosen = info.get("models")
         figures = {
             "actual": charts.actual_figure(a, device, horizon, lang, unit, chosen),
@@ -299,6 +301,28 @@ def _contents(ws: Workspace, dataset: dict | None) -> Contents | None:
 def _analysis(ws: Workspace, info: dict | None):
     job = ws.jobs.get(info["id"]) if info else None
     return job.result if job is not None and job.state == "done" else None
+
+
+def anomalies_view(a: Any, device: str, lang: str, unit: str) -> html.Div:
+    """The device's anomaly events as a list: what, start, end, value, expected range."""
+    u = charts.Units(a.result.task.target, unit)
+    events = charts.anomaly_rows(a, device)
+    if not events:
+        return html.Div(html.P(t(lang, "s_anomalies_none"), className="sentence"))
+    said = t(lang, "s_anomalies", n=f"{len(events):,}")
+    shown = events[: charts.MAX_EVENTS_SHOWN]
+    if len(shown) < len(events):
+        said += " " + t(lang, "s_anomalies_more", shown=len(shown))
+    header = [t(lang, k) for k in ("col_kind", "col_start", "col_end", "col_value")]
+    rows = []
+    for e in shown:
+        value, expected = charts.anomaly_value(e, u, lang)
+        end = charts.utc_time(e.end_ts) or t(lang, "ongoing")
+        what = html.Span(anomaly_words(lang, e.kind), className="kind", title=e.kind)
+        rows.append([what, charts.utc_time(e.start_ts), end, value, expected])
+    header.append(t(lang, "col_expected"))
+    body = table(header, rows, id="anomalies-table", className="figures")
+    return html.Div([html.P(said, className="sentence"), body])
 
 
 def _leaderboard(a, device: str, horizon: int, lang: str, unit: str) -> html.Table:

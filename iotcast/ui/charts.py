@@ -15,29 +15,49 @@ Temperatures are stored in °C (the source file's README says °F; its values ar
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from iotcast.ui.text import horizon_ahead, scenario_words, t, target_words
+from iotcast.ui.text import anomaly_words, horizon_ahead, scenario_words, t, target_words
 from online_models.analysis import Analysis
+from online_models.anomaly import Anomaly
 from online_models.data_summary import SENSORS, DataSummary
 
 __all__ = [
     "Units",
     "actual_figure",
+    "anomaly_rows",
+    "anomaly_value",
+    "band_frame",
     "hour_figure",
+    "interval_sentence",
     "leaderboard_rows",
     "rolling_figure",
     "scenario_figure",
     "sensor_figure",
     "sentences",
+    "utc_time",
 ]
 
 SERVED_COLOR, PERSISTENCE_COLOR, ACTUAL_COLOR = "#d62728", "#1f77b4", "#111111"
 SHOWN_SCENARIOS = ("day", "night", "light_on", "light_off", "motion", "no_motion", "after_gap")
 SHOWN_SCENARIOS += ("after_drift",)
+# the served forecast's interval bands, widest first (drawn under the narrower one)
+BAND_FILLS = {0.95: "rgba(214, 39, 40, 0.12)", 0.8: "rgba(214, 39, 40, 0.30)"}
+# anomaly markers: (symbol, colour) per kind; kinds whose value is the target's own
+MARKERS = {
+    "spike": ("x", "#9467bd"),
+    "stuck": ("square", "#8c564b"),
+    "silent": ("triangle-down", "#7f7f7f"),
+    "level_shift": ("diamond", "#ff7f0e"),
+    "gas_rise": ("triangle-up", "#2ca02c"),
+}
+TARGET_VALUED = ("spike", "stuck", "level_shift")
+MAX_EVENTS_SHOWN = 50
 
 
 class Units:
@@ -131,12 +151,15 @@ def _shown_models(a: Analysis, board: pd.DataFrame, chosen: list[str] | None) ->
 def actual_figure(
     a: Analysis, device: str, horizon: int, lang: str, unit: str, chosen: list[str] | None = None
 ) -> go.Figure:
-    """Actual against each model's forecast for that moment (the served forecast in red)."""
+    """Actual against each model's forecast for that moment (the served forecast in red, its
+    intervals as bands around it), and a marker for each anomaly event of the device."""
     u = Units(a.result.task.target, unit)
     s = a.series()
     s = s[(s.device == device) & (s.horizon == horizon)]
     board = leaderboard_rows(a, device, horizon)
     fig = go.Figure()
+    if "served" in _shown_models(a, board, chosen):
+        _add_bands(fig, a, device, horizon, lang, u)  # first: under every line
     actual = s.drop_duplicates("target_ts")
     fig.add_trace(
         go.Scatter(
@@ -158,8 +181,137 @@ def actual_figure(
         fig.add_trace(
             go.Scatter(x=m.time, y=m.predicted.map(u.value), name=_name(model, lang), line=style)
         )
+    _add_markers(fig, a, device, actual, lang, u)
     title = f"{t(lang, 'chart_actual')}: {target_words(lang, a.result.task.target)}, {horizon_ahead(lang, horizon)}"
     return _layout(fig, title, y=u.label)
+
+
+def band_frame(a: Analysis, device: str, horizon: int) -> pd.DataFrame:
+    """The served forecast's published intervals at the plot points of one device and
+    horizon: ``time`` (the target time), ``value``, and ``low``/``high`` per ``level``
+    (long form); forecasts published without an interval (the band's warm-up) are left out.
+
+    >>> from online_models.analysis import analyse
+    >>> from telemetry.generate import generate
+    >>> a = analyse(generate(days=0.2, seed=1, devices=1), horizons=(900,))
+    >>> b = band_frame(a, a.devices[0], 900)
+    >>> sorted(set(b.level)), bool((b.low < b.high).all()), len(b) > 0
+    ([0.8, 0.95], True, True)
+    """
+    levels = a.result.task.interval_levels
+    rows = [
+        {"target_ts": ts, "value": v, "level": level, "low": b[2 * i], "high": b[2 * i + 1]}
+        for ts, v, b in a.result.bands.get((device, horizon), [])
+        if len(b) == 2 * len(levels)
+        for i, level in enumerate(levels)
+    ]
+    df = pd.DataFrame(rows, columns=["target_ts", "value", "level", "low", "high"])
+    df.insert(0, "time", pd.to_datetime(df.target_ts, unit="s", utc=True))
+    return df
+
+
+def _pct(level: float) -> str:
+    return f"{100 * level:g} %"
+
+
+def _add_bands(fig: go.Figure, a: Analysis, device: str, horizon: int, lang: str, u: Units) -> None:
+    """The served forecast's intervals as filled bands (the widest, lightest, first)."""
+    bands = band_frame(a, device, horizon)
+    for level in sorted(set(bands.level), reverse=True):
+        b = bands[bands.level == level]
+        name = t(lang, "band", level=_pct(level))
+        fill = BAND_FILLS.get(level, "rgba(214, 39, 40, 0.2)")
+        group = f"band-{level:g}"
+        common = {"mode": "lines", "line": {"width": 0}, "legendgroup": group, "name": name}
+        high = f"{name} ↑ %{{y:.2f}}<extra></extra>"
+        low = f"{name} ↓ %{{y:.2f}}<extra></extra>"
+        fig.add_trace(
+            go.Scatter(
+                x=b.time, y=b.high.map(u.value), showlegend=False, hovertemplate=high, **common
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=b.time,
+                y=b.low.map(u.value),
+                fill="tonexty",
+                fillcolor=fill,
+                hovertemplate=low,
+                meta=group,
+                **common,
+            )
+        )
+
+
+def anomaly_rows(a: Analysis, device: str) -> list[Anomaly]:
+    """The device's anomaly events (:class:`online_models.anomaly.Anomaly`), in start order."""
+    found = [e for e in a.result.anomalies.values() if e.device == device]
+    return sorted(found, key=lambda e: (e.start_ts, e.kind))
+
+
+def utc_time(ts: float | None) -> str:
+    """A time as the page shows it, in UTC (empty for none).
+
+    >>> utc_time(1594512094.4), utc_time(None)
+    ('2020-07-12 00:01:34', '')
+    """
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def anomaly_value(e: Anomaly, u: Units, lang: str) -> tuple[str, str]:
+    """An event's value and its expected range, in words of its own unit: the target's for a
+    spike, a stuck value or a shift; seconds without a reading for a silence; the gas's own
+    level for a gas rise."""
+    if e.kind == "stuck":
+        return u.fmt(e.value), t(lang, "expected_change")
+    if e.kind in TARGET_VALUED:
+        return u.fmt(e.value), f"{u.fmt(e.expected_low)} - {u.fmt(e.expected_high)}"
+    if e.kind == "silent":
+        return f"{e.value:,.0f} s", f"< {e.expected_high:,.0f} s"
+    return f"{e.value:.3g}", f"< {e.expected_high:.3g}"
+
+
+def _add_markers(
+    fig: go.Figure, a: Analysis, device: str, actual: pd.DataFrame, lang: str, u: Units
+) -> None:
+    """One marker per anomaly event, at its start: at its value when the value is the
+    target's, else on the measured line; one legend entry per kind."""
+    events = anomaly_rows(a, device)
+    if not events:
+        return
+    xs = actual.target_ts.to_numpy(dtype=float)
+    ys = actual.actual.to_numpy(dtype=float)
+    for kind in [k for k in MARKERS if any(e.kind == k for e in events)]:
+        mine = [e for e in events if e.kind == kind]
+        y = [
+            u.value(e.value)
+            if kind in TARGET_VALUED
+            else (u.value(float(np.interp(e.start_ts, xs, ys))) if len(xs) else None)
+            for e in mine
+        ]
+        hover = []
+        for e in mine:
+            value, expected = anomaly_value(e, u, lang)
+            end = utc_time(e.end_ts) or t(lang, "ongoing")
+            hover.append(
+                f"{anomaly_words(lang, kind)}<br>{utc_time(e.start_ts)} - {end}<br>"
+                + t(lang, "anomaly_hover", value=value, expected=expected)
+            )
+        symbol, colour = MARKERS[kind]
+        fig.add_trace(
+            go.Scatter(
+                x=[datetime.fromtimestamp(e.start_ts, UTC) for e in mine],
+                y=y,
+                mode="markers",
+                marker={"symbol": symbol, "size": 11, "color": colour, "line": {"width": 1}},
+                name=anomaly_words(lang, kind),
+                hovertext=hover,
+                hoverinfo="text",
+                meta=kind,
+            )
+        )
 
 
 def _error_lines(
@@ -229,12 +381,14 @@ def scenario_figure(a: Analysis, device: str, horizon: int, lang: str, unit: str
 
 # ------------------------------------------------------------------ sentences
 def sentences(a: Analysis, device: str, horizon: int, lang: str, unit: str) -> dict[str, str]:
-    """One plain sentence per chart: ``leaderboard``, ``actual``, ``rolling``, ``hour``,
-    ``scenarios`` (empty where there is nothing to say yet)."""
+    """One plain sentence per chart: ``leaderboard``, ``interval`` (the served forecast's
+    ranges), ``actual``, ``rolling``, ``hour``, ``scenarios`` (empty where there is nothing to
+    say yet)."""
     u = Units(a.result.task.target, unit)
     board = leaderboard_rows(a, device, horizon)
     when = horizon_ahead(lang, horizon, capital=True)
     out = {"actual": t(lang, "s_actual", ahead=horizon_ahead(lang, horizon))}
+    out["interval"] = interval_sentence(a, device, horizon, lang, u)
     pers = board[board.model == "persistence"]
     best = _best(board)
     if pers.empty or best is None:
@@ -261,6 +415,21 @@ def sentences(a: Analysis, device: str, horizon: int, lang: str, unit: str) -> d
     out["hour"] = _hour_sentence(a, device, horizon, best, lang, u)
     out["scenarios"] = _scenario_sentence(a, device, horizon, best, lang, u)
     return out
+
+
+def interval_sentence(a: Analysis, device: str, horizon: int, lang: str, u: Units) -> str:
+    """How often each of the served forecast's ranges held the measured value, and how wide
+    it was on average (the ``interval`` rows of ``metrics.csv``), in words."""
+    band = a.result.devices[device].interval(horizon)
+    parts = []
+    for level in band.levels:
+        cov, width = band.coverage(level), band.width(level)
+        if cov is not None and width is not None:
+            said = {"level": _pct(level), "cov": f"{100 * cov:.0f} %", "width": u.fmt_error(width)}
+            parts.append(t(lang, "s_interval_level", **said))
+    if not parts:
+        return t(lang, "s_interval_none")
+    return t(lang, "s_interval", n=f"{band.scored:,}", levels="; ".join(parts))
 
 
 def _rolling_sentence(a: Analysis, device, horizon, best, lang, u: Units) -> str:

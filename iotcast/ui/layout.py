@@ -184,8 +184,11 @@ def _results() -> html.Section:
                     label("leaderboard", html.H3),
                     html.P(id="s-leaderboard", className="sentence headline"),
                     html.Div(id="leaderboard"),
+                    html.P(id="s-interval", className="sentence"),
                     label("toggle_hint", html.P, className="muted"),
                     _chart("actual"),
+                    label("anomalies", html.H3),
+                    html.Div(id="anomalies"),
                     _chart("rolling"),
                     html.Div(className="two", children=[_chart("hour"), _chart("scenarios")]),
                     html.Div(

@@ -19,8 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ANOMALIES",
     "EVENTS",
     "LANGUAGES",
+    "anomaly_words",
     "RESET_REASONS",
     "TEXT",
     "event_words",
@@ -280,6 +282,37 @@ TEXT: dict[str, tuple[str, str]] = {
         "The best model ({model}) errs most {worst} ({worst_mae}) and least {easy} ({easy_mae}).",
         "El mejor modelo ({model}) se equivoca más {worst} ({worst_mae}) y menos {easy} ({easy_mae}).",
     ),
+    "band": ("served: {level} range", "servida: margen del {level}"),
+    "s_interval": (
+        "The served forecast comes with ranges, shaded around its line. Over {n} forecasts scored: {levels}.",
+        "La previsión servida viene con márgenes, sombreados alrededor de su línea. En {n} previsiones evaluadas: {levels}.",
+    ),
+    "s_interval_level": (
+        "the {level} range held the measured value {cov} of the time, {width} wide on average",
+        "el margen del {level} contuvo el valor medido el {cov} de las veces, con {width} de ancho medio",
+    ),
+    "s_interval_none": (
+        "No range around the served forecast could be scored yet: it needs a few forecasts first.",
+        "Todavía no se pudo evaluar ningún margen de la previsión servida: necesita antes unas cuantas previsiones.",
+    ),
+    "anomalies": ("Unusual readings", "Lecturas anómalas"),
+    "s_anomalies": (
+        "{n} unusual event(s) of this device, times in UTC; each is marked on the chart above.",
+        "{n} evento(s) anómalo(s) de este dispositivo, horas en UTC; cada uno está marcado en el gráfico de arriba.",
+    ),
+    "s_anomalies_more": ("The first {shown} are listed.", "Se listan los {shown} primeros."),
+    "s_anomalies_none": (
+        "Nothing unusual was found for this device: no spike, stuck value, silence, lasting shift or rising gas.",
+        "No se encontró nada anómalo en este dispositivo: ni picos, ni valores atascados, ni silencios, ni cambios duraderos, ni gas en aumento.",
+    ),
+    "col_kind": ("what", "qué"),
+    "col_start": ("start (UTC)", "inicio (UTC)"),
+    "col_end": ("end (UTC)", "fin (UTC)"),
+    "col_value": ("value", "valor"),
+    "col_expected": ("expected", "esperado"),
+    "ongoing": ("still going on", "todavía en curso"),
+    "expected_change": ("a value that changes", "un valor que cambia"),
+    "anomaly_hover": ("value {value}, expected {expected}", "valor {value}, esperado {expected}"),
     "download_html": ("Download the report (HTML)", "Descargar el informe (HTML)"),
     "download_csv": ("Download the figures (CSV)", "Descargar las cifras (CSV)"),
     "no_result": (
@@ -418,6 +451,17 @@ SENSOR_WORDS: dict[str, tuple[str, str]] = {
     "light": ("light", "luz"),
     "motion": ("motion", "movimiento"),
 }
+# The kinds of anomaly event (online_models.anomaly)
+ANOMALIES: dict[str, tuple[str, str]] = {
+    "spike": ("spike (one reading far off)", "pico (una lectura muy desviada)"),
+    "stuck": (
+        "stuck sensor (the same value too long)",
+        "sensor atascado (el mismo valor demasiado tiempo)",
+    ),
+    "silent": ("silent device (no readings)", "dispositivo en silencio (sin lecturas)"),
+    "level_shift": ("lasting shift of level", "cambio de nivel duradero"),
+    "gas_rise": ("gas level rising", "nivel de gas en aumento"),
+}
 # Why a value was dropped (telemetry.reading.FIELD_REASONS), after a count: "10 unreadable"
 VALUE_REASONS: dict[str, tuple[str, str]] = {
     "wrong_type": ("unreadable", "ilegibles"),
@@ -547,6 +591,15 @@ def values_words(lang: str, n: int, sensor: str) -> str:
     return t(
         lang, "n_value" if n == 1 else "n_values", n=f"{n:,}", sensor=sensor_words(lang, sensor)
     )
+
+
+def anomaly_words(lang: str, kind: str) -> str:
+    """An anomaly event's kind in words.
+
+    >>> anomaly_words("en", "stuck"), anomaly_words("es", "gas_rise")
+    ('stuck sensor (the same value too long)', 'nivel de gas en aumento')
+    """
+    return _pick(ANOMALIES[kind], lang) if kind in ANOMALIES else kind.replace("_", " ")
 
 
 def scenario_words(lang: str, scenario: str) -> str:

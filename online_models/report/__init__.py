@@ -9,6 +9,8 @@ its champion and the baselines), :mod:`~online_models.report.accuracy`
 :mod:`~online_models.report.conditions`
 (device profile, scenarios, hour of day, after drifts),
 :mod:`~online_models.report.events` (promotions, drifts, model resets),
+:mod:`~online_models.report.intervals` (the served forecast's intervals: coverage and
+width; the anomaly events),
 :mod:`~online_models.report.cost`; :mod:`~online_models.report.metrics_csv`
 writes every figure in long form.
 
@@ -38,6 +40,7 @@ from online_models.report.conditions import drift_section, profile_section, scen
 from online_models.report.cost import cost_section
 from online_models.report.events import events_section, resets_section
 from online_models.report.headline import HeadlineRow, headline_rows, headline_section, run_section
+from online_models.report.intervals import anomaly_section, interval_section
 from online_models.report.metrics_csv import write_metrics_csv
 from online_models.report.sensors import sensors_section
 
@@ -55,11 +58,13 @@ SECTIONS = (
     "Sensors per device",
     "Headline",
     "Accuracy per device, model and horizon",
+    "Prediction intervals",
     "By device profile",
     "By scenario",
     "After each detected drift",
     "Events",
     "Model resets",
+    "Anomaly events",
     "Cost",
 )
 
@@ -80,11 +85,13 @@ def write_report(
     blocks += sensors_section(res)
     blocks += headline_section(res, out)
     blocks += accuracy_section(res, out)
+    blocks += interval_section(res)
     blocks += profile_section(res)
     blocks += scenario_section(res, out)
     blocks += drift_section(res)
     blocks += events_section(res)
     blocks += resets_section(res)
+    blocks += anomaly_section(res)
     blocks += cost_section(res)
     (out / "report.md").write_text(markdown(blocks))
     (out / "report.html").write_text(html(blocks, out))

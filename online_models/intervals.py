@@ -134,14 +134,25 @@ class Band:
         return self._sum_r / self._sum_w if self._sum_w else 0.0
 
     def offsets(self) -> Bounds:
-        """Every level's (low, high) offsets, flattened in level order: what a forecast carries."""
+        """Every level's (low, high) offsets, flattened in level order: what a forecast carries.
+        The intervals nest: each level's contains the one of the level below it.
+
+        >>> band = Band(levels=(0.8, 0.95))
+        >>> band._log[0] = 2.0  # the 80 % low side tracked wider than the 95 %'s
+        >>> o = band.offsets()
+        >>> o[2] <= o[0] and o[3] >= o[1]
+        True
+        """
         c, spread = self.centre(), self.spread()
         out: list[float] = []
+        lo_m = hi_m = 0.0
         for i in range(len(self.levels)):
-            out += (
-                c - spread * math.exp(self._log[2 * i]),
-                c + spread * math.exp(self._log[2 * i + 1]),
-            )
+            # levels ascend, and each level's multipliers are tracked alone: a wider level
+            # never publishes a narrower side than the level inside it (nested intervals,
+            # the rearrangement of crossing quantiles)
+            lo_m = max(lo_m, math.exp(self._log[2 * i]))
+            hi_m = max(hi_m, math.exp(self._log[2 * i + 1]))
+            out += (c - spread * lo_m, c + spread * hi_m)
         return tuple(out)
 
     def spread(self) -> float:

@@ -84,6 +84,8 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
     s3 = _s3(devices, shards, every, active, m, a)
     dynamodb = _dynamodb(shards, processor["tasks"], every, a)
     month = _month(rate, kinesis, processor, s3, dynamodb, ingest, p)
+    retrain = _retrain(devices, m, p, a)
+    month["retrain_job"] = retrain["month_usd"]
     return {
         "devices": devices,
         "readings_per_second": rate,
@@ -92,8 +94,45 @@ def size(devices: int, inputs: dict[str, Any], **overrides: Any) -> dict[str, An
         "ingest": ingest,
         "s3": s3,
         "dynamodb": dynamodb,
+        "retrain": retrain,
         "month_usd": {k: round(v, 2) for k, v in month.items()},
         "month_usd_total": round(sum(month.values()), 2),
+    }
+
+
+def _forecasts_per_device_week(seconds_between_readings: float) -> float:
+    """Forecasts (the retrain job's examples) a device makes in a week at horizons 60, 900 and
+    3600 s, on their grids of h/60 s, at most one per reading per horizon.
+
+    >>> _forecasts_per_device_week(5), _forecasts_per_device_week(60)
+    (171360.0, 30240.0)
+    """
+    week = 7 * 86_400.0
+    return sum(week / max(seconds_between_readings, h / 60) for h in (60, 900, 3600))
+
+
+def _retrain(
+    devices: int, m: dict[str, Any], p: dict[str, Any], a: dict[str, Any]
+) -> dict[str, float]:
+    """The batch expert's retrain job (issue 28): every ``retrain_every_days`` on the last
+    ``retrain_window_days`` of every device, at the CPU measured per device-week of 5-second
+    readings, scaled by the examples a device makes at the assumed cadence; on Fargate
+    (1 vCPU, 8 GiB while it runs)."""
+    measured = m.get("retrain_cpu_seconds_per_device_week", 0.0)
+    per_week = measured * (
+        _forecasts_per_device_week(a["seconds_between_readings"]) / _forecasts_per_device_week(5)
+    )
+    every = a.get("retrain_every_days", 7)
+    window = a.get("retrain_window_days", 28)
+    cpu_s = devices * window / 7.0 * per_week
+    runs = 30.4 / every if every else 0.0
+    hours = cpu_s / 3600.0 * runs
+    usd = hours * (p["fargate_vcpu_hour"] + 8 * p["fargate_gib_hour"])
+    return {
+        "cpu_seconds_per_run": cpu_s,
+        "runs_per_month": runs,
+        "vcpu_hours_month": hours,
+        "month_usd": usd,
     }
 
 
@@ -354,6 +393,10 @@ def _table(plans: list[dict[str, Any]]) -> str:
                 if pl["s3"]["writes_per_shard_checkpoint"]
                 else "2 per device + 2"
             ),
+        ),
+        row(
+            "retrain job CPU-hours per run (weekly)",
+            lambda pl: f"{pl['retrain']['cpu_seconds_per_run'] / 3600:,.1f}",
         ),
         row("S3 PUT/s (checkpoints)", lambda pl: f"{pl['s3']['puts_per_second']:,.1f}"),
         row("S3 upload MiB/s", lambda pl: f"{pl['s3']['upload_mib_per_second']:,.1f}"),

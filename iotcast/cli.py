@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "bridge": "iotcast.commands.bridge",
     "process": "iotcast.commands.process",
     "evaluate": "iotcast.commands.evaluate",
+    "retrain": "iotcast.commands.retrain",
     "status": "iotcast.commands.status",
     "models": "iotcast.commands.models",
     "grafana": "iotcast.commands.grafana",

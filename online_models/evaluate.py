@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from online_models.anomaly import GASES, Anomaly, Watch
+from online_models.batch_served import BatchServed
 from online_models.catalog import Catalog
 from online_models.config import TaskConfig
 from online_models.device import DeviceModels
@@ -223,6 +224,12 @@ class EvalResult:
     inputs: dict[str, DeviceInput] = field(default_factory=dict)  # every device, even without
     anomalies: dict[tuple[str, str, float], Anomaly] = field(default_factory=dict)  # last state
     watches: dict[str, Watch] = field(default_factory=dict)
+    # the served forecast made at each plot point, with its published interval: (device,
+    # horizon) -> [(target_ts, value, bounds)], bounds as Prediction.bounds (may be empty)
+    bands: dict[tuple[str, int], list[tuple[float, float, tuple[float, ...]]]] = field(
+        default_factory=dict
+    )
+    batch: BatchServed | None = None  # the served forecast with the batch expert, when asked
 
     @property
     def rows_per_s(self) -> float:
@@ -393,8 +400,15 @@ def _sample(
     device: str,
     ts: float,
     last_by_h: dict[int, dict[str, tuple[float, float, float]]],
+    predictions: Iterable[Prediction] = (),
 ) -> None:
-    """Downsampled series for the plots: one point per PLOT_STEP_S per device and horizon."""
+    """Downsampled series for the plots: one point per PLOT_STEP_S per device and horizon
+    (and for the bands, a served forecast with its intervals per PLOT_STEP_S of target time)."""
+    for p in predictions:
+        if p.model == SERVED:
+            pts = res.bands.setdefault((device, p.horizon), [])
+            if not pts or p.target_ts >= pts[-1][0] + PLOT_STEP_S:
+                pts.append((p.target_ts, p.value, p.bounds))
     if ts < tr.next_sample or not last_by_h:
         return
     tr.next_sample = ts + PLOT_STEP_S
@@ -461,6 +475,7 @@ def prequential(
     save_predictions: Iterable[tuple[str, str]] = (),
     predictions_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    batch_expert: BatchServed | None = None,
 ) -> EvalResult:
     """Run the prequential evaluation (see the module docstring); returns an :class:`EvalResult`.
 
@@ -468,14 +483,17 @@ def prequential(
     adds the catalog's reference models (seasonal naive, the batch forest).
     ``save_predictions`` lists (device, model) pairs whose scored predictions are
     written to ``predictions_dir/<device>__<model>.csv``. ``progress(n)`` is
-    called every 1,000 readings with the count so far.
+    called every 1,000 readings with the count so far. ``batch_expert`` (a
+    :class:`~online_models.batch_served.BatchServed`) sees every learned reading with the
+    forecasts served and scored at it: the batch expert retrained on a schedule and the
+    served forecast weighed with it, no look-ahead (``res.batch``).
     """
     task = task or TaskConfig()
     selected = catalog.select(models, references=references)
     # references the selection did not ask for are scored, never served: the served forecast
     # is what the processor, which runs the selection alone, would have published
     observers = set(selected.names) - set(catalog.select(models).names)
-    res = EvalResult(task=task, models=selected.names, devices={})
+    res = EvalResult(task=task, models=selected.names, devices={}, batch=batch_expert)
     tracks: dict[str, _DeviceTrack] = {}
     files = _PredictionFiles(save_predictions, predictions_dir)
     max_h = max(task.horizons)
@@ -513,7 +531,10 @@ def prequential(
             _events(res, tr, device, result.events, ts)
             _watch(res, device, reading, result.predictions, task)
             last_by_h = _scores(res, tr, device, result.scores, files)
-            _sample(res, tr, dm, device, ts, last_by_h)
+            if batch_expert is not None:
+                y = float(getattr(reading, target))
+                batch_expert.step(device, ts, y, result.predictions, result.scores)
+            _sample(res, tr, dm, device, ts, last_by_h, result.predictions)
             _forget(tr, dm, ts, max_h)
     finally:
         files.close()
@@ -550,6 +571,7 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.checkpoint_bytes.update(p.checkpoint_bytes)
         out.first_ts.update(p.first_ts)
         out.anomalies.update(p.anomalies)
+        out.bands.update(p.bands)
         out.watches.update(p.watches)
         for device, inp in p.inputs.items():
             out.inputs.setdefault(device, DeviceInput()).merge(inp)

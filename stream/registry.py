@@ -16,6 +16,9 @@ current version.  Its earlier versions are found two ways (:mod:`stream.checkpoi
 bytes match the sha256 its verified record holds: a pickle runs code, so nothing
 unverified is unpickled.
 
+The batch expert's versions (``models/<app>/_batch/v<N>/``, written by ``iotcast
+retrain``) have a registry of their own, :class:`stream.batch_registry.BatchRegistry`.
+
 A version id is ``<version, 8 digits>-<writer>``; operators may name it by the number alone:
 
 >>> parse_version("00000012-3fa9c2d1"), parse_version("12")

@@ -13,6 +13,7 @@ shard manifests name the current one (docs/checkpoints.md).  Loading verifies th
   iotcast models rollback D [--to VERSION] [--reason R] [--by NAME]
   iotcast models export D MODEL --out FILE [--version V]    MODEL=all: the whole set
   iotcast models prune [--keep N] [--min-age S] [--dry-run] [--json]
+  iotcast models batch [--dir DIR] list|show [V]|promote V|rollback [--to V]   batch versions
 
 promote and rollback pin the version they name (promote: the current one; rollback: its
 target, copied to objects of its own first): prune never deletes a pinned version.
@@ -193,6 +194,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output (stdout)")
 
+    _batch_arguments(
+        sub.add_parser(
+            "batch",
+            help="the batch models iotcast retrain writes: list, show, promote, rollback",
+            description=BATCH_DOC,
+        )
+    )
+
+
+BATCH_DOC = (
+    "The batch expert's versions (iotcast retrain writes them under models/<app>/_batch/v<N>/, "
+    "model.pkl and manifest.json). promote makes a version current (its sha256 checked first), "
+    "rollback makes an earlier one current again (default: the one current before); both are "
+    "recorded in models/<app>/_batch/current.json with who, when and why. --dir acts on a "
+    "directory iotcast retrain --out wrote instead of the bucket."
+)
+
+
+def _batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", metavar="DIR", help="a directory written by iotcast retrain --out")
+    sub = p.add_subparsers(dest="batch_action", metavar="<batch action>", required=True)
+    common = _common()  # the connection flags may follow the batch action too
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+    q = sub.add_parser("list", help="the versions, newest first, with their validation")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = sub.add_parser("show", help="one version's manifest (default: the current one)")
+    q.add_argument("version", nargs="?", help="number, or vN (default: current)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = sub.add_parser("promote", help="make VERSION the current batch model")
+    q.add_argument("version", help="number, or vN")
+    _who(q)
+    q = sub.add_parser("rollback", help="make an earlier version current again")
+    q.add_argument("--to", metavar="VERSION", help="default: the version current before")
+    _who(q)
+
 
 def _who(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="", help="why (recorded with the command)")
@@ -220,6 +261,8 @@ def _fmt(value: Any) -> str:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "batch":
+        return _batch(settings, args)
     registry = _registry(settings)
     try:
         return {
@@ -594,3 +637,90 @@ def _prune(registry: ModelRegistry, args: argparse.Namespace) -> int:
         f"{sum(map(len, summary['pinned'].values()))} pinned versions"
     )
     return 0
+
+
+# ---------------------------------------------------------------------- batch versions
+def _batch(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.batch_registry import (
+        BatchRegistry,
+        DirectoryObjects,
+        S3Objects,
+        UnknownBatchVersion,
+    )
+
+    if args.dir:
+        if not Path(args.dir).is_dir():
+            raise ConfigError(f"no such directory: {args.dir}")
+        objects: Any = DirectoryObjects(args.dir)
+    else:
+        objects = S3Objects(settings.client("s3"), settings.bucket)
+    registry = BatchRegistry(objects, settings.app)
+    action = args.batch_action
+    try:
+        if action == "list":
+            return _batch_list(registry, args)
+        if action == "show":
+            man = registry.manifest(args.version)
+            if args.json:
+                print(orjson.dumps(man, option=orjson.OPT_INDENT_2).decode())
+            else:
+                _batch_print(man, registry.current())
+            return 0
+        by = args.by or getpass.getuser()
+        if action == "promote":
+            cur = registry.promote(args.version, by=by, reason=args.reason)
+        else:
+            cur = registry.rollback(args.to, by=by, reason=args.reason)
+        before = "none" if cur["previous"] is None else f"v{cur['previous']}"
+        print(f"batch v{cur['version']} is current ({action} by {by}; was {before})")
+        return 0
+    except UnknownBatchVersion as exc:
+        print(f"iotcast models batch {action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _batch_list(registry: Any, args: argparse.Namespace) -> int:
+    current = registry.current()
+    cur = None if current is None else current["version"]
+    rows = [registry.manifest(v) for v in reversed(registry.versions())]
+    if args.json:
+        print(orjson.dumps({"current": cur, "versions": rows}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if not rows:
+        print("no batch versions yet (iotcast retrain writes them)")
+        return 0
+    for man in rows:
+        mark = "*" if man["version"] == cur else " "
+        val = ", ".join(
+            f"{h} s {v['mae']:.3f}/{v['persistence_mae']:.3f}"
+            for h, v in man.get("validation", {}).items()
+        )
+        window = man.get("window", {})
+        print(
+            f"{mark} v{man['version']:<4} {_short(man.get('written', ''))}  {man.get('scope', '-'):<6} "
+            f"{window.get('readings', 0):>10,} readings  {_short(window.get('first', ''))} .. "
+            f"{_short(window.get('last', ''))}  held-out MAE model/persistence: {val or '-'}"
+        )
+    print("(* current)" if cur is not None else "(none current: iotcast models batch promote N)")
+    return 0
+
+
+def _batch_print(man: dict[str, Any], current: dict[str, Any] | None) -> None:
+    is_current = current is not None and current["version"] == man["version"]
+    print(f"batch v{man['version']}{' (current)' if is_current else ''}: {man['key']}")
+    print(f"  sha256 {man['sha256']}  {man['bytes']:,} bytes  written {man.get('written', '-')}")
+    print(
+        f"  scope {man.get('scope')}, horizons {man.get('horizons')}, experts {man.get('experts')}"
+    )
+    w = man.get("window", {})
+    print(
+        f"  data {w.get('first', '-')} .. {w.get('last', '-')}: {w.get('readings', 0):,} readings, "
+        f"{len(w.get('devices', []))} device(s), {w.get('examples', 0):,} examples, "
+        f"held out from {w.get('holdout_from', '-')}"
+    )
+    for h, v in man.get("validation", {}).items():
+        print(
+            f"  held-out {h} s: MAE {v['mae']:.3f} vs persistence {v['persistence_mae']:.3f} (n {v['n']:,})"
+        )
+    print(f"  features {', '.join(man.get('features', []))}")
+    print(f"  libraries {', '.join(f'{k} {v}' for k, v in man.get('libraries', {}).items())}")

@@ -1,0 +1,84 @@
+"""Accuracy of the served forecast with the batch expert (issue 28), offline, per series and horizon.
+
+Runs the prequential evaluation (the processor's default model set) with
+:class:`online_models.batch_served.BatchServed` beside it: the batch expert retrained
+every 7 days of stream time on all the past, weighed online against the served
+forecast. Prints one Markdown row per device and horizon, on the forecasts made once a
+batch model existed: persistence, today's served, the batch model alone, served with
+the batch expert, and the two bars (served+batch vs served; vs batch alone).
+
+    .venv/bin/python bench/batch_expert.py FILE.csv --horizon 3600 --horizon 21600 [--scope device]
+    .venv/bin/python bench/batch_expert.py --generate 14 --horizon 900 --horizon 3600
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the job's CPU is what is measured
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from online_models.batch_served import BatchServed  # noqa: E402
+from online_models.catalog import load_catalog  # noqa: E402
+from online_models.config import TaskConfig  # noqa: E402
+from online_models.evaluate import prequential  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", nargs="?")
+    ap.add_argument("--generate", type=float, metavar="DAYS", help="a generated series instead")
+    ap.add_argument("--devices", type=int, default=3)
+    ap.add_argument("--horizon", type=int, action="append", required=True)
+    ap.add_argument("--scope", choices=("global", "device"), default="global")
+    ap.add_argument("--every-days", type=float, default=7.0)
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args()
+    if a.generate:
+        from telemetry.generate import generate
+
+        readings = generate(days=a.generate, seed=1, devices=a.devices)
+        name = a.name or f"generated {a.generate:g} days"
+    else:
+        from telemetry.csvfile import read_csv
+
+        readings = read_csv(a.csv)
+        name = a.name or Path(a.csv).stem
+    task = TaskConfig(horizons=tuple(a.horizon))
+    bs = BatchServed(task.horizons, every_s=a.every_days * 86_400, scope=a.scope)
+    cpu, wall = time.process_time(), time.perf_counter()
+    res = prequential(readings, load_catalog(), task, references=False, batch_expert=bs)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    train_cpu = sum(t.cpu_s for t in bs.trainings)
+    print(
+        f"# {name}: {res.rows:,} readings, {len(bs.trainings)} trainings "
+        f"({train_cpu:.1f} CPU-s, examples {[t.examples for t in bs.trainings]}), "
+        f"run {cpu:.1f} CPU-s / {wall:.1f} s wall, load {Path('/proc/loadavg').read_text().split()[0]}"
+    )
+    print(
+        "| series | device | horizon | n | persistence | served | batch | served+batch "
+        "| vs served | vs batch |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (device, h), f in bs.figures().items():
+        mae = {k: f[k]["mae"] for k in f}
+        vs_served = 100 * (1 - mae["served+batch"] / mae["served"])
+        vs_batch = 100 * (1 - mae["served+batch"] / mae["batch"])
+        print(
+            f"| {name} | {device} | {h} | {f['served']['n']:,} | {mae['persistence']:.3f} "
+            f"| {mae['served']:.3f} | {mae['batch']:.3f} | {mae['served+batch']:.3f} "
+            f"| {vs_served:+.1f} % | {vs_batch:+.1f} % |"
+        )
+    for device in sorted(res.devices):
+        for h in task.horizons:
+            st = res.figure(device, "served", h)
+            print(f"#   whole run, {device} h={h}: served MAE {st['mae']:.3f} over {st['n']:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The batch models' registry: versioned artifacts of ``iotcast retrain``, which one is current.
+
+Layout (the checkpoints' ``models/<app>/`` prefix, docs/checkpoints.md), in S3 or under a
+local directory (the same keys below it):
+
+- ``models/<app>/_batch/v<N>/model.pkl``: the pickled
+  :class:`~online_models.retrain.BatchModel` (only lists, floats and strings inside);
+- ``models/<app>/_batch/v<N>/manifest.json``: what it was trained on and how it validated
+  (:func:`online_models.retrain.manifest`), with the sha256 and size of ``model.pkl``;
+- ``models/<app>/_batch/current.json``: the version the processors should use, who made it
+  current, when and why, and the history of such changes (newest last).
+
+Versions are numbered 1, 2, ... in the order written; a version is never rewritten. A
+model is unpickled only after its bytes match the sha256 of its manifest. Promote and
+rollback only move ``current.json``; the processors pick it up (next: issue 28).
+
+>>> import tempfile
+>>> reg = BatchRegistry(DirectoryObjects(tempfile.mkdtemp()), "app")
+>>> v = reg.put(b"model bytes", {"scope": "global"})
+>>> v, reg.versions(), reg.manifest(1)["sha256"][:12], reg.current()
+(1, [1], '9cb7487000bc', None)
+>>> reg.promote(1, by="ops", reason="first")["version"], reg.current()["version"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import orjson
+from botocore.exceptions import ClientError
+
+from stream.aws import S3Client
+
+__all__ = [
+    "BatchRegistry",
+    "Manifest",
+    "DirectoryObjects",
+    "Objects",
+    "S3Objects",
+    "UnknownBatchVersion",
+    "batch_prefix",
+]
+
+Manifest = dict[str, object]  # a manifest.json or current.json, as read
+_VERSION = re.compile(r"v(\d+)/manifest\.json$")
+MAX_HISTORY = 100
+
+
+class UnknownBatchVersion(LookupError):
+    """No such batch version (the message lists what exists), or its bytes fail their hash."""
+
+
+def batch_prefix(app: str) -> str:
+    """Where an application's batch models live.
+
+    >>> batch_prefix("iotcast")
+    'models/iotcast/_batch/'
+    """
+    return f"models/{app}/_batch/"
+
+
+class Objects(Protocol):
+    """Keys to bytes: S3 or a directory."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, key: str, body: bytes) -> None: ...
+    def keys(self, prefix: str) -> Iterator[str]: ...
+
+
+class S3Objects:
+    """A bucket through a boto3 S3 client."""
+
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def put(self, key: str, body: bytes) -> None:
+        kind = "application/json" if key.endswith(".json") else "application/octet-stream"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=kind)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            for obj in page.get("Contents", ()):
+                yield obj["Key"]
+
+
+class DirectoryObjects:
+    """A local directory holding the same keys as files (written atomically)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def put(self, key: str, body: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, path)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                yield path.relative_to(self.root).as_posix()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class BatchRegistry:
+    """The batch versions of one application in ``objects`` (see the module docstring)."""
+
+    def __init__(self, objects: Objects, app: str) -> None:
+        self.objects = objects
+        self.app = app
+        self.prefix = batch_prefix(app)
+
+    def versions(self) -> list[int]:
+        """The version numbers written, oldest first."""
+        found = []
+        for key in self.objects.keys(self.prefix):
+            m = _VERSION.search(key[len(self.prefix) :])
+            if m:
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def _key(self, version: int, name: str) -> str:
+        return f"{self.prefix}v{version}/{name}"
+
+    def resolve(self, ref: str | int | None) -> int:
+        """A version number from ``3``, ``v3`` or ``None`` (the current one)."""
+        if ref is None:
+            cur = self.current()
+            if cur is None:
+                raise UnknownBatchVersion(
+                    "no batch version is current yet (iotcast models batch promote V)"
+                )
+            return int(cast(int, cur["version"]))
+        text = str(ref).lstrip("v")
+        if not text.isdigit():
+            raise UnknownBatchVersion(f"{ref!r} is not a batch version (a number such as 3 or v3)")
+        version = int(text)
+        have = self.versions()
+        if version not in have:
+            known = ", ".join(f"v{v}" for v in have) or "none yet (iotcast retrain writes them)"
+            raise UnknownBatchVersion(f"no batch version v{version}; versions: {known}")
+        return version
+
+    def put(self, model: bytes, manifest: Manifest) -> int:
+        """Write a new version (the model, then its manifest, which makes it visible); its number."""
+        version = max(self.versions(), default=0) + 1
+        body = dict(manifest)
+        body.update(
+            version=version,
+            app=self.app,
+            key=self._key(version, "model.pkl"),
+            sha256=hashlib.sha256(model).hexdigest(),
+            bytes=len(model),
+            written=body.get("written") or _now(),
+        )
+        self.objects.put(self._key(version, "model.pkl"), model)
+        self.objects.put(
+            self._key(version, "manifest.json"), orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        )
+        return version
+
+    def manifest(self, ref: str | int | None) -> Manifest:
+        version = self.resolve(ref)
+        raw = self.objects.get(self._key(version, "manifest.json"))
+        if raw is None:
+            raise UnknownBatchVersion(f"batch version v{version} has no manifest")
+        try:
+            return orjson.loads(raw)  # type: ignore[no-any-return]
+        except orjson.JSONDecodeError as exc:
+            raise UnknownBatchVersion(f"manifest of v{version} is not valid JSON: {exc}") from None
+
+    def model_bytes(self, ref: str | int | None) -> bytes:
+        """The model's bytes, after they match the manifest's sha256 (never unpickled here)."""
+        man = cast("dict[str, Any]", self.manifest(ref))
+        raw = self.objects.get(str(man["key"]))
+        if raw is None:
+            raise UnknownBatchVersion(f"batch version v{man['version']}: {man['key']} is missing")
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != man["sha256"]:
+            raise UnknownBatchVersion(
+                f"batch version v{man['version']}: {man['key']} has sha256 {digest[:12]}..., "
+                f"its manifest says {str(man['sha256'])[:12]}... (corrupt or replaced): refused"
+            )
+        return raw
+
+    def current(self) -> Manifest | None:
+        """``current.json``: the current version and its history, or None before a promotion."""
+        raw = self.objects.get(self.prefix + "current.json")
+        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+
+    def _set(self, version: int, action: str, by: str, reason: str) -> Manifest:
+        cur: dict[str, Any] = self.current() or {"history": []}
+        previous = cur.get("version")
+        entry = {
+            "version": version,
+            "previous": previous,
+            "action": action,
+            "by": by,
+            "reason": reason,
+            "at": _now(),
+        }
+        history = [*cur.get("history", []), entry][-MAX_HISTORY:]
+        body = {**entry, "history": history}
+        self.objects.put(
+            self.prefix + "current.json", orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        )
+        return body
+
+    def promote(self, ref: str | int, *, by: str, reason: str = "") -> Manifest:
+        """Make version ``ref`` current (its bytes verified first); the new ``current.json``."""
+        version = self.resolve(ref)
+        self.model_bytes(version)
+        return self._set(version, "promote", by, reason)
+
+    def rollback(self, to: str | int | None = None, *, by: str, reason: str = "") -> Manifest:
+        """Make ``to`` current (default: the version current before the present one)."""
+        cur = cast("dict[str, Any] | None", self.current())
+        if cur is None:
+            raise UnknownBatchVersion("no batch version is current: nothing to roll back")
+        if to is None:
+            earlier = [e["version"] for e in cur["history"] if e["version"] != cur["version"]]
+            if not earlier:
+                raise UnknownBatchVersion(
+                    f"v{cur['version']} is the only version ever current: give --to"
+                )
+            to = earlier[-1]
+        version = self.resolve(to)
+        self.model_bytes(version)
+        return self._set(version, "rollback", by, reason)

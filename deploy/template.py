@@ -237,6 +237,8 @@ def template() -> dict[str, Any]:
         **_services(),
         **_autoscaling(),
         **_iot_rule(),
+        **_archive(),
+        **_retrain(),
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -328,6 +330,20 @@ def _stack_parameters() -> dict[str, Any]:
             MaxValue=8760,
         ),
         "DeadLetterDays": _param("Number", "Days dead letters stay in S3", Default=30, MinValue=1),
+        "ArchiveDays": _param(
+            "Number",
+            "Days the readings archive (archive/<App>/readings/, Firehose) stays in S3; keep it "
+            "above RetrainDays",
+            Default=35,
+            MinValue=1,
+        ),
+        "ArchiveBufferSeconds": _param(
+            "Number",
+            "Firehose writes an archive object at least this often (or every 5 MB)",
+            Default=300,
+            MinValue=0,
+            MaxValue=900,
+        ),
         "NoncurrentDays": _param(
             "Number",
             "Days overwritten shard manifests and other noncurrent object versions are kept "
@@ -408,6 +424,21 @@ def _task_parameters() -> dict[str, Any]:
             "password (mqtts://bridge:PASSWORD@host:8883); empty: no bridge (devices on IoT Core)",
             Default="",
         ),
+        "RetrainSchedule": _param(
+            "String",
+            "EventBridge schedule of the retrain task (iotcast retrain --from-s3): rate(7 days) "
+            "or cron(0 3 ? * MON *)",
+            Default="rate(7 days)",
+            AllowedPattern=r"(rate|cron)\(.+\)",
+        ),
+        "RetrainDays": _param(
+            "Number",
+            "Days of the readings archive the retrain task trains on (--days)",
+            Default=28,
+            MinValue=1,
+        ),
+        "RetrainCpu": _param("String", "vCPU units of the retrain task", Default="1024"),
+        "RetrainMemory": _param("String", "MiB of the retrain task", Default="4096"),
         "EnableIotCoreRule": _param(
             "String",
             "true: an AWS IoT Core topic rule puts iot/+/telemetry into the stream "
@@ -492,6 +523,13 @@ def _bucket() -> dict[str, Any]:
                             "Status": "Enabled",
                             "Prefix": "dead-letter/",
                             "ExpirationInDays": {"Ref": "DeadLetterDays"},
+                            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        },
+                        {
+                            "Id": "expire-readings-archive",
+                            "Status": "Enabled",
+                            "Prefix": "archive/",
+                            "ExpirationInDays": {"Ref": "ArchiveDays"},
                             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
                         },
                         {
@@ -924,6 +962,172 @@ def _iot_rule() -> dict[str, Any]:
     }
 
 
+# Firehose's buffer size (MB) for the readings archive; `iotcast archive --max-mb` locally.
+ARCHIVE_BUFFER_MB = 5
+
+
+def _archive() -> dict[str, Any]:
+    """The readings archive: a Firehose delivery stream from the telemetry stream to
+    ``archive/<App>/readings/YYYY/MM/DD/HH/`` (each record's data as it is, a newline after
+    each, gzipped: telemetry/archive.py), its role (deploy/iam/firehose-policy.json) and
+    its error log."""
+    return {
+        "FirehoseRole": _role(
+            "iotcast-firehose",
+            "firehose.amazonaws.com",
+            policy_document("firehose"),
+            "Firehose archive of the telemetry stream: deploy/iam/firehose-policy.json",
+        ),
+        "FirehoseLogs": _log_group("firehose"),
+        "FirehoseLogStream": {
+            "Type": "AWS::Logs::LogStream",
+            "Properties": {"LogGroupName": {"Ref": "FirehoseLogs"}, "LogStreamName": "S3Delivery"},
+        },
+        "ArchiveDeliveryStream": {
+            "Type": "AWS::KinesisFirehose::DeliveryStream",
+            "Properties": {
+                "DeliveryStreamName": {"Fn::Sub": "iotcast-${App}-archive"},
+                "DeliveryStreamType": "KinesisStreamAsSource",
+                "KinesisStreamSourceConfiguration": {
+                    "KinesisStreamARN": {"Fn::GetAtt": ["TelemetryStream", "Arn"]},
+                    "RoleARN": {"Fn::GetAtt": ["FirehoseRole", "Arn"]},
+                },
+                "ExtendedS3DestinationConfiguration": {
+                    "BucketARN": {"Fn::GetAtt": ["Bucket", "Arn"]},
+                    "RoleARN": {"Fn::GetAtt": ["FirehoseRole", "Arn"]},
+                    "Prefix": {"Fn::Sub": "archive/${App}/readings/!{timestamp:yyyy/MM/dd/HH}/"},
+                    "ErrorOutputPrefix": {
+                        "Fn::Sub": "archive/${App}/errors/!{firehose:error-output-type}/"
+                        "!{timestamp:yyyy/MM/dd}/"
+                    },
+                    "BufferingHints": {
+                        "SizeInMBs": ARCHIVE_BUFFER_MB,
+                        "IntervalInSeconds": {"Ref": "ArchiveBufferSeconds"},
+                    },
+                    "CompressionFormat": "GZIP",
+                    "FileExtension": ".records.gz",
+                    # Lambda-free: a newline after each record (the reader does not need it:
+                    # every record is self-delimiting, telemetry/archive.py).
+                    "ProcessingConfiguration": {
+                        "Enabled": True,
+                        "Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}],
+                    },
+                    "CloudWatchLoggingOptions": {
+                        "Enabled": True,
+                        "LogGroupName": {"Ref": "FirehoseLogs"},
+                        "LogStreamName": {"Ref": "FirehoseLogStream"},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _retrain() -> dict[str, Any]:
+    """The scheduled retrain: a one-shot Fargate task (``iotcast retrain --from-s3``), its
+    role (deploy/iam/retrain-policy.json), its logs, and the EventBridge rule (with the
+    role it runs the task as) that starts it on ``RetrainSchedule``."""
+    return {
+        "RetrainRole": _role(
+            "iotcast-retrain",
+            "ecs-tasks.amazonaws.com",
+            policy_document("retrain"),
+            "iotcast retrain task: deploy/iam/retrain-policy.json",
+        ),
+        "RetrainLogs": _log_group("retrain"),
+        "RetrainTask": {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": {"Fn::Sub": "iotcast-${App}-retrain"},
+                "RequiresCompatibilities": ["FARGATE"],
+                "NetworkMode": "awsvpc",
+                "Cpu": {"Ref": "RetrainCpu"},
+                "Memory": {"Ref": "RetrainMemory"},
+                "ExecutionRoleArn": {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                "TaskRoleArn": {"Fn::GetAtt": ["RetrainRole", "Arn"]},
+                "RuntimePlatform": {"OperatingSystemFamily": "LINUX", "CpuArchitecture": "X86_64"},
+                "ContainerDefinitions": [
+                    {
+                        "Name": "retrain",
+                        "Image": {"Ref": "Image"},
+                        "Essential": True,
+                        # A new version is written, not made current: shadow, then promote.
+                        "Command": ["retrain", "--from-s3", "--days", {"Ref": "RetrainDays"}],
+                        "Environment": _environment(),
+                        "ReadonlyRootFilesystem": True,
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": {"Ref": "RetrainLogs"},
+                                "awslogs-region": {"Ref": "AWS::Region"},
+                                "awslogs-stream-prefix": "retrain",
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+        "RetrainEventsRole": _role(
+            "iotcast-retrain-schedule",
+            "events.amazonaws.com",
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "RunTheRetrainTaskInTheCluster",
+                        "Effect": "Allow",
+                        "Action": "ecs:RunTask",
+                        "Resource": {
+                            "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:"
+                            "${AWS::AccountId}:task-definition/iotcast-${App}-retrain:*"
+                        },
+                        "Condition": {
+                            "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}
+                        },
+                    },
+                    {
+                        "Sid": "HandTheTaskItsRoles",
+                        "Effect": "Allow",
+                        "Action": "iam:PassRole",
+                        "Resource": [
+                            {"Fn::GetAtt": ["RetrainRole", "Arn"]},
+                            {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                        ],
+                        "Condition": {
+                            "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+                        },
+                    },
+                ],
+            },
+            "EventBridge: start the retrain task on its schedule",
+        ),
+        "RetrainScheduleRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Description": "iotcast retrain --from-s3: a new batch model version on schedule",
+                "ScheduleExpression": {"Ref": "RetrainSchedule"},
+                "State": "ENABLED",
+                "Targets": [
+                    {
+                        "Id": "retrain",
+                        "Arn": {"Fn::GetAtt": ["Cluster", "Arn"]},
+                        "RoleArn": {"Fn::GetAtt": ["RetrainEventsRole", "Arn"]},
+                        "EcsParameters": {
+                            "TaskDefinitionArn": {"Ref": "RetrainTask"},
+                            "TaskCount": 1,
+                            "LaunchType": "FARGATE",
+                            # EventBridge spells it AwsVpcConfiguration (ECS: Awsvpc...)
+                            "NetworkConfiguration": {
+                                "AwsVpcConfiguration": _network()["AwsvpcConfiguration"]
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
 def _outputs() -> dict[str, Any]:
     """What the stack hands to operators and to the tasks' configuration."""
     outputs = {
@@ -941,6 +1145,14 @@ def _outputs() -> dict[str, Any]:
         "ProcessorTaskDefinition": ({"Ref": "ProcessorTask"}, "processor task definition"),
         "ProcessorRoleArn": ({"Fn::GetAtt": ["ProcessorRole", "Arn"]}, "processor task role"),
         "BridgeRoleArn": ({"Fn::GetAtt": ["BridgeRole", "Arn"]}, "bridge task role"),
+        "RetrainTaskDefinition": ({"Ref": "RetrainTask"}, "retrain task definition"),
+        "RetrainRoleArn": ({"Fn::GetAtt": ["RetrainRole", "Arn"]}, "retrain task role"),
+        "RetrainScheduleRule": ({"Ref": "RetrainScheduleRule"}, "EventBridge rule of the retrain"),
+        "ArchiveDeliveryStreamName": (
+            {"Ref": "ArchiveDeliveryStream"},
+            "Firehose delivery stream: telemetry stream -> archive/<App>/readings/",
+        ),
+        "FirehoseRoleArn": ({"Fn::GetAtt": ["FirehoseRole", "Arn"]}, "Firehose delivery role"),
     }
     out = {name: {"Description": desc, "Value": value} for name, (value, desc) in outputs.items()}
     out["BridgeTaskDefinition"] = {

@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "process": "iotcast.commands.process",
     "evaluate": "iotcast.commands.evaluate",
     "retrain": "iotcast.commands.retrain",
+    "archive": "iotcast.commands.archive",
     "status": "iotcast.commands.status",
     "models": "iotcast.commands.models",
     "grafana": "iotcast.commands.grafana",

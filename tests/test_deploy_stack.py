@@ -57,6 +57,8 @@ NOT_BY_MOTO = {
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::IoT::TopicRule",
+    "AWS::KinesisFirehose::DeliveryStream",  # the readings archive (test_archive.py: locally)
+    "AWS::Logs::LogStream",
     "AWS::S3::BucketPolicy",
     "AWS::SecretsManager::Secret",
 }
@@ -118,7 +120,12 @@ class DeployedStack(IamStack):
         )
         iam = self.client("iam", root)
         self.role_policies = {}
-        for user, output in (("bridge", "BridgeRoleArn"), ("processor", "ProcessorRoleArn")):
+        for user, output in (
+            ("bridge", "BridgeRoleArn"),
+            ("processor", "ProcessorRoleArn"),
+            ("retrain", "RetrainRoleArn"),
+            ("firehose", "FirehoseRoleArn"),
+        ):
             role = self.outputs[output].rsplit("/", 1)[-1]
             (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
             doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
@@ -172,7 +179,18 @@ def test_moto_creates_the_stack_except_the_resources_it_does_not_implement(stack
     assert {g["logGroupName"] for g in logs["logGroups"]} == {
         f"/iotcast/{APP}/processor",
         f"/iotcast/{APP}/bridge",
+        f"/iotcast/{APP}/retrain",
+        f"/iotcast/{APP}/firehose",
     }
+    # the scheduled retrain: weekly, the retrain task in the stack's cluster
+    events = admin("events", "admin")
+    (rule,) = events.list_rules(NamePrefix=STACK)["Rules"] or events.list_rules()["Rules"]
+    assert rule["ScheduleExpression"] == "rate(7 days)" and rule["State"] == "ENABLED"
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"].endswith(f"cluster/{o['ClusterName']}")
+    assert target["EcsParameters"]["TaskDefinitionArn"] == o["RetrainTaskDefinition"]
+    td = ecs.describe_task_definition(taskDefinition=o["RetrainTaskDefinition"])["taskDefinition"]
+    assert td["containerDefinitions"][0]["command"] == ["retrain", "--from-s3", "--days", "28"]
 
 
 def test_the_roles_hold_the_policy_documents_of_deploy_iam(stack) -> None:
@@ -187,7 +205,7 @@ def test_the_roles_hold_the_policy_documents_of_deploy_iam(stack) -> None:
         "App": APP,
     }
     assert set(names) == set(POLICY_VARIABLES)
-    for user in ("bridge", "processor"):
+    for user in ("bridge", "processor", "retrain", "firehose"):
         text = (IAM_DIR / f"{user}-policy.json").read_text()
         assert stack.role_policies[user] == json.loads(Template(text).substitute(names)), user
 

@@ -82,7 +82,13 @@ def test_checkov_passes_and_every_skip_says_why() -> None:
 
 def test_the_roles_policies_come_from_deploy_iam(tpl) -> None:
     module = _module()
-    roles = {"BridgeRole": "bridge", "ProcessorRole": "processor", "IotRuleRole": "iot-rule"}
+    roles = {
+        "BridgeRole": "bridge",
+        "ProcessorRole": "processor",
+        "IotRuleRole": "iot-rule",
+        "RetrainRole": "retrain",
+        "FirehoseRole": "firehose",
+    }
     for role, name in roles.items():
         (policy,) = tpl["Resources"][role]["Properties"]["Policies"]
         assert policy["PolicyDocument"] == module.policy_document(name)
@@ -173,3 +179,41 @@ def test_the_capacity_model_runs_on_its_cited_inputs() -> None:
     assert shards == sorted(shards) and all(
         p["processor"]["tasks"] <= p["kinesis"]["telemetry_shards"] for p in plans
     )
+
+
+def test_the_archive_and_the_scheduled_retrain_read_and_write_where_the_code_does(tpl) -> None:
+    from telemetry.archive import object_key, positions_key, readings_prefix
+
+    r = tpl["Resources"]
+    fh = r["ArchiveDeliveryStream"]["Properties"]
+    assert fh["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert fh["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {
+        "Fn::GetAtt": ["TelemetryStream", "Arn"]
+    }
+    s3 = fh["ExtendedS3DestinationConfiguration"]
+    # Firehose's keys are the local archiver's: prefix, UTC hour folders, extension
+    prefix = s3["Prefix"]["Fn::Sub"].replace("${App}", "a")
+    key = object_key("a", 1594512094.0, "x")
+    assert prefix == readings_prefix("a") + "!{timestamp:yyyy/MM/dd/HH}/"
+    assert key.startswith(readings_prefix("a") + "2020/07/12/00/")
+    assert key.endswith(s3["FileExtension"]) and s3["CompressionFormat"] == "GZIP"
+    assert not s3["ErrorOutputPrefix"]["Fn::Sub"].startswith("archive/${App}/readings/")
+    assert [p["Type"] for p in s3["ProcessingConfiguration"]["Processors"]] == [
+        "AppendDelimiterToRecord"
+    ]
+    assert not positions_key("a").startswith(readings_prefix("a"))
+    rules = {x["Id"]: x for x in r["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-readings-archive"]["Prefix"] == "archive/"
+
+    (container,) = r["RetrainTask"]["Properties"]["ContainerDefinitions"]
+    assert container["Command"] == ["retrain", "--from-s3", "--days", {"Ref": "RetrainDays"}]
+    assert r["RetrainTask"]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["RetrainRole", "Arn"]}
+    rule = r["RetrainScheduleRule"]["Properties"]
+    assert rule["ScheduleExpression"] == {"Ref": "RetrainSchedule"}
+    assert tpl["Parameters"]["RetrainSchedule"]["Default"] == "rate(7 days)"
+    (target,) = rule["Targets"]
+    assert target["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "RetrainTask"}
+    assert target["RoleArn"] == {"Fn::GetAtt": ["RetrainEventsRole", "Arn"]}
+    (policy,) = r["RetrainEventsRole"]["Properties"]["Policies"]
+    actions = sorted(st["Action"] for st in policy["PolicyDocument"]["Statement"])
+    assert actions == ["ecs:RunTask", "iam:PassRole"]

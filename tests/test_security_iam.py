@@ -187,7 +187,12 @@ class IamStack:
         IAM enforcement on."""
         iam = self.client("iam", ("testing", "testing"))
         self.keys = create_users(
-            iam, {"bridge": render("bridge"), "processor": render("processor")}
+            iam,
+            {
+                "bridge": render("bridge"),
+                "processor": render("processor"),
+                "retrain": render("retrain"),
+            },
         )
         kinesis = self.client("kinesis", ("testing", "testing"))
         for stream in (NAMES["TelemetryStream"], NAMES["PredictionsStream"]):
@@ -294,7 +299,7 @@ def iam(tmp_path_factory: pytest.TempPathFactory):
 
 # ------------------------------------------------------------------------------ tests
 def test_policies_name_only_our_resources_and_no_wildcard_actions() -> None:
-    for name in ("bridge", "processor"):
+    for name in ("bridge", "processor", "retrain", "firehose"):
         policy = render(name)
         for st in policy["Statement"]:
             assert st["Effect"] == "Allow" and "NotAction" not in st and "NotResource" not in st
@@ -383,6 +388,49 @@ def test_a_refused_dead_letter_write_stops_the_bridge_at_once_naming_the_permiss
     assert time.monotonic() - started < 10  # not retried for a minute
     assert exc.value.code == "AccessDenied"
     assert "s3:PutObject on arn:aws:s3:::iam-other-bucket/dead-letter/*" in str(exc.value)
+
+
+def test_retrain_reads_the_archive_and_writes_batch_versions_only_under_its_policy(
+    iam: IamStack,
+) -> None:
+    """The scheduled retrain's role (deploy/iam/retrain-policy.json): the archive in, batch
+    model versions out, every call it made allowed as written, nothing else."""
+    import gzip
+    import math
+
+    from telemetry.archive import join_records, object_key
+    from telemetry.reading import Reading, encode
+
+    bucket, app = NAMES["Bucket"], NAMES["App"]
+    admin = iam.client("s3", "admin")
+    now = time.time()
+    start = (now // 3600 - 24 * 14) * 3600
+    readings = [
+        Reading(start + 3600 * i, "a", temp=round(20 + 4 * math.sin(i * math.pi / 12), 2))
+        for i in range(24 * 14 - 1)
+    ]
+    for day in range(14):  # one object a day, keyed by "arrival" (now: the last hour)
+        part = readings[day * 24 : (day + 1) * 24]
+        body = gzip.compress(join_records(encode(r) for r in part))
+        admin.put_object(Bucket=bucket, Key=object_key(app, now, f"d{day}"), Body=body)
+    since = iam.mark()
+    done = subprocess.run(
+        [IOTCAST, "retrain", "--from-s3", "--days", "2", "--horizon", "3600", "--quiet",
+         "--endpoint-url", iam.url, "--region", REGION, "--bucket", bucket, "--app", app],
+        capture_output=True, text=True, timeout=240, env=iam.env("retrain"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    calls = iam.calls("retrain", since)
+    policy = render("retrain")
+    assert calls and [c for c in calls if not allowed(policy, *c)] == []
+    wrote = {r for a, r in calls if a == "s3:PutObject"}
+    assert f"arn:aws:s3:::{bucket}/models/{app}/_batch/v1/model.pkl" in wrote
+    assert all(r.startswith(f"arn:aws:s3:::{bucket}/models/{app}/_batch/") for r in wrote)
+    s3 = iam.client("s3", "retrain")
+    assert _refused(s3.put_object, Bucket=bucket, Key=f"models/{app}/d/all/1/model.pkl",
+                    Body=b"x") in DENIED  # fmt: skip
+    assert _refused(s3.put_object, Bucket=bucket, Key=object_key(app, now), Body=b"x") in DENIED
+    assert _refused(s3.get_object, Bucket=bucket, Key=f"checkpoints/{app}/x") in DENIED
 
 
 # ------------------------------------------------------------- the pipeline under the policies

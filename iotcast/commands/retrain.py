@@ -2,8 +2,9 @@
 
 Reads readings from a CSV file in the public format (--csv, what `iotcast evaluate`
 reads) or from the S3 archive of the stream (--from-s3: the last --days days under
-``archive/<app>/readings/YYYY/MM/DD/HH/``, objects in the same CSV format, ``.csv`` or
-``.csv.gz``; who writes them: docs/forecasting.md, "The batch expert"). Turns them into
+``archive/<app>/readings/YYYY/MM/DD/HH/``: objects of Kinesis records as Firehose or
+`iotcast archive` write them, or CSV objects ``.csv``/``.csv.gz``; a repeated (device, ts)
+is read once; see docs/operator.md, "The readings archive"). Turns them into
 examples on the processor's forecast grid (features of a forecast made at t, the change
 of the target from t to t + h), holds out the examples of the last --holdout-days days,
 trains gradient-boosted trees on the rest and scores the held-out ones beside
@@ -115,13 +116,14 @@ def archive_keys(s3: Any, bucket: str, app: str, days: float, now: float) -> Ite
             obj["Key"]
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", ())
-            if obj["Key"].endswith((".csv", ".csv.gz"))
+            if not obj["Key"].endswith("/")
         ]
         yield from sorted(keys)
         day += timedelta(days=1)
 
 
 def _s3_readings(settings: Settings, days: float, say: Callable[[str], None]) -> Iterator[Reading]:
+    from telemetry.archive import ArchiveFormatError, is_records_key, readings_of
     from telemetry.csvfile import CsvFormatError, read_csv
 
     s3 = settings.client("s3")
@@ -130,20 +132,36 @@ def _s3_readings(settings: Settings, days: float, say: Callable[[str], None]) ->
     if not keys:
         raise ConfigError(
             f"no archive objects under s3://{settings.bucket}/archive/{settings.app}/readings/ "
-            f"in the last {days:g} days (is the stream archived? see docs/forecasting.md, 'The batch expert')"
+            f"in the last {days:g} days (is the stream archived? `iotcast archive` locally, "
+            "the Firehose delivery stream on AWS: docs/operator.md, 'The readings archive')"
         )
     say(f"reading {len(keys)} archive objects of the last {days:g} days")
     rows: list[Reading] = []
+    refused = 0
     for key in keys:
         body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
         if key.endswith(".gz"):
             body = gzip.decompress(body)
         try:
-            rows.extend(read_csv(io.StringIO(body.decode())))
-        except CsvFormatError as exc:
+            if is_records_key(key):
+                got = readings_of(body)
+                rows.extend(got.readings)
+                refused += got.refused
+            else:
+                rows.extend(read_csv(io.StringIO(body.decode())))
+        except (CsvFormatError, ArchiveFormatError) as exc:
             raise ConfigError(f"s3://{settings.bucket}/{key}: {exc}") from None
     rows.sort(key=lambda r: r.ts)  # objects from several writers overlap in time
-    yield from rows
+    seen: set[tuple[str, float]] = set()
+    unique = []
+    for r in rows:  # delivery is at least once: a repeated (device, ts) is read once
+        k = (r.device, r.ts)
+        if k not in seen:
+            seen.add(k)
+            unique.append(r)
+    if refused or len(unique) < len(rows):
+        say(f"{len(rows) - len(unique):,} repeated readings dropped, {refused:,} refused")
+    yield from unique
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -319,8 +319,10 @@ def analyse(
 
 
 def _read_predictions(folder: Path) -> pd.DataFrame:
+    # round_trip: pandas' default parser can miss a float's last digit (the files hold repr)
     parts = [
-        pd.read_csv(p, dtype={"device": str, "model": str}) for p in sorted(folder.glob("*.csv"))
+        pd.read_csv(p, dtype={"device": str, "model": str}, float_precision="round_trip")
+        for p in sorted(folder.glob("*.csv"))
     ]
     cols = ["device", "model", "horizon", "made_ts", "target_ts", "predicted", "actual"]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("Orange")
@@ -89,17 +90,35 @@ class TelemetryWidget(base.WidgetTest):
         assert "no usable reading: 2 rows refused" in rows_error.formatted
 
 
-def _evaluate_command(path: Path, out: Path) -> dict[tuple[str, str, int], dict[str, str]]:
-    """``iotcast evaluate``'s figures (metrics.csv, ``error`` rows of scenario ``all``)."""
+def _evaluate_command(
+    path: Path, out: Path, *args: str
+) -> dict[tuple[str, str, int], dict[str, str]]:
+    """``iotcast evaluate``'s figures (metrics.csv, ``error`` rows of scenario ``all``, and
+    ``interval`` rows under the model ``served@<level>``)."""
+    argv = ["evaluate", "--csv", str(path), "--out", str(out), "--no-progress", *args]
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["evaluate", "--csv", str(path), "--out", str(out), "--no-progress"]) == 0
+        assert main(argv) == 0
     figures: dict[tuple[str, str, int], dict[str, str]] = {}
     with open(out / "metrics.csv", newline="") as f:
         for row in csv.DictReader(f):
-            if row["kind"] == "error" and row["scenario"] == "all":
-                key = (row["device"], row["model"], int(row["horizon"]))
+            if row["kind"] in ("error", "interval") and row["scenario"] == "all":
+                model = row["model"]
+                if row["kind"] == "interval":
+                    model += f"@{row['level']}"
+                key = (row["device"], model, int(row["horizon"]))
                 figures.setdefault(key, {})[row["metric"]] = row["value"]
     return figures
+
+
+def _served_intervals(out: Path) -> dict[tuple[str, int, float], dict[str, str]]:
+    """The served forecasts ``iotcast evaluate --save-predictions DEVICE:served`` wrote,
+    with the interval published with each: (device, horizon, made) -> row."""
+    rows = {}
+    for path in sorted((out / "predictions").glob("*__served.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                rows[(row["device"], int(row["horizon"]), float(row["made_ts"]))] = row
+    return rows
 
 
 class EvaluationWidget(base.WidgetTest):
@@ -116,11 +135,13 @@ class EvaluationWidget(base.WidgetTest):
         self.wait_until_finished(t, timeout=WAIT_MS)
         return self.get_output(t.Outputs.data, widget=t)
 
-    def test_the_leaderboard_equals_iotcast_evaluate_to_the_last_digit(self) -> None:
+    def test_the_leaderboard_and_intervals_equal_iotcast_evaluate_to_the_last_digit(self) -> None:
         folder = Path(tempfile.mkdtemp(prefix="orange-eval-"))
         path = folder / "day.csv"
-        write_csv(path, generate(days=0.1, seed=5))
-        command = _evaluate_command(path, folder / "out")
+        readings = list(generate(days=0.1, seed=5))
+        write_csv(path, readings)
+        save = [f"--save-predictions={d}:served" for d in sorted({r.device for r in readings})]
+        command = _evaluate_command(path, folder / "out", *save)
         w = self.create_widget(OWForecastEvaluation)
         self.send_signal(w.Inputs.data, self.readings(path), widget=w)
         self.wait_until_finished(w, timeout=WAIT_MS)
@@ -135,13 +156,56 @@ class EvaluationWidget(base.WidgetTest):
                 got = float(row[metric])
                 assert repr(got if metric != "n" else int(got)) == want[metric], (key, metric)
             seen.add(key)
-        scored = {k for k, v in command.items() if v["n"] not in ("0", "")}
+        scored = {k for k, v in command.items() if "@" not in k[1] and v["n"] not in ("0", "")}
         assert seen == scored and len(seen) > 40
         assert d["best"].values == ("false", "true")
         predictions = self.get_output(w.Outputs.predictions, widget=w)
-        n = sum(int(v["n"]) for v in command.values() if v["n"])
+        n = sum(int(v["n"]) for k, v in command.items() if "@" not in k[1] and v["n"])
         assert len(predictions) == n
         assert w.board.rowCount() == len(board)
+        self.check_intervals(predictions, command, _served_intervals(folder / "out"))
+
+    def check_intervals(self, predictions, command, published) -> None:
+        """The served rows carry the interval ``iotcast evaluate`` published with each
+        forecast, digit for digit (missing in the band's warm-up); the other models' rows
+        none; the 80 % interval lies inside the 95 %; the rows give the command's coverage."""
+        sides = ["low80", "high80", "low95", "high95"]
+        names = [v.name for v in predictions.domain.attributes]
+        assert names[names.index("abs_error") + 1 : names.index("hour")] == sides
+        d = predictions.domain
+        column = predictions.get_column
+        device = np.array(d["device"].values)[column("device").astype(int)]
+        model = np.array(d["model"].values)[column("model").astype(int)]
+        horizon = np.array([int(v) for v in d["horizon"].values])[column("horizon").astype(int)]
+        made, predicted, actual = column("made"), column("predicted"), column("actual")
+        bounds = np.column_stack([column(c) for c in sides])
+        served = model == "served"
+        assert np.isnan(bounds[~served]).all() and (~served).any()
+        assert served.sum() == len(published) > 1000
+        warm_up = 0
+        for i in np.flatnonzero(served):
+            key = (str(device[i]), int(horizon[i]), float(made[i]))
+            want = published[key]
+            assert repr(float(predicted[i])) == want["predicted"], key
+            got = [float(v) for v in bounds[i]]
+            if want["low80"] == "":
+                assert np.isnan(got).all(), key
+                warm_up += 1
+                continue
+            assert [repr(v) for v in got] == [want[c] for c in sides], key
+            lo80, hi80, lo95, hi95 = got
+            assert lo95 <= lo80 < hi80 <= hi95, key
+        assert 0 < warm_up < served.sum() / 10
+        checked = 0
+        for (dev, name, h), figures in command.items():
+            if not name.startswith("served@") or figures["coverage"] == "":
+                continue
+            j = 2 * [0.8, 0.95].index(float(name.split("@")[1]))
+            rows = served & (device == dev) & (horizon == h) & ~np.isnan(bounds[:, j])
+            inside = (bounds[rows, j] <= actual[rows]) & (actual[rows] <= bounds[rows, j + 1])
+            assert inside.sum() / rows.sum() == float(figures["coverage"]), (dev, h, name)
+            checked += 1
+        assert checked == 3 * 4 * 2  # devices x horizons x levels
 
     def test_cancel_stops_the_run_and_says_so(self) -> None:
         from iotcast.orange.tables import readings_table

@@ -8,7 +8,9 @@ reference models, horizons 0, 60, 900 and 3600 s), and :func:`tables` reshapes t
 - the **leaderboard** (:meth:`Analysis.leaderboard`): per device and horizon, every
   model and the served forecast by MAE, with the improvement over persistence;
 - the **predictions**: every scored prediction (device, model, horizon, made, target
-  time, predicted, actual, error, absolute error and the hour of day it was made at);
+  time, predicted, actual, error, absolute error, the served forecast's interval per
+  level as published with it, ``low80`` ... ``high95``, and the hour of day it was
+  made at);
 - the **scenarios** (:meth:`Analysis.scenarios`): the same figures by condition.
 
 >>> from telemetry.generate import generate
@@ -17,7 +19,8 @@ reference models, horizons 0, 60, 900 and 3600 s), and :func:`tables` reshapes t
 >>> out = tables(run(data, Question(horizons=(0, 60))))
 >>> [v.name for v in out.leaderboard.domain.attributes][:4]
 ['device', 'horizon', 'model', 'baseline']
->>> {"made", "target", "error", "hour"} <= {v.name for v in out.predictions.domain.attributes}
+>>> {"made", "target", "error", "low80", "high95", "hour"} <= {
+...     v.name for v in out.predictions.domain.attributes}
 True
 """
 
@@ -35,7 +38,17 @@ from online_models.analysis import Analysis, Cancelled, analyse
 from online_models.catalog import Catalog, load_catalog
 from online_models.evaluate import nothing_usable
 
-__all__ = ["DEFAULT_HORIZONS", "Cancelled", "NothingUsable", "Outputs", "Question", "run", "tables"]
+__all__ = [
+    "DEFAULT_HORIZONS",
+    "Cancelled",
+    "NothingUsable",
+    "Outputs",
+    "Question",
+    "interval_columns",
+    "predictions_frame",
+    "run",
+    "tables",
+]
 
 DEFAULT_HORIZONS = (0, 60, 900, 3600)  # iotcast evaluate's --task all
 
@@ -106,10 +119,19 @@ def _horizon_order(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(horizon=df.horizon.astype(int))
 
 
+def interval_columns(p: pd.DataFrame) -> list[str]:
+    """The interval columns of a predictions frame, in level order (``low80``,
+    ``high80``, ``low95``, ``high95`` for the default levels)."""
+    return [c for c in p.columns if c.startswith(("low", "high"))]
+
+
 def predictions_frame(p: pd.DataFrame) -> pd.DataFrame:
-    """The scored predictions with their error and the hour (UTC) they were made at."""
+    """The scored predictions with their error, the served forecast's interval (as
+    published with it: missing for the other models and in the band's warm-up) and the
+    hour (UTC) they were made at."""
     made = p.made_ts.to_numpy(dtype=float)
     hours = (np.floor(made % 86_400.0 / 3600.0)).astype(int)
+    bounds = {c: p[c].to_numpy(dtype=float, na_value=np.nan) for c in interval_columns(p)}
     return pd.DataFrame(
         {
             "device": p.device.astype(str),
@@ -121,6 +143,7 @@ def predictions_frame(p: pd.DataFrame) -> pd.DataFrame:
             "actual": p.actual.to_numpy(dtype=float),
             "error": (p.actual - p.predicted).to_numpy(dtype=float),
             "abs_error": (p.actual - p.predicted).abs().to_numpy(dtype=float),
+            **bounds,
             "hour": [f"{h:02d}" for h in hours],
         }
     )

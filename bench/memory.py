@@ -53,13 +53,14 @@ def heap_per_copy(blob: bytes, copies: int) -> float:
 
 
 def trained(days: float, seed: int) -> dict[str, DeviceModels]:
-    """The default model set of each generated device after ``days`` of its readings."""
+    """The default model set of each generated device after ``days`` of its readings (with its
+    anomaly watch, as the processor holds it)."""
     catalog, task = load_catalog(), TaskConfig()
     held: dict[str, DeviceModels] = {}
     for r in generate(days=days, seed=seed):
         dm = held.get(r.device)
         if dm is None:
-            dm = held[r.device] = DeviceModels(r.device, catalog, task)
+            dm = held[r.device] = DeviceModels(r.device, catalog, task, anomalies=True)
         dm.step(r)
     return held
 

@@ -187,7 +187,7 @@ READINGS_PROCESSED = _declare(
     "iotcast_readings_processed_total",
     "Readings decoded by the processor (parts of records: a packed record's readings, a "
     "device batch's; a record refused whole counts as one), by shard. Each has one outcome: "
-    "learned, duplicate, late, glitch, no_target, or dead-lettered "
+    "learned, held, duplicate, late, glitch, no_target, or dead-lettered "
     "(iotcast_records_poison_total).",
     ["shard"],
 )
@@ -195,6 +195,13 @@ READINGS_LEARNED = _declare(
     Counter,
     "iotcast_readings_learned_total",
     "Readings learned (each exactly once), by shard.",
+    ["shard"],
+)
+READINGS_HELD = _declare(
+    Counter,
+    "iotcast_readings_held_total",
+    "Readings predicted from but not learned because the device's anomaly watch held them "
+    "back (a suspected spike, a stuck sensor's values), by shard.",
     ["shard"],
 )
 READINGS_DUPLICATE = _declare(
@@ -287,7 +294,21 @@ EVENTS = _declare(
     Counter,
     "iotcast_events_total",
     "Per-device events recorded (the event log, stream.events), by kind: first_reading, "
-    "promotion, drift, model_reset, quiet.",
+    "promotion, drift, model_reset, quiet, and the anomalies' spike, level_shift, stuck, "
+    "silent, gas_rise (their start and end records each).",
+    ["kind"],
+)
+ANOMALY_EVENTS = _declare(
+    Counter,
+    "iotcast_anomaly_events_total",
+    "Sensor anomalies found, by kind (spike, level_shift, stuck, silent, gas_rise): each "
+    "counted once, when it starts (or when it is reported whole, already over: a spike).",
+    ["kind"],
+)
+ANOMALIES_ONGOING = _declare(
+    Gauge,
+    "iotcast_anomalies_ongoing",
+    "Devices held with an anomaly of this kind going on (started, not yet ended; set every 5 s).",
     ["kind"],
 )
 DEVICES_HELD = _declare(Gauge, "iotcast_devices_held", "Devices whose models this process holds.")
@@ -391,7 +412,7 @@ OUTPUT_RECORDS = _declare(
 DEVICE_READINGS = _declare(
     Counter,
     "iotcast_device_readings_total",
-    "Readings of a watched device, by outcome (learned, duplicate, late, glitch).",
+    "Readings of a watched device, by outcome (learned, held, duplicate, late, glitch).",
     ["device", "outcome"],
 )
 PREDICTION = _declare(
@@ -399,6 +420,22 @@ PREDICTION = _declare(
     "iotcast_prediction_celsius",
     "Last prediction of the target, by watched device, model and horizon (seconds).",
     ["device", "model", "horizon"],
+    registry=None,
+)
+PREDICTION_LOW = _declare(
+    Gauge,
+    "iotcast_prediction_low_celsius",
+    "Lower bound of the served forecast's last prediction interval, by watched device, horizon "
+    "(seconds) and level.",
+    ["device", "horizon", "level"],
+    registry=None,
+)
+PREDICTION_HIGH = _declare(
+    Gauge,
+    "iotcast_prediction_high_celsius",
+    "Upper bound of the served forecast's last prediction interval, by watched device, horizon "
+    "(seconds) and level.",
+    ["device", "horizon", "level"],
     registry=None,
 )
 ACTUAL = _declare(

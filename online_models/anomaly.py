@@ -15,9 +15,10 @@ and says whether the models may learn the reading. Kinds:
     surprise, or across a silence, is no reference.
 ``level_shift``
     ``confirm`` readings in a row that stay nearer the suspect than the level it
-    left: the series jumped. The models learn again from the confirming reading
-    on (they must follow the new level); the readings held back while it was a
-    suspected spike are not learned. Or a slow departure, an exponential control
+    left: the series jumped (reported whole, from the jump to the confirming
+    reading: a jump is a moment, not a state). The models learn again from the
+    confirming reading on (they must follow the new level); the readings held
+    back while it was a suspected spike are not learned. Or a slow departure, an exponential control
     chart: the recent level (an exponential mean over ``shift_short_s``) stands
     more than ``shift_z`` of its usual distances (a standard deviation learned
     per device) from the device's long-run level (``shift_long_s``) for
@@ -64,9 +65,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["GASES", "Anomaly", "Verdict", "Watch"]
+__all__ = ["GASES", "KINDS", "Anomaly", "Verdict", "Watch"]
 
 GASES = ("co", "lpg", "smoke")
+KINDS = ("spike", "level_shift", "stuck", "silent", "gas_rise")  # every kind a Watch raises
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +338,8 @@ class Watch(_Values):
             if s.count < self.confirm:
                 return False
             events.append(
-                Anomaly(self.device, "level_shift", s.start_ts, None, value, s.low, s.high, s.score)
+                # a jump is a moment, not a state: reported whole, from the jump to its proof
+                Anomaly(self.device, "level_shift", s.start_ts, ts, value, s.low, s.high, s.score)
             )
             self._suspect, self._calm = None, False
             self._settling = side  # learn the new level until the nowcast reaches it

@@ -68,7 +68,10 @@ __all__ = [
 #    ``Resampled.step`` now the narrowest bin width, the chosen one ``_step``...).
 # 5: the served forecast's prediction intervals: each horizon's ``band``
 #    (online_models.intervals.Band), with the offsets of the forecasts it published.
-FORMAT = 5
+# 6: the device's anomaly watch (``DeviceModels.watch``, online_models.anomaly.Watch), the
+#    anomalies it reported as going on (``ongoing``), the readings it held back
+#    (``n_held``), and the horizons' order (``order``: the nowcast first).
+FORMAT = 6
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -132,13 +135,30 @@ def _from_4(models: Any) -> Any:
     return models
 
 
+def _from_5(models: Any) -> Any:
+    """Format 5 -> 6: the device gains a fresh anomaly watch (it learns the device's usual
+    cadence, runs and levels from the next readings on, and reports nothing before: its
+    thresholds are multiples of what it has seen), nothing going on, nothing held."""
+    from online_models.anomaly import Watch
+
+    state = models.__dict__
+    if state.get("watch") is None:
+        models.watch = Watch(models.device)
+        models.n_held = state.get("n_held", 0)
+        models.ongoing = state.get("ongoing") or {}
+    if "order" not in state:
+        models.order = sorted(models.horizons.items(), key=lambda item: item[0] != 0)
+    return models
+
+
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
-    1: lambda models: _from_4(_from_1(models)),
-    2: lambda models: _from_4(_from_2(models)),
-    3: lambda models: _from_4(_from_3(models)),
-    4: _from_4,
-    5: _as_is,
+    1: lambda models: _from_5(_from_4(_from_1(models))),
+    2: lambda models: _from_5(_from_4(_from_2(models))),
+    3: lambda models: _from_5(_from_4(_from_3(models))),
+    4: lambda models: _from_5(_from_4(models)),
+    5: _from_5,
+    6: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an

@@ -28,6 +28,27 @@ For each reading, in time order:
    combination is the share of the horizon it covers;
 6. model selection and drift detection on the scores (events returned and logged).
 
+**Anomalous readings.** With ``anomalies`` (what the processor runs, and what
+``iotcast evaluate`` must run to make the same decisions), the device's
+:class:`~online_models.anomaly.Watch` judges each reading that passed step 2
+against the served nowcast made for it and its widest interval, after every
+nowcast model has predicted and before any learns. A reading the watch holds
+back (a suspected spike, the values of a stuck sensor) is ``held``: its
+nowcasts are returned as usual (predict before learn stays: the served nowcast
+is what the watch judged it by), but no model learns it, it is not scored, the
+interval band does not learn from it, the forecast horizons skip it (their
+forecasts due wait for the next reading learned, the first at or after their
+target time) and the plausible range and persistence's last value stay as they
+were. Why: a model taught a spike or a flat line forecasts it; a reading the
+watch does not trust is no evidence against the models either. The feature
+state and the standardiser see it (they describe what the sensors report, and
+the nowcast needed its features). A level shift or a gas rise is learned: a
+real change must be followed. The anomalies come back as events (kind
+``spike``, ``level_shift``, ``stuck``, ``silent``, ``gas_rise``; :func:`anomaly_event`),
+once when one starts (``figures["phase"] == "start"``) and once when it ends
+(``"end"``), or once whole when it is known only at its end (a spike);
+:meth:`DeviceModels.silence` asks the watch about a device that sends nothing.
+
 **The served forecast.** Per horizon, the forecast the processor publishes
 is the champion's at the moment it is made (persistence's when the
 champion has none yet). It is scored as its own series, ``served``, beside
@@ -62,6 +83,22 @@ deterministic: the same readings give the same predictions.
 {'0': 'persistence', '60': 'ensemble'}
 >>> dm.step(Reading(1594512070.0, "d1", humidity=52.0)).status, dm.n_no_target, dm.last_ts
 ('no_target', 1, 1594512061.0)
+
+A sensor that sticks: its readings are predicted from but not learned, and the
+anomaly is an event when it starts and when it ends.
+
+>>> dm = DeviceModels("d2", load_catalog(), TaskConfig(horizons=(0,)), anomalies=True)
+>>> def at(i, t):
+...     return Reading(1594512000.0 + 5 * i, "d2", 0.005, 51.0, False, 0.007, False, 0.02, t)
+>>> for i in range(100):  # calm, a little noise
+...     _ = dm.step(at(i, 22.0 + 0.1 * (i % 3)))
+>>> steps = [dm.step(at(100 + i, 22.3)) for i in range(200)]  # stuck for 1000 s
+>>> [(e.kind, e.figures["phase"]) for s in steps for e in s.events if e.model == ""]
+[('stuck', 'start')]
+>>> steps[-1].status, steps[-1].predictions[-1].model, dm.n_held > 0
+('held', 'served', True)
+>>> [(e.kind, e.figures["phase"]) for e in dm.step(at(300, 22.1)).events]
+[('stuck', 'end')]
 """
 
 from __future__ import annotations
@@ -71,11 +108,12 @@ import inspect
 import logging
 import types
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from river import base
 
+from online_models.anomaly import GASES, Anomaly, Verdict, Watch
 from online_models.catalog import Catalog, ModelSpec
 from online_models.config import TaskConfig
 from online_models.features import Features, FeatureState, Standardizer
@@ -96,13 +134,59 @@ from online_models.records import (
 from online_models.scoring import ErrorStats
 from telemetry.reading import Reading, is_glitch
 
-__all__ = ["SERVED", "DeviceModels", "Event", "Prediction", "Score", "StepResult", "upgrade"]
+__all__ = [
+    "SERVED",
+    "DeviceModels",
+    "Event",
+    "Prediction",
+    "Score",
+    "StepResult",
+    "anomaly_event",
+    "anomaly_of",
+    "upgrade",
+]
 
 log = logging.getLogger(__name__)
 
 _NO_TARGET = StepResult("no_target")
 # distinct feature-name sets a device interns (beyond it, it starts afresh: only sharing is lost)
 _MAX_KEY_SETS = 64
+# ongoing anomalies a device keeps, at most (a kind that never ends must not grow it)
+_MAX_ONGOING = 8
+
+
+def anomaly_event(a: Anomaly, phase: str, ts: float) -> Event:
+    """The event of anomaly ``a`` reported at event time ``ts``: ``phase`` ``"start"`` (it goes
+    on), ``"end"`` (it ended; its start was reported) or ``"whole"`` (reported once, ended).
+
+    >>> e = anomaly_event(Anomaly("d1", "spike", 10.0, 15.0, 35.0, 21.0, 21.4, 9.5), "whole", 15.0)
+    >>> e.kind, e.model, e.ts, e.figures["expected_high"], anomaly_of("d1", e).score
+    ('spike', '', 15.0, 21.4, 9.5)
+    """
+    end = "ongoing" if a.end_ts is None else f"ended at {a.end_ts:.0f}"
+    reason = (
+        f"{a.kind} from {a.start_ts:.0f}, {end}: value {a.value:.4g}, expected "
+        f"{a.expected_low:.4g} .. {a.expected_high:.4g} (score {a.score:.2f})"
+    )
+    figures = {
+        "phase": phase,
+        "start_ts": a.start_ts,
+        "end_ts": a.end_ts,
+        "value": a.value,
+        "expected_low": a.expected_low,
+        "expected_high": a.expected_high,
+        "score": a.score,
+    }
+    return Event(a.kind, "", 0, reason, figures, ts)
+
+
+def anomaly_of(device: str, event: Event) -> Anomaly:
+    """The :class:`~online_models.anomaly.Anomaly` an :func:`anomaly_event` reports."""
+    f = event.figures
+    return Anomaly(
+        device, event.kind, f["start_ts"], f["end_ts"], f["value"], f["expected_low"],
+        f["expected_high"], f["score"],
+    )  # fmt: skip
 
 
 class DeviceModels:
@@ -114,7 +198,9 @@ class DeviceModels:
     evaluation adds beside the processor's set). With
     ``timing`` the object adds up each model's predict+learn CPU time of this
     thread (:attr:`cost_ns`; CPU, not wall time, so other processes on a shared
-    machine do not inflate it), for reports and benchmarks.
+    machine do not inflate it), for reports and benchmarks. With ``anomalies`` a
+    :class:`~online_models.anomaly.Watch` judges every reading (see the module
+    docstring): the processor's setting.
 
     >>> from online_models.catalog import load_catalog
     >>> from online_models.config import TaskConfig
@@ -134,6 +220,7 @@ class DeviceModels:
         models: str | Iterable[str] = "default",
         timing: bool = False,
         observers: Iterable[str] = (),
+        anomalies: bool = False,
     ) -> None:
         self.device = device
         self.task = task or TaskConfig()
@@ -163,6 +250,12 @@ class DeviceModels:
         self.n_dropped = 0
         self.n_promotions = 0
         self.n_drifts = 0
+        self.watch: Watch | None = Watch(device) if anomalies else None
+        self.n_held = 0
+        # the anomalies reported as started and not yet ended, by (kind, start)
+        self.ongoing: dict[tuple[str, float], Anomaly] = {}
+        # the nowcasts run first: the watch judges the reading before any horizon learns it
+        self.order = sorted(self.horizons.items(), key=lambda item: item[0] != 0)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -214,21 +307,43 @@ class DeviceModels:
         if self.scaler is not None:
             x.scaled = self.scaler.learn_transform_one(x)
         y = float(y)
-        self.guard.observe(y)
-        lo, hi = self.guard.bounds()
-        if self.hfeatures is not None:
-            self.hfeatures.add(ts, y)
+        guard, task = self.guard, self.task
+        watch = self.watch
+        was = (guard.low, guard.high)
+        guard.observe(y)
+        lo, hi = guard.bounds()
+        verdicts: list[Verdict] = []
+        judge: Callable[[float | None, tuple[float, ...]], bool] | None = None
+        if watch is not None:
+            gases = {g: getattr(reading, g) for g in GASES}
+
+            def _judge(value: float | None, bounds: tuple[float, ...]) -> bool:
+                band = None
+                if value is not None and bounds:
+                    band = (bounds[-2] - value, bounds[-1] - value)
+                verdicts.append(watch.observe(ts, y, value if band else None, band, gases))
+                return verdicts[0].learn
+
+            judge = _judge
+            if 0 not in self.horizons:  # no nowcast to judge the reading by
+                judge(None, ())
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
         kept: dict[tuple[bool, bool], Kept | None] = {}  # this reading's, as forecasts keep it
-        guard, task = self.guard, self.task
-        for h, hz in self.horizons.items():
+        added = False
+        for h, hz in self.order:
             if h == 0:
                 r = hz.nowcast(
-                    x=x, y=y, ts=ts, lo=lo, hi=hi, fallback=self.last_value, guard=guard, task=task
-                )
+                    x=x, y=y, ts=ts, lo=lo, hi=hi, fallback=self.last_value, guard=guard,
+                    task=task, judge=judge,
+                )  # fmt: skip
+            elif verdicts and not verdicts[0].learn:
+                break  # held: the forecast horizons skip it
             else:
+                if not added and self.hfeatures is not None:
+                    self.hfeatures.add(ts, y)
+                    added = True
                 keeps = None
                 if hz.forecasts_at(ts):
                     what = (hz.keep_raw, hz.keep_scaled)
@@ -244,10 +359,46 @@ class DeviceModels:
             events += r.events
             if r.events or r.dropped:
                 self._apply(r)
-        self.last_value = y
         self.last_ts = ts
+        if verdicts:
+            verdict = verdicts[0]
+            if verdict.events:
+                events += self._anomalies(verdict.events, ts)
+            if not verdict.learn:
+                guard.low, guard.high = was
+                self.n_held += 1
+                return StepResult("held", tuple(predictions), (), tuple(events))
+        self.last_value = y
         self.n_learned += 1
         return StepResult("learned", tuple(predictions), tuple(scores), tuple(events))
+
+    def silence(self, now: float) -> Event | None:
+        """A ``silent`` anomaly's start event if the device has sent nothing for too long by
+        ``now`` (event time: see the processor's sweep), once per silence; None without
+        ``anomalies``. The next reading ends it."""
+        if self.watch is None:
+            return None
+        a = self.watch.silence(now)
+        if a is None:
+            return None
+        (event,) = self._anomalies((a,), now)
+        return event
+
+    def _anomalies(self, found: Iterable[Anomaly], ts: float) -> list[Event]:
+        """The events of the anomalies the watch reported at ``ts``; :attr:`ongoing` kept."""
+        ongoing = self.ongoing
+        out = []
+        for a in found:
+            key = (a.kind, a.start_ts)
+            if a.end_ts is None:
+                ongoing[key] = a
+                if len(ongoing) > _MAX_ONGOING:  # the oldest goes (a kind that never ends)
+                    del ongoing[next(iter(ongoing))]
+                phase = "start"
+            else:
+                phase = "end" if ongoing.pop(key, None) is not None else "whole"
+            out.append(anomaly_event(a, phase, ts))
+        return out
 
     def _apply(self, r: HorizonStep) -> None:
         """Count and log what a horizon's step did (its events, its dropped forecasts)."""
@@ -361,6 +512,7 @@ class DeviceModels:
             "device": self.device,
             "target": self.task.target,
             "n_learned": self.n_learned,
+            "n_held": self.n_held,
             "n_duplicate": self.n_duplicate,
             "n_late": self.n_late,
             "n_glitch": self.n_glitch,
@@ -507,6 +659,9 @@ def upgrade(
     if new.feature_keys is not None:
         new.key_sets.setdefault(new.feature_keys, new.feature_keys)
     new.n_drifts = state.get("n_drifts", 0)
+    new.watch = state.get("watch")
+    new.n_held = state.get("n_held", 0)
+    new.ongoing = dict(state.get("ongoing") or {})
     if new.scaler is not None and state.get("scaler") is not None:
         new.scaler = state["scaler"]
     last = state.get("last_value", state["features"].prev.get(old.task.target))

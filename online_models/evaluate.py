@@ -63,11 +63,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from online_models.anomaly import GASES, Anomaly, Watch
+from online_models.anomaly import KINDS as ANOMALY_KINDS
+from online_models.anomaly import Anomaly
 from online_models.batch_served import BatchServed
 from online_models.catalog import Catalog
 from online_models.config import TaskConfig
-from online_models.device import DeviceModels
+from online_models.device import DeviceModels, anomaly_of
 from online_models.features import GAP_S
 from online_models.records import SERVED, Event, Prediction, Score
 from online_models.scoring import ErrorTotals
@@ -223,7 +224,6 @@ class EvalResult:
     first_ts: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, DeviceInput] = field(default_factory=dict)  # every device, even without
     anomalies: dict[tuple[str, str, float], Anomaly] = field(default_factory=dict)  # last state
-    watches: dict[str, Watch] = field(default_factory=dict)
     # the served forecast made at each plot point, with its published interval: (device,
     # horizon) -> [(target_ts, value, bounds)], bounds as Prediction.bounds (may be empty)
     bands: dict[tuple[str, int], list[tuple[float, float, tuple[float, ...]]]] = field(
@@ -262,30 +262,62 @@ class EvalResult:
 
 
 class _PredictionFiles:
-    """Every scored prediction of chosen (device, model) pairs, written to CSV as they come."""
+    """Every scored prediction of chosen (device, model) pairs, written to CSV as they come;
+    the served forecast's rows also carry the interval published with it (``low80``,
+    ``high80``, ... per level; empty in the band's warm-up)."""
 
     HEADER = ("device", "model", "horizon", "made_ts", "target_ts", "predicted", "actual")
 
-    def __init__(self, pairs: Iterable[tuple[str, str]], directory: str | Path | None) -> None:
+    def __init__(
+        self,
+        pairs: Iterable[tuple[str, str]],
+        directory: str | Path | None,
+        levels: Iterable[float] = (),
+    ) -> None:
         self.pairs = {(d, m) for d, m in pairs}
         self.directory = None if directory is None else Path(directory)
         self.files: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.levels = tuple(levels)
+        # served forecasts published and not yet scored: (device, horizon) -> (made_ts, bounds)
+        self.published: dict[tuple[str, int], deque[tuple[float, tuple[float, ...]]]] = {}
         if self.pairs:
             if self.directory is None:
                 raise ValueError("save_predictions needs predictions_dir")
             self.directory.mkdir(parents=True, exist_ok=True)
 
+    def publish(self, device: str, predictions: Iterable[Prediction]) -> None:
+        """Keep the intervals of the served forecasts just made until they are scored."""
+        if (device, SERVED) not in self.pairs:
+            return
+        for p in predictions:
+            if p.model == SERVED:
+                self.published.setdefault((device, p.horizon), deque()).append((p.ts, p.bounds))
+
+    def _bounds(self, device: str, s: Score) -> list[str]:
+        waiting = self.published.get((device, s.horizon))
+        # scored in the order published; older ones were never scored (dropped, refused)
+        while waiting and waiting[0][0] < s.made_ts:
+            waiting.popleft()
+        bounds: tuple[float, ...] = ()
+        if waiting and waiting[0][0] == s.made_ts:
+            bounds = waiting.popleft()[1]
+        return [repr(b) for b in bounds] if bounds else [""] * (2 * len(self.levels))
+
     def write(self, device: str, s: Score) -> None:
         key = (device, s.model)
         if key not in self.pairs:
             return
+        served = s.model == SERVED
         w = self.files.get(key)
         if w is None:
             assert self.directory is not None  # __init__ refuses pairs without one
             safe = device.replace(":", "-")
             f = open(self.directory / f"{safe}__{s.model}.csv", "w", newline="")  # noqa: SIM115
             w = self.files[key] = (f, csv.writer(f))
-            w[1].writerow(self.HEADER)
+            header = list(self.HEADER)
+            if served:
+                header += [f"{side}{100 * v:g}" for v in self.levels for side in ("low", "high")]
+            w[1].writerow(header)
         w[1].writerow(
             [
                 device,
@@ -295,6 +327,7 @@ class _PredictionFiles:
                 repr(s.target_ts),
                 repr(s.predicted),
                 repr(s.actual),
+                *(self._bounds(device, s) if served else ()),
             ]
         )
 
@@ -441,28 +474,17 @@ def _forget(tr: _DeviceTrack, dm: DeviceModels, ts: float, max_h: int) -> None:
         tr.flags.pop(tr.order.popleft(), None)
 
 
-def _watch(
-    res: EvalResult,
-    device: str,
-    reading: Reading,
-    predictions: tuple[Prediction, ...],
-    task: TaskConfig,
-) -> None:
-    """The device's anomaly detectors judge the reading against the served nowcast made for
-    it (its widest interval); each anomaly is kept in its last state (ongoing, or ended)."""
-    watch = res.watches.get(device)
-    if watch is None:
-        watch = res.watches[device] = Watch(device)
-    nowcast: float | None = None
-    band: tuple[float, float] | None = None
-    for p in predictions:
-        if p.model == SERVED and p.horizon == 0 and p.bounds:
-            nowcast, band = p.value, (p.bounds[-2] - p.value, p.bounds[-1] - p.value)
-    y = getattr(reading, task.target)
-    gases = {g: getattr(reading, g) for g in GASES}
-    verdict = watch.observe(reading.ts, float(y), nowcast, band, gases)
-    for a in verdict.events:
-        res.anomalies[(a.device, a.kind, a.start_ts)] = a
+def _anomalies(res: EvalResult, device: str, events: Iterable[Event]) -> list[Event]:
+    """Keep the step's anomaly events (the device's watch, as the processor runs it) in
+    ``res.anomalies``, each in its last state (ongoing, or ended); the other events back."""
+    rest = []
+    for e in events:
+        if e.kind in ANOMALY_KINDS and not e.model:
+            a = anomaly_of(device, e)
+            res.anomalies[(a.device, a.kind, a.start_ts)] = a
+        else:
+            rest.append(e)
+    return rest
 
 
 def prequential(
@@ -482,7 +504,8 @@ def prequential(
     ``models`` selects from ``catalog`` as :meth:`Catalog.select` does; ``references``
     adds the catalog's reference models (seasonal naive, the batch forest).
     ``save_predictions`` lists (device, model) pairs whose scored predictions are
-    written to ``predictions_dir/<device>__<model>.csv``. ``progress(n)`` is
+    written to ``predictions_dir/<device>__<model>.csv`` (``served``'s with the interval
+    published with each forecast, ``low80``, ``high80``, ...). ``progress(n)`` is
     called every 1,000 readings with the count so far. ``batch_expert`` (a
     :class:`~online_models.batch_served.BatchServed`) sees every learned reading with the
     forecasts served and scored at it: the batch expert retrained on a schedule and the
@@ -495,7 +518,7 @@ def prequential(
     observers = set(selected.names) - set(catalog.select(models).names)
     res = EvalResult(task=task, models=selected.names, devices={}, batch=batch_expert)
     tracks: dict[str, _DeviceTrack] = {}
-    files = _PredictionFiles(save_predictions, predictions_dir)
+    files = _PredictionFiles(save_predictions, predictions_dir, task.interval_levels)
     max_h = max(task.horizons)
     target = task.target
     inputs = res.inputs
@@ -517,19 +540,21 @@ def prequential(
                     res.statuses["no_target"] += 1
                     continue
                 dm = res.devices[device] = DeviceModels(
-                    device, selected, task, models="all", timing=True, observers=observers
-                )
+                    device, selected, task, models="all", timing=True, observers=observers,
+                    anomalies=True,
+                )  # fmt: skip
                 tracks[device] = _DeviceTrack(first_ts=reading.ts, next_sample=reading.ts)
             tr = tracks[device]
             result = dm.step(reading)
+            files.publish(device, result.predictions)
             res.statuses[result.status] += 1
+            events = _anomalies(res, device, result.events)
             if result.status != "learned":
                 continue
             ts = reading.ts
             tr.flags[ts] = _conditions(tr, reading, task.target)
             tr.order.append(ts)
-            _events(res, tr, device, result.events, ts)
-            _watch(res, device, reading, result.predictions, task)
+            _events(res, tr, device, events, ts)
             last_by_h = _scores(res, tr, device, result.scores, files)
             if batch_expert is not None:
                 y = float(getattr(reading, target))
@@ -572,7 +597,6 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.first_ts.update(p.first_ts)
         out.anomalies.update(p.anomalies)
         out.bands.update(p.bands)
-        out.watches.update(p.watches)
         for device, inp in p.inputs.items():
             out.inputs.setdefault(device, DeviceInput()).merge(inp)
         for k, counts in p.hist.items():

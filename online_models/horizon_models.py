@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -181,12 +181,15 @@ class HorizonModels:
         fallback: float | None,
         guard: Guard,
         task: TaskConfig,
+        judge: Callable[[float | None, tuple[float, ...]], bool] | None = None,
     ) -> HorizonStep:
         """Every model predicts the target now without its own history, is scored, learns.
 
         ``x`` are the reading's features, ``y`` its value of the target at ``ts``, ``lo ..
         hi`` the plausible range, ``fallback`` persistence's nowcast (stands in for a refused
-        one), ``guard`` and ``task`` the device's."""
+        one), ``guard`` and ``task`` the device's. ``judge(served, bounds)``, when given, is
+        asked after every model predicted whether they may learn ``y``; if not, nothing is
+        learned nor scored (the predictions are returned all the same)."""
         run = _Run(guard, task, ts)
         xn = nowcast_view(x, task.target)
         models = self.models
@@ -194,6 +197,7 @@ class HorizonModels:
         scored: list[tuple[str, float, float, float]] = []
         made: dict[str, float | None] = {}
         rejected: set[str] = set()
+        lessons: list[tuple[str, Mapping[str, float | None], float | None]] = []
         for name in self.order:
             combo = name in combos
             xi = made if combo else xn
@@ -203,15 +207,24 @@ class HorizonModels:
                 rejected.add(name)
                 self._reset(name, fault, run)
             made[name] = p
-            self._teach(name, xi, y, 1.0 if combo else None, run)
+            # (taught after all predicted: a combination learns from the experts as it saw them)
+            lessons.append((name, dict(made) if combo else xi, 1.0 if combo else None))
             if p is not None:
                 run.predictions.append(Prediction(name, 0, ts, ts, p))
                 scored.append((name, p, ts, ts))
         value, source = _served(self.selector.champion, made, fallback, rejected)
-        served: list[tuple[float | None, float, float]] = []
+        bounds: tuple[float, ...] = ()
         if value is not None:
             bounds = self.band.publish(value)
             run.predictions.append(Prediction(SERVED, 0, ts, ts, value, source, bounds))
+        if judge is not None and not judge(value, bounds):
+            if value is not None:
+                self.band.forget()  # never scored: its offsets do not wait
+            return run.result()
+        for name, lesson, w in lessons:
+            self._teach(name, lesson, y, w, run)
+        served: list[tuple[float | None, float, float]] = []
+        if value is not None:
             served.append((value, ts, ts))
         if scored or served:
             self._score(scored, served, y, run)

@@ -158,6 +158,7 @@ class DeviceSummary(TypedDict):
     device: str
     target: str
     n_learned: int
+    n_held: int  # taken in order but not learned: the anomaly watch held it back
     n_duplicate: int
     n_late: int
     n_glitch: int

@@ -440,7 +440,7 @@ class ControlChannel:
             "outcome": "applied",
             "message": message,
             "champion": after,
-            "samples": slot.models.n_learned,
+            "samples": slot.models.n_learned + slot.models.n_held,
             "at": _now(),
         }
         return await self._finish(held, ack)

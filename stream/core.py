@@ -19,8 +19,10 @@ batch loop that feeds it is :mod:`stream.runner`'s. A record goes:
    beyond which the reading is dead-lettered as ``device_limit``);
 3. the device's :class:`~online_models.device.DeviceModels` steps the reading: it
    drops a not-newer (device, ts) as duplicate or late, glitches and readings
-   without the target (``no_target``), else predicts, scores and learns, and returns
-   a :class:`~online_models.records.StepResult`;
+   without the target (``no_target``), else predicts, and scores and learns unless
+   its anomaly watch holds the reading back (``held``: predicted from, not learned),
+   and returns a :class:`~online_models.records.StepResult` (anomalies among its
+   events);
 4. what it returned is reported: every metric through :class:`~stream.fleet.Fleet`
    (readings by shard and outcome, the error histogram by model and horizon,
    events), the watched devices' series through their
@@ -28,19 +30,28 @@ batch loop that feeds it is :mod:`stream.runner`'s. A record goes:
    time, :data:`stream.watch.WATCHED`), and the output records
    (:mod:`stream.records`) to the writer, when one is given.
 
-Every decoded reading (part) has exactly one outcome: ``learned``, ``duplicate``,
-``late``, ``glitch``, ``no_target``, ``device_limit`` or ``poison`` (the part is not a
-reading; a record that cannot be unpacked is one part), which is what the
+Every decoded reading (part) has exactly one outcome: ``learned``, ``held``,
+``duplicate``, ``late``, ``glitch``, ``no_target``, ``device_limit`` or ``poison`` (the
+part is not a reading; a record that cannot be unpacked is one part), which is what the
 exactly-once accounting adds up: per shard, ``iotcast_readings_processed_total`` (parts)
-= learned + duplicate + late + glitch + no_target + dead-lettered
+= learned + held + duplicate + late + glitch + no_target + dead-lettered
 (``iotcast_records_poison_total``, ``device_limit`` included). Records are counted apart
 (``iotcast_records_processed_total``, the stray ones in ``iotcast_records_misrouted_total``).
 A record is all or nothing: :meth:`StreamCore.handle` runs all of its readings,
 synchronously, before the shard's position (``last_seq``) moves past it, and the batch
 loop checkpoints only between records. It returns the record's outcome: ``replayed``,
 ``misrouted``, the outcome its readings share (a record of one reading: that
-reading's), or ``mixed``. :meth:`StreamCore.sweep` sets the fleet's gauges and finds
-quiet devices.
+reading's), or ``mixed``. :meth:`StreamCore.sweep` sets the fleet's gauges, finds
+quiet devices and asks each device's watch whether it has gone silent.
+
+**The silent-device sweep runs on each shard's event time**, the newest reading's
+``ts`` handled on that shard (:meth:`StreamCore.clock`), not the wall clock: a device
+is silent when the devices beside it have moved on by many times its usual interval
+while it sent nothing. The wall clock would call every device of a replay or of a
+backlog being caught up silent (their readings' times lie in the past), and would
+make the processor's events differ from ``iotcast evaluate``'s on the same readings.
+What event time cannot see, a shard where nothing at all arrives, is the wall-clock
+``quiet`` event's and the lag alerts' to catch.
 
 >>> from online_models.catalog import load_catalog
 >>> from online_models.config import TaskConfig
@@ -67,6 +78,7 @@ quiet devices.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -121,6 +133,7 @@ class StreamCore:
         self.latencies = latencies
         self.watch = watch
         self.watched = self.fleet.watching(watch)
+        self._clock: dict[str, float] = {}  # per shard, the newest reading's event time
 
     @property
     def devices_held(self) -> int:
@@ -139,6 +152,7 @@ class StreamCore:
                 watched.slot = slot
 
     def release(self, state: ShardState) -> None:
+        self._clock.pop(state.shard_id, None)
         self.devices.release(state)
         self.fleet.held(self.devices.held)
         self.fleet.shard_held(state.shard_id, None)
@@ -181,7 +195,7 @@ class StreamCore:
         # and only now does the shard's position move past it; a checkpoint (S3 manifest, then
         # DynamoDB) is taken only between records (stream.batches), so it never falls inside one.
         state.last_seq = seq
-        state.since_checkpoint += 1
+        state.since_checkpoint += max(1, len(opened.items))  # readings: --checkpoint-every
         return status
 
     def _reading(
@@ -216,12 +230,15 @@ class StreamCore:
         status = result.status
         counts[status].inc()
         watched = self.watched.get(device) if self.watch else None
-        if status != "learned":
+        if status != "learned" and status != "held":
             if watched is not None and status != "no_target":
                 watched.outcomes[status].inc()
             return status
         state.dirty.add(device)
         now = time.time()
+        shard = state.shard_id
+        if reading.ts > self._clock.get(shard, -math.inf):
+            self._clock[shard] = reading.ts
         act = self.fleet.arrived(device, reading.ts, now)
         self.fleet.score(result.scores)
         for e in result.events:
@@ -259,6 +276,22 @@ class StreamCore:
         """An event that did not come from a reading (an operator's promotion, say)."""
         self.fleet.event(state, device, event, time.time())
 
+    def clock(self, shard: str) -> float | None:
+        """The shard's event time: the newest reading's ``ts`` handled on it (None before one)."""
+        return self._clock.get(shard)
+
     def sweep(self, states: list[ShardState]) -> None:
-        """The fleet's gauges (quiet, reset, champions, worst-k) and quiet-device events."""
+        """Silent devices by each shard's event time (an anomaly event each, see the module
+        docstring), then the fleet's gauges (quiet, reset, anomalies going on, champions,
+        worst-k) and quiet-device events."""
+        now = time.time()
+        for state in states:
+            clock = self._clock.get(state.shard_id)
+            if clock is None:
+                continue
+            for device, slot in state.devices.items():
+                event = slot.models.silence(clock)
+                if event is not None:
+                    state.dirty.add(device)  # the watch changed: the next checkpoint saves it
+                    self.fleet.event(state, device, event, now)
         self.fleet.sweep(states)

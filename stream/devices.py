@@ -5,7 +5,8 @@ one :class:`~stream.state.DeviceSlot` each), since they are checkpointed, handed
 and restored with the shard. :class:`DeviceRegistry` keeps the count across the
 process's shards (:meth:`~DeviceRegistry.adopt` a leased shard's devices,
 :meth:`~DeviceRegistry.release` a handed-over shard's) and creates a device's slot, a
-fresh model set from the catalog, with :meth:`~DeviceRegistry.create`, up to
+fresh model set from the catalog (with its anomaly watch,
+:class:`~online_models.anomaly.Watch`), with :meth:`~DeviceRegistry.create`, up to
 ``max_devices`` per process: beyond it, it refuses (None), and the reading is
 dead-lettered by its caller.
 
@@ -72,7 +73,7 @@ class DeviceRegistry:
         from online_models.device import DeviceModels
 
         slot = state.devices[device] = DeviceSlot(
-            DeviceModels(device, self.catalog, self.task, models=self.models)
+            DeviceModels(device, self.catalog, self.task, models=self.models, anomalies=True)
         )
         self.held += 1
         return slot

@@ -1,15 +1,19 @@
 """Per-device events: what happened to one device, as records, not metric series.
 
-A device's first reading, a promotion, a drift, a model reset and a device
-gone quiet each become one record (:class:`stream.records.EventRecord`), one JSON
-object (:func:`event_record`)::
+A device's first reading, a promotion, a drift, a model reset, a device
+gone quiet, and a sensor anomaly's start and end (kinds :data:`ANOMALY_KINDS`,
+``figures`` holding the anomaly: ``phase``, ``start_ts``, ``end_ts``, ``value``,
+``expected_low``, ``expected_high``, ``score``;
+:func:`online_models.device.anomaly_event`) each become one record
+(:class:`stream.records.EventRecord`), one JSON object (:func:`event_record`)::
 
     {"kind": "event", "event": "promotion", "device": "d1", "ts": 1594512000.0,
      "at": "2026-12-06T22:10:00.123+00:00", "model": "linear", "horizon": 900,
      "reason": "rolling MAE 0.10 < 0.95 x 0.20", "figures": {...}, "shard": "shardId-0"}
 
 ``ts`` is the event time of the reading that caused it (None for ``quiet``,
-which no reading causes), ``at`` the processor's wall clock. They go:
+which no reading causes; for a ``silent`` anomaly the sweep found, the shard's
+event time then), ``at`` the processor's wall clock. They go:
 
 - into the processor's log, one JSON line each (logger ``iotcast.events``);
 - to the predictions stream beside the predictions, told apart by
@@ -40,11 +44,13 @@ from typing import Literal, TypedDict, cast
 
 import orjson
 
+from online_models import anomaly
 from online_models.records import Event
 from stream.aws import S3Client
 from stream.records import EventRecord, encode
 
 __all__ = [
+    "ANOMALY_KINDS",
     "EVENT_KINDS",
     "EventLine",
     "event_identity",
@@ -54,7 +60,9 @@ __all__ = [
     "read_events",
 ]
 
-# Every kind of event the processor records (anomalies join with their own kinds).
+# The kinds of sensor anomaly (online_models.anomaly.Watch; online_models.device.anomaly_event).
+ANOMALY_KINDS = anomaly.KINDS
+# Every other kind of event the processor records.
 EVENT_KINDS = ("first_reading", "promotion", "drift", "model_reset", "quiet")
 PREFIX = "events/"
 

@@ -23,11 +23,15 @@ whether it went quiet, when a model of it was last reset) and:
   the score-weighted mean of the devices' prequential MAEs;
 - :meth:`Fleet.event` counts an event and records it: the shard's next
   checkpoint writes it to S3, the processor's log gets a JSON line, the
-  predictions stream a record of ``"kind": "event"``;
+  predictions stream a record of ``"kind": "event"``; an anomaly (a kind of
+  :data:`~stream.events.ANOMALY_KINDS`) is also counted once by kind in
+  ``iotcast_anomaly_events_total``, at its first record (its start, or its
+  whole when it is known only at its end);
 - :meth:`Fleet.sweep` (every few seconds) finds devices gone quiet (an
   event each), and sets the per-process gauges: devices quiet, devices with a
-  reset in the last hour, devices per shard, champions by model and horizon,
-  and the worst-k devices per horizon (served rolling MAE over persistence's).
+  reset in the last hour, devices per shard, devices with an anomaly going on
+  by kind, champions by model and horizon, and the worst-k devices per
+  horizon (served rolling MAE over persistence's).
 
 >>> fleet = Fleet(worst_k=2)
 >>> a = fleet.activity("d1"); a.arrived(100.0, now=1000.0); a.arrived(130.0, now=1001.0)
@@ -51,7 +55,7 @@ from typing import TYPE_CHECKING
 from monitoring import metrics as m
 from monitoring.metrics import FieldNotes
 from online_models.records import SERVED, Event, Score
-from stream.events import event_line
+from stream.events import ANOMALY_KINDS, event_line
 from stream.records import EventRecord
 from stream.state import ShardState
 from stream.watch import WATCHED, WatchedDevice
@@ -76,6 +80,7 @@ EB, ESUM, ENAN = m.ERROR_BOUNDS, len(m.ERROR_BOUNDS), len(m.ERROR_BOUNDS) + 1
 # A decoded reading's outcomes (DeviceModels.step's, and no_target before a device has models).
 OUTCOMES = (
     ("learned", m.READINGS_LEARNED),
+    ("held", m.READINGS_HELD),
     ("duplicate", m.READINGS_DUPLICATE),
     ("late", m.READINGS_LATE),
     ("glitch", m.READINGS_GLITCH),
@@ -128,6 +133,7 @@ class Fleet:
         self._kinds: dict[str, PromCounter] = {}
         self._counts: dict[str, ShardCounts] = {}
         self._notes = FieldNotes(m.VALUES_DROPPED, m.VALUES_CLIPPED)
+        self._anomalies = {kind: m.ANOMALY_EVENTS.labels(kind) for kind in ANOMALY_KINDS}  # at 0
 
     def activity(self, device: str, now: float | None = None) -> Activity:
         act = self.activities.get(device)
@@ -215,6 +221,8 @@ class Fleet:
         elif kind == "model_reset":
             m.MODEL_RESETS.labels(event.model, str(event.horizon), event.figures["reason"]).inc()
             self.activity(device, now).reset_at = now
+        elif kind in self._anomalies and event.figures.get("phase") != "end":
+            self._anomalies[kind].inc()
         counter = self._kinds.get(kind)
         if counter is None:
             counter = self._kinds[kind] = m.EVENTS.labels(kind)
@@ -234,6 +242,7 @@ class Fleet:
         champions: Counter[tuple[str, int]] = Counter()
         ratios: dict[int, list[tuple[float, float, str]]] = {}
         bands: dict[tuple[int, float], list[float]] = {}  # scored, hits, width sum
+        ongoing: Counter[str] = Counter(dict.fromkeys(ANOMALY_KINDS, 0))
         for state in states:
             m.SHARD_DEVICES.labels(state.shard_id).set(len(state.devices))
             for device, slot in state.devices.items():
@@ -247,7 +256,11 @@ class Fleet:
                     reset += 1
                 self._figures(slot.models, device, champions, ratios)
                 self._bands(slot.models, bands)
+                if slot.models.ongoing:
+                    ongoing.update({kind for kind, _ in slot.models.ongoing})
         m.DEVICES_QUIET.set(quiet)
+        for kind, devices in ongoing.items():
+            m.ANOMALIES_ONGOING.labels(kind).set(devices)
         for (h, level), (n, hits, width) in bands.items():
             if n:
                 m.INTERVAL_COVERAGE.labels(str(h), str(level)).set(hits / n)

@@ -217,7 +217,9 @@ class ShardState:
                     device,
                     slot.version,
                     checkpoint_format.dumps(slot.models),
-                    int(summary.get("n_learned", 0)),
+                    # the manifest's samples: every reading the device took in order, learned
+                    # or held back by its anomaly watch (each is decided once: exactly once)
+                    int(summary.get("n_learned", 0)) + int(summary.get("n_held", 0)),
                     entry_metrics(summary),
                 )
             )

@@ -3,8 +3,9 @@
 Only devices on the watch list (``iotcast process --watch d1,d2``, the
 ``IOTCAST_WATCH`` setting; at most :data:`~monitoring.metrics.MAX_WATCHED`)
 get series with a ``device`` label: their readings by outcome, last
-prediction per model and horizon, actual value, error figures, residual
-histogram, champion, checkpoint version, last reading and cadence. Every
+prediction per model and horizon and the served forecast's last interval bounds
+per horizon and level (the band around it), actual value, error figures,
+residual histogram, champion, checkpoint version, last reading and cadence. Every
 other device is seen through the fleet figures (:mod:`stream.fleet`), the
 worst-k gauges and the event log.
 
@@ -73,6 +74,8 @@ class WatchedDevice:
         "interval",
         "slot",
         "predictions",
+        "bounds",
+        "levels",
         "_residuals",
         "__weakref__",
     )
@@ -81,7 +84,7 @@ class WatchedDevice:
         self.device = device
         self.outcomes = {
             o: m.DEVICE_READINGS.labels(device, o)
-            for o in ("learned", "duplicate", "late", "glitch")
+            for o in ("learned", "held", "duplicate", "late", "glitch")
         }
         self.actual = m.ACTUAL.labels(device)
         self.received = m.LAST_READING_RECEIVED.labels(device)
@@ -89,6 +92,9 @@ class WatchedDevice:
         self.slot: DeviceSlot | None = None  # the device's models, once held
         # the last prediction of each (model, horizon), as the newest learned reading made it
         self.predictions: dict[tuple[str, int], float] = {}
+        # the served forecast's last interval per horizon: (low, high) per level, flattened
+        self.bounds: dict[int, tuple[float, ...]] = {}
+        self.levels: tuple[float, ...] = ()  # of those intervals (the models' task's)
         self._residuals: dict[tuple[str, int], list[float]] = {}
 
     def residuals(self, model: str, horizon: int) -> list[float]:
@@ -107,9 +113,10 @@ class WatchedDevice:
         interval: float | None,
         result: StepResult,
     ) -> None:
-        """A reading the device's models learned: its value, arrival, cadence and scores."""
+        """A reading the device's models learned (or held back: ``result.status``): its value,
+        arrival, cadence, predictions and scores."""
         self.slot = slot
-        self.outcomes["learned"].inc()
+        self.outcomes[result.status].inc()
         self.actual.set(value)
         self.received.set(received)
         if interval is not None:
@@ -117,6 +124,9 @@ class WatchedDevice:
         predictions = self.predictions
         for p in result.predictions:
             predictions[(p.model, p.horizon)] = p.value
+            if p.bounds:
+                self.bounds[p.horizon] = p.bounds
+                self.levels = slot.models.task.interval_levels
         add, residuals = m.SCORES.add, self._residuals
         for s in result.scores:
             acc = residuals.get((s.model, s.horizon)) or self.residuals(s.model, s.horizon)
@@ -135,8 +145,10 @@ class WatchedFigures(Collector):
     The families (declared in :mod:`monitoring.metrics`, not registered there):
     ``iotcast_prediction_celsius``, ``iotcast_mae_celsius``,
     ``iotcast_rolling_mae_celsius``, ``iotcast_rolling_rmse_celsius`` (a model's once it
-    has a score), ``iotcast_champion_info`` (first horizon) and
-    ``iotcast_last_reading_timestamp_seconds``. Devices join with :meth:`add` and leave
+    has a score), ``iotcast_champion_info`` (first horizon),
+    ``iotcast_last_reading_timestamp_seconds`` and the served forecast's last interval,
+    ``iotcast_prediction_low_celsius`` and ``iotcast_prediction_high_celsius`` (by horizon
+    and level, once the band publishes one). Devices join with :meth:`add` and leave
     when their :class:`WatchedDevice` is gone (held weakly: a core's watch list lives as
     long as the core). The scrape thread reads only what a reading replaces whole
     (numbers, the slot's models), never a dict the hot loop may be growing.
@@ -158,6 +170,10 @@ class WatchedFigures(Collector):
     >>> 'iotcast_mae_celsius{device="w1",horizon="0",model="persistence"} 1.0' in text
     True
     >>> 'iotcast_champion_info{device="w1",model="persistence"} 1.0' in text
+    True
+    >>> w.bounds = {0: (22.0, 23.0, 21.5, 23.5)}; w.levels = (0.8, 0.95)
+    >>> text = generate_latest(figures.registry).decode()
+    >>> 'iotcast_prediction_high_celsius{device="w1",horizon="0",level="0.95"} 23.5' in text
     True
     """
 
@@ -189,16 +205,24 @@ class WatchedFigures(Collector):
                 m.ROLLING_RMSE,
                 m.CHAMPION,
                 m.LAST_READING_TS,
+                m.PREDICTION_LOW,
+                m.PREDICTION_HIGH,
             )
         )
 
     def collect(self) -> Iterator[Metric]:
-        prediction, mae, rolling_mae, rolling_rmse, champion, last_ts = families = self._families()
+        families = self._families()
+        prediction, mae, rolling_mae, rolling_rmse, champion, last_ts, low, high = families
         with self._lock:
             watched = sorted(self._devices.items())
         for device, w in watched:
             for (model, h), value in list(w.predictions.items()):
                 prediction.add_metric([device, model, str(h)], value)
+            levels = w.levels
+            for h, bounds in list(w.bounds.items()):
+                for i, level in enumerate(levels[: len(bounds) // 2]):
+                    low.add_metric([device, str(h), str(level)], bounds[2 * i])
+                    high.add_metric([device, str(h), str(level)], bounds[2 * i + 1])
             models = w.slot.models if w.slot is not None else None
             newest = models.last_ts if models is not None else None
             last_ts.add_metric([device], 0.0 if newest is None else newest)

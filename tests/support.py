@@ -300,14 +300,17 @@ def load_models(settings: Settings) -> dict[str, Any]:
 
 
 def reference(readings: Iterable[Any], catalog: Any, task: Any, models: str) -> dict[str, Any]:
-    """DeviceModels trained once, uninterrupted, on the readings in stream order."""
+    """DeviceModels trained once, uninterrupted, on the readings in stream order (with their
+    anomaly watch, as the processor runs them)."""
     from online_models.device import DeviceModels
 
     out: dict[str, Any] = {}
     for r in readings:
         dm = out.get(r.device)
         if dm is None:
-            dm = out[r.device] = DeviceModels(r.device, catalog, task, models=models)
+            dm = out[r.device] = DeviceModels(
+                r.device, catalog, task, models=models, anomalies=True
+            )
         dm.step(r)
     return out
 

@@ -214,3 +214,25 @@ def test_the_processor_resumes_from_a_previous_format_checkpoint_and_rollback_st
         wait_for(lambda: device_samples(settings)[device] == n_old, 30, "the rollback checkpointed")
     finally:
         assert proc.stop(30) == 0, proc.log_tail()
+
+
+def test_the_anomaly_watch_is_checkpointed_and_older_formats_get_a_fresh_one(settings) -> None:
+    """Format 6 carries each device's watch (what it learned of the device's cadence: a long
+    silence is reported at once after a restore); format 5 migrates to a fresh watch, which
+    has learned nothing yet and reports nothing."""
+    silent = {}
+    for fmt in (5, 6):
+        expected = upload(
+            settings.replace(bucket=f"{settings.bucket}-v{fmt}"), FIXTURES / f"v{fmt}-bundle"
+        )
+        store = store_for(settings.replace(bucket=f"{settings.bucket}-v{fmt}"), expected["app"])
+        manifest = store.load_shard_manifest(expected["shard"])
+        assert manifest is not None
+        for device, entry in manifest.devices.items():
+            models = store.load_models(device, entry)
+            assert models.watch is not None and models.ongoing is not None
+            assert models.last_ts is not None
+            event = models.silence(models.last_ts + 86_400)
+            silent[(fmt, device)] = None if event is None else (event.kind, event.figures["phase"])
+    assert {v for (fmt, _), v in silent.items() if fmt == 5} == {None}
+    assert {v for (fmt, _), v in silent.items() if fmt == 6} == {("silent", "start")}

@@ -18,7 +18,7 @@ from stream.core import StreamCore
 from stream.fleet import QUIET_UNKNOWN
 from stream.state import ShardState
 from telemetry.generate import generate
-from telemetry.reading import encode
+from telemetry.reading import Reading, encode
 
 TASK = TaskConfig(horizons=(0, 60))
 MODELS = "persistence,rolling_mean,linear"
@@ -190,3 +190,47 @@ def test_the_fleets_interval_coverage_is_the_devices_bands_weighted_by_their_sco
             assert abs(got - level) < 0.1, (h, level, got)  # a short run: near its level
             width = REGISTRY.get_sample_value("iotcast_interval_width_celsius", labels)
             assert 0.0 < width < 5.0
+
+
+def _anomalies(kind: str) -> tuple[float, float]:
+    """The fleet's count of ``kind`` anomalies found, and of devices with one going on."""
+    counted = REGISTRY.get_sample_value("iotcast_anomaly_events_total", {"kind": kind}) or 0.0
+    ongoing = REGISTRY.get_sample_value("iotcast_anomalies_ongoing", {"kind": kind})
+    return counted, ongoing if ongoing is not None else float("nan")
+
+
+def test_the_sweep_finds_a_silent_device_by_its_shards_event_time_once():
+    """Two devices every 5 s, 2020's readings (a replay: the wall clock is years ahead, and
+    finds nobody silent); one stops. Once the other has moved the shard's event time on by
+    the watch's limit, the sweep reports it silent, once; its next reading ends it."""
+    t0 = 1_594_512_000.0
+
+    def reading(device: str, i: int) -> Reading:
+        temp = 22.0 + 0.1 * (i % 3)
+        return Reading(t0 + 5 * i, device, 0.005, 51.0, False, 0.007, False, 0.02, temp)
+
+    core = StreamCore(load_catalog(), TASK, models=MODELS)
+    state = ShardState("shardId-fleet-silent", epoch=1)
+    both = [reading(d, i) for i in range(60) for d in ("a1", "b2")]
+    _feed(core, state, both)
+    counted, _ = _anomalies("silent")
+    state.events.clear()
+    core.sweep([state])
+    assert not state.events and _anomalies("silent") == (counted, 0)
+    alone = [reading("a1", i) for i in range(60, 100)]  # b2 sends nothing for 200 s
+    for seq, r in enumerate(alone, len(both) + 1):
+        core.handle(state, str(seq), encode(r))
+        core.sweep([state])
+    silent = [orjson.loads(e) for e in state.events if orjson.loads(e)["event"] == "silent"]
+    assert [(e["device"], e["figures"]["phase"]) for e in silent] == [("b2", "start")]
+    (start,) = silent
+    assert start["figures"]["start_ts"] == t0 + 5 * 59 and start["figures"]["end_ts"] is None
+    assert start["ts"] is not None and start["ts"] <= core.clock(state.shard_id)
+    assert _anomalies("silent") == (counted + 1, 1)
+    state.events.clear()
+    core.handle(state, str(len(both) + len(alone) + 1), encode(reading("b2", 100)))
+    core.sweep([state])
+    ended = [orjson.loads(e) for e in state.events if orjson.loads(e)["event"] == "silent"]
+    assert [(e["device"], e["figures"]["phase"]) for e in ended] == [("b2", "end")]
+    assert ended[0]["figures"]["end_ts"] == t0 + 5 * 100
+    assert _anomalies("silent") == (counted + 1, 0)  # counted once, when it started

@@ -411,6 +411,45 @@ def test_device_dashboard_shows_watched_devices_only() -> None:
     assert any("iotcast_device_readings_total" in e for e in exprs)
 
 
+def test_device_dashboard_draws_the_served_forecasts_band_for_watched_devices() -> None:
+    """The actual-vs-predicted panel shades the served forecast's 95 % and 80 % intervals
+    (the watched-only bound gauges, shifted like the forecast they belong to)."""
+    dash = _dashboard("device.json")
+    (panel,) = [p for p in dash["panels"] if p["title"].startswith("Actual vs predicted, h")]
+    exprs = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+    for pct, level in (("95 %", "0.95"), ("80 %", "0.8")):
+        low, high = exprs[f"served {pct} low"], exprs[f"served {pct} high"]
+        assert "iotcast_prediction_low_celsius" in low and f'level="{level}"' in low
+        assert "iotcast_prediction_high_celsius" in high and f'level="{level}"' in high
+        assert all("offset ${horizon}s1ms" in e for e in (low, high))
+        fills = [
+            prop["value"]
+            for o in panel["fieldConfig"]["overrides"]
+            if o["matcher"]["options"] == f"served {pct} high"
+            for prop in o["properties"]
+            if prop["id"] == "custom.fillBelowTo"
+        ]
+        assert fills == [f"served {pct} low"]
+    labels = module_metric_labels()
+    assert labels["iotcast_prediction_low_celsius"] == ("device", "horizon", "level")
+
+
+def test_overview_shows_anomalies_by_kind_without_a_device_label() -> None:
+    dash = _dashboard("overview.json")
+    exprs = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+    assert exprs["Anomalies by kind"] == [
+        "sum by (kind) (increase(iotcast_anomaly_events_total[$__rate_interval]))"
+    ]
+    assert exprs["Devices with an anomaly going on, by kind"] == [
+        "kind:iotcast_anomalies_ongoing:sum"
+    ]
+    labels = module_metric_labels()
+    assert labels["iotcast_anomaly_events_total"] == ("kind",)
+    assert labels["iotcast_anomalies_ongoing"] == ("kind",)
+    ys = [(p["gridPos"]["y"], p["gridPos"]["x"]) for p in dash["panels"]]
+    assert len(set(ys)) == len(ys)  # no two panels in the same place
+
+
 def test_every_query_parses_in_a_real_prometheus(prometheus: ManagedProcess) -> None:
     expressions = (
         dashboard_expressions() + grafana_alert_expressions() + prometheus_rule_expressions()

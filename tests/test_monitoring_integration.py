@@ -67,7 +67,7 @@ PROM_DIR = ROOT / "monitoring" / "prometheus"
 
 SYNTHETIC = "synthetic-0"
 WORST_K = 2
-OUTCOMES = ("learned", "duplicate", "late", "glitch", "no_target")  # a decoded reading's
+OUTCOMES = ("learned", "held", "duplicate", "late", "glitch", "no_target")  # a decoded reading's
 # Promotion after the selection's 5000-prediction cool-down (then 500 readings of
 # grace); the noise jumps at 7000. ADWIN sees blocks of 50 residuals and checks
 # every 32 blocks, so the first check with enough calm blocks before the jump is

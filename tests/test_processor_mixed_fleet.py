@@ -18,7 +18,7 @@ from tests import mixed_fleet, support
 from tests.test_processor_output import _read_stream
 
 MODELS = "persistence,linear"
-OUTCOMES = ("learned", "duplicate", "late", "glitch", "no_target")
+OUTCOMES = ("learned", "held", "duplicate", "late", "glitch", "no_target")
 
 
 def dead_letters(settings) -> list[dict]:

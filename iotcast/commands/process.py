@@ -80,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=10_000,
         metavar="N",
-        help="checkpoint a shard every N records (default 10000; each checkpoint pickles the "
-        "shard's changed devices on the hot path, see bench/processor.py)",
+        help="checkpoint a shard every N readings (default 10000; a packed record's readings "
+        "all count, and the checkpoint comes at the next record boundary; each checkpoint "
+        "pickles the shard's changed devices on the hot path, see bench/processor.py)",
     )
     g.add_argument(
         "--checkpoint-seconds",

@@ -4,7 +4,8 @@ pickled size of each device's watch; optionally the same for another version of
 ``online_models/anomaly.py`` in the same run. Prints figures; not a test.
 
 The served nowcast and its interval that each reading is judged by are those of
-``iotcast evaluate --task nowcast`` (the prequential evaluation, horizon 0), recorded once
+``iotcast evaluate --task nowcast`` (the prequential evaluation, horizon 0, whose model
+sets run the watch and hold back what it distrusts, as the processor's do), recorded once
 and replayed through each watch, so the versions compare on the very same inputs.
 
     .venv/bin/python -m telemetry.plant --days 7 --seed 1 --out planted.csv --windows planted.json
@@ -27,10 +28,9 @@ from types import ModuleType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import online_models.evaluate as evaluate  # noqa: E402
-from online_models.anomaly import GASES  # noqa: E402
+from online_models import anomaly  # noqa: E402
 from online_models.catalog import load_catalog  # noqa: E402
 from online_models.config import TaskConfig  # noqa: E402
-from online_models.records import SERVED  # noqa: E402
 from online_models.report.anomalies import CATCHES, load_faults  # noqa: E402
 from telemetry.csvfile import read_csv  # noqa: E402
 
@@ -38,23 +38,20 @@ Input = tuple[str, float, float, float | None, tuple[float, float] | None, dict]
 
 
 def record(csv: str) -> list[Input]:
-    """What the evaluation's watch is given for each learned reading, in order."""
+    """What the device's watch is given for each reading, in order, as ``iotcast evaluate``
+    (and the processor) run it: inside the model set, holding back what it distrusts."""
     out: list[Input] = []
+    real = anomaly.Watch.observe
 
-    def spy(res, device, reading, predictions, task) -> None:  # type: ignore[no-untyped-def]
-        nowcast = band = None
-        for p in predictions:
-            if p.model == SERVED and p.horizon == 0 and p.bounds:
-                nowcast, band = p.value, (p.bounds[-2] - p.value, p.bounds[-1] - p.value)
-        gases = {g: getattr(reading, g) for g in GASES}
-        out.append((device, reading.ts, float(getattr(reading, task.target)), nowcast, band, gases))
+    def spy(self, ts, value, nowcast, band, gases=None):  # type: ignore[no-untyped-def]
+        out.append((self.device, ts, value, nowcast, band, dict(gases or {})))
+        return real(self, ts, value, nowcast, band, gases)
 
-    real = evaluate._watch
-    evaluate._watch = spy
+    anomaly.Watch.observe = spy  # type: ignore[method-assign]
     try:
         evaluate.prequential(read_csv(csv), load_catalog(), TaskConfig(horizons=(0,)))
     finally:
-        evaluate._watch = real
+        anomaly.Watch.observe = real  # type: ignore[method-assign]
     return out
 
 

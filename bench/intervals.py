@@ -1,7 +1,7 @@
 """Prediction intervals of the served forecast: coverage and width per series, horizon and level.
 
-Runs each series through the very per-device model sets the processor runs
-(``DeviceModels.step``: predict, score, learn) and, for every served forecast
+Runs each series through the very per-device model sets the processor runs, its anomaly
+watch included (``DeviceModels.step``: predict, score, learn) and, for every served forecast
 published with an interval, checks whether its target's reading fell inside
 the interval published with it. Prints, per series, horizon and level:
 
@@ -70,7 +70,7 @@ def run(name: str, real: Path) -> dict[tuple[str, int], dict[str, list]]:
     for n, r in enumerate(_readings(name, real)):
         dm = devices.get(r.device)
         if dm is None:
-            dm = devices[r.device] = DeviceModels(r.device, catalog, task)
+            dm = devices[r.device] = DeviceModels(r.device, catalog, task, anomalies=True)
             first[r.device] = r.ts
         res = dm.step(r)
         for p in res.predictions:

@@ -70,6 +70,7 @@ DUPLICATES = "iotcast_readings_duplicate_total"
 LATE = "iotcast_readings_late_total"
 GLITCHES = "iotcast_readings_glitch_total"
 NO_TARGET = "iotcast_readings_no_target_total"
+HELD = "iotcast_readings_held_total"  # taken in order, not learned: the anomaly watch held it
 POISON = "iotcast_records_poison_total"
 RECORDS = "iotcast_records_processed_total"
 MISROUTED = "iotcast_records_misrouted_total"
@@ -89,7 +90,7 @@ PREDICTION = "iotcast_prediction_celsius"
 LAST_TS = "iotcast_last_reading_timestamp_seconds"
 FORECAST_MODELS = ("served", "persistence", "rolling_mean", "seasonal_naive")
 #: the outcome label of iotcast_device_readings_total (a watched device's readings)
-OUTCOMES = ("learned", "duplicate", "late", "glitch")
+OUTCOMES = ("learned", "held", "duplicate", "late", "glitch")
 
 METRIC_NAMES = (
     RECEIVED,
@@ -101,6 +102,7 @@ METRIC_NAMES = (
     LATE,
     GLITCHES,
     NO_TARGET,
+    HELD,
     POISON,
     RECORDS,
     MISROUTED,
@@ -222,6 +224,7 @@ class PipelineFigures:
     late: int = 0
     glitches: int = 0
     no_target: int = 0
+    held: int = 0  # readings the anomaly watch held back from learning (decided, not lost)
     poison: int = 0
     records: int = 0  # Kinesis records the processors handled (a packed record: many readings)
     misrouted: int = 0  # of which stray copies a reshard left, skipped whole
@@ -239,9 +242,11 @@ class PipelineFigures:
 
     @property
     def accounted(self) -> int:
-        """Readings the processors took a decision on: learned, duplicate, late, glitch or
-        without the target."""
-        return self.learned + self.duplicates + self.late + self.glitches + self.no_target
+        """Readings the processors took a decision on: learned, held back by the anomaly
+        watch, duplicate, late, glitch or without the target."""
+        return (
+            self.learned + self.held + self.duplicates + self.late + self.glitches + self.no_target
+        )
 
     def figures(self) -> dict[str, object]:
         """The counters as a plain dict (for the summary file)."""
@@ -255,6 +260,7 @@ class PipelineFigures:
             "late": self.late,
             "glitches": self.glitches,
             "no_target": self.no_target,
+            "held": self.held,
             "poison": self.poison,
             "records": self.records,
             "misrouted": self.misrouted,
@@ -425,6 +431,7 @@ def aggregate(
         late=fleet(LATE),
         glitches=fleet(GLITCHES),
         no_target=fleet(NO_TARGET),
+        held=fleet(HELD),
         poison=fleet(POISON),
         records=fleet(RECORDS),
         misrouted=fleet(MISROUTED),
@@ -498,6 +505,8 @@ def progress_line(snap: PipelineFigures, replayed: int, total: int | None) -> st
     )
     if snap.no_target:
         line += f"  no target {snap.no_target}"
+    if snap.held:
+        line += f"  held back (anomalous) {snap.held}"
     if snap.records:
         line += f"  records {snap.records}"
     if snap.misrouted:

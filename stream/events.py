@@ -86,7 +86,11 @@ class EventLine(TypedDict):
 
 # What makes two records the same event: event, device, ts (or the minute, for quiet),
 # model, horizon.
-EventIdentity = tuple[str | None, str | None, float | str | None, str | None, int | None]
+# event, device, ts, model, horizon; and for an anomaly its phase, start and value (two gases
+# rising at one reading are two events of one kind)
+EventIdentity = tuple[
+    str | None, str | None, float | str | None, str | None, int | None, object, object, object
+]
 
 
 def event_record(device: str, event: Event, shard: str, at: float) -> bytes:
@@ -114,11 +118,21 @@ def event_identity(event: EventLine) -> EventIdentity:
     ...      "at": "x"}
     >>> event_identity(a) == event_identity({**a, "at": "y"})
     True
+    >>> co = {"event": "gas_rise", "device": "d1", "ts": 5.0, "model": "", "horizon": 0,
+    ...       "figures": {"phase": "start", "start_ts": 1.0, "value": 0.02}}
+    >>> lpg = {**co, "figures": {**co["figures"], "value": 0.05}}
+    >>> event_identity(co) == event_identity(lpg)  # two gases at one reading: two events
+    False
     """
     ts: float | str | None = event.get("ts")
     if ts is None:  # quiet: no reading caused it; one a minute at most per device
         ts = str(event.get("at", ""))[:16]
-    return (event.get("event"), event.get("device"), ts, event.get("model"), event.get("horizon"))
+    figures = event.get("figures")
+    f = figures if isinstance(figures, dict) else {}
+    return (
+        event.get("event"), event.get("device"), ts, event.get("model"), event.get("horizon"),
+        f.get("phase"), f.get("start_ts"), f.get("value"),
+    )  # fmt: skip
 
 
 def read_events(

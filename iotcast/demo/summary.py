@@ -71,12 +71,13 @@ PROMETHEUS_QUERIES = {
     "late": "sum(iotcast_readings_late_total)",
     "glitches": "sum(iotcast_readings_glitch_total)",
     "no_target": "sum(iotcast_readings_no_target_total)",
+    "held": "sum(iotcast_readings_held_total)",
     # the watched devices'
     "learned_by_device": 'sum by (device) (iotcast_device_readings_total{outcome="learned"})',
     "device_readings": "sum by (device, outcome) (iotcast_device_readings_total)",
 }
 # The figures compared with Prometheus': the fleet's counts, the watched devices' readings.
-COMPARED = ("forwarded", "dead_lettered", "learned", "duplicates", "late", "glitches",
+COMPARED = ("forwarded", "dead_lettered", "learned", "held", "duplicates", "late", "glitches",
             "no_target", "learned_by_device", "device_readings")  # fmt: skip
 
 
@@ -288,8 +289,8 @@ def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
     ... and the watched devices' prequential MAE with the offline evaluation's (same code,
     same readings per device: equal to float precision)?  (Example: the module docstring.)
     The fleet's counts and the watched devices' readings are compared with Prometheus';
-    the manifests' samples add up to the fleet's readings learned, and a watched device's
-    are the readings it learned.
+    the manifests' samples add up to the fleet's readings learned or held back by the anomaly
+    watch (each decided once), and a watched device's are the readings it learned or held.
     """
     stream = summary.get("stream") or {}
     prom = summary.get("prometheus")
@@ -300,10 +301,11 @@ def agreement(summary: dict[str, Any]) -> dict[str, bool | None]:
     if stream and ckpt:
         samples = {d: v.get("samples") or 0 for d, v in (ckpt.get("devices") or {}).items()}
         watched = stream.get("learned_by_device") or {}
+        held = {d: by.get("held", 0) for d, by in (stream.get("device_readings") or {}).items()}
         total = ckpt.get("samples", sum(samples.values()))
         out["manifests"] = (
-            total == stream.get("learned")
-            and all(samples.get(d, 0) == n for d, n in watched.items())
+            total == (stream.get("learned") or 0) + (stream.get("held") or 0)
+            and all(samples.get(d, 0) == n + held.get(d, 0) for d, n in watched.items())
             and ckpt.get("sha256_ok", 0) == ckpt.get("device_count", 0)
         )
     pairs = [

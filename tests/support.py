@@ -39,6 +39,7 @@ from iotcast.cli import command_line, connection_flags, local_env
 from iotcast.settings import Settings
 from iotcast.stack import ManagedProcess, free_port, port_in_use
 from stream.checkpoint import CheckpointStore, ShardManifest
+from stream.records import decode_records
 from telemetry.reading import Reading, encode
 
 IOTCAST = str(Path(sys.executable).parent / "iotcast")
@@ -182,6 +183,28 @@ def subscriptions(log: Path) -> int:
 def items_of(readings: Iterable[Reading]) -> list[tuple[bytes, str]]:
     """Kinesis records (data, partition key) of readings, as the bridge writes them."""
     return [(encode(r), r.device) for r in readings]
+
+
+def stream_records(settings: Settings, name: str) -> list[bytes]:
+    """Every Kinesis record of stream ``name``, each shard from its start."""
+    kinesis = settings.client("kinesis")
+    out: list[bytes] = []
+    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
+        it = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while it:
+            resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
+            out += [r["Data"] for r in resp["Records"]]
+            if not resp["Records"]:
+                break
+            it = resp.get("NextShardIterator")
+    return out
+
+
+def stream_outputs(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """The output records of stream ``name``, unpacked (``stream.records.decode_records``)."""
+    return [d for data in stream_records(settings, name) for d in decode_records(data)]
 
 
 def create_stream(settings: Settings, shards: int, name: str | None = None) -> None:

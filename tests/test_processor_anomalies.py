@@ -8,7 +8,6 @@ from __future__ import annotations
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from stream.events import read_events
-from stream.records import decode_records
 from telemetry.reading import Reading
 from tests import support
 
@@ -31,22 +30,6 @@ def stuck_then_spike() -> list[Reading]:
     out += [calm(i) for i in range(320, 330)]
     out += [_at(330, 35.0)]
     out += [calm(i) for i in range(331, 340)]
-    return out
-
-
-def _read_stream(settings, name: str) -> list[dict]:
-    kinesis = settings.client("kinesis")
-    out: list[dict] = []
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        it = kinesis.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            out += [d for r in resp["Records"] for d in decode_records(r["Data"])]
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
     return out
 
 
@@ -93,7 +76,7 @@ def test_a_stuck_then_spiking_sensor_raises_stuck_and_spike_events(settings, tmp
 
     # the events, on the predictions stream and in the S3 event log: stuck from the run's
     # start, ongoing, then ended by the next other value; the spike whole, with the range
-    records = _read_stream(settings, settings.predictions_stream)
+    records = support.stream_outputs(settings, settings.predictions_stream)
     logged = read_events(settings.client("s3"), settings.bucket, settings.app)
     for events in ([r for r in records if r["kind"] == "event"], logged):
         anomalies = [e for e in events if e["event"] in ("stuck", "spike")]

@@ -9,28 +9,6 @@ from telemetry.generate import generate
 from tests import support
 
 
-def _read_records(settings, name: str) -> list[bytes]:
-    """Every Kinesis record of stream ``name``, each shard from its start."""
-    kinesis = settings.client("kinesis")
-    out = []
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        it = kinesis.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while True:
-            resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            out += [r["Data"] for r in resp["Records"]]
-            if not resp["Records"]:
-                break
-            it = resp["NextShardIterator"]
-    return out
-
-
-def _read_stream(settings, name: str) -> list[dict]:
-    """The output records of stream ``name``, unpacked (``stream.records.decode_records``)."""
-    return [d for data in _read_records(settings, name) for d in decode_records(data)]
-
-
 def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(settings, tmp_path):
     """Predictions and events on the output stream; fleet series for every device, the
     per-device series for the watched one only."""
@@ -67,7 +45,7 @@ def test_champion_predictions_and_events_reach_the_output_stream_and_metrics(set
             "the worst-k gauges (the fleet sweep)",
         )
         text = support.scrape(proc)
-    packed = _read_records(settings, settings.predictions_stream)
+    packed = support.stream_records(settings, settings.predictions_stream)
     records = [d for data in packed for d in decode_records(data)]
     predictions = [r for r in records if r["kind"] == "prediction"]
     events = [r for r in records if r["kind"] == "event"]

@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="DEVICE:MODEL",
         help="write every scored prediction of DEVICE's MODEL to predictions/ (repeatable; the "
-        "device id may contain ':', the model is after the last one)",
+        "device id may contain ':', the model is after the last one); the served model's rows "
+        "carry the interval published with each forecast (low80, high80, low95, high95)",
     )
     parser.add_argument("--limit", type=int, help="stop after this many readings")
     parser.add_argument(

@@ -258,6 +258,12 @@ class DeviceModels:
         self.order = sorted(self.horizons.items(), key=lambda item: item[0] != 0)
 
     @property
+    def n_taken(self) -> int:
+        """Readings taken in order: learned, or held back by the anomaly watch; each is
+        decided once (a checkpoint manifest's ``samples``)."""
+        return self.n_learned + self.n_held
+
+    @property
     def model_names(self) -> tuple[str, ...]:
         return self.catalog.names
 
@@ -313,20 +319,9 @@ class DeviceModels:
         guard.observe(y)
         lo, hi = guard.bounds()
         verdicts: list[Verdict] = []
-        judge: Callable[[float | None, tuple[float, ...]], bool] | None = None
-        if watch is not None:
-            gases = {g: getattr(reading, g) for g in GASES}
-
-            def _judge(value: float | None, bounds: tuple[float, ...]) -> bool:
-                band = None
-                if value is not None and bounds:
-                    band = (bounds[-2] - value, bounds[-1] - value)
-                verdicts.append(watch.observe(ts, y, value if band else None, band, gases))
-                return verdicts[0].learn
-
-            judge = _judge
-            if 0 not in self.horizons:  # no nowcast to judge the reading by
-                judge(None, ())
+        judge = None if watch is None else _judge(watch, reading, y, verdicts)
+        if judge is not None and 0 not in self.horizons:  # no nowcast to judge the reading by
+            judge(None, ())
         predictions: list[Prediction] = []
         scores: list[Score] = []
         events: list[Event] = []
@@ -363,7 +358,7 @@ class DeviceModels:
         if verdicts:
             verdict = verdicts[0]
             if verdict.events:
-                events += self._anomalies(verdict.events, ts)
+                events += _anomaly_events(self.ongoing, verdict.events, ts)
             if not verdict.learn:
                 guard.low, guard.high = was
                 self.n_held += 1
@@ -381,24 +376,8 @@ class DeviceModels:
         a = self.watch.silence(now)
         if a is None:
             return None
-        (event,) = self._anomalies((a,), now)
+        (event,) = _anomaly_events(self.ongoing, (a,), now)
         return event
-
-    def _anomalies(self, found: Iterable[Anomaly], ts: float) -> list[Event]:
-        """The events of the anomalies the watch reported at ``ts``; :attr:`ongoing` kept."""
-        ongoing = self.ongoing
-        out = []
-        for a in found:
-            key = (a.kind, a.start_ts)
-            if a.end_ts is None:
-                ongoing[key] = a
-                if len(ongoing) > _MAX_ONGOING:  # the oldest goes (a kind that never ends)
-                    del ongoing[next(iter(ongoing))]
-                phase = "start"
-            else:
-                phase = "end" if ongoing.pop(key, None) is not None else "whole"
-            out.append(anomaly_event(a, phase, ts))
-        return out
 
     def _apply(self, r: HorizonStep) -> None:
         """Count and log what a horizon's step did (its events, its dropped forecasts)."""
@@ -508,31 +487,69 @@ class DeviceModels:
 
     def summary(self) -> DeviceSummary:
         """JSON-ready figures: counts, champions (horizon as a string key), per model x horizon errors."""
-        return {
-            "device": self.device,
-            "target": self.task.target,
-            "n_learned": self.n_learned,
-            "n_held": self.n_held,
-            "n_duplicate": self.n_duplicate,
-            "n_late": self.n_late,
-            "n_glitch": self.n_glitch,
-            "n_no_target": self.n_no_target,
-            "n_dropped": self.n_dropped,
-            "n_promotions": self.n_promotions,
-            "n_drifts": self.n_drifts,
-            "n_resets": self.n_resets,
-            "last_ts": self.last_ts,
-            "champion": {str(h): hz.selector.champion for h, hz in self.horizons.items()},
-            "models": [
-                _figures(name, h, hz.stats[name])
-                for h, hz in self.horizons.items()
-                for name in hz.names
-            ]
-            + [_figures(SERVED, h, hz.served) for h, hz in self.horizons.items()],
-            "resets": [
-                {"model": n, "horizon": h, "count": c} for (h, n), c in self.resets().items()
-            ],
-        }
+        return _summary(self)
+
+
+def _summary(dm: DeviceModels) -> DeviceSummary:
+    """What :meth:`DeviceModels.summary` returns."""
+    return {
+        "device": dm.device,
+        "target": dm.task.target,
+        "n_learned": dm.n_learned,
+        "n_held": dm.n_held,
+        "n_duplicate": dm.n_duplicate,
+        "n_late": dm.n_late,
+        "n_glitch": dm.n_glitch,
+        "n_no_target": dm.n_no_target,
+        "n_dropped": dm.n_dropped,
+        "n_promotions": dm.n_promotions,
+        "n_drifts": dm.n_drifts,
+        "n_resets": dm.n_resets,
+        "last_ts": dm.last_ts,
+        "champion": {str(h): hz.selector.champion for h, hz in dm.horizons.items()},
+        "models": [
+            _figures(name, h, hz.stats[name]) for h, hz in dm.horizons.items() for name in hz.names
+        ]
+        + [_figures(SERVED, h, hz.served) for h, hz in dm.horizons.items()],
+        "resets": [{"model": n, "horizon": h, "count": c} for (h, n), c in dm.resets().items()],
+    }
+
+
+def _judge(
+    watch: Watch, reading: Reading, y: float, verdicts: list[Verdict]
+) -> Callable[[float | None, tuple[float, ...]], bool]:
+    """The judge the nowcast calls with the served nowcast of ``reading`` (value ``y``) and
+    its published bounds: the watch's verdict goes to ``verdicts``; True: the models may
+    learn the reading."""
+    gases = {g: getattr(reading, g) for g in GASES}
+
+    def judge(value: float | None, bounds: tuple[float, ...]) -> bool:
+        band = None
+        if value is not None and bounds:
+            band = (bounds[-2] - value, bounds[-1] - value)
+        verdicts.append(watch.observe(reading.ts, y, value if band else None, band, gases))
+        return verdicts[0].learn
+
+    return judge
+
+
+def _anomaly_events(
+    ongoing: dict[tuple[str, float], Anomaly], found: Iterable[Anomaly], ts: float
+) -> list[Event]:
+    """The events of the anomalies a device's watch reported at ``ts``; ``ongoing`` (the
+    ones reported as started and not yet ended, by kind and start) kept."""
+    out = []
+    for a in found:
+        key = (a.kind, a.start_ts)
+        if a.end_ts is None:
+            ongoing[key] = a
+            if len(ongoing) > _MAX_ONGOING:  # the oldest goes (a kind that never ends)
+                del ongoing[next(iter(ongoing))]
+            phase = "start"
+        else:
+            phase = "end" if ongoing.pop(key, None) is not None else "whole"
+        out.append(anomaly_event(a, phase, ts))
+    return out
 
 
 def _figures(model: str, horizon: int, stats: ErrorStats) -> ModelSummary:

@@ -183,8 +183,7 @@ class HorizonModels:
         task: TaskConfig,
         judge: Callable[[float | None, tuple[float, ...]], bool] | None = None,
     ) -> HorizonStep:
-        """Every model predicts the target now without its own history, is scored, learns.
-
+        """Every model predicts the target now without its own history, is scored, learns:
         ``x`` are the reading's features, ``y`` its value of the target at ``ts``, ``lo ..
         hi`` the plausible range, ``fallback`` persistence's nowcast (stands in for a refused
         one), ``guard`` and ``task`` the device's. ``judge(served, bounds)``, when given, is
@@ -192,8 +191,7 @@ class HorizonModels:
         learned nor scored (the predictions are returned all the same)."""
         run = _Run(guard, task, ts)
         xn = nowcast_view(x, task.target)
-        models = self.models
-        combos = self.combos
+        models, combos = self.models, self.combos
         scored: list[tuple[str, float, float, float]] = []
         made: dict[str, float | None] = {}
         rejected: set[str] = set()
@@ -213,9 +211,8 @@ class HorizonModels:
                 run.predictions.append(Prediction(name, 0, ts, ts, p))
                 scored.append((name, p, ts, ts))
         value, source = _served(self.selector.champion, made, fallback, rejected)
-        bounds: tuple[float, ...] = ()
+        bounds: tuple[float, ...] = () if value is None else self.band.publish(value)
         if value is not None:
-            bounds = self.band.publish(value)
             run.predictions.append(Prediction(SERVED, 0, ts, ts, value, source, bounds))
         if judge is not None and not judge(value, bounds):
             if value is not None:
@@ -223,17 +220,14 @@ class HorizonModels:
             return run.result()
         for name, lesson, w in lessons:
             self._teach(name, lesson, y, w, run)
-        served: list[tuple[float | None, float, float]] = []
-        if value is not None:
-            served.append((value, ts, ts))
+        served: list[tuple[float | None, float, float]] = [] if value is None else [(value, ts, ts)]
         if scored or served:
             self._score(scored, served, y, run)
         return run.result()
 
     # ---------------------------------------------------------------- forecasts
     def forecasts_at(self, ts: float) -> bool:
-        """Is ``ts`` on the grid? Then :meth:`step` forecasts and wants what the reading's
-        features keep for its learners (``keep_raw``, ``keep_scaled``)."""
+        """Is ``ts`` on the grid (:meth:`step` forecasts, and wants ``keep_raw``/``keep_scaled``)?"""
         return ts >= self.next_at
 
     def step(

@@ -339,8 +339,9 @@ def reference(readings: Iterable[Any], catalog: Any, task: Any, models: str) -> 
 
 
 def learned_counts(readings: Iterable[Any], catalog: Any, task: Any, models: str) -> dict[str, int]:
-    """Readings each device learns when trained uninterrupted on ``readings`` in stream order."""
-    return {d: dm.n_learned for d, dm in reference(readings, catalog, task, models).items()}
+    """Readings each device takes (learns, or holds back as anomalous) when trained
+    uninterrupted on ``readings`` in stream order: its manifest's samples."""
+    return {d: dm.n_taken for d, dm in reference(readings, catalog, task, models).items()}
 
 
 def same_predictions(a: Any, b: Any, probe: list[Any]) -> bool:

@@ -185,7 +185,7 @@ def test_the_processor_resumes_from_a_previous_format_checkpoint_and_rollback_st
         "--predictions", "none", "--checkpoint-seconds", "1", "--session-timeout", "6",
     )  # fmt: skip
     try:
-        counts = {d: dm.n_learned for d, dm in want.items()}
+        counts = {d: dm.n_taken for d, dm in want.items()}
         wait_for(lambda: device_samples(settings) == counts, 120, f"{counts} learned")
         (manifest,) = manifests(settings).values()
         assert {e.format for e in manifest.devices.values()} == {checkpoint_format.FORMAT}

@@ -142,7 +142,7 @@ def test_status_reports_leases_checkpoints_lag_and_devices(stack):
     assert not down["reachable"]
     devices = {d["device"]: d for d in report["devices"]}
     assert {d: v["samples"] for d, v in devices.items()} == {
-        d: dm.n_learned for d, dm in want.items()
+        d: dm.n_taken for d, dm in want.items()
     }
     for device, dm in want.items():
         assert devices[device]["champion"] == dm.summary()["champion"]

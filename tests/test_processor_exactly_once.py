@@ -71,7 +71,7 @@ def test_processor_killed_three_times_learns_each_reading_exactly_once(
         feeder = feed(parts[3])
         feeder.join(120)
         assert not feeder.is_alive() and not feeder.errors
-        want = {d: dm.n_learned for d, dm in expected.items()}
+        want = {d: dm.n_taken for d, dm in expected.items()}
         support.wait_for(
             lambda: support.device_samples(settings) == want,
             240,

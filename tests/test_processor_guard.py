@@ -76,7 +76,7 @@ def test_a_diverging_model_is_reset_and_the_shard_goes_on(settings, tmp_path):
         "--checkpoint-seconds", "1",
     )  # fmt: skip
     try:
-        counts = {d: dm.n_learned for d, dm in want.items()}
+        counts = {d: dm.n_taken for d, dm in want.items()}
         wait_for(lambda: device_samples(settings) == counts, 240, f"{counts} learned")
         assert proc.alive()
         resets = metric_values(scrape(proc), "iotcast_model_resets_total")

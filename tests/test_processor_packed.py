@@ -171,7 +171,7 @@ def test_a_stream_upgraded_from_single_to_packed_records_is_read_whole_exactly_o
     ]
     support.put_records(settings, arrays)
     expected = support.reference(rs, load_catalog(), TASK, MODELS)
-    want = {d: dm.n_learned for d, dm in expected.items()}
+    want = {d: dm.n_taken for d, dm in expected.items()}
     with support.stops_cleanly(support.start_processor(settings, tmp_path, *flags)) as proc:
         support.wait_checkpointed(settings, want, 120, "every reading learned")
         text = support.scrape(proc)
@@ -186,7 +186,7 @@ def test_a_stream_upgraded_from_single_to_packed_records_is_read_whole_exactly_o
     learned = {d: n for d, n in support.device_samples(settings).items()}
     assert learned == want and "stray-1" not in learned
     for device, models in support.load_models(settings).items():
-        assert models.n_learned == want[device]
+        assert models.n_taken == want[device]
         assert support.same_predictions(
             models, expected[device], [r for r in probe if r.device == device]
         )

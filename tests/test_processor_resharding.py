@@ -72,7 +72,7 @@ def test_split_from_two_to_four_shards_keeps_learning_exactly_once(
         else:
             support.put_records(settings, support.items_of(b))
         expected = support.reference(a + b, load_catalog(), task, MODELS)
-        want = {d: dm.n_learned for d, dm in expected.items()}
+        want = {d: dm.n_taken for d, dm in expected.items()}
         support.wait_checkpointed(settings, want, 240, "batch B learned on the children")
         misrouted = support.metric_sum(proc, "iotcast_records_misrouted_total")
         assert misrouted == strays and (strays > 0) == packed, (misrouted, strays)

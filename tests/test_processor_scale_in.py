@@ -132,7 +132,7 @@ def test_sigterm_under_load_checkpoints_and_releases_within_the_stop_timeout(set
         assert not feeder.errors
         task = TaskConfig(horizons=(0, 60))
         expected = reference(readings, load_catalog(), task, MODELS)
-        want = {d: dm.n_learned for d, dm in expected.items()}
+        want = {d: dm.n_taken for d, dm in expected.items()}
         wait_for(lambda: device_samples(settings) == want, 240, "p1 to checkpoint every reading")
         assert p1.stop(stop_timeout) == 0, p1.log_tail(30)
     finally:

@@ -74,7 +74,7 @@ def test_second_process_gets_a_fair_share_and_takes_over_after_a_crash(settings,
 
         support.put_records(settings, support.items_of(c))
         expected = support.reference(a + b + c, load_catalog(), task, MODELS)
-        want = {d: dm.n_learned for d, dm in expected.items()}
+        want = {d: dm.n_taken for d, dm in expected.items()}
         support.wait_checkpointed(settings, want, 120, "batch C checkpointed")
     finally:
         if p2 is not None:

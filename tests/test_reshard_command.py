@@ -57,7 +57,7 @@ def test_reshard_two_four_two_while_a_processor_runs_learns_exactly_once(setting
              "--heartbeat", "1", "--shard-refresh", "1")  # fmt: skip
 
     def counts(readings):
-        return {d: dm.n_learned for d, dm in reference(readings, load_catalog(), task, MODELS).items()}  # fmt: skip
+        return {d: dm.n_taken for d, dm in reference(readings, load_catalog(), task, MODELS).items()}  # fmt: skip
 
     put_records(settings, [(encode(r), r.device) for r in a])
     proc = start_processor(settings, tmp_path, *flags)
@@ -94,7 +94,7 @@ def test_reshard_two_four_two_while_a_processor_runs_learns_exactly_once(setting
         feeder.join(120)
         assert not feeder.errors
         expected = reference(a + b + c, load_catalog(), task, MODELS)
-        want = {d: dm.n_learned for d, dm in expected.items()}
+        want = {d: dm.n_taken for d, dm in expected.items()}
         wait_for(lambda: device_samples(settings) == want, 180, f"batch C checkpointed ({want})")
     finally:
         assert proc.stop(30) == 0, proc.log_tail()

@@ -292,7 +292,7 @@ def test_status_of_a_running_processor_shows_its_events_worst_devices_and_watche
     proc = support.start_processor(settings, tmp_path, *flags, "--watch", watched)
     url = f"http://127.0.0.1:{proc.port}/metrics"
     with support.stops_cleanly(proc):
-        want = {d: dm.n_learned for d, dm in reference.items()}
+        want = {d: dm.n_taken for d, dm in reference.items()}
         support.wait_checkpointed(settings, want, 90, "the readings checkpointed")
 
         def settled() -> dict | None:

@@ -15,7 +15,6 @@ import base64
 import orjson
 
 from tests import mixed_fleet, support
-from tests.test_processor_output import _read_stream
 
 MODELS = "persistence,linear"
 OUTCOMES = ("learned", "held", "duplicate", "late", "glitch", "no_target")
@@ -82,7 +81,7 @@ def check_models(settings, fleet: mixed_fleet.Fleet) -> None:
 def check_predictions(settings) -> None:
     records = support.wait_for(
         lambda: (
-            (r := _read_stream(settings, settings.predictions_stream))
+            (r := support.stream_outputs(settings, settings.predictions_stream))
             and {p["device"] for p in r if p["kind"] == "prediction"}
             == set(mixed_fleet.TEMP_DEVICES)
             and r

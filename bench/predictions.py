@@ -43,25 +43,9 @@ from iotcast.stack import (  # noqa: E402
     start_moto,
 )
 from stream.records import decode_records  # noqa: E402
+from tests import support  # noqa: E402
 
 BRIDGE_BENCH = str(Path(__file__).with_name("bridge.py"))
-
-
-def stream_records(settings: Settings, name: str) -> list[bytes]:
-    """Every Kinesis record of stream ``name``, each shard from its start."""
-    kinesis = settings.client("kinesis")
-    out: list[bytes] = []
-    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
-        it = kinesis.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-            out += [r["Data"] for r in resp["Records"]]
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
-    return out
 
 
 def metric(port: int, name: str) -> float:
@@ -139,8 +123,8 @@ def main() -> None:
             took = time.monotonic() - t0
             learned = metric(port, "iotcast_readings_learned_total")
             bridge.stop(10)
-            telemetry = stream_records(settings, settings.stream)
-            predictions = stream_records(settings, settings.predictions_stream)
+            telemetry = support.stream_records(settings, settings.stream)
+            predictions = support.stream_records(settings, settings.predictions_stream)
             kinds: dict[str, int] = {}
             for data in predictions:
                 for d in decode_records(data):

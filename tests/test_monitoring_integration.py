@@ -296,8 +296,15 @@ def pipeline(
                 poison=total(s, "iotcast_records_poison_total"),
                 processed=total(s, "iotcast_readings_processed_total"),
             )
+            # The fleet's gauges come from a sweep every few seconds: wait for one that saw
+            # every device held (one champion per device and horizon).
+            figures.update(
+                held=total(s, "iotcast_devices_held"),
+                champions=total(s, "iotcast_champions"),
+            )
+            swept = figures["champions"] == figures["held"] * len(HORIZONS.split(","))
             seen = sum(figures[k] for k in OUTCOMES)
-            return seen >= expected and figures["poison"] >= 1, figures
+            return seen >= expected and figures["poison"] >= 1 and swept, figures
 
         _wait("the processor to take every forwarded reading", processor_done, 240, procs)
         time.sleep(3)  # two more scrapes and rule evaluations

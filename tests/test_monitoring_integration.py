@@ -296,12 +296,8 @@ def pipeline(
                 poison=total(s, "iotcast_records_poison_total"),
                 processed=total(s, "iotcast_readings_processed_total"),
             )
-            # The fleet's gauges come from a sweep every few seconds: wait for one that saw
-            # every device held (one champion per device and horizon).
-            figures.update(
-                held=total(s, "iotcast_devices_held"),
-                champions=total(s, "iotcast_champions"),
-            )
+            # and a fleet sweep (every 5 s) that saw every device held: a champion per horizon
+            figures.update(held=total(s, "iotcast_devices_held"), champions=total(s, "iotcast_champions"))  # fmt: skip
             swept = figures["champions"] == figures["held"] * len(HORIZONS.split(","))
             seen = sum(figures[k] for k in OUTCOMES)
             return seen >= expected and figures["poison"] >= 1 and swept, figures

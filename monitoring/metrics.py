@@ -312,6 +312,21 @@ ANOMALIES_ONGOING = _declare(
     ["kind"],
 )
 DEVICES_HELD = _declare(Gauge, "iotcast_devices_held", "Devices whose models this process holds.")
+BATCH_VERSION = _declare(
+    Gauge,
+    "iotcast_batch_version",
+    "The batch model version this process forecasts with (--batch-expert), by stage: active "
+    "(weighed in the ensemble) and shadow (scored, not weighed); 0 for none.",
+    ["stage"],
+)
+BATCH_EVENTS = _declare(
+    Counter,
+    "iotcast_batch_events_total",
+    "Steps of the batch models' lifecycle in this process, by kind: batch_shadow (a new "
+    "version in shadow), batch_active (weighed), batch_refused (worse than the version it "
+    "replaces after its shadow, or not loadable).",
+    ["kind"],
+)
 SHARD_DEVICES = _declare(
     Gauge, "iotcast_shard_devices", "Devices of a shard this process holds.", ["shard"]
 )

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +49,7 @@ import numpy as np
 from online_models.horizon import DAY, HorizonFeatures
 from online_models.horizon import NAMES as HORIZON_NAMES
 
-__all__ = ["FEATURES", "BatchExpert", "Example", "PairBuilder", "Step", "fit"]
+__all__ = ["FEATURES", "BatchExpert", "Example", "PairBuilder", "Step", "features_of", "fit"]
 
 # the horizon features, then the horizon (hours), the time of day now, and the device features
 FEATURES: tuple[str, ...] = (*HORIZON_NAMES, "h_hours", "tod_c", "tod_s", "level", "cadence_log")
@@ -146,9 +146,16 @@ class PairBuilder:
 
 def features(hf: HorizonFeatures, h: int, ts: float, y: float) -> tuple[float, ...]:
     """The :data:`FEATURES` of a forecast ``h`` seconds ahead made at ``ts`` (value ``y``)."""
-    v = hf.vector(h, ts, y)
+    return features_of(hf.vector(h, ts, y), h, ts, y, hf.cadence)
+
+
+def features_of(
+    v: Mapping[str, float], h: int, ts: float, y: float, cadence: float | None
+) -> tuple[float, ...]:
+    """The :data:`FEATURES` from a forecast's horizon features ``v`` (``HorizonFeatures.vector``
+    order), its horizon, time, the value now and the device's cadence: what the processor's
+    live batch model (:mod:`online_models.batch_live`) computes from the features it has."""
     phase = (ts % DAY) / DAY * _TAU
-    cadence = hf.cadence
     return (
         *v.values(),
         h / 3600.0,

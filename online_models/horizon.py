@@ -68,6 +68,8 @@ class HorizonX(dict[str, float]):
 
     anchor: float | None = None
     day_before: float | None = None
+    made_ts: float | None = None  # when the forecast is made
+    cadence: float | None = None  # the device's typical interval between readings, seconds
 
 
 class DayRing:
@@ -206,4 +208,6 @@ class HorizonFeatures:
         )
         x.anchor = value
         x.day_before = then
+        x.made_ts = ts
+        x.cadence = self.cadence
         return x

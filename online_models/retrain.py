@@ -132,6 +132,17 @@ def _train(
     return {d: fit(exs, **params) for d, exs in by_device.items() if len(exs) >= MIN_EXAMPLES}
 
 
+def _shuffled(by_device: dict[str, list[Example]], seed: int) -> dict[str, list[Example]]:
+    """The same examples with their targets permuted across all of them (a drill)."""
+    flat = [e for exs in by_device.values() for e in exs]
+    targets = np.random.default_rng(seed).permutation([e.dy for e in flat])
+    it = iter(targets.tolist())
+    return {
+        d: [Example(e.device, e.h, e.ts, e.x, next(it)) for e in exs]
+        for d, exs in by_device.items()
+    }
+
+
 def retrain(
     readings: Iterable[Reading],
     *,
@@ -141,9 +152,14 @@ def retrain(
     holdout_days: float = 2.0,
     target: str = "temp",
     progress: Callable[[str], None] | None = None,
+    shuffle_seed: int | None = None,
     **params: object,
 ) -> Retrained:
     """Examples, a held-out validation, the final model (see the module docstring).
+
+    ``shuffle_seed`` (a drill: a deliberately bad model) shuffles the targets among the
+    examples before training, with that seed: the model learns nothing true, and a
+    processor's shadow must refuse it.
 
     Raises ``ValueError`` with what to change when there is nothing to train on, or the
     held-out days leave nothing to train on."""
@@ -168,6 +184,8 @@ def retrain(
     cut = float(cast(float, window["last_ts"])) - holdout_days * DAY
     train = {d: [e for e in exs if e.ts + e.h <= cut] for d, exs in by_device.items()}
     held = {d: [e for e in exs if e.ts > cut] for d, exs in by_device.items()}  # no overlap
+    if shuffle_seed is not None:  # the drill: trained on lies, validated on the truth
+        train, by_device = _shuffled(train, shuffle_seed), _shuffled(by_device, shuffle_seed)
     n_train = sum(len(v) for v in train.values())
     n_held = sum(len(v) for v in held.values())
     if holdout_days > 0 and (n_train < MIN_EXAMPLES or not n_held):

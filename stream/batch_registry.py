@@ -8,11 +8,18 @@ local directory (the same keys below it):
 - ``models/<app>/_batch/v<N>/manifest.json``: what it was trained on and how it validated
   (:func:`online_models.retrain.manifest`), with the sha256 and size of ``model.pkl``;
 - ``models/<app>/_batch/current.json``: the version the processors should use, who made it
-  current, when and why, and the history of such changes (newest last).
+  current, when and why, and the history of such changes (newest last);
+- ``models/<app>/_batch/v<N>/verdict.json``: the end of the version's shadow in the
+  processors (``accepted`` or ``refused``, the shadow errors beside those of what it was
+  to replace, which process judged and when), written once (:mod:`stream.batch_watch`);
+- ``models/<app>/_batch/v<N>/events/<UTC stamp>-<kind>-<process>.json``: each step of the
+  version's life in a processor (shadow, active, refused), one object each.
 
 Versions are numbered 1, 2, ... in the order written; a version is never rewritten. A
 model is unpickled only after its bytes match the sha256 of its manifest. Promote and
-rollback only move ``current.json``; the processors pick it up (next: issue 28).
+rollback only move ``current.json``; the processors started with ``--batch-expert`` pick
+it up within seconds (:mod:`stream.batch_watch`): a version with no verdict goes into
+shadow first, one already accepted (a rollback) is weighed at once.
 
 >>> import tempfile
 >>> reg = BatchRegistry(DirectoryObjects(tempfile.mkdtemp()), "app")
@@ -239,6 +246,40 @@ class BatchRegistry:
         version = self.resolve(ref)
         self.model_bytes(version)
         return self._set(version, "promote", by, reason)
+
+    # ------------------------------------------------------------ verdicts and events
+    def verdict(self, version: int) -> Manifest | None:
+        """The version's verdict after its shadow, or None (not judged yet)."""
+        raw = self.objects.get(self._key(version, "verdict.json"))
+        return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
+
+    def put_verdict(self, version: int, verdict: Manifest) -> Manifest:
+        """Write the version's verdict unless one exists; the verdict that stands."""
+        existing = self.verdict(version)
+        if existing is not None:
+            return existing
+        body = {**verdict, "version": version}
+        self.objects.put(
+            self._key(version, "verdict.json"), orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        )
+        return body
+
+    def put_event(self, version: int, event: Manifest) -> str:
+        """Record one step of the version's life; the key written."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        who = re.sub(r"[^A-Za-z0-9_.-]", "_", str(event.get("by", "")))[:64]
+        key = self._key(version, f"events/{stamp}-{event.get('kind', 'event')}-{who}.json")
+        self.objects.put(key, orjson.dumps({**event, "version": version}))
+        return key
+
+    def events(self, version: int) -> list[Manifest]:
+        """The version's recorded steps, oldest first."""
+        out = []
+        for key in sorted(self.objects.keys(self._key(version, "events/"))):
+            raw = self.objects.get(key)
+            if raw is not None:
+                out.append(orjson.loads(raw))
+        return out
 
     def rollback(self, to: str | int | None = None, *, by: str, reason: str = "") -> Manifest:
         """Make ``to`` current (default: the version current before the present one)."""

@@ -95,6 +95,7 @@ from telemetry.reading import Reading, encode
 if TYPE_CHECKING:
     from online_models.catalog import Catalog
     from online_models.config import TaskConfig
+    from stream.batch_watch import BatchWatch
 
 __all__ = ["StreamCore"]
 
@@ -134,6 +135,8 @@ class StreamCore:
         self.watch = watch
         self.watched = self.fleet.watching(watch)
         self._clock: dict[str, float] = {}  # per shard, the newest reading's event time
+        # the batch models' shadow and verdicts (stream.batch_watch), with --batch-expert
+        self.batch: BatchWatch | None = None
 
     @property
     def devices_held(self) -> int:
@@ -241,6 +244,8 @@ class StreamCore:
             self._clock[shard] = reading.ts
         act = self.fleet.arrived(device, reading.ts, now)
         self.fleet.score(result.scores)
+        if self.batch is not None and result.scores:
+            self.batch.observe(result.scores, reading.ts)
         for e in result.events:
             self.fleet.event(state, device, e, now)
         if watched is not None:

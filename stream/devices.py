@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from online_models.batch_live import SHADOW
 from stream.state import DeviceSlot, ShardState
 
 if TYPE_CHECKING:
@@ -73,7 +74,14 @@ class DeviceRegistry:
         from online_models.device import DeviceModels
 
         slot = state.devices[device] = DeviceSlot(
-            DeviceModels(device, self.catalog, self.task, models=self.models, anomalies=True)
+            DeviceModels(
+                device,
+                self.catalog,
+                self.task,
+                models=self.models,
+                anomalies=True,
+                observers=(SHADOW,),  # a batch version in shadow: scored, never champion
+            )  # fmt: skip
         )
         self.held += 1
         return slot

@@ -55,6 +55,7 @@ from stream.state import ShardState
 if TYPE_CHECKING:
     from online_models.catalog import Catalog
     from online_models.config import TaskConfig
+    from stream.batch_watch import BatchWatch
 
 __all__ = ["ProcessorOptions", "ProcessorTarget", "StreamProcessor"]
 
@@ -125,6 +126,11 @@ class ProcessorOptions:
     watch: frozenset[str] = frozenset()
     worst_k: int = 5  # devices per horizon in the worst-k gauges
     sweep_seconds: float = 5.0  # the fleet's gauges and quiet devices, this often
+    # The batch models of `iotcast retrain` (stream.batch_watch): loaded live, shadowed, weighed.
+    batch_expert: bool = False
+    batch_poll_seconds: float = 30.0
+    batch_shadow_seconds: float = 86_400.0  # of stream time
+    batch_shadow_scores: int = 1_000  # per horizon
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -181,6 +187,19 @@ class StreamProcessor:
         )
         self.states: dict[str, ShardState] = {}  # the shards held; written by the lifecycle only
         self.control = ControlChannel(self.store, self.ref_id, self.states, self.core)
+        self.batch_watch: BatchWatch | None = None
+        if options.batch_expert:
+            from stream.batch_registry import BatchRegistry, S3Objects
+            from stream.batch_watch import BatchWatch
+
+            registry = BatchRegistry(S3Objects(self.s3, target.bucket), target.app)
+            self.batch_watch = self.core.batch = BatchWatch(
+                registry,
+                self.ref_id,
+                task.horizons,
+                shadow_seconds=options.batch_shadow_seconds,
+                shadow_scores=options.batch_shadow_scores,
+            )
         self.shards = ShardLifecycle(
             self.store, self.pool, self.table, self.core, self.control, self.states
         )
@@ -250,6 +269,8 @@ class StreamProcessor:
             asyncio.create_task(self.control.run()),  # operator promote/rollback
             asyncio.create_task(self._sweeper()),
         ]
+        if self.batch_watch is not None:  # the batch models: load, shadow, judge
+            tasks.append(asyncio.create_task(self.batch_watch.run(opts.batch_poll_seconds)))
         try:
             while not stop.is_set():
                 items = await consumer.next_items()

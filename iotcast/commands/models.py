@@ -661,6 +661,8 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
             return _batch_list(registry, args)
         if action == "show":
             man = registry.manifest(args.version)
+            version = int(man["version"])
+            man = {**man, "verdict": registry.verdict(version), "events": registry.events(version)}
             if args.json:
                 print(orjson.dumps(man, option=orjson.OPT_INDENT_2).decode())
             else:
@@ -682,7 +684,10 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
 def _batch_list(registry: Any, args: argparse.Namespace) -> int:
     current = registry.current()
     cur = None if current is None else current["version"]
-    rows = [registry.manifest(v) for v in reversed(registry.versions())]
+    rows = [
+        {**registry.manifest(v), "verdict": registry.verdict(v)}
+        for v in reversed(registry.versions())
+    ]
     if args.json:
         print(orjson.dumps({"current": cur, "versions": rows}, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -700,9 +705,19 @@ def _batch_list(registry: Any, args: argparse.Namespace) -> int:
             f"{mark} v{man['version']:<4} {_short(man.get('written', ''))}  {man.get('scope', '-'):<6} "
             f"{window.get('readings', 0):>10,} readings  {_short(window.get('first', ''))} .. "
             f"{_short(window.get('last', ''))}  held-out MAE model/persistence: {val or '-'}"
+            f"  shadow: {_verdict(man['verdict'])}"
         )
     print("(* current)" if cur is not None else "(none current: iotcast models batch promote N)")
     return 0
+
+
+def _verdict(verdict: dict[str, Any] | None) -> str:
+    """A version's verdict in a few words: accepted 0.93x, refused, or not judged yet."""
+    if verdict is None:
+        return "not judged"
+    ratio = verdict.get("ratio")
+    vs = f" {ratio:.3f}x {verdict.get('reference', '')}" if isinstance(ratio, float) else ""
+    return f"{verdict.get('outcome')}{vs}"
 
 
 def _batch_print(man: dict[str, Any], current: dict[str, Any] | None) -> None:
@@ -724,3 +739,11 @@ def _batch_print(man: dict[str, Any], current: dict[str, Any] | None) -> None:
         )
     print(f"  features {', '.join(man.get('features', []))}")
     print(f"  libraries {', '.join(f'{k} {v}' for k, v in man.get('libraries', {}).items())}")
+    verdict = man.get("verdict")
+    print(
+        f"  shadow verdict: {_verdict(verdict)}"
+        + (f" ({verdict.get('reason')})" if verdict else "")
+    )
+    for e in man.get("events", []):
+        at = datetime.fromtimestamp(float(e.get("at", 0)), UTC).isoformat(timespec="seconds")
+        print(f"  {at} {e.get('kind')} ({e.get('by')}): {e.get('reason')}")

@@ -49,11 +49,15 @@ import os
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from iotcast.settings import ConfigError, Settings
 from iotcast.workers import WorkerPool, available_cores, check_ports_free, worker_argv, worker_ports
+
+if TYPE_CHECKING:
+    from online_models.catalog import Catalog
 
 __all__ = ["HELP", "add_arguments", "create_resources", "run"]
 
@@ -161,6 +165,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"here {available_cores()})",
     )
     g.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N", set for a worker
+    _add_batch_arguments(parser)
     m = parser.add_argument_group(
         "monitoring (the fleet's series do not grow with devices; docs/monitoring.md)"
     )
@@ -180,6 +185,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="devices per horizon in the worst-now gauges (served error over persistence's; "
         "default 5, 0 for none)",
+    )
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    b = parser.add_argument_group(
+        "batch expert (the models of 'iotcast retrain', weighed beside the online ones; "
+        "docs/forecasting.md)"
+    )
+    b.add_argument(
+        "--batch-expert",
+        action="store_true",
+        help="load the current batch version of 'iotcast models batch' live: a new version is "
+        "scored in shadow first, then weighed in the ensemble (model ensemble_batch) if its "
+        "shadow error is not worse than the version it replaces, else refused (an event). "
+        "Adds the models batch_expert, batch_shadow and ensemble_batch to --models",
+    )
+    b.add_argument(
+        "--batch-poll-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="how often the current batch version is read from S3 (default 30)",
+    )
+    b.add_argument(
+        "--batch-shadow-seconds",
+        type=float,
+        default=86_400.0,
+        metavar="S",
+        help="stream time a new batch version spends in shadow at least (default 86400: a day)",
+    )
+    b.add_argument(
+        "--batch-shadow-scores",
+        type=int,
+        default=1_000,
+        metavar="N",
+        help="scored forecasts per horizon a version in shadow needs at least (default 1000)",
     )
 
 
@@ -257,6 +298,23 @@ def run_workers(settings: Settings, args: argparse.Namespace, workers: int) -> i
     return WorkerPool(argv, ports).run()
 
 
+def batch_models(catalog: Catalog, models: str) -> str:
+    """``--models`` with the batch expert's models added (``--batch-expert``).
+
+    >>> from online_models.catalog import load_catalog
+    >>> batch_models(load_catalog(), "persistence,ridge,ensemble").split(",")[-3:]
+    ['batch_expert', 'batch_shadow', 'ensemble_batch']
+    """
+    from online_models.batch_live import MODELS
+
+    names = [n for n in catalog.select(models).names if n not in MODELS]
+    if "ensemble" not in names:
+        raise ConfigError(
+            "--batch-expert weighs the batch model with the ensemble: keep 'ensemble' in --models"
+        )
+    return ",".join([*names, *MODELS])
+
+
 def run_processor(settings: Settings, args: argparse.Namespace) -> int:
     """One processor process (a worker of ``--workers N``, or the only one)."""
     from online_models.catalog import load_catalog
@@ -300,11 +358,15 @@ def run_processor(settings: Settings, args: argparse.Namespace) -> int:
         session_timeout=args.session_timeout,
         heartbeat=args.heartbeat,
         predictions=args.predictions,
-        models=args.models,
+        models=batch_models(catalog, args.models) if args.batch_expert else args.models,
         shard_refresh=args.shard_refresh,
         metrics_url=metrics_url,
         watch=watch,
         worst_k=args.worst_k,
+        batch_expert=args.batch_expert,
+        batch_poll_seconds=args.batch_poll_seconds,
+        batch_shadow_seconds=args.batch_shadow_seconds,
+        batch_shadow_scores=args.batch_shadow_scores,
     )
     processor = StreamProcessor(settings.processor_target(), options, catalog, task)
 

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import getpass
 import gzip
 import io
 import json
@@ -96,6 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         help="write the artifact under DIR (default: to the bucket, under models/<app>/_batch/)",
+    )
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="make the new version current at once (the scheduled job's way: processors "
+        "started with --batch-expert shadow it first and refuse it if it is worse)",
+    )
+    parser.add_argument(
+        "--shuffle-targets",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="a drill: train on targets shuffled among the examples (a model that learned "
+        "nothing true), to check that the processors' shadow refuses it",
     )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -201,6 +216,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             scope=args.scope,
             holdout_days=args.holdout_days,
             progress=say,
+            shuffle_seed=args.shuffle_targets,
         )
     except CsvFormatError as exc:
         raise ConfigError(str(exc)) from None
@@ -232,6 +248,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         "cpu_s": {**{k: round(v, 3) for k, v in out.cpu_s.items()}, "total": round(cpu, 3)},
         "wall_s": round(wall, 3),
     }
+    if args.shuffle_targets is not None:
+        manifest["drill"] = (
+            f"targets shuffled (seed {args.shuffle_targets}): a bad model on purpose"
+        )
     if args.out:
         objects: Any = DirectoryObjects(args.out)
         where = str(Path(args.out))
@@ -241,6 +261,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     registry = BatchRegistry(objects, settings.app)
     version = registry.put(model_bytes, manifest)
     written = registry.manifest(version)
+    if args.promote:
+        registry.promote(version, by=f"iotcast retrain ({getpass.getuser()})", reason="retrained")
     if args.json:
         print(json.dumps(written, indent=2))
     else:
@@ -256,7 +278,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 f"    {h:>6} s: {v['mae']:.3f} vs {v['persistence_mae']:.3f} "
                 f"({gain:+.1f} %) over {v['n']:,}"
             )
-        print(f"  not current yet: iotcast models batch promote {version}")
+        if args.promote:
+            print(f"  current now: processors with --batch-expert shadow v{version} first")
+        else:
+            print(f"  not current yet: iotcast models batch promote {version}")
     return 0
 
 

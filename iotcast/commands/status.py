@@ -297,6 +297,8 @@ def _processor_figures(samples: Samples, owned: list[str]) -> dict[str, Any]:
         "champions_count": _by_horizon(champions),
         "events": {lb["kind"]: v for lb, v in samples.get("iotcast_events_total", []) if v},
         "worst": _worst(samples),
+        # the batch versions it forecasts with (--batch-expert): active and shadow, 0 for none
+        "batch": {lb["stage"]: int(v) for lb, v in samples.get("iotcast_batch_version", [])},
     }
 
 
@@ -500,8 +502,30 @@ def collect(
         "devices": devices,
         "commands": commands,
         "events": happened,
+        "batch": batch_figures(s3, settings.bucket, settings.app, problems),
         "problems": problems,
     }
+
+
+def batch_figures(s3: Any, bucket: str, app: str, problems: list[str]) -> dict[str, Any] | None:
+    """The batch models: the current version, its verdict and its last steps (None: none yet)."""
+    from stream.batch_registry import BatchRegistry, S3Objects
+
+    registry = BatchRegistry(S3Objects(s3, bucket), app)
+    try:
+        cur = registry.current()
+        if cur is None:
+            return None
+        version = int(cur["version"])
+        return {
+            "current": version,
+            "made_current": {k: cur.get(k) for k in ("action", "by", "at", "reason")},
+            "verdict": registry.verdict(version),
+            "events": registry.events(version)[-5:],
+        }
+    except (ClientError, ValueError) as exc:
+        problems.append(f"batch models: {exc}")
+        return None
 
 
 def _manifests(registry: ModelRegistry, bucket: str, problems: list[str]) -> dict[str, Any]:
@@ -675,8 +699,34 @@ def render(report: dict[str, Any]) -> None:
     if report["fleet"] is not None:
         _render_fleet(console, report["fleet"])
     _render_events(console, report["events"])
+    _render_batch(console, report.get("batch"), report["components"])
     for problem in report["problems"]:
         console.print(f"[red]problem:[/] {escape(problem)}")
+
+
+def _render_batch(console: Any, batch: dict[str, Any] | None, components: list[dict]) -> None:
+    """The batch models: the current version, its verdict, what each process forecasts with."""
+    if batch is None:
+        return
+    verdict = batch["verdict"]
+    judged = (
+        "not judged yet (in shadow, or no processor with --batch-expert)"
+        if verdict is None
+        else f"{verdict['outcome']}: {verdict.get('reason', '')}"
+    )
+    made = batch["made_current"]
+    console.print(
+        f"[bold]batch model[/] v{batch['current']} current ({made.get('action')} by "
+        f"{escape(str(made.get('by')))}); shadow verdict: {escape(judged)}"
+    )
+    for c in components:
+        stages = c.get("batch")
+        if stages:
+            using = ", ".join(f"{k} v{v}" if v else f"{k} none" for k, v in sorted(stages.items()))
+            console.print(f"  {escape(str(c.get('url', '')))} forecasts with: {using}")
+    for e in batch["events"]:
+        who, why = escape(str(e.get("by"))), escape(str(e.get("reason")))
+        console.print(f"  v{batch['current']} {e.get('kind')} ({who}): {why}")
 
 
 def _render_device(console: Any, report: dict[str, Any]) -> None:

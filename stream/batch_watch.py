@@ -1,0 +1,340 @@
+"""The batch models in a running processor: load the current version live, shadow it, judge it.
+
+A processor started with ``--batch-expert`` runs a :class:`BatchWatch` beside its hot
+loop. Every ``--batch-poll-seconds`` it reads the registry's ``current.json``
+(:mod:`stream.batch_registry`, one GET); when the current version changes:
+
+1. **Load.** The model's bytes must match its manifest's sha256, unpickle to a
+   :class:`~online_models.retrain.BatchModel` of this code's format, with the features
+   this code computes, one global model (a per-device model is not served live yet), and
+   at least one of the processor's horizons. Else the version is **refused** (an event,
+   a verdict ``refused`` with the reason) and the devices go on as they were.
+2. **A verdict already stands** (a rollback to a version accepted before, a restart):
+   ``accepted`` is weighed at once (``active``); ``refused`` is not used again, and the
+   newest accepted version in ``current.json``'s history stays active.
+3. **Else shadow.** The version forecasts as ``batch_shadow`` (:mod:`online_models.batch_live`):
+   scored on every device like any model, never weighed nor champion. Its absolute
+   errors, and those of what it would replace on the same forecasts (the active
+   version's; before any, persistence's), are summed per horizon. The shadow ends once
+   ``shadow_seconds`` of stream time have passed and every horizon has at least
+   ``shadow_scores`` scores. Per horizon, the version is not worse when its MAE is at
+   most its reference's. It is **accepted** when it is not worse at some horizon and not
+   worse than the active version at any horizon that version serves (no regression):
+   it becomes the active version, forecasting at the horizons where it was not worse
+   (the verdict's ``serves``; the previous version leaves). Else it is **refused**, and
+   the active version stays. A batch model is often worse than persistence at the
+   shortest horizons (a sensor's steps make "no change" hard to beat a minute ahead)
+   and far better at the longer ones: it is weighed where it earned it.
+
+The poll runs in a thread; the hot loop only adds up errors and, when a shadow ends,
+switches what :data:`~online_models.batch_live.LIVE` forecasts with and queues the
+verdict and the events, which the next poll writes (S3 never blocks the loop; an S3
+error keeps them queued for the poll after). Each step is an event: a line in the log, ``iotcast_batch_events_total{kind}``, an
+object ``models/<app>/_batch/v<N>/events/...`` (``iotcast models batch show N``), and for
+a verdict ``v<N>/verdict.json``, written once: when several processors judge the same
+version on their own devices, the first verdict written stands and the others adopt it.
+What each process forecasts with is ``iotcast_batch_version{stage}``.
+
+Exactly once: the batch models learn nothing in the processor and their trees are not
+in any checkpoint; the device's combination (``ensemble_batch``) keeps its weights in the
+device's state like every model. A restart loads the current version again and, if its
+verdict stands, weighs it at once, else shadows it afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import pickle
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from monitoring import metrics as m
+from online_models.batch_expert import FEATURES
+from online_models.batch_live import ACTIVE, LIVE, SHADOW, LiveExperts
+from online_models.records import Score
+from online_models.retrain import FORMAT, BatchModel
+from stream.batch_registry import BatchRegistry, Manifest, UnknownBatchVersion
+
+__all__ = ["BatchWatch", "Loaded"]
+
+log = logging.getLogger(__name__)
+REFERENCE_BEFORE_ANY = "persistence"  # what a first version must beat in its shadow
+
+
+@dataclass
+class Loaded:
+    """A version loaded: its number, model and the horizons it serves here."""
+
+    version: int
+    model: BatchModel
+    horizons: frozenset[int]
+
+
+@dataclass
+class _Shadow:
+    """A version in shadow and its errors so far: per horizon, [its |error| sum, its scores,
+    the reference's |error| sum, the reference's scores]."""
+
+    loaded: Loaded
+    reference: dict[int, str]  # per horizon: the active version where it serves, else persistence
+    started: float | None = None  # stream time of its first score
+    sums: dict[int, list[float]] = field(default_factory=dict)
+    # per horizon, when its first scored forecast was made: the reference is scored on the
+    # forecasts made from then on, the same forecasts as the shadow's
+    since: dict[int, float] = field(default_factory=dict)
+
+
+class BatchWatch:
+    """Loads, shadows and judges the batch versions of one processor (module docstring)."""
+
+    def __init__(
+        self,
+        registry: BatchRegistry,
+        ref_id: str,
+        horizons: Iterable[int],
+        *,
+        shadow_seconds: float = 86_400.0,
+        shadow_scores: int = 1_000,
+        live: LiveExperts = LIVE,
+    ) -> None:
+        self.registry = registry
+        self.ref_id = ref_id
+        self.horizons = frozenset(h for h in horizons if h > 0)
+        self.shadow_seconds = shadow_seconds
+        self.shadow_scores = shadow_scores
+        self.live = live
+        self.seen: int | None = None  # the current version last acted on
+        self.active: Loaded | None = None
+        self.shadow: _Shadow | None = None
+        # reached in the hot loop, written to S3 by the next poll (never blocking the loop)
+        self._decided: list[tuple[int, Manifest]] = []  # verdicts
+        self._events: list[tuple[int, Manifest]] = []
+        m.BATCH_VERSION.labels("active").set(0)
+        m.BATCH_VERSION.labels("shadow").set(0)
+
+    # ------------------------------------------------------------------ the poll (a thread)
+    def poll(self) -> None:
+        """Write the verdicts reached, then act on a change of the current version. Blocking
+        (S3): run it off the event loop (:meth:`run`)."""
+        self._flush()
+        self._act()
+        self._flush()
+
+    def _act(self) -> None:
+        cur = self.registry.current()
+        if cur is None or cur.get("version") == self.seen:
+            return
+        version = int(cast(int, cur["version"]))
+        self.seen = version
+        verdict = self.registry.verdict(version)
+        if verdict is not None and verdict.get("outcome") == "refused":
+            log.warning("batch v%d is current but was refused (%s)", version, verdict.get("reason"))
+            self._fall_back(cur)
+            return
+        if self.active is not None and self.active.version == version:
+            self._set_shadow(None)
+            return
+        loaded = self._load(version)
+        if loaded is None:
+            return
+        if verdict is not None:  # accepted before: a rollback, or a restart
+            loaded.horizons &= frozenset(cast("list[int]", verdict.get("serves", [])))
+            self._activate(loaded, "accepted after its shadow before: weighed at once")
+            return
+        self._set_shadow(loaded)
+
+    def _flush(self) -> None:
+        while self._events:
+            version, event = self._events[0]
+            self.registry.put_event(version, event)
+            self._events.pop(0)
+        while self._decided:
+            version, verdict = self._decided[0]
+            self._write_verdict(version, verdict)
+            self._decided.pop(0)
+
+    async def run(self, interval: float) -> None:
+        """:meth:`poll` every ``interval`` seconds; S3 errors are logged and retried next time."""
+        while True:
+            try:
+                await asyncio.to_thread(self.poll)
+            except Exception as exc:  # S3 down, a bad object: the devices go on as they are
+                log.warning("batch models: %s (retrying in %.0f s)", exc, interval)
+            await asyncio.sleep(interval)
+
+    def _load(self, version: int) -> Loaded | None:
+        try:
+            raw = self.registry.model_bytes(version)
+            model = pickle.loads(raw)
+            reason = self._incompatible(model)
+        except (UnknownBatchVersion, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+            reason = f"cannot be loaded: {exc}"
+            model = None
+        if reason:
+            self._event(version, "batch_refused", reason, {})
+            self._decided.append((version, {"outcome": "refused", "reason": reason}))
+            return None
+        model = cast(BatchModel, model)
+        return Loaded(version, model, frozenset(model.horizons) & self.horizons)
+
+    def _incompatible(self, model: object) -> str:
+        """Why a loaded object cannot serve here ("" when it can)."""
+        if not isinstance(model, BatchModel):
+            return f"not a batch model ({type(model).__name__})"
+        if model.format != FORMAT:
+            return f"model format {model.format}, this processor reads {FORMAT}: retrain it"
+        if tuple(model.features) != FEATURES:
+            return "trained on other features than this processor computes: retrain it"
+        if "*" not in model.experts:
+            return "per-device models are not served live yet: retrain with --scope global"
+        if not frozenset(model.horizons) & self.horizons:
+            return (
+                f"trained for horizons {sorted(model.horizons)} s, the processor forecasts "
+                f"{sorted(self.horizons)} s"
+            )
+        return ""
+
+    def _fall_back(self, cur: Manifest) -> None:
+        """The current version was refused: the newest accepted one in the history is active."""
+        self._set_shadow(None)
+        for entry in reversed(cast("list[dict[str, Any]]", cur.get("history", []))):
+            v = int(entry["version"])
+            if self.active is not None and self.active.version == v:
+                return
+            verdict = self.registry.verdict(v)
+            if verdict is not None and verdict.get("outcome") == "accepted":
+                loaded = self._load(v)
+                if loaded is not None:
+                    loaded.horizons &= frozenset(cast("list[int]", verdict.get("serves", [])))
+                    self._activate(loaded, f"v{cur['version']} was refused: the newest accepted")
+                return
+
+    # ------------------------------------------------------------------ stages
+    def _set_shadow(self, loaded: Loaded | None) -> None:
+        if loaded is None:
+            self.shadow = None
+            self.live.set("shadow", None, None)
+            m.BATCH_VERSION.labels("shadow").set(0)
+            return
+        serving = self.active.horizons if self.active is not None else frozenset()
+        reference = {h: ACTIVE if h in serving else REFERENCE_BEFORE_ANY for h in loaded.horizons}
+        self.shadow = _Shadow(loaded, reference)
+        self.live.set("shadow", loaded.version, loaded.model.experts["*"], loaded.horizons)
+        m.BATCH_VERSION.labels("shadow").set(loaded.version)
+        against = ", ".join(f"{h} s: {self._name(r)}" for h, r in sorted(reference.items()))
+        self._event(
+            loaded.version,
+            "batch_shadow",
+            f"in shadow against {against}: scored, not weighed, for at least "
+            f"{self.shadow_seconds:.0f} s of stream time and {self.shadow_scores} scores a horizon",
+            {"horizons": sorted(loaded.horizons)},
+        )
+
+    def _name(self, reference: str) -> str:
+        return f"v{self.active.version}" if reference == ACTIVE and self.active else reference
+
+    def _activate(self, loaded: Loaded, reason: str, figures: dict[str, Any] | None = None) -> None:
+        previous = self.active.version if self.active is not None else None
+        self.active = loaded
+        self.live.set("active", loaded.version, loaded.model.experts["*"], loaded.horizons)
+        m.BATCH_VERSION.labels("active").set(loaded.version)
+        self._event(
+            loaded.version, "batch_active", reason, {**(figures or {}), "previous": previous}
+        )
+
+    # ------------------------------------------------------------------ the hot path
+    def observe(self, scores: Iterable[Score], ts: float) -> None:
+        """A reading's scores: the shadow's and its reference's errors (cheap; between records)."""
+        shadow = self.shadow
+        if shadow is None:
+            return
+        reference, sums, since = shadow.reference, shadow.sums, shadow.since
+        for s in scores:  # the shadow's first (a reading's scores come in the catalog's order)
+            if s.model == SHADOW:
+                acc = sums.setdefault(s.horizon, [0.0, 0, 0.0, 0])
+                acc[0] += abs(s.actual - s.predicted)
+                acc[1] += 1
+                if s.horizon not in since:
+                    since[s.horizon] = s.made_ts
+                if shadow.started is None:
+                    shadow.started = ts
+        for s in scores:
+            if s.model == reference.get(s.horizon) and s.made_ts >= since.get(s.horizon, math.inf):
+                acc = sums[s.horizon]
+                acc[2] += abs(s.actual - s.predicted)
+                acc[3] += 1
+        started = shadow.started
+        if (
+            started is not None
+            and ts - started >= self.shadow_seconds
+            and all(sums.get(h, (0, 0))[1] >= self.shadow_scores for h in shadow.loaded.horizons)
+        ):
+            self._judge(shadow)
+
+    def _judge(self, shadow: _Shadow) -> None:
+        """The shadow is over: accept (weighed from now at the horizons where it is not worse
+        than its reference) or refuse the version (worse at every horizon, or worse than the
+        active version at a horizon that version serves: no regression)."""
+        figures: dict[str, Any] = {"horizons": {}}
+        serves: list[int] = []
+        worse: list[int] = []
+        for h in sorted(shadow.loaded.horizons):
+            own, n, ref, n_ref = shadow.sums.get(h, (0.0, 0, 0.0, 0))
+            ratio = (own / n) / (ref / n_ref) if n and n_ref and ref > 0 else math.inf
+            figures["horizons"][str(h)] = {
+                "reference": self._name(shadow.reference[h]), "ratio": ratio, "n": n,
+                "mae": own / n if n else None, "reference_mae": ref / n_ref if n_ref else None,
+            }  # fmt: skip
+            (serves if ratio <= 1.0 else worse).append(h)
+        regress = [h for h in worse if shadow.reference[h] == ACTIVE]
+        accepted = bool(serves) and not regress
+        figures["serves"] = serves if accepted else []
+        version = shadow.loaded.version
+        said = "; ".join(
+            f"{h} s {f['ratio']:.3f}x {f['reference']}" for h, f in figures["horizons"].items()
+        )
+        if accepted:
+            reason = f"shadow MAE {said}: accepted, weighed at {', '.join(map(str, serves))} s"
+        elif regress:
+            reason = f"shadow MAE {said}: worse than the active version: refused"
+        else:
+            reason = f"shadow MAE {said}: worse at every horizon: refused"
+        self._set_shadow(None)
+        if accepted:
+            loaded = Loaded(version, shadow.loaded.model, frozenset(serves))
+            self._activate(loaded, reason, figures)
+        else:
+            self._event(version, "batch_refused", reason, figures)
+        self._decided.append(
+            (
+                version,
+                {"outcome": "accepted" if accepted else "refused", "reason": reason, **figures},
+            )
+        )
+
+    # ------------------------------------------------------------------ records
+    def _event(self, version: int, kind: str, reason: str, figures: dict[str, Any]) -> None:
+        m.BATCH_EVENTS.labels(kind).inc()
+        (log.warning if kind == "batch_refused" else log.info)(
+            "batch v%d %s: %s", version, kind, reason
+        )
+        event = {"kind": kind, "by": self.ref_id, "at": time.time(), "reason": reason, **figures}
+        self._events.append((version, event))  # to S3 with the next poll (kept until written)
+
+    def _write_verdict(self, version: int, verdict: Manifest) -> None:
+        body = {**verdict, "by": self.ref_id, "at": time.time()}
+        stands = self.registry.put_verdict(version, body)
+        if stands.get("by") != self.ref_id and stands.get("outcome") != verdict.get("outcome"):
+            log.warning(
+                "batch v%d: %s judged it %s first; this process follows",
+                version, stands.get("by"), stands.get("outcome"),
+            )  # fmt: skip
+            self.seen = None  # the next poll acts on the verdict that stands
+            if self.active is not None and self.active.version == version:
+                self.active = None
+                self.live.set("active", None, None)
+                m.BATCH_VERSION.labels("active").set(0)

@@ -1,0 +1,181 @@
+"""The batch models' lifecycle in a processor (stream.batch_watch), on a registry in a directory.
+
+The registry's S3 side is exercised by tests/test_batch_loop.py against moto; here the
+watch's decisions: shadow, verdicts, refusals, rollbacks and restarts.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from online_models.batch_expert import BatchExpert
+from online_models.batch_live import ACTIVE, SHADOW, LiveExperts
+from online_models.records import Score
+from online_models.retrain import BatchModel
+from stream.batch_registry import BatchRegistry, DirectoryObjects
+from stream.batch_watch import BatchWatch
+
+HORIZONS = (0, 60, 900)
+
+
+def model(change: float, **kw: object) -> bytes:
+    """A batch model that always predicts ``change`` (no trees): enough to tell versions apart."""
+    fields = {"scope": "global", "experts": {"*": BatchExpert([], change)}, "horizons": (60, 900)}
+    fields.update(kw)
+    return pickle.dumps(BatchModel(per_horizon=60, **fields))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> BatchRegistry:
+    return BatchRegistry(DirectoryObjects(tmp_path), "app")
+
+
+def watch(reg: BatchRegistry, live: LiveExperts, **kw: object) -> BatchWatch:
+    opts: dict = {"shadow_seconds": 100.0, "shadow_scores": 20, **kw}
+    return BatchWatch(reg, "proc-1", HORIZONS, live=live, **opts)
+
+
+def feed(w: BatchWatch, errors: dict[str, float], n: int, t0: float = 0.0) -> None:
+    """``n`` readings 10 s apart, each scoring every model of ``errors`` at both horizons."""
+    for i in range(n):
+        ts = t0 + 10.0 * i
+        w.observe(
+            [
+                Score(name, h, ts - h, ts, 20.0 + e, 20.0)
+                for name, e in errors.items()
+                for h in (60, 900)
+            ],
+            ts,
+        )
+
+
+def kinds(reg: BatchRegistry, version: int) -> list[str]:
+    return [e["kind"] for e in reg.events(version)]
+
+
+def test_a_first_version_is_shadowed_against_persistence_then_weighed(reg: BatchRegistry) -> None:
+    live = LiveExperts()
+    w = watch(reg, live)
+    w.poll()  # nothing current: nothing loaded
+    assert live.version("active") is None and live.version("shadow") is None
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w.poll()
+    assert (live.version("shadow"), live.version("active")) == (1, None)
+    assert live.expert("shadow", 60) is not None and live.expert("shadow", 3600) is None
+    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 5)  # too few scores, too short: still shadow
+    assert live.version("shadow") == 1
+    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30, t0=50.0)
+    assert (live.version("shadow"), live.version("active")) == (None, 1)
+    w.poll()  # writes the verdict and the events
+    verdict = reg.verdict(1)
+    assert verdict is not None and verdict["outcome"] == "accepted"
+    assert verdict["serves"] == [60, 900]
+    assert {(h, f["reference"], round(f["ratio"], 6)) for h, f in verdict["horizons"].items()} == {
+        ("60", "persistence", 0.4), ("900", "persistence", 0.4),
+    }  # fmt: skip
+    assert kinds(reg, 1) == ["batch_shadow", "batch_active"]
+
+
+def test_a_worse_version_is_refused_and_a_rollback_applies_at_once(reg: BatchRegistry) -> None:
+    live = LiveExperts()
+    w = watch(reg, live)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w.poll()
+    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30)
+    w.poll()
+    assert live.version("active") == 1
+    # v2 is worse than v1 on the same forecasts: refused, v1 stays weighed
+    reg.promote(reg.put(model(5.0), {}), by="retrain")
+    w.poll()
+    assert (live.version("shadow"), live.version("active")) == (2, 1)
+    feed(w, {SHADOW: 0.9, ACTIVE: 0.2, "persistence": 0.5}, 30, t0=1000.0)
+    w.poll()
+    assert (live.version("shadow"), live.version("active")) == (None, 1)
+    refused = reg.verdict(2)
+    assert refused is not None and refused["outcome"] == "refused" and refused["serves"] == []
+    assert {f["reference"] for f in refused["horizons"].values()} == {"v1"}
+    assert kinds(reg, 2) == ["batch_shadow", "batch_refused"]
+    # v3 is better: weighed; then an operator rolls back to v1: weighed at once, no shadow
+    reg.promote(reg.put(model(0.0), {}), by="retrain")
+    w.poll()
+    feed(w, {SHADOW: 0.1, ACTIVE: 0.2}, 30, t0=2000.0)
+    assert live.version("active") == 3
+    reg.rollback(1, by="ops", reason="v3 misbehaves at night")
+    w.poll()
+    assert (live.version("shadow"), live.version("active")) == (None, 1)
+    assert kinds(reg, 1)[-1] == "batch_active"
+    # a restart with a refused version current weighs the newest accepted one of the history
+    reg.promote(2, by="ops")
+    fresh = LiveExperts()
+    watch(reg, fresh).poll()
+    assert (fresh.version("shadow"), fresh.version("active")) == (None, 1)
+
+
+def test_a_version_serves_where_it_was_not_worse_and_may_not_regress(reg: BatchRegistry) -> None:
+    live = LiveExperts()
+    w = watch(reg, live)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w.poll()
+    # worse than persistence a minute ahead, better at 15 minutes: weighed at 900 s only
+    for i in range(30):
+        ts = 10.0 * i
+        w.observe([Score(SHADOW, 60, ts - 60, ts, 20.3, 20.0), Score("persistence", 60, ts - 60, ts, 20.1, 20.0),
+                   Score(SHADOW, 900, ts - 900, ts, 20.2, 20.0), Score("persistence", 900, ts - 900, ts, 20.5, 20.0)], ts)  # fmt: skip
+    assert live.version("active") == 1
+    assert live.expert("active", 900) is not None and live.expert("active", 60) is None
+    w.poll()
+    assert reg.verdict(1)["serves"] == [900]  # type: ignore[index]
+    # v2 better than persistence at 60 s, worse than v1 at 900 s (which v1 serves): refused
+    reg.promote(reg.put(model(0.0), {}), by="test")
+    w.poll()
+    for i in range(30):
+        ts = 1000.0 + 10.0 * i
+        w.observe([Score(SHADOW, 60, ts - 60, ts, 20.0, 20.0), Score("persistence", 60, ts - 60, ts, 20.1, 20.0),
+                   Score(ACTIVE, 900, ts - 900, ts, 20.2, 20.0), Score(SHADOW, 900, ts - 900, ts, 20.4, 20.0)], ts)  # fmt: skip
+    w.poll()
+    assert reg.verdict(2)["outcome"] == "refused" and live.version("active") == 1  # type: ignore[index]
+    assert "worse than the active version" in reg.verdict(2)["reason"]  # type: ignore[index]
+    # a restart weighs v1 where its verdict says, at once
+    fresh = LiveExperts()
+    reg.rollback(1, by="ops")
+    watch(reg, fresh).poll()
+    assert fresh.expert("active", 900) is not None and fresh.expert("active", 60) is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("corrupt", "sha256"),
+        ("features", "other features"),
+        ("device", "per-device"),
+        ("horizons", "horizons [3600]"),
+        ("format", "format 99"),
+    ],
+)
+def test_an_unloadable_version_is_refused_and_the_devices_go_on(
+    reg: BatchRegistry, tmp_path: Path, bad: str, says: str
+) -> None:
+    live = LiveExperts()
+    w = watch(reg, live)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w.poll()
+    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30)
+    w.poll()
+    kw: dict = {
+        "features": {"features": ("x",)},
+        "device": {"scope": "device", "experts": {"d1": BatchExpert([], 0.0)}},
+        "horizons": {"horizons": (3600,)},
+        "format": {"format": 99},
+    }.get(bad, {})
+    version = reg.put(model(0.0, **kw), {})
+    reg.promote(version, by="test")
+    if bad == "corrupt":  # damaged after it was promoted
+        (tmp_path / f"models/app/_batch/v{version}/model.pkl").write_bytes(b"not the model")
+    w.poll()
+    assert (live.version("shadow"), live.version("active")) == (None, 1)
+    verdict = reg.verdict(version)
+    assert verdict is not None and verdict["outcome"] == "refused" and says in verdict["reason"]
+    assert kinds(reg, version) == ["batch_refused"]

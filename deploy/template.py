@@ -763,6 +763,8 @@ def _tasks() -> dict[str, Any]:
                 {"Ref": "CheckpointRecords"},
                 "--session-timeout",
                 "60",
+                # the weekly retrain's versions: shadowed, then weighed or refused (issue 28)
+                "--batch-expert",
             ],
             "ProcessorCpu",
             "ProcessorMemory",
@@ -1052,7 +1054,14 @@ def _retrain() -> dict[str, Any]:
                         "Image": {"Ref": "Image"},
                         "Essential": True,
                         # A new version is written, not made current: shadow, then promote.
-                        "Command": ["retrain", "--from-s3", "--days", {"Ref": "RetrainDays"}],
+                        # current at once: the processors shadow it and refuse it if worse
+                        "Command": [
+                            "retrain",
+                            "--from-s3",
+                            "--days",
+                            {"Ref": "RetrainDays"},
+                            "--promote",
+                        ],  # fmt: skip
                         "Environment": _environment(),
                         "ReadonlyRootFilesystem": True,
                         "LogConfiguration": {

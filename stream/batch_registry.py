@@ -281,6 +281,20 @@ class BatchRegistry:
                 out.append(orjson.loads(raw))
         return out
 
+    def summary(self, events: int = 5) -> Manifest | None:
+        """What an operator sees: the current version, how it became current, its verdict
+        and its last ``events`` steps (None before any version is current)."""
+        cur = self.current()
+        if cur is None:
+            return None
+        version = int(cast(int, cur["version"]))
+        return {
+            "current": version,
+            "made_current": {k: cur.get(k) for k in ("action", "by", "at", "reason")},
+            "verdict": self.verdict(version),
+            "events": self.events(version)[-events:],
+        }
+
     def rollback(self, to: str | int | None = None, *, by: str, reason: str = "") -> Manifest:
         """Make ``to`` current (default: the version current before the present one)."""
         cur = cast("dict[str, Any] | None", self.current())

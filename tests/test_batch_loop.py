@@ -14,6 +14,8 @@ import io
 from pathlib import Path
 
 from iotcast.cli import main
+from iotcast.ui.callbacks_fleet import batch_view
+from iotcast.ui.fleet import fleet
 from online_models.catalog import load_catalog
 from online_models.config import TaskConfig
 from stream.batch_registry import BatchRegistry, S3Objects
@@ -129,9 +131,15 @@ def test_retrain_shadow_refuse_and_roll_back_live(settings, tmp_path: Path) -> N
         "batch_active",
     ]
     assert "batch model v1 current (rollback" in status, status
-    # the operator sees the versions' verdicts
+    # the operator sees the versions' verdicts: the command line and the page
     listing = cli(settings, "models", "batch", "list")
     assert "shadow: refused" in listing and "shadow: accepted" in listing
+    with support.endpoints_env(settings):
+        page = fleet(settings)
+    assert page.error == "" and page.batch is not None and page.batch["current"] == 1
+    line = str(batch_view("en", page.batch))
+    assert "version 1 is current" in line and "accepted after its shadow" in line
+    assert "versión 1 es la actual" in str(batch_view("es", page.batch))
 
     # exactly once: every reading taken once, as an uninterrupted offline run takes them
     task = TaskConfig(horizons=HORIZONS)

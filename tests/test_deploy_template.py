@@ -206,7 +206,12 @@ def test_the_archive_and_the_scheduled_retrain_read_and_write_where_the_code_doe
     assert rules["expire-readings-archive"]["Prefix"] == "archive/"
 
     (container,) = r["RetrainTask"]["Properties"]["ContainerDefinitions"]
-    assert container["Command"] == ["retrain", "--from-s3", "--days", {"Ref": "RetrainDays"}]
+    # made current at once: the processors, with --batch-expert, shadow it before weighing it
+    assert container["Command"] == [
+        "retrain", "--from-s3", "--days", {"Ref": "RetrainDays"}, "--promote",
+    ]  # fmt: skip
+    (processor,) = r["ProcessorTask"]["Properties"]["ContainerDefinitions"]
+    assert "--batch-expert" in processor["Command"]
     assert r["RetrainTask"]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["RetrainRole", "Arn"]}
     rule = r["RetrainScheduleRule"]["Properties"]
     assert rule["ScheduleExpression"] == {"Ref": "RetrainSchedule"}

@@ -511,18 +511,8 @@ def batch_figures(s3: Any, bucket: str, app: str, problems: list[str]) -> dict[s
     """The batch models: the current version, its verdict and its last steps (None: none yet)."""
     from stream.batch_registry import BatchRegistry, S3Objects
 
-    registry = BatchRegistry(S3Objects(s3, bucket), app)
     try:
-        cur = registry.current()
-        if cur is None:
-            return None
-        version = int(cur["version"])
-        return {
-            "current": version,
-            "made_current": {k: cur.get(k) for k in ("action", "by", "at", "reason")},
-            "verdict": registry.verdict(version),
-            "events": registry.events(version)[-5:],
-        }
+        return BatchRegistry(S3Objects(s3, bucket), app).summary()
     except (ClientError, ValueError) as exc:
         problems.append(f"batch models: {exc}")
         return None

@@ -38,6 +38,21 @@ def _events(app: Any, ws: Workspace) -> None:
         return events_view(lang, device_events(ws.settings, device))
 
 
+def batch_view(lang: str, batch: dict[str, Any] | None) -> html.P | None:
+    """The batch model's line: the current version and its shadow verdict."""
+    if batch is None:
+        return None
+    verdict = batch.get("verdict")
+    if verdict is None:
+        said = t(lang, "batch_in_shadow")
+    elif verdict.get("outcome") == "accepted":
+        serves = ", ".join(horizon_words(lang, int(h)) for h in verdict.get("serves", []))
+        said = t(lang, "batch_accepted", serves=serves)
+    else:
+        said = t(lang, "batch_refused", reason=str(verdict.get("reason", "")))
+    return html.P(t(lang, "batch_current", version=batch["current"], said=said), id="fleet-batch")
+
+
 def events_view(lang: str, found: DeviceEvents) -> html.Div | html.P:
     """A device's events of today as a list: time (UTC), what happened in words, and the
     processor's reason; or in words why there is none."""
@@ -119,7 +134,12 @@ def _listing(app: Any, ws: Workspace) -> None:
         options = every + [{"label": horizon_words(lang, h), "value": str(h)} for h in horizons]
         devices = [{"label": r["device"], "value": r["device"]} for r in f.rows]
         return (
-            table(header, rows, id="fleet-devices", className="figures"),
+            html.Div(
+                [
+                    table(header, rows, id="fleet-devices", className="figures"),
+                    batch_view(lang, f.batch),
+                ]
+            ),
             {"display": "flex"},
             devices,
             options,

@@ -45,6 +45,8 @@ class Fleet:
     rows: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     where: str = ""
+    # the batch model: current version, its shadow verdict and last steps (None: none yet)
+    batch: dict[str, Any] | None = None
 
 
 def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
@@ -53,6 +55,7 @@ def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from stream.batch_registry import BatchRegistry, S3Objects
     from stream.checkpoint import CheckpointStore
     from stream.registry import ModelRegistry
 
@@ -64,6 +67,7 @@ def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
             CheckpointStore(s3, settings.bucket, settings.app, settings.hmac_key)
         )
         current = registry.current()
+        batch = BatchRegistry(S3Objects(s3, settings.bucket), settings.app).summary()
     except (BotoCoreError, ClientError, OSError, ValueError) as exc:
         return Fleet(error=f"{type(exc).__name__}: {exc}"[:300], where=where)
     rows = []
@@ -80,7 +84,7 @@ def fleet(settings: Settings, timeout: float = 3.0) -> Fleet:
                 "models": models,
             }
         )
-    return Fleet(rows=rows, where=where)
+    return Fleet(rows=rows, where=where, batch=batch)
 
 
 @dataclass

@@ -358,6 +358,22 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "command_ok": ("Done (exit 0):", "Hecho (salida 0):"),
     "events_today": ("What happened today", "Qué pasó hoy"),
+    "batch_current": (
+        "Batch model (iotcast retrain): version {version} is current; {said}",
+        "Modelo por lotes (iotcast retrain): la versión {version} es la actual; {said}",
+    ),
+    "batch_in_shadow": (
+        "in shadow: scored beside the others, not yet weighed.",
+        "en sombra: se puntúa junto a los demás, aún sin peso.",
+    ),
+    "batch_accepted": (
+        "accepted after its shadow, weighed in the ensemble at {serves}.",
+        "aceptada tras su sombra, con peso en el conjunto a {serves}.",
+    ),
+    "batch_refused": (
+        "refused after its shadow ({reason}); the version before it stays.",
+        "rechazada tras su sombra ({reason}); sigue la versión anterior.",
+    ),
     "events_pick": (
         "Choose a device above to see what happened to it today.",
         "Elija arriba un dispositivo para ver qué le pasó hoy.",

@@ -164,7 +164,10 @@ def _processors(
     devices: int, rate: float, every: float, active: float, m: dict[str, Any], a: dict[str, Any]
 ) -> dict[str, Any]:
     """Processor tasks, their size, and whether CPU or memory decides their number."""
-    cpu_per_reading = m["processor_cpu_seconds_per_reading"]
+    # the template's processors run --batch-expert: the batch models' forecasts and shadow
+    cpu_per_reading = m["processor_cpu_seconds_per_reading"] * m.get(
+        "processor_batch_expert_cpu_factor", 1.0
+    )
     # Reading, learning and predicting, plus pickling every changed device at each checkpoint
     # and writing it: into the shard's bundle (zlib, sha256, its record: the CPU of the
     # PUTs is per shard, not per device), or, before bundles, 2 PUTs of its own.

@@ -8,10 +8,10 @@ batch model existed: persistence, today's served, the batch model alone, served 
 the batch expert, and the two bars (served+batch vs served; vs batch alone).
 
 ``--processor`` adds what the processor started with ``--batch-expert`` serves: a second
-run with its model set (``batch_expert``, ``batch_shadow``, ``ensemble_batch`` added),
-where each retraining becomes the active version at once (no shadow: the shadow only
-delays it), and the served forecast is the device's champion among all its models, as
-in the processor. Its column ("processor") is on the same forecasts.
+run with its model set (``batch_expert`` and ``batch_shadow`` added), where each
+retraining becomes the active version at once (no shadow: the shadow only delays it),
+and the served forecast is the device's champion weighed with the batch expert, as in
+the processor. Its column ("processor") is on the same forecasts.
 
     .venv/bin/python bench/batch_expert.py FILE.csv --horizon 3600 --horizon 21600 [--scope device]
     .venv/bin/python bench/batch_expert.py --generate 14 --horizon 900 --horizon 3600

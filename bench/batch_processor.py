@@ -5,7 +5,7 @@ processor's core (:class:`stream.core.StreamCore`: decode, features, models, sco
 metrics; no network), one reading a record, with:
 
 - ``today``: the default models;
-- ``batch, none loaded``: plus ``batch_expert``, ``batch_shadow`` and ``ensemble_batch``
+- ``batch, none loaded``: plus ``batch_expert`` and ``batch_shadow``
   (``--batch-expert``) before any version is current;
 - ``batch active``: a version weighed in the ensemble (the steady state);
 - ``batch active + shadow``: a second version in shadow beside it (the worst case, for

@@ -5,20 +5,19 @@
 current one (:mod:`stream.batch_watch`) into :data:`LIVE`, which holds at most two:
 
 - the **active** version, forecasting as the model ``batch_expert``: scored like every
-  model, and one of the two experts of ``ensemble_batch`` (the device's ensemble and the
-  batch expert, weighed online by their recent absolute errors, as
-  :mod:`online_models.batch_served` measured offline);
+  model, and weighed with the champion's forecast into the forecast served (each
+  horizon's ``blend``, :mod:`online_models.horizon_models`: the two weighed online by
+  their recent absolute errors, as :mod:`online_models.batch_served` measured offline);
 - the **candidate** in shadow, forecasting as ``batch_shadow``: scored, never weighed
   and never champion (an observer of the device's selection), until its shadow ends
   with a verdict.
 
 The models are :class:`LiveBatch`, a horizon model with no learned state of its own (a
-checkpoint keeps nothing of the trees: a device's state grows by the combination's few
-floats only). Before a version is loaded, or for a version that cannot forecast this
-horizon, a :class:`LiveBatch` has no forecast (``None``): the combination then serves
-the ensemble's forecast, and learns the batch expert's error as persistence's would
-have been, so a version that arrives later starts from persistence's standing and must
-earn its weight.
+checkpoint keeps nothing of the trees: a device's state grows by the blend's few floats
+only). Before a version is loaded, or at a horizon the version does not serve, a
+:class:`LiveBatch` has no forecast (``None``): the champion's forecast is served as is,
+and the blend learns the missing batch forecast's error as the champion's, so a version
+that arrives later starts on par and earns its weight.
 
 >>> from online_models.batch_expert import BatchExpert, FEATURES
 >>> from online_models.horizon import HorizonFeatures
@@ -46,12 +45,11 @@ from river import base
 
 from online_models.batch_expert import BatchExpert, features_of
 
-__all__ = ["ACTIVE", "COMBINED", "LIVE", "MODELS", "SHADOW", "LiveBatch", "LiveExperts"]
+__all__ = ["ACTIVE", "LIVE", "MODELS", "SHADOW", "LiveBatch", "LiveExperts"]
 
 ACTIVE = "batch_expert"  # the model names in the catalog (online_models/models.toml)
 SHADOW = "batch_shadow"
-COMBINED = "ensemble_batch"
-MODELS = (ACTIVE, SHADOW, COMBINED)
+MODELS = (ACTIVE, SHADOW)
 STAGES = ("active", "shadow")
 
 

@@ -19,6 +19,12 @@ detector.
   has come are scored against this reading and learned from; the series
   models learn the reading; on the grid (:meth:`HorizonModels.forecasts_at`),
   every model forecasts ``ts + h``.
+
+With the batch expert in the set (``batch_expert``, :mod:`online_models.batch_live`), the
+forecast served is the champion's weighed with the batch expert's by ``blend``, an
+:class:`~online_models.combination.ExpWeighted` of the two taught each scored pair (the
+plain online weighting of the two the offline probe measured, ``bench/batch_expert.py``);
+its ``source`` then reads ``<champion>+batch_expert``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from online_models.batch_live import ACTIVE
 from online_models.catalog import ModelSpec
+from online_models.combination import ExpWeighted
 from online_models.config import TaskConfig
 from online_models.drift import DriftWatch
 from online_models.features import Features, nowcast_view
@@ -154,6 +162,8 @@ class HorizonModels:
         self.observers = frozenset(observers) & set(self.names)
         self.served = ErrorStats(task.window)
         self.band = Band(task.interval_levels)  # the served forecast's intervals
+        if ACTIVE in self.specs and horizon:  # the batch expert weighed with the served forecast
+            self.blend = ExpWeighted(horizon, (SERVED, ACTIVE), fallback=SERVED)
         champion = task.initial_champion if task.initial_champion in self.specs else None
         if champion in self.observers:
             champion = None
@@ -168,6 +178,8 @@ class HorizonModels:
         self.next_at = -math.inf
         self.last_made: float | None = None
         self.resets: dict[str, int] = {}
+
+    blend: ExpWeighted | None = None  # (model sets from before the batch expert have none)
 
     # ------------------------------------------------------------------ nowcast
     def nowcast(
@@ -306,6 +318,8 @@ class HorizonModels:
             if p is not None:
                 predictions.append(Prediction(name, h, ts, target_ts, p))
         value, source = _served(self.selector.champion, made, y, rejected)
+        if self.blend is not None:
+            value, source = _blended(self.blend, value, source, made)  # type: ignore[arg-type]
         # (never None: the value now stands in for a champion without a forecast)
         bounds = self.band.publish(value)  # type: ignore[arg-type]
         predictions.append(Prediction(SERVED, h, ts, target_ts, value, source, bounds))  # type: ignore[arg-type]
@@ -329,7 +343,7 @@ class HorizonModels:
         run: _Run,
     ) -> None:
         """Score one due forecast and teach its models the actual value."""
-        made_ts, due_ts, kept, kept_hx, w, preds, value, _ = item
+        made_ts, due_ts, kept, kept_hx, w, preds, value, source = item
         names = self.names
         for name, p in zip(names, preds, strict=True):
             if p is not None:
@@ -345,10 +359,13 @@ class HorizonModels:
             hx.anchor = kept_hx[-1]
             for name in self.horizon_learners:
                 self._teach(name, hx, y, w, run)
-        if self.combos:
+        if self.combos or self.blend is not None:
             experts = dict(zip(names, preds, strict=True))
             for name in self.combos:
                 self._teach(name, experts, y, w, run)
+            if self.blend is not None:  # the champion's forecast then, and the batch expert's
+                champion = experts.get(source.partition("+")[0])
+                self.blend.learn_one({SERVED: champion, ACTIVE: experts.get(ACTIVE)}, y, w)
 
     # ----------------------------------------------------------------- resets
     def _teach(
@@ -396,7 +413,7 @@ class HorizonModels:
                 selector.tick()
                 event = self.drift.update(name, h, abs(err), ts)
                 if event is not None:
-                    self._on_drift(event, run.task)
+                    _restart_on_drift(self, event, run.task)
                     run.events.append(event)
         update, settle = self.served.update, self.band.settle
         for value, made_ts, target_ts in served:
@@ -410,12 +427,22 @@ class HorizonModels:
         if event is not None:
             run.events.append(event)
 
-    def _on_drift(self, event: Event, task: TaskConfig) -> None:
-        """With ``task.drift_reset``, the drifting champion starts afresh."""
-        if task.drift_reset:
-            name = event.model
-            self.models[name] = fresh_model(
-                self.models[name], self.specs[name], task.target, self.horizon
-            )
-            self.drift.restart()
-            event.figures["reset"] = True
+
+def _restart_on_drift(hz: HorizonModels, event: Event, task: TaskConfig) -> None:
+    """With ``task.drift_reset``, the drifting champion of ``hz`` starts afresh."""
+    if task.drift_reset:
+        name = event.model
+        hz.models[name] = fresh_model(hz.models[name], hz.specs[name], task.target, hz.horizon)
+        hz.drift.restart()
+        event.figures["reset"] = True
+
+
+def _blended(
+    blend: ExpWeighted, served: float, source: str, made: Mapping[str, float | None]
+) -> tuple[float, str]:
+    """The served forecast weighed with the active batch version's (when it has one)."""
+    batch = made.get(ACTIVE)
+    if batch is None:
+        return served, source
+    value = blend.predict_one({SERVED: served, ACTIVE: batch})
+    return (served, source) if value is None else (value, f"{source}+{ACTIVE}")

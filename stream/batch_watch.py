@@ -36,8 +36,8 @@ version on their own devices, the first verdict written stands and the others ad
 What each process forecasts with is ``iotcast_batch_version{stage}``.
 
 Exactly once: the batch models learn nothing in the processor and their trees are not
-in any checkpoint; the device's combination (``ensemble_batch``) keeps its weights in the
-device's state like every model. A restart loads the current version again and, if its
+in any checkpoint; each horizon's blend of the champion and the batch expert keeps its
+weights in the device's state like every model. A restart loads the current version again and, if its
 verdict stands, weighs it at once, else shadows it afresh.
 """
 

@@ -145,5 +145,10 @@ def test_retrain_shadow_refuse_and_roll_back_live(settings, tmp_path: Path) -> N
     task = TaskConfig(horizons=HORIZONS)
     want = support.learned_counts(readings, load_catalog(), task, MODELS)
     support.wait_checkpointed(settings, want, 30, "every reading in the checkpoints once")
+    # the batch expert was weighed with each device's champion at 900 s, and learned its weight
+    for models in support.load_models(settings).values():
+        weights = models.horizons[900].blend.weights()
+        assert 0.0 < weights["batch_expert"] < 1.0 and weights["batch_expert"] != 0.5, weights
+        assert models.horizons[0].blend is None  # no batch expert at the nowcast
     taken = sum(sum(support.metric_values(text, f"iotcast_readings_{k}_total").values()) for k in ("learned", "held"))  # fmt: skip
     assert taken == sum(want.values())

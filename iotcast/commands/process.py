@@ -197,9 +197,9 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-expert",
         action="store_true",
         help="load the current batch version of 'iotcast models batch' live: a new version is "
-        "scored in shadow first, then weighed in the ensemble (model ensemble_batch) if its "
+        "scored in shadow first, then weighed with each device's champion into the forecast served if its "
         "shadow error is not worse than the version it replaces, else refused (an event). "
-        "Adds the models batch_expert, batch_shadow and ensemble_batch to --models",
+        "Adds the models batch_expert and batch_shadow to --models",
     )
     b.add_argument(
         "--batch-poll-seconds",
@@ -302,16 +302,12 @@ def batch_models(catalog: Catalog, models: str) -> str:
     """``--models`` with the batch expert's models added (``--batch-expert``).
 
     >>> from online_models.catalog import load_catalog
-    >>> batch_models(load_catalog(), "persistence,ridge,ensemble").split(",")[-3:]
-    ['batch_expert', 'batch_shadow', 'ensemble_batch']
+    >>> batch_models(load_catalog(), "persistence,ridge,ensemble").split(",")[-4:]
+    ['ridge', 'ensemble', 'batch_expert', 'batch_shadow']
     """
     from online_models.batch_live import MODELS
 
     names = [n for n in catalog.select(models).names if n not in MODELS]
-    if "ensemble" not in names:
-        raise ConfigError(
-            "--batch-expert weighs the batch model with the ensemble: keep 'ensemble' in --models"
-        )
     return ",".join([*names, *MODELS])
 
 

@@ -16,7 +16,8 @@ persistence, then trains on everything and writes:
                                            library versions, sha256 of model.pkl
 
 to the bucket (default) or under --out DIR (same keys). A new version is not current:
-`iotcast models batch promote N` makes it so. Exit status 1 with the reason when the data
+`iotcast models batch promote N` makes it so, or --promote at once (the processors started
+with --batch-expert shadow it first, and refuse it if it is worse). Exit status 1 with the reason when the data
 cannot make a model (too little, no target, held-out days leaving nothing).
 
 Example:

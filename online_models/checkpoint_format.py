@@ -71,7 +71,8 @@ __all__ = [
 # 6: the device's anomaly watch (``DeviceModels.watch``, online_models.anomaly.Watch), the
 #    anomalies it reported as going on (``ongoing``), the readings it held back
 #    (``n_held``), and the horizons' order (``order``: the nowcast first).
-FORMAT = 6
+# 7: each band's lattice of readings (``Band._step``, ``Band._last``), to snap its intervals to.
+FORMAT = 7
 
 # The format of artifacts whose manifests record none (written before formats were recorded,
 # up to commit 0e4ad41): the same state as format 1.
@@ -151,14 +152,23 @@ def _from_5(models: Any) -> Any:
     return models
 
 
+def _from_6(models: Any) -> Any:
+    """Format 6 -> 7: nothing to do here. A band pickled without its lattice gets none in
+    ``Band.__setstate__`` and learns it from its next targets (until then it publishes as
+    format 6 did). The format changed so that a processor of format 6 refuses what this code
+    writes."""
+    return models
+
+
 # format -> migration run after unpickling (``_as_is`` for the current format).
 READS: dict[int, Callable[[Any], Any]] = {
-    1: lambda models: _from_5(_from_4(_from_1(models))),
-    2: lambda models: _from_5(_from_4(_from_2(models))),
-    3: lambda models: _from_5(_from_4(_from_3(models))),
-    4: lambda models: _from_5(_from_4(models)),
-    5: _from_5,
-    6: _as_is,
+    1: lambda models: _from_6(_from_5(_from_4(_from_1(models)))),
+    2: lambda models: _from_6(_from_5(_from_4(_from_2(models)))),
+    3: lambda models: _from_6(_from_5(_from_4(_from_3(models)))),
+    4: lambda models: _from_6(_from_5(_from_4(models))),
+    5: lambda models: _from_6(_from_5(models)),
+    6: _from_6,
+    7: _as_is,
 }
 
 # (old module, old name) -> (new module, new name), for classes moved or renamed since an

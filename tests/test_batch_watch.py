@@ -52,6 +52,18 @@ def feed(w: BatchWatch, errors: dict[str, float], n: int, t0: float = 0.0) -> No
         )
 
 
+def v1_active(reg: BatchRegistry) -> tuple[LiveExperts, BatchWatch]:
+    """A watch whose first version went through its shadow and is weighed."""
+    live = LiveExperts()
+    w = watch(reg, live)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w.poll()
+    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30)
+    w.poll()
+    assert live.version("active") == 1
+    return live, w
+
+
 def kinds(reg: BatchRegistry, version: int) -> list[str]:
     return [e["kind"] for e in reg.events(version)]
 
@@ -80,12 +92,7 @@ def test_a_first_version_is_shadowed_against_persistence_then_weighed(reg: Batch
 
 
 def test_a_worse_version_is_refused_and_a_rollback_applies_at_once(reg: BatchRegistry) -> None:
-    live = LiveExperts()
-    w = watch(reg, live)
-    reg.promote(reg.put(model(0.1), {}), by="test")
-    w.poll()
-    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30)
-    w.poll()
+    live, w = v1_active(reg)
     assert live.version("active") == 1
     # v2 is worse than v1 on the same forecasts: refused, v1 stays weighed
     reg.promote(reg.put(model(5.0), {}), by="retrain")
@@ -158,12 +165,7 @@ def test_a_version_serves_where_it_was_not_worse_and_may_not_regress(reg: BatchR
 def test_an_unloadable_version_is_refused_and_the_devices_go_on(
     reg: BatchRegistry, tmp_path: Path, bad: str, says: str
 ) -> None:
-    live = LiveExperts()
-    w = watch(reg, live)
-    reg.promote(reg.put(model(0.1), {}), by="test")
-    w.poll()
-    feed(w, {SHADOW: 0.2, "persistence": 0.5}, 30)
-    w.poll()
+    live, w = v1_active(reg)
     kw: dict = {
         "features": {"features": ("x",)},
         "device": {"scope": "device", "experts": {"d1": BatchExpert([], 0.0)}},

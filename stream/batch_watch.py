@@ -129,7 +129,10 @@ class BatchWatch:
         if cur is None or cur.get("version") == self.seen:
             return
         version = int(cast(int, cur["version"]))
-        self.seen = version
+        self._act_on(cur, version)
+        self.seen = version  # (not when S3 failed half-way: the next poll tries again)
+
+    def _act_on(self, cur: Manifest, version: int) -> None:
         verdict = self.registry.verdict(version)
         if verdict is not None and verdict.get("outcome") == "refused":
             log.warning("batch v%d is current but was refused (%s)", version, verdict.get("reason"))
@@ -167,13 +170,20 @@ class BatchWatch:
             await asyncio.sleep(interval)
 
     def _load(self, version: int) -> Loaded | None:
+        """The version, loaded and checked; None (refused, an event and a verdict) when it
+        cannot serve. S3's own errors propagate: the next poll tries again."""
+        model: object = None
+        reason = "the artifact is empty"
         try:
-            raw = self.registry.model_bytes(version)
-            model = pickle.loads(raw)
-            reason = self._incompatible(model)
-        except (UnknownBatchVersion, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-            reason = f"cannot be loaded: {exc}"
-            model = None
+            raw = self.registry.model_bytes(version)  # its sha256 checked
+        except UnknownBatchVersion as exc:  # missing, or not what its manifest says
+            raw, reason = b"", str(exc)
+        if raw:
+            try:
+                model = pickle.loads(raw)
+                reason = self._incompatible(model)
+            except Exception as exc:  # an artifact that does not unpickle here, whatever the cause
+                reason = f"cannot be loaded: {type(exc).__name__}: {exc}"
         if reason:
             self._event(version, "batch_refused", reason, {})
             self._decided.append((version, {"outcome": "refused", "reason": reason}))

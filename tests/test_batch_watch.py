@@ -181,3 +181,31 @@ def test_an_unloadable_version_is_refused_and_the_devices_go_on(
     verdict = reg.verdict(version)
     assert verdict is not None and verdict["outcome"] == "refused" and says in verdict["reason"]
     assert kinds(reg, version) == ["batch_refused"]
+
+
+class FlakyObjects(DirectoryObjects):
+    """A directory whose first read of a model fails as a network error would (the watch's
+    retry is tested, not the store)."""
+
+    failed = False
+
+    def get(self, key: str) -> bytes | None:
+        if key.endswith("model.pkl") and not self.failed:
+            self.failed = True
+            raise ConnectionError("S3 unreachable")
+        return super().get(key)
+
+
+def test_a_store_error_while_loading_is_retried_not_taken_for_a_refusal(tmp_path: Path) -> None:
+    objects = FlakyObjects(tmp_path)
+    reg = BatchRegistry(objects, "app")
+    live = LiveExperts()
+    w = watch(reg, live)
+    objects.failed = True  # (promote reads the model too)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    objects.failed = False
+    with pytest.raises(ConnectionError):
+        w.poll()
+    assert live.version("shadow") is None and reg.verdict(1) is None
+    w.poll()  # the next poll: loaded, in shadow, and never refused
+    assert live.version("shadow") == 1 and reg.verdict(1) is None

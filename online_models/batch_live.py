@@ -5,7 +5,8 @@
 current one (:mod:`stream.batch_watch`) into :data:`LIVE`, which holds at most two:
 
 - the **active** version, forecasting as the model ``batch_expert``: scored like every
-  model, and weighed with the champion's forecast into the forecast served (each
+  model, never champion itself, and weighed with the champion's forecast into the
+  forecast served (each
   horizon's ``blend``, :mod:`online_models.horizon_models`: the two weighed online by
   their recent absolute errors, as :mod:`online_models.batch_served` measured offline);
 - the **candidate** in shadow, forecasting as ``batch_shadow``: scored, never weighed

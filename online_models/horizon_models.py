@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from online_models.batch_live import ACTIVE
+from online_models.batch_live import ACTIVE, SHADOW
 from online_models.catalog import ModelSpec
 from online_models.combination import ExpWeighted
 from online_models.config import TaskConfig
@@ -55,6 +55,9 @@ __all__ = ["HorizonModels", "HorizonStep", "Reset"]
 # at a forecast horizon; baselines read the value and its means from the features there, and
 # learn only at the nowcast
 _LEARNS_FROM_READING = ("regressor", "batch")
+# the batch versions: the active one is weighed by the blend (selecting it too would serve it
+# alone), the one in shadow is only scored
+_NEVER_CHAMPION = frozenset((ACTIVE, SHADOW))
 
 
 class Reset(NamedTuple):
@@ -159,7 +162,7 @@ class HorizonModels:
         self.order = tuple(n for n in self.names if n not in self.combos) + self.combos
         self.stats = {s.name: ErrorStats(task.window) for s in specs}
         # models scored beside the others that selection never makes champion
-        self.observers = frozenset(observers) & set(self.names)
+        self.observers = (frozenset(observers) | _NEVER_CHAMPION) & set(self.names)
         self.served = ErrorStats(task.window)
         self.band = Band(task.interval_levels)  # the served forecast's intervals
         if ACTIVE in self.specs and horizon:  # the batch expert weighed with the served forecast

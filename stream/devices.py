@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from online_models.batch_live import SHADOW
 from stream.state import DeviceSlot, ShardState
 
 if TYPE_CHECKING:
@@ -74,14 +73,7 @@ class DeviceRegistry:
         from online_models.device import DeviceModels
 
         slot = state.devices[device] = DeviceSlot(
-            DeviceModels(
-                device,
-                self.catalog,
-                self.task,
-                models=self.models,
-                anomalies=True,
-                observers=(SHADOW,),  # a batch version in shadow: scored, never champion
-            )  # fmt: skip
+            DeviceModels(device, self.catalog, self.task, models=self.models, anomalies=True)
         )
         self.held += 1
         return slot

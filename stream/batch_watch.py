@@ -54,12 +54,12 @@ from typing import Any, cast
 
 from monitoring import metrics as m
 from online_models.batch_expert import FEATURES
-from online_models.batch_live import ACTIVE, LIVE, SHADOW, LiveExperts
+from online_models.batch_live import ACTIVE, LIVE, SHADOW, STAGES, LiveExperts
 from online_models.records import Score
 from online_models.retrain import FORMAT, BatchModel
 from stream.batch_registry import BatchRegistry, Manifest, UnknownBatchVersion
 
-__all__ = ["BatchWatch", "Loaded"]
+__all__ = ["EVENT_KINDS", "BatchWatch", "Loaded", "zero_metrics"]
 
 log = logging.getLogger(__name__)
 REFERENCE_BEFORE_ANY = "persistence"  # what a first version must beat in its shadow
@@ -88,6 +88,18 @@ class _Shadow:
     since: dict[int, float] = field(default_factory=dict)
 
 
+EVENT_KINDS = ("batch_shadow", "batch_active", "batch_refused")
+
+
+def zero_metrics() -> None:
+    """The batch series from a processor's start, at zero (no version; no step yet), with or
+    without ``--batch-expert``: a dashboard or an alert sees 0, not nothing."""
+    for stage in STAGES:
+        m.BATCH_VERSION.labels(stage).set(0)
+    for kind in EVENT_KINDS:
+        m.BATCH_EVENTS.labels(kind)
+
+
 class BatchWatch:
     """Loads, shadows and judges the batch versions of one processor (module docstring)."""
 
@@ -113,8 +125,7 @@ class BatchWatch:
         # reached in the hot loop, written to S3 by the next poll (never blocking the loop)
         self._decided: list[tuple[int, Manifest]] = []  # verdicts
         self._events: list[tuple[int, Manifest]] = []
-        m.BATCH_VERSION.labels("active").set(0)
-        m.BATCH_VERSION.labels("shadow").set(0)
+        zero_metrics()
 
     # ------------------------------------------------------------------ the poll (a thread)
     def poll(self) -> None:

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 from botocore.config import Config
 
+from stream.batch_registry import BatchRegistry, S3Objects
+from stream.batch_watch import BatchWatch, zero_metrics
 from stream.batches import BatchLoop
 from stream.checkpoint import CheckpointStore
 from stream.checkpointing import Checkpointer
@@ -55,7 +57,6 @@ from stream.state import ShardState
 if TYPE_CHECKING:
     from online_models.catalog import Catalog
     from online_models.config import TaskConfig
-    from stream.batch_watch import BatchWatch
 
 __all__ = ["ProcessorOptions", "ProcessorTarget", "StreamProcessor"]
 
@@ -188,10 +189,8 @@ class StreamProcessor:
         self.states: dict[str, ShardState] = {}  # the shards held; written by the lifecycle only
         self.control = ControlChannel(self.store, self.ref_id, self.states, self.core)
         self.batch_watch: BatchWatch | None = None
+        zero_metrics()  # the batch series exist from the start, at 0 without --batch-expert
         if options.batch_expert:
-            from stream.batch_registry import BatchRegistry, S3Objects
-            from stream.batch_watch import BatchWatch
-
             registry = BatchRegistry(S3Objects(self.s3, target.bucket), target.app)
             self.batch_watch = self.core.batch = BatchWatch(
                 registry,

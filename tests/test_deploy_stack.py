@@ -190,7 +190,9 @@ def test_moto_creates_the_stack_except_the_resources_it_does_not_implement(stack
     assert target["Arn"].endswith(f"cluster/{o['ClusterName']}")
     assert target["EcsParameters"]["TaskDefinitionArn"] == o["RetrainTaskDefinition"]
     td = ecs.describe_task_definition(taskDefinition=o["RetrainTaskDefinition"])["taskDefinition"]
-    assert td["containerDefinitions"][0]["command"] == ["retrain", "--from-s3", "--days", "28"]
+    assert td["containerDefinitions"][0]["command"] == [
+        "retrain", "--from-s3", "--days", "28", "--promote",
+    ]  # fmt: skip
 
 
 def test_the_roles_hold_the_policy_documents_of_deploy_iam(stack) -> None:

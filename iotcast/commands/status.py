@@ -513,7 +513,11 @@ def batch_figures(s3: Any, bucket: str, app: str, problems: list[str]) -> dict[s
 
     try:
         return BatchRegistry(S3Objects(s3, bucket), app).summary()
-    except (ClientError, ValueError) as exc:
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":  # (said once, for the checkpoints)
+            problems.append(f"batch models: {exc}")
+        return None
+    except ValueError as exc:
         problems.append(f"batch models: {exc}")
         return None
 

@@ -83,9 +83,6 @@ class _Shadow:
     reference: dict[int, str]  # per horizon: the active version where it serves, else persistence
     started: float | None = None  # stream time of its first score
     sums: dict[int, list[float]] = field(default_factory=dict)
-    # per horizon, when its first scored forecast was made: the reference is scored on the
-    # forecasts made from then on, the same forecasts as the shadow's
-    since: dict[int, float] = field(default_factory=dict)
 
 
 EVENT_KINDS = ("batch_shadow", "batch_active", "batch_refused")
@@ -273,21 +270,22 @@ class BatchWatch:
         shadow = self.shadow
         if shadow is None:
             return
-        reference, sums, since = shadow.reference, shadow.sums, shadow.since
-        for s in scores:  # the shadow's first (a reading's scores come in the catalog's order)
+        reference, sums = shadow.reference, shadow.sums
+        paired: set[tuple[int, float]] = set()  # the forecasts the shadow made and had scored
+        for s in scores:
             if s.model == SHADOW:
                 acc = sums.setdefault(s.horizon, [0.0, 0, 0.0, 0])
                 acc[0] += abs(s.actual - s.predicted)
                 acc[1] += 1
-                if s.horizon not in since:
-                    since[s.horizon] = s.made_ts
+                paired.add((s.horizon, s.made_ts))
                 if shadow.started is None:
                     shadow.started = ts
-        for s in scores:
-            if s.model == reference.get(s.horizon) and s.made_ts >= since.get(s.horizon, math.inf):
-                acc = sums[s.horizon]
-                acc[2] += abs(s.actual - s.predicted)
-                acc[3] += 1
+        if paired:  # the reference, on the same forecasts
+            for s in scores:
+                if s.model == reference.get(s.horizon) and (s.horizon, s.made_ts) in paired:
+                    acc = sums[s.horizon]
+                    acc[2] += abs(s.actual - s.predicted)
+                    acc[3] += 1
         started = shadow.started
         if (
             started is not None

@@ -26,7 +26,7 @@ from tests import support
 MODELS = "persistence,rolling_mean,ridge,ensemble"
 HORIZONS = (0, 900)
 BATCH = ("--batch-expert", "--batch-poll-seconds", "0.5")
-SHADOW = ("--batch-shadow-seconds", "3600", "--batch-shadow-scores", "300")
+SHADOW = ("--batch-shadow-seconds", "3600", "--batch-shadow-scores", "150")
 
 
 def cli(settings, *argv: str) -> str:

@@ -287,9 +287,11 @@ class Pipeline:
         return wait_until(spread, timeout, what, interval=0.5)
 
     # ---------------------------------------------------------------- readings
-    def replay_in_background(self, readings: list[Reading]) -> None:
+    def replay_in_background(self, readings: list[Reading], speed: float = 0.0) -> None:
+        """Publish ``readings`` from a thread: as fast as possible, or at ``speed`` times
+        their event time."""
         self.ledger.published.extend(readings)
-        self._replay = BackgroundReplay(self.settings.mqtt, readings, speed=0, qos=1).start()
+        self._replay = BackgroundReplay(self.settings.mqtt, readings, speed=speed, qos=1).start()
 
     def join_replay(self, timeout: float) -> None:
         assert self._replay is not None

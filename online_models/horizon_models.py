@@ -58,6 +58,7 @@ _LEARNS_FROM_READING = ("regressor", "batch")
 # the batch versions: the active one is weighed by the blend (selecting it too would serve it
 # alone), the one in shadow is only scored
 _NEVER_CHAMPION = frozenset((ACTIVE, SHADOW))
+BLEND = "blend"  # the champion and the batch expert weighed (its name for the guard and resets)
 
 
 class Reset(NamedTuple):
@@ -166,7 +167,7 @@ class HorizonModels:
         self.served = ErrorStats(task.window)
         self.band = Band(task.interval_levels)  # the served forecast's intervals
         if ACTIVE in self.specs and horizon:  # the batch expert weighed with the served forecast
-            self.blend = ExpWeighted(horizon, (SERVED, ACTIVE), fallback=SERVED)
+            self.blend = _fresh_blend(horizon)
         champion = task.initial_champion if task.initial_champion in self.specs else None
         if champion in self.observers:
             champion = None
@@ -322,7 +323,7 @@ class HorizonModels:
                 predictions.append(Prediction(name, h, ts, target_ts, p))
         value, source = _served(self.selector.champion, made, y, rejected)
         if self.blend is not None:
-            value, source = _blended(self.blend, value, source, made)  # type: ignore[arg-type]
+            value, source = _blended(self, value, source, made, lo, hi, run)  # type: ignore[arg-type]
         # (never None: the value now stands in for a champion without a forecast)
         bounds = self.band.publish(value)  # type: ignore[arg-type]
         predictions.append(Prediction(SERVED, h, ts, target_ts, value, source, bounds))  # type: ignore[arg-type]
@@ -366,9 +367,8 @@ class HorizonModels:
             experts = dict(zip(names, preds, strict=True))
             for name in self.combos:
                 self._teach(name, experts, y, w, run)
-            if self.blend is not None:  # the champion's forecast then, and the batch expert's
-                champion = experts.get(source.partition("+")[0])
-                self.blend.learn_one({SERVED: champion, ACTIVE: experts.get(ACTIVE)}, y, w)
+            if self.blend is not None:
+                _teach_blend(self, experts, source, y, w, run)
 
     # ----------------------------------------------------------------- resets
     def _teach(
@@ -440,12 +440,51 @@ def _restart_on_drift(hz: HorizonModels, event: Event, task: TaskConfig) -> None
         event.figures["reset"] = True
 
 
+def _fresh_blend(horizon: int) -> ExpWeighted:
+    return ExpWeighted(horizon, (SERVED, ACTIVE), fallback=SERVED)
+
+
 def _blended(
-    blend: ExpWeighted, served: float, source: str, made: Mapping[str, float | None]
+    hz: HorizonModels,
+    served: float,
+    source: str,
+    made: Mapping[str, float | None],
+    lo: float,
+    hi: float,
+    run: _Run,
 ) -> tuple[float, str]:
-    """The served forecast weighed with the active batch version's (when it has one)."""
+    """The served forecast weighed with the active batch version's (when it has one), under
+    the guard like every model: a refused call serves the champion's as it is."""
     batch = made.get(ACTIVE)
-    if batch is None:
+    if batch is None or hz.blend is None:
         return served, source
-    value = blend.predict_one({SERVED: served, ACTIVE: batch})
+    value, fault = run.guard.predict(BLEND, hz.blend, {SERVED: served, ACTIVE: batch}, lo=lo, hi=hi)
+    if fault is not None:
+        _reset_blend(hz, fault, run)
     return (served, source) if value is None else (value, f"{source}+{ACTIVE}")
+
+
+def _teach_blend(
+    hz: HorizonModels,
+    experts: Mapping[str, float | None],
+    source: str,
+    y: float,
+    w: float,
+    run: _Run,
+) -> None:
+    """The blend learns a scored pair: the champion's forecast then (``source``'s, the part
+    before ``+``) and the batch expert's, under the guard."""
+    assert hz.blend is not None  # (the caller's check)
+    x = {SERVED: experts.get(source.partition("+")[0]), ACTIVE: experts.get(ACTIVE)}
+    fault = run.guard.learn(BLEND, hz.blend, x, y, w=w)
+    if fault is not None:
+        _reset_blend(hz, fault, run)
+
+
+def _reset_blend(hz: HorizonModels, fault: Fault, run: _Run) -> None:
+    """As :meth:`HorizonModels._reset` does for a model: a fresh blend, counted, an event."""
+    hz.blend = _fresh_blend(hz.horizon)
+    so_far = hz.resets[BLEND] = hz.resets.get(BLEND, 0) + 1
+    event = Event("model_reset", BLEND, hz.horizon, str(fault), {"reason": fault.reason}, run.ts)
+    run.events.append(event)
+    run.resets.append(Reset(event, so_far))

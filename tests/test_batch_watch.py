@@ -6,17 +6,23 @@ watch's decisions: shadow, verdicts, refusals, rollbacks and restarts.
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
 import pytest
 
 from online_models.batch_expert import BatchExpert
-from online_models.batch_live import ACTIVE, SHADOW, LiveExperts
-from online_models.records import Score
+from online_models.batch_live import ACTIVE, LIVE, SHADOW, LiveExperts
+from online_models.catalog import load_catalog
+from online_models.combination import ExpWeighted
+from online_models.config import TaskConfig
+from online_models.device import DeviceModels
+from online_models.records import SERVED, Score
 from online_models.retrain import BatchModel
 from stream.batch_registry import BatchRegistry, DirectoryObjects
 from stream.batch_watch import BatchWatch
+from telemetry.generate import generate
 
 HORIZONS = (0, 60, 900)
 
@@ -209,3 +215,39 @@ def test_a_store_error_while_loading_is_retried_not_taken_for_a_refusal(tmp_path
     assert live.version("shadow") is None and reg.verdict(1) is None
     w.poll()  # the next poll: loaded, in shadow, and never refused
     assert live.version("shadow") == 1 and reg.verdict(1) is None
+
+
+class _Broken(ExpWeighted):
+    """A blend whose calls raise (the guard's wiring is tested, not the blend)."""
+
+    def predict_one(self, x):  # type: ignore[no-untyped-def, override]
+        raise RuntimeError("broken blend")
+
+    def learn_one(self, x, y, w=1.0):  # type: ignore[no-untyped-def, override]
+        raise RuntimeError("broken blend")
+
+
+def test_the_blend_of_champion_and_batch_expert_is_guarded() -> None:
+    from online_models.horizon_models import BLEND
+
+    task = TaskConfig(horizons=(0, 60))
+    models = [*load_catalog().select("default").names, ACTIVE, SHADOW]
+    readings = list(generate(days=0.02, seed=3, devices=1))
+    dm = DeviceModels(readings[0].device, load_catalog(), task, models=models)
+    LIVE.set("active", 1, BatchExpert([], 0.0), frozenset({60}))
+    try:
+        for r in readings[:100]:
+            dm.step(r)
+        dm.horizons[60].blend = _Broken(60, (SERVED, ACTIVE))
+        results = [dm.step(r) for r in readings[100:160]]
+    finally:
+        LIVE.set("active", None, None)
+    resets = [e for res in results for e in res.events if e.kind == "model_reset"]
+    assert resets and {(e.model, e.horizon) for e in resets} == {(BLEND, 60)}
+    blend = dm.horizons[60].blend
+    assert type(blend) is ExpWeighted  # a fresh one took the broken one's place
+    served = [
+        p for res in results for p in res.predictions if p.model == SERVED and p.horizon == 60
+    ]
+    assert served and all(math.isfinite(p.value) for p in served)
+    assert any(p.source.endswith("+" + ACTIVE) for p in served)  # weighed again after the reset

@@ -149,14 +149,12 @@ class BatchWatch:
         if self.active is not None and self.active.version == version:
             self._set_shadow(None)
             return
-        loaded = self._load(version)
-        if loaded is None:
-            return
         if verdict is not None:  # accepted before: a rollback, or a restart
-            loaded.horizons &= frozenset(cast("list[int]", verdict.get("serves", [])))
-            self._activate(loaded, "accepted after its shadow before: weighed at once")
+            self._reactivate(version, verdict, "accepted after its shadow before: weighed at once")
             return
-        self._set_shadow(loaded)
+        loaded = self._load(version)
+        if loaded is not None:
+            self._set_shadow(loaded)
 
     def _flush(self) -> None:
         while self._events:
@@ -225,24 +223,33 @@ class BatchWatch:
                 return
             verdict = self.registry.verdict(v)
             if verdict is not None and verdict.get("outcome") == "accepted":
-                loaded = self._load(v)
-                if loaded is not None:
-                    loaded.horizons &= frozenset(cast("list[int]", verdict.get("serves", [])))
-                    self._activate(loaded, f"v{cur['version']} was refused: the newest accepted")
+                self._reactivate(v, verdict, f"v{cur['version']} was refused: the newest accepted")
                 return
 
+    def _reactivate(self, version: int, verdict: Manifest, reason: str) -> None:
+        """A version accepted before is weighed at once, at the horizons its verdict serves."""
+        loaded = self._load(version)
+        if loaded is not None:
+            loaded.horizons &= frozenset(cast("list[int]", verdict.get("serves", [])))
+            self._activate(loaded, reason)
+
     # ------------------------------------------------------------------ stages
+    def _publish(self, stage: str, loaded: Loaded | None) -> None:
+        """What ``stage`` forecasts with, in every device's models and in /metrics."""
+        if loaded is None:
+            self.live.set(stage, None, None)
+        else:
+            self.live.set(stage, loaded.version, loaded.model.experts["*"], loaded.horizons)
+        m.BATCH_VERSION.labels(stage).set(0 if loaded is None else loaded.version)
+
     def _set_shadow(self, loaded: Loaded | None) -> None:
+        self._publish("shadow", loaded)
         if loaded is None:
             self.shadow = None
-            self.live.set("shadow", None, None)
-            m.BATCH_VERSION.labels("shadow").set(0)
             return
         serving = self.active.horizons if self.active is not None else frozenset()
         reference = {h: ACTIVE if h in serving else REFERENCE_BEFORE_ANY for h in loaded.horizons}
         self.shadow = _Shadow(loaded, reference)
-        self.live.set("shadow", loaded.version, loaded.model.experts["*"], loaded.horizons)
-        m.BATCH_VERSION.labels("shadow").set(loaded.version)
         against = ", ".join(f"{h} s: {self._name(r)}" for h, r in sorted(reference.items()))
         self._event(
             loaded.version,
@@ -258,8 +265,7 @@ class BatchWatch:
     def _activate(self, loaded: Loaded, reason: str, figures: dict[str, Any] | None = None) -> None:
         previous = self.active.version if self.active is not None else None
         self.active = loaded
-        self.live.set("active", loaded.version, loaded.model.experts["*"], loaded.horizons)
-        m.BATCH_VERSION.labels("active").set(loaded.version)
+        self._publish("active", loaded)
         self._event(
             loaded.version, "batch_active", reason, {**(figures or {}), "previous": previous}
         )
@@ -355,5 +361,4 @@ class BatchWatch:
             self.seen = None  # the next poll acts on the verdict that stands
             if self.active is not None and self.active.version == version:
                 self.active = None
-                self.live.set("active", None, None)
-                m.BATCH_VERSION.labels("active").set(0)
+                self._publish("active", None)

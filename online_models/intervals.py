@@ -204,29 +204,29 @@ class Band:
         if self._n < self.warmup:  # too few residuals for an interval: none is published
             self.owe(1)
             return ()
-        step = self._step
-        if step == math.inf:  # no lattice seen yet
-            offsets = self.offsets()
-        else:  # each interval snapped inwards to the lattice (``offsets()``, inlined: hot path)
-            c, spread, logs, exp = self.centre(), self.spread(), self._log, math.exp
-            base = value - self._last  # the forecast's place on the lattice, in its units
-            pad = step * 1e-3  # the float32 offsets keep 7 digits: a point stays inside
-            out: list[float] = []
-            lo_m = hi_m = 0.0
-            lo_all, hi_all = math.inf, -math.inf
-            for i in range(0, len(logs), 2):
-                lo_m = max(lo_m, exp(logs[i]))
-                hi_m = max(hi_m, exp(logs[i + 1]))
-                lo, hi = c - spread * lo_m, c + spread * hi_m
-                lo_s = math.ceil((base + lo) / step - 1e-6) * step - base - pad
-                hi_s = math.floor((base + hi) / step + 1e-6) * step - base + pad
-                if lo_s <= hi_s:  # the lattice points inside, else the interval as it is
-                    lo, hi = lo_s, hi_s
-                lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)  # still nested
-                out += (lo_all, hi_all)
-            offsets = tuple(out)
+        offsets = self.offsets()
+        if self._step != math.inf:  # a lattice seen: each interval snapped inwards to it
+            offsets = self._snapped(offsets, value - self._last)
         self._published.extend(offsets)
         return tuple(value + o for o in offsets)
+
+    def _snapped(self, offsets: Bounds, base: float) -> Bounds:
+        """``offsets`` of a forecast ``base`` lattice units from the last target, each
+        interval narrowed to the lattice points inside it (padded by a thousandth of a step:
+        the float32 offsets keep 7 digits), or left as it is with none inside; still nested."""
+        step = self._step
+        pad = step * 1e-3
+        out: list[float] = []
+        lo_all, hi_all = math.inf, -math.inf
+        for i in range(0, len(offsets), 2):
+            lo, hi = offsets[i], offsets[i + 1]
+            lo_s = math.ceil((base + lo) / step - 1e-6) * step - base - pad
+            hi_s = math.floor((base + hi) / step + 1e-6) * step - base + pad
+            if lo_s <= hi_s:  # the lattice points inside, else the interval as it is
+                lo, hi = lo_s, hi_s
+            lo_all, hi_all = min(lo_all, lo), max(hi_all, hi)
+            out += (lo_all, hi_all)
+        return tuple(out)
 
     def settle(self, y_true: float, y_pred: float | None) -> None:
         """The oldest published forecast's target arrived: score it with its own offsets.

@@ -122,7 +122,6 @@ class BatchWatch:
         # reached in the hot loop, written to S3 by the next poll (never blocking the loop)
         self._decided: list[tuple[int, Manifest]] = []  # verdicts
         self._events: list[tuple[int, Manifest]] = []
-        zero_metrics()
 
     # ------------------------------------------------------------------ the poll (a thread)
     def poll(self) -> None:

@@ -379,8 +379,9 @@ STREAM_SHARDS = _declare(Gauge, "iotcast_stream_shards", "Open shards of the tel
 SHARD_LAG = _declare(
     Gauge,
     "iotcast_shard_lag_seconds",
-    "How far the record being processed is behind the newest record known in the shard "
-    "(arrival times; records fetched but not yet processed count as lag).",
+    "How long the record being processed has waited since it arrived in the shard, while "
+    "newer records wait behind it (records fetched but not yet processed count); 0 when "
+    "the shard is caught up.",
     ["shard"],
 )
 CHECKPOINT_AGE = _declare(

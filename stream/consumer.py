@@ -32,10 +32,12 @@ room for ``record_limit`` records (its ``Limit``) under ``buffer_records``,
 records fetched and not yet handed to the processor; while that is full
 nothing is fetched and the backlog stays in Kinesis.  The lag gauge
 (``iotcast_shard_lag_seconds``) is set as records are *handled*
-(:meth:`LeaseConsumer.handled`): the newest arrival time known in the shard
-(the last fetch's last record plus its ``MillisBehindLatest``) minus the
-arrival time of the record being handled, so records waiting in this process
-count as lag too.
+(:meth:`LeaseConsumer.handled`, :func:`shard_lag`): while records newer than
+the one being handled are known in the shard (the newest arrival time known is
+the last fetch's last record plus its ``MillisBehindLatest``), how long that
+record has waited since it arrived, so records waiting in this process count as
+lag too, and so does a backlog that arrived in a burst; 0 once the shard is
+caught up.
 
 >>> rec = RawRecord("shardId-0", "17", b"{}", 0.0, 1)
 >>> len(rec), rec.sequence
@@ -79,6 +81,7 @@ __all__ = [
     "RefuseLease",
     "ShardEnd",
     "TakeEveryLease",
+    "shard_lag",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,29 @@ def retry_delay(failures: int, cap: float = MAX_RETRY_SECONDS) -> float:
     [0.5, 1.0, 2.0, 10.0, 10.0]
     """
     return min(cap, FIRST_RETRY_SECONDS * 2 ** min(failures - 1, 30))
+
+
+def shard_lag(tip: float, handled: float, now: float) -> float:
+    """The lag gauge's figure as a record that arrived at ``handled`` is handled, ``tip`` being
+    the newest arrival time known in its shard (seconds since the epoch): how long the record
+    waited (``now - handled``) while newer records wait behind it, 0 once it is the newest (the
+    shard caught up); never less than the gap in arrival times, so that a clock behind the
+    stream's does not hide a backlog.
+
+    A backlog that arrived in a burst (the bridge packs readings, a device flushes its queue
+    after an outage) is lag too: its records arrived within a second, and the processor may
+    take minutes to reach the last of them.
+
+    >>> round(shard_lag(tip=100.0, handled=99.9, now=103.0), 3)  # a burst, handled 3 s late
+    3.1
+    >>> shard_lag(tip=100.0, handled=100.0, now=103.0)  # the newest record: caught up
+    0.0
+    >>> shard_lag(tip=160.0, handled=100.0, now=130.0)  # this clock 30 s+ behind Kinesis'
+    60.0
+    """
+    if handled >= tip:
+        return 0.0
+    return max(tip - handled, now - handled)
 
 
 def _worth_logging(failures: int) -> bool:
@@ -808,7 +834,9 @@ class LeaseConsumer(Consumer):
         if progress is None or progress.epoch != record.epoch or record.in_stream is None:
             return
         progress.handled = record.in_stream.timestamp()
-        SHARD_LAG.labels(record.shard_id).set(max(0.0, progress.tip - progress.handled))
+        SHARD_LAG.labels(record.shard_id).set(
+            shard_lag(progress.tip, progress.handled, time.time())
+        )
 
     async def get_shard_iterator(
         self, shard_id: str, last_sequence_number: str | None = None

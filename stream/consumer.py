@@ -833,10 +833,8 @@ class LeaseConsumer(Consumer):
         progress = self._progress.get(record.shard_id)
         if progress is None or progress.epoch != record.epoch or record.in_stream is None:
             return
-        progress.handled = record.in_stream.timestamp()
-        SHARD_LAG.labels(record.shard_id).set(
-            shard_lag(progress.tip, progress.handled, time.time())
-        )
+        progress.handled = arrived = record.in_stream.timestamp()
+        SHARD_LAG.labels(record.shard_id).set(shard_lag(progress.tip, arrived, time.time()))
 
     async def get_shard_iterator(
         self, shard_id: str, last_sequence_number: str | None = None

@@ -70,7 +70,7 @@ class TelemetryWidget(base.WidgetTest):
         assert not w.Error.active
 
     def test_a_malformed_file_is_an_error_shown_in_the_widget(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="orange-telemetry-"))
+        folder = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="orange-telemetry-")))
         cases = {
             "header.csv": "a,b,c\n1,2,3\n",
             "rows.csv": HEADER + '\n"oops","d1","","","","","","","21.0"\n"1e9","",""\n',
@@ -136,7 +136,7 @@ class EvaluationWidget(base.WidgetTest):
         return self.get_output(t.Outputs.data, widget=t)
 
     def test_the_leaderboard_and_intervals_equal_iotcast_evaluate_to_the_last_digit(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="orange-eval-"))
+        folder = Path(self.enterContext(tempfile.TemporaryDirectory(prefix="orange-eval-")))
         path = folder / "day.csv"
         readings = list(generate(days=0.1, seed=5))
         write_csv(path, readings)

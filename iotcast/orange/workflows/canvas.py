@@ -15,6 +15,7 @@ runs one (under a display: ``Xvfb``, or ``QT_QPA_PLATFORM=offscreen``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from importlib.metadata import EntryPoint, entry_points
@@ -133,26 +134,30 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         path = FOLDER / args.workflow
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    if args.days is not None:
-        path = with_days(path, args.days)
-    window = open_workflow(path)
-    took = wait_until_idle(window, args.timeout)
-    errors = [
-        f"{node.title}: {m.formatted}"
-        for node in window.current_document().scheme().nodes
-        for w in [window.current_document().scheme().widget_manager.widget_for_node(node)]
-        for m in w.Error.active
-    ]
-    screenshot(window, Path(args.png))
-    print(f"{path.name}: ran in {took:.1f} s; errors: {errors or 'none'}")
-    window.current_document().setModified(False)
-    window.close()
-    app.processEvents()
+    copy = None if args.days is None else with_days(path, args.days)
+    try:
+        window = open_workflow(copy or path)
+        took = wait_until_idle(window, args.timeout)
+        errors = [
+            f"{node.title}: {m.formatted}"
+            for node in window.current_document().scheme().nodes
+            for w in [window.current_document().scheme().widget_manager.widget_for_node(node)]
+            for m in w.Error.active
+        ]
+        screenshot(window, Path(args.png))
+        print(f"{path.name}: ran in {took:.1f} s; errors: {errors or 'none'}")
+        window.current_document().setModified(False)
+        window.close()
+        app.processEvents()
+    finally:
+        if copy is not None:  # the shortened copy's folder (with_days)
+            shutil.rmtree(copy.parent, ignore_errors=True)
     return 1 if errors else 0
 
 
 def with_days(path: Path, days: float) -> Path:
-    """A copy of the workflow whose Telemetry widget generates ``days`` days."""
+    """A copy of the workflow whose Telemetry widget generates ``days`` days, in a folder of
+    its own (the caller removes it)."""
     import re
     import tempfile
 

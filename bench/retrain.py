@@ -24,12 +24,21 @@ from online_models.retrain import retrain  # noqa: E402
 from telemetry.generate import generate  # noqa: E402
 
 
+def _rss_mib() -> float:
+    """This process's resident memory now, MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--devices", type=int, default=3)
     a = ap.parse_args()
     readings = list(generate(days=a.days, seed=1, devices=a.devices))
+    before = _rss_mib()  # the readings in memory, before the job
     load = Path("/proc/loadavg").read_text().split()[0]
     cpu = time.process_time()
     out = retrain(readings)
@@ -41,7 +50,8 @@ def main() -> None:
     print(
         f"retrain: {len(readings):,} readings, {out.window['examples']:,} examples, "
         f"{cpu:.1f} CPU-s ({parts}), {cpu / device_weeks:.1f} CPU-s per device-week, "
-        f"model {size:,} bytes, peak RSS {rss:,.0f} MiB (with the readings in memory); "
+        f"model {size:,} bytes, peak RSS {rss:,.0f} MiB, of which {before:,.0f} MiB the "
+        f"readings in memory before the job; "
         f"load {load} at the start, {Path('/proc/loadavg').read_text().split()[0]} at the end"
     )
 

@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from online_models.batch_expert import BatchExpert, Example, PairBuilder, fit
+from online_models.batch_expert import BatchExpert, Examples, PairBuilder, fit
 from online_models.combination import ExpWeighted
 from online_models.records import SERVED, Prediction, Score
 from online_models.scoring import ErrorTotals
@@ -76,7 +76,7 @@ class _Device:
     waiting: dict[tuple[int, float], tuple[float, float | None, float | None, float]] = field(
         default_factory=dict
     )
-    examples: list[Example] = field(default_factory=list)
+    examples: Examples = field(default_factory=Examples)
 
 
 class BatchServed:
@@ -125,8 +125,8 @@ class BatchServed:
                 self.next_global = ts + self.every_s
         return d
 
-    def _train(self, who: str, examples: list[Example], ts: float) -> None:
-        if not examples:
+    def _train(self, who: str, examples: Examples, ts: float) -> None:
+        if not len(examples):
             return
         cpu = time.process_time()
         self.experts[who] = fit(examples, **self.params)
@@ -147,7 +147,7 @@ class BatchServed:
         d.examples.extend(step.done)
         if self.scope == "global":
             if ts >= self.next_global:
-                examples = [e for dev in self.devices.values() for e in dev.examples]
+                examples = Examples.joined(dev.examples for dev in self.devices.values())
                 self._train("*", examples, ts)
                 while self.next_global <= ts:
                     self.next_global += self.every_s

@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from online_models.batch_expert import DEFAULTS, FEATURES, BatchExpert, Example, PairBuilder, fit
+from online_models.batch_expert import DEFAULTS, FEATURES, BatchExpert, Examples, PairBuilder, fit
 from telemetry.reading import Reading, is_glitch
 
 __all__ = ["FORMAT", "BatchModel", "Retrained", "examples_from", "library_versions", "retrain"]
@@ -81,11 +81,11 @@ def examples_from(
     per_horizon: int = 60,
     target: str = "temp",
     progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, list[Example]], dict[str, object]]:
-    """Per device, the examples of its readings; and the data window (first and last
-    time, readings used, skipped, devices)."""
+) -> tuple[dict[str, Examples], dict[str, object]]:
+    """Per device, the examples of its readings (by column); and the data window (first and
+    last time, readings used, skipped, devices)."""
     builders: dict[str, PairBuilder] = {}
-    out: dict[str, list[Example]] = {}
+    out: dict[str, Examples] = {}
     first, last = math.inf, -math.inf
     used = skipped = n = 0
     hs = tuple(horizons)
@@ -100,7 +100,7 @@ def examples_from(
         b = builders.get(r.device)
         if b is None:
             b = builders[r.device] = PairBuilder(hs, per_horizon, r.device)
-            out[r.device] = []
+            out[r.device] = Examples()
         if b.last_ts is not None and r.ts <= b.last_ts:
             skipped += 1  # duplicate or late: the processor does not learn it either
             continue
@@ -117,30 +117,33 @@ def examples_from(
     return out, window
 
 
-def _score(expert: BatchExpert, examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
-    pred = expert.predict_many([e.x for e in examples])
-    dy = np.fromiter((e.dy for e in examples), float, len(examples))
+def _score(expert: BatchExpert, examples: Examples) -> tuple[np.ndarray, np.ndarray]:
+    x, chunk = examples.features(), 10_000  # rows as lists (fast to walk), a chunk at a time
+    pred = np.concatenate(
+        [expert.predict_many(x[i : i + chunk].tolist()) for i in range(0, len(x), chunk)]
+    )
+    dy = examples.changes()
     return np.abs(dy - pred), np.abs(dy)
 
 
 def _train(
-    by_device: dict[str, list[Example]], scope: str, params: dict[str, object]
+    by_device: dict[str, Examples], scope: str, params: dict[str, object]
 ) -> dict[str, BatchExpert]:
     if scope == "global":
-        every = [e for exs in by_device.values() for e in exs]
-        return {"*": fit(every, **params)} if every else {}
+        every = Examples.joined(by_device.values())
+        return {"*": fit(every, **params)} if len(every) else {}
     return {d: fit(exs, **params) for d, exs in by_device.items() if len(exs) >= MIN_EXAMPLES}
 
 
-def _shuffled(by_device: dict[str, list[Example]], seed: int) -> dict[str, list[Example]]:
+def _shuffled(by_device: dict[str, Examples], seed: int) -> dict[str, Examples]:
     """The same examples with their targets permuted across all of them (a drill)."""
-    flat = [e for exs in by_device.values() for e in exs]
-    targets = np.random.default_rng(seed).permutation([e.dy for e in flat])
-    it = iter(targets.tolist())
-    return {
-        d: [Example(e.device, e.h, e.ts, e.x, next(it)) for e in exs]
-        for d, exs in by_device.items()
-    }
+    flat = np.concatenate([exs.changes() for exs in by_device.values()])
+    targets = np.random.default_rng(seed).permutation(flat)
+    out, at = {}, 0
+    for d, exs in by_device.items():
+        out[d] = exs.with_changes(targets[at : at + len(exs)])
+        at += len(exs)
+    return out
 
 
 def retrain(
@@ -182,8 +185,8 @@ def retrain(
         )
     cpu_features = time.process_time() - cpu0
     cut = float(cast(float, window["last_ts"])) - holdout_days * DAY
-    train = {d: [e for e in exs if e.ts + e.h <= cut] for d, exs in by_device.items()}
-    held = {d: [e for e in exs if e.ts > cut] for d, exs in by_device.items()}  # no overlap
+    train = {d: exs.where(exs.times() + exs.horizons() <= cut) for d, exs in by_device.items()}
+    held = {d: exs.where(exs.times() > cut) for d, exs in by_device.items()}  # no overlap
     if shuffle_seed is not None:  # the drill: trained on lies, validated on the truth
         train, by_device = _shuffled(train, shuffle_seed), _shuffled(by_device, shuffle_seed)
     n_train = sum(len(v) for v in train.values())
@@ -204,8 +207,8 @@ def retrain(
         for d, exs in held.items():
             expert = experts.get("*") or experts.get(d)
             for h in hs:
-                part = [e for e in exs if e.h == h]
-                if expert is None or not part:
+                part = exs.where(exs.horizons() == h)
+                if expert is None or not len(part):
                     continue
                 e_model, e_pers = _score(expert, part)
                 errs[h].append(e_model)
@@ -219,6 +222,7 @@ def retrain(
                     "persistence_mae": float(p.mean()),
                 }
     cpu_validate = time.process_time() - cpu1
+    del train, held  # (copies: the final model trains on all the examples)
     say(f"training the final model on {total:,} examples")
     cpu2 = time.process_time()
     model = BatchModel(scope, _train(by_device, scope, params), hs, per_horizon)

@@ -44,6 +44,7 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -128,18 +129,17 @@ class Examples:
         return len(self._dy)
 
     def horizons(self) -> np.ndarray:
-        return np.frombuffer(self._h, dtype=np.int32) if self._h else np.zeros(0, np.int32)
+        return _view(self._h, np.int32)
 
     def times(self) -> np.ndarray:
-        return np.frombuffer(self._ts) if self._ts else np.zeros(0)
+        return _view(self._ts)
 
     def features(self) -> np.ndarray:
         """The feature rows, ``len(self)`` by ``width`` (a view: do not change it)."""
-        x = np.frombuffer(self._x) if self._x else np.zeros(0)
-        return x.reshape(-1, self.width)
+        return _view(self._x).reshape(-1, self.width)
 
     def changes(self) -> np.ndarray:
-        return np.frombuffer(self._dy) if self._dy else np.zeros(0)
+        return _view(self._dy)
 
     def where(self, mask: np.ndarray) -> Examples:
         """The examples where ``mask`` (one bool per example) holds, as a new table."""
@@ -172,6 +172,11 @@ class Examples:
             if len(values):  # (an empty view cannot be cast to bytes)
                 column.frombytes(np.ascontiguousarray(values, dtype=dtype).data.cast("B"))
         return out
+
+
+def _view(column: array[Any], dtype: type = float) -> np.ndarray:
+    """A column as an array without a copy (numpy cannot view an empty buffer)."""
+    return np.frombuffer(column, dtype=dtype) if column else np.zeros(0, dtype)
 
 
 @dataclass(frozen=True, slots=True)

@@ -382,13 +382,9 @@ class HorizonModels:
     def _reset(self, name: str, fault: Fault, run: _Run) -> None:
         """Act on the guard's verdict: ``name`` becomes a fresh model (:func:`fresh_model`),
         the reset is counted and is an event; the champion's drift detector starts over."""
-        h = self.horizon
         model, spec = self.models[name], self.specs[name]
-        self.models[name] = fresh_model(model, spec, run.task.target, h)
-        so_far = self.resets[name] = self.resets.get(name, 0) + 1
-        event = Event("model_reset", name, h, str(fault), {"reason": fault.reason}, run.ts)
-        run.events.append(event)
-        run.resets.append(Reset(event, so_far))
+        self.models[name] = fresh_model(model, spec, run.task.target, self.horizon)
+        _count_reset(self, name, fault, run)
         if name == self.selector.champion:
             self.drift.restart()
 
@@ -484,7 +480,13 @@ def _teach_blend(
 def _reset_blend(hz: HorizonModels, fault: Fault, run: _Run) -> None:
     """As :meth:`HorizonModels._reset` does for a model: a fresh blend, counted, an event."""
     hz.blend = _fresh_blend(hz.horizon)
-    so_far = hz.resets[BLEND] = hz.resets.get(BLEND, 0) + 1
-    event = Event("model_reset", BLEND, hz.horizon, str(fault), {"reason": fault.reason}, run.ts)
+    _count_reset(hz, BLEND, fault, run)
+
+
+def _count_reset(hz: HorizonModels, name: str, fault: Fault, run: _Run) -> None:
+    """``name`` (a model, or the blend) was replaced by a fresh one at ``hz``'s horizon: the
+    reset is counted and is a ``model_reset`` event."""
+    so_far = hz.resets[name] = hz.resets.get(name, 0) + 1
+    event = Event("model_reset", name, hz.horizon, str(fault), {"reason": fault.reason}, run.ts)
     run.events.append(event)
     run.resets.append(Reset(event, so_far))

@@ -25,7 +25,8 @@ from telemetry.generate import generate  # noqa: E402
 
 
 def _rss_mib() -> float:
-    """This process's resident memory now, MiB."""
+    """This process's resident memory now, MiB (bench/flood.py's ``rss_mib``: importing it
+    would load the processor's modules and count them as the readings)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

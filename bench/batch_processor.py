@@ -7,7 +7,7 @@ metrics; no network), one reading a record, with:
 - ``today``: the default models;
 - ``batch, none loaded``: plus ``batch_expert`` and ``batch_shadow``
   (``--batch-expert``) before any version is current;
-- ``batch active``: a version weighed in the ensemble (the steady state);
+- ``batch active``: a version weighed with each horizon's champion (the steady state);
 - ``batch active + shadow``: a second version in shadow beside it (the worst case, for
   the shadow's length after each retrain).
 

@@ -1053,8 +1053,8 @@ def _retrain() -> dict[str, Any]:
                         "Name": "retrain",
                         "Image": {"Ref": "Image"},
                         "Essential": True,
-                        # A new version is written, not made current: shadow, then promote.
-                        # current at once: the processors shadow it and refuse it if worse
+                        # --promote: the new version is current at once; the processors
+                        # shadow it first, and refuse it if it is worse (issue 28)
                         "Command": [
                             "retrain",
                             "--from-s3",

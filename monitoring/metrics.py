@@ -316,7 +316,7 @@ BATCH_VERSION = _declare(
     Gauge,
     "iotcast_batch_version",
     "The batch model version this process forecasts with (--batch-expert), by stage: active "
-    "(weighed in the ensemble) and shadow (scored, not weighed); 0 for none.",
+    "(weighed with each device's champion) and shadow (scored, not weighed); 0 for none.",
     ["stage"],
 )
 BATCH_EVENTS = _declare(

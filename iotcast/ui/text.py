@@ -367,8 +367,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "en sombra: se puntúa junto a los demás, aún sin peso.",
     ),
     "batch_accepted": (
-        "accepted after its shadow, weighed in the ensemble at {serves}.",
-        "aceptada tras su sombra, con peso en el conjunto a {serves}.",
+        "accepted after its shadow, weighed with each device's model at {serves}.",
+        "aceptada tras su sombra, con peso junto al modelo de cada dispositivo a {serves}.",
     ),
     "batch_refused": (
         "refused after its shadow ({reason}); the version before it stays.",

@@ -136,8 +136,9 @@ class PredictionWriter:
     is buffered and stops the thread.  ``record_bytes`` bounds a Kinesis record (its
     messages, before the header), ``linger`` the time the oldest output record waits
     for its Kinesis record to fill.  ``sent`` counts output records accepted,
-    ``records_sent`` the Kinesis records holding them; ``failed`` and ``dropped``
-    count output records.
+    ``records_sent`` the Kinesis records holding them.  ``failed`` counts output
+    records refused after every retry; ``dropped`` those never sent because the
+    buffer was full or the stop's drain bound passed (said once, at the stop).
 
     >>> class Recorder:  # stands in for the Kinesis client in this example
     ...     def put_records(self, StreamName, Records):
@@ -182,6 +183,7 @@ class PredictionWriter:
         self.records_sent = 0
         self.failed = 0
         self.dropped = 0
+        self._cut = 0  # records in a send the drain bound cut short, not yet said
         self._thread = threading.Thread(target=self._run, name="predictions", daemon=True)
         self._thread.start()
 
@@ -327,14 +329,7 @@ class PredictionWriter:
                 )
             except Exception as exc:  # noqa: BLE001 - any transport error: retried with a bound below
                 if attempt == MAX_ATTEMPTS or self._expired():
-                    self.failed += sum(r.records for r in records)
-                    log.error(
-                        "PutRecords to %s failed %d times (%s); %d prediction records lost",
-                        self.stream,
-                        attempt,
-                        exc,
-                        sum(r.records for r in records),
-                    )
+                    self._give_up(records, f"PutRecords failed {attempt} times ({exc})")
                     return
                 time.sleep(0.1 * 2**attempt)
                 continue
@@ -354,16 +349,19 @@ class PredictionWriter:
                 return
             records = failed
             if attempt == MAX_ATTEMPTS or self._expired():
-                lost = sum(r.records for r in failed)
-                self.failed += lost
-                log.error(
-                    "%d prediction records still refused by %s after %d attempts",
-                    lost,
-                    self.stream,
-                    attempt,
-                )
+                self._give_up(failed, f"still refused after {attempt} attempts")
                 return
             time.sleep(0.1 * 2**attempt)
+
+    def _give_up(self, records: list[_Packed], why: str) -> None:
+        """Count (and say) output records no longer retried.  Past the stop's drain
+        bound they join the buffer's in the one stop message (``_drop_unsent``)."""
+        n = sum(r.records for r in records)
+        if self._expired():
+            self._cut += n
+            return
+        self.failed += n
+        log.error("%d prediction records lost on %s: %s", n, self.stream, why)
 
     @property
     def pending(self) -> int:
@@ -375,17 +373,23 @@ class PredictionWriter:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _drop_unsent(self) -> None:
+        """Drop what is still buffered, and say once how many records the stop cost:
+        those buffered and those whose sending the drain bound cut short."""
         with self._lock:
             left, self._buffer = len(self._buffer), []
             self._oldest = None
-        if left:
-            self.dropped += left
+        cut, self._cut = self._cut, 0
+        if left or cut:
+            self.dropped += left + cut
             log.error(
                 "stopping: %d prediction records not sent to %s within the %.0fs drain bound "
-                "(the stream is too slow or down); they are not written anywhere else",
-                left,
+                "(%d buffered, %d being retried; the stream is too slow or down); "
+                "they are not written anywhere else",
+                left + cut,
                 self.stream,
                 self._drain,
+                left,
+                cut,
             )
 
     def close(self, timeout: float = 5.0) -> None:

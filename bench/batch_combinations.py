@@ -74,7 +74,7 @@ class Recorded(BatchServed):
     def _settle(self, device, d, s):  # type: ignore[no-untyped-def]
         got = d.waiting.get((s.horizon, s.made_ts))
         if got is not None and got[1] is not None:
-            now, b, _, w = got
+            now, b, _, w, _ = got
             pair = Pair(s.horizon, s.made_ts, now, s.predicted, b, s.actual, w)
             self.pairs.setdefault(device, []).append(pair)
         super()._settle(device, d, s)

@@ -4,8 +4,9 @@ Runs the prequential evaluation (the processor's default model set) with
 :class:`online_models.batch_served.BatchServed` beside it: the batch expert retrained
 every 7 days of stream time on all the past, weighed online against the served
 forecast. Prints one Markdown row per device and horizon, on the forecasts made once a
-batch model existed: persistence, today's served, the batch model alone, served with
-the batch expert, and the two bars (served+batch vs served; vs batch alone).
+batch model existed: the three online baselines (persistence, rolling mean, seasonal
+naive), today's served, the batch model alone, served with the batch expert, and the two
+bars (served+batch vs served; vs batch alone).
 
 ``--processor`` adds what the processor started with ``--batch-expert`` serves: a second
 run with its model set (``batch_expert`` and ``batch_shadow`` added), where each
@@ -29,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the job's CPU is what is measur
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from online_models.baselines import ONLINE_BASELINES  # noqa: E402
 from online_models.batch_live import LIVE, MODELS  # noqa: E402
 from online_models.batch_served import BatchServed  # noqa: E402
 from online_models.catalog import load_catalog  # noqa: E402
@@ -91,16 +93,20 @@ def main() -> None:
         f"run {cpu:.1f} CPU-s / {wall:.1f} s wall, load {Path('/proc/loadavg').read_text().split()[0]}"
     )
     print(
-        "| series | device | horizon | n | persistence | served | batch | served+batch "
-        "| vs served | vs batch |" + (" processor (n) | vs served | vs batch |" if live else "")
+        "| series | device | horizon | n | persistence | rolling mean | seasonal naive | served "
+        "| batch | served+batch | vs served | vs batch |"
+        + (" processor (n) | vs served | vs batch |" if live else "")
     )
-    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if live else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if live else ""))
     for (device, h), f in bs.figures().items():
         mae = {k: f[k]["mae"] for k in f}
         vs_served = 100 * (1 - mae["served+batch"] / mae["served"])
         vs_batch = 100 * (1 - mae["served+batch"] / mae["batch"])
+        baselines = " | ".join(
+            "—" if mae.get(b) is None else f"{mae[b]:.3f}" for b in ONLINE_BASELINES
+        )
         row = (
-            f"| {name} | {device} | {h} | {f['served']['n']:,} | {mae['persistence']:.3f} "
+            f"| {name} | {device} | {h} | {f['served']['n']:,} | {baselines} "
             f"| {mae['served']:.3f} | {mae['batch']:.3f} | {mae['served+batch']:.3f} "
             f"| {vs_served:+.1f} % | {vs_batch:+.1f} % |"
         )

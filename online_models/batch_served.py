@@ -17,8 +17,10 @@
   forecast is scored, weighted as the processor weighs its ensemble's scores.
 
 Figures per device and horizon (:attr:`BatchServed.totals`), all on the same forecasts:
-those made while a batch model existed (after the first ``every_s``): ``persistence``,
-``served`` (today's), ``batch`` (alone) and ``served+batch``.
+those made while a batch model existed (after the first ``every_s``): the online
+baselines (``persistence``, and ``rolling_mean`` and ``seasonal_naive`` when the
+processor's model set made their forecasts), ``served`` (today's), ``batch`` (alone) and
+``served+batch``.
 
 >>> from online_models.records import Prediction, Score, SERVED
 >>> bs = BatchServed((3600,), every_s=4 * 86_400.0, per_horizon=1, max_iter=20)
@@ -43,6 +45,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from online_models.baselines import ONLINE_BASELINES
 from online_models.batch_expert import BatchExpert, Examples, PairBuilder, fit
 from online_models.combination import ExpWeighted
 from online_models.records import SERVED, Prediction, Score
@@ -51,7 +54,7 @@ from online_models.scoring import ErrorTotals
 __all__ = ["NAMES", "BatchServed", "Training"]
 
 WEEK_S = 7 * 86_400.0
-NAMES = ("persistence", "served", "batch", "served+batch")
+NAMES = (*ONLINE_BASELINES, "served", "batch", "served+batch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +75,11 @@ class _Device:
     next_train: float
     combos: dict[int, ExpWeighted]
     last_made: dict[int, float] = field(default_factory=dict)
-    # (horizon, made_ts) -> (value now, batch forecast, the two weighed, its weight w)
-    waiting: dict[tuple[int, float], tuple[float, float | None, float | None, float]] = field(
-        default_factory=dict
-    )
+    # (horizon, made_ts) -> (value now, batch forecast, the two weighed, its weight w,
+    # the other baselines' forecasts)
+    waiting: dict[
+        tuple[int, float], tuple[float, float | None, float | None, float, dict[str, float]]
+    ] = field(default_factory=dict)
     examples: Examples = field(default_factory=Examples)
 
 
@@ -162,6 +166,11 @@ class BatchServed:
             if s.model == SERVED and s.horizon > 0:
                 self._settle(device, d, s)
         made = {h: (x, now) for h, x, now in step.made}
+        predictions = tuple(predictions)
+        baselines: dict[int, dict[str, float]] = {}
+        for p in predictions:
+            if p.model in ONLINE_BASELINES and p.model != "persistence":
+                baselines.setdefault(p.horizon, {})[p.model] = p.value
         for p in predictions:
             h = p.horizon
             if p.model != SERVED or h == 0:
@@ -175,7 +184,7 @@ class BatchServed:
             w = (every if last is None else min(ts - last, h)) / h
             d.last_made[h] = ts
             both = d.combos[h].predict_one({"served": p.value, "batch": b})  # weights of now
-            d.waiting[(h, p.ts)] = (y, b, both, w)
+            d.waiting[(h, p.ts)] = (y, b, both, w, baselines.get(h, {}))
         if len(d.waiting) > self.max_waiting:  # forecasts the processor dropped unscored
             for key in sorted(d.waiting)[: len(d.waiting) - self.max_waiting]:
                 del d.waiting[key]
@@ -184,12 +193,13 @@ class BatchServed:
         got = d.waiting.pop((s.horizon, s.made_ts), None)
         if got is None:
             return
-        now, b, both, w = got
+        now, b, both, w, others = got
         d.combos[s.horizon].learn_one({"served": s.predicted, "batch": b}, s.actual, w)
         if b is None or both is None:
             return
         for name, value in (
             ("persistence", now),
+            *others.items(),
             ("served", s.predicted),
             ("batch", b),
             ("served+batch", both),

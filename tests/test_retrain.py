@@ -202,7 +202,8 @@ def test_the_evaluation_weighs_the_batch_expert_only_after_its_first_training() 
     figures = bs.figures()
     assert sorted(figures) == [("a", 3600), ("a", 21600), ("b", 3600), ("b", 21600)]
     for (device, h), f in figures.items():
-        assert set(f) == set(NAMES)
+        assert set(f) == set(NAMES)  # the online baselines too, all on the same forecasts
+        assert {f[name]["n"] for name in NAMES} == {f["served"]["n"]}
         served = res.figure(device, "served", h)
         # only the forecasts made once a batch model existed: fewer than the whole run's
         assert 0 < f["served"]["n"] < served["n"]

@@ -20,16 +20,17 @@ from pathlib import Path
 
 from matplotlib.axes import Axes
 
+from online_models.baselines import ONLINE_BASELINES
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
 from online_models.report.base import Block, fmt, horizon_name, mae, panel_plot, pct
 
 __all__ = ["HEADLINE_BASELINES", "HeadlineRow", "headline_rows", "run_section", "headline_section"]
 
-# The baselines the headline compares the served forecast with: the online ones of
-# :data:`online_models.baselines.BASELINES`, without the frozen batch forest (a reference
-# trained offline on the first day, reported with the models, not a baseline a user gets)
-HEADLINE_BASELINES = ("persistence", "rolling_mean", "seasonal_naive")
+# The baselines the headline compares the served forecast with: the online ones, without the
+# frozen batch forest (a reference trained offline on the first day, reported with the
+# models, not a baseline a user gets)
+HEADLINE_BASELINES = ONLINE_BASELINES
 
 
 @dataclass(frozen=True)

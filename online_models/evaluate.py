@@ -230,6 +230,10 @@ class EvalResult:
         default_factory=dict
     )
     batch: BatchServed | None = None  # the served forecast with the batch expert, when asked
+    # (device, horizon) -> (seconds from each served forecast's making to the reading that
+    # scored it, summed; how many): a horizon shorter than the device's interval between
+    # readings is scored at the next reading, further ahead than its name says
+    leads: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
@@ -244,6 +248,18 @@ class EvalResult:
         """Overall figures of one device, model (or ``"served"``) and horizon (from the model
         set's own accumulators)."""
         return self.devices[device].stats(model, horizon).as_dict()
+
+    def lead(self, device: str, horizon: int) -> float | None:
+        """Mean seconds from the making of ``device``'s served forecasts at ``horizon`` to the
+        reading that scored them (the first at or after the target time); None unscored.
+
+        >>> res = EvalResult(task=TaskConfig(), models=(), devices={})
+        >>> res.leads[("d", 60)] = (3600.0 * 3, 3)
+        >>> res.lead("d", 60), res.lead("d", 900)
+        (3600.0, None)
+        """
+        total, n = self.leads.get((device, horizon), (0.0, 0))
+        return total / n if n else None
 
     def scenario(
         self, device: str, model: str, horizon: int, scenario: str
@@ -394,14 +410,19 @@ def _scores(
     res: EvalResult,
     tr: _DeviceTrack,
     device: str,
+    ts: float,
     scores: Iterable[Score],
     files: _PredictionFiles,
 ) -> dict[int, dict[str, tuple[float, float, float]]]:
-    """Group each score by the conditions at its making; histograms; the last per model."""
+    """Group each score (made by the reading at ``ts``) by the conditions at its making;
+    histograms; the served forecast's lead; the last per model."""
     groups = res.groups
     last_by_h: dict[int, dict[str, tuple[float, float, float]]] = {}
     for s in scores:
         made, h = s.made_ts, s.horizon
+        if s.model == SERVED:
+            total, n = res.leads.get((device, h), (0.0, 0))
+            res.leads[(device, h)] = (total + ts - made, n + 1)
         predicted, actual = s.predicted, s.actual
         for sc in tr.flags.get(made, ("all",)):
             _add(groups, (device, s.model, h, sc), predicted, actual)
@@ -555,7 +576,7 @@ def prequential(
             tr.flags[ts] = _conditions(tr, reading, task.target)
             tr.order.append(ts)
             _events(res, tr, device, events, ts)
-            last_by_h = _scores(res, tr, device, result.scores, files)
+            last_by_h = _scores(res, tr, device, ts, result.scores, files)
             if batch_expert is not None:
                 y = float(getattr(reading, target))
                 batch_expert.step(device, ts, y, result.predictions, result.scores)
@@ -597,6 +618,7 @@ def merge_results(parts: list[EvalResult]) -> EvalResult:
         out.first_ts.update(p.first_ts)
         out.anomalies.update(p.anomalies)
         out.bands.update(p.bands)
+        out.leads.update(p.leads)
         for device, inp in p.inputs.items():
             out.inputs.setdefault(device, DeviceInput()).merge(inp)
         for k, counts in p.hist.items():

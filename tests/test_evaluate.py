@@ -144,3 +144,25 @@ def test_evaluation_keeps_bounded_state() -> None:
     # per-reading conditions are forgotten once no pending forecast needs them
     assert res.rows > 1000
     assert sum(dm.horizons[60].pending.__len__() for dm in res.devices.values()) < 3 * 60
+
+
+def test_a_horizon_shorter_than_the_readings_interval_says_how_far_ahead_it_was_scored(
+    tmp_path: Path,
+) -> None:
+    """Hourly readings: a 60 s forecast is scored at the next reading, an hour ahead, and the
+    report says so beside the horizon's name; a 3,600 s forecast is what its name says."""
+    import math
+
+    from online_models.report.headline import headline_section
+    from telemetry.reading import Reading
+
+    start = 1_700_000_000.0
+    readings = [
+        Reading(start + 3600 * i, "d", temp=20 + 4 * math.sin(2 * math.pi * i / 24))
+        for i in range(24 * 3)
+    ]
+    res = prequential(readings, load_catalog(), TaskConfig(horizons=(60, 3600)), models="default")
+    assert res.lead("d", 60) == res.lead("d", 3600) == 3600.0
+    table = next(b for b in headline_section(res, tmp_path) if b[0] == "table")  # the whole run
+    horizons = [row[2] for row in table[2]]
+    assert horizons == ["60 s (scored 3,600 s ahead)", "3600 s"]

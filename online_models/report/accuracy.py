@@ -16,6 +16,7 @@ from online_models.report.base import (
     Block,
     best_models,
     fmt,
+    horizon_label,
     horizon_name,
     panel_plot,
     save_plot,
@@ -36,7 +37,7 @@ def accuracy_section(res: EvalResult, out: Path) -> list[Block]:
             [
                 device,
                 res.profiles[device],
-                horizon_name(h),
+                horizon_label(res, device, h),
                 name,
                 fmt(f["n"]),
                 fmt(f["mae"]),

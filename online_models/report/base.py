@@ -39,6 +39,7 @@ __all__ = [
     "best_models",
     "best_other",
     "fmt",
+    "horizon_label",
     "horizon_name",
     "html",
     "markdown",
@@ -55,6 +56,8 @@ Block = (
     | tuple[Literal["img"], str, str]
 )
 _Point = TypeVar("_Point")
+# a horizon's forecasts scored on average this many times further ahead than it are labelled so
+LEAD_SHOWN = 1.5
 
 
 def fmt(v: float | int | None, digits: int = 4) -> str:
@@ -73,6 +76,23 @@ def pct(v: float | None) -> str:
 
 def horizon_name(h: int) -> str:
     return "nowcast" if h == 0 else f"{h} s"
+
+
+def horizon_label(res: EvalResult, device: str, h: int) -> str:
+    """The horizon's name, and how far ahead its forecasts were really scored when that is
+    much further (a horizon shorter than the device's interval between readings is scored
+    at the next reading: 60 s on hourly data is a forecast an hour ahead).
+
+    >>> from online_models.config import TaskConfig
+    >>> res = EvalResult(task=TaskConfig(), models=(), devices={})
+    >>> res.leads.update({("d", 60): (3600.0, 1), ("d", 3600): (3600.0, 1)})
+    >>> horizon_label(res, "d", 60), horizon_label(res, "d", 3600), horizon_label(res, "d", 0)
+    ('60 s (scored 3,600 s ahead)', '3600 s', 'nowcast')
+    """
+    lead = res.lead(device, h) if h > 0 else None
+    if lead is None or lead < LEAD_SHOWN * h:
+        return horizon_name(h)
+    return f"{horizon_name(h)} (scored {lead:,.0f} s ahead)"
 
 
 def best_models(res: EvalResult) -> dict[tuple[str, int], str]:

@@ -23,7 +23,15 @@ from matplotlib.axes import Axes
 from online_models.baselines import ONLINE_BASELINES
 from online_models.evaluate import EvalResult
 from online_models.records import SERVED
-from online_models.report.base import Block, fmt, horizon_name, mae, panel_plot, pct
+from online_models.report.base import (
+    Block,
+    fmt,
+    horizon_label,
+    horizon_name,
+    mae,
+    panel_plot,
+    pct,
+)
 
 __all__ = ["HEADLINE_BASELINES", "HeadlineRow", "headline_rows", "run_section", "headline_section"]
 
@@ -110,7 +118,7 @@ def _table(res: EvalResult, scenario: str) -> Block:
             [
                 r.device,
                 res.profiles[r.device],
-                horizon_name(r.horizon),
+                horizon_label(res, r.device, r.horizon),
                 fmt(r.served),
                 r.champion,
                 fmt(r.champion_mae),

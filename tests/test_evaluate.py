@@ -166,3 +166,7 @@ def test_a_horizon_shorter_than_the_readings_interval_says_how_far_ahead_it_was_
     table = next(b for b in headline_section(res, tmp_path) if b[0] == "table")  # the whole run
     horizons = [row[2] for row in table[2]]
     assert horizons == ["60 s (scored 3,600 s ahead)", "3600 s"]
+    from iotcast.commands.evaluate import _headline
+
+    rows = [r for r in _headline(res, 0, tmp_path)["served"] if r["scenario"] == "all"]
+    assert [(r["horizon"], r["scored_ahead_s"]) for r in rows] == [(60, 3600.0), (3600, 3600.0)]

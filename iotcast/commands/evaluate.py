@@ -230,6 +230,7 @@ def _headline(res, bad_rows: int, out: Path) -> dict:
                 {
                     "device": r.device,
                     "horizon": r.horizon,
+                    "scored_ahead_s": res.lead(r.device, r.horizon),
                     "scenario": scenario,
                     "served_mae": r.served,
                     "champion": r.champion,
@@ -253,6 +254,8 @@ def _headline(res, bad_rows: int, out: Path) -> dict:
 
 def _print_headline(res, headline: dict, out: Path) -> None:
     """Served MAE per device and horizon, and how much lower it is than each baseline (80 cols)."""
+    from online_models.report.base import LEAD_SHOWN
+
     print(
         f"evaluated {res.rows:,} readings of {len(res.devices)} devices in {res.wall_s:.1f} s "
         f"({res.rows_per_s:,.0f} readings/s); report: {out / 'report.md'}"
@@ -274,6 +277,18 @@ def _print_headline(res, headline: dict, out: Path) -> None:
         print(
             f"  {r['device'][:17]:<17} {'nowcast' if h == 0 else f'{h} s':>8} "
             f"{r['served_mae']:>7.4f} {cells[0]:>9} {cells[1]:>9} {cells[2]:>9}"
+        )
+    ahead: dict[int, list[float]] = {}  # horizon -> how far ahead its flagged devices scored
+    for r in headline["served"]:
+        h, lead = r["horizon"], r["scored_ahead_s"]
+        if r["scenario"] == "all" and h and lead and lead >= LEAD_SHOWN * h:
+            ahead.setdefault(h, []).append(lead)
+    for h, leads in sorted(ahead.items()):
+        print(
+            f"note: {h} s is shorter than the readings' interval of {len(leads)} device(s): "
+            f"their forecasts were scored at the next reading, {min(leads):,.0f}"
+            + (f"-{max(leads):,.0f}" if max(leads) > min(leads) + 0.5 else "")
+            + " s ahead on average"
         )
     if headline["resets"]:
         print(f"models reset by the guard: {headline['resets']} (see the report's 'Model resets')")

@@ -382,7 +382,7 @@ class PredictionWriter:
         if left or cut:
             self.dropped += left + cut
             log.error(
-                "stopping: %d prediction records not sent to %s within the %.0fs drain bound "
+                "stopping: %d prediction records not sent to %s within the %gs drain bound "
                 "(%d buffered, %d being retried; the stream is too slow or down); "
                 "they are not written anywhere else",
                 left + cut,

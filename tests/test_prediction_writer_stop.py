@@ -43,5 +43,6 @@ def test_stop_counts_and_says_records_in_flight_and_buffered(settings, caplog, b
     stops = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
     assert len(stops) == 1, [r.getMessage() for r in caplog.records]
     assert stops[0].startswith(f"stopping: {want} prediction records not sent")
+    assert "within the 0.5s drain bound" in stops[0]
     assert f"({want - 40} buffered, 40 being retried" in stops[0]
     assert not [r for r in caplog.records if "lost" in r.getMessage()]

@@ -15,8 +15,11 @@ local directory (the same keys below it):
 - ``models/<app>/_batch/v<N>/events/<UTC stamp>-<kind>-<process>.json``: each step of the
   version's life in a processor (shadow, active, refused), one object each.
 
-Versions are numbered 1, 2, ... in the order written; a version is never rewritten. A
-model is unpickled only after its bytes match the sha256 of its manifest. Promote and
+Versions are numbered 1, 2, ... in the order written; a version is never rewritten. The
+model and the verdict are written create-only (S3's conditional write, ``If-None-Match:
+*``, which AWS S3 and moto honour): two retrain jobs at once get two numbers, and of
+processors judging a version at once exactly one verdict stands. A model is unpickled
+only after its bytes match the sha256 of its manifest. Promote and
 rollback only move ``current.json``; the processors started with ``--batch-expert`` pick
 it up within seconds (:mod:`stream.batch_watch`): a version with no verdict goes into
 shadow first, one already accepted (a rollback) is weighed at once.
@@ -35,6 +38,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +62,7 @@ __all__ = [
 
 Manifest = dict[str, object]  # a manifest.json or current.json, as read
 _VERSION = re.compile(r"v(\d+)/manifest\.json$")
+CREATE_ATTEMPTS = 5  # a create-only write that conflicts with another in flight
 MAX_HISTORY = 100
 
 
@@ -78,6 +84,7 @@ class Objects(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
     def put(self, key: str, body: bytes) -> None: ...
+    def create(self, key: str, body: bytes) -> bool: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
 
 
@@ -99,6 +106,26 @@ class S3Objects:
     def put(self, key: str, body: bytes) -> None:
         kind = "application/json" if key.endswith(".json") else "application/octet-stream"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=kind)
+
+    def create(self, key: str, body: bytes) -> bool:
+        """Write ``key`` only if it does not exist (S3's conditional write, ``If-None-Match:
+        *``); False if it does. A conflict with another conditional write in flight is
+        retried, as S3 asks."""
+        kind = "application/json" if key.endswith(".json") else "application/octet-stream"
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                self.s3.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType=kind, IfNoneMatch="*"
+                )
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "412"):
+                    return False
+                if code != "ConditionalRequestConflict" or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def keys(self, prefix: str) -> Iterator[str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
@@ -123,6 +150,20 @@ class DirectoryObjects:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(body)
         os.replace(tmp, path)
+
+    def create(self, key: str, body: bytes) -> bool:
+        """Write ``key`` only if it does not exist (a hard link, atomic); False if it does."""
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(body)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
 
     def keys(self, prefix: str) -> Iterator[str]:
         base = self.root / prefix
@@ -177,8 +218,14 @@ class BatchRegistry:
         return version
 
     def put(self, model: bytes, manifest: Manifest) -> int:
-        """Write a new version (the model, then its manifest, which makes it visible); its number."""
+        """Write a new version (the model, then its manifest, which makes it visible); its number.
+
+        The number is claimed by writing the model create-only: two jobs writing at once
+        get two numbers, and neither overwrites the other's model (a model left by a job
+        that died before its manifest keeps its number, unused)."""
         version = max(self.versions(), default=0) + 1
+        while not self.objects.create(self._key(version, "model.pkl"), model):
+            version = max(max(self.versions(), default=0), version) + 1
         body = dict(manifest)
         body.update(
             version=version,
@@ -188,7 +235,6 @@ class BatchRegistry:
             bytes=len(model),
             written=body.get("written") or _now(),
         )
-        self.objects.put(self._key(version, "model.pkl"), model)
         self.objects.put(
             self._key(version, "manifest.json"), orjson.dumps(body, option=orjson.OPT_INDENT_2)
         )
@@ -254,15 +300,19 @@ class BatchRegistry:
         return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
 
     def put_verdict(self, version: int, verdict: Manifest) -> Manifest:
-        """Write the version's verdict unless one exists; the verdict that stands."""
+        """Write the version's verdict unless one exists; the verdict that stands (written
+        create-only: of processors judging at the same moment, exactly one verdict stands)."""
         existing = self.verdict(version)
         if existing is not None:
             return existing
         body = {**verdict, "version": version}
-        self.objects.put(
-            self._key(version, "verdict.json"), orjson.dumps(body, option=orjson.OPT_INDENT_2)
-        )
-        return body
+        key = self._key(version, "verdict.json")
+        if self.objects.create(key, orjson.dumps(body, option=orjson.OPT_INDENT_2)):
+            return body
+        stands = self.verdict(version)
+        if stands is None:
+            raise RuntimeError(f"{key}: refused as existing, then not found")
+        return stands
 
     def put_event(self, version: int, event: Manifest) -> str:
         """Record one step of the version's life; the key written."""

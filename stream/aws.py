@@ -46,6 +46,7 @@ class Readable(Protocol):
 
 class GetObjectOutput(TypedDict):
     Body: Readable
+    ETag: str
 
 
 class _Object(TypedDict):
@@ -71,7 +72,14 @@ class S3Client(Protocol):
     """The S3 calls of the checkpoints, the registry, the control channel and the events."""
 
     def put_object(
-        self, *, Bucket: str, Key: str, Body: bytes, ContentType: str, IfNoneMatch: str = ...
+        self,
+        *,
+        Bucket: str,
+        Key: str,
+        Body: bytes,
+        ContentType: str,
+        IfNoneMatch: str = ...,
+        IfMatch: str = ...,
     ) -> object: ...
 
     def get_object(self, *, Bucket: str, Key: str) -> GetObjectOutput: ...

@@ -18,7 +18,9 @@ local directory (the same keys below it):
 Versions are numbered 1, 2, ... in the order written; a version is never rewritten. The
 model and the verdict are written create-only (S3's conditional write, ``If-None-Match:
 *``, which AWS S3 and moto honour): two retrain jobs at once get two numbers, and of
-processors judging a version at once exactly one verdict stands. A model is unpickled
+processors judging a version at once exactly one verdict stands. ``current.json`` is
+written only if it is still as read (``If-Match`` on its ETag), else read again: a
+promote and a rollback at once both land in its history, in order. A model is unpickled
 only after its bytes match the sha256 of its manifest. Promote and
 rollback only move ``current.json``; the processors started with ``--batch-expert`` pick
 it up within seconds (:mod:`stream.batch_watch`): a version with no verdict goes into
@@ -35,12 +37,13 @@ shadow first, one already accepted (a rollback) is weighed at once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -62,7 +65,8 @@ __all__ = [
 
 Manifest = dict[str, object]  # a manifest.json or current.json, as read
 _VERSION = re.compile(r"v(\d+)/manifest\.json$")
-CREATE_ATTEMPTS = 5  # a create-only write that conflicts with another in flight
+CREATE_ATTEMPTS = 5  # a conditional write that conflicts with another in flight
+SET_ATTEMPTS = 5  # reads of current.json a promote or rollback makes while others change it
 MAX_HISTORY = 100
 
 
@@ -83,7 +87,9 @@ class Objects(Protocol):
     """Keys to bytes: S3 or a directory."""
 
     def get(self, key: str) -> bytes | None: ...
+    def get_tagged(self, key: str) -> tuple[bytes | None, str | None]: ...
     def put(self, key: str, body: bytes) -> None: ...
+    def swap(self, key: str, body: bytes, tag: str | None) -> bool: ...
     def create(self, key: str, body: bytes) -> bool: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
 
@@ -96,31 +102,46 @@ class S3Objects:
         self.bucket = bucket
 
     def get(self, key: str) -> bytes | None:
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and its ETag; (None, None) when there is none."""
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            got = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
+                return None, None
             raise
+        return got["Body"].read(), got["ETag"]
 
     def put(self, key: str, body: bytes) -> None:
         kind = "application/json" if key.endswith(".json") else "application/octet-stream"
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=kind)
 
     def create(self, key: str, body: bytes) -> bool:
-        """Write ``key`` only if it does not exist (S3's conditional write, ``If-None-Match:
-        *``); False if it does. A conflict with another conditional write in flight is
-        retried, as S3 asks."""
+        """Write ``key`` only if it does not exist; False if it does."""
+        return self.swap(key, body, None)
+
+    def swap(self, key: str, body: bytes, tag: str | None) -> bool:
+        """Write ``key`` only if it is still as read (its ETag ``tag``; None: only if it does
+        not exist): S3's conditional writes, ``If-Match`` and ``If-None-Match: *``. False
+        if it changed. A conflict with another conditional write in flight is retried, as
+        S3 asks."""
         kind = "application/json" if key.endswith(".json") else "application/octet-stream"
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                self.s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentType=kind, IfNoneMatch="*"
-                )
+                if tag is None:
+                    self.s3.put_object(
+                        Bucket=self.bucket, Key=key, Body=body, ContentType=kind, IfNoneMatch="*"
+                    )
+                else:
+                    self.s3.put_object(
+                        Bucket=self.bucket, Key=key, Body=body, ContentType=kind, IfMatch=tag
+                    )
                 return True
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
-                if code in ("PreconditionFailed", "412"):
+                if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
                     return False
                 if code != "ConditionalRequestConflict" or attempt == CREATE_ATTEMPTS - 1:
                     raise
@@ -143,6 +164,24 @@ class DirectoryObjects:
     def get(self, key: str) -> bytes | None:
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
+
+    def get_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """The file's bytes and their sha256; (None, None) when there is none."""
+        raw = self.get(key)
+        return raw, None if raw is None else hashlib.sha256(raw).hexdigest()
+
+    def swap(self, key: str, body: bytes, tag: str | None) -> bool:
+        """Write ``key`` only if it is still as read (``tag`` from :meth:`get_tagged`; None:
+        only if it does not exist), under a lock file beside it; False if it changed."""
+        if tag is None:
+            return self.create(key, body)
+        path = self.root / key
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.get_tagged(key)[1] != tag:
+                return False
+            self.put(key, body)
+            return True
 
     def put(self, key: str, body: bytes) -> None:
         path = self.root / key
@@ -269,29 +308,39 @@ class BatchRegistry:
         raw = self.objects.get(self.prefix + "current.json")
         return None if raw is None else orjson.loads(raw)  # type: ignore[no-any-return]
 
-    def _set(self, version: int, action: str, by: str, reason: str) -> Manifest:
-        cur: dict[str, Any] = self.current() or {"history": []}
-        previous = cur.get("version")
-        entry = {
-            "version": version,
-            "previous": previous,
-            "action": action,
-            "by": by,
-            "reason": reason,
-            "at": _now(),
-        }
-        history = [*cur.get("history", []), entry][-MAX_HISTORY:]
-        body = {**entry, "history": history}
-        self.objects.put(
-            self.prefix + "current.json", orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    def _set(
+        self, action: str, by: str, reason: str, choose: Callable[[dict[str, Any] | None], int]
+    ) -> Manifest:
+        """Write ``current.json`` with the version ``choose(current)`` picks, only if nobody
+        changed it since it was read (a conditional write); read and choose again if they
+        did, so that two changes at once both land in the history, in order."""
+        key = self.prefix + "current.json"
+        for _ in range(SET_ATTEMPTS):
+            raw, tag = self.objects.get_tagged(key)
+            cur: dict[str, Any] | None = None if raw is None else orjson.loads(raw)
+            version = choose(cur)
+            entry = {
+                "version": version,
+                "previous": None if cur is None else cur.get("version"),
+                "action": action,
+                "by": by,
+                "reason": reason,
+                "at": _now(),
+            }
+            history = [*(cur or {}).get("history", []), entry][-MAX_HISTORY:]
+            body = {**entry, "history": history}
+            if self.objects.swap(key, orjson.dumps(body, option=orjson.OPT_INDENT_2), tag):
+                return body
+        raise RuntimeError(
+            f"{key} changed under each of {SET_ATTEMPTS} attempts to {action}: "
+            "another promote or rollback is running; try again"
         )
-        return body
 
     def promote(self, ref: str | int, *, by: str, reason: str = "") -> Manifest:
         """Make version ``ref`` current (its bytes verified first); the new ``current.json``."""
         version = self.resolve(ref)
         self.model_bytes(version)
-        return self._set(version, "promote", by, reason)
+        return self._set("promote", by, reason, lambda _cur: version)
 
     # ------------------------------------------------------------ verdicts and events
     def verdict(self, version: int) -> Manifest | None:
@@ -347,16 +396,20 @@ class BatchRegistry:
 
     def rollback(self, to: str | int | None = None, *, by: str, reason: str = "") -> Manifest:
         """Make ``to`` current (default: the version current before the present one)."""
-        cur = cast("dict[str, Any] | None", self.current())
-        if cur is None:
-            raise UnknownBatchVersion("no batch version is current: nothing to roll back")
-        if to is None:
-            earlier = [e["version"] for e in cur["history"] if e["version"] != cur["version"]]
-            if not earlier:
-                raise UnknownBatchVersion(
-                    f"v{cur['version']} is the only version ever current: give --to"
-                )
-            to = earlier[-1]
-        version = self.resolve(to)
-        self.model_bytes(version)
-        return self._set(version, "rollback", by, reason)
+
+        def choose(cur: dict[str, Any] | None) -> int:
+            if cur is None:
+                raise UnknownBatchVersion("no batch version is current: nothing to roll back")
+            target = to
+            if target is None:
+                earlier = [e["version"] for e in cur["history"] if e["version"] != cur["version"]]
+                if not earlier:
+                    raise UnknownBatchVersion(
+                        f"v{cur['version']} is the only version ever current: give --to"
+                    )
+                target = earlier[-1]
+            version = self.resolve(target)
+            self.model_bytes(version)
+            return version
+
+        return self._set("rollback", by, reason, choose)

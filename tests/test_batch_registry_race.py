@@ -68,3 +68,49 @@ def test_two_retrain_jobs_writing_at_once_get_two_versions(objects) -> None:
     assert first.model_bytes(1) == b"first job's model"  # its sha256 checked: not overwritten
     assert first.model_bytes(2) == b"second job's model"
     assert (first.manifest(1)["job"], first.manifest(2)["job"]) == (1, 2)
+
+
+class ReadsBeforeTheOther:
+    """The store, whose reads of ``key`` answer what it held before the other writer's
+    change until this command first writes ``key``: the other change landed between this
+    command's reads and its write (the timing is forced; every write goes to the store)."""
+
+    def __init__(self, objects: Objects, key: str, before: tuple[bytes | None, str | None]):
+        self.objects, self.key = objects, key
+        self.before: tuple[bytes | None, str | None] | None = before
+
+    def get_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        if key == self.key and self.before is not None:
+            return self.before
+        return self.objects.get_tagged(key)
+
+    def get(self, key: str) -> bytes | None:
+        if key == self.key and self.before is not None:
+            return self.before[0]
+        return self.objects.get(key)
+
+    def swap(self, key: str, body: bytes, tag: str | None) -> bool:
+        self.before = None if key == self.key else self.before
+        return self.objects.swap(key, body, tag)
+
+    def put(self, key: str, body: bytes) -> None:
+        self.before = None if key == self.key else self.before
+        self.objects.put(key, body)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.objects, name)
+
+
+def test_a_promote_and_a_rollback_at_once_both_land_in_the_history(objects) -> None:
+    first = BatchRegistry(objects, "app")
+    for job in (1, 2, 3):
+        first.put(f"model {job}".encode(), {})
+    first.promote(1, by="ops")
+    key = first.prefix + "current.json"
+    before = objects.get_tagged(key)  # what the second operator's command read ...
+    first.promote(3, by="weekly retrain")  # ... before this one wrote
+    second = BatchRegistry(ReadsBeforeTheOther(objects, key, before), "app")  # type: ignore[arg-type]
+    body = second.rollback(to=2, by="ops", reason="v3 looks off")
+    history = [(e["action"], e["version"], e["previous"]) for e in body["history"]]
+    assert history == [("promote", 1, None), ("promote", 3, 1), ("rollback", 2, 3)]
+    assert first.current() == body

@@ -13,7 +13,10 @@ local directory (the same keys below it):
   processors (``accepted`` or ``refused``, the shadow errors beside those of what it was
   to replace, which process judged and when), written once (:mod:`stream.batch_watch`);
 - ``models/<app>/_batch/v<N>/events/<UTC stamp>-<kind>-<process>.json``: each step of the
-  version's life in a processor (shadow, active, refused), one object each.
+  version's life in a processor (shadow, active, refused), one object each;
+- ``models/<app>/_batch/v<N>/shadow/<process>.json``: a processor's shadow errors so far
+  (rewritten each poll while it shadows the version), so that the verdict is judged on
+  every processor's devices, not one's.
 
 Versions are numbered 1, 2, ... in the order written; a version is never rewritten. The
 model and the verdict are written create-only (S3's conditional write, ``If-None-Match:
@@ -217,6 +220,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _who(process: object) -> str:
+    """A process name as a key's part.
+
+    >>> _who("ip-10-0-0-1:4242/worker 1")
+    'ip-10-0-0-1_4242_worker_1'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(process))[:64]
+
+
 class BatchRegistry:
     """The batch versions of one application in ``objects`` (see the module docstring)."""
 
@@ -363,10 +375,24 @@ class BatchRegistry:
             raise RuntimeError(f"{key}: refused as existing, then not found")
         return stands
 
+    def put_shadow(self, version: int, by: str, sums: Manifest) -> None:
+        """A processor's shadow errors of the version so far (replacing its earlier ones)."""
+        self.objects.put(self._key(version, f"shadow/{_who(by)}.json"), orjson.dumps(sums))
+
+    def shadows(self, version: int, *, other_than: str = "") -> list[Manifest]:
+        """The latest shadow errors of the version of every processor but ``other_than``."""
+        mine = self._key(version, f"shadow/{_who(other_than)}.json")
+        out = []
+        for key in self.objects.keys(self._key(version, "shadow/")):
+            raw = None if key == mine or not key.endswith(".json") else self.objects.get(key)
+            if raw is not None:
+                out.append(orjson.loads(raw))
+        return out
+
     def put_event(self, version: int, event: Manifest) -> str:
         """Record one step of the version's life; the key written."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        who = re.sub(r"[^A-Za-z0-9_.-]", "_", str(event.get("by", "")))[:64]
+        who = _who(event.get("by", ""))
         key = self._key(version, f"events/{stamp}-{event.get('kind', 'event')}-{who}.json")
         self.objects.put(key, orjson.dumps({**event, "version": version}))
         return key

@@ -15,10 +15,13 @@ loop. Every ``--batch-poll-seconds`` it reads the registry's ``current.json``
 3. **Else shadow.** The version forecasts as ``batch_shadow`` (:mod:`online_models.batch_live`):
    scored on every device like any model, never weighed nor champion. Its absolute
    errors, and those of what it would replace on the same forecasts (the active
-   version's; before any, persistence's), are summed per horizon. The shadow ends once
-   ``shadow_seconds`` of stream time have passed and every horizon has at least
-   ``shadow_scores`` scores. Per horizon, the version is not worse when its MAE is at
-   most its reference's. It is **accepted** when it is not worse at some horizon and not
+   version's; before any, persistence's), are summed per horizon. Each poll writes this
+   processor's sums to S3 and reads the other processors' (those against the same
+   reference), so that the verdict is the fleet's, not one shard's. The shadow ends once
+   ``shadow_seconds`` of this processor's stream time have passed and every horizon has
+   at least ``shadow_scores`` scores in the fleet's sums; or, at the next poll, once
+   another processor's verdict stands (followed at once). Per horizon, the version is not
+   worse when its MAE, over the fleet's sums, is at most its reference's. It is **accepted** when it is not worse at some horizon and not
    worse than the active version at any horizon that version serves (no regression):
    it becomes the active version, forecasting at the horizons where it was not worse
    (the verdict's ``serves``; the previous version leaves). Else it is **refused**, and
@@ -31,8 +34,8 @@ switches what :data:`~online_models.batch_live.LIVE` forecasts with and queues t
 verdict and the events, which the next poll writes (S3 never blocks the loop; an S3
 error keeps them queued for the poll after). Each step is an event: a line in the log, ``iotcast_batch_events_total{kind}``, an
 object ``models/<app>/_batch/v<N>/events/...`` (``iotcast models batch show N``), and for
-a verdict ``v<N>/verdict.json``, written once: when several processors judge the same
-version on their own devices, the first verdict written stands and the others adopt it.
+a verdict ``v<N>/verdict.json``, written once (create-only): the first processor to end
+its shadow judges on every processor's sums so far, and the others adopt its verdict.
 What each process forecasts with is ``iotcast_batch_version{stage}``.
 
 Exactly once: the batch models learn nothing in the processor and their trees are not
@@ -77,12 +80,24 @@ class Loaded:
 @dataclass
 class _Shadow:
     """A version in shadow and its errors so far: per horizon, [its |error| sum, its scores,
-    the reference's |error| sum, the reference's scores]."""
+    the reference's |error| sum, the reference's scores], this processor's (``sums``) and
+    the other processors' shadowing it against the same reference, as of the last poll
+    (``others``, added up over ``processors - 1`` of them)."""
 
     loaded: Loaded
     reference: dict[int, str]  # per horizon: the active version where it serves, else persistence
     started: float | None = None  # stream time of its first score
     sums: dict[int, list[float]] = field(default_factory=dict)
+    others: dict[int, list[float]] = field(default_factory=dict)
+    processors: int = 1
+
+    def totals(self, h: int) -> list[float]:
+        """The fleet's sums at horizon ``h`` so far: this processor's and the others'."""
+        own, theirs = self.sums.get(h, _NONE), self.others.get(h, _NONE)
+        return [a + b for a, b in zip(own, theirs, strict=True)]
+
+
+_NONE = (0.0, 0, 0.0, 0)
 
 
 EVENT_KINDS = ("batch_shadow", "batch_active", "batch_refused")
@@ -129,6 +144,7 @@ class BatchWatch:
         (S3): run it off the event loop (:meth:`run`)."""
         self._flush()
         self._act()
+        self._share()
         self._flush()
 
     def _act(self) -> None:
@@ -154,6 +170,38 @@ class BatchWatch:
         loaded = self._load(version)
         if loaded is not None:
             self._set_shadow(loaded)
+
+    def _share(self) -> None:
+        """While shadowing: follow the verdict if another processor wrote it; else write
+        this processor's shadow errors, and read the other processors' (those against the
+        same reference at a horizon) for the verdict."""
+        shadow = self.shadow
+        if shadow is None:
+            return
+        version = shadow.loaded.version
+        verdict = self.registry.verdict(version)
+        if verdict is not None:  # another processor finished first: follow its verdict now
+            self._set_shadow(None)
+            if verdict.get("outcome") == "accepted":
+                self._reactivate(version, verdict, f"accepted by {verdict.get('by')}: followed")
+            return
+        refs = {str(h): self._name(r) for h, r in shadow.reference.items()}
+        if shadow.started is not None:
+            mine = {str(h): list(acc) for h, acc in list(shadow.sums.items())}
+            self.registry.put_shadow(
+                version, self.ref_id, {"by": self.ref_id, "reference": refs, "sums": mine}
+            )
+        others: dict[int, list[float]] = {}
+        processors = 1
+        for body in self.registry.shadows(version, other_than=self.ref_id):
+            theirs = cast("dict[str, dict[str, Any]]", body)
+            same = [h for h in theirs.get("sums", {}) if theirs.get("reference", {}).get(h) == refs.get(h)]  # fmt: skip
+            for h in same:
+                total = others.setdefault(int(h), [0.0, 0, 0.0, 0])
+                for i, x in enumerate(theirs["sums"][h]):
+                    total[i] += x
+            processors += bool(same)
+        shadow.others, shadow.processors = others, processors
 
     def _flush(self) -> None:
         while self._events:
@@ -295,7 +343,7 @@ class BatchWatch:
         if (
             started is not None
             and ts - started >= self.shadow_seconds
-            and all(sums.get(h, (0, 0))[1] >= self.shadow_scores for h in shadow.loaded.horizons)
+            and all(shadow.totals(h)[1] >= self.shadow_scores for h in shadow.loaded.horizons)
         ):
             self._judge(shadow)
 
@@ -303,11 +351,11 @@ class BatchWatch:
         """The shadow is over: accept (weighed from now at the horizons where it is not worse
         than its reference) or refuse the version (worse at every horizon, or worse than the
         active version at a horizon that version serves: no regression)."""
-        figures: dict[str, Any] = {"horizons": {}}
+        figures: dict[str, Any] = {"horizons": {}, "processors": shadow.processors}
         serves: list[int] = []
         worse: list[int] = []
         for h in sorted(shadow.loaded.horizons):
-            own, n, ref, n_ref = shadow.sums.get(h, (0.0, 0, 0.0, 0))
+            own, n, ref, n_ref = shadow.totals(h)
             ratio = (own / n) / (ref / n_ref) if n and n_ref and ref > 0 else math.inf
             figures["horizons"][str(h)] = {
                 "reference": self._name(shadow.reference[h]), "ratio": ratio, "n": n,
@@ -320,7 +368,7 @@ class BatchWatch:
         version = shadow.loaded.version
         said = "; ".join(
             f"{h} s {f['ratio']:.3f}x {f['reference']}" for h, f in figures["horizons"].items()
-        )
+        ) + (f" (on {shadow.processors} processors' devices)" if shadow.processors > 1 else "")
         if accepted:
             reason = f"shadow MAE {said}: accepted, weighed at {', '.join(map(str, serves))} s"
         elif regress:

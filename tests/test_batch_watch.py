@@ -251,3 +251,33 @@ def test_the_blend_of_champion_and_batch_expert_is_guarded() -> None:
     ]
     assert served and all(math.isfinite(p.value) for p in served)
     assert any(p.source.endswith("+" + ACTIVE) for p in served)  # weighed again after the reset
+
+
+def test_the_verdict_is_judged_on_every_processors_devices(reg: BatchRegistry) -> None:
+    """Two processors shadow v1: on the first one's devices it is far better than
+    persistence, on the second's a little worse. The second finishes its shadow first,
+    on its devices and the first one's sums from S3: the fleet's verdict, accepted. On its
+    own devices alone it would have refused v1 for everyone."""
+    live1, live2 = LiveExperts(), LiveExperts()
+    w1 = BatchWatch(reg, "proc-1", HORIZONS, live=live1, shadow_seconds=100.0, shadow_scores=20)
+    w2 = BatchWatch(reg, "proc-2", HORIZONS, live=live2, shadow_seconds=100.0, shadow_scores=20)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w1.poll()
+    w2.poll()
+    feed(w1, {SHADOW: 0.1, "persistence": 0.5}, 15)  # 140 s, but 15 scores a horizon: not over
+    assert live1.version("shadow") == 1
+    w1.poll()  # writes its shadow errors
+    w2.poll()  # reads them
+    feed(w2, {SHADOW: 0.6, "persistence": 0.5}, 11)  # 100 s, and 15 + 11 scores a horizon
+    assert (live2.version("shadow"), live2.version("active")) == (None, 1)
+    w2.poll()
+    verdict = reg.verdict(1)
+    assert verdict is not None and (verdict["outcome"], verdict["by"]) == ("accepted", "proc-2")
+    assert verdict["processors"] == 2
+    ratio = (15 * 0.1 + 11 * 0.6) / (26 * 0.5)
+    assert {h: (f["n"], round(f["ratio"], 6)) for h, f in verdict["horizons"].items()} == {
+        "60": (26, round(ratio, 6)), "900": (26, round(ratio, 6)),
+    }  # fmt: skip
+    assert "on 2 processors' devices" in verdict["reason"]
+    w1.poll()  # the first one adopts the verdict that stands, at once
+    assert (live1.version("shadow"), live1.version("active")) == (None, 1)

@@ -180,10 +180,10 @@ class BatchWatch:
             return
         version = shadow.loaded.version
         verdict = self.registry.verdict(version)
-        if verdict is not None:  # another processor finished first: follow its verdict now
-            self._set_shadow(None)
-            if verdict.get("outcome") == "accepted":
-                self._reactivate(version, verdict, f"accepted by {verdict.get('by')}: followed")
+        if verdict is not None:  # another processor finished first: follow its verdict now,
+            self._set_shadow(None)  # as after a restart (an S3 error: again at the next poll)
+            self.seen = None
+            self._act()
             return
         refs = {str(h): self._name(r) for h, r in shadow.reference.items()}
         if shadow.started is not None:

@@ -281,3 +281,23 @@ def test_the_verdict_is_judged_on_every_processors_devices(reg: BatchRegistry) -
     assert "on 2 processors' devices" in verdict["reason"]
     w1.poll()  # the first one adopts the verdict that stands, at once
     assert (live1.version("shadow"), live1.version("active")) == (None, 1)
+
+
+def test_following_another_processors_verdict_survives_a_store_error(tmp_path: Path) -> None:
+    objects = FlakyObjects(tmp_path)
+    objects.failed = True  # no failure while the two load v1
+    reg = BatchRegistry(objects, "app")
+    live1, live2 = LiveExperts(), LiveExperts()
+    w1 = BatchWatch(reg, "proc-1", HORIZONS, live=live1, shadow_seconds=100.0, shadow_scores=20)
+    w2 = BatchWatch(reg, "proc-2", HORIZONS, live=live2, shadow_seconds=100.0, shadow_scores=20)
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w1.poll()
+    w2.poll()
+    feed(w2, {SHADOW: 0.2, "persistence": 0.5}, 30)
+    w2.poll()  # its verdict: accepted
+    objects.failed = False  # w1's read of the model to follow it fails once
+    with pytest.raises(ConnectionError):
+        w1.poll()
+    assert (live1.version("shadow"), live1.version("active")) == (None, None)
+    w1.poll()  # the next poll follows the verdict
+    assert (live1.version("shadow"), live1.version("active")) == (None, 1)

@@ -220,7 +220,8 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1_000,
         metavar="N",
-        help="scored forecasts per horizon a version in shadow needs at least (default 1000)",
+        help="scored forecasts per horizon a version in shadow needs at least, summed over "
+        "the processors (default 1000)",
     )
 
 

@@ -60,3 +60,25 @@ def test_every_kind_of_event_and_every_reset_reason_has_words() -> None:
     guard = (Path(text.__file__).parents[2] / "online_models" / "guard.py").read_text()
     reasons = set(re.findall(r'"(exception|non_finite|out_of_range)"', guard))
     assert reasons == set(text.RESET_REASONS)
+
+
+def test_a_forecast_scored_further_ahead_than_chosen_is_said_beside_the_leaderboard() -> None:
+    """Hourly readings: "1 minute ahead" was checked against the next reading, an hour
+    later, and the page says so in both languages; "1 hour ahead" needs no such words."""
+    import math
+
+    from iotcast.ui import charts
+    from online_models.analysis import analyse
+    from telemetry.reading import Reading
+
+    start = 1_700_000_000.0
+    readings = [
+        Reading(start + 3600 * i, "d", temp=20 + 4 * math.sin(2 * math.pi * i / 24))
+        for i in range(24 * 3)
+    ]
+    a = analyse(readings, horizons=(60, 3600))
+    said = charts.sentences(a, "d", 60, "en", "C")["leaderboard"]
+    assert "checked against the next reading, 1 hour ahead on average" in said, said
+    spanish = charts.sentences(a, "d", 60, "es", "C")["leaderboard"]
+    assert "la lectura siguiente, 1 hora después de media" in spanish, spanish
+    assert "next reading" not in charts.sentences(a, "d", 3600, "en", "C")["leaderboard"]

@@ -22,10 +22,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from iotcast.ui.text import anomaly_words, horizon_ahead, scenario_words, t, target_words
+from iotcast.ui.text import (
+    anomaly_words,
+    duration_words,
+    horizon_ahead,
+    scenario_words,
+    t,
+    target_words,
+)
 from online_models.analysis import Analysis
 from online_models.anomaly import Anomaly
 from online_models.data_summary import SENSORS, DataSummary
+from online_models.report.base import LEAD_SHOWN
 
 __all__ = [
     "Units",
@@ -410,6 +418,9 @@ def sentences(a: Analysis, device: str, horizon: int, lang: str, unit: str) -> d
         )
     if not served.empty:
         text += " " + t(lang, "s_served", mae=u.fmt_error(float(served.mae.iloc[0])))
+    lead = a.result.lead(device, horizon) if horizon else None
+    if lead is not None and lead >= LEAD_SHOWN * horizon:
+        text += " " + t(lang, "s_scored_ahead", lead=duration_words(lang, lead))
     out["leaderboard"] = text
     out["rolling"] = _rolling_sentence(a, device, horizon, best, lang, u)
     out["hour"] = _hour_sentence(a, device, horizon, best, lang, u)

@@ -262,6 +262,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "The forecast the system would have served is off by {mae}.",
         "La previsión que el sistema habría servido se equivoca en {mae}.",
     ),
+    "s_scored_ahead": (
+        "Readings here come less often than that: each forecast was checked against the next "
+        "reading, {lead} ahead on average.",
+        "Aquí las lecturas llegan con menos frecuencia: cada previsión se comprobó con la "
+        "lectura siguiente, {lead} después de media.",
+    ),
     "s_nothing": (
         "{when}: no forecast could be scored yet (too few readings).",
         "{when}: todavía no se pudo evaluar ninguna previsión (pocas lecturas).",
@@ -578,6 +584,22 @@ def horizon_ahead(lang: str, seconds: int, capital: bool = False) -> str:
     if seconds in table:
         return _pick(table[seconds], lang)
     return f"{seconds} s"
+
+
+def duration_words(lang: str, seconds: float) -> str:
+    """A span of time in plain words, in the largest unit it nearly fills, to a tenth.
+
+    >>> duration_words("en", 3601), duration_words("es", 300.0), duration_words("en", 5400)
+    ('1 hour', '5 minutos', '1.5 hours')
+    >>> duration_words("en", 45)
+    '45 seconds'
+    """
+    units = ((3600, "hour", "hora"), (60, "minute", "minuto"), (1, "second", "segundo"))
+    size, en, es = next(u for u in units if seconds >= 0.95 * u[0] or u[0] == 1)
+    n = round(seconds / size, 1)
+    number = f"{n:g}" if n != int(n) else f"{int(n)}"
+    number = number.replace(".", ",") if lang == "es" else number
+    return f"{number} {es if lang == 'es' else en}{'' if number == '1' else 's'}"
 
 
 def target_words(lang: str, target: str) -> str:

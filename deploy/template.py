@@ -1063,6 +1063,8 @@ def _retrain() -> dict[str, Any]:
                             "--promote",
                         ],  # fmt: skip
                         "Environment": _environment(),
+                        # signs the batch manifests, which the processors check (issue 28)
+                        "Secrets": [{"Name": "IOTCAST_HMAC_KEY", "ValueFrom": {"Ref": "HmacKey"}}],
                         "ReadonlyRootFilesystem": True,
                         "LogConfiguration": {
                             "LogDriver": "awslogs",

@@ -18,7 +18,9 @@ local directory (the same keys below it):
   (rewritten each poll while it shadows the version), so that the verdict is judged on
   every processor's devices, not one's.
 
-Versions are numbered 1, 2, ... in the order written; a version is never rewritten. The
+Versions are numbered 1, 2, ... in the order written; a version is never rewritten. With
+``IOTCAST_HMAC_KEY`` set, manifests are HMAC-SHA256 signed (as the checkpoints' are), and a
+model's bytes are handed out only under a manifest whose signature holds. The
 model and the verdict are written create-only (S3's conditional write, ``If-None-Match:
 *``, which AWS S3 and moto honour): two retrain jobs at once get two numbers, and of
 processors judging a version at once exactly one verdict stands. ``current.json`` is
@@ -55,6 +57,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from stream.aws import S3Client
+from stream.integrity import TamperedCheckpoint, signed_json, verified_body
 
 __all__ = [
     "BatchRegistry",
@@ -230,12 +233,15 @@ def _who(process: object) -> str:
 
 
 class BatchRegistry:
-    """The batch versions of one application in ``objects`` (see the module docstring)."""
+    """The batch versions of one application in ``objects`` (see the module docstring).
+    With ``hmac_key`` (``IOTCAST_HMAC_KEY``, the checkpoints' key) each manifest is signed
+    when written and its signature checked before its model's bytes are handed out."""
 
-    def __init__(self, objects: Objects, app: str) -> None:
+    def __init__(self, objects: Objects, app: str, hmac_key: str | None = None) -> None:
         self.objects = objects
         self.app = app
         self.prefix = batch_prefix(app)
+        self.hmac_key = hmac_key
 
     def versions(self) -> list[int]:
         """The version numbers written, oldest first."""
@@ -286,24 +292,25 @@ class BatchRegistry:
             bytes=len(model),
             written=body.get("written") or _now(),
         )
-        self.objects.put(
-            self._key(version, "manifest.json"), orjson.dumps(body, option=orjson.OPT_INDENT_2)
-        )
+        self.objects.put(self._key(version, "manifest.json"), signed_json(body, self.hmac_key))
         return version
 
-    def manifest(self, ref: str | int | None) -> Manifest:
+    def manifest(self, ref: str | int | None, *, verify: bool = False) -> Manifest:
+        """Version ``ref``'s manifest (its signature left out); ``verify``: with an HMAC key,
+        only if its signature holds."""
         version = self.resolve(ref)
         raw = self.objects.get(self._key(version, "manifest.json"))
         if raw is None:
             raise UnknownBatchVersion(f"batch version v{version} has no manifest")
         try:
-            return orjson.loads(raw)  # type: ignore[no-any-return]
-        except orjson.JSONDecodeError as exc:
-            raise UnknownBatchVersion(f"manifest of v{version} is not valid JSON: {exc}") from None
+            return verified_body(raw, self.hmac_key if verify else None, "its manifest")
+        except TamperedCheckpoint as exc:
+            raise UnknownBatchVersion(f"batch version v{version}: {exc}: refused") from None
 
     def model_bytes(self, ref: str | int | None) -> bytes:
-        """The model's bytes, after they match the manifest's sha256 (never unpickled here)."""
-        man = cast("dict[str, Any]", self.manifest(ref))
+        """The model's bytes, after its manifest's signature (with an HMAC key) and then the
+        manifest's sha256 hold (never unpickled here)."""
+        man = cast("dict[str, Any]", self.manifest(ref, verify=True))
         raw = self.objects.get(str(man["key"]))
         if raw is None:
             raise UnknownBatchVersion(f"batch version v{man['version']}: {man['key']} is missing")

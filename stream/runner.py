@@ -191,7 +191,7 @@ class StreamProcessor:
         self.batch_watch: BatchWatch | None = None
         zero_metrics()  # the batch series exist from the start, at 0 without --batch-expert
         if options.batch_expert:
-            registry = BatchRegistry(S3Objects(self.s3, target.bucket), target.app)
+            registry = BatchRegistry(S3Objects(self.s3, target.bucket), target.app, target.hmac_key)
             self.batch_watch = self.core.batch = BatchWatch(
                 registry,
                 self.ref_id,

@@ -654,7 +654,7 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
         objects: Any = DirectoryObjects(args.dir)
     else:
         objects = S3Objects(settings.client("s3"), settings.bucket)
-    registry = BatchRegistry(objects, settings.app)
+    registry = BatchRegistry(objects, settings.app, settings.hmac_key)
     action = args.batch_action
     try:
         if action == "list":

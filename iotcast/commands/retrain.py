@@ -259,7 +259,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         objects = S3Objects(settings.client("s3"), settings.bucket)
         where = f"s3://{settings.bucket}"
-    registry = BatchRegistry(objects, settings.app)
+    registry = BatchRegistry(objects, settings.app, settings.hmac_key)
     version = registry.put(model_bytes, manifest)
     written = registry.manifest(version)
     if args.promote:

@@ -99,3 +99,24 @@ def test_an_unsigned_version_is_refused_where_a_key_is_set(objects: S3Objects) -
     signed = BatchRegistry(objects, "app", KEY).put(model(), {})
     with pytest.raises(UnknownBatchVersion, match="fails its HMAC-SHA256 signature"):
         BatchRegistry(objects, "app", "another key").model_bytes(signed)
+
+
+def test_show_says_whether_the_signature_holds_and_the_fleets_shadow_so_far(
+    objects: S3Objects, settings_moto_only, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from iotcast.cli import connection_flags, main
+
+    flags = connection_flags(settings_moto_only)
+    reg = BatchRegistry(objects, settings_moto_only.app, KEY)
+    version = reg.put(model(), {})
+    for who, sums in (("proc-1", [7.0, 30, 10.0, 30]), ("proc-2", [7.0, 10, 10.0, 10])):
+        body = {"by": who, "reference": {"60": "persistence"}, "sums": {"60": sums}}
+        reg.put_shadow(version, who, body)
+    monkeypatch.setenv("IOTCAST_HMAC_KEY", KEY)
+    assert main(["models", "batch", "show", str(version), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "signature: holds (HMAC-SHA256)" in out
+    assert "so far on 2 processor(s): 60 s 0.700x persistence (n 40)" in out
+    forge(objects, reg, version, b"not the model")
+    assert main(["models", "batch", "show", str(version), *flags]) == 0
+    assert "signature: REFUSED: " in capsys.readouterr().out

@@ -662,7 +662,13 @@ def _batch(settings: Settings, args: argparse.Namespace) -> int:
         if action == "show":
             man = registry.manifest(args.version)
             version = int(man["version"])
-            man = {**man, "verdict": registry.verdict(version), "events": registry.events(version)}
+            man = {
+                **man,
+                "signature": _signature(registry, version),
+                "verdict": registry.verdict(version),
+                "shadow": registry.shadows(version),
+                "events": registry.events(version),
+            }
             if args.json:
                 print(orjson.dumps(man, option=orjson.OPT_INDENT_2).decode())
             else:
@@ -720,6 +726,41 @@ def _verdict(verdict: dict[str, Any] | None) -> str:
     return f"{verdict.get('outcome')}{vs}"
 
 
+def _signature(registry: Any, version: int) -> str:
+    """Whether the version's manifest is signed and its signature holds under this key."""
+    from stream.batch_registry import UnknownBatchVersion
+
+    if not registry.hmac_key:
+        return "not checked (no IOTCAST_HMAC_KEY)"
+    try:
+        registry.manifest(version, verify=True)
+    except UnknownBatchVersion as exc:
+        return f"REFUSED: {exc}"
+    return "holds (HMAC-SHA256)"
+
+
+def _shadow_so_far(shadows: list[dict[str, Any]]) -> str:
+    """The processors' shadow errors summed per horizon and reference, in words (empty
+    when no processor shadows the version).
+
+    >>> _shadow_so_far([{"reference": {"60": "persistence"}, "sums": {"60": [7.0, 30, 10.0, 30]}},
+    ...                 {"reference": {"60": "persistence"}, "sums": {"60": [7.0, 10, 10.0, 10]}}])
+    'on 2 processor(s): 60 s 0.700x persistence (n 40)'
+    """
+    totals: dict[tuple[int, str], list[float]] = {}
+    for body in shadows:
+        for h, acc in body.get("sums", {}).items():
+            total = totals.setdefault((int(h), body.get("reference", {}).get(h, "?")), [0.0] * 4)
+            for i, x in enumerate(acc):
+                total[i] += x
+    parts = [
+        f"{h} s {(own / n) / (ref / n_ref):.3f}x {reference} (n {n:,.0f})"
+        for (h, reference), (own, n, ref, n_ref) in sorted(totals.items())
+        if n and n_ref and ref > 0
+    ]
+    return f"on {len(shadows)} processor(s): " + "; ".join(parts) if parts else ""
+
+
 def _batch_print(man: dict[str, Any], current: dict[str, Any] | None) -> None:
     is_current = current is not None and current["version"] == man["version"]
     print(f"batch v{man['version']}{' (current)' if is_current else ''}: {man['key']}")
@@ -739,7 +780,11 @@ def _batch_print(man: dict[str, Any], current: dict[str, Any] | None) -> None:
         )
     print(f"  features {', '.join(man.get('features', []))}")
     print(f"  libraries {', '.join(f'{k} {v}' for k, v in man.get('libraries', {}).items())}")
+    print(f"  signature: {man.get('signature', '-')}")
     verdict = man.get("verdict")
+    so_far = _shadow_so_far(man.get("shadow") or [])
+    if verdict is None and so_far:
+        print(f"  in shadow, MAE against its reference so far {so_far}")
     print(
         f"  shadow verdict: {_verdict(verdict)}"
         + (f" ({verdict.get('reason')})" if verdict else "")

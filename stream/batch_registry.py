@@ -48,7 +48,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -67,6 +67,7 @@ __all__ = [
     "S3Objects",
     "UnknownBatchVersion",
     "batch_prefix",
+    "shadow_totals",
 ]
 
 Manifest = dict[str, object]  # a manifest.json or current.json, as read
@@ -221,6 +222,35 @@ class DirectoryObjects:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def shadow_totals(
+    shadows: Iterable[Manifest], references: Mapping[str, str] | None = None
+) -> tuple[dict[tuple[int, str], list[float]], int]:
+    """Processors' shadow errors (:meth:`BatchRegistry.shadows`) added up per horizon and
+    reference: [error sum, scores, the reference's error sum, its scores]; with
+    ``references`` (horizon -> reference name), only where a processor shadowed against
+    that reference. And how many processors added something.
+
+    >>> a = {"reference": {"60": "persistence"}, "sums": {"60": [7.0, 30, 10.0, 30]}}
+    >>> b = {"reference": {"60": "v1"}, "sums": {"60": [7.0, 10, 10.0, 10]}}
+    >>> shadow_totals([a, b])
+    ({(60, 'persistence'): [7.0, 30, 10.0, 30], (60, 'v1'): [7.0, 10, 10.0, 10]}, 2)
+    >>> shadow_totals([a, b], {"60": "v1"})
+    ({(60, 'v1'): [7.0, 10, 10.0, 10]}, 1)
+    """
+    totals: dict[tuple[int, str], list[float]] = {}
+    processors = 0
+    for body in shadows:
+        refs = cast("dict[str, str]", body.get("reference", {}))
+        sums = cast("dict[str, list[float]]", body.get("sums", {}))
+        same = [h for h in sums if references is None or refs.get(h) == references.get(h)]
+        for h in same:
+            total = totals.setdefault((int(h), refs.get(h, "?")), [0.0, 0, 0.0, 0])
+            for i, x in enumerate(sums[h]):
+                total[i] += x
+        processors += bool(same)
+    return totals, processors
 
 
 def _who(process: object) -> str:

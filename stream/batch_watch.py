@@ -60,7 +60,7 @@ from online_models.batch_expert import FEATURES
 from online_models.batch_live import ACTIVE, LIVE, SHADOW, STAGES, LiveExperts
 from online_models.records import Score
 from online_models.retrain import FORMAT, BatchModel
-from stream.batch_registry import BatchRegistry, Manifest, UnknownBatchVersion
+from stream.batch_registry import BatchRegistry, Manifest, UnknownBatchVersion, shadow_totals
 
 __all__ = ["EVENT_KINDS", "BatchWatch", "Loaded", "zero_metrics"]
 
@@ -191,17 +191,10 @@ class BatchWatch:
             self.registry.put_shadow(
                 version, self.ref_id, {"by": self.ref_id, "reference": refs, "sums": mine}
             )
-        others: dict[int, list[float]] = {}
-        processors = 1
-        for body in self.registry.shadows(version, other_than=self.ref_id):
-            theirs = cast("dict[str, dict[str, Any]]", body)
-            same = [h for h in theirs.get("sums", {}) if theirs.get("reference", {}).get(h) == refs.get(h)]  # fmt: skip
-            for h in same:
-                total = others.setdefault(int(h), [0.0, 0, 0.0, 0])
-                for i, x in enumerate(theirs["sums"][h]):
-                    total[i] += x
-            processors += bool(same)
-        shadow.others, shadow.processors = others, processors
+        theirs = self.registry.shadows(version, other_than=self.ref_id)
+        totals, processors = shadow_totals(theirs, refs)  # one reference a horizon
+        shadow.others = {h: total for (h, _), total in totals.items()}
+        shadow.processors = 1 + processors
 
     def _flush(self) -> None:
         while self._events:

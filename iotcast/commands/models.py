@@ -747,12 +747,9 @@ def _shadow_so_far(shadows: list[dict[str, Any]]) -> str:
     ...                 {"reference": {"60": "persistence"}, "sums": {"60": [7.0, 10, 10.0, 10]}}])
     'on 2 processor(s): 60 s 0.700x persistence (n 40)'
     """
-    totals: dict[tuple[int, str], list[float]] = {}
-    for body in shadows:
-        for h, acc in body.get("sums", {}).items():
-            total = totals.setdefault((int(h), body.get("reference", {}).get(h, "?")), [0.0] * 4)
-            for i, x in enumerate(acc):
-                total[i] += x
+    from stream.batch_registry import shadow_totals
+
+    totals, _ = shadow_totals(shadows)
     parts = [
         f"{h} s {(own / n) / (ref / n_ref):.3f}x {reference} (n {n:,.0f})"
         for (h, reference), (own, n, ref, n_ref) in sorted(totals.items())

@@ -254,7 +254,7 @@ def _headline(res, bad_rows: int, out: Path) -> dict:
 
 def _print_headline(res, headline: dict, out: Path) -> None:
     """Served MAE per device and horizon, and how much lower it is than each baseline (80 cols)."""
-    from online_models.report.base import LEAD_SHOWN
+    from online_models.report.base import scored_ahead
 
     print(
         f"evaluated {res.rows:,} readings of {len(res.devices)} devices in {res.wall_s:.1f} s "
@@ -280,9 +280,9 @@ def _print_headline(res, headline: dict, out: Path) -> None:
         )
     ahead: dict[int, list[float]] = {}  # horizon -> how far ahead its flagged devices scored
     for r in headline["served"]:
-        h, lead = r["horizon"], r["scored_ahead_s"]
-        if r["scenario"] == "all" and h and lead and lead >= LEAD_SHOWN * h:
-            ahead.setdefault(h, []).append(lead)
+        lead = scored_ahead(res, r["device"], r["horizon"])
+        if r["scenario"] == "all" and lead is not None:
+            ahead.setdefault(r["horizon"], []).append(lead)
     for h, leads in sorted(ahead.items()):
         print(
             f"note: {h} s is shorter than the readings' interval of {len(leads)} device(s): "

@@ -33,7 +33,7 @@ from iotcast.ui.text import (
 from online_models.analysis import Analysis
 from online_models.anomaly import Anomaly
 from online_models.data_summary import SENSORS, DataSummary
-from online_models.report.base import LEAD_SHOWN
+from online_models.report.base import scored_ahead
 
 __all__ = [
     "Units",
@@ -418,8 +418,8 @@ def sentences(a: Analysis, device: str, horizon: int, lang: str, unit: str) -> d
         )
     if not served.empty:
         text += " " + t(lang, "s_served", mae=u.fmt_error(float(served.mae.iloc[0])))
-    lead = a.result.lead(device, horizon) if horizon else None
-    if lead is not None and lead >= LEAD_SHOWN * horizon:
+    lead = scored_ahead(a.result, device, horizon)
+    if lead is not None:
         text += " " + t(lang, "s_scored_ahead", lead=duration_words(lang, lead))
     out["leaderboard"] = text
     out["rolling"] = _rolling_sentence(a, device, horizon, best, lang, u)

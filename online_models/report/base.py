@@ -46,6 +46,7 @@ __all__ = [
     "pct",
     "panel_plot",
     "save_plot",
+    "scored_ahead",
 ]
 
 # One block of a report (module docstring): a heading or paragraph, a table (header, rows)
@@ -89,10 +90,15 @@ def horizon_label(res: EvalResult, device: str, h: int) -> str:
     >>> horizon_label(res, "d", 60), horizon_label(res, "d", 3600), horizon_label(res, "d", 0)
     ('60 s (scored 3,600 s ahead)', '3600 s', 'nowcast')
     """
+    lead = scored_ahead(res, device, h)
+    return horizon_name(h) if lead is None else f"{horizon_name(h)} (scored {lead:,.0f} s ahead)"
+
+
+def scored_ahead(res: EvalResult, device: str, h: int) -> float | None:
+    """How far ahead ``device``'s forecasts at ``h`` were scored on average, when that is
+    :data:`LEAD_SHOWN` times the horizon or more (worth saying); else None."""
     lead = res.lead(device, h) if h > 0 else None
-    if lead is None or lead < LEAD_SHOWN * h:
-        return horizon_name(h)
-    return f"{horizon_name(h)} (scored {lead:,.0f} s ahead)"
+    return lead if lead is not None and lead >= LEAD_SHOWN * h else None
 
 
 def best_models(res: EvalResult) -> dict[tuple[str, int], str]:

@@ -39,9 +39,21 @@ def reg(tmp_path: Path) -> BatchRegistry:
     return BatchRegistry(DirectoryObjects(tmp_path), "app")
 
 
-def watch(reg: BatchRegistry, live: LiveExperts, **kw: object) -> BatchWatch:
+def watch(
+    reg: BatchRegistry, live: LiveExperts, ref_id: str = "proc-1", **kw: object
+) -> BatchWatch:
     opts: dict = {"shadow_seconds": 100.0, "shadow_scores": 20, **kw}
-    return BatchWatch(reg, "proc-1", HORIZONS, live=live, **opts)
+    return BatchWatch(reg, ref_id, HORIZONS, live=live, **opts)
+
+
+def two_shadowing_v1(reg: BatchRegistry) -> tuple[LiveExperts, BatchWatch, LiveExperts, BatchWatch]:
+    """Two processors, v1 promoted, each with v1 in shadow."""
+    live1, live2 = LiveExperts(), LiveExperts()
+    w1, w2 = watch(reg, live1, "proc-1"), watch(reg, live2, "proc-2")
+    reg.promote(reg.put(model(0.1), {}), by="test")
+    w1.poll()
+    w2.poll()
+    return live1, w1, live2, w2
 
 
 def feed(w: BatchWatch, errors: dict[str, float], n: int, t0: float = 0.0) -> None:
@@ -258,12 +270,7 @@ def test_the_verdict_is_judged_on_every_processors_devices(reg: BatchRegistry) -
     persistence, on the second's a little worse. The second finishes its shadow first,
     on its devices and the first one's sums from S3: the fleet's verdict, accepted. On its
     own devices alone it would have refused v1 for everyone."""
-    live1, live2 = LiveExperts(), LiveExperts()
-    w1 = BatchWatch(reg, "proc-1", HORIZONS, live=live1, shadow_seconds=100.0, shadow_scores=20)
-    w2 = BatchWatch(reg, "proc-2", HORIZONS, live=live2, shadow_seconds=100.0, shadow_scores=20)
-    reg.promote(reg.put(model(0.1), {}), by="test")
-    w1.poll()
-    w2.poll()
+    live1, w1, live2, w2 = two_shadowing_v1(reg)
     feed(w1, {SHADOW: 0.1, "persistence": 0.5}, 15)  # 140 s, but 15 scores a horizon: not over
     assert live1.version("shadow") == 1
     w1.poll()  # writes its shadow errors
@@ -287,12 +294,7 @@ def test_following_another_processors_verdict_survives_a_store_error(tmp_path: P
     objects = FlakyObjects(tmp_path)
     objects.failed = True  # no failure while the two load v1
     reg = BatchRegistry(objects, "app")
-    live1, live2 = LiveExperts(), LiveExperts()
-    w1 = BatchWatch(reg, "proc-1", HORIZONS, live=live1, shadow_seconds=100.0, shadow_scores=20)
-    w2 = BatchWatch(reg, "proc-2", HORIZONS, live=live2, shadow_seconds=100.0, shadow_scores=20)
-    reg.promote(reg.put(model(0.1), {}), by="test")
-    w1.poll()
-    w2.poll()
+    live1, w1, live2, w2 = two_shadowing_v1(reg)
     feed(w2, {SHADOW: 0.2, "persistence": 0.5}, 30)
     w2.poll()  # its verdict: accepted
     objects.failed = False  # w1's read of the model to follow it fails once

@@ -21,8 +21,9 @@ loop. Every ``--batch-poll-seconds`` it reads the registry's ``current.json``
    ``shadow_seconds`` of this processor's stream time have passed and every horizon has
    at least ``shadow_scores`` scores in the fleet's sums; or, at the next poll, once
    another processor's verdict stands (followed at once). Per horizon, the version is not
-   worse when its MAE, over the fleet's sums, is at most its reference's. It is **accepted** when it is not worse at some horizon and not
-   worse than the active version at any horizon that version serves (no regression):
+   worse when its MAE, over the fleet's sums, is at most its reference's. It is
+   **accepted** when it is not worse at some horizon and not worse than the active
+   version at any horizon that version serves (no regression):
    it becomes the active version, forecasting at the horizons where it was not worse
    (the verdict's ``serves``; the previous version leaves). Else it is **refused**, and
    the active version stays. A batch model is often worse than persistence at the
